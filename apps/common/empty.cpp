@@ -1,0 +1,1 @@
+// Keeps the apps library non-empty before its first shared file lands.

@@ -1,0 +1,83 @@
+#pragma once
+// The interface every device implements: the CPU reference (models/cpu_resnet.h) and the CUDA
+// engine (models/cuda/). The trainer (engine/trainer.h) drives either through it, so the training
+// loop is written once and CI, which has no GPU, checks it on the CPU backend.
+//
+// A backend owns the model (parameters, BN running statistics, momentum buffers) and keeps the
+// image sets where its steps need them (host memory for the CPU, device memory for the GPU). A
+// training step receives only indices and counters: the backend gathers, normalises and augments
+// the images itself with the same Philox draws (engine/augment.h), so both backends see the very
+// same batch bit for bit.
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/image_set.h"
+#include "engine/named_tensor.h"
+#include "models/resnet_spec.h"
+
+namespace sd {
+
+enum class ImageSetRole { kTrain, kValidation, kTest };
+
+struct SgdConfig {
+  float momentum = 0.9f;
+  bool nesterov = true;
+  float weight_decay = 1e-4f;  // on every parameter, BN's γ and β and fc's bias included
+};
+
+struct BackendOptions {
+  ResNetConfig model;
+  SgdConfig sgd;
+  uint64_t seed = 31415;  // augmentation draws (kAugment); gates arrive with each step
+};
+
+struct StepInput {
+  std::span<const int32_t> indices;  // positions in the training set, one per image of the batch
+  uint32_t epoch = 0;                // augmentation counter: the draws differ per epoch
+  uint64_t step = 0;                 // global step: the counter the gates were drawn with
+  std::span<const uint8_t> gates;    // gates[l] = 1 when block l runs this step
+  float learning_rate = 0.1f;
+};
+
+// Sums over the training steps since the last take_train_totals().
+struct TrainTotals {
+  double loss_sum = 0;  // Σ per-image cross-entropy
+  int64_t errors = 0;   // misclassified (arg-max ≠ label; on the augmented images, in training mode)
+  int64_t count = 0;    // images
+};
+
+struct EvalResult {
+  double loss_sum = 0;
+  int64_t errors = 0;
+  std::vector<uint8_t> predictions;  // arg-max class per image, in set order
+  double error_rate() const { return predictions.empty() ? 0.0 : double(errors) / double(predictions.size()); }
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string device_name() const = 0;
+  virtual const ResNetSpec& spec() const = 0;
+
+  // The normalisation and the image sets; the backend keeps a copy. Call before stepping.
+  virtual void set_normalization(const Normalization& norm) = 0;
+  virtual void set_images(ImageSetRole role, const ImageSet& images) = 0;
+
+  // One SGD step: forward with the given gates (closed blocks are the identity and do no work),
+  // backward, then the update of every parameter (closed blocks' parameters get no gradient but
+  // still weight decay and momentum). May run asynchronously: results show in take_train_totals.
+  virtual void train_step(const StepInput& in) = 0;
+  virtual TrainTotals take_train_totals() = 0;
+
+  // Inference on a whole set: every block runs, its residual scaled by p_l; BN uses running stats.
+  virtual EvalResult evaluate(ImageSetRole role) = 0;
+
+  // Parameters and running statistics (spec().tensors order), then momentum buffers
+  // (momentum_name(param)). load_state takes the same list; momentum buffers may be absent (zero).
+  virtual std::vector<NamedTensor> state() const = 0;
+  virtual void load_state(std::span<const NamedTensor> state) = 0;
+};
+
+}  // namespace sd

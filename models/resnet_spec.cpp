@@ -1,0 +1,102 @@
+#include "models/resnet_spec.h"
+
+#include <cmath>
+#include <numbers>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace sd {
+
+int blocks_per_stage(int depth) {
+  if (depth < 8 || (depth - 2) % 6 != 0)
+    throw std::invalid_argument(fmt::format("depth {} is not of the form 6N+2 with N >= 1 (8, 14, 20, ..., 110)", depth));
+  return (depth - 2) / 6;
+}
+
+namespace {
+
+void add_bn(std::vector<TensorSpec>& t, const std::string& p, int64_t c) {
+  t.push_back({p + "weight", {c}, TensorKind::kBnWeight});
+  t.push_back({p + "bias", {c}, TensorKind::kBnBias});
+  t.push_back({p + "running_mean", {c}, TensorKind::kBnRunningMean});
+  t.push_back({p + "running_var", {c}, TensorKind::kBnRunningVar});
+}
+
+}  // namespace
+
+ResNetSpec make_resnet_spec(const ResNetConfig& config) {
+  ResNetSpec spec;
+  spec.config = config;
+  spec.n = blocks_per_stage(config.depth);
+  const int widths[3] = {16, 32, 64};
+  const int sides[3] = {32, 16, 8};
+  auto& t = spec.tensors;
+  t.push_back({"conv1.weight", {16, 3, 3, 3}, TensorKind::kConvWeight});
+  add_bn(t, "bn1.", 16);
+  for (int s = 0; s < 3; ++s) {
+    for (int b = 0; b < spec.n; ++b) {
+      BlockSpec blk;
+      blk.stage = s;
+      blk.index = b;
+      blk.out_channels = widths[s];
+      blk.in_channels = (b == 0 && s > 0) ? widths[s - 1] : widths[s];
+      blk.stride = (b == 0 && s > 0) ? 2 : 1;
+      blk.out_side = sides[s];
+      blk.in_side = sides[s] * blk.stride;
+      blk.prefix = fmt::format("stages.{}.{}.", s, b);
+      t.push_back({blk.prefix + "conv1.weight", {blk.out_channels, blk.in_channels, 3, 3}, TensorKind::kConvWeight});
+      add_bn(t, blk.prefix + "bn1.", blk.out_channels);
+      t.push_back({blk.prefix + "conv2.weight", {blk.out_channels, blk.out_channels, 3, 3}, TensorKind::kConvWeight});
+      add_bn(t, blk.prefix + "bn2.", blk.out_channels);
+      spec.blocks.push_back(blk);
+    }
+  }
+  t.push_back({"fc.weight", {10, 64}, TensorKind::kFcWeight});
+  t.push_back({"fc.bias", {10}, TensorKind::kFcBias});
+  spec.survival = survival_probabilities(spec.num_blocks(), config.death_mode, config.death_rate);
+  return spec;
+}
+
+std::vector<NamedTensor> initial_state(const ResNetSpec& spec, uint64_t seed) {
+  std::vector<NamedTensor> state;
+  state.reserve(spec.tensors.size());
+  for (size_t k = 0; k < spec.tensors.size(); ++k) {
+    const TensorSpec& ts = spec.tensors[k];
+    NamedTensor t{ts.name, ts.shape, {}};
+    t.data.resize(size_t(t.numel()));
+    switch (ts.kind) {
+      case TensorKind::kConvWeight: {
+        // He-normal, std = sqrt(2 / (3·3·C_in)); Box–Muller on a pair of draws per two elements.
+        const double stddev = std::sqrt(2.0 / double(ts.shape[1] * ts.shape[2] * ts.shape[3]));
+        for (size_t i = 0; i < t.data.size(); ++i) {
+          const Philox4 w = draw(seed, RandomStream::kInit, uint32_t(k), uint32_t(i / 2));
+          const double u1 = unit_double(w.v[0], w.v[1]), u2 = unit_double(w.v[2], w.v[3]);
+          const double radius = std::sqrt(-2.0 * std::log1p(-u1));
+          const double angle = 2.0 * std::numbers::pi * u2;
+          t.data[i] = float(stddev * radius * (i % 2 == 0 ? std::cos(angle) : std::sin(angle)));
+        }
+        break;
+      }
+      case TensorKind::kFcWeight:
+      case TensorKind::kFcBias: {
+        const double bound = 1.0 / std::sqrt(64.0);
+        for (size_t i = 0; i < t.data.size(); ++i) {
+          const Philox4 w = draw(seed, RandomStream::kInit, uint32_t(k), uint32_t(i));
+          t.data[i] = float(bound * (2.0 * unit_double(w.v[0], w.v[1]) - 1.0));
+        }
+        break;
+      }
+      case TensorKind::kBnWeight:
+      case TensorKind::kBnRunningVar: std::fill(t.data.begin(), t.data.end(), 1.0f); break;
+      case TensorKind::kBnBias:
+      case TensorKind::kBnRunningMean: std::fill(t.data.begin(), t.data.end(), 0.0f); break;
+    }
+    state.push_back(std::move(t));
+  }
+  return state;
+}
+
+std::string momentum_name(const std::string& name) { return "optimizer.momentum." + name; }
+
+}  // namespace sd

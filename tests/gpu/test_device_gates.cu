@@ -1,0 +1,46 @@
+// The device evaluates Philox and the gates exactly as the host does.
+#include <catch2/catch.hpp>
+
+#include <cuda_runtime.h>
+#include <vector>
+
+#include "engine/gates.h"
+#include "tests/gpu/gpu_test.h"
+
+namespace {
+
+__global__ void draw_gates_kernel(uint64_t seed, uint64_t first_step, int steps, const float* survival, int blocks,
+                                  uint8_t* out) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= steps * blocks) return;
+  const int s = i / blocks, l = i % blocks;
+  out[i] = sd::gate_open(seed, first_step + uint64_t(s), l, survival[l]) ? 1 : 0;
+}
+
+}  // namespace
+
+TEST_CASE("device gates equal host gates draw for draw", "[gpu][gates]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const auto p = sd::survival_probabilities(54, sd::DeathMode::kLinDecay, 0.5);
+  const sd::GateSampler host(31415, p);
+  const int steps = 4096, blocks = 54;
+  const uint64_t first = (uint64_t(1) << 32) - 100;  // crosses the counter's high word
+  float* d_p = nullptr;
+  uint8_t* d_out = nullptr;
+  REQUIRE(cudaMalloc(&d_p, blocks * sizeof(float)) == cudaSuccess);
+  REQUIRE(cudaMalloc(&d_out, steps * blocks) == cudaSuccess);
+  REQUIRE(cudaMemcpy(d_p, p.data(), blocks * sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+  REQUIRE(cudaMemset(d_out, 0xAB, steps * blocks) == cudaSuccess);  // poison: every byte must be written
+  draw_gates_kernel<<<(steps * blocks + 255) / 256, 256>>>(31415, first, steps, d_p, blocks, d_out);
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+  std::vector<uint8_t> got(steps * blocks);
+  REQUIRE(cudaMemcpy(got.data(), d_out, got.size(), cudaMemcpyDeviceToHost) == cudaSuccess);
+  int mismatches = 0;
+  for (int s = 0; s < steps; ++s) {
+    const auto expect = host.draw_step(first + s);
+    for (int l = 0; l < blocks; ++l) mismatches += got[s * blocks + l] != expect[l];
+  }
+  CHECK(mismatches == 0);
+  cudaFree(d_p);
+  cudaFree(d_out);
+}
