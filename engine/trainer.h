@@ -1,0 +1,94 @@
+#pragma once
+// The training loop, written once against engine/backend.h: epochs of shuffled mini-batches with
+// per-step stochastic-depth gates, the step learning-rate schedule, validation every epoch, test
+// error at every new best validation error, and the bookkeeping that a bit-exact resume needs.
+// It does no I/O: the caller (apps/sd_train) prints, logs and checkpoints from the epoch callback.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/data_split.h"
+#include "engine/gates.h"
+
+namespace sd {
+
+struct TrainConfig {
+  int epochs = 500;
+  int batch_size = 128;
+  double learning_rate = 0.1;
+  std::vector<double> lr_steps{0.5, 0.75};  // fractions of `epochs` after which lr *= lr_decay
+  double lr_decay = 0.1;
+  uint64_t seed = 31415;  // epoch order and gates (the backend draws augmentation from it too)
+};
+
+// Throws std::invalid_argument naming the problem: epochs <= 0, batch size 0 or above the training
+// set, lr_steps not strictly increasing within (0, 1], learning rate <= 0.
+void validate(const TrainConfig& config, size_t train_size);
+
+// lr of 0-based epoch e: learning_rate · lr_decay^k, k = #{s in lr_steps : e >= round(s · epochs)}.
+// For 500 epochs and {0.5, 0.75}: epochs 1..250 (1-based) at 0.1, 251..375 at 0.01, 376..500 at 0.001.
+double learning_rate_at(const TrainConfig& config, int epoch);
+
+// One epoch's figures; epochs are 1-based here, as printed.
+struct EpochRecord {
+  int epoch = 0;
+  double learning_rate = 0;
+  double train_loss = 0;   // mean cross-entropy over the epoch's (augmented) training images
+  double train_error = 0;  // fraction misclassified in training mode
+  std::optional<double> validation_loss, validation_error;
+  std::optional<double> test_error;  // evaluated at a new best validation error, without validation, and last
+  bool new_best = false;
+  double seconds = 0;            // wall time of the epoch, evaluation included
+  double images_per_second = 0;  // training images / training time
+  double eta_seconds = 0;        // for the epochs left, at this epoch's pace
+  double mean_active_blocks = 0; // gates open per step, averaged over the epoch
+};
+
+// Everything besides the backend's tensors that continuing a run needs.
+struct TrainerState {
+  int epochs_done = 0;
+  int step_in_epoch = 0;   // > 0 only when a run stopped inside an epoch
+  TrainTotals partial;     // training totals of those steps
+  int64_t partial_active_blocks = 0;
+  double best_validation_error = std::numeric_limits<double>::infinity();
+  int best_epoch = 0;      // 1-based; 0 before the first evaluation
+  double test_error_at_best = std::numeric_limits<double>::quiet_NaN();
+  double last_test_error = std::numeric_limits<double>::quiet_NaN();
+  double elapsed_seconds = 0;  // wall time of all epochs so far, across resumes
+};
+
+class Trainer {
+ public:
+  // Hands the split's normalisation and images to the backend.
+  Trainer(TrainConfig config, Backend& backend, const DataSplit& data);
+
+  int steps_per_epoch() const { return steps_per_epoch_; }
+  uint64_t global_step() const { return uint64_t(state_.epochs_done) * steps_per_epoch_ + state_.step_in_epoch; }
+  const TrainerState& state() const { return state_; }
+  void restore(const TrainerState& state) { state_ = state; }
+  const TrainConfig& config() const { return config_; }
+
+  using EpochCallback = std::function<void(const EpochRecord&, const TrainerState&)>;
+  // Trains until all epochs are done (returns true) or `*stop` is seen set after a step (returns
+  // false; state() then says where to continue). Throws std::runtime_error when an epoch's training
+  // loss is not finite, before the callback of that epoch, so no checkpoint of it is written.
+  bool run(const EpochCallback& on_epoch, const std::atomic<bool>* stop = nullptr);
+
+ private:
+  TrainConfig config_;
+  Backend& backend_;
+  size_t train_size_;
+  bool has_validation_;
+  int steps_per_epoch_;
+  GateSampler gates_;
+  TrainerState state_;
+};
+
+// The shuffled order of the training set in 0-based epoch `epoch` (Fisher–Yates on kEpochOrder).
+std::vector<int32_t> epoch_order(uint64_t seed, uint32_t epoch, size_t n);
+
+}  // namespace sd
