@@ -1,0 +1,215 @@
+#include "engine/checkpoint.h"
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "engine/safetensors.h"
+#include "models/resnet_spec.h"
+
+namespace sd {
+
+namespace {
+
+using nlohmann::json;
+
+// JSON has no ∞ or NaN: store null and let the reader put back the field's "none yet" value.
+json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+double number_or(const json& j, double none) { return j.is_null() ? none : j.get<double>(); }
+
+template <typename T>
+T field(const json& j, const char* key) {
+  if (!j.contains(key)) throw std::runtime_error(fmt::format("missing field '{}'", key));
+  return j.at(key).get<T>();
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+
+}  // namespace
+
+json to_json(const RunConfig& c) {
+  return json{
+      {"depth", c.model.depth},
+      {"death_mode", to_string(c.model.death_mode)},
+      {"death_rate", c.model.death_rate},
+      {"momentum", c.sgd.momentum},
+      {"nesterov", c.sgd.nesterov},
+      {"weight_decay", c.sgd.weight_decay},
+      {"epochs", c.train.epochs},
+      {"batch_size", c.train.batch_size},
+      {"lr", c.train.learning_rate},
+      {"lr_steps", c.train.lr_steps},
+      {"lr_decay", c.train.lr_decay},
+      {"seed", c.train.seed},
+      {"split", c.split},
+      {"subset", c.subset},
+      {"synthetic", c.synthetic},
+      {"precision", c.precision},
+  };
+}
+
+RunConfig run_config_from_json(const json& j) {
+  RunConfig c;
+  c.model.depth = field<int>(j, "depth");
+  c.model.death_mode = parse_death_mode(field<std::string>(j, "death_mode"));
+  c.model.death_rate = field<double>(j, "death_rate");
+  c.sgd.momentum = field<float>(j, "momentum");
+  c.sgd.nesterov = field<bool>(j, "nesterov");
+  c.sgd.weight_decay = field<float>(j, "weight_decay");
+  c.train.epochs = field<int>(j, "epochs");
+  c.train.batch_size = field<int>(j, "batch_size");
+  c.train.learning_rate = field<double>(j, "lr");
+  c.train.lr_steps = field<std::vector<double>>(j, "lr_steps");
+  c.train.lr_decay = field<double>(j, "lr_decay");
+  c.train.seed = field<uint64_t>(j, "seed");
+  c.split = field<std::string>(j, "split");
+  c.subset = field<int64_t>(j, "subset");
+  c.synthetic = field<int64_t>(j, "synthetic");
+  c.precision = field<std::string>(j, "precision");
+  return c;
+}
+
+json to_json(const TrainerState& s) {
+  return json{
+      {"epochs_done", s.epochs_done},
+      {"step_in_epoch", s.step_in_epoch},
+      {"partial_loss_sum", finite_or_null(s.partial.loss_sum)},
+      {"partial_errors", s.partial.errors},
+      {"partial_count", s.partial.count},
+      {"partial_active_blocks", s.partial_active_blocks},
+      {"best_validation_error", finite_or_null(s.best_validation_error)},
+      {"best_epoch", s.best_epoch},
+      {"test_error_at_best", finite_or_null(s.test_error_at_best)},
+      {"last_test_error", finite_or_null(s.last_test_error)},
+      {"elapsed_seconds", s.elapsed_seconds},
+  };
+}
+
+TrainerState trainer_state_from_json(const json& j) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  TrainerState s;
+  s.epochs_done = field<int>(j, "epochs_done");
+  s.step_in_epoch = field<int>(j, "step_in_epoch");
+  s.partial.loss_sum = number_or(j.at("partial_loss_sum"), kNaN);
+  s.partial.errors = field<int64_t>(j, "partial_errors");
+  s.partial.count = field<int64_t>(j, "partial_count");
+  s.partial_active_blocks = field<int64_t>(j, "partial_active_blocks");
+  s.best_validation_error = number_or(j.at("best_validation_error"), kInf);
+  s.best_epoch = field<int>(j, "best_epoch");
+  s.test_error_at_best = number_or(j.at("test_error_at_best"), kNaN);
+  s.last_test_error = number_or(j.at("last_test_error"), kNaN);
+  s.elapsed_seconds = field<double>(j, "elapsed_seconds");
+  return s;
+}
+
+void save_checkpoint(const std::filesystem::path& path, const Checkpoint& ck) {
+  const ResNetSpec spec = make_resnet_spec(ck.config.model);
+  std::set<std::string> model_names;
+  for (const TensorSpec& t : spec.tensors) model_names.insert(t.name);
+
+  std::vector<NamedTensor> tensors;
+  tensors.reserve(ck.tensors.size() + 1);
+  for (const NamedTensor& t : ck.tensors)
+    if (ck.kind == CheckpointKind::kLast || model_names.count(t.name)) tensors.push_back(t);
+  tensors.push_back(NamedTensor{kNormalizationMeanTensor, {kImageChannels, kImageSide, kImageSide}, ck.normalization.mean});
+
+  const std::map<std::string, std::string> metadata = {
+      {"format", kCheckpointFormat},
+      {"kind", ck.kind == CheckpointKind::kLast ? "last" : "best"},
+      {"depth", std::to_string(ck.config.model.depth)},
+      {"death_mode", to_string(ck.config.model.death_mode)},
+      {"death_rate", fmt::format("{}", ck.config.model.death_rate)},
+      {"epoch", std::to_string(ck.trainer.epochs_done)},
+      {"seed", std::to_string(ck.config.train.seed)},
+      {"split", ck.config.split},
+      {"normalization.std", fmt::format("{}", ck.normalization.std)},  // shortest text that reads back exactly
+      {"config", to_json(ck.config).dump()},
+      {"trainer_state", to_json(ck.trainer).dump()},
+  };
+  save_safetensors(path, tensors, metadata);
+}
+
+Checkpoint load_checkpoint(const std::filesystem::path& path) {
+  const std::string name = path.string();
+  Safetensors file = load_safetensors(path);
+  auto fail = [&](const std::string& problem) { return std::runtime_error(fmt::format("{}: {}", name, problem)); };
+  auto meta = [&](const char* key) -> const std::string& {
+    const auto it = file.metadata.find(key);
+    if (it == file.metadata.end())
+      throw fail(fmt::format("not an sdnet checkpoint (its metadata lacks '{}')", key));
+    return it->second;
+  };
+  if (meta("format") != kCheckpointFormat)
+    throw fail(fmt::format("checkpoint format '{}' is not the '{}' this build reads", meta("format"), kCheckpointFormat));
+
+  Checkpoint ck;
+  const std::string& kind = meta("kind");
+  if (kind != "last" && kind != "best") throw fail(fmt::format("unknown checkpoint kind '{}'", kind));
+  ck.kind = kind == "last" ? CheckpointKind::kLast : CheckpointKind::kBest;
+  try {
+    ck.config = run_config_from_json(json::parse(meta("config")));
+    ck.trainer = trainer_state_from_json(json::parse(meta("trainer_state")));
+    ck.normalization.std = std::stof(meta("normalization.std"));
+  } catch (const std::exception& e) {
+    throw fail(fmt::format("corrupt metadata: {}", e.what()));
+  }
+
+  ResNetSpec spec;
+  try {
+    spec = make_resnet_spec(ck.config.model);
+  } catch (const std::exception& e) {
+    throw fail(fmt::format("corrupt metadata: {}", e.what()));
+  }
+  // Every model tensor must be there with the shape this depth implies; anything else is refused
+  // here rather than deep inside a backend.
+  std::map<std::string, const NamedTensor*> by_name;
+  for (const NamedTensor& t : file.tensors) by_name[t.name] = &t;
+  for (const TensorSpec& ts : spec.tensors) {
+    const auto it = by_name.find(ts.name);
+    if (it == by_name.end())
+      throw fail(fmt::format("lacks tensor '{}' of the depth-{} model", ts.name, ck.config.model.depth));
+    if (it->second->shape != ts.shape)
+      throw fail(fmt::format("tensor '{}' has shape {}, the depth-{} model needs {}", ts.name,
+                             shape_text(it->second->shape), ck.config.model.depth, shape_text(ts.shape)));
+  }
+  const auto mean = by_name.find(kNormalizationMeanTensor);
+  if (mean == by_name.end() || mean->second->numel() != kImageBytes)
+    throw fail(fmt::format("lacks tensor '{}' of {} values", kNormalizationMeanTensor, kImageBytes));
+  ck.normalization.mean = mean->second->data;
+  for (NamedTensor& t : file.tensors)
+    if (t.name != kNormalizationMeanTensor) ck.tensors.push_back(std::move(t));
+  return ck;
+}
+
+std::vector<ConfigDifference> config_differences(const RunConfig& a, const RunConfig& b) {
+  std::vector<ConfigDifference> out;
+  auto cmp = [&](const char* option, const char* what, const auto& x, const auto& y) {
+    if (x != y) out.push_back({option, what, fmt::format("{}", x), fmt::format("{}", y)});
+  };
+  cmp("--depth", "depth", a.model.depth, b.model.depth);
+  cmp("--death-mode", "death mode", to_string(a.model.death_mode), to_string(b.model.death_mode));
+  cmp("--death-rate", "death rate", a.model.death_rate, b.model.death_rate);
+  cmp("--momentum", "momentum", a.sgd.momentum, b.sgd.momentum);
+  cmp("--nesterov", "nesterov", a.sgd.nesterov, b.sgd.nesterov);
+  cmp("--weight-decay", "weight decay", a.sgd.weight_decay, b.sgd.weight_decay);
+  cmp("--epochs", "epochs", a.train.epochs, b.train.epochs);
+  cmp("--batch-size", "batch size", a.train.batch_size, b.train.batch_size);
+  cmp("--lr", "lr", a.train.learning_rate, b.train.learning_rate);
+  cmp("--lr-steps", "lr steps", fmt::format("{}", fmt::join(a.train.lr_steps, ",")),
+      fmt::format("{}", fmt::join(b.train.lr_steps, ",")));
+  cmp("--lr-decay", "lr decay", a.train.lr_decay, b.train.lr_decay);
+  cmp("--seed", "seed", a.train.seed, b.train.seed);
+  cmp("--split", "split", a.split, b.split);
+  cmp("--subset", "subset", a.subset, b.subset);
+  cmp("--synthetic", "synthetic", a.synthetic, b.synthetic);
+  cmp("--precision", "precision", a.precision, b.precision);
+  return out;
+}
+
+}  // namespace sd

@@ -1,0 +1,75 @@
+#pragma once
+// sdnet's checkpoints: safetensors files (engine/safetensors.h) that PyTorch loads directly.
+//
+// Tensors: the model's parameters and BN running statistics under their PyTorch names
+// (models/resnet_spec.h: "conv1.weight", "stages.0.3.bn2.running_var", "fc.bias", ...), the
+// normalisation's mean image as "normalization.mean" [3, 32, 32] (byte units), and in `last`
+// checkpoints the momentum buffers ("optimizer.momentum.<parameter>").
+// Metadata (all strings, as the format requires): "format", "kind" (last | best), "depth",
+// "death_mode", "death_rate", "epoch" (epochs completed), "seed", "split", "normalization.std",
+// "config" (RunConfig as JSON) and "trainer_state" (TrainerState as JSON). Together they are
+// everything `sd_train --resume` needs to continue bit for bit: the gates, epoch order and
+// augmentation are pure functions of (seed, step, epoch), so no generator state needs saving.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/backend.h"
+#include "engine/image_set.h"
+#include "engine/named_tensor.h"
+#include "engine/trainer.h"
+
+namespace sd {
+
+inline constexpr const char* kCheckpointFormat = "sdnet-checkpoint-1";
+inline constexpr const char* kNormalizationMeanTensor = "normalization.mean";
+
+// Everything that defines a run: the model, the optimiser, the schedule and the data.
+struct RunConfig {
+  ResNetConfig model;
+  SgdConfig sgd;
+  TrainConfig train;
+  std::string split = "paper";  // engine/dataset.h: "paper" | "full"
+  int64_t subset = 0;           // > 0: only the first `subset` training images (smoke tests)
+  int64_t synthetic = 0;        // > 0: generated data with this many training images, not CIFAR-10
+  std::string precision = "fp32";
+};
+
+nlohmann::json to_json(const RunConfig& config);
+RunConfig run_config_from_json(const nlohmann::json& j);  // throws std::runtime_error on a missing field
+// Non-finite values (no best yet: ∞; no test error yet: NaN) are stored as null and restored.
+nlohmann::json to_json(const TrainerState& state);
+TrainerState trainer_state_from_json(const nlohmann::json& j);
+
+enum class CheckpointKind { kLast, kBest };
+
+struct Checkpoint {
+  CheckpointKind kind = CheckpointKind::kLast;
+  RunConfig config;
+  TrainerState trainer;
+  Normalization normalization;
+  // The backend's state(): parameters and running statistics, then (kLast) momentum buffers.
+  std::vector<NamedTensor> tensors;
+};
+
+// Writes atomically (engine/atomic_file.h). For kBest only the model's own tensors are written
+// (no momentum buffers): a best checkpoint is for evaluation, not for resuming.
+void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkpoint);
+
+// Reads and validates: a safetensors file, written by sdnet, whose every model tensor is present
+// with the shape its depth implies. Throws std::runtime_error, one line naming `path`.
+Checkpoint load_checkpoint(const std::filesystem::path& path);
+
+// The settings in which `checkpoint` differs from `run`, e.g. {"--depth", "depth", "20", "110"};
+// empty when they agree. Callers decide which differences matter (sd_train --resume lets --epochs
+// differ, since it only changes how far the run goes).
+struct ConfigDifference {
+  std::string option;  // the command-line flag that sets it
+  std::string what;    // its name in messages
+  std::string checkpoint_value, run_value;
+};
+std::vector<ConfigDifference> config_differences(const RunConfig& checkpoint, const RunConfig& run);
+
+}  // namespace sd

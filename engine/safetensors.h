@@ -1,0 +1,42 @@
+#pragma once
+// The safetensors format (https://github.com/huggingface/safetensors), fp32 only: what sdnet's
+// checkpoints are, so that PyTorch (safetensors.torch.load_file) reads them without sdnet.
+//   8 bytes    N, the header length, unsigned little-endian
+//   N bytes    JSON: {"<name>": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ...,
+//                     "__metadata__": {"<key>": "<string>", ...}}, padded with spaces to a multiple
+//                     of 8 so that the data that follows is aligned
+//   the rest   the tensors' bytes, little-endian, row-major, offsets relative to the end of the header
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/named_tensor.h"
+
+namespace sd {
+
+struct Safetensors {
+  std::vector<NamedTensor> tensors;  // in the order of their data in the file
+  std::map<std::string, std::string> metadata;
+};
+
+// The file's bytes: tensors laid out in the order given. Throws std::invalid_argument when a
+// tensor's data does not match its shape, or a name repeats or is "__metadata__".
+std::string encode_safetensors(std::span<const NamedTensor> tensors, const std::map<std::string, std::string>& metadata);
+
+// Parses and validates a whole file held in `bytes`. Throws std::runtime_error with one line
+// "<source>: <problem>" for anything that is not a well-formed fp32 safetensors file: too short,
+// header length beyond the file, bad JSON, unknown or unsupported dtype, a shape that disagrees with
+// its offsets, offsets outside the data or overlapping.
+Safetensors decode_safetensors(std::string_view bytes, const std::string& source);
+
+// Reads `path` (errors name it: missing, unreadable, or any decode problem).
+Safetensors load_safetensors(const std::filesystem::path& path);
+
+// Writes `path` atomically (engine/atomic_file.h): the old file stays whole if anything fails.
+void save_safetensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors,
+                      const std::map<std::string, std::string>& metadata);
+
+}  // namespace sd

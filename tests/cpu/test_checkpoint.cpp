@@ -1,0 +1,178 @@
+// Checkpoints (engine/checkpoint.h): what a run saves is what it loads, bit for bit, and anything
+// else is refused with one line naming the file.
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include <catch2/catch.hpp>
+
+#include "engine/checkpoint.h"
+#include "engine/safetensors.h"
+#include "models/resnet_spec.h"
+#include "test_apps_util.h"
+
+namespace {
+
+sd::Checkpoint sample_checkpoint(int depth = 8) {
+  sd::Checkpoint ck;
+  ck.config.model.depth = depth;
+  ck.config.model.death_mode = sd::DeathMode::kUniform;
+  ck.config.model.death_rate = 0.3;
+  ck.config.train.epochs = 7;
+  ck.config.train.learning_rate = 0.05;
+  ck.config.train.lr_steps = {0.25, 0.5, 0.9};
+  ck.config.train.seed = 0xFFFFFFFFFFFFFFF1ull;  // needs all 64 bits
+  ck.config.split = "full";
+  ck.config.subset = 100;
+  ck.config.synthetic = 256;
+  ck.config.sgd.nesterov = false;
+  ck.trainer.epochs_done = 3;
+  ck.trainer.step_in_epoch = 2;
+  ck.trainer.partial = {1.0 / 3.0, 5, 64};
+  ck.trainer.partial_active_blocks = 11;
+  ck.trainer.elapsed_seconds = 12.345678901234567;
+  // best_validation_error stays ∞ and the test errors NaN: the "none yet" values must survive.
+  ck.normalization.mean.resize(sd::kImageBytes);
+  for (int i = 0; i < sd::kImageBytes; ++i) ck.normalization.mean[size_t(i)] = 100.0f + float(i) / 7.0f;
+  ck.normalization.std = 63.123456f;
+  const sd::ResNetSpec spec = sd::make_resnet_spec(ck.config.model);
+  ck.tensors = sd::initial_state(spec, 5);
+  for (const sd::TensorSpec& t : spec.tensors)
+    if (t.trainable()) {
+      sd::NamedTensor m{sd::momentum_name(t.name), t.shape, {}};
+      m.data.assign(size_t(m.numel()), 0.125f);
+      ck.tensors.push_back(m);
+    }
+  return ck;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+std::string load_error(const std::filesystem::path& p) {
+  try {
+    sd::load_checkpoint(p);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST_CASE("a last checkpoint loads back exactly, with config and trainer state", "[checkpoint]") {
+  const sd::test::TempDir dir;
+  const auto path = dir.path() / "last.safetensors";
+  const sd::Checkpoint ck = sample_checkpoint();
+  sd::save_checkpoint(path, ck);
+  const sd::Checkpoint back = sd::load_checkpoint(path);
+
+  CHECK(back.kind == sd::CheckpointKind::kLast);
+  CHECK(sd::to_json(back.config) == sd::to_json(ck.config));
+  CHECK(back.config.train.seed == ck.config.train.seed);
+  CHECK(back.trainer.epochs_done == 3);
+  CHECK(back.trainer.step_in_epoch == 2);
+  CHECK(back.trainer.partial.loss_sum == ck.trainer.partial.loss_sum);
+  CHECK(back.trainer.partial.errors == 5);
+  CHECK(back.trainer.partial.count == 64);
+  CHECK(back.trainer.partial_active_blocks == 11);
+  CHECK(back.trainer.elapsed_seconds == ck.trainer.elapsed_seconds);
+  CHECK(std::isinf(back.trainer.best_validation_error));
+  CHECK(std::isnan(back.trainer.test_error_at_best));
+  CHECK(std::isnan(back.trainer.last_test_error));
+  CHECK(back.normalization.std == ck.normalization.std);
+  CHECK(same_bits(back.normalization.mean, ck.normalization.mean));
+  REQUIRE(back.tensors.size() == ck.tensors.size());
+  for (size_t i = 0; i < ck.tensors.size(); ++i) {
+    CHECK(back.tensors[i].name == ck.tensors[i].name);
+    CHECK(back.tensors[i].shape == ck.tensors[i].shape);
+    CHECK(same_bits(back.tensors[i].data, ck.tensors[i].data));
+  }
+
+  // A PyTorch user sees plain metadata and the normalisation as a tensor.
+  const sd::Safetensors raw = sd::load_safetensors(path);
+  CHECK(raw.metadata.at("depth") == "8");
+  CHECK(raw.metadata.at("death_mode") == "uniform");
+  CHECK(raw.metadata.at("death_rate") == "0.3");
+  CHECK(raw.metadata.at("epoch") == "3");
+  CHECK(raw.metadata.at("split") == "full");
+  CHECK(std::stof(raw.metadata.at("normalization.std")) == ck.normalization.std);
+  CHECK(sd::find_tensor(raw.tensors, "normalization.mean").shape == std::vector<int64_t>{3, 32, 32});
+}
+
+TEST_CASE("trainer state with a best epoch survives the JSON round trip exactly", "[checkpoint]") {
+  sd::TrainerState s;
+  s.epochs_done = 9;
+  s.best_validation_error = 0.0712;
+  s.best_epoch = 8;
+  s.test_error_at_best = 0.0823;
+  s.last_test_error = 0.1 + 0.2;
+  const sd::TrainerState back = sd::trainer_state_from_json(nlohmann::json::parse(sd::to_json(s).dump()));
+  CHECK(back.best_validation_error == s.best_validation_error);
+  CHECK(back.best_epoch == 8);
+  CHECK(back.test_error_at_best == s.test_error_at_best);
+  CHECK(back.last_test_error == s.last_test_error);
+}
+
+TEST_CASE("a best checkpoint holds the model without momentum buffers", "[checkpoint]") {
+  const sd::test::TempDir dir;
+  sd::Checkpoint ck = sample_checkpoint();
+  ck.kind = sd::CheckpointKind::kBest;
+  sd::save_checkpoint(dir.path() / "best.safetensors", ck);
+  const sd::Checkpoint back = sd::load_checkpoint(dir.path() / "best.safetensors");
+  CHECK(back.kind == sd::CheckpointKind::kBest);
+  CHECK(back.tensors.size() == sd::make_resnet_spec(ck.config.model).tensors.size());
+  for (const sd::NamedTensor& t : back.tensors) CHECK(t.name.find("momentum") == std::string::npos);
+}
+
+TEST_CASE("checkpoints that are missing, truncated, foreign or incomplete are refused by name", "[checkpoint]") {
+  const sd::test::TempDir dir;
+  const auto good = dir.path() / "good.safetensors";
+  sd::save_checkpoint(good, sample_checkpoint());
+  const std::string bytes = sd::test::read_file(good);
+
+  CHECK_THAT(load_error(dir.path() / "none.safetensors"), Catch::Contains("none.safetensors: no such file"));
+
+  const auto truncated = dir.path() / "truncated.safetensors";
+  std::ofstream(truncated, std::ios::binary) << bytes.substr(0, bytes.size() - 100);
+  CHECK_THAT(load_error(truncated), Catch::Contains("truncated.safetensors: truncated"));
+
+  const auto text = dir.path() / "notes.txt";
+  std::ofstream(text) << "this is not a checkpoint at all, just some text\n";
+  CHECK_THAT(load_error(text), Catch::Contains("notes.txt: not a safetensors file"));
+
+  const auto foreign = dir.path() / "foreign.safetensors";
+  sd::save_safetensors(foreign, std::vector<sd::NamedTensor>{{"w", {1}, {1}}}, {});
+  CHECK_THAT(load_error(foreign), Catch::Contains("foreign.safetensors: not an sdnet checkpoint"));
+
+  // The metadata says depth 14 but the tensors are those of depth 8.
+  sd::Safetensors st = sd::load_safetensors(good);
+  auto config = nlohmann::json::parse(st.metadata.at("config"));
+  config["depth"] = 14;
+  st.metadata["config"] = config.dump();
+  const auto mismatched = dir.path() / "mismatched.safetensors";
+  sd::save_safetensors(mismatched, st.tensors, st.metadata);
+  CHECK_THAT(load_error(mismatched), Catch::Contains("mismatched.safetensors: lacks tensor 'stages.0.1.conv1.weight'"));
+
+  // Bad metadata is one line too.
+  st = sd::load_safetensors(good);
+  st.metadata["trainer_state"] = "{";
+  const auto corrupt = dir.path() / "corrupt.safetensors";
+  sd::save_safetensors(corrupt, st.tensors, st.metadata);
+  CHECK_THAT(load_error(corrupt), Catch::Contains("corrupt.safetensors: corrupt metadata"));
+}
+
+TEST_CASE("config differences name the flag and both values", "[checkpoint]") {
+  sd::RunConfig a, b;
+  CHECK(sd::config_differences(a, b).empty());
+  b.model.depth = 20;
+  b.train.lr_steps = {0.3, 0.6};
+  const auto d = sd::config_differences(a, b);
+  REQUIRE(d.size() == 2);
+  CHECK(d[0].option == "--depth");
+  CHECK(d[0].checkpoint_value == "110");
+  CHECK(d[0].run_value == "20");
+  CHECK(d[1].option == "--lr-steps");
+  CHECK(d[1].checkpoint_value == "0.5,0.75");
+}
