@@ -1,0 +1,65 @@
+#pragma once
+// What every GPU operation runs with: one stream, and a cuDNN and a cuBLAS handle bound to it.
+// Everything the engine does is ordered on this one stream, so no operation waits for another
+// except through stream order, and the host never waits inside a training step.
+//
+// Launch accounting: every kernel launch, cuDNN/cuBLAS call and memset the engine issues goes
+// through `launched(what)`, which counts it. Tests assert, from this counter, that a closed block
+// issues nothing (launches per step = fixed + per_block × active blocks). A cuDNN call may run more
+// than one kernel inside; it counts once here.
+//
+// SD_CUDA_DEBUG_SYNC=1 in the environment makes `launched` synchronise and check after every
+// operation, so a fault inside a kernel is reported with the name of the kernel that caused it.
+#include <cstdint>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+namespace sd::cuda {
+
+enum class MathMode {
+  kExactFp32,  // fp32 FMA arithmetic only, no TF32 anywhere (matches the CPU reference tightly)
+};
+
+class Context {
+ public:
+  explicit Context(int device = 0, MathMode math = MathMode::kExactFp32);
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  cudaStream_t stream() const { return stream_; }
+  cudnnHandle_t cudnn() const { return cudnn_; }
+  cublasHandle_t cublas() const { return cublas_; }
+  MathMode math() const { return math_; }
+  int device() const { return device_; }
+
+  // cuBLAS allocates its own workspace lazily unless given one; give it one from the arena so that
+  // no allocation happens inside a step. `bytes` must stay valid for the context's life.
+  void set_cublas_workspace(void* workspace, size_t bytes);
+
+  void launched(const char* what) {
+    ++launches_;
+    if (debug_sync_) sync_after(what);
+  }
+  uint64_t launches() const { return launches_; }
+
+  // cudaMemsetAsync on the stream, counted.
+  void memset_zero(void* p, size_t bytes);
+  // Blocks the host until everything issued so far has run; checks for asynchronous errors.
+  void synchronize() const;
+
+ private:
+  void sync_after(const char* what) const;
+
+  int device_ = 0;
+  MathMode math_ = MathMode::kExactFp32;
+  cudaStream_t stream_ = nullptr;
+  cudnnHandle_t cudnn_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  uint64_t launches_ = 0;
+  bool debug_sync_ = false;
+};
+
+}  // namespace sd::cuda

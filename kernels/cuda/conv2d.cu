@@ -1,0 +1,269 @@
+#include "kernels/cuda/conv2d.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "engine/cuda/check.h"
+#include "engine/cuda/format.h"
+
+namespace sd::cuda {
+
+namespace {
+
+// A measured algorithm of one direction, whatever the direction's enum type.
+struct Candidate {
+  int algo = 0;
+  float ms = 0;
+  bool deterministic = false;
+};
+
+bool is_transform(cudnnConvolutionFwdAlgo_t a) {
+  return a == CUDNN_CONVOLUTION_FWD_ALGO_FFT || a == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
+         a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
+}
+bool is_transform(cudnnConvolutionBwdDataAlgo_t a) {
+  return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING ||
+         a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
+}
+bool is_transform(cudnnConvolutionBwdFilterAlgo_t a) {
+  return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING ||
+         a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
+}
+
+// The measured results cuDNN returned (sorted fastest first), keeping the ones exact mode may use:
+// succeeded, plain FMA arithmetic (never a tensor-op math type), allowed by the policy.
+template <class Perf>
+std::vector<Candidate> usable(const Perf* perf, int count, ConvAlgoPolicy policy) {
+  std::vector<Candidate> out;
+  for (int i = 0; i < count; ++i) {
+    const Perf& p = perf[i];
+    if (p.status != CUDNN_STATUS_SUCCESS) continue;
+    if (p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
+    if (policy == ConvAlgoPolicy::kNoTransforms && is_transform(p.algo)) continue;
+    out.push_back(Candidate{int(p.algo), p.time, p.determinism == CUDNN_DETERMINISTIC});
+  }
+  return out;
+}
+
+template <class Perf>
+std::string list(const Perf* perf, int count) {
+  std::string s;
+  for (int i = 0; i < count; ++i)
+    s += cat(i ? "; " : "", "algo ", int(perf[i].algo), " status ", int(perf[i].status), " math ",
+             int(perf[i].mathType), " ", perf[i].time, " ms ", perf[i].memory, " B");
+  return s;
+}
+
+}  // namespace
+
+ConvPlan::ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspace_cap, ConvAlgoPolicy policy)
+    : shape_(shape), max_batch_(max_batch) {
+  if (shape.in_channels <= 0 || shape.out_channels <= 0 || shape.in_side <= 0 || (shape.stride != 1 && shape.stride != 2) ||
+      max_batch <= 0)
+    throw Error(cat("conv plan: bad shape ", shape.in_channels, "→", shape.out_channels, " on ", shape.in_side,
+                    "² stride ", shape.stride, " (batch ", max_batch, ")"));
+  try {
+    SD_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x_desc_));
+    SD_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y_desc_));
+    SD_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w_desc_));
+    SD_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv_desc_));
+    SD_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w_desc_, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, shape.out_channels,
+                                              shape.in_channels, 3, 3));
+    SD_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv_desc_, 1, 1, shape.stride, shape.stride, 1, 1,
+                                                   CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    // FMA only: CUDNN_DEFAULT_MATH would allow TF32 tensor cores for fp32 data on Ampere and later.
+    SD_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_desc_, CUDNN_FMA_MATH));
+    bind_batch(max_batch);
+    int n = 0, c = 0, h = 0, w = 0;
+    SD_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv_desc_, x_desc_, w_desc_, &n, &c, &h, &w));
+    if (n != max_batch || c != shape.out_channels || h != shape.out_side() || w != shape.out_side())
+      throw Error(cat("conv plan: cuDNN says the output is ", n, "×", c, "×", h, "×", w, ", expected ", max_batch,
+                      "×", shape.out_channels, "×", shape.out_side(), "×", shape.out_side()));
+    choose_algorithms(ctx, max_batch, workspace_cap, policy);
+  } catch (...) {
+    release();  // a constructor that throws gets no destructor call
+    throw;
+  }
+}
+
+ConvPlan::~ConvPlan() { release(); }
+
+void ConvPlan::release() noexcept {
+  if (conv_desc_) cudnnDestroyConvolutionDescriptor(conv_desc_);
+  if (w_desc_) cudnnDestroyFilterDescriptor(w_desc_);
+  if (y_desc_) cudnnDestroyTensorDescriptor(y_desc_);
+  if (x_desc_) cudnnDestroyTensorDescriptor(x_desc_);
+  conv_desc_ = nullptr, w_desc_ = nullptr, y_desc_ = nullptr, x_desc_ = nullptr;
+}
+
+void ConvPlan::bind_batch(int n) {
+  if (n == bound_batch_) return;
+  SD_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x_desc_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, shape_.in_channels,
+                                            shape_.in_side, shape_.in_side));
+  SD_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y_desc_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, shape_.out_channels,
+                                            shape_.out_side(), shape_.out_side()));
+  bound_batch_ = n;
+}
+
+void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAlgoPolicy policy) {
+  // Picks the first candidate (deterministic ones first, each group fastest first) whose workspace
+  // query succeeds within the cap for every batch size; returns its largest workspace.
+  auto pick = [&](const char* direction, const std::vector<Candidate>& cands, const std::string& all,
+                  auto workspace_of) -> std::pair<Candidate, size_t> {
+    for (const bool want_deterministic : {true, false}) {
+      for (const Candidate& cand : cands) {
+        if (cand.deterministic != want_deterministic) continue;
+        size_t most = 0;
+        bool ok = true;
+        for (int n = 1; n <= max_batch && ok; ++n) {
+          bind_batch(n);
+          const std::optional<size_t> bytes = workspace_of(cand.algo);
+          ok = bytes && *bytes <= cap;
+          if (ok && *bytes > most) most = *bytes;
+        }
+        bind_batch(max_batch);
+        if (ok) return {cand, most};
+      }
+    }
+    throw Error(cat("conv plan ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "² stride ",
+                    shape_.stride, ": no usable ", direction, " algorithm (FMA math, workspace ≤ ", cap >> 20,
+                    " MiB, every batch 1..", max_batch, "); cuDNN measured: ", all.empty() ? "nothing" : all));
+  };
+
+  cudnnHandle_t h = ctx.cudnn();
+  {
+    int max_count = 0, got = 0;
+    SD_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
+    SD_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, x_desc_, w_desc_, conv_desc_, y_desc_, max_count, &got,
+                                                        perf.data()));
+    auto [c, ws] = pick("forward", usable(perf.data(), got, policy), list(perf.data(), got), [&](int algo) {
+      size_t bytes = 0;
+      const cudnnStatus_t s = cudnnGetConvolutionForwardWorkspaceSize(h, x_desc_, w_desc_, conv_desc_, y_desc_,
+                                                                      cudnnConvolutionFwdAlgo_t(algo), &bytes);
+      return s == CUDNN_STATUS_SUCCESS ? std::optional<size_t>(bytes) : std::nullopt;
+    });
+    fwd_algo_ = cudnnConvolutionFwdAlgo_t(c.algo), fwd_ms_ = c.ms;
+    workspace_needed_ = std::max(workspace_needed_, ws);
+  }
+  {
+    int max_count = 0, got = 0;
+    SD_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_count));
+    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
+    SD_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, w_desc_, y_desc_, conv_desc_, x_desc_, max_count,
+                                                             &got, perf.data()));
+    auto [c, ws] = pick("backward-data", usable(perf.data(), got, policy), list(perf.data(), got), [&](int algo) {
+      size_t bytes = 0;
+      const cudnnStatus_t s = cudnnGetConvolutionBackwardDataWorkspaceSize(
+          h, w_desc_, y_desc_, conv_desc_, x_desc_, cudnnConvolutionBwdDataAlgo_t(algo), &bytes);
+      return s == CUDNN_STATUS_SUCCESS ? std::optional<size_t>(bytes) : std::nullopt;
+    });
+    bwd_data_algo_ = cudnnConvolutionBwdDataAlgo_t(c.algo), bwd_data_ms_ = c.ms;
+    workspace_needed_ = std::max(workspace_needed_, ws);
+  }
+  {
+    int max_count = 0, got = 0;
+    SD_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_count));
+    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
+    SD_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(h, x_desc_, y_desc_, conv_desc_, w_desc_, max_count,
+                                                               &got, perf.data()));
+    auto [c, ws] = pick("backward-filter", usable(perf.data(), got, policy), list(perf.data(), got), [&](int algo) {
+      size_t bytes = 0;
+      const cudnnStatus_t s = cudnnGetConvolutionBackwardFilterWorkspaceSize(
+          h, x_desc_, y_desc_, conv_desc_, w_desc_, cudnnConvolutionBwdFilterAlgo_t(algo), &bytes);
+      return s == CUDNN_STATUS_SUCCESS ? std::optional<size_t>(bytes) : std::nullopt;
+    });
+    bwd_filter_algo_ = cudnnConvolutionBwdFilterAlgo_t(c.algo), bwd_filter_ms_ = c.ms;
+    workspace_needed_ = std::max(workspace_needed_, ws);
+  }
+  // cudnnFind* measured with its own allocations; make sure nothing of it is still running.
+  ctx.synchronize();
+}
+
+std::string ConvPlan::describe() const {
+  return cat("conv ", shape_.in_channels, "→", shape_.out_channels, " ", shape_.in_side, "² s", shape_.stride,
+             ": fwd algo ", int(fwd_algo_), " (", fwd_ms_, " ms), bwd-data algo ", int(bwd_data_algo_), " (",
+             bwd_data_ms_, " ms), bwd-filter algo ", int(bwd_filter_algo_), " (", bwd_filter_ms_, " ms), workspace ",
+             workspace_needed_, " B (measured at batch ", max_batch_, ")");
+}
+
+void ConvPlan::check(const DeviceTensor& t, int channels, int side, const char* what) const {
+  if (t.n < 1 || t.n > max_batch_ || t.c != channels || t.h != side || t.w != side || t.data == nullptr)
+    throw Error(cat("conv ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "² stride ",
+                    shape_.stride, ": ", what, " is ", t.n, "×", t.c, "×", t.h, "×", t.w, " at ",
+                    static_cast<const void*>(t.data), " (batch 1..", max_batch_, ", ", channels, " channels, side ",
+                    side, " expected)"));
+  if (workspace_needed_ > 0 && (workspace_ == nullptr || workspace_bytes_ < workspace_needed_))
+    throw Error(cat("conv plan used before its workspace (", workspace_needed_, " B) was given"));
+}
+
+void ConvPlan::forward(Context& ctx, const DeviceTensor& x, const float* w, const DeviceTensor& y) {
+  check(x, shape_.in_channels, shape_.in_side, "x");
+  check(y, shape_.out_channels, shape_.out_side(), "y");
+  if (x.n != y.n) throw Error("conv forward: x and y batches differ");
+  bind_batch(x.n);
+  const float one = 1.0f, zero = 0.0f;
+  SD_CUDNN_CHECK(cudnnConvolutionForward(ctx.cudnn(), &one, x_desc_, x.data, w_desc_, w, conv_desc_, fwd_algo_,
+                                         workspace_, workspace_bytes_, &zero, y_desc_, y.data));
+  ctx.launched("cudnnConvolutionForward");
+}
+
+void ConvPlan::backward_data(Context& ctx, const DeviceTensor& dy, const float* w, const DeviceTensor& dx,
+                             bool accumulate) {
+  check(dy, shape_.out_channels, shape_.out_side(), "dy");
+  check(dx, shape_.in_channels, shape_.in_side, "dx");
+  if (dx.n != dy.n) throw Error("conv backward-data: dx and dy batches differ");
+  bind_batch(dy.n);
+  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  SD_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cudnn(), &one, w_desc_, w, y_desc_, dy.data, conv_desc_,
+                                              bwd_data_algo_, workspace_, workspace_bytes_, &beta, x_desc_, dx.data));
+  ctx.launched("cudnnConvolutionBackwardData");
+}
+
+void ConvPlan::backward_filter(Context& ctx, const DeviceTensor& x, const DeviceTensor& dy, float* dw) {
+  check(x, shape_.in_channels, shape_.in_side, "x");
+  check(dy, shape_.out_channels, shape_.out_side(), "dy");
+  if (x.n != dy.n) throw Error("conv backward-filter: x and dy batches differ");
+  bind_batch(x.n);
+  const float one = 1.0f, zero = 0.0f;
+  SD_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cudnn(), &one, x_desc_, x.data, y_desc_, dy.data, conv_desc_,
+                                                bwd_filter_algo_, workspace_, workspace_bytes_, &zero, w_desc_, dw));
+  ctx.launched("cudnnConvolutionBackwardFilter");
+}
+
+ConvPlanner::ConvPlanner(Context& ctx, int max_batch, size_t workspace_cap)
+    : ctx_(ctx), max_batch_(max_batch), cap_(workspace_cap), policy_(ConvAlgoPolicy::kFastest) {
+  const char* env = std::getenv("SD_CUDNN_NO_TRANSFORMS");
+  if (env && env[0] != '\0' && std::strcmp(env, "0") != 0) policy_ = ConvAlgoPolicy::kNoTransforms;
+}
+
+ConvPlan& ConvPlanner::plan(const ConvShape& shape) {
+  auto it = plans_.find(shape);
+  if (it == plans_.end()) {
+    auto plan = std::make_unique<ConvPlan>(ctx_, shape, max_batch_, cap_, policy_);
+    if (workspace_) plan->set_workspace(workspace_, workspace_bytes_);
+    it = plans_.emplace(shape, std::move(plan)).first;
+  }
+  return *it->second;
+}
+
+size_t ConvPlanner::workspace_needed() const {
+  size_t most = 0;
+  for (const auto& [shape, plan] : plans_) most = std::max(most, plan->workspace_needed());
+  return most;
+}
+
+void ConvPlanner::set_workspace(void* workspace, size_t bytes) {
+  workspace_ = workspace, workspace_bytes_ = bytes;
+  for (auto& [shape, plan] : plans_) plan->set_workspace(workspace, bytes);
+}
+
+std::string ConvPlanner::describe() const {
+  std::string s = policy_ == ConvAlgoPolicy::kNoTransforms ? "cuDNN algorithms (no FFT/Winograd):\n" : "cuDNN algorithms:\n";
+  for (const auto& [shape, plan] : plans_) s += "  " + plan->describe() + "\n";
+  return s;
+}
+
+}  // namespace sd::cuda
