@@ -18,7 +18,8 @@
 //   dβ = Σ dy,  dγ = Σ dy·x̂,  dx = γ·inv_std/M · (M·dy − dβ − x̂·dγ)
 //
 // Reductions are accumulated in double in a fixed order (deterministic; an accurate oracle for the
-// GPU's fp32). Outputs are overwritten, never accumulated. Instantiated for float and double.
+// GPU's fp32). Outputs are overwritten, never accumulated. In place is allowed: y may alias x in
+// both forwards, dx may alias dy in the backward. Instantiated for float and double.
 
 namespace sd::ref {
 

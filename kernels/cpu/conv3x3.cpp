@@ -40,6 +40,14 @@ void im2col(const Conv3x3Shape& s, const T* x, T* col) {
             continue;
           }
           const T* xr = x + ((long long)ci * s.h_in + iy) * s.w_in;
+          if (s.stride == 1) {
+            // A shifted copy of the input row with a zero at most at either end: vectorises.
+            const int lo = std::max(0, 1 - kx), hi = std::min(wo, s.w_in + 1 - kx);
+            for (int ox = 0; ox < lo; ++ox) r[ox] = T(0);
+            for (int ox = lo; ox < hi; ++ox) r[ox] = xr[ox + kx - 1];
+            for (int ox = hi; ox < wo; ++ox) r[ox] = T(0);
+            continue;
+          }
           for (int ox = 0; ox < wo; ++ox) {
             const int ix = ox * s.stride + kx - 1;
             r[ox] = (ix >= 0 && ix < s.w_in) ? xr[ix] : T(0);
@@ -81,6 +89,11 @@ void col2im(const Conv3x3Shape& s, const T* col, T* dx) {
           if (iy < 0 || iy >= s.h_in) continue;
           T* dr = dx + ((long long)ci * s.h_in + iy) * s.w_in;
           const T* r = row + oy * wo;
+          if (s.stride == 1) {
+            const int lo = std::max(0, 1 - kx), hi = std::min(wo, s.w_in + 1 - kx);
+            for (int ox = lo; ox < hi; ++ox) dr[ox + kx - 1] += r[ox];
+            continue;
+          }
           for (int ox = 0; ox < wo; ++ox) {
             const int ix = ox * s.stride + kx - 1;
             if (ix >= 0 && ix < s.w_in) dr[ix] += r[ox];

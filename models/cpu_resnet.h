@@ -1,0 +1,144 @@
+#pragma once
+// The stochastic-depth ResNet-(6N+2) on the CPU, assembled from the reference layers of
+// kernels/cpu/: the oracle every other backend is checked against, and a Backend of its own.
+//
+//   ResNetRef<T>  the network itself (T = double for gradient checks, float for training): one
+//                 training forward + backward for a batch of already-normalised images and a given
+//                 gate pattern, inference, and the SGD update. No data handling.
+//   CpuResNet     Backend (engine/backend.h) on ResNetRef<float>: keeps the image sets, gathers,
+//                 normalises and augments each batch (engine/augment.h), trains, evaluates.
+//
+// Stochastic depth, as ../shared/DESIGN-NOTES.md says:
+//   open gate (training):   out = ReLU(shortcut(x) + bn2(conv2(ReLU(bn1(conv1(x))))))
+//   closed gate (training): out = shortcut(x) — x itself for stride-1 blocks (x ≥ 0 already, being
+//                           a ReLU output, so the trailing ReLU changes nothing and is not applied;
+//                           the gradient passes unchanged: dx = dout), 2×2 average pool + zero channel
+//                           padding for the downsampling blocks. Nothing of the branch runs: its BN
+//                           running statistics are not updated and its parameters get exactly zero
+//                           gradient (the SGD step still applies weight decay and momentum to them).
+//   inference:              every block runs, out = ReLU(shortcut(x) + p_l · branch(x)), BN with
+//                           running statistics.
+// The loss is the mean softmax cross-entropy over the batch; gradients are of that mean.
+//
+// Tensors live in models/resnet_spec order (spec().tensors), indexed by that position or by name.
+// Layout is NCHW throughout; images are [n, 3, 32, 32].
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/backend.h"
+#include "kernels/cpu/sgd.h"
+#include "models/resnet_spec.h"
+
+namespace sd {
+
+template <typename T>
+class ResNetRef {
+ public:
+  // Parameters from initial_state(spec, seed); momentum buffers zero.
+  explicit ResNetRef(const ResNetSpec& spec, uint64_t seed = 0);
+
+  const ResNetSpec& spec() const { return spec_; }
+  int num_tensors() const { return int(tensors_.size()); }
+  int index_of(const std::string& name) const;  // throws std::out_of_range naming it
+
+  // Parameters and running statistics (spec order); gradients (empty for running statistics);
+  // momentum buffers (empty for running statistics, zero until the first sgd_step).
+  std::vector<T>& tensor(int i) { return tensors_[size_t(i)]; }
+  const std::vector<T>& tensor(int i) const { return tensors_[size_t(i)]; }
+  std::vector<T>& tensor(const std::string& name) { return tensor(index_of(name)); }
+  const std::vector<T>& grad(int i) const { return grads_[size_t(i)]; }
+  const std::vector<T>& grad(const std::string& name) const { return grad(index_of(name)); }
+  std::vector<T>& momentum(int i) { return momentum_[size_t(i)]; }
+  const std::vector<T>& momentum(int i) const { return momentum_[size_t(i)]; }
+
+  // Sets every parameter and running statistic from `state` (by name; shapes must match, else
+  // std::invalid_argument naming the tensor). Momentum buffers in `state` (momentum_name(param))
+  // are loaded too; absent ones become zero.
+  void load(std::span<const NamedTensor> state);
+  // Parameters and running statistics (spec order), then momentum buffers, rounded to float.
+  std::vector<NamedTensor> named_state() const;
+  // The gradient of every trainable tensor from the last training step (spec order), as float.
+  std::vector<NamedTensor> named_gradients() const;
+
+  // One training forward and backward: n images [n, 3, 32, 32] (normalised, augmented), labels [n],
+  // gates[l] = 1 when block l runs. Fills every gradient, logits(), losses() and predictions();
+  // updates the running statistics of the BN layers that ran when update_running_stats (pass false
+  // for finite differences). Returns the mean loss over the batch.
+  double train_forward_backward(int n, const T* images, const uint8_t* labels, std::span<const uint8_t> gates,
+                                bool update_running_stats = true);
+  const std::vector<T>& logits() const { return logits_; }        // [n, 10] of the last call
+  const std::vector<T>& losses() const { return losses_; }        // [n] per-image cross-entropy
+  const std::vector<uint8_t>& predictions() const { return preds_; }  // [n] arg-max of logits
+
+  // Inference: every block, residuals scaled by p_l, BN running statistics. logits [n, 10].
+  void infer(int n, const T* images, T* logits) const;
+
+  // w -= lr·(Nesterov momentum of grad + weight_decay·w) for every trainable tensor (ref::sgd_step).
+  void sgd_step(const ref::SgdParams& params);
+
+ private:
+  struct BlockIndex {
+    int conv1, bn1, conv2, bn2;  // tensor indices; a BN's bias, running mean, running var follow its weight
+  };
+  struct BlockSaved {               // what the backward of one open block needs
+    std::vector<T> h1, a1, h2;      // conv1 output, ReLU(bn1(h1)), conv2 output
+    std::vector<T> mean1, inv_std1, mean2, inv_std2;
+  };
+
+  void forward_block(int l, int n, const T* x, T* out, bool update_running);
+  void backward_block(int l, int n, const T* x, const T* out, T* dout, T* dx);
+
+  ResNetSpec spec_;
+  std::vector<std::vector<T>> tensors_, grads_, momentum_;
+  int conv1_ = 0, bn1_ = 0, fc_w_ = 0, fc_b_ = 0;
+  std::vector<BlockIndex> blocks_;
+
+  // Saved by the last training forward.
+  int n_ = 0;
+  std::vector<uint8_t> gates_;
+  std::vector<T> h0_, mean0_, inv_std0_;     // stem: conv1 output and its BN statistics
+  std::vector<std::vector<T>> act_;          // act_[0]: stem output; act_[l + 1]: output of block l
+  std::vector<BlockSaved> saved_;
+  std::vector<T> pooled_, logits_, losses_;
+  std::vector<uint8_t> preds_;
+  std::vector<T> scratch_a_, scratch_b_;     // forward temporaries (bn2 output, shortcut)
+};
+
+extern template class ResNetRef<float>;
+extern template class ResNetRef<double>;
+
+// The CPU Backend. Deterministic: the same calls give bit-identical state.
+class CpuResNet : public Backend {
+ public:
+  explicit CpuResNet(const BackendOptions& options);  // parameters from initial_state(spec, options.seed)
+
+  std::string device_name() const override { return "cpu"; }
+  const ResNetSpec& spec() const override { return net_.spec(); }
+  void set_normalization(const Normalization& norm) override;
+  void set_images(ImageSetRole role, const ImageSet& images) override;
+  void train_step(const StepInput& in) override;
+  TrainTotals take_train_totals() override;
+  EvalResult evaluate(ImageSetRole role) override;
+  std::vector<NamedTensor> state() const override;
+  // Validates every name and shape before changing anything; throws std::invalid_argument naming
+  // the first bad tensor (unknown, wrong shape or size, or a parameter that is missing).
+  void load_state(std::span<const NamedTensor> state) override;
+
+  ResNetRef<float>& net() { return net_; }
+
+ private:
+  const ImageSet& images(ImageSetRole role) const;
+
+  BackendOptions options_;
+  ResNetRef<float> net_;
+  Normalization norm_;
+  bool have_norm_ = false;
+  ImageSet sets_[3];
+  TrainTotals totals_;
+  std::vector<float> batch_;  // the gathered, augmented batch
+  std::vector<uint8_t> labels_;
+};
+
+}  // namespace sd
