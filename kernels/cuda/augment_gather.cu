@@ -1,0 +1,53 @@
+// Augmentation and batch gathering on the GPU; see augment_gather.h.
+#include "kernels/cuda/augment_gather.h"
+
+#include "engine/augment.h"
+#include "engine/cuda/check.h"
+#include "engine/cuda/format.h"
+#include "engine/cuda/launch.cuh"
+
+namespace sd::cuda {
+
+namespace {
+
+struct IndexChunk {
+  int32_t index[kGatherChunk];
+};
+
+constexpr int kGatherThreads = 256;
+
+// One thread block per output image; its threads walk the image's 3072 pixels.
+__global__ void gather_kernel(IndexChunk chunk, GatherSource src, int augment, uint64_t seed, uint32_t epoch,
+                              float* images, uint8_t* labels) {
+  const int b = blockIdx.x;
+  const int32_t idx = chunk.index[b];
+  const uint8_t* image = src.pixels + int64_t(idx) * kImageBytes;
+  const AugmentParams a = augment ? augment_params(seed, epoch, uint32_t(idx)) : AugmentParams{};
+  float* out = images + int64_t(b) * kImageBytes;
+  for (int p = threadIdx.x; p < kImageBytes; p += blockDim.x) {
+    const int c = p / kImagePlane, y = (p / kImageSide) % kImageSide, x = p % kImageSide;
+    out[p] = augmented_pixel(image, src.mean, src.stddev, a, c, y, x);
+  }
+  if (threadIdx.x == 0) labels[b] = src.labels[idx];
+}
+
+}  // namespace
+
+void gather_batch(Context& ctx, const GatherSource& src, std::span<const int32_t> indices, const AugmentDraw& draw,
+                  float* images, uint8_t* labels) {
+  if (indices.empty()) throw Error("gather_batch: empty batch");
+  if (!src.pixels || !src.labels || !src.mean) throw Error("gather_batch: the image set or normalisation is not on the device");
+  for (size_t i = 0; i < indices.size(); ++i)
+    if (indices[i] < 0 || int64_t(indices[i]) >= src.set_size)
+      throw Error(cat("gather_batch: index ", indices[i], " (batch position ", i, ") outside the set of ", src.set_size,
+                      " images"));
+  for (size_t first = 0; first < indices.size(); first += kGatherChunk) {
+    const size_t count = std::min(indices.size() - first, size_t(kGatherChunk));
+    IndexChunk chunk{};
+    for (size_t i = 0; i < count; ++i) chunk.index[i] = indices[first + i];
+    SD_LAUNCH(ctx, gather_kernel, unsigned(count), kGatherThreads, 0, chunk, src, draw.augment ? 1 : 0, draw.seed,
+              draw.epoch, images + first * kImageBytes, labels + first);
+  }
+}
+
+}  // namespace sd::cuda

@@ -1,0 +1,40 @@
+#pragma once
+// Batch gathering with augmentation, on the GPU, from a whole image set resident in device memory
+// as bytes (3×32×32 per image, as the CIFAR-10 files hold them). Output image b of the batch is image
+// indices[b] of the set, normalised ((byte − mean[c,y,x]) / std) and, when `augment`, translated
+// and flipped with the draws of augment_params(seed, epoch, indices[b]) — the very functions of
+// engine/augment.h that the CPU reference calls (augment_params, augmented_pixel), so the batch is
+// bit-identical to the CPU's (IEEE division, no contraction possible in that expression).
+//
+// The indices travel as a kernel argument (up to kGatherChunk per launch), so a step needs no
+// host-to-device copy and no pinned staging buffer: the driver copies the arguments at launch.
+// Launches per batch: ceil(n / kGatherChunk) (one for every batch size up to 512).
+#include <cstdint>
+#include <span>
+
+#include "engine/cuda/context.h"
+
+namespace sd::cuda {
+
+inline constexpr int kGatherChunk = 512;
+
+struct GatherSource {
+  const uint8_t* pixels = nullptr;  // [set_size, 3, 32, 32] bytes, device
+  const uint8_t* labels = nullptr;  // [set_size], device
+  int64_t set_size = 0;
+  const float* mean = nullptr;      // [3, 32, 32] in byte units, device
+  float stddev = 1.0f;
+};
+
+struct AugmentDraw {
+  bool augment = false;
+  uint64_t seed = 0;
+  uint32_t epoch = 0;
+};
+
+// images: [n, 3, 32, 32] floats; labels: [n] bytes. Throws (before launching) when an index is
+// outside the set. n = indices.size() ≥ 1.
+void gather_batch(Context& ctx, const GatherSource& src, std::span<const int32_t> indices, const AugmentDraw& draw,
+                  float* images, uint8_t* labels);
+
+}  // namespace sd::cuda

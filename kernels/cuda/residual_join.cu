@@ -1,0 +1,105 @@
+// Residual join: option-A shortcut + scaled residual + ReLU, forward and backward; see residual_join.h.
+#include "kernels/cuda/residual_join.h"
+
+#include "engine/cuda/check.h"
+#include "engine/cuda/format.h"
+#include "engine/cuda/launch.cuh"
+
+namespace sd::cuda {
+
+namespace {
+
+// One thread per output element (b, c, i, j).
+__global__ void join_forward_kernel(long long count, int C_out, int S, int C_in, int stride, const float* x,
+                                    const float* branch, float scale, float* out) {
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count; k += (long long)gridDim.x * blockDim.x) {
+    const int j = int(k % S);
+    const int i = int((k / S) % S);
+    const int c = int((k / ((long long)S * S)) % C_out);
+    const long long b = k / ((long long)S * S * C_out);
+    float sc;
+    if (stride == 1) {
+      sc = x[k];
+    } else if (c < C_in) {
+      const int Si = 2 * S;
+      const float* p = x + ((b * C_in + c) * Si + 2 * i) * Si + 2 * j;
+      sc = (p[0] + p[1] + p[Si] + p[Si + 1]) * 0.25f;
+    } else {
+      sc = 0.0f;
+    }
+    if (branch) {
+      // Rounded like the reference (no fused multiply-add), so the join is bit-identical to it.
+      const float v = __fadd_rn(sc, __fmul_rn(scale, branch[k]));
+      out[k] = v > 0.0f ? v : 0.0f;
+    } else {
+      out[k] = sc;
+    }
+  }
+}
+
+// One thread per element of dout (b, c, i, j).
+__global__ void join_backward_kernel(long long count, int C_out, int S, int C_in, int stride, const float* out,
+                                     float* dout, int mask, float* dx) {
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count; k += (long long)gridDim.x * blockDim.x) {
+    float g = dout[k];
+    if (mask) {
+      g = out[k] > 0.0f ? g : 0.0f;
+      dout[k] = g;
+    }
+    if (stride == 2) {
+      const int j = int(k % S);
+      const int i = int((k / S) % S);
+      const int c = int((k / ((long long)S * S)) % C_out);
+      const long long b = k / ((long long)S * S * C_out);
+      if (c < C_in) {
+        const int Si = 2 * S;
+        float* p = dx + ((b * C_in + c) * Si + 2 * i) * Si + 2 * j;
+        const float q = g * 0.25f;
+        p[0] = q, p[1] = q, p[Si] = q, p[Si + 1] = q;
+      }
+    }
+  }
+}
+
+std::string dims(const DeviceTensor& t) { return cat(t.n, "×", t.c, "×", t.h, "×", t.w); }
+
+// Validates the shapes; returns the stride.
+int join_stride(const DeviceTensor& x, const DeviceTensor& out, const char* what) {
+  const bool same = x.n == out.n && x.h == out.h && x.w == out.w && x.c == out.c;
+  const bool down = x.n == out.n && x.h == 2 * out.h && x.w == 2 * out.w && x.c <= out.c;
+  if (out.h != out.w || out.n < 1 || (!same && !down) || !x.data || !out.data)
+    throw Error(cat(what, ": input ", dims(x), " and output ", dims(out), " are neither the same shape nor a 2×2 "
+                    "downsampling with channel padding"));
+  return same ? 1 : 2;
+}
+
+}  // namespace
+
+void residual_join_forward(Context& ctx, const DeviceTensor& x, const DeviceTensor* branch, float scale,
+                           const DeviceTensor& out) {
+  const int stride = join_stride(x, out, "residual_join_forward");
+  if (branch && (!branch->same_shape(out) || !branch->data))
+    throw Error(cat("residual_join_forward: branch ", dims(*branch), " differs from output ", dims(out)));
+  const long long count = out.numel();
+  SD_LAUNCH(ctx, join_forward_kernel, blocks_for(count), kThreads, 0, count, out.c, out.h, x.c, stride, x.data,
+            branch ? branch->data : nullptr, scale, out.data);
+}
+
+void residual_join_backward(Context& ctx, const DeviceTensor& out, const DeviceTensor& dout, bool mask,
+                            const DeviceTensor* dx) {
+  if (!dout.same_shape(out) || !dout.data || (mask && !out.data))
+    throw Error(cat("residual_join_backward: dout ", dims(dout), " differs from out ", dims(out)));
+  int stride = 1, c_in = out.c;
+  if (dx) {
+    stride = join_stride(*dx, out, "residual_join_backward");
+    if (stride != 2) throw Error("residual_join_backward: dx is only for the downsampling join (stride 1 works in place)");
+    c_in = dx->c;
+  } else if (!mask) {
+    return;  // stride 1 without mask would be the identity: nothing to do, and nothing is launched
+  }
+  const long long count = out.numel();
+  SD_LAUNCH(ctx, join_backward_kernel, blocks_for(count), kThreads, 0, count, out.c, out.h, c_in, stride, out.data,
+            dout.data, mask ? 1 : 0, dx ? dx->data : nullptr);
+}
+
+}  // namespace sd::cuda
