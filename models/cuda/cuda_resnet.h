@@ -1,0 +1,161 @@
+#pragma once
+// The stochastic-depth ResNet-(6N+2) on the GPU: the Backend of engine/backend.h assembled from the
+// layer objects of kernels/cuda/, equal to the CPU reference (models/cpu_resnet.h) up to rounding.
+//
+// Memory: ONE device arena, sized at construction for the largest batch by running the layout
+// once against an ArenaSizer and once for real (engine/cuda/arena.h): parameters, gradients and
+// momentum as three flat buffers of the same layout (spec order, trainable tensors only: one SGD
+// launch updates all), BN running statistics in a fourth, every activation the backward needs
+// (per block: conv1 output, its BN+ReLU, conv2 output, block output), the per-stage gradient
+// buffers, the convolution workspace and cuBLAS's. Image sets live in device buffers of their own
+// (they arrive after construction). Nothing is allocated, and the host never waits, inside
+// train_step.
+//
+// Stochastic depth: a closed block launches nothing. A closed stride-1 block's output IS its
+// input (the pointer is aliased, forward; the gradient buffer passes through untouched, backward),
+// exactly the reference's identity. A closed downsampling block (first of stages 1 and 2) still
+// has to change the shape: one shortcut kernel forward (2×2 average pool + zero channels) and one
+// backward — 2 launches, counted in the formula below.
+//
+// Gradient flow (backward): one gradient buffer per stage. For a stride-1 block the join's backward
+// masks it in place (it is then both ∂L/∂branch and the shortcut's share of ∂L/∂x) and conv1's
+// backward-data ADDS the branch's share into it (β = 1): the buffer leaves the block as ∂L/∂x.
+// A downsampling block writes the previous stage's buffer (shortcut's share), then adds into it.
+//
+// Launches per training step (batch ≤ 512), counted by the engine itself (Context::launches):
+//   13 fixed (grad memset, gather, stem conv+BN, pool, fc GEMM, softmax, 2 fc GEMMs backward,
+//            pool backward, stem BN backward, stem conv filter gradient, SGD)
+//   + 12 per open block (forward: conv, BN+ReLU, conv, BN, join; backward: join, BN, conv filter,
+//            conv data, BN+ReLU, conv filter, conv data)
+//   + 2 per closed downsampling block; 0 per closed stride-1 block.
+// Evaluation, per batch: 6 fixed (gather, stem conv+BN, pool, GEMM, softmax) + 5 per block, plus
+// one memset per evaluate() call.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/cuda/arena.h"
+#include "engine/cuda/context.h"
+#include "engine/cuda/tensor.h"
+#include "kernels/cuda/batch_norm.h"
+#include "kernels/cuda/classifier.h"
+#include "kernels/cuda/conv2d.h"
+#include "models/resnet_spec.h"
+
+namespace sd {
+
+struct LaunchFormula {
+  int train_fixed = 13;
+  int train_per_open_block = 12;
+  int train_per_closed_downsampling_block = 2;
+  int eval_fixed_per_batch = 6;
+  int eval_per_block_per_batch = 5;
+  int eval_fixed_per_call = 1;
+
+  // Launches of one training step with these gates.
+  int64_t train_step(const ResNetSpec& spec, const std::vector<uint8_t>& gates) const;
+};
+
+class CudaResNet final : public Backend {
+ public:
+  CudaResNet(const BackendOptions& options, int max_batch);
+  ~CudaResNet() override;
+
+  std::string device_name() const override;
+  const ResNetSpec& spec() const override { return spec_; }
+  void set_normalization(const Normalization& norm) override;
+  void set_images(ImageSetRole role, const ImageSet& images) override;
+  void train_step(const StepInput& in) override;
+  TrainTotals take_train_totals() override;
+  EvalResult evaluate(ImageSetRole role) override;
+  std::vector<NamedTensor> state() const override;
+  void load_state(std::span<const NamedTensor> state) override;
+
+  // ---- for tests and benchmarks (each of these waits for the device) ----
+  int max_batch() const { return max_batch_; }
+  uint64_t launches() const { return ctx_->launches(); }  // engine-issued operations so far
+  static LaunchFormula launch_formula() { return LaunchFormula{}; }
+  // The gradient of every trainable tensor from the last train_step (spec order, names as spec).
+  std::vector<NamedTensor> gradients() const;
+  // From the last forward (train_step, or the last batch of evaluate): logits [n, 10], the
+  // per-image losses [n] (train_step only), the gathered input images [n, 3, 32, 32] and labels.
+  std::vector<float> last_logits() const;
+  std::vector<float> last_losses() const;
+  std::vector<float> last_images() const;
+  std::vector<uint8_t> last_labels() const;
+  int last_batch_size() const { return last_n_; }
+  size_t arena_bytes() const { return arena_.capacity(); }
+  std::string describe() const;  // arena size and the chosen convolution algorithms
+  cuda::Context& context() { return *ctx_; }
+
+ private:
+  struct BlockBuffers {
+    float *a1 = nullptr, *r1 = nullptr, *a2 = nullptr, *out = nullptr;
+    float *save_mean1 = nullptr, *save_inv_std1 = nullptr, *save_mean2 = nullptr, *save_inv_std2 = nullptr;
+  };
+  struct Buffers {
+    float *params = nullptr, *grads = nullptr, *momentum = nullptr, *running = nullptr;
+    float* mean_image = nullptr;
+    float* images = nullptr;
+    uint8_t* labels = nullptr;
+    float *stem_a = nullptr, *stem_r = nullptr, *stem_save_mean = nullptr, *stem_save_inv_std = nullptr;
+    std::vector<BlockBuffers> blocks;
+    float* branch = nullptr;  // bn2's output, consumed at once by the join
+    float* stage_grad[3] = {nullptr, nullptr, nullptr};
+    float *scratch1 = nullptr, *scratch2 = nullptr;
+    float *pooled = nullptr, *dpooled = nullptr, *logits = nullptr, *dlogits = nullptr, *losses = nullptr;
+    cuda::DeviceTotals *train_totals = nullptr, *eval_totals = nullptr;
+    void *conv_workspace = nullptr, *cublas_workspace = nullptr;
+  };
+  struct Block {  // the layer objects of one residual block
+    cuda::Conv2d conv1, conv2;
+    cuda::BatchNorm bn1, bn2;
+  };
+  struct DeviceSet {
+    cuda::DeviceBuffer pixels, labels, predictions;
+    int64_t size = 0;
+    std::vector<uint8_t> host_labels;
+  };
+
+  template <class Alloc>
+  Buffers lay_out(Alloc& alloc) const;
+  void build_layers();
+  void upload_state(std::span<const NamedTensor> state, bool with_momentum);
+  // Forward of n gathered images: training (gates, batch statistics) or evaluation (every block,
+  // running statistics, residual scaled by p_l). Leaves the block outputs in out_views_.
+  void forward(int n, const uint8_t* gates, bool training);
+  void backward(int n, const uint8_t* gates);
+  cuda::DeviceTensor act(float* p, int n, int c, int side) const { return cuda::DeviceTensor{p, n, c, side, side}; }
+  template <class T>
+  std::vector<T> download(const T* p, size_t count) const;
+  const DeviceSet& set(ImageSetRole role) const { return sets_[int(role)]; }
+
+  BackendOptions options_;
+  ResNetSpec spec_;
+  int max_batch_;
+  std::unique_ptr<cuda::Context> ctx_;
+  std::unique_ptr<cuda::ConvPlanner> planner_;
+  cuda::DeviceArena arena_;
+  size_t cublas_workspace_bytes_ = size_t(32) << 20;
+  Buffers buf_;
+
+  // Where each spec tensor lives: its offset in the params (trainable) or running buffer.
+  std::vector<size_t> offset_;
+  size_t num_params_ = 0, num_running_ = 0;
+
+  cuda::Conv2d stem_conv_;
+  cuda::BatchNorm stem_bn_;
+  std::vector<Block> blocks_;
+  cuda::Classifier fc_;
+
+  bool have_norm_ = false;
+  float stddev_ = 1.0f;
+  DeviceSet sets_[3];
+  // Per step: the input and output views of every block (closed stride-1 blocks alias).
+  std::vector<cuda::DeviceTensor> in_views_, out_views_;
+  int last_n_ = 0;
+};
+
+}  // namespace sd
