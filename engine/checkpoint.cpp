@@ -22,6 +22,10 @@ using nlohmann::json;
 json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 double number_or(const json& j, double none) { return j.is_null() ? none : j.get<double>(); }
 
+// A float as the double its shortest decimal text denotes (0.9f → 0.9, not 0.8999999761581421):
+// readable JSON that still converts back to the very same float.
+double readable(float v) { return std::stod(fmt::format("{}", v)); }
+
 template <typename T>
 T field(const json& j, const char* key) {
   if (!j.contains(key)) throw std::runtime_error(fmt::format("missing field '{}'", key));
@@ -37,9 +41,9 @@ json to_json(const RunConfig& c) {
       {"depth", c.model.depth},
       {"death_mode", to_string(c.model.death_mode)},
       {"death_rate", c.model.death_rate},
-      {"momentum", c.sgd.momentum},
+      {"momentum", readable(c.sgd.momentum)},
       {"nesterov", c.sgd.nesterov},
-      {"weight_decay", c.sgd.weight_decay},
+      {"weight_decay", readable(c.sgd.weight_decay)},
       {"epochs", c.train.epochs},
       {"batch_size", c.train.batch_size},
       {"lr", c.train.learning_rate},

@@ -1,0 +1,40 @@
+#include "apps/common/device.h"
+
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "models/cpu_resnet.h"
+
+#ifdef SD_HAVE_CUDA
+#include "engine/cuda/device.h"
+#endif
+
+namespace sd::apps {
+
+void check_device(const std::string& device) {
+  if (device == "cpu") return;
+  if (device != "cuda") throw std::runtime_error(fmt::format("--device {}: unknown device (cuda or cpu)", device));
+#ifdef SD_HAVE_CUDA
+  std::string why;
+  if (!sd::cuda::device_available(&why))
+    throw std::runtime_error(
+        fmt::format("--device cuda: no usable CUDA device ({}); use --device cpu for the CPU reference", why));
+#else
+  throw std::runtime_error(
+      "--device cuda: this build has no CUDA engine (configured with SD_BUILD_CUDA=OFF); use --device cpu");
+#endif
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options) {
+  check_device(device);
+  if (device == "cpu") return std::make_unique<CpuResNet>(options);
+#ifdef SD_HAVE_CUDA
+  // TODO(apps): the CUDA engine's factory (models/cuda/) once it lands.
+  throw std::runtime_error("--device cuda: the CUDA engine is not part of this build yet; use --device cpu");
+#else
+  throw std::logic_error("unreachable: check_device refused cuda");
+#endif
+}
+
+}  // namespace sd::apps

@@ -1,0 +1,16 @@
+#pragma once
+// From `--device` to a Backend: the CPU reference everywhere, the CUDA engine where this build has
+// it and a GPU is present. Asking for CUDA without either is one clear error, before any work.
+#include <memory>
+#include <string>
+
+#include "engine/backend.h"
+
+namespace sd::apps {
+
+// Throws std::runtime_error saying why `device` cannot run here (no CUDA in this build, no GPU).
+void check_device(const std::string& device);
+
+std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options);
+
+}  // namespace sd::apps

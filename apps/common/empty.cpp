@@ -1,1 +1,0 @@
-// Keeps the apps library non-empty before its first shared file lands.

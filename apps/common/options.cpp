@@ -1,0 +1,131 @@
+#include "apps/common/options.h"
+
+#include <cstdint>
+#include <limits>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "apps/common/app_main.h"
+#include "engine/dataset.h"
+#include "models/resnet_spec.h"
+
+namespace sd::apps {
+
+void add_device_option(CLI::App& app, std::string& device) {
+  app.add_option("--device", device, "cuda (the GPU engine) or cpu (the reference: slow, small models)")
+      ->check(CLI::IsMember({"cuda", "cpu"}))
+      ->capture_default_str();
+}
+
+void add_train_options(CLI::App& app, TrainOptions& o) {
+  RunConfig& r = o.run;
+  app.add_option("--depth", r.model.depth, "network depth, 6N+2 (110: the paper's ResNet-110)")->capture_default_str();
+  app.add_option("--epochs", r.train.epochs, "training epochs")->capture_default_str();
+  app.add_option("--batch-size", r.train.batch_size, "images per SGD step")->capture_default_str();
+  app.add_option("--lr", r.train.learning_rate, "initial learning rate")->capture_default_str();
+  app.add_option("--lr-steps", o.lr_steps, "fractions of --epochs after which lr is divided by 10")
+      ->capture_default_str();
+  app.add_option("--momentum", r.sgd.momentum, "SGD momentum")->capture_default_str();
+  app.add_flag("--nesterov,!--no-nesterov", r.sgd.nesterov, "Nesterov momentum (default on)");
+  app.add_option("--weight-decay", r.sgd.weight_decay, "L2 weight decay on every parameter")->capture_default_str();
+  app.add_option("--death-mode", o.death_mode, "lin_decay (p_l falls linearly to 1 - rate) or uniform")
+      ->capture_default_str();
+  app.add_option("--death-rate", r.model.death_rate, "death rate in [0, 1); 0 is constant depth")
+      ->capture_default_str();
+  app.add_option("--split", r.split, "paper (45 000 train / 5 000 validation) or full (50 000 train)")
+      ->capture_default_str();
+  app.add_option("--seed", r.train.seed, "seed of everything random")->capture_default_str();
+  app.add_option("--data-dir", o.data_dir, "CIFAR-10 binary files (scripts/fetch-cifar10)")->capture_default_str();
+  app.add_option("--synthetic", r.synthetic, "train on N generated images instead of CIFAR-10 (tests, smoke runs)");
+  app.add_option("--subset", r.subset, "use only the first N training images (smoke tests)");
+  app.add_option("--out", o.out, "run directory (default runs/d<depth>-<mode><rate>-<split>-s<seed>)");
+  add_device_option(app, o.device);
+  app.add_flag("--resume", o.resume, "continue the run in --out from its last.safetensors");
+  app.add_option("--stop-after", o.stop_after,
+                 "stop after N epochs of this invocation, resumable with --resume (for time-limited sessions)");
+  app.add_option("--precision", r.precision, "arithmetic precision (fp32)")->capture_default_str();
+}
+
+std::set<std::string> given_options(const CLI::App& app) {
+  std::set<std::string> given;
+  for (const CLI::Option* opt : app.get_options())
+    if (opt->count() > 0)
+      for (const std::string& name : opt->get_lnames()) given.insert("--" + name);
+  return given;
+}
+
+std::vector<double> parse_lr_steps(const std::string& text) {
+  std::vector<double> steps;
+  if (text.empty() || text == "none") return steps;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size())
+      throw UsageError(fmt::format("--lr-steps {}: '{}' is not a number (expected e.g. 0.5,0.75)", text, item));
+    steps.push_back(v);
+  }
+  return steps;
+}
+
+void validate_run_config(const RunConfig& r) {
+  auto check = [](const char* flag, auto&& fn) {
+    try {
+      fn();
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(fmt::format("{}: {}", flag, e.what()));
+    }
+  };
+  check("--depth", [&] { blocks_per_stage(r.model.depth); });
+  check("--death-rate", [&] { survival_probabilities(1, r.model.death_mode, r.model.death_rate); });
+  check("--split", [&] { parse_split(r.split); });
+  if (std::find(kPrecisions.begin(), kPrecisions.end(), r.precision) == kPrecisions.end())
+    throw UsageError(fmt::format("--precision {}: not supported; this build trains in fp32 only", r.precision));
+  if (r.subset < 0) throw UsageError(fmt::format("--subset {}: must be positive (or 0 for all images)", r.subset));
+  if (r.synthetic < 0) throw UsageError(fmt::format("--synthetic {}: must be positive", r.synthetic));
+  if (!(r.sgd.momentum >= 0 && r.sgd.momentum < 1))
+    throw UsageError(fmt::format("--momentum {}: must lie in [0, 1)", r.sgd.momentum));
+  if (!(r.sgd.weight_decay >= 0)) throw UsageError(fmt::format("--weight-decay {}: must be >= 0", r.sgd.weight_decay));
+  // The training-set size is not known yet: the batch-size bound is checked again with the data.
+  try {
+    validate(r.train, std::numeric_limits<size_t>::max());
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    const char* flag = what.rfind("epochs", 0) == 0       ? "--epochs"
+                       : what.rfind("batch size", 0) == 0 ? "--batch-size"
+                       : what.rfind("learning rate", 0) == 0 ? "--lr"
+                       : what.rfind("lr step", 0) == 0    ? "--lr-steps"
+                                                          : "options";
+    throw UsageError(fmt::format("{}: {}", flag, what));
+  }
+}
+
+void finish_train_options(const CLI::App& app, TrainOptions& o) {
+  o.given = given_options(app);
+  try {
+    o.run.model.death_mode = parse_death_mode(o.death_mode);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(fmt::format("--death-mode: {}", e.what()));
+  }
+  o.run.train.lr_steps = parse_lr_steps(o.lr_steps);
+  if (o.stop_after < 0) throw UsageError(fmt::format("--stop-after {}: must be positive", o.stop_after));
+  validate_run_config(o.run);
+  if (o.out.empty()) o.out = default_run_dir(o.run);
+}
+
+std::string default_run_dir(const RunConfig& r) {
+  std::string dir = fmt::format("runs/d{}-{}{}-{}-s{}", r.model.depth, to_string(r.model.death_mode),
+                                r.model.death_rate, r.split, r.train.seed);
+  if (r.synthetic > 0) dir += fmt::format("-synthetic{}", r.synthetic);
+  return dir;
+}
+
+}  // namespace sd::apps

@@ -1,0 +1,53 @@
+#pragma once
+// sd_train's command line: the paper's defaults (../shared/DESIGN-NOTES.md), bound into CLI11, then
+// checked so that every bad value is one line naming its flag. sd_eval and sd_bench reuse the
+// device and model pieces.
+#include <set>
+#include <string>
+#include <vector>
+
+#include "engine/checkpoint.h"
+
+namespace CLI {
+class App;
+}
+
+namespace sd::apps {
+
+struct TrainOptions {
+  RunConfig run;  // complete after finish_train_options
+  std::string death_mode = "lin_decay";
+  std::string lr_steps = "0.5,0.75";
+  std::string data_dir = "data/cifar-10-batches-bin";
+  std::string out;  // empty until finish_train_options: then default_run_dir(run) if not given
+  std::string device = "cuda";
+  bool resume = false;
+  int stop_after = 0;  // > 0: stop (resumably) after this many epochs of this invocation
+  std::set<std::string> given;  // the flags given on the command line ("--depth", ...)
+};
+
+void add_train_options(CLI::App& app, TrainOptions& options);
+// After parsing: converts the texts, fills `given`, and validates everything that needs no data.
+// Throws UsageError naming the flag.
+void finish_train_options(const CLI::App& app, TrainOptions& options);
+
+// "--device cuda|cpu" (default cuda).
+void add_device_option(CLI::App& app, std::string& device);
+
+// The long flags of `app` given on its command line.
+std::set<std::string> given_options(const CLI::App& app);
+
+// "0.5,0.75" → {0.5, 0.75}; throws UsageError naming --lr-steps for text that is not a list of numbers.
+std::vector<double> parse_lr_steps(const std::string& text);
+
+// Every check that needs no data: depth 6N+2, death rate in [0, 1), precision, split, counts,
+// epochs, batch size ≥ 1, learning rate, lr steps. Throws UsageError naming the flag.
+void validate_run_config(const RunConfig& run);
+
+// runs/d<depth>-<mode><rate>-<split>-s<seed>[-synthetic<N>]: distinct runs get distinct folders.
+std::string default_run_dir(const RunConfig& run);
+
+// The precisions this build trains in.
+inline const std::vector<std::string> kPrecisions = {"fp32"};
+
+}  // namespace sd::apps

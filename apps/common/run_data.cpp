@@ -1,0 +1,35 @@
+#include "apps/common/run_data.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "apps/common/app_main.h"
+#include "engine/cifar10.h"
+#include "engine/dataset.h"
+#include "engine/synthetic_data.h"
+
+namespace sd::apps {
+
+int64_t synthetic_test_size(int64_t train) { return std::max<int64_t>(train / 5, 10); }
+
+DataSplit load_run_split(const RunConfig& run, const std::string& data_dir) {
+  const Cifar10 data = run.synthetic > 0
+                           ? synthetic_cifar10(size_t(run.synthetic), size_t(synthetic_test_size(run.synthetic)),
+                                               run.train.seed)
+                           : load_cifar10(data_dir);
+  try {
+    return make_split(data, parse_split(run.split), run.train.seed, size_t(run.subset));
+  } catch (const std::invalid_argument& e) {
+    // The data is fine; the settings do not fit it (a subset larger than the split, ...).
+    throw UsageError(fmt::format("{} (--split {}, --subset {})", e.what(), run.split, run.subset));
+  }
+}
+
+std::string describe_split(const DataSplit& s) {
+  return fmt::format("{} split: {} train / {} validation / {} test", s.name, s.train.size(), s.validation.size(),
+                     s.test.size());
+}
+
+}  // namespace sd::apps

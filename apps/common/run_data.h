@@ -1,0 +1,22 @@
+#pragma once
+// Where a run's images come from: the CIFAR-10 files, or generated images of the same shape
+// (--synthetic N) so that tests and smoke runs need no download.
+#include <cstdint>
+#include <string>
+
+#include "engine/checkpoint.h"
+#include "engine/data_split.h"
+
+namespace sd::apps {
+
+// Test images generated alongside N synthetic training images: CIFAR-10's ratio (1 : 5), at least 10.
+int64_t synthetic_test_size(int64_t train);
+
+// The split `run` describes (run.split, run.train.seed, run.subset, run.synthetic), from `data_dir`
+// unless run.synthetic > 0. Throws std::runtime_error naming the file or the setting at fault.
+DataSplit load_run_split(const RunConfig& run, const std::string& data_dir);
+
+// "45000 train / 5000 validation / 10000 test"
+std::string describe_split(const DataSplit& split);
+
+}  // namespace sd::apps

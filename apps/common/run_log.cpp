@@ -1,0 +1,102 @@
+#include "apps/common/run_log.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "engine/atomic_file.h"
+
+namespace sd::apps {
+
+namespace {
+
+nlohmann::json optional_number(const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
+nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
+
+}  // namespace
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  if (s < 60) return fmt::format("{:.1f}s", s);
+  const long total = std::lround(s);
+  if (total < 3600) return fmt::format("{}m{:02}s", total / 60, total % 60);
+  return fmt::format("{}h{:02}m", total / 3600, (total % 3600) / 60);
+}
+
+std::string format_percent(double fraction) { return fmt::format("{:.2f}%", 100.0 * fraction); }
+
+nlohmann::json epoch_json(const EpochRecord& r) {
+  return nlohmann::json{
+      {"epoch", r.epoch},
+      {"lr", r.learning_rate},
+      {"train_loss", r.train_loss},
+      {"train_error", r.train_error},
+      {"validation_loss", optional_number(r.validation_loss)},
+      {"validation_error", optional_number(r.validation_error)},
+      {"test_error", optional_number(r.test_error)},
+      {"new_best", r.new_best},
+      {"mean_active_blocks", r.mean_active_blocks},
+      {"seconds", r.seconds},
+      {"images_per_second", r.images_per_second},
+      {"eta_seconds", r.eta_seconds},
+  };
+}
+
+std::string epoch_line(const EpochRecord& r, int epochs) {
+  const int width = int(std::to_string(epochs).size());
+  std::string line = fmt::format("epoch {:>{}}/{}  lr {:<6g}  loss {:.4f}  train {:>6}", r.epoch, width, epochs,
+                                 r.learning_rate, r.train_loss, format_percent(r.train_error));
+  if (r.validation_error) line += fmt::format("  val {:>6}{}", format_percent(*r.validation_error), r.new_best ? " *" : "  ");
+  line += r.test_error ? fmt::format("  test {:>6}", format_percent(*r.test_error)) : std::string(14, ' ');
+  line += fmt::format("  {:>7}  {:.0f} img/s  ETA {}", format_duration(r.seconds), r.images_per_second,
+                      format_duration(r.eta_seconds));
+  return line;
+}
+
+void append_metrics(const std::filesystem::path& dir, const EpochRecord& r) {
+  append_to_file(dir / "metrics.jsonl", epoch_json(r).dump() + "\n");
+}
+
+void keep_metrics_through(const std::filesystem::path& dir, int epochs_done) {
+  const std::filesystem::path path = dir / "metrics.jsonl";
+  std::ifstream in(path);
+  if (!in) return;
+  std::string line, kept;
+  bool dropped = false;
+  while (std::getline(in, line)) {
+    // A line cut short by a crash does not parse: it goes too.
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("epoch") && j["epoch"].is_number_integer() && j["epoch"].get<int>() <= epochs_done)
+      kept += line + "\n";
+    else
+      dropped = true;
+  }
+  if (dropped) write_file_atomically(path, kept);
+}
+
+nlohmann::json summary_json(const RunConfig& run, const TrainerState& s) {
+  return nlohmann::json{
+      {"epochs", s.epochs_done},
+      {"best_epoch", s.best_epoch > 0 ? nlohmann::json(s.best_epoch) : nlohmann::json()},
+      {"best_validation_error", finite_or_null(s.best_validation_error)},
+      {"test_error_at_best_validation", finite_or_null(s.test_error_at_best)},
+      {"final_test_error", finite_or_null(s.last_test_error)},
+      {"wall_seconds", s.elapsed_seconds},
+      {"config", to_json(run)},
+  };
+}
+
+std::string summary_line(const TrainerState& s) {
+  std::string line = "done:";
+  if (s.best_epoch > 0)
+    line += fmt::format(" test error at best validation (epoch {}, val {}) {};", s.best_epoch,
+                        format_percent(s.best_validation_error), format_percent(s.test_error_at_best));
+  line += fmt::format(" final test error {}; wall time {}",
+                      std::isfinite(s.last_test_error) ? format_percent(s.last_test_error) : "n/a",
+                      format_duration(s.elapsed_seconds));
+  return line;
+}
+
+}  // namespace sd::apps

@@ -1,0 +1,35 @@
+#pragma once
+// The run directory sd_train writes (docs/USAGE.md):
+//   config.json        the run's settings (RunConfig), written when the run starts
+//   metrics.jsonl      one JSON object per epoch (epoch_json), appended as each epoch ends
+//   last.safetensors   every epoch; best.safetensors at each new best validation error
+//   summary.json       when the run completes (summary_json)
+// and the human-readable twins printed on stdout (epoch_line, summary_line).
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/checkpoint.h"
+#include "engine/trainer.h"
+
+namespace sd::apps {
+
+std::string format_duration(double seconds);  // "41.2s", "12m03s", "8h20m"
+std::string format_percent(double fraction);   // 0.0523 → "5.23%"
+
+// Absent figures (no validation set, test not evaluated this epoch) are null.
+nlohmann::json epoch_json(const EpochRecord& record);
+// "epoch   3/500  lr 0.1  loss 1.2345  train 43.21%  val 40.12% *  test 39.80%  12.3s  3653 img/s  ETA 1h42m"
+std::string epoch_line(const EpochRecord& record, int epochs);
+
+void append_metrics(const std::filesystem::path& dir, const EpochRecord& record);
+// On resume: drops lines of epochs after `epochs_done` (written after the checkpoint being resumed
+// from, by a run that then crashed), so that every epoch appears once.
+void keep_metrics_through(const std::filesystem::path& dir, int epochs_done);
+
+// The paper's number (test error at the best validation epoch), the final test error, wall time.
+nlohmann::json summary_json(const RunConfig& run, const TrainerState& state);
+std::string summary_line(const TrainerState& state);
+
+}  // namespace sd::apps

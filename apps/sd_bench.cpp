@@ -1,0 +1,192 @@
+// sd_bench: how much stochastic depth saves per epoch. Times the training step with the paper's
+// gates and with full depth (death rate 0) on the same batches: warm-up excluded, each mode timed
+// in several rounds of --steps steps and the median round taken, scaled to a 45 000-image epoch.
+// Prints a table and writes JSON. Synthetic images by default (same shapes as CIFAR-10).
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "apps/common/app_main.h"
+#include "apps/common/device.h"
+#include "apps/common/options.h"
+#include "apps/common/run_data.h"
+#include "apps/common/run_log.h"
+#include "engine/atomic_file.h"
+#include "engine/gates.h"
+#include "engine/trainer.h"
+#include "models/resnet_spec.h"
+
+namespace fs = std::filesystem;
+
+namespace sd::apps {
+namespace {
+
+constexpr double kEpochImages = 45000;  // the paper split's training set
+
+struct BenchOptions {
+  RunConfig run;
+  std::string death_mode = "lin_decay", data_dir, device = "cuda", out;
+  int steps = 352, rounds = 5, warmup = 20;
+};
+
+struct ModeResult {
+  std::string mode;
+  double death_rate = 0;
+  double expected_active_blocks = 0;  // Σ p_l
+  std::vector<double> round_seconds;
+  double step_seconds = 0;  // median round / steps
+  double epoch_seconds = 0;
+  double images_per_second = 0;
+};
+
+// The step indices of the timed sequence: the first epoch's order, batch after batch, wrapping.
+std::vector<int32_t> batch_at(const std::vector<int32_t>& order, int step, int batch) {
+  std::vector<int32_t> idx(static_cast<size_t>(batch));
+  for (int i = 0; i < batch; ++i) idx[size_t(i)] = order[(size_t(step) * size_t(batch) + size_t(i)) % order.size()];
+  return idx;
+}
+
+ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& data) {
+  using Clock = std::chrono::steady_clock;
+  RunConfig run = o.run;
+  run.model.death_rate = death_rate;
+  std::unique_ptr<Backend> backend = make_backend(o.device, BackendOptions{run.model, run.sgd, run.train.seed});
+  backend->set_normalization(data.normalization);
+  backend->set_images(ImageSetRole::kTrain, data.train);
+  const GateSampler gates(run.train.seed, backend->spec().survival);
+  const std::vector<int32_t> order = epoch_order(run.train.seed, 0, data.train.size());
+  const int batch = run.train.batch_size;
+
+  // Both modes see the same batches and, for the same step, gates drawn from the same counters.
+  int step = 0;
+  auto one_step = [&] {
+    const std::vector<int32_t> idx = batch_at(order, step, batch);
+    const std::vector<uint8_t> g = gates.draw_step(uint64_t(step));
+    backend->train_step(StepInput{idx, 0, uint64_t(step), g, float(run.train.learning_rate)});
+    ++step;
+  };
+  for (int i = 0; i < o.warmup; ++i) one_step();
+  backend->take_train_totals();  // waits for the device: the rounds start from an idle queue
+
+  ModeResult r;
+  r.mode = death_rate > 0 ? "stochastic depth" : "full depth";
+  r.death_rate = death_rate;
+  r.expected_active_blocks = gates.expected_active_blocks();
+  for (int k = 0; k < o.rounds; ++k) {
+    const auto t0 = Clock::now();
+    for (int i = 0; i < o.steps; ++i) one_step();
+    backend->take_train_totals();
+    r.round_seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  std::vector<double> sorted = r.round_seconds;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t n = sorted.size();
+  const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+  r.step_seconds = median / o.steps;
+  r.epoch_seconds = r.step_seconds * kEpochImages / batch;
+  r.images_per_second = batch / r.step_seconds;
+  return r;
+}
+
+nlohmann::json to_json(const ModeResult& r) {
+  return {{"mode", r.mode},
+          {"death_rate", r.death_rate},
+          {"expected_active_blocks", r.expected_active_blocks},
+          {"round_seconds", r.round_seconds},
+          {"step_seconds", r.step_seconds},
+          {"epoch_seconds", r.epoch_seconds},
+          {"images_per_second", r.images_per_second},
+          // The Backend interface does not report these yet; null until a backend does.
+          {"kernels_per_step", nullptr},
+          {"peak_device_bytes", nullptr}};
+}
+
+int bench_main(int argc, char** argv) {
+  CLI::App app{"Times the training step with stochastic depth and with full depth; seconds per 45 000-image epoch.",
+               "sd_bench"};
+  BenchOptions o;
+  o.run.synthetic = 45000;
+  app.add_option("--depth", o.run.model.depth, "network depth, 6N+2")->capture_default_str();
+  app.add_option("--batch-size", o.run.train.batch_size, "images per step")->capture_default_str();
+  app.add_option("--death-mode", o.death_mode, "lin_decay or uniform")->capture_default_str();
+  app.add_option("--death-rate", o.run.model.death_rate, "death rate of the stochastic-depth mode")->capture_default_str();
+  app.add_option("--steps", o.steps, "steps per timed round (352 = one epoch)")->capture_default_str();
+  app.add_option("--rounds", o.rounds, "timed rounds per mode; the median counts")->capture_default_str();
+  app.add_option("--warmup", o.warmup, "untimed steps first")->capture_default_str();
+  app.add_option("--synthetic", o.run.synthetic, "generated training images")->capture_default_str();
+  app.add_option("--data-dir", o.data_dir, "time on CIFAR-10 instead of generated images");
+  app.add_option("--seed", o.run.train.seed, "seed")->capture_default_str();
+  app.add_option("--out", o.out, "JSON file (default runs/bench/<device>-d<depth>-b<batch>.json)");
+  add_device_option(app, o.device);
+  parse_command_line(app, argc, argv);
+
+  try {
+    o.run.model.death_mode = parse_death_mode(o.death_mode);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(fmt::format("--death-mode: {}", e.what()));
+  }
+  if (!o.data_dir.empty()) o.run.synthetic = 0;
+  o.run.split = "full";  // no validation needed: every image may train
+  o.run.train.lr_steps = {};
+  o.run.train.epochs = 1;
+  validate_run_config(o.run);
+  if (o.run.model.death_rate == 0) throw UsageError("--death-rate 0: the stochastic-depth mode needs a death rate above 0");
+  if (o.steps < 1 || o.rounds < 1 || o.warmup < 0)
+    throw UsageError(fmt::format("--steps {}, --rounds {}, --warmup {}: need steps and rounds >= 1, warmup >= 0",
+                                 o.steps, o.rounds, o.warmup));
+  check_device(o.device);
+  const DataSplit data = load_run_split(o.run, o.data_dir);
+  if (size_t(o.run.train.batch_size) > data.train.size())
+    throw UsageError(fmt::format("--batch-size {} is larger than the {} training images", o.run.train.batch_size,
+                                 data.train.size()));
+  const fs::path out = o.out.empty() ? fs::path(fmt::format("runs/bench/{}-d{}-b{}.json", o.device, o.run.model.depth,
+                                                            o.run.train.batch_size))
+                                     : fs::path(o.out);
+  ensure_writable_directory(out.parent_path().empty() ? fs::path(".") : out.parent_path());
+
+  std::cout << fmt::format("sd_bench: ResNet-{}, batch {}, {} device, {} rounds of {} steps after {} warm-up steps, {}\n",
+                           o.run.model.depth, o.run.train.batch_size, o.device, o.rounds, o.steps, o.warmup,
+                           o.run.synthetic > 0 ? fmt::format("{} synthetic images", o.run.synthetic) : o.data_dir)
+            << std::flush;
+  const ModeResult sd = time_mode(o, o.run.model.death_rate, data);
+  const ModeResult full = time_mode(o, 0.0, data);
+  const int blocks = make_resnet_spec(o.run.model).num_blocks();
+  const double ratio = full.epoch_seconds / sd.epoch_seconds;
+  const double ideal = blocks / sd.expected_active_blocks;
+
+  std::cout << fmt::format("\n{:<18} {:>12} {:>10} {:>12} {:>14}\n", "mode", "s / epoch", "ms / step", "images/s",
+                           "blocks / step");
+  for (const ModeResult* r : {&sd, &full})
+    std::cout << fmt::format("{:<18} {:>12.2f} {:>10.2f} {:>12.0f} {:>14.2f}\n", r->mode, r->epoch_seconds,
+                             1e3 * r->step_seconds, r->images_per_second, r->expected_active_blocks);
+  std::cout << fmt::format("\nspeed-up of stochastic depth: {:.3f}x (ideal from sum p_l / L = {:.2f} / {}: {:.3f}x)\n",
+                           ratio, sd.expected_active_blocks, blocks, ideal);
+
+  const nlohmann::json result{{"device", o.device},
+                              {"depth", o.run.model.depth},
+                              {"batch_size", o.run.train.batch_size},
+                              {"death_mode", to_string(o.run.model.death_mode)},
+                              {"steps_per_round", o.steps},
+                              {"rounds", o.rounds},
+                              {"warmup_steps", o.warmup},
+                              {"epoch_images", kEpochImages},
+                              {"data", o.run.synthetic > 0 ? fmt::format("synthetic {}", o.run.synthetic) : o.data_dir},
+                              {"stochastic_depth", to_json(sd)},
+                              {"full_depth", to_json(full)},
+                              {"ratio", ratio},
+                              {"ideal_ratio", ideal}};
+  write_file_atomically(out, result.dump(2) + "\n");
+  std::cout << "wrote " << out.string() << std::endl;
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace sd::apps
+
+int main(int argc, char** argv) {
+  return sd::apps::run_app("sd_bench", [&] { return sd::apps::bench_main(argc, argv); });
+}

@@ -1,0 +1,142 @@
+// sd_eval: scores a checkpoint sd_train wrote: test error (and validation error when its split has
+// one), per-class accuracy and the confusion matrix, as a table or as JSON (--json).
+#include <array>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "apps/common/app_main.h"
+#include "apps/common/device.h"
+#include "apps/common/options.h"
+#include "apps/common/run_data.h"
+#include "apps/common/run_log.h"
+#include "engine/checkpoint.h"
+#include "engine/dataset.h"
+
+namespace sd::apps {
+namespace {
+
+constexpr std::array<const char*, kNumClasses> kClassNames = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                                              "dog",      "frog",       "horse", "ship", "truck"};
+
+struct SetScore {
+  std::string name;
+  size_t images = 0;
+  double error = 0, loss = 0;
+  std::array<std::array<int64_t, kNumClasses>, kNumClasses> confusion{};  // [true][predicted]
+
+  double class_accuracy(int c) const {
+    int64_t total = 0;
+    for (int64_t v : confusion[size_t(c)]) total += v;
+    return total ? double(confusion[size_t(c)][size_t(c)]) / double(total) : 0.0;
+  }
+};
+
+SetScore score(Backend& backend, ImageSetRole role, const ImageSet& set, const std::string& name) {
+  const EvalResult r = backend.evaluate(role);
+  if (r.predictions.size() != set.size())
+    throw std::logic_error(fmt::format("{}: {} predictions for {} images", name, r.predictions.size(), set.size()));
+  SetScore s;
+  s.name = name;
+  s.images = set.size();
+  s.error = r.error_rate();
+  s.loss = r.loss_sum / double(set.size());
+  for (size_t i = 0; i < set.size(); ++i) ++s.confusion[set.labels[i]][r.predictions[i]];
+  return s;
+}
+
+nlohmann::json to_json(const SetScore& s) {
+  nlohmann::json per_class = nlohmann::json::object();
+  for (int c = 0; c < kNumClasses; ++c) per_class[kClassNames[size_t(c)]] = s.class_accuracy(c);
+  return {{"images", s.images}, {"error", s.error},        {"loss", s.loss},
+          {"per_class_accuracy", per_class}, {"confusion", s.confusion}};
+}
+
+void print_table(const SetScore& s) {
+  std::cout << fmt::format("\n{} error {} ({} images, loss {:.4f})\n", s.name, format_percent(s.error), s.images, s.loss);
+  std::cout << fmt::format("{:>12} {:>9}   confusion (rows: true class, columns: predicted)\n", "class", "accuracy");
+  std::cout << fmt::format("{:>12} {:>9}  ", "", "");
+  for (int c = 0; c < kNumClasses; ++c) std::cout << fmt::format(" {:>5.5}", kClassNames[size_t(c)]);
+  std::cout << "\n";
+  for (int t = 0; t < kNumClasses; ++t) {
+    std::cout << fmt::format("{:>12} {:>9}  ", kClassNames[size_t(t)], format_percent(s.class_accuracy(t)));
+    for (int p = 0; p < kNumClasses; ++p) std::cout << fmt::format(" {:>5}", s.confusion[size_t(t)][size_t(p)]);
+    std::cout << "\n";
+  }
+}
+
+int eval_main(int argc, char** argv) {
+  CLI::App app{"Scores an sd_train checkpoint: test (and validation) error, per-class accuracy, confusion matrix.",
+               "sd_eval"};
+  std::string checkpoint_path, data_dir = "data/cifar-10-batches-bin", split_name, device = "cuda";
+  int64_t synthetic = -1;
+  bool json = false;
+  app.add_option("--checkpoint", checkpoint_path, "a last.safetensors or best.safetensors from sd_train")->required();
+  app.add_option("--data-dir", data_dir, "CIFAR-10 binary files")->capture_default_str();
+  app.add_option("--split", split_name, "paper or full (default: the checkpoint's); validation needs paper");
+  app.add_option("--synthetic", synthetic, "score on generated data (default: what the checkpoint trained on)");
+  add_device_option(app, device);
+  app.add_flag("--json", json, "print JSON instead of tables");
+  parse_command_line(app, argc, argv);
+  const std::set<std::string> given = given_options(app);
+
+  const Checkpoint ck = load_checkpoint(checkpoint_path);
+  // The data the checkpoint's run used, unless told otherwise: its validation set is only
+  // reproducible from the same source, split, seed and subset.
+  RunConfig run = ck.config;
+  if (!split_name.empty()) run.split = split_name;
+  if (given.count("--synthetic")) run.synthetic = synthetic;
+  else if (given.count("--data-dir")) run.synthetic = 0;
+  try {
+    parse_split(run.split);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(fmt::format("--split: {}", e.what()));
+  }
+  if (run.synthetic < 0) throw UsageError(fmt::format("--synthetic {}: must be positive", run.synthetic));
+  check_device(device);
+  const DataSplit split = load_run_split(run, data_dir);
+
+  std::unique_ptr<Backend> backend = make_backend(device, BackendOptions{ck.config.model, ck.config.sgd, ck.config.train.seed});
+  backend->set_normalization(ck.normalization);  // what the model trained with, not a recomputation
+  backend->load_state(ck.tensors);
+  std::optional<SetScore> validation;
+  if (split.has_validation()) {
+    backend->set_images(ImageSetRole::kValidation, split.validation);
+    validation = score(*backend, ImageSetRole::kValidation, split.validation, "validation");
+  }
+  backend->set_images(ImageSetRole::kTest, split.test);
+  const SetScore test = score(*backend, ImageSetRole::kTest, split.test, "test");
+
+  const std::string data = run.synthetic > 0 ? fmt::format("synthetic {}", run.synthetic) : data_dir;
+  if (json) {
+    nlohmann::json out{{"checkpoint", checkpoint_path},
+                       {"kind", ck.kind == CheckpointKind::kLast ? "last" : "best"},
+                       {"epoch", ck.trainer.epochs_done},
+                       {"depth", ck.config.model.depth},
+                       {"data", data},
+                       {"split", run.split},
+                       {"device", backend->device_name()},
+                       {"test", to_json(test)},
+                       {"validation", validation ? to_json(*validation) : nlohmann::json()}};
+    std::cout << out.dump() << std::endl;  // one line: for scripts (humans get the tables)
+    return kExitOk;
+  }
+  std::cout << fmt::format("{}: ResNet-{} ({} {}), epoch {}; {}, {} ({})\n", checkpoint_path, ck.config.model.depth,
+                           to_string(ck.config.model.death_mode), ck.config.model.death_rate, ck.trainer.epochs_done,
+                           data, describe_split(split), backend->device_name());
+  if (validation) print_table(*validation);
+  print_table(test);
+  std::cout << fmt::format("\ntest error {}{}\n", format_percent(test.error),
+                           validation ? fmt::format("  (validation error {})", format_percent(validation->error)) : "");
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace sd::apps
+
+int main(int argc, char** argv) {
+  return sd::apps::run_app("sd_eval", [&] { return sd::apps::eval_main(argc, argv); });
+}

@@ -1,0 +1,165 @@
+// sd_train: trains the stochastic-depth ResNet on CIFAR-10 with the paper's protocol (defaults from
+// ../shared/DESIGN-NOTES.md), one line and one metrics.jsonl record per epoch, checkpoints every
+// epoch, and a resume that continues bit for bit. docs/USAGE.md describes options and outputs.
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "apps/common/app_main.h"
+#include "apps/common/device.h"
+#include "apps/common/options.h"
+#include "apps/common/run_data.h"
+#include "apps/common/run_log.h"
+#include "apps/common/stop_signal.h"
+#include "engine/atomic_file.h"
+#include "engine/checkpoint.h"
+#include "engine/trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace sd::apps {
+namespace {
+
+// The command to continue this run: the same arguments, plus --resume.
+std::string resume_command(int argc, char** argv) {
+  std::string cmd = argv[0];
+  bool has_resume = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    has_resume |= a == "--resume";
+    const bool plain = a.find_first_of(" \t'\"\\$`!*?;&|<>()") == std::string::npos && !a.empty();
+    cmd += " " + (plain ? a : "'" + a + "'");
+  }
+  if (!has_resume) cmd += " --resume";
+  return cmd;
+}
+
+// With --resume the run's settings come from the checkpoint; a flag given explicitly with another
+// value is a mistake (it would silently be ignored, or break the bit-exact continuation) except
+// --epochs, which may extend or shorten the run.
+RunConfig settings_for_resume(const Checkpoint& ck, const TrainOptions& o, const fs::path& path) {
+  RunConfig run = ck.config;
+  for (const ConfigDifference& d : config_differences(ck.config, o.run)) {
+    if (!o.given.count(d.option)) continue;
+    if (d.option == "--epochs") {
+      run.train.epochs = o.run.train.epochs;
+      std::cout << fmt::format("note: --epochs {} replaces the checkpoint's {} (the lr schedule follows the new count)\n",
+                               d.run_value, d.checkpoint_value);
+      continue;
+    }
+    throw UsageError(fmt::format("checkpoint {} is for {} {}, this run is {} {} (with --resume, leave out {} or give "
+                                 "the checkpoint's value)",
+                                 path.string(), d.what, d.checkpoint_value, d.what, d.run_value, d.option));
+  }
+  return run;
+}
+
+Checkpoint make_checkpoint(CheckpointKind kind, const RunConfig& run, const TrainerState& state,
+                           const Normalization& norm, const Backend& backend) {
+  return Checkpoint{kind, run, state, norm, backend.state()};
+}
+
+int train_main(int argc, char** argv) {
+  CLI::App app{"Trains the stochastic-depth ResNet on CIFAR-10 (paper defaults). See docs/USAGE.md.", "sd_train"};
+  TrainOptions o;
+  add_train_options(app, o);
+  parse_command_line(app, argc, argv);
+  finish_train_options(app, o);
+
+  // Everything is checked before anything is written: a mistake never costs an existing run.
+  const fs::path dir = o.out;
+  const fs::path last_path = dir / "last.safetensors";
+  RunConfig run = o.run;
+  std::optional<Checkpoint> resumed;
+  if (o.resume) {
+    std::error_code ec;
+    if (!fs::exists(last_path, ec))
+      throw std::runtime_error(fmt::format("--resume: no checkpoint {} to resume (is --out right?)", last_path.string()));
+    resumed = load_checkpoint(last_path);
+    if (resumed->kind != CheckpointKind::kLast)
+      throw std::runtime_error(fmt::format("--resume: {} is a best-model checkpoint without optimiser state", last_path.string()));
+    run = settings_for_resume(*resumed, o, last_path);
+    validate_run_config(run);
+  } else if (std::error_code ec; fs::exists(last_path, ec)) {
+    throw std::runtime_error(fmt::format("{} already holds a run ({} exists): add --resume to continue it, or choose "
+                                         "another --out",
+                                         dir.string(), last_path.string()));
+  }
+  check_device(o.device);
+
+  const DataSplit split = load_run_split(run, o.data_dir);
+  try {
+    validate(run.train, split.train.size());
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  ensure_writable_directory(dir);
+
+  std::unique_ptr<Backend> backend = make_backend(o.device, BackendOptions{run.model, run.sgd, run.train.seed});
+  Trainer trainer(run.train, *backend, split);
+  // The normalisation saved with every checkpoint is the one this run trains with: on resume the
+  // checkpoint's (bit-identical to recomputing it, since the split is), so that sd_eval and
+  // PyTorch see exactly what the model saw.
+  const Normalization norm = resumed ? resumed->normalization : split.normalization;
+  if (resumed) {
+    backend->set_normalization(norm);
+    backend->load_state(resumed->tensors);
+    trainer.restore(resumed->trainer);
+    keep_metrics_through(dir, resumed->trainer.epochs_done);
+    std::cout << fmt::format("resuming {} after epoch {}{}\n", last_path.string(), resumed->trainer.epochs_done,
+                             resumed->trainer.step_in_epoch ? fmt::format(", step {}", resumed->trainer.step_in_epoch) : "");
+  } else {
+    write_file_atomically(dir / "config.json", to_json(run).dump(2) + "\n");
+    write_file_atomically(dir / "metrics.jsonl", "");
+  }
+  std::cout << fmt::format("sd_train: ResNet-{} ({} {}), {}, {} backend, batch {}, {} steps/epoch, {} epochs -> {}\n",
+                           run.model.depth, to_string(run.model.death_mode), run.model.death_rate, describe_split(split),
+                           backend->device_name(), run.train.batch_size, trainer.steps_per_epoch(), run.train.epochs,
+                           dir.string())
+            << std::flush;
+
+  const std::atomic<bool>& stop = install_stop_handlers();
+  const int first_epoch = trainer.state().epochs_done;
+  const auto on_epoch = [&](const EpochRecord& rec, const TrainerState& state) {
+    std::cout << epoch_line(rec, run.train.epochs) << std::endl;
+    append_metrics(dir, rec);
+    save_checkpoint(last_path, make_checkpoint(CheckpointKind::kLast, run, state, norm, *backend));
+    if (rec.new_best)
+      save_checkpoint(dir / "best.safetensors", make_checkpoint(CheckpointKind::kBest, run, state, norm, *backend));
+    if (o.stop_after > 0 && state.epochs_done - first_epoch >= o.stop_after) request_stop();
+  };
+
+  bool finished = false;
+  try {
+    finished = trainer.run(on_epoch, &stop);
+  } catch (const std::runtime_error& e) {
+    const int kept = trainer.state().epochs_done;
+    throw std::runtime_error(fmt::format("{}; {}", e.what(),
+                                         kept > 0 ? fmt::format("{} (epoch {}) is kept", last_path.string(), kept)
+                                                  : std::string("no checkpoint was written")));
+  }
+  if (!finished) {
+    const TrainerState& s = trainer.state();
+    save_checkpoint(last_path, make_checkpoint(CheckpointKind::kLast, run, s, norm, *backend));
+    std::cout << fmt::format("stopped after epoch {}{}; saved {}\nresume with: {}\n", s.epochs_done,
+                             s.step_in_epoch ? fmt::format(" and step {} of epoch {}", s.step_in_epoch, s.epochs_done + 1) : "",
+                             last_path.string(), resume_command(argc, argv))
+              << std::flush;
+    // A stop asked for with --stop-after is success; one by a signal is not.
+    return stop_signal() ? kExitInterrupted : kExitOk;
+  }
+  write_file_atomically(dir / "summary.json", summary_json(run, trainer.state()).dump(2) + "\n");
+  std::cout << summary_line(trainer.state()) << std::endl;
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace sd::apps
+
+int main(int argc, char** argv) {
+  return sd::apps::run_app("sd_train", [&] { return sd::apps::train_main(argc, argv); });
+}

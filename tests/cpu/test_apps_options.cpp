@@ -1,0 +1,96 @@
+// sd_train's option parsing (apps/common/options.h): the paper's defaults, and one clear error
+// naming the flag for every bad value, before any data is read.
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <catch2/catch.hpp>
+
+#include "apps/common/app_main.h"
+#include "apps/common/options.h"
+
+namespace {
+
+sd::apps::TrainOptions parse(std::vector<std::string> args) {
+  CLI::App app;
+  sd::apps::TrainOptions o;
+  sd::apps::add_train_options(app, o);
+  std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
+  app.parse(args);
+  sd::apps::finish_train_options(app, o);
+  return o;
+}
+
+std::string usage_error(std::vector<std::string> args) {
+  try {
+    parse(std::move(args));
+  } catch (const sd::apps::UsageError& e) {
+    return e.what();
+  } catch (const CLI::ParseError& e) {
+    return std::string("CLI: ") + e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST_CASE("sd_train defaults are the paper's", "[apps]") {
+  const sd::apps::TrainOptions o = parse({});
+  CHECK(o.run.model.depth == 110);
+  CHECK(o.run.model.death_mode == sd::DeathMode::kLinDecay);
+  CHECK(o.run.model.death_rate == 0.5);
+  CHECK(o.run.train.epochs == 500);
+  CHECK(o.run.train.batch_size == 128);
+  CHECK(o.run.train.learning_rate == 0.1);
+  CHECK(o.run.train.lr_steps == std::vector<double>{0.5, 0.75});
+  CHECK(o.run.sgd.momentum == 0.9f);
+  CHECK(o.run.sgd.nesterov);
+  CHECK(o.run.sgd.weight_decay == 1e-4f);
+  CHECK(o.run.split == "paper");
+  CHECK(o.run.train.seed == 31415);
+  CHECK(o.run.precision == "fp32");
+  CHECK(o.data_dir == "data/cifar-10-batches-bin");
+  CHECK(o.device == "cuda");
+  CHECK(o.out == "runs/d110-lin_decay0.5-paper-s31415");
+  CHECK_FALSE(o.resume);
+  CHECK(o.given.empty());
+}
+
+TEST_CASE("sd_train options are read and remembered as given", "[apps]") {
+  const sd::apps::TrainOptions o =
+      parse({"--depth", "20", "--no-nesterov", "--death-mode", "uniform", "--death-rate", "0", "--lr-steps", "0.3,0.6,0.9",
+             "--split", "full", "--synthetic", "100", "--device", "cpu", "--out", "x"});
+  CHECK(o.run.model.depth == 20);
+  CHECK_FALSE(o.run.sgd.nesterov);
+  CHECK(o.run.model.death_mode == sd::DeathMode::kUniform);
+  CHECK(o.run.train.lr_steps == std::vector<double>{0.3, 0.6, 0.9});
+  CHECK(o.run.synthetic == 100);
+  CHECK(o.out == "x");
+  CHECK(o.given.count("--depth"));
+  CHECK(o.given.count("--nesterov"));  // the negated form counts as giving the flag
+  CHECK_FALSE(o.given.count("--epochs"));
+  CHECK(parse({"--lr-steps", "none"}).run.train.lr_steps.empty());
+}
+
+TEST_CASE("sd_train refuses bad values, naming the flag", "[apps]") {
+  using Args = std::vector<std::string>;
+  CHECK_THAT(usage_error(Args{"--depth", "21"}), Catch::StartsWith("--depth: depth 21 is not of the form 6N+2"));
+  CHECK_THAT(usage_error(Args{"--depth", "2"}), Catch::StartsWith("--depth"));
+  CHECK_THAT(usage_error(Args{"--death-rate", "1"}), Catch::StartsWith("--death-rate: death rate 1 is outside [0, 1)"));
+  CHECK_THAT(usage_error(Args{"--death-rate", "-0.1"}), Catch::StartsWith("--death-rate"));
+  CHECK_THAT(usage_error(Args{"--death-mode", "linear"}), Catch::StartsWith("--death-mode"));
+  CHECK_THAT(usage_error(Args{"--epochs", "0"}), Catch::StartsWith("--epochs: epochs 0"));
+  CHECK_THAT(usage_error(Args{"--epochs", "-3"}), Catch::StartsWith("--epochs"));
+  CHECK_THAT(usage_error(Args{"--batch-size", "0"}), Catch::StartsWith("--batch-size: batch size 0"));
+  CHECK_THAT(usage_error(Args{"--lr", "0"}), Catch::StartsWith("--lr: "));
+  CHECK_THAT(usage_error(Args{"--lr-steps", "0.75,0.5"}), Catch::StartsWith("--lr-steps: lr steps out of order"));
+  CHECK_THAT(usage_error(Args{"--lr-steps", "0.5,abc"}), Catch::StartsWith("--lr-steps 0.5,abc: 'abc' is not a number"));
+  CHECK_THAT(usage_error(Args{"--lr-steps", "0.5,1.5"}), Catch::StartsWith("--lr-steps: lr step 1.5 is outside"));
+  CHECK_THAT(usage_error(Args{"--split", "half"}), Catch::StartsWith("--split: unknown split 'half'"));
+  CHECK_THAT(usage_error(Args{"--precision", "bf16"}), Catch::StartsWith("--precision bf16: not supported"));
+  CHECK_THAT(usage_error(Args{"--subset", "-1"}), Catch::StartsWith("--subset -1"));
+  CHECK_THAT(usage_error(Args{"--momentum", "1.5"}), Catch::StartsWith("--momentum"));
+  CHECK_THAT(usage_error(Args{"--device", "tpu"}), Catch::Contains("--device"));
+  CHECK_THAT(usage_error(Args{"--bogus"}), Catch::Contains("--bogus"));
+  CHECK_THAT(usage_error(Args{"--depth", "abc"}), Catch::StartsWith("CLI: "));
+}
