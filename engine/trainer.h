@@ -83,6 +83,7 @@ class Trainer {
   Backend& backend_;
   size_t train_size_;
   bool has_validation_;
+  bool has_test_ = false;
   int steps_per_epoch_;
   GateSampler gates_;
   TrainerState state_;

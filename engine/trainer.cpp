@@ -1,0 +1,133 @@
+#include "engine/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace sd {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+TrainTotals operator+(const TrainTotals& a, const TrainTotals& b) {
+  return TrainTotals{a.loss_sum + b.loss_sum, a.errors + b.errors, a.count + b.count};
+}
+
+}  // namespace
+
+void validate(const TrainConfig& c, size_t train_size) {
+  if (c.epochs <= 0) throw std::invalid_argument(fmt::format("epochs {}: must be at least 1", c.epochs));
+  if (c.batch_size <= 0) throw std::invalid_argument(fmt::format("batch size {}: must be at least 1", c.batch_size));
+  if (size_t(c.batch_size) > train_size)
+    throw std::invalid_argument(
+        fmt::format("batch size {} is larger than the training set ({} images)", c.batch_size, train_size));
+  if (!(c.learning_rate > 0)) throw std::invalid_argument(fmt::format("learning rate {}: must be positive", c.learning_rate));
+  if (!(c.lr_decay > 0)) throw std::invalid_argument(fmt::format("lr decay {}: must be positive", c.lr_decay));
+  for (size_t i = 0; i < c.lr_steps.size(); ++i) {
+    const double s = c.lr_steps[i];
+    if (!(s > 0 && s <= 1))
+      throw std::invalid_argument(fmt::format("lr step {} is outside (0, 1]: steps are fractions of the epochs", s));
+    if (i > 0 && !(s > c.lr_steps[i - 1]))
+      throw std::invalid_argument(
+          fmt::format("lr steps out of order: {} follows {} (they must increase)", s, c.lr_steps[i - 1]));
+  }
+}
+
+double learning_rate_at(const TrainConfig& c, int epoch) {
+  double lr = c.learning_rate;
+  for (double s : c.lr_steps)
+    if (epoch >= int(std::lround(s * c.epochs))) lr *= c.lr_decay;
+  return lr;
+}
+
+Trainer::Trainer(TrainConfig config, Backend& backend, const DataSplit& data)
+    : config_(std::move(config)),
+      backend_(backend),
+      train_size_(data.train.size()),
+      has_validation_(data.has_validation()),
+      gates_(config_.seed, backend.spec().survival) {
+  validate(config_, train_size_);
+  steps_per_epoch_ = int((train_size_ + size_t(config_.batch_size) - 1) / size_t(config_.batch_size));
+  backend_.set_normalization(data.normalization);
+  backend_.set_images(ImageSetRole::kTrain, data.train);
+  if (has_validation_) backend_.set_images(ImageSetRole::kValidation, data.validation);
+  if (!data.test.empty()) backend_.set_images(ImageSetRole::kTest, data.test);
+  has_test_ = !data.test.empty();
+}
+
+bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop) {
+  std::vector<uint8_t> gates(size_t(backend_.spec().num_blocks()));
+  while (state_.epochs_done < config_.epochs) {
+    const int epoch = state_.epochs_done;  // 0-based
+    const double lr = learning_rate_at(config_, epoch);
+    const std::vector<int32_t> order = epoch_order(config_.seed, uint32_t(epoch), train_size_);
+    const auto t0 = Clock::now();
+
+    // Training: the last batch of an epoch is smaller when the set is not a multiple of the batch.
+    for (int s = state_.step_in_epoch; s < steps_per_epoch_; ++s) {
+      const size_t begin = size_t(s) * size_t(config_.batch_size);
+      const size_t end = std::min(begin + size_t(config_.batch_size), train_size_);
+      const uint64_t step = global_step();
+      gates_.draw_step(step, gates);
+      for (uint8_t g : gates) state_.partial_active_blocks += g;
+      backend_.train_step(StepInput{std::span(order.data() + begin, end - begin), uint32_t(epoch), step, gates,
+                                    float(lr)});
+      state_.step_in_epoch = s + 1;
+      if (stop && stop->load() && s + 1 < steps_per_epoch_) {
+        state_.partial = state_.partial + backend_.take_train_totals();
+        state_.elapsed_seconds += seconds_since(t0);
+        return false;
+      }
+    }
+    const TrainTotals totals = state_.partial + backend_.take_train_totals();
+    const double train_seconds = seconds_since(t0);
+    if (!std::isfinite(totals.loss_sum))
+      throw std::runtime_error(fmt::format(
+          "epoch {}: the training loss is {} (diverged); stopping. Nothing of this epoch is saved; the last "
+          "checkpoint holds epoch {}",
+          epoch + 1, totals.loss_sum, epoch));
+
+    EpochRecord rec;
+    rec.epoch = epoch + 1;
+    rec.learning_rate = lr;
+    rec.train_loss = totals.loss_sum / double(totals.count);
+    rec.train_error = double(totals.errors) / double(totals.count);
+    rec.mean_active_blocks = double(state_.partial_active_blocks) / steps_per_epoch_;
+    rec.images_per_second = double(totals.count) / train_seconds;
+
+    const bool last_epoch = epoch + 1 == config_.epochs;
+    if (has_validation_) {
+      const EvalResult v = backend_.evaluate(ImageSetRole::kValidation);
+      rec.validation_error = v.error_rate();
+      rec.validation_loss = v.loss_sum / double(v.predictions.size());
+      if (*rec.validation_error < state_.best_validation_error) {
+        rec.new_best = true;
+        state_.best_validation_error = *rec.validation_error;
+        state_.best_epoch = rec.epoch;
+      }
+    }
+    if (has_test_ && (rec.new_best || !has_validation_ || last_epoch)) {
+      rec.test_error = backend_.evaluate(ImageSetRole::kTest).error_rate();
+      state_.last_test_error = *rec.test_error;
+      if (rec.new_best) state_.test_error_at_best = *rec.test_error;
+    }
+
+    rec.seconds = seconds_since(t0);
+    rec.eta_seconds = rec.seconds * (config_.epochs - rec.epoch);
+    state_.epochs_done = epoch + 1;
+    state_.step_in_epoch = 0;
+    state_.partial = TrainTotals{};
+    state_.partial_active_blocks = 0;
+    state_.elapsed_seconds += rec.seconds;
+    if (on_epoch) on_epoch(rec, state_);
+    if (stop && stop->load() && state_.epochs_done < config_.epochs) return false;
+  }
+  return true;
+}
+
+}  // namespace sd

@@ -1,0 +1,232 @@
+// The training loop against a scripted backend: schedule, batching, gates, evaluation policy, stop
+// and resume, divergence. (tests/cpu/test_training_cpu.cpp trains a real model.)
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <set>
+
+#include "engine/trainer.h"
+
+using namespace sd;
+
+namespace {
+
+struct RecordedStep {
+  std::vector<int32_t> indices;
+  uint32_t epoch;
+  uint64_t step;
+  std::vector<uint8_t> gates;
+  float lr;
+  bool operator==(const RecordedStep&) const = default;
+};
+
+// Records every step; evaluation returns errors from a script so the policy can be checked.
+class ScriptedBackend : public Backend {
+ public:
+  explicit ScriptedBackend(int depth) : spec_(make_resnet_spec(ResNetConfig{depth, DeathMode::kLinDecay, 0.5})) {}
+  std::string device_name() const override { return "scripted"; }
+  const ResNetSpec& spec() const override { return spec_; }
+  void set_normalization(const Normalization&) override {}
+  void set_images(ImageSetRole role, const ImageSet& images) override { sizes[int(role)] = images.size(); }
+  void train_step(const StepInput& in) override {
+    steps.push_back({{in.indices.begin(), in.indices.end()}, in.epoch, in.step, {in.gates.begin(), in.gates.end()},
+                     in.learning_rate});
+    pending.loss_sum += loss_per_image * double(in.indices.size());
+    pending.count += int64_t(in.indices.size());
+  }
+  TrainTotals take_train_totals() override { return std::exchange(pending, TrainTotals{}); }
+  EvalResult evaluate(ImageSetRole role) override {
+    evaluations.push_back(role);
+    EvalResult r;
+    r.predictions.assign(sizes[int(role)], 0);
+    const double rate = role == ImageSetRole::kValidation ? next_validation_error() : 0.25;
+    r.errors = int64_t(std::lround(rate * double(r.predictions.size())));
+    return r;
+  }
+  std::vector<NamedTensor> state() const override { return {}; }
+  void load_state(std::span<const NamedTensor>) override {}
+
+  double next_validation_error() {
+    const double e = validation_script.empty() ? 0.5 : validation_script.front();
+    if (!validation_script.empty()) validation_script.erase(validation_script.begin());
+    return e;
+  }
+
+  ResNetSpec spec_;
+  size_t sizes[3] = {0, 0, 0};
+  std::vector<RecordedStep> steps;
+  std::vector<ImageSetRole> evaluations;
+  std::vector<double> validation_script;
+  TrainTotals pending;
+  double loss_per_image = 1.0;
+};
+
+DataSplit tiny_split(size_t train, size_t validation, size_t test) {
+  DataSplit d;
+  d.name = "tiny";
+  d.train.labels.assign(train, 0);
+  d.train.pixels.assign(train * kImageBytes, 0);
+  d.validation.labels.assign(validation, 0);
+  d.validation.pixels.assign(validation * kImageBytes, 0);
+  d.test.labels.assign(test, 0);
+  d.test.pixels.assign(test * kImageBytes, 0);
+  d.normalization.mean.assign(kImageBytes, 0.f);
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("the learning rate steps down at 50 and 75 percent of the epochs", "[trainer]") {
+  TrainConfig c;  // 500 epochs, 0.1, steps 0.5 and 0.75
+  CHECK(learning_rate_at(c, 0) == Approx(0.1));
+  CHECK(learning_rate_at(c, 249) == Approx(0.1));   // epoch 250 (1-based)
+  CHECK(learning_rate_at(c, 250) == Approx(0.01));  // epoch 251
+  CHECK(learning_rate_at(c, 374) == Approx(0.01));
+  CHECK(learning_rate_at(c, 375) == Approx(0.001));
+  CHECK(learning_rate_at(c, 499) == Approx(0.001));
+}
+
+TEST_CASE("training configurations are validated with clear messages", "[trainer]") {
+  TrainConfig c;
+  CHECK_NOTHROW(validate(c, 45000));
+  c.epochs = 0;
+  CHECK_THROWS_WITH(validate(c, 45000), Catch::Contains("epochs 0"));
+  c = TrainConfig{};
+  c.batch_size = 0;
+  CHECK_THROWS_WITH(validate(c, 45000), Catch::Contains("batch size 0"));
+  c.batch_size = 50001;
+  CHECK_THROWS_WITH(validate(c, 50000), Catch::Contains("larger than the training set"));
+  c = TrainConfig{};
+  c.lr_steps = {0.75, 0.5};
+  CHECK_THROWS_WITH(validate(c, 45000), Catch::Contains("out of order"));
+  c.lr_steps = {0.5, 1.5};
+  CHECK_THROWS_WITH(validate(c, 45000), Catch::Contains("outside (0, 1]"));
+}
+
+TEST_CASE("every training image is used once per epoch with a last partial batch", "[trainer]") {
+  ScriptedBackend backend(8);
+  TrainConfig c;
+  c.epochs = 2;
+  c.batch_size = 32;
+  Trainer trainer(c, backend, tiny_split(100, 20, 30));
+  CHECK(trainer.steps_per_epoch() == 4);
+  REQUIRE(trainer.run(nullptr));
+  REQUIRE(backend.steps.size() == 8);
+  for (int e = 0; e < 2; ++e) {
+    std::multiset<int32_t> seen;
+    for (int s = 0; s < 4; ++s) {
+      const RecordedStep& st = backend.steps[size_t(e * 4 + s)];
+      CHECK(st.epoch == uint32_t(e));
+      CHECK(st.step == uint64_t(e * 4 + s));
+      CHECK(st.indices.size() == (s < 3 ? 32u : 4u));
+      seen.insert(st.indices.begin(), st.indices.end());
+    }
+    CHECK(seen.size() == 100);
+    CHECK(std::set<int32_t>(seen.begin(), seen.end()).size() == 100);
+  }
+  CHECK(backend.steps[0].indices != backend.steps[4].indices);  // reshuffled each epoch
+}
+
+TEST_CASE("gates of each step are the sampler's draws for the global step", "[trainer]") {
+  ScriptedBackend backend(20);
+  TrainConfig c;
+  c.epochs = 3;
+  c.batch_size = 10;
+  Trainer trainer(c, backend, tiny_split(50, 10, 10));
+  REQUIRE(trainer.run(nullptr));
+  const GateSampler sampler(c.seed, backend.spec().survival);
+  for (const RecordedStep& st : backend.steps) CHECK(st.gates == sampler.draw_step(st.step));
+}
+
+TEST_CASE("test error is measured at each new best validation error and at the end", "[trainer]") {
+  ScriptedBackend backend(8);
+  backend.validation_script = {0.5, 0.4, 0.45, 0.3, 0.35};
+  TrainConfig c;
+  c.epochs = 5;
+  c.batch_size = 10;
+  Trainer trainer(c, backend, tiny_split(20, 20, 40));
+  std::vector<EpochRecord> records;
+  REQUIRE(trainer.run([&](const EpochRecord& r, const TrainerState&) { records.push_back(r); }));
+  REQUIRE(records.size() == 5);
+  const bool expect_best[5] = {true, true, false, true, false};
+  for (int i = 0; i < 5; ++i) {
+    INFO("epoch " << i + 1);
+    CHECK(records[size_t(i)].new_best == expect_best[i]);
+    CHECK(records[size_t(i)].test_error.has_value() == (expect_best[i] || i == 4));
+  }
+  CHECK(trainer.state().best_epoch == 4);
+  CHECK(trainer.state().best_validation_error == Approx(0.3));
+  CHECK(trainer.state().test_error_at_best == Approx(0.25));
+  CHECK(records[0].train_loss == Approx(1.0));
+}
+
+TEST_CASE("without a validation set the test error is measured every epoch", "[trainer]") {
+  ScriptedBackend backend(8);
+  TrainConfig c;
+  c.epochs = 3;
+  c.batch_size = 10;
+  Trainer trainer(c, backend, tiny_split(20, 0, 40));
+  int with_test = 0;
+  REQUIRE(trainer.run([&](const EpochRecord& r, const TrainerState&) { with_test += r.test_error.has_value(); }));
+  CHECK(with_test == 3);
+}
+
+TEST_CASE("a run stopped mid-epoch and resumed takes exactly the same steps", "[trainer]") {
+  TrainConfig c;
+  c.epochs = 3;
+  c.batch_size = 8;
+  const DataSplit data = tiny_split(60, 10, 10);
+
+  ScriptedBackend straight(14);
+  REQUIRE(Trainer(c, straight, data).run(nullptr));
+
+  std::atomic<bool> stop{false};
+  int steps_seen = 0;
+  // Raise the stop flag from inside the backend after the 12th step (epoch 2, step 4 of 8).
+  struct StopAfter : ScriptedBackend {
+    using ScriptedBackend::ScriptedBackend;
+    std::atomic<bool>* flag = nullptr;
+    int* count = nullptr;
+    void train_step(const StepInput& in) override {
+      ScriptedBackend::train_step(in);
+      if (++*count == 12) flag->store(true);
+    }
+  };
+  StopAfter stopping(14);
+  stopping.flag = &stop;
+  stopping.count = &steps_seen;
+  Trainer interrupted(c, stopping, data);
+  CHECK_FALSE(interrupted.run(nullptr, &stop));
+  CHECK(interrupted.state().epochs_done == 1);
+  CHECK(interrupted.state().step_in_epoch == 4);
+  CHECK(interrupted.state().partial.count == 32);
+
+  ScriptedBackend rest(14);
+  Trainer resumed(c, rest, data);
+  resumed.restore(interrupted.state());
+  std::vector<EpochRecord> records;
+  REQUIRE(resumed.run([&](const EpochRecord& r, const TrainerState&) { records.push_back(r); }));
+  std::vector<RecordedStep> joined = stopping.steps;
+  joined.insert(joined.end(), rest.steps.begin(), rest.steps.end());
+  CHECK(joined == straight.steps);
+  REQUIRE(records.size() == 2);
+  CHECK(records[0].epoch == 2);
+  CHECK(records[0].train_loss == Approx(1.0));  // the 32 images before the stop are counted
+}
+
+TEST_CASE("a non-finite training loss stops the run before that epoch is reported", "[trainer]") {
+  ScriptedBackend backend(8);
+  TrainConfig c;
+  c.epochs = 3;
+  c.batch_size = 10;
+  Trainer trainer(c, backend, tiny_split(20, 10, 10));
+  int callbacks = 0;
+  auto count = [&](const EpochRecord&, const TrainerState&) {
+    ++callbacks;
+    backend.loss_per_image = std::numeric_limits<double>::quiet_NaN();
+  };
+  CHECK_THROWS_WITH(trainer.run(count), Catch::Contains("epoch 2") && Catch::Contains("diverged"));
+  CHECK(callbacks == 1);
+  CHECK(trainer.state().epochs_done == 1);
+}
