@@ -146,6 +146,7 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAl
       return s == CUDNN_STATUS_SUCCESS ? std::optional<size_t>(bytes) : std::nullopt;
     });
     fwd_algo_ = cudnnConvolutionFwdAlgo_t(c.algo), fwd_ms_ = c.ms;
+    deterministic_ = deterministic_ && c.deterministic;
     workspace_needed_ = std::max(workspace_needed_, ws);
   }
   {
@@ -161,6 +162,7 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAl
       return s == CUDNN_STATUS_SUCCESS ? std::optional<size_t>(bytes) : std::nullopt;
     });
     bwd_data_algo_ = cudnnConvolutionBwdDataAlgo_t(c.algo), bwd_data_ms_ = c.ms;
+    deterministic_ = deterministic_ && c.deterministic;
     workspace_needed_ = std::max(workspace_needed_, ws);
   }
   {
@@ -176,6 +178,7 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAl
       return s == CUDNN_STATUS_SUCCESS ? std::optional<size_t>(bytes) : std::nullopt;
     });
     bwd_filter_algo_ = cudnnConvolutionBwdFilterAlgo_t(c.algo), bwd_filter_ms_ = c.ms;
+    deterministic_ = deterministic_ && c.deterministic;
     workspace_needed_ = std::max(workspace_needed_, ws);
   }
   // cudnnFind* measured with its own allocations; make sure nothing of it is still running.
@@ -186,7 +189,8 @@ std::string ConvPlan::describe() const {
   return cat("conv ", shape_.in_channels, "→", shape_.out_channels, " ", shape_.in_side, "² s", shape_.stride,
              ": fwd algo ", int(fwd_algo_), " (", fwd_ms_, " ms), bwd-data algo ", int(bwd_data_algo_), " (",
              bwd_data_ms_, " ms), bwd-filter algo ", int(bwd_filter_algo_), " (", bwd_filter_ms_, " ms), workspace ",
-             workspace_needed_, " B (measured at batch ", max_batch_, ")");
+             workspace_needed_, " B (measured at batch ", max_batch_, ")",
+             deterministic_ ? "" : ", NOT all deterministic");
 }
 
 void ConvPlan::check(const DeviceTensor& t, int channels, int side, const char* what) const {
@@ -258,6 +262,12 @@ size_t ConvPlanner::workspace_needed() const {
 void ConvPlanner::set_workspace(void* workspace, size_t bytes) {
   workspace_ = workspace, workspace_bytes_ = bytes;
   for (auto& [shape, plan] : plans_) plan->set_workspace(workspace, bytes);
+}
+
+bool ConvPlanner::deterministic() const {
+  for (const auto& [shape, plan] : plans_)
+    if (!plan->deterministic()) return false;
+  return true;
 }
 
 std::string ConvPlanner::describe() const {

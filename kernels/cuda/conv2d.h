@@ -48,6 +48,7 @@ class ConvPlan {
   const ConvShape& shape() const { return shape_; }
   size_t workspace_needed() const { return workspace_needed_; }  // max over directions and batches
   std::string describe() const;                                   // chosen algorithms, for logs
+  bool deterministic() const { return deterministic_; }          // all three chosen algorithms are
 
   // y = conv(x, w).
   void forward(Context& ctx, const DeviceTensor& x, const float* w, const DeviceTensor& y);
@@ -75,6 +76,7 @@ class ConvPlan {
   cudnnConvolutionBwdDataAlgo_t bwd_data_algo_{};
   cudnnConvolutionBwdFilterAlgo_t bwd_filter_algo_{};
   float fwd_ms_ = 0, bwd_data_ms_ = 0, bwd_filter_ms_ = 0;
+  bool deterministic_ = true;
   size_t workspace_needed_ = 0;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
@@ -92,6 +94,7 @@ class ConvPlanner {
   size_t workspace_needed() const;
   void set_workspace(void* workspace, size_t bytes);  // hands the arena's workspace to every plan
   std::string describe() const;
+  bool deterministic() const;  // every plan's algorithms are deterministic (bit-reproducible steps)
 
  private:
   Context& ctx_;

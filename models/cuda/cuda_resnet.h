@@ -88,6 +88,8 @@ class CudaResNet final : public Backend {
   int last_batch_size() const { return last_n_; }
   size_t arena_bytes() const { return arena_.capacity(); }
   std::string describe() const;  // arena size and the chosen convolution algorithms
+  // Whether every chosen convolution algorithm is deterministic (then steps repeat bit for bit).
+  bool deterministic_convolutions() const { return planner_->deterministic(); }
   cuda::Context& context() { return *ctx_; }
 
  private:

@@ -1,0 +1,108 @@
+// cuDNN 3×3 convolutions against the CPU reference (computed in double from the same fp32 inputs),
+// for every shape of the network at batch 128 and at the odd batch 72 (the same plan, measured at
+// 128, serves both): forward, backward-data (overwriting and accumulating), backward-filter.
+// Relative error ≤ 1e-4; exact fp32 gives ~1e-6, TF32 would give ~1e-3 and fail.
+#include <catch2/catch.hpp>
+
+#include <iostream>
+
+#include "engine/cuda/check.h"
+#include "engine/cuda/context.h"
+#include "kernels/cpu/conv3x3.h"
+#include "kernels/cuda/conv2d.h"
+#include "tests/gpu/gpu_compare.h"
+#include "tests/gpu/gpu_test.h"
+
+using namespace sd;
+using sd::gpu_test::DeviceVec;
+
+namespace {
+
+constexpr double kTol = 1e-4;
+
+void check_conv_shape(cuda::Context& ctx, const cuda::ConvShape& shape) {
+  const int max_batch = 128;
+  cuda::ConvPlan plan(ctx, shape, max_batch, cuda::ConvPlanner::kDefaultWorkspaceCap, cuda::ConvAlgoPolicy::kFastest);
+  std::cout << plan.describe() << std::endl;
+  DeviceVec<char> workspace(plan.workspace_needed() + 1);
+  plan.set_workspace(workspace.get(), plan.workspace_needed());
+
+  for (const int n : {128, 72}) {
+    const ref::Conv3x3Shape rs{n, shape.in_channels, shape.in_side, shape.in_side, shape.out_channels, shape.stride};
+    const uint32_t seed = uint32_t(shape.in_channels * 1000 + shape.out_channels * 10 + shape.stride + n * 100000);
+    const auto x = gpu_test::normal_floats(size_t(rs.x_size()), seed);
+    const auto w = gpu_test::normal_floats(size_t(rs.w_size()), seed + 1, std::sqrt(2.0 / (9.0 * shape.in_channels)));
+    const auto dy = gpu_test::normal_floats(size_t(rs.y_size()), seed + 2);
+    const auto prior = gpu_test::normal_floats(size_t(rs.x_size()), seed + 3);
+    const auto xd = gpu_test::to_double(x), wd = gpu_test::to_double(w), dyd = gpu_test::to_double(dy);
+    std::vector<double> y_ref(size_t(rs.y_size())), dx_ref(size_t(rs.x_size())), dw_ref(size_t(rs.w_size()));
+    ref::conv3x3_forward(rs, xd.data(), wd.data(), y_ref.data());
+    ref::conv3x3_backward_data(rs, dyd.data(), wd.data(), dx_ref.data());
+    ref::conv3x3_backward_filter(rs, xd.data(), dyd.data(), dw_ref.data());
+
+    DeviceVec<float> d_x(x), d_w(w), d_dy(dy), d_y(y_ref.size()), d_dx(dx_ref.size()), d_dw(dw_ref.size());
+    const cuda::DeviceTensor tx{d_x.get(), n, shape.in_channels, shape.in_side, shape.in_side};
+    const cuda::DeviceTensor ty{d_y.get(), n, shape.out_channels, shape.out_side(), shape.out_side()};
+    const cuda::DeviceTensor tdy{d_dy.get(), n, shape.out_channels, shape.out_side(), shape.out_side()};
+    const cuda::DeviceTensor tdx{d_dx.get(), n, shape.in_channels, shape.in_side, shape.in_side};
+    INFO("conv " << shape.in_channels << "→" << shape.out_channels << " on " << shape.in_side << "² stride "
+                 << shape.stride << ", batch " << n);
+
+    const uint64_t before = ctx.launches();
+    plan.forward(ctx, tx, d_w.get(), ty);
+    plan.backward_data(ctx, tdy, d_w.get(), tdx, false);
+    plan.backward_filter(ctx, tx, tdy, d_dw.get());
+    CHECK(ctx.launches() == before + 3);
+    SD_CHECK_CLOSE("forward y", d_y.download(), y_ref, kTol);
+    SD_CHECK_CLOSE("backward-data dx", d_dx.download(), dx_ref, kTol);
+    SD_CHECK_CLOSE("backward-filter dw", d_dw.download(), dw_ref, kTol);
+
+    // Accumulating: dx = prior + convᵀ(dy).
+    d_dx.upload(prior);
+    plan.backward_data(ctx, tdy, d_w.get(), tdx, true);
+    std::vector<double> acc_ref(dx_ref.size());
+    for (size_t i = 0; i < acc_ref.size(); ++i) acc_ref[i] = double(prior[i]) + dx_ref[i];
+    SD_CHECK_CLOSE("backward-data dx += ...", d_dx.download(), acc_ref, kTol);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("gpu conv 3x3 stem 3 to 16 on 32x32 matches the reference", "[gpu][conv][sanitize]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  check_conv_shape(ctx, {3, 16, 32, 1});
+}
+
+TEST_CASE("gpu conv 3x3 stride 1 shapes of the three stages match the reference", "[gpu][conv]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  check_conv_shape(ctx, {16, 16, 32, 1});
+  check_conv_shape(ctx, {32, 32, 16, 1});
+  check_conv_shape(ctx, {64, 64, 8, 1});
+}
+
+TEST_CASE("gpu conv 3x3 stride 2 downsampling shapes match the reference", "[gpu][conv][sanitize]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  check_conv_shape(ctx, {16, 32, 32, 2});
+  check_conv_shape(ctx, {32, 64, 16, 2});
+}
+
+TEST_CASE("gpu conv plan refuses wrong shapes and batches above its maximum", "[gpu][conv]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  cuda::ConvPlanner planner(ctx, 8);
+  cuda::ConvPlan& plan = planner.plan({16, 16, 32, 1});
+  CHECK(&planner.plan({16, 16, 32, 1}) == &plan);  // cached per shape
+  DeviceVec<char> workspace(planner.workspace_needed() + 1);
+  planner.set_workspace(workspace.get(), planner.workspace_needed());
+  DeviceVec<float> x(9 * 16 * 32 * 32), y(9 * 16 * 32 * 32), w(16 * 16 * 9);
+  const cuda::DeviceTensor too_many{x.get(), 9, 16, 32, 32};
+  const cuda::DeviceTensor wrong_channels{x.get(), 8, 32, 32, 16};
+  const cuda::DeviceTensor ok{y.get(), 8, 16, 32, 32};
+  CHECK_THROWS_AS(plan.forward(ctx, too_many, w.get(), too_many), cuda::Error);
+  CHECK_THROWS_AS(plan.forward(ctx, wrong_channels, w.get(), ok), cuda::Error);
+  CHECK_NOTHROW(plan.forward(ctx, cuda::DeviceTensor{x.get(), 8, 16, 32, 32}, w.get(), ok));
+  CHECK_NOTHROW(ctx.synchronize());
+}

@@ -1,0 +1,435 @@
+// The whole CUDA model against the CPU model (models/cpu_resnet.h), both fp32, on the same batches:
+// training steps of ResNet-20 and ResNet-110 with fixed gate patterns (closed blocks, a closed
+// downsampling block among them), launch accounting, evaluation, state, reproducibility.
+//
+// BOUNDS, and why they are what they are. Forward quantities (logits, per-image losses, BN running
+// statistics, the loss total) differ only by rounding: fp32 vs fp64 runs of the CPU reference
+// itself differ by 1.4e-7 (ResNet-20) and 5.4e-7 (ResNet-110) in the logits, so the bounds are
+// 1e-5 and 2e-5. Gradients are different: wherever a pre-activation lies within rounding of 0,
+// the two implementations may disagree on the ReLU mask, and then one passes that element's
+// gradient and the other does not — an O(1) difference in one element out of ~2M, i.e. ~1e-3 in
+// the layer's gradient norm, which also flows into every layer below. Such "kink flips" happen a
+// handful of times per step at batch 128. Measured on the CPU reference, fp32 vs fp64, same inputs
+// (2026-11-29, /tmp/exp/fvd.cpp, seeds as here):
+//   ResNet-20,  batch 128: global gradient 2.7e-4, median tensor 1.5e-4, worst tensor 1.0e-3
+//   ResNet-20,  batch  72: global 2.7e-7, worst 7.4e-7 (no flip happened)
+//   ResNet-110, batch 128: global 1.7e-3, median tensor 7.7e-4, worst tensor 8.5e-3
+// No fp32 implementation can therefore promise 1e-3 per tensor for ResNet-110; the bounds below
+// are ~5x the measured fp32-vs-fp64 spread (GPU vs CPU is two fp32 computations, so up to ~2x of
+// it is expected). A wiring bug (a missing accumulation, a wrong buffer, a wrong mask) gives O(1)
+// errors and still fails them by orders of magnitude; the per-layer tests hold each kernel to 1e-4.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <iostream>
+#include <map>
+
+#include "engine/augment.h"
+#include "engine/dataset.h"
+#include "engine/gates.h"
+#include "engine/synthetic_data.h"
+#include "models/cpu_resnet.h"
+#include "models/cuda/cuda_backend.h"
+#include "models/cuda/cuda_resnet.h"
+#include "tests/gpu/gpu_compare.h"
+#include "tests/gpu/gpu_test.h"
+
+using namespace sd;
+
+namespace {
+
+struct Bounds {
+  double forward;      // logits, losses, running statistics, loss total
+  double grad_global;  // ‖Δ‖/‖ref‖ over all gradients together
+  double grad_median;  // the median tensor's relative error
+  double grad_tensor;  // the worst tensor's
+};
+constexpr Bounds kResNet20{1e-5, 2e-3, 1e-3, 1e-2};
+constexpr Bounds kResNet110{2e-5, 1e-2, 5e-3, 5e-2};
+
+constexpr uint64_t kSeed = 2718;
+
+BackendOptions options_for(int depth) {
+  BackendOptions o;
+  o.model = ResNetConfig{depth, DeathMode::kLinDecay, 0.5};
+  o.seed = kSeed;
+  return o;
+}
+
+struct Data {
+  ImageSet train, test;
+  Normalization norm;
+};
+
+Data make_data(size_t train, size_t test) {
+  Data d;
+  d.train = synthetic_images(train + test, 99);
+  d.test.pixels.assign(d.train.pixels.begin() + ptrdiff_t(train * kImageBytes), d.train.pixels.end());
+  d.test.labels.assign(d.train.labels.begin() + ptrdiff_t(train), d.train.labels.end());
+  d.train.pixels.resize(train * kImageBytes);
+  d.train.labels.resize(train);
+  d.norm = compute_normalization(d.train);
+  return d;
+}
+
+std::vector<int32_t> batch_indices(size_t set_size, int n, uint32_t epoch) {
+  std::vector<int32_t> order = shuffled_indices(7, RandomStream::kEpochOrder, epoch, set_size);
+  order.resize(size_t(n));
+  return order;
+}
+
+struct TensorErrors {
+  std::vector<std::pair<double, std::string>> per_tensor;  // worst first
+  double global = 0, median = 0;
+  size_t nonfinite = 0;
+};
+
+// Relative error of every tensor of `ref` (by name) in `gpu`; with `base_gpu`/`base_ref`, of the
+// changes gpu − base_gpu against ref − base_ref instead (for the SGD update).
+TensorErrors compare_tensors(const std::vector<NamedTensor>& gpu, const std::vector<NamedTensor>& ref,
+                             const std::vector<std::string>& names, const std::vector<NamedTensor>* base_gpu = nullptr,
+                             const std::vector<NamedTensor>* base_ref = nullptr) {
+  TensorErrors e;
+  double d2 = 0, r2 = 0;
+  for (const std::string& name : names) {
+    std::vector<double> g, r;
+    const NamedTensor& tg = find_tensor(gpu, name);
+    const NamedTensor& tr = find_tensor(ref, name);
+    REQUIRE(tg.data.size() == tr.data.size());
+    for (size_t i = 0; i < tr.data.size(); ++i) {
+      g.push_back(double(tg.data[i]) - (base_gpu ? double(find_tensor(*base_gpu, name).data[i]) : 0.0));
+      r.push_back(double(tr.data[i]) - (base_ref ? double(find_tensor(*base_ref, name).data[i]) : 0.0));
+    }
+    const gpu_test::Comparison c = gpu_test::compare(g, r);
+    e.nonfinite += c.nonfinite;
+    e.per_tensor.push_back({c.rel, name});
+    for (size_t i = 0; i < r.size(); ++i) d2 += (g[i] - r[i]) * (g[i] - r[i]), r2 += r[i] * r[i];
+  }
+  std::sort(e.per_tensor.rbegin(), e.per_tensor.rend());
+  e.global = r2 > 0 ? std::sqrt(d2 / r2) : 0;
+  e.median = e.per_tensor.empty() ? 0 : e.per_tensor[e.per_tensor.size() / 2].first;
+  return e;
+}
+
+void check_errors(const std::string& what, const TensorErrors& e, const Bounds& b) {
+  std::ostringstream s;
+  s << what << ": global " << e.global << ", median tensor " << e.median << ", worst:";
+  for (size_t i = 0; i < std::min<size_t>(4, e.per_tensor.size()); ++i)
+    s << " " << e.per_tensor[i].second << " " << e.per_tensor[i].first << ";";
+  std::cout << s.str() << std::endl;
+  INFO(s.str());
+  CHECK(e.nonfinite == 0);
+  CHECK(e.global <= b.grad_global);
+  CHECK(e.median <= b.grad_median);
+  CHECK(e.per_tensor.front().first <= b.grad_tensor);
+}
+
+std::vector<std::string> names_where(const ResNetSpec& spec, bool trainable) {
+  std::vector<std::string> out;
+  for (const TensorSpec& t : spec.tensors)
+    if (t.trainable() == trainable) out.push_back(t.name);
+  return out;
+}
+
+bool states_bit_equal(const std::vector<NamedTensor>& a, const std::vector<NamedTensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i].name != b[i].name || a[i].shape != b[i].shape || !gpu_test::bit_equal(a[i].data, b[i].data)) return false;
+  return true;
+}
+
+// One training step on both models with the same input; compares everything it produces.
+void check_step(CpuResNet& cpu, CudaResNet& gpu, const Data& data, const StepInput& in, const Bounds& b) {
+  const ResNetSpec& spec = gpu.spec();
+  const std::vector<uint8_t> gates(in.gates.begin(), in.gates.end());
+  const int n = int(in.indices.size());
+  INFO("ResNet-" << spec.config.depth << ", batch " << n << ", step " << in.step);
+  const std::vector<NamedTensor> cpu_before = cpu.state(), gpu_before = gpu.state();
+
+  const uint64_t launches_before = gpu.launches();
+  cpu.train_step(in);
+  gpu.train_step(in);
+  const uint64_t launches = gpu.launches() - launches_before;
+  CHECK(int64_t(launches) == CudaResNet::launch_formula().train_step(spec, gates));
+
+  // The batch: gathered and augmented bit for bit as the CPU does.
+  std::vector<float> images(size_t(n) * kImageBytes);
+  std::vector<uint8_t> labels(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    const int32_t idx = in.indices[size_t(i)];
+    augment_image(data.train.image(size_t(idx)), data.norm, augment_params(kSeed, in.epoch, uint32_t(idx)),
+                  images.data() + size_t(i) * kImageBytes);
+    labels[size_t(i)] = data.train.labels[size_t(idx)];
+  }
+  CHECK(gpu_test::bit_equal(gpu.last_images(), images));
+  CHECK(gpu_test::bit_equal(gpu.last_labels(), labels));
+
+  // Forward.
+  SD_CHECK_CLOSE("logits", gpu.last_logits(), cpu.net().logits(), b.forward);
+  SD_CHECK_CLOSE("per-image losses", gpu.last_losses(), cpu.net().losses(), b.forward);
+
+  // Gradients: every one; a closed block's exactly zero.
+  const std::vector<NamedTensor> grads = gpu.gradients();
+  const std::vector<std::string> params = names_where(spec, true), running = names_where(spec, false);
+  check_errors("gradients", compare_tensors(grads, cpu.net().named_gradients(), params), b);
+  for (int l = 0; l < spec.num_blocks(); ++l) {
+    if (gates[size_t(l)]) continue;
+    for (const NamedTensor& t : grads)
+      if (t.name.rfind(spec.blocks[size_t(l)].prefix, 0) == 0) {
+        INFO("gradient of closed block tensor " << t.name);
+        CHECK(std::all_of(t.data.begin(), t.data.end(), [](float v) { return v == 0.0f; }));
+      }
+  }
+
+  // The state after SGD: running statistics (forward quantities: tight; a closed block's untouched),
+  // the parameter updates and the momentum buffers (gradients: the gradient bounds).
+  const std::vector<NamedTensor> cpu_after = cpu.state(), gpu_after = gpu.state();
+  const TensorErrors run = compare_tensors(gpu_after, cpu_after, running);
+  INFO("running statistics: worst " << run.per_tensor.front().second << " " << run.per_tensor.front().first);
+  CHECK(run.nonfinite == 0);
+  CHECK(run.per_tensor.front().first <= b.forward);
+  for (int l = 0; l < spec.num_blocks(); ++l) {
+    if (gates[size_t(l)]) continue;
+    for (const std::string& name : running)
+      if (name.rfind(spec.blocks[size_t(l)].prefix, 0) == 0) {
+        INFO("running statistic of closed block: " << name);
+        CHECK(gpu_test::bit_equal(find_tensor(gpu_after, name).data, find_tensor(gpu_before, name).data));
+      }
+  }
+  check_errors("parameter updates", compare_tensors(gpu_after, cpu_after, params, &gpu_before, &cpu_before), b);
+  std::vector<std::string> momenta;
+  for (const std::string& p : params) momenta.push_back(momentum_name(p));
+  check_errors("momentum buffers", compare_tensors(gpu_after, cpu_after, momenta), b);
+
+  // Totals, accumulated on the device.
+  const TrainTotals tg = gpu.take_train_totals(), tc = cpu.take_train_totals();
+  CHECK(tg.count == tc.count);
+  CHECK(std::fabs(tg.loss_sum - tc.loss_sum) <= b.forward * std::fabs(tc.loss_sum));
+  CHECK(std::llabs(tg.errors - tc.errors) <= 1);  // at most a near-tie arg-max
+  const TrainTotals empty = gpu.take_train_totals();
+  CHECK(empty.count == 0);
+  CHECK(empty.loss_sum == 0.0);
+}
+
+StepInput make_step(const std::vector<int32_t>& indices, const std::vector<uint8_t>& gates, uint32_t epoch,
+                    uint64_t step, float lr) {
+  StepInput in;
+  in.indices = indices;
+  in.gates = gates;
+  in.epoch = epoch;
+  in.step = step;
+  in.learning_rate = lr;
+  return in;
+}
+
+}  // namespace
+
+TEST_CASE("gpu ResNet-20 training steps match the CPU model at batch 128 then 72", "[gpu][model]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const Data data = make_data(512, 0);
+  CpuResNet cpu(options_for(20));
+  CudaResNet gpu(options_for(20), 128);
+  std::cout << gpu.describe() << std::endl;
+  for (Backend* b : {static_cast<Backend*>(&cpu), static_cast<Backend*>(&gpu)}) {
+    b->set_normalization(data.norm);
+    b->set_images(ImageSetRole::kTrain, data.train);
+  }
+  REQUIRE(states_bit_equal(gpu.state(), cpu.state()));  // the same initial_state, uploaded losslessly
+  // Blocks 0-2 stage 0, 3-5 stage 1 (3 downsamples), 6-8 stage 2 (6 downsamples).
+  const std::vector<uint8_t> a{1, 0, 1, 0, 1, 0, 1, 1, 0};  // closes the downsampling block 3 and the last
+  const std::vector<uint8_t> b{0, 1, 1, 1, 0, 1, 0, 1, 1};  // closes the first block and downsampling block 6
+  const auto i1 = batch_indices(data.train.size(), 128, 0), i2 = batch_indices(data.train.size(), 72, 1);
+  check_step(cpu, gpu, data, make_step(i1, a, 0, 0, 0.1f), kResNet20);
+  check_step(cpu, gpu, data, make_step(i2, b, 1, 1, 0.05f), kResNet20);  // momentum now non-zero
+}
+
+TEST_CASE("gpu ResNet-110 training step matches the CPU model at batch 128", "[gpu][model][resnet110]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const Data data = make_data(256, 0);
+  CpuResNet cpu(options_for(110));
+  CudaResNet gpu(options_for(110), 128);
+  std::cout << gpu.describe() << std::endl;
+  for (Backend* b : {static_cast<Backend*>(&cpu), static_cast<Backend*>(&gpu)}) {
+    b->set_normalization(data.norm);
+    b->set_images(ImageSetRole::kTrain, data.train);
+  }
+  REQUIRE(states_bit_equal(gpu.state(), cpu.state()));
+  const GateSampler sampler(kSeed, gpu.spec().survival);
+  std::vector<uint8_t> gates = sampler.draw_step(12345);
+  gates[18] = 0;  // stage 1's downsampling block closed
+  gates[36] = 1;  // stage 2's open
+  int open = 0;
+  for (uint8_t g : gates) open += g;
+  std::cout << "ResNet-110 step with " << open << " of 54 blocks open" << std::endl;
+  check_step(cpu, gpu, data, make_step(batch_indices(data.train.size(), 128, 3), gates, 3, 12345, 0.1f), kResNet110);
+}
+
+TEST_CASE("gpu launches per step are fixed plus per block times open blocks", "[gpu][model][launches]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const Data data = make_data(100, 40);
+  CudaResNet gpu(options_for(20), 32);
+  gpu.set_normalization(data.norm);
+  gpu.set_images(ImageSetRole::kTrain, data.train);
+  gpu.set_images(ImageSetRole::kTest, data.test);
+  const ResNetSpec& spec = gpu.spec();
+  const LaunchFormula f = CudaResNet::launch_formula();
+  const auto indices = batch_indices(data.train.size(), 32, 0);
+  auto count = [&](const std::vector<uint8_t>& gates) {
+    const uint64_t before = gpu.launches();
+    gpu.train_step(make_step(indices, gates, 0, 0, 0.01f));
+    return int64_t(gpu.launches() - before);
+  };
+  const std::vector<uint8_t> open(9, 1), closed(9, 0);
+  const int64_t all_open = count(open);
+  CHECK(all_open == f.train_fixed + f.train_per_open_block * 9);
+  CHECK(count(closed) == f.train_fixed + 2 * f.train_per_closed_downsampling_block);
+  for (int l = 0; l < 9; ++l) {
+    std::vector<uint8_t> g = open;
+    g[size_t(l)] = 0;
+    INFO("block " << l << " closed");
+    const int64_t expect = spec.blocks[size_t(l)].downsamples()
+                               ? all_open - f.train_per_open_block + f.train_per_closed_downsampling_block
+                               : all_open - f.train_per_open_block;  // a closed identity block: nothing at all
+    CHECK(count(g) == expect);
+  }
+  const std::vector<uint8_t> mixed{1, 0, 1, 0, 1, 0, 1, 1, 0};
+  CHECK(count(mixed) == f.train_step(spec, mixed));
+  // Evaluation: 40 images in batches of 32 → 2 batches, every block.
+  const uint64_t before = gpu.launches();
+  gpu.evaluate(ImageSetRole::kTest);
+  CHECK(int64_t(gpu.launches() - before) ==
+        f.eval_fixed_per_call + 2 * (f.eval_fixed_per_batch + f.eval_per_block_per_batch * 9));
+  std::cout << "launches per ResNet-20 step: " << all_open << " all open, " << count(closed) << " all closed"
+            << std::endl;
+}
+
+TEST_CASE("gpu evaluation equals the CPU model's", "[gpu][model][eval]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const Data data = make_data(256, 200);
+  CpuResNet cpu(options_for(20));
+  cpu.set_normalization(data.norm);
+  cpu.set_images(ImageSetRole::kTrain, data.train);
+  cpu.set_images(ImageSetRole::kTest, data.test);
+  // A few CPU steps, so that the running statistics and parameters are no longer the initial ones.
+  const std::vector<uint8_t> open(9, 1);
+  for (uint32_t s = 0; s < 3; ++s) cpu.train_step(make_step(batch_indices(256, 64, s), open, s, s, 0.1f));
+  CudaResNet gpu(options_for(20), 128);
+  gpu.set_normalization(data.norm);
+  gpu.set_images(ImageSetRole::kTest, data.test);
+  gpu.load_state(cpu.state());
+  REQUIRE(states_bit_equal(gpu.state(), cpu.state()));
+
+  const EvalResult rc = cpu.evaluate(ImageSetRole::kTest), rg = gpu.evaluate(ImageSetRole::kTest);  // 128 + 72
+  REQUIRE(rg.predictions.size() == 200);
+  CHECK(std::fabs(rg.loss_sum - rc.loss_sum) <= kResNet20.forward * std::fabs(rc.loss_sum));
+  // Logits of every image from the CPU's inference, for the last batch's comparison and the ties.
+  std::vector<float> x(200 * size_t(kImageBytes)), logits(200 * size_t(kNumClasses));
+  for (size_t i = 0; i < 200; ++i) normalize_image(data.test.image(i), data.norm, x.data() + i * kImageBytes);
+  cpu.net().infer(200, x.data(), logits.data());
+  const std::vector<float> last(logits.end() - 72 * kNumClasses, logits.end());
+  REQUIRE(gpu.last_batch_size() == 72);
+  SD_CHECK_CLOSE("last batch's logits", gpu.last_logits(), last, kResNet20.forward);
+  // Predictions agree except where the CPU's two candidate logits are within rounding (a near-tie).
+  int differing = 0, mismatches = 0;
+  for (size_t i = 0; i < 200; ++i) {
+    if (rg.predictions[i] == rc.predictions[i]) continue;
+    ++differing;
+    const float* z = logits.data() + i * kNumClasses;
+    if (std::fabs(z[rg.predictions[i]] - z[rc.predictions[i]]) > 1e-4f * (1 + std::fabs(z[rc.predictions[i]]))) ++mismatches;
+  }
+  CHECK(mismatches == 0);
+  CHECK(std::llabs(rg.errors - rc.errors) <= differing);
+}
+
+TEST_CASE("gpu state round trip and load_state validation", "[gpu][model][state]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  CudaResNet gpu(options_for(8), 16);
+  std::vector<NamedTensor> s = gpu.state();
+  for (NamedTensor& t : s)
+    for (size_t i = 0; i < t.data.size(); ++i) t.data[i] = float(i % 97) * 0.01f - 0.3f + float(t.name.size());
+  gpu.load_state(s);
+  CHECK(states_bit_equal(gpu.state(), s));
+  // Without momentum buffers: they become zero.
+  std::vector<NamedTensor> no_momentum;
+  for (const NamedTensor& t : s)
+    if (t.name.rfind("optimizer.", 0) != 0) no_momentum.push_back(t);
+  gpu.load_state(no_momentum);
+  for (const NamedTensor& t : gpu.state())
+    if (t.name.rfind("optimizer.", 0) == 0) {
+      INFO(t.name);
+      CHECK(std::all_of(t.data.begin(), t.data.end(), [](float v) { return v == 0.0f; }));
+    }
+  const std::vector<NamedTensor> loaded = gpu.state();
+  std::vector<NamedTensor> bad = s;
+  bad.push_back({"no.such.tensor", {1}, {0.0f}});
+  CHECK_THROWS_AS(gpu.load_state(bad), std::invalid_argument);
+  bad = s;
+  bad[0].shape = {1};
+  bad[0].data = {0.0f};
+  CHECK_THROWS_AS(gpu.load_state(bad), std::invalid_argument);
+  bad = s;
+  bad.erase(bad.begin() + 1);
+  CHECK_THROWS_AS(gpu.load_state(bad), std::invalid_argument);
+  CHECK(states_bit_equal(gpu.state(), loaded));  // the refused loads changed nothing
+}
+
+TEST_CASE("gpu training steps are bit-reproducible with deterministic convolutions", "[gpu][model]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const Data data = make_data(128, 0);
+  std::vector<NamedTensor> result[2];
+  bool deterministic = true;
+  for (int run = 0; run < 2; ++run) {
+    CudaResNet gpu(options_for(20), 64);
+    deterministic = deterministic && gpu.deterministic_convolutions();
+    gpu.set_normalization(data.norm);
+    gpu.set_images(ImageSetRole::kTrain, data.train);
+    const std::vector<uint8_t> g{1, 1, 0, 1, 1, 1, 0, 1, 1};
+    for (uint32_t s = 0; s < 2; ++s) gpu.train_step(make_step(batch_indices(128, 64, s), g, s, s, 0.1f));
+    result[run] = gpu.state();
+  }
+  if (!deterministic) {
+    WARN("a non-deterministic cuDNN algorithm was chosen: bit-reproducibility not expected");
+  } else {
+    CHECK(states_bit_equal(result[0], result[1]));
+  }
+}
+
+TEST_CASE("gpu ResNet-8 steps and evaluation, small enough for compute-sanitizer", "[gpu][model][sanitize]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const Data data = make_data(64, 30);
+  CpuResNet cpu(options_for(8));
+  CudaResNet gpu(options_for(8), 24);
+  for (Backend* b : {static_cast<Backend*>(&cpu), static_cast<Backend*>(&gpu)}) {
+    b->set_normalization(data.norm);
+    b->set_images(ImageSetRole::kTrain, data.train);
+    b->set_images(ImageSetRole::kTest, data.test);
+  }
+  // ResNet-8: block 0 (identity), 1 and 2 (both downsample).
+  check_step(cpu, gpu, data, make_step(batch_indices(64, 24, 0), {1, 1, 1}, 0, 0, 0.1f), kResNet20);
+  check_step(cpu, gpu, data, make_step(batch_indices(64, 17, 1), {0, 0, 1}, 1, 1, 0.1f), kResNet20);
+  check_step(cpu, gpu, data, make_step(batch_indices(64, 24, 2), {0, 1, 0}, 2, 2, 0.1f), kResNet20);
+  const EvalResult rc = cpu.evaluate(ImageSetRole::kTest), rg = gpu.evaluate(ImageSetRole::kTest);  // 24 + 6
+  CHECK(std::fabs(rg.loss_sum - rc.loss_sum) <= 1e-4 * std::fabs(rc.loss_sum));
+}
+
+TEST_CASE("gpu backend factory and argument checks", "[gpu][model]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  std::unique_ptr<Backend> b = make_cuda_backend(options_for(8), 16);
+  CHECK_THAT(b->device_name(), Catch::StartsWith("cuda:0"));
+  CHECK(b->spec().config.depth == 8);
+  const std::vector<int32_t> idx(4, 0);
+  const std::vector<uint8_t> gates(3, 1);
+  CHECK_THROWS_AS(b->train_step(make_step(idx, gates, 0, 0, 0.1f)), std::logic_error);  // no normalisation yet
+  const Data data = make_data(20, 0);
+  b->set_normalization(data.norm);
+  b->set_images(ImageSetRole::kTrain, data.train);
+  CHECK_THROWS_AS(b->train_step(make_step(std::vector<int32_t>(17, 0), gates, 0, 0, 0.1f)), std::invalid_argument);
+  CHECK_THROWS_AS(b->train_step(make_step(idx, std::vector<uint8_t>(4, 1), 0, 0, 0.1f)), std::invalid_argument);
+  CHECK_THROWS(b->train_step(make_step(std::vector<int32_t>{0, 20}, gates, 0, 0, 0.1f)));  // index outside the set
+  CHECK_NOTHROW(b->train_step(make_step(idx, gates, 0, 0, 0.1f)));
+  CHECK(b->take_train_totals().count == 4);
+  CHECK(b->evaluate(ImageSetRole::kValidation).predictions.empty());  // no validation set: nothing to do
+  CHECK_THROWS_AS(make_cuda_backend(options_for(8), 0), std::invalid_argument);
+}

@@ -1,0 +1,90 @@
+// The fused SGD step and the GPU batch gathering/augmentation, both bit-identical to the CPU.
+#include <catch2/catch.hpp>
+
+#include "engine/augment.h"
+#include "engine/cuda/check.h"
+#include "engine/cuda/context.h"
+#include "engine/synthetic_data.h"
+#include "kernels/cpu/sgd.h"
+#include "kernels/cuda/augment_gather.h"
+#include "kernels/cuda/sgd.h"
+#include "tests/gpu/gpu_compare.h"
+#include "tests/gpu/gpu_test.h"
+
+using namespace sd;
+using sd::gpu_test::DeviceVec;
+
+TEST_CASE("gpu fused SGD is bit-identical to the reference, Nesterov and plain", "[gpu][sgd][sanitize]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  const size_t count = 1000003;  // odd: the grid-stride tail is exercised
+  for (const bool nesterov : {true, false}) {
+    INFO("nesterov " << nesterov);
+    auto w = gpu_test::normal_floats(count, 11, 0.1);
+    const auto g = gpu_test::normal_floats(count, 12, 0.01);
+    auto buf = gpu_test::normal_floats(count, 13, 0.01);
+    DeviceVec<float> d_w(w), d_g(g), d_buf(buf);
+    const cuda::SgdHyper h{0.1f, 0.9f, 1e-4f, nesterov};
+    const uint64_t before = ctx.launches();
+    cuda::sgd_step(ctx, (long long)count, d_w.get(), d_g.get(), d_buf.get(), h);
+    cuda::sgd_step(ctx, (long long)count, d_w.get(), d_g.get(), d_buf.get(), h);  // twice: momentum builds up
+    CHECK(ctx.launches() == before + 2);  // one launch for every parameter of the model
+    const ref::SgdParams p{0.1f, 0.9f, 1e-4f, nesterov};  // the same fp32-rounded values
+    ref::sgd_step((long long)count, w.data(), g.data(), buf.data(), p);
+    ref::sgd_step((long long)count, w.data(), g.data(), buf.data(), p);
+    CHECK(gpu_test::bit_equal(d_w.download(), w));
+    CHECK(gpu_test::bit_equal(d_buf.download(), buf));
+  }
+}
+
+TEST_CASE("gpu gathering and augmentation are bit-identical to the CPU's", "[gpu][augment][sanitize]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  const size_t set_size = 300;
+  const ImageSet set = synthetic_images(set_size, 4242);
+  Normalization norm;
+  norm.mean = gpu_test::uniform_floats(kImageBytes, 5, 90.0, 160.0);
+  norm.std = 63.7f;
+  DeviceVec<uint8_t> d_pixels(set.pixels), d_labels(set.labels);
+  DeviceVec<float> d_mean(norm.mean);
+  const cuda::GatherSource src{d_pixels.get(), d_labels.get(), int64_t(set_size), d_mean.get(), norm.std};
+  const uint64_t seed = 0x5d5d5d5dULL << 8;
+
+  for (const int n : {128, 72, 600}) {  // 600 > kGatherChunk: two launches
+    for (const bool augment : {true, false}) {
+      INFO("batch " << n << (augment ? ", augmented" : ", normalised only"));
+      std::vector<int32_t> indices(static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) indices[size_t(i)] = int32_t((uint64_t(i) * 7919u + 13u) % set_size);  // repeats too
+      const uint32_t epoch = 17;
+      std::vector<float> expect(size_t(n) * kImageBytes);
+      std::vector<uint8_t> expect_labels(static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        const int32_t idx = indices[size_t(i)];
+        float* out = expect.data() + size_t(i) * kImageBytes;
+        if (augment)
+          augment_image(set.image(size_t(idx)), norm, augment_params(seed, epoch, uint32_t(idx)), out);
+        else
+          normalize_image(set.image(size_t(idx)), norm, out);
+        expect_labels[size_t(i)] = set.labels[size_t(idx)];
+      }
+      DeviceVec<float> d_out(expect.size());
+      DeviceVec<uint8_t> d_out_labels(static_cast<size_t>(n));
+      const uint64_t before = ctx.launches();
+      cuda::gather_batch(ctx, src, indices, cuda::AugmentDraw{augment, seed, epoch}, d_out.get(), d_out_labels.get());
+      CHECK(ctx.launches() == before + uint64_t((n + cuda::kGatherChunk - 1) / cuda::kGatherChunk));
+      const auto got = d_out.download();
+      CHECK(gpu_test::bit_equal(got, expect));
+      if (!gpu_test::bit_equal(got, expect)) {
+        SD_CHECK_CLOSE("augmented batch", got, expect, 0.0);
+      }
+      CHECK(gpu_test::bit_equal(d_out_labels.download(), expect_labels));
+    }
+  }
+  // An index outside the set is refused before anything is launched.
+  const std::vector<int32_t> bad{0, int32_t(set_size)};
+  DeviceVec<float> d_out(2 * kImageBytes);
+  DeviceVec<uint8_t> d_out_labels(2);
+  const uint64_t before = ctx.launches();
+  CHECK_THROWS_AS(cuda::gather_batch(ctx, src, bad, cuda::AugmentDraw{}, d_out.get(), d_out_labels.get()), cuda::Error);
+  CHECK(ctx.launches() == before);
+}
