@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -19,6 +20,12 @@
 #include "engine/gates.h"
 #include "engine/trainer.h"
 #include "models/resnet_spec.h"
+
+#ifdef SD_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "models/cuda/cuda_resnet.h"
+#endif
 
 namespace fs = std::filesystem;
 
@@ -41,7 +48,25 @@ struct ModeResult {
   double step_seconds = 0;  // median round / steps
   double epoch_seconds = 0;
   double images_per_second = 0;
+  std::optional<double> kernels_per_step;     // launches the engine counts (CUDA only)
+  std::optional<double> device_memory_bytes;  // in use on the device after the rounds (CUDA only)
 };
+
+// The launch counter of the CUDA engine; nothing for backends that do not count.
+std::optional<uint64_t> launches([[maybe_unused]] Backend& backend) {
+#ifdef SD_HAVE_CUDA
+  if (auto* cuda = dynamic_cast<CudaResNet*>(&backend)) return cuda->context().launches();
+#endif
+  return std::nullopt;
+}
+
+std::optional<double> device_memory_in_use([[maybe_unused]] Backend& backend) {
+#ifdef SD_HAVE_CUDA
+  size_t free = 0, total = 0;
+  if (dynamic_cast<CudaResNet*>(&backend) && cudaMemGetInfo(&free, &total) == cudaSuccess) return double(total - free);
+#endif
+  return std::nullopt;
+}
 
 // The step indices of the timed sequence: the first epoch's order, batch after batch, wrapping.
 std::vector<int32_t> batch_at(const std::vector<int32_t>& order, int step, int batch) {
@@ -54,7 +79,7 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   using Clock = std::chrono::steady_clock;
   RunConfig run = o.run;
   run.model.death_rate = death_rate;
-  std::unique_ptr<Backend> backend = make_backend(o.device, BackendOptions{run.model, run.sgd, run.train.seed});
+  std::unique_ptr<Backend> backend = make_backend(o.device, BackendOptions{run.model, run.sgd, run.train.seed}, run.train.batch_size);
   backend->set_normalization(data.normalization);
   backend->set_images(ImageSetRole::kTrain, data.train);
   const GateSampler gates(run.train.seed, backend->spec().survival);
@@ -76,12 +101,16 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   r.mode = death_rate > 0 ? "stochastic depth" : "full depth";
   r.death_rate = death_rate;
   r.expected_active_blocks = gates.expected_active_blocks();
+  const std::optional<uint64_t> launches_before = launches(*backend);
   for (int k = 0; k < o.rounds; ++k) {
     const auto t0 = Clock::now();
     for (int i = 0; i < o.steps; ++i) one_step();
     backend->take_train_totals();
     r.round_seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   }
+  if (const auto after = launches(*backend); after && launches_before)
+    r.kernels_per_step = double(*after - *launches_before) / (double(o.rounds) * o.steps);
+  r.device_memory_bytes = device_memory_in_use(*backend);
   std::vector<double> sorted = r.round_seconds;
   std::sort(sorted.begin(), sorted.end());
   const size_t n = sorted.size();
@@ -100,9 +129,9 @@ nlohmann::json to_json(const ModeResult& r) {
           {"step_seconds", r.step_seconds},
           {"epoch_seconds", r.epoch_seconds},
           {"images_per_second", r.images_per_second},
-          // The Backend interface does not report these yet; null until a backend does.
-          {"kernels_per_step", nullptr},
-          {"peak_device_bytes", nullptr}};
+          // null where the backend does not count (the CPU reference)
+          {"kernels_per_step", r.kernels_per_step ? nlohmann::json(*r.kernels_per_step) : nlohmann::json()},
+          {"device_memory_bytes", r.device_memory_bytes ? nlohmann::json(*r.device_memory_bytes) : nlohmann::json()}};
 }
 
 int bench_main(int argc, char** argv) {
@@ -158,11 +187,13 @@ int bench_main(int argc, char** argv) {
   const double ratio = full.epoch_seconds / sd.epoch_seconds;
   const double ideal = blocks / sd.expected_active_blocks;
 
-  std::cout << fmt::format("\n{:<18} {:>12} {:>10} {:>12} {:>14}\n", "mode", "s / epoch", "ms / step", "images/s",
-                           "blocks / step");
+  std::cout << fmt::format("\n{:<18} {:>10} {:>10} {:>10} {:>10} {:>14} {:>10}\n", "mode", "s / epoch", "ms / step",
+                           "images/s", "E[blocks]", "kernels/step", "device MB");
   for (const ModeResult* r : {&sd, &full})
-    std::cout << fmt::format("{:<18} {:>12.2f} {:>10.2f} {:>12.0f} {:>14.2f}\n", r->mode, r->epoch_seconds,
-                             1e3 * r->step_seconds, r->images_per_second, r->expected_active_blocks);
+    std::cout << fmt::format("{:<18} {:>10.2f} {:>10.2f} {:>10.0f} {:>10.2f} {:>14} {:>10}\n", r->mode,
+                             r->epoch_seconds, 1e3 * r->step_seconds, r->images_per_second, r->expected_active_blocks,
+                             r->kernels_per_step ? fmt::format("{:.1f}", *r->kernels_per_step) : "n/a",
+                             r->device_memory_bytes ? fmt::format("{:.0f}", *r->device_memory_bytes / 1048576) : "n/a");
   std::cout << fmt::format("\nspeed-up of stochastic depth: {:.3f}x (ideal from sum p_l / L = {:.2f} / {}: {:.3f}x)\n",
                            ratio, sd.expected_active_blocks, blocks, ideal);
 

@@ -99,7 +99,9 @@ int eval_main(int argc, char** argv) {
   check_device(device);
   const DataSplit split = load_run_split(run, data_dir);
 
-  std::unique_ptr<Backend> backend = make_backend(device, BackendOptions{ck.config.model, ck.config.sgd, ck.config.train.seed});
+  // Evaluated in batches of the training batch size, as sd_train's own evaluation is, so the two agree.
+  std::unique_ptr<Backend> backend = make_backend(
+      device, BackendOptions{ck.config.model, ck.config.sgd, ck.config.train.seed}, ck.config.train.batch_size);
   backend->set_normalization(ck.normalization);  // what the model trained with, not a recomputation
   backend->load_state(ck.tensors);
   std::optional<SetScore> validation;

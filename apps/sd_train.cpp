@@ -43,18 +43,20 @@ std::string resume_command(int argc, char** argv) {
 // --epochs, which may extend or shorten the run.
 RunConfig settings_for_resume(const Checkpoint& ck, const TrainOptions& o, const fs::path& path) {
   RunConfig run = ck.config;
+  std::string note;
   for (const ConfigDifference& d : config_differences(ck.config, o.run)) {
     if (!o.given.count(d.option)) continue;
     if (d.option == "--epochs") {
       run.train.epochs = o.run.train.epochs;
-      std::cout << fmt::format("note: --epochs {} replaces the checkpoint's {} (the lr schedule follows the new count)\n",
-                               d.run_value, d.checkpoint_value);
+      note = fmt::format("note: --epochs {} replaces the checkpoint's {} (the lr schedule follows the new count)\n",
+                         d.run_value, d.checkpoint_value);
       continue;
     }
     throw UsageError(fmt::format("checkpoint {} is for {} {}, this run is {} {} (with --resume, leave out {} or give "
                                  "the checkpoint's value)",
                                  path.string(), d.what, d.checkpoint_value, d.what, d.run_value, d.option));
   }
+  std::cout << note;
   return run;
 }
 
@@ -99,7 +101,7 @@ int train_main(int argc, char** argv) {
   }
   ensure_writable_directory(dir);
 
-  std::unique_ptr<Backend> backend = make_backend(o.device, BackendOptions{run.model, run.sgd, run.train.seed});
+  std::unique_ptr<Backend> backend = make_backend(o.device, BackendOptions{run.model, run.sgd, run.train.seed}, run.train.batch_size);
   Trainer trainer(run.train, *backend, split);
   // The normalisation saved with every checkpoint is the one this run trains with: on resume the
   // checkpoint's (bit-identical to recomputing it, since the split is), so that sd_eval and

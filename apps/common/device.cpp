@@ -8,6 +8,7 @@
 
 #ifdef SD_HAVE_CUDA
 #include "engine/cuda/device.h"
+#include "models/cuda/cuda_backend.h"
 #endif
 
 namespace sd::apps {
@@ -26,12 +27,12 @@ void check_device(const std::string& device) {
 #endif
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options) {
+std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options,
+                                      [[maybe_unused]] int max_batch) {
   check_device(device);
-  if (device == "cpu") return std::make_unique<CpuResNet>(options);
+  if (device == "cpu") return std::make_unique<CpuResNet>(options);  // needs no batch bound
 #ifdef SD_HAVE_CUDA
-  // TODO(apps): the CUDA engine's factory (models/cuda/) once it lands.
-  throw std::runtime_error("--device cuda: the CUDA engine is not part of this build yet; use --device cpu");
+  return make_cuda_backend(options, max_batch);
 #else
   throw std::logic_error("unreachable: check_device refused cuda");
 #endif

@@ -11,6 +11,8 @@ namespace sd::apps {
 // Throws std::runtime_error saying why `device` cannot run here (no CUDA in this build, no GPU).
 void check_device(const std::string& device);
 
-std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options);
+// `max_batch`: the largest batch it will see (training steps and evaluation alike); the CUDA
+// engine sizes its device memory for it once.
+std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options, int max_batch);
 
 }  // namespace sd::apps

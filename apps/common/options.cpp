@@ -20,6 +20,8 @@ void add_device_option(CLI::App& app, std::string& device) {
 }
 
 void add_train_options(CLI::App& app, TrainOptions& o) {
+  // A flag given twice takes its last value, so that scripts can append overrides.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   RunConfig& r = o.run;
   app.add_option("--depth", r.model.depth, "network depth, 6N+2 (110: the paper's ResNet-110)")->capture_default_str();
   app.add_option("--epochs", r.train.epochs, "training epochs")->capture_default_str();

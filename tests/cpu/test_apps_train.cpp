@@ -1,0 +1,305 @@
+// sd_train end to end, running the built binary: bad input of every kind gives one line naming the
+// input and a non-zero exit and never touches an existing checkpoint; a run writes what
+// docs/USAGE.md promises; resume continues bit for bit; SIGINT stops cleanly; divergence is reported.
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "engine/checkpoint.h"
+#include "engine/cifar10.h"
+#include "engine/safetensors.h"
+#include "engine/synthetic_data.h"
+#include "test_apps_util.h"
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+using sd::test::q;
+using sd::test::read_file;
+using sd::test::run_app;
+using sd::test::RunResult;
+
+// Exactly one line, "<app>: error: ...", containing `expect`; a normal non-zero exit.
+void check_error_line(const RunResult& r, const std::string& app, const std::string& expect, int exit_code) {
+  INFO(r.output);
+  CHECK(r.signal == 0);
+  CHECK(r.exit_code == exit_code);
+  CHECK(r.output.rfind(app + ": error: ", 0) == 0);
+  CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+  CHECK(r.output.find(expect) != std::string::npos);
+}
+
+// Every tensor of two safetensors files, bit for bit.
+void check_same_tensors(const fs::path& a, const fs::path& b) {
+  const sd::Safetensors x = sd::load_safetensors(a), y = sd::load_safetensors(b);
+  REQUIRE(x.tensors.size() == y.tensors.size());
+  for (size_t i = 0; i < x.tensors.size(); ++i) {
+    INFO(x.tensors[i].name);
+    CHECK(x.tensors[i].name == y.tensors[i].name);
+    CHECK(x.tensors[i].shape == y.tensors[i].shape);
+    CHECK(std::memcmp(x.tensors[i].data.data(), y.tensors[i].data.data(), x.tensors[i].data.size() * sizeof(float)) == 0);
+  }
+}
+
+std::vector<nlohmann::json> metrics_without_timing(const fs::path& run) {
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(read_file(run / "metrics.jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    for (const char* timing : {"seconds", "images_per_second", "eta_seconds"}) j.erase(timing);
+    lines.push_back(j);
+  }
+  return lines;
+}
+
+nlohmann::json trainer_state_without_timing(const fs::path& checkpoint) {
+  nlohmann::json j = sd::to_json(sd::load_checkpoint(checkpoint).trainer);
+  j.erase("elapsed_seconds");
+  return j;
+}
+
+}  // namespace
+
+TEST_CASE("sd_train writes the run directory: metrics, summary, checkpoints", "[apps]") {
+  const fs::path& run = sd::test::reference_run();
+  for (const char* f : {"config.json", "metrics.jsonl", "last.safetensors", "best.safetensors", "summary.json"})
+    CHECK(fs::exists(run / f));
+  const auto metrics = metrics_without_timing(run);
+  REQUIRE(metrics.size() == 2);
+  CHECK(metrics[0]["epoch"] == 1);
+  CHECK(metrics[0]["lr"] == 0.1);
+  CHECK(metrics[1]["lr"].get<double>() == Approx(0.01));
+  for (const char* key : {"train_loss", "train_error", "validation_error", "validation_loss", "mean_active_blocks"})
+    CHECK(metrics[0][key].is_number());
+  CHECK(metrics[0]["new_best"] == true);
+  CHECK(metrics[0]["test_error"].is_number());  // evaluated at a new best
+  CHECK(metrics[1]["test_error"].is_number());  // and at the last epoch
+
+  const auto summary = nlohmann::json::parse(read_file(run / "summary.json"));
+  CHECK(summary["epochs"] == 2);
+  CHECK(summary["final_test_error"] == metrics[1]["test_error"]);
+  const int best = summary["best_epoch"];
+  CHECK(summary["test_error_at_best_validation"] == metrics[size_t(best - 1)]["test_error"]);
+  CHECK(summary["wall_seconds"].get<double>() > 0);
+
+  const sd::Checkpoint last = sd::load_checkpoint(run / "last.safetensors");
+  CHECK(last.trainer.epochs_done == 2);
+  CHECK(last.config.model.depth == 8);
+  CHECK(sd::load_checkpoint(run / "best.safetensors").trainer.epochs_done == best);
+}
+
+TEST_CASE("sd_train rejects bad options with one line, exit 2, and leaves an existing run alone", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path run = sd::test::copy_run(sd::test::reference_run(), tmp.path() / "run");
+  const std::string before = read_file(run / "last.safetensors");
+  const fs::path fresh = tmp.path() / "fresh";
+  const std::pair<std::string, std::string> cases[] = {
+      {"--depth 21", "--depth: depth 21 is not of the form 6N+2"},
+      {"--death-rate 1", "--death-rate: death rate 1 is outside [0, 1)"},
+      {"--death-rate -0.5", "--death-rate: death rate -0.5 is outside [0, 1)"},
+      {"--batch-size 0", "--batch-size: batch size 0"},
+      {"--epochs 0", "--epochs: epochs 0"},
+      {"--epochs -2", "--epochs: epochs -2"},
+      {"--lr-steps 0.75,0.5", "--lr-steps: lr steps out of order"},
+      {"--precision bf16", "--precision bf16: not supported"},
+      {"--split half", "--split: unknown split 'half'"},
+      {"--bogus", "--bogus"},
+      {"--depth eight", "--depth"},
+  };
+  for (const auto& [args, expect] : cases) {
+    for (const fs::path& out : {run, fresh}) {
+      const RunResult r = run_app("sd_train", sd::test::kTiny + " " + args + " --out " + q(out));
+      check_error_line(r, "sd_train", expect, 2);
+    }
+  }
+  CHECK(read_file(run / "last.safetensors") == before);
+  CHECK_FALSE(fs::exists(fresh));
+}
+
+TEST_CASE("sd_train names the data directory or file at fault and writes nothing", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "out";
+  auto train_on = [&](const fs::path& data) {
+    return run_app("sd_train", "--depth 8 --epochs 1 --device cpu --data-dir " + q(data) + " --out " + q(out));
+  };
+  check_error_line(train_on(tmp.path() / "nowhere"), "sd_train", "nowhere: no such directory", 1);
+
+  std::ofstream(tmp.path() / "plain-file") << "x";
+  check_error_line(train_on(tmp.path() / "plain-file"), "sd_train", "plain-file: not a directory", 1);
+
+  // One bad data_batch_1.bin is enough: it is read first. Sizes are set with resize_file (sparse:
+  // a full-size file costs no disk).
+  const fs::path data = tmp.path() / "data";
+  fs::create_directories(data);
+  const fs::path batch1 = data / "data_batch_1.bin";
+  const uintmax_t full = sd::kCifar10RecordsPerFile * sd::kCifar10RecordBytes;
+  std::ofstream(batch1).close();
+  fs::resize_file(batch1, full - 100);
+  check_error_line(train_on(data), "sd_train", "data_batch_1.bin: 30729900 bytes, expected 30730000", 1);
+  fs::resize_file(batch1, full + 1);
+  check_error_line(train_on(data), "sd_train", "over-long", 1);
+  fs::resize_file(batch1, full);
+  {
+    std::fstream f(batch1, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(std::streamoff(7 * sd::kCifar10RecordBytes));
+    f.put(char(10));  // record 7's label
+  }
+  check_error_line(train_on(data), "sd_train", "data_batch_1.bin: record 7 (0-based) of 10000 has label 10", 1);
+  CHECK_FALSE(fs::exists(out));
+
+  // A batch larger than the training split: known only once the data is read.
+  const RunResult big = run_app("sd_train", "--depth 8 --synthetic 256 --batch-size 300 --device cpu --out " + q(out));
+  check_error_line(big, "sd_train", "batch size 300 is larger than the training set (231 images)", 2);
+  CHECK_FALSE(fs::exists(out));
+}
+
+TEST_CASE("sd_train refuses an --out it cannot write, and --device cuda without a GPU", "[apps]") {
+  const sd::test::TempDir tmp;
+  std::ofstream(tmp.path() / "file") << "x";
+  check_error_line(run_app("sd_train", sd::test::kTiny + " --epochs 1 --out " + q(tmp.path() / "file" / "run")),
+                   "sd_train", "file/run", 1);
+
+  // This machine has no GPU (and the CPU-only build no CUDA engine): either way, one line.
+  const RunResult r = run_app("sd_train", "--depth 8 --synthetic 256 --device cuda --out " + q(tmp.path() / "gpu"));
+  check_error_line(r, "sd_train", "--device cuda: ", 1);
+  CHECK(r.output.find("--device cpu") != std::string::npos);
+  CHECK_FALSE(fs::exists(tmp.path() / "gpu"));
+}
+
+TEST_CASE("sd_train refuses to start over an existing run, and --resume without a checkpoint", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path run = sd::test::copy_run(sd::test::reference_run(), tmp.path() / "run");
+  const std::string before = read_file(run / "last.safetensors");
+  check_error_line(run_app("sd_train", sd::test::kTiny + " --epochs 2 --out " + q(run)), "sd_train",
+                   "already holds a run", 1);
+  CHECK(read_file(run / "last.safetensors") == before);
+
+  check_error_line(run_app("sd_train", sd::test::kTiny + " --resume --out " + q(tmp.path() / "empty")), "sd_train",
+                   "--resume: no checkpoint", 1);
+}
+
+TEST_CASE("sd_train --resume refuses damaged or mismatched checkpoints and leaves them as they are", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path run = sd::test::copy_run(sd::test::reference_run(), tmp.path() / "run");
+  const fs::path last = run / "last.safetensors";
+  const std::string good = read_file(last);
+  const std::string resume = sd::test::kTiny + " --epochs 3 --resume --out " + q(run);
+
+  check_error_line(run_app("sd_train", resume + " --depth 20"), "sd_train",
+                   "last.safetensors is for depth 8, this run is depth 20", 2);
+  check_error_line(run_app("sd_train", resume + " --lr 0.5"), "sd_train", "is for lr 0.1, this run is lr 0.5", 2);
+  CHECK(read_file(last) == good);
+
+  std::ofstream(last, std::ios::binary | std::ios::trunc) << good.substr(0, good.size() / 2);
+  check_error_line(run_app("sd_train", resume), "sd_train", "last.safetensors: truncated", 1);
+  CHECK(read_file(last) == good.substr(0, good.size() / 2));
+
+  std::ofstream(last, std::ios::binary | std::ios::trunc) << "{\"not\": \"a checkpoint\"}\n";
+  check_error_line(run_app("sd_train", resume), "sd_train", "last.safetensors: not a safetensors file", 1);
+  CHECK(read_file(last) == "{\"not\": \"a checkpoint\"}\n");
+}
+
+TEST_CASE("sd_train resumed after one epoch matches two straight epochs bit for bit", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path& straight = sd::test::reference_run();
+  const fs::path split = tmp.path() / "split";
+  const std::string args = sd::test::kTiny + " --epochs 2 --out " + q(split);
+
+  const RunResult first = run_app("sd_train", args + " --stop-after 1");
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  CHECK(first.output.find("resume with: ") != std::string::npos);
+  CHECK(sd::load_checkpoint(split / "last.safetensors").trainer.epochs_done == 1);
+  CHECK_FALSE(fs::exists(split / "summary.json"));
+
+  const RunResult second = run_app("sd_train", args + " --resume");
+  INFO(second.output);
+  REQUIRE(second.exit_code == 0);
+  CHECK(second.output.find("resuming ") != std::string::npos);
+
+  check_same_tensors(straight / "last.safetensors", split / "last.safetensors");
+  check_same_tensors(straight / "best.safetensors", split / "best.safetensors");
+  CHECK(metrics_without_timing(straight) == metrics_without_timing(split));
+  CHECK(trainer_state_without_timing(straight / "last.safetensors") ==
+        trainer_state_without_timing(split / "last.safetensors"));
+  auto summary = [](const fs::path& run) {
+    nlohmann::json j = nlohmann::json::parse(read_file(run / "summary.json"));
+    j.erase("wall_seconds");
+    return j;
+  };
+  CHECK(summary(straight) == summary(split));
+}
+
+TEST_CASE("sd_train stops on SIGINT with a checkpoint and exit 130, and the resumed run matches", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path run = tmp.path() / "run", straight = tmp.path() / "straight";
+  // No lr steps, so that the interrupted run (20 epochs planned) and the straight one (3) train alike.
+  const std::string common = "--depth 8 --synthetic 256 --subset 64 --batch-size 16 --device cpu --lr-steps none";
+  const std::string log = (tmp.path() / "log").string();
+  const std::string cmd = std::string(SD_BIN_DIR) + "/sd_train " + common + " --epochs 20 --out " + q(run) + " > " +
+                          log + " 2>&1";
+
+  // exec replaces the shell, so the signal goes to sd_train itself.
+  const std::string exec_cmd = "exec " + cmd;
+  const char* argv[] = {"/bin/sh", "-c", exec_cmd.c_str(), nullptr};
+  pid_t pid;
+  REQUIRE(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ) == 0);
+  // Wait for the first epoch to be logged, then interrupt.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (read_file(run / "metrics.jsonl").empty() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  kill(pid, SIGINT);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  const std::string output = read_file(log);
+  INFO(output);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  CHECK(output.find("resume with: ") != std::string::npos);
+  CHECK(output.find("--resume") != std::string::npos);
+
+  const sd::Checkpoint stopped = sd::load_checkpoint(run / "last.safetensors");
+  REQUIRE(stopped.trainer.epochs_done < 3);
+  const RunResult resumed = run_app("sd_train", common + " --epochs 3 --resume --out " + q(run));
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  REQUIRE(run_app("sd_train", common + " --epochs 3 --out " + q(straight)).exit_code == 0);
+  check_same_tensors(straight / "last.safetensors", run / "last.safetensors");
+  CHECK(metrics_without_timing(straight).size() == metrics_without_timing(run).size());
+}
+
+TEST_CASE("sd_train reports a diverging run and keeps the last good checkpoint", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path fresh = tmp.path() / "fresh";
+  const RunResult r = run_app("sd_train", sd::test::kTiny + " --epochs 1 --lr 1e30 --out " + q(fresh));
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("sd_train: error: epoch 1: the training loss is") != std::string::npos);
+  CHECK(r.output.find("no checkpoint was written") != std::string::npos);
+  CHECK_FALSE(fs::exists(fresh / "last.safetensors"));
+
+  // A good first epoch, then (by editing the schedule in the checkpoint) an absurd learning rate.
+  const fs::path run = sd::test::copy_run(sd::test::reference_run(), tmp.path() / "run");
+  sd::Safetensors st = sd::load_safetensors(run / "last.safetensors");
+  auto config = nlohmann::json::parse(st.metadata.at("config"));
+  config["lr"] = 1e30;
+  config["epochs"] = 3;
+  st.metadata["config"] = config.dump();
+  sd::save_safetensors(run / "last.safetensors", st.tensors, st.metadata);
+  const std::string before = read_file(run / "last.safetensors");
+  const RunResult d = run_app("sd_train", sd::test::kTiny + " --resume --out " + q(run));
+  INFO(d.output);
+  CHECK(d.exit_code == 1);
+  CHECK(d.output.find("epoch 3: the training loss is") != std::string::npos);
+  CHECK(d.output.find("last.safetensors (epoch 2) is kept") != std::string::npos);
+  CHECK(read_file(run / "last.safetensors") == before);
+}
