@@ -33,6 +33,7 @@
 #include "models/cpu_resnet.h"
 #include "models/cuda/cuda_backend.h"
 #include "models/cuda/cuda_resnet.h"
+#include "tests/gpu/cupti_counter.h"
 #include "tests/gpu/gpu_compare.h"
 #include "tests/gpu/gpu_test.h"
 
@@ -432,4 +433,67 @@ TEST_CASE("gpu backend factory and argument checks", "[gpu][model]") {
   CHECK(b->take_train_totals().count == 4);
   CHECK(b->evaluate(ImageSetRole::kValidation).predictions.empty());  // no validation set: nothing to do
   CHECK_THROWS_AS(make_cuda_backend(options_for(8), 0), std::invalid_argument);
+}
+
+// The engine's own launch accounting says a closed block issues nothing; this checks it on the
+// device with CUPTI: closing blocks removes exactly their own kernels (linearity), every identity
+// block of a stage costs the same, and a training step makes no host↔device copy.
+TEST_CASE("gpu closed blocks run no kernels on the device, counted by CUPTI", "[gpu][model][launches][cupti]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const Data data = make_data(64, 0);
+  CudaResNet gpu(options_for(20), 32);
+  gpu.set_normalization(data.norm);
+  gpu.set_images(ImageSetRole::kTrain, data.train);
+  const ResNetSpec& spec = gpu.spec();
+  const auto indices = batch_indices(64, 32, 0);
+  const std::vector<uint8_t> open(9, 1), closed(9, 0);
+  gpu.train_step(make_step(indices, open, 0, 0, 0.01f));  // warm-up: lazy loading, first-use work
+  gpu_test::CuptiCounter cupti;
+  if (!cupti.available()) {
+    WARN("CUPTI unavailable (" << cupti.why() << "): device-side launch counts not checked");
+    return;
+  }
+  struct Measured {
+    int64_t engine;
+    gpu_test::CuptiCounter::Counts device;
+  };
+  auto measure = [&](const std::vector<uint8_t>& gates) {
+    cupti.take();
+    const uint64_t before = gpu.launches();
+    gpu.train_step(make_step(indices, gates, 0, 0, 0.01f));
+    const gpu_test::CuptiCounter::Counts c = cupti.take();
+    return Measured{int64_t(gpu.launches() - before), c};
+  };
+  const Measured all_open = measure(open), all_closed = measure(closed);
+  std::cout << "ResNet-20 step, batch 32: all open: " << all_open.engine << " engine launches, "
+            << all_open.device.kernels << " kernels, " << all_open.device.memsets << " memsets; all closed: "
+            << all_closed.engine << " launches, " << all_closed.device.kernels << " kernels" << std::endl;
+  CHECK(all_open.device.memcpys == 0);  // no host↔device traffic inside a step
+  CHECK(all_closed.device.memcpys == 0);
+  int64_t removed = 0;
+  std::map<int, int64_t> identity_block_kernels;  // per stage
+  for (int l = 0; l < 9; ++l) {
+    std::vector<uint8_t> g = open;
+    g[size_t(l)] = 0;
+    const Measured m = measure(g);
+    const bool down = spec.blocks[size_t(l)].downsamples();
+    // A closed downsampling block still runs its 2 shortcut kernels.
+    const int64_t block = all_open.device.kernels - m.device.kernels + (down ? 2 : 0);
+    INFO("block " << l << (down ? " (downsampling)" : "") << ": " << block << " kernels");
+    CHECK(block > 0);
+    CHECK(m.device.memcpys == 0);
+    removed += all_open.device.kernels - m.device.kernels;
+    if (!down) {
+      const int s = spec.blocks[size_t(l)].stage;
+      if (identity_block_kernels.count(s))
+        CHECK(identity_block_kernels[s] == block);
+      else
+        identity_block_kernels[s] = block;
+    }
+  }
+  // Closing all blocks removes exactly what closing each one removed: nothing else runs or stops.
+  CHECK(all_closed.device.kernels == all_open.device.kernels - removed);
+  for (const auto& [stage, k] : identity_block_kernels)
+    std::cout << "stage " << stage << ": " << k << " device kernels per open identity block (engine counts "
+              << CudaResNet::launch_formula().train_per_open_block << " launches)" << std::endl;
 }
