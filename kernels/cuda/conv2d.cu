@@ -149,7 +149,7 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAl
     deterministic_ = deterministic_ && c.deterministic;
     workspace_needed_ = std::max(workspace_needed_, ws);
   }
-  {
+  if (shape_.input_grad) {
     int max_count = 0, got = 0;
     SD_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_count));
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
@@ -187,8 +187,9 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAl
 
 std::string ConvPlan::describe() const {
   return cat("conv ", shape_.in_channels, "→", shape_.out_channels, " ", shape_.in_side, "² s", shape_.stride,
-             ": fwd algo ", int(fwd_algo_), " (", fwd_ms_, " ms), bwd-data algo ", int(bwd_data_algo_), " (",
-             bwd_data_ms_, " ms), bwd-filter algo ", int(bwd_filter_algo_), " (", bwd_filter_ms_, " ms), workspace ",
+             ": fwd algo ", int(fwd_algo_), " (", fwd_ms_, " ms), ",
+             shape_.input_grad ? cat("bwd-data algo ", int(bwd_data_algo_), " (", bwd_data_ms_, " ms)") : "no bwd-data",
+             ", bwd-filter algo ", int(bwd_filter_algo_), " (", bwd_filter_ms_, " ms), workspace ",
              workspace_needed_, " B (measured at batch ", max_batch_, ")",
              deterministic_ ? "" : ", NOT all deterministic");
 }
@@ -216,6 +217,7 @@ void ConvPlan::forward(Context& ctx, const DeviceTensor& x, const float* w, cons
 
 void ConvPlan::backward_data(Context& ctx, const DeviceTensor& dy, const float* w, const DeviceTensor& dx,
                              bool accumulate) {
+  if (!shape_.input_grad) throw Error("conv backward-data on a plan made without input gradient");
   check(dy, shape_.out_channels, shape_.out_side(), "dy");
   check(dx, shape_.in_channels, shape_.in_side, "dx");
   if (dx.n != dy.n) throw Error("conv backward-data: dx and dy batches differ");

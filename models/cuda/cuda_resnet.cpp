@@ -62,7 +62,7 @@ CudaResNet::CudaResNet(const BackendOptions& options, int max_batch)
   }
 
   // Measure every convolution shape first: the workspace they need is part of the arena.
-  planner_->plan({3, kStemChannels, 32, 1});
+  planner_->plan({3, kStemChannels, 32, 1, false});
   for (const BlockSpec& b : spec_.blocks) {
     planner_->plan({b.in_channels, b.out_channels, b.in_side, b.stride});
     planner_->plan({b.out_channels, b.out_channels, b.out_side, 1});
@@ -160,7 +160,7 @@ void CudaResNet::build_layers() {
     return l;
   };
 
-  stem_conv_ = cuda::Conv2d(&planner_->plan({3, kStemChannels, 32, 1}), param("conv1.weight"), grad("conv1.weight"));
+  stem_conv_ = cuda::Conv2d(&planner_->plan({3, kStemChannels, 32, 1, false}), param("conv1.weight"), grad("conv1.weight"));
   stem_bn_ = bn("bn1.", buf_.stem_save_mean, buf_.stem_save_inv_std, true);
   blocks_.clear();
   for (size_t l = 0; l < spec_.blocks.size(); ++l) {

@@ -71,7 +71,13 @@ void check_conv_shape(cuda::Context& ctx, const cuda::ConvShape& shape) {
 TEST_CASE("gpu conv 3x3 stem 3 to 16 on 32x32 matches the reference", "[gpu][conv][sanitize]") {
   SD_REQUIRE_CUDA_DEVICE();
   cuda::Context ctx;
-  check_conv_shape(ctx, {3, 16, 32, 1});
+  check_conv_shape(ctx, {3, 16, 32, 1});  // with backward-data too, although the model never asks for it
+  cuda::ConvPlanner planner(ctx, 8);
+  cuda::ConvPlan& stem = planner.plan({3, 16, 32, 1, false});
+  gpu_test::DeviceVec<float> dy(8 * 16 * 32 * 32), dx(8 * 3 * 32 * 32), w(16 * 3 * 9);
+  CHECK_THROWS_AS(stem.backward_data(ctx, cuda::DeviceTensor{dy.get(), 8, 16, 32, 32}, w.get(),
+                                     cuda::DeviceTensor{dx.get(), 8, 3, 32, 32}, false),
+                  cuda::Error);
 }
 
 TEST_CASE("gpu conv 3x3 stride 1 shapes of the three stages match the reference", "[gpu][conv]") {
