@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The GPU checks of the CUDA engine in one device call, from the repository root, with build/
+# carried from the CPU machine (see docs/CUDA_ENGINE.md):
+#   tests/gpu/device_check.sh tests      every GPU test (~2-4 min)
+#   tests/gpu/device_check.sh sanitize   compute-sanitizer memcheck on the [sanitize] tests, racecheck
+#                                        on the kernels with shared memory ([bn], [classifier])
+#   tests/gpu/device_check.sh all        both
+# Logs go to $OUT (the device tool brings them back) or /tmp/sd-gpu-out; the summary prints last.
+set -u
+mode=${1:-all}
+out=${OUT:-/tmp/sd-gpu-out}
+mkdir -p "$out"
+export LD_LIBRARY_PATH="$PWD/build/extra-libs:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+bin=build/bin/sd_gpu_tests
+summary="$out/summary.txt"
+: >"$summary"
+note() { echo "$*" | tee -a "$summary"; }
+
+nvidia-smi -L 2>&1 | tee "$out/device.txt"
+ldd "$bin" >"$out/ldd.txt" 2>&1
+if grep -q "not found" "$out/ldd.txt"; then
+  note "missing libraries:"; grep "not found" "$out/ldd.txt" | tee -a "$summary"
+  exit 2
+fi
+
+if [ "$mode" = tests ] || [ "$mode" = all ]; then
+  timeout 420 "$bin" --durations yes >"$out/tests.txt" 2>&1
+  note "sd_gpu_tests rc=$?"
+  grep -E "^SKIPPED|test cases|assertions" "$out/tests.txt" | sort | uniq -c | tee -a "$summary"
+  grep -E "^(cuDNN algorithms|  conv|CudaResNet|ResNet-|launches|stage|gradients|parameter updates|momentum)" \
+    "$out/tests.txt" | head -60 >>"$summary"
+  grep -B3 -A12 "FAILED" "$out/tests.txt" | head -150 >"$out/failures.txt"
+fi
+
+if [ "$mode" = sanitize ] || [ "$mode" = all ]; then
+  sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  timeout 300 "$sanitizer" --tool memcheck --error-exitcode 9 "$bin" "[sanitize]" >"$out/memcheck.txt" 2>&1
+  note "memcheck rc=$? ($(grep -c "Invalid\|Error" "$out/memcheck.txt") error lines)"
+  tail -3 "$out/memcheck.txt" | tee -a "$summary"
+  timeout 180 "$sanitizer" --tool racecheck --error-exitcode 9 "$bin" "[bn],[classifier]" >"$out/racecheck.txt" 2>&1
+  note "racecheck rc=$?"
+  tail -3 "$out/racecheck.txt" | tee -a "$summary"
+fi
+echo "---- summary"
+cat "$summary"
