@@ -137,6 +137,7 @@ nlohmann::json to_json(const ModeResult& r) {
 int bench_main(int argc, char** argv) {
   CLI::App app{"Times the training step with stochastic depth and with full depth; seconds per 45 000-image epoch.",
                "sd_bench"};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as sd_train
   BenchOptions o;
   o.run.synthetic = 45000;
   app.add_option("--depth", o.run.model.depth, "network depth, 6N+2")->capture_default_str();

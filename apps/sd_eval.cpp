@@ -71,6 +71,7 @@ void print_table(const SetScore& s) {
 int eval_main(int argc, char** argv) {
   CLI::App app{"Scores an sd_train checkpoint: test (and validation) error, per-class accuracy, confusion matrix.",
                "sd_eval"};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as sd_train
   std::string checkpoint_path, data_dir = "data/cifar-10-batches-bin", split_name, device = "cuda";
   int64_t synthetic = -1;
   bool json = false;

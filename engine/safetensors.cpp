@@ -73,9 +73,12 @@ Safetensors decode_safetensors(std::string_view bytes, const std::string& source
   if (bytes.size() < 8)
     throw fail(fmt::format("not a safetensors file: {} bytes, too short for the 8-byte header length", bytes.size()));
   const uint64_t header_len = read_u64_le(bytes.data());
-  if (header_len > bytes.size() - 8)
-    throw fail(fmt::format("not a safetensors file or truncated: header length {} exceeds the {} bytes that follow",
-                           header_len, bytes.size() - 8));
+  if (header_len > bytes.size() - 8) {
+    // A JSON header that starts where it should but runs past the end: a cut-off file.
+    const bool looks_like_header = bytes.size() > 8 && bytes[8] == '{';
+    throw fail(fmt::format("{}: header length {} exceeds the {} bytes that follow",
+                           looks_like_header ? "truncated" : "not a safetensors file", header_len, bytes.size() - 8));
+  }
   const std::string_view header_text = bytes.substr(8, header_len);
   if (header_text.empty() || header_text.front() != '{')
     throw fail("not a safetensors file: the header is not a JSON object");

@@ -1,0 +1,50 @@
+// sd_bench on the CPU with a tiny model: the table, the JSON, and its errors.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "test_apps_util.h"
+
+namespace fs = std::filesystem;
+using sd::test::q;
+using sd::test::run_app;
+
+TEST_CASE("sd_bench times both modes and writes JSON", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "bench" / "cpu.json";
+  const sd::test::RunResult r =
+      run_app("sd_bench", "--device cpu --depth 8 --batch-size 8 --steps 2 --rounds 3 --warmup 1 --synthetic 64 --out " + q(out));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("stochastic depth") != std::string::npos);
+  CHECK(r.output.find("full depth") != std::string::npos);
+
+  const nlohmann::json j = nlohmann::json::parse(sd::test::read_file(out));
+  CHECK(j["depth"] == 8);
+  CHECK(j["ideal_ratio"].get<double>() == Approx(1.5));  // p = 5/6, 2/3, 1/2: Σ = 2 of 3 blocks
+  CHECK(j["ratio"].get<double>() > 0);
+  for (const char* mode : {"stochastic_depth", "full_depth"}) {
+    CHECK(j[mode]["round_seconds"].size() == 3);
+    CHECK(j[mode]["epoch_seconds"].get<double>() > 0);
+    CHECK(j[mode]["images_per_second"].get<double>() > 0);
+    CHECK(j[mode]["kernels_per_step"].is_null());  // the CPU reference does not count launches
+  }
+  CHECK(j["full_depth"]["expected_active_blocks"] == 3.0);
+}
+
+TEST_CASE("sd_bench refuses bad settings with one line", "[apps]") {
+  const std::pair<std::string, std::string> cases[] = {
+      {"--depth 9", "--depth: depth 9"},
+      {"--death-rate 0", "--death-rate 0"},
+      {"--steps 0", "--steps 0"},
+      {"--batch-size 100", "--batch-size 100 is larger"},
+      {"--device cuda", "--device cuda: "},
+  };
+  for (const auto& [args, expect] : cases) {
+    const sd::test::RunResult r = run_app("sd_bench", "--device cpu --depth 8 --synthetic 64 " + args);
+    INFO(r.output);
+    CHECK(r.exit_code != 0);
+    CHECK(r.signal == 0);
+    CHECK(r.output.rfind("sd_bench: error: ", 0) == 0);
+    CHECK(r.output.find(expect) != std::string::npos);
+  }
+}

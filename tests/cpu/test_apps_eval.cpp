@@ -1,0 +1,93 @@
+// sd_eval on checkpoints sd_train wrote: the same errors the run logged, tables and JSON, and one
+// clear line for a checkpoint that is missing, truncated or not safetensors.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "test_apps_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using sd::test::q;
+using sd::test::read_file;
+using sd::test::run_app;
+using sd::test::RunResult;
+
+nlohmann::json metrics_line(const fs::path& run, int epoch) {
+  std::istringstream in(read_file(run / "metrics.jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j["epoch"] == epoch) return j;
+  }
+  return {};
+}
+
+void check_error_line(const RunResult& r, const std::string& expect, int exit_code) {
+  INFO(r.output);
+  CHECK(r.exit_code == exit_code);
+  CHECK(r.output.rfind("sd_eval: error: ", 0) == 0);
+  CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+  CHECK(r.output.find(expect) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("sd_eval scores a checkpoint exactly as the training run did", "[apps]") {
+  const fs::path& run = sd::test::reference_run();
+  for (const char* name : {"best", "last"}) {
+    INFO(name);
+    const fs::path ck = run / (std::string(name) + ".safetensors");
+    const RunResult r = run_app("sd_eval", "--checkpoint " + q(ck) + " --device cpu --json");
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    const nlohmann::json j = nlohmann::json::parse(r.output);
+    const nlohmann::json logged = metrics_line(run, j["epoch"]);
+    CHECK(j["test"]["error"] == logged["test_error"]);
+    CHECK(j["validation"]["error"] == logged["validation_error"]);
+    CHECK(j["test"]["images"] == 51);
+    CHECK(j["validation"]["images"] == 25);
+
+    // The confusion matrix adds up to the images, its diagonal to the correct ones.
+    int64_t total = 0, correct = 0;
+    for (int t = 0; t < 10; ++t)
+      for (int p = 0; p < 10; ++p) {
+        total += j["test"]["confusion"][size_t(t)][size_t(p)].get<int64_t>();
+        if (t == p) correct += j["test"]["confusion"][size_t(t)][size_t(p)].get<int64_t>();
+      }
+    CHECK(total == 51);
+    CHECK(double(total - correct) / double(total) == Approx(j["test"]["error"].get<double>()));
+    CHECK(j["test"]["per_class_accuracy"].size() == 10);
+  }
+
+  const RunResult table = run_app("sd_eval", "--checkpoint " + q(run / "best.safetensors") + " --device cpu");
+  CHECK(table.exit_code == 0);
+  CHECK(table.output.find("confusion") != std::string::npos);
+  CHECK(table.output.find("automobile") != std::string::npos);
+  CHECK(table.output.find("test error ") != std::string::npos);
+
+  // The full split has no validation set.
+  const RunResult full = run_app("sd_eval", "--checkpoint " + q(run / "best.safetensors") + " --device cpu --split full --json");
+  REQUIRE(full.exit_code == 0);
+  CHECK(nlohmann::json::parse(full.output)["validation"].is_null());
+}
+
+TEST_CASE("sd_eval refuses missing, truncated and foreign checkpoints with one line", "[apps]") {
+  const sd::test::TempDir tmp;
+  check_error_line(run_app("sd_eval", "--device cpu --checkpoint " + q(tmp.path() / "none.safetensors")),
+                   "none.safetensors: no such file", 1);
+
+  const std::string good = read_file(sd::test::reference_run() / "last.safetensors");
+  std::ofstream(tmp.path() / "cut.safetensors", std::ios::binary) << good.substr(0, 5000);
+  check_error_line(run_app("sd_eval", "--device cpu --checkpoint " + q(tmp.path() / "cut.safetensors")),
+                   "cut.safetensors: truncated", 1);
+
+  std::ofstream(tmp.path() / "text.safetensors") << "hello\n";
+  check_error_line(run_app("sd_eval", "--device cpu --checkpoint " + q(tmp.path() / "text.safetensors")),
+                   "text.safetensors: not a safetensors file", 1);
+
+  check_error_line(run_app("sd_eval", "--device cpu"), "--checkpoint is required", 2);
+  check_error_line(run_app("sd_eval", "--device cpu --checkpoint x --frobnicate"), "--frobnicate", 2);
+  check_error_line(run_app("sd_eval", "--checkpoint " + q(sd::test::reference_run() / "last.safetensors") +
+                                          " --device cpu --data-dir " + q(tmp.path() / "nodata")),
+                   "nodata: no such directory", 1);
+}
