@@ -9,8 +9,9 @@
 // the two implementations may disagree on the ReLU mask, and then one passes that element's
 // gradient and the other does not — an O(1) difference in one element out of ~2M, i.e. ~1e-3 in
 // the layer's gradient norm, which also flows into every layer below. Such "kink flips" happen a
-// handful of times per step at batch 128. Measured on the CPU reference, fp32 vs fp64, same inputs
-// (2026-11-29, /tmp/exp/fvd.cpp, seeds as here):
+// handful of times per step at batch 128. Measured on the CPU reference, ResNetRef<float> vs
+// ResNetRef<double> on the same augmented synthetic batch, every third block and one downsampling
+// block closed (2026-11-28):
 //   ResNet-20,  batch 128: global gradient 2.7e-4, median tensor 1.5e-4, worst tensor 1.0e-3
 //   ResNet-20,  batch  72: global 2.7e-7, worst 7.4e-7 (no flip happened)
 //   ResNet-110, batch 128: global 1.7e-3, median tensor 7.7e-4, worst tensor 8.5e-3
@@ -18,6 +19,7 @@
 // are ~5x the measured fp32-vs-fp64 spread (GPU vs CPU is two fp32 computations, so up to ~2x of
 // it is expected). A wiring bug (a missing accumulation, a wrong buffer, a wrong mask) gives O(1)
 // errors and still fails them by orders of magnitude; the per-layer tests hold each kernel to 1e-4.
+// Every compared step starts both models from the same state (the GPU loads the CPU's).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -141,13 +143,19 @@ bool states_bit_equal(const std::vector<NamedTensor>& a, const std::vector<Named
   return true;
 }
 
-// One training step on both models with the same input; compares everything it produces.
+// One training step on both models with the same input from the same state; compares everything
+// it produces.
 void check_step(CpuResNet& cpu, CudaResNet& gpu, const Data& data, const StepInput& in, const Bounds& b) {
   const ResNetSpec& spec = gpu.spec();
   const std::vector<uint8_t> gates(in.gates.begin(), in.gates.end());
   const int n = int(in.indices.size());
   INFO("ResNet-" << spec.config.depth << ", batch " << n << ", step " << in.step);
+  // Both start from the CPU's state (momentum included): after a step with kink flips the two
+  // models differ by up to lr × 1e-3 of a gradient, which would show in the next step's logits
+  // (2e-5 after three steps, measured on the CPU fp32 vs fp64) and blur the forward bound.
+  gpu.load_state(cpu.state());
   const std::vector<NamedTensor> cpu_before = cpu.state(), gpu_before = gpu.state();
+  REQUIRE(states_bit_equal(gpu_before, cpu_before));
 
   const uint64_t launches_before = gpu.launches();
   cpu.train_step(in);
