@@ -3,7 +3,8 @@
 # carried from the CPU machine (see docs/CUDA_ENGINE.md):
 #   tests/gpu/device_check.sh tests      every GPU test (~2-4 min)
 #   tests/gpu/device_check.sh sanitize   compute-sanitizer memcheck on the [sanitize] tests, racecheck
-#                                        on the kernels with shared memory ([bn], [classifier])
+#                                        on the kernels with shared memory ([bn], [classifier]),
+#                                        initcheck on the ResNet-8 model test (~3-8 min)
 #   tests/gpu/device_check.sh all        both
 # Logs go to $OUT (the device tool brings them back) or /tmp/sd-gpu-out; the summary prints last.
 set -u
@@ -40,6 +41,11 @@ if [ "$mode" = sanitize ] || [ "$mode" = all ]; then
   timeout 180 "$sanitizer" --tool racecheck --error-exitcode 9 "$bin" "[bn],[classifier]" >"$out/racecheck.txt" 2>&1
   note "racecheck rc=$?"
   tail -3 "$out/racecheck.txt" | tee -a "$summary"
+  # Reads of device memory never written (the engine writes everything before reading it; reports
+  # from inside cuDNN, if any, are cuDNN's own).
+  timeout 180 "$sanitizer" --tool initcheck --error-exitcode 9 "$bin" "[model][sanitize]" >"$out/initcheck.txt" 2>&1
+  note "initcheck rc=$?"
+  tail -3 "$out/initcheck.txt" | tee -a "$summary"
 fi
 echo "---- summary"
 cat "$summary"
