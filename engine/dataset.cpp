@@ -1,0 +1,135 @@
+#include "engine/dataset.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+
+namespace sd {
+
+SplitKind parse_split(const std::string& name) {
+  if (name == "paper") return SplitKind::kPaper;
+  if (name == "full") return SplitKind::kFull;
+  throw std::invalid_argument(fmt::format("unknown split '{}' (expected 'paper' or 'full')", name));
+}
+
+const char* split_name(SplitKind kind) { return kind == SplitKind::kPaper ? "paper" : "full"; }
+
+namespace {
+
+// A uniform integer in [0, bound), bound >= 1, without modulo bias: Lemire's multiply-and-reject
+// ("Fast random integer generation in an interval", 2019) on 64-bit words made of two Philox words.
+// A candidate is rejected with probability < bound / 2^64 (never, in practice); the next candidate
+// comes from the next two words, then from the next counter c, so the result stays a pure function
+// of (seed, stream, a, b).
+uint64_t uniform_below(uint64_t seed, RandomStream stream, uint32_t a, uint32_t b, uint64_t bound) {
+  const uint64_t threshold = (uint64_t(0) - bound) % bound;  // 2^64 mod bound
+  for (uint32_t c = 0;; ++c) {
+    const Philox4 w = draw(seed, stream, a, b, c);
+    for (int k = 0; k < 4; k += 2) {
+      const uint64_t x = (uint64_t(w.v[k]) << 32) | w.v[k + 1];
+      const unsigned __int128 m = static_cast<unsigned __int128>(x) * bound;
+      if (uint64_t(m) >= threshold) return uint64_t(m >> 64);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<int32_t> shuffled_indices(uint64_t seed, RandomStream stream, uint32_t b, size_t n) {
+  if (n > size_t(std::numeric_limits<int32_t>::max()))
+    throw std::invalid_argument(fmt::format("cannot shuffle {} indices (at most 2^31 - 1)", n));
+  std::vector<int32_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  for (size_t i = n; i-- > 1;) {
+    const size_t j = uniform_below(seed, stream, uint32_t(i), b, uint64_t(i) + 1);
+    std::swap(order[i], order[j]);
+  }
+  return order;
+}
+
+ImageSet select_images(const ImageSet& images, const std::vector<int32_t>& indices) {
+  ImageSet out;
+  out.labels.resize(indices.size());
+  out.pixels.resize(indices.size() * kImageBytes);
+  for (size_t k = 0; k < indices.size(); ++k) {
+    const size_t i = size_t(indices[k]);
+    if (indices[k] < 0 || i >= images.size())
+      throw std::out_of_range(fmt::format("image index {} outside 0..{}", indices[k], images.size()));
+    out.labels[k] = images.labels[i];
+    std::memcpy(out.pixels.data() + k * kImageBytes, images.image(i), kImageBytes);
+  }
+  return out;
+}
+
+DataSplit make_split(const Cifar10& data, SplitKind kind, uint64_t seed, size_t subset) {
+  const size_t n = data.train.size();
+  std::vector<int32_t> train_indices, validation_indices;
+  if (kind == SplitKind::kPaper) {
+    const size_t held_out = paper_validation_size(n);
+    if (held_out == 0)
+      throw std::invalid_argument(
+          fmt::format("the paper split needs at least 10 training images to hold 10 % out (got {})", n));
+    const std::vector<int32_t> order = shuffled_indices(seed, RandomStream::kSplitShuffle, 0, n);
+    train_indices.assign(order.begin(), order.end() - std::ptrdiff_t(held_out));
+    validation_indices.assign(order.end() - std::ptrdiff_t(held_out), order.end());
+  } else {
+    if (n == 0) throw std::invalid_argument("no training images");
+    train_indices.resize(n);
+    std::iota(train_indices.begin(), train_indices.end(), 0);
+  }
+  if (subset > train_indices.size())
+    throw std::invalid_argument(fmt::format("subset of {} images requested, but the {} split trains on {}", subset,
+                                            split_name(kind), train_indices.size()));
+  if (subset > 0) train_indices.resize(subset);
+
+  DataSplit split;
+  split.name = split_name(kind);
+  split.train = select_images(data.train, train_indices);
+  split.validation = select_images(data.train, validation_indices);
+  split.test = data.test;
+  split.normalization = compute_normalization(split.train);
+  return split;
+}
+
+// What is computed, matching the official Torch code (cifar-dataset.lua: `mean = data:mean(1)`,
+// `std = data:std()` over the training images as bytes):
+//   mean[k] = (1/n) Σ_images byte[k], for each of the 3072 positions (channel, y, x): the mean image;
+//   std     = sqrt((1/N) Σ (byte − μ)²) over all N = n·3072 bytes of all images, all channels,
+//             around their single global mean μ: one number, not one per channel.
+// Torch7's std() divides by N − 1; the factor between the two, sqrt(N / (N − 1)), is 1 + 4e-9 for
+// CIFAR-10 and vanishes in float, so the population form is used. The sums are exact integers, so
+// the result does not depend on the order of the images.
+Normalization compute_normalization(const ImageSet& train) {
+  const size_t n = train.size();
+  if (n == 0) throw std::invalid_argument("cannot compute a normalisation from an empty training set");
+  std::vector<uint64_t> per_pixel(kImageBytes, 0);
+  uint64_t sum_squares = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t* image = train.image(i);
+    for (int k = 0; k < kImageBytes; ++k) {
+      per_pixel[k] += image[k];
+      sum_squares += uint64_t(image[k]) * image[k];
+    }
+  }
+  Normalization norm;
+  norm.mean.resize(kImageBytes);
+  uint64_t sum = 0;
+  for (int k = 0; k < kImageBytes; ++k) {
+    norm.mean[k] = float(double(per_pixel[k]) / double(n));
+    sum += per_pixel[k];
+  }
+  const double count = double(n) * kImageBytes;
+  const double mu = double(sum) / count;
+  const double variance = std::max(0.0, double(sum_squares) / count - mu * mu);
+  if (!(variance > 0))
+    throw std::invalid_argument("all training pixels have the same value: no standard deviation to normalise by");
+  norm.std = float(std::sqrt(variance));
+  return norm;
+}
+
+}  // namespace sd

@@ -1,0 +1,44 @@
+#pragma once
+// From the loaded CIFAR-10 (or synthetic data of the same shape) to the sets a run uses:
+//   paper: the training images shuffled with the seed (stream kSplitShuffle); the first 90 % train,
+//          the last 10 % validate (for CIFAR-10's 50 000: 45 000 and 5 000, as the official code does);
+//   full:  all training images train, in file order; no validation.
+// Both test on the test images in file order. The normalisation comes from the training part only.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/cifar10.h"
+#include "engine/data_split.h"
+#include "engine/philox.h"
+
+namespace sd {
+
+enum class SplitKind { kPaper, kFull };
+
+// "paper" or "full"; anything else throws std::invalid_argument naming the value.
+SplitKind parse_split(const std::string& name);
+const char* split_name(SplitKind kind);
+
+// Images held out for validation by the paper split of n training images: n / 10, rounded down
+// (5 000 of 50 000). The rest train.
+inline size_t paper_validation_size(size_t n) { return n / 10; }
+
+// `subset` > 0 keeps only the first `subset` training images (after the shuffle) for smoke tests;
+// validation and test are unchanged. Throws std::invalid_argument when the paper split would leave
+// no validation image (fewer than 10 training images) or `subset` exceeds the training images.
+DataSplit make_split(const Cifar10& data, SplitKind kind, uint64_t seed, size_t subset = 0);
+
+// The per-pixel mean image (kImageBytes values, in byte units) and one global standard deviation:
+// see dataset.cpp for exactly what is computed. Throws std::invalid_argument on an empty set.
+Normalization compute_normalization(const ImageSet& train);
+
+// A uniformly random permutation of 0..n-1 (Fisher–Yates), a pure function of (seed, stream, b):
+// the swap partner of position i comes from draw(seed, stream, i, b). Host only. n < 2^31.
+std::vector<int32_t> shuffled_indices(uint64_t seed, RandomStream stream, uint32_t b, size_t n);
+
+// The images at `indices`, in that order.
+ImageSet select_images(const ImageSet& images, const std::vector<int32_t>& indices);
+
+}  // namespace sd
