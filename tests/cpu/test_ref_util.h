@@ -1,0 +1,68 @@
+#pragma once
+// Helpers shared by the reference tests (test_ref_*.cpp): deterministic random tensors and
+// finite-difference gradients.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <numbers>
+#include <vector>
+
+#include "engine/philox.h"
+
+namespace sd::test {
+
+// Standard normal values from (seed, kTestData): the same on every platform.
+template <typename T>
+std::vector<T> normal_vector(size_t count, uint32_t seed, double stddev = 1.0, double mean = 0.0) {
+  std::vector<T> v(count);
+  for (size_t i = 0; i < count; ++i) {
+    const Philox4 w = draw(seed, RandomStream::kTestData, uint32_t(i), 0x5eed);
+    const double u1 = unit_double(w.v[0], w.v[1]), u2 = unit_double(w.v[2], w.v[3]);
+    const double r = std::sqrt(-2.0 * std::log1p(-u1));
+    v[i] = T(mean + stddev * r * std::cos(2.0 * std::numbers::pi * u2));
+  }
+  return v;
+}
+
+// Values whose magnitude is at least `margin`: keeps ReLU inputs away from the kink.
+template <typename T>
+std::vector<T> away_from_zero(std::vector<T> v, double margin) {
+  for (T& x : v) x = x >= 0 ? x + T(margin) : x - T(margin);
+  return v;
+}
+
+template <typename T>
+double dot(const std::vector<T>& a, const std::vector<T>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += double(a[i]) * double(b[i]);
+  return s;
+}
+
+// Central differences of loss() with respect to every element of x: (L(x+ε) − L(x−ε)) / 2ε.
+inline std::vector<double> numeric_gradient(std::vector<double>& x, const std::function<double()>& loss,
+                                            double eps = 1e-6) {
+  std::vector<double> g(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double saved = x[i];
+    x[i] = saved + eps;
+    const double plus = loss();
+    x[i] = saved - eps;
+    const double minus = loss();
+    x[i] = saved;
+    g[i] = (plus - minus) / (2 * eps);
+  }
+  return g;
+}
+
+// max_i |a_i − b_i| / max_i |b_i|: the relative error in the max norm (0 when both vanish).
+inline double max_rel_error(const std::vector<double>& a, const std::vector<double>& b) {
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, std::fabs(a[i] - b[i]));
+    scale = std::max(scale, std::fabs(b[i]));
+  }
+  return scale == 0 ? diff : diff / scale;
+}
+
+}  // namespace sd::test
