@@ -30,7 +30,10 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--lr-steps", o.lr_steps, "fractions of --epochs after which lr is divided by 10")
       ->capture_default_str();
   app.add_option("--momentum", r.sgd.momentum, "SGD momentum")->capture_default_str();
-  app.add_flag("--nesterov,!--no-nesterov", r.sgd.nesterov, "Nesterov momentum (default on)");
+  // Two plain flags rather than CLI11's "!--no-x" form, whose help shows a confusing "{false}".
+  const std::string on = "Nesterov momentum (the default)", off = "plain momentum instead of Nesterov's";
+  CLI::Option* nesterov = app.add_flag("--nesterov", on);
+  app.add_flag("--no-nesterov", off)->excludes(nesterov);
   app.add_option("--weight-decay", r.sgd.weight_decay, "L2 weight decay on every parameter")->capture_default_str();
   app.add_option("--death-mode", o.death_mode, "lin_decay (p_l falls linearly to 1 - rate) or uniform")
       ->capture_default_str();
@@ -112,6 +115,10 @@ void validate_run_config(const RunConfig& r) {
 
 void finish_train_options(const CLI::App& app, TrainOptions& o) {
   o.given = given_options(app);
+  if (o.given.count("--no-nesterov")) {
+    o.run.sgd.nesterov = false;
+    o.given.insert("--nesterov");  // the flag config_differences names for this setting
+  }
   try {
     o.run.model.death_mode = parse_death_mode(o.death_mode);
   } catch (const std::invalid_argument& e) {

@@ -93,4 +93,6 @@ TEST_CASE("sd_train refuses bad values, naming the flag", "[apps]") {
   CHECK_THAT(usage_error(Args{"--device", "tpu"}), Catch::Contains("--device"));
   CHECK_THAT(usage_error(Args{"--bogus"}), Catch::Contains("--bogus"));
   CHECK_THAT(usage_error(Args{"--depth", "abc"}), Catch::StartsWith("CLI: "));
+  CHECK_THAT(usage_error(Args{"--nesterov", "--no-nesterov"}), Catch::Contains("excludes"));
+  CHECK(parse({"--depth", "20", "--depth", "32"}).run.model.depth == 32);  // the last value wins
 }
