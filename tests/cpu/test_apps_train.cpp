@@ -275,7 +275,16 @@ TEST_CASE("sd_train stops on SIGINT with a checkpoint and exit 130, and the resu
   REQUIRE(resumed.exit_code == 0);
   REQUIRE(run_app("sd_train", common + " --epochs 3 --out " + q(straight)).exit_code == 0);
   check_same_tensors(straight / "last.safetensors", run / "last.safetensors");
-  CHECK(metrics_without_timing(straight).size() == metrics_without_timing(run).size());
+  // The metrics agree too, but for the interrupted epoch's mean loss, which is summed in two parts
+  // (before and after the stop) and so may round differently in the last bit.
+  auto a = metrics_without_timing(straight), b = metrics_without_timing(run);
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(a[i]["train_loss"].get<double>() == Approx(b[i]["train_loss"].get<double>()).epsilon(1e-12));
+    a[i].erase("train_loss");
+    b[i].erase("train_loss");
+    CHECK(a[i] == b[i]);
+  }
 }
 
 TEST_CASE("sd_train reports a diverging run and keeps the last good checkpoint", "[apps]") {
