@@ -22,6 +22,7 @@ namespace {
 constexpr int kStemChannels = 16;
 constexpr int kFeatures = 64;  // channels of the last stage, the classifier's input
 constexpr int kFinalSide = 8;
+static_assert(kImageBytes == 3 * 32 * 32);
 
 std::string shape_string(const std::vector<int64_t>& shape) {
   return fmt::format("[{}]", fmt::join(shape, ", "));
@@ -180,16 +181,16 @@ void ResNetRef<T>::backward_block(int l, int n, const T* x, const T* out, T* dou
 }
 
 template <typename T>
-double ResNetRef<T>::train_forward_backward(int n, const T* images, const uint8_t* labels,
-                                            std::span<const uint8_t> gates, bool update_running_stats) {
+double ResNetRef<T>::train_forward(int n, const T* images, const uint8_t* labels, std::span<const uint8_t> gates,
+                                   bool update_running_stats) {
   const int L = spec_.num_blocks();
-  if (n <= 0) throw std::invalid_argument("train_forward_backward: empty batch");
+  if (n <= 0) throw std::invalid_argument("train_forward: empty batch");
   if (int(gates.size()) != L)
-    throw std::invalid_argument(fmt::format("train_forward_backward: {} gates for {} blocks", gates.size(), L));
+    throw std::invalid_argument(fmt::format("train_forward: {} gates for {} blocks", gates.size(), L));
   n_ = n;
   gates_.assign(gates.begin(), gates.end());
+  images_.assign(images, images + size_t(n) * kImageBytes);
   auto& P = tensors_;
-  auto& G = grads_;
 
   // Stem: conv1 → bn1 → ReLU.
   const ref::Conv3x3Shape stem{n, 3, 32, 32, kStemChannels, 1};
@@ -197,7 +198,7 @@ double ResNetRef<T>::train_forward_backward(int n, const T* images, const uint8_
   h0_.resize(size_t(stem.y_size()));
   act_[0].resize(h0_.size());
   mean0_.resize(kStemChannels), inv_std0_.resize(kStemChannels);
-  ref::conv3x3_forward(stem, images, P[size_t(conv1_)].data(), h0_.data());
+  ref::conv3x3_forward(stem, images_.data(), P[size_t(conv1_)].data(), h0_.data());
   ref::batchnorm_forward_train(stem_bn, h0_.data(), P[size_t(bn1_)].data(), P[size_t(bn1_ + 1)].data(),
                                act_[0].data(), mean0_.data(), inv_std0_.data(), P[size_t(bn1_ + 2)].data(),
                                P[size_t(bn1_ + 3)].data(), update_running_stats);
@@ -209,33 +210,43 @@ double ResNetRef<T>::train_forward_backward(int n, const T* images, const uint8_
     forward_block(l, n, act_[size_t(l)].data(), act_[size_t(l + 1)].data(), update_running_stats);
   }
 
-  // Head: global average pool → fc → softmax cross-entropy.
-  const int hw = kFinalSide * kFinalSide;
+  // Head: global average pool → fc → softmax cross-entropy (its gradient kept for backward()).
   pooled_.resize(size_t(n) * kFeatures);
   logits_.resize(size_t(n) * kNumClasses);
+  dlogits_.resize(logits_.size());
   losses_.resize(size_t(n));
   preds_.resize(size_t(n));
-  ref::global_avg_pool_forward(n, kFeatures, hw, act_[size_t(L)].data(), pooled_.data());
+  ref::global_avg_pool_forward(n, kFeatures, kFinalSide * kFinalSide, act_[size_t(L)].data(), pooled_.data());
   ref::linear_forward(n, kFeatures, kNumClasses, pooled_.data(), P[size_t(fc_w_)].data(), P[size_t(fc_b_)].data(),
                       logits_.data());
-  std::vector<T> dlogits(logits_.size()), dpooled(pooled_.size());
-  const double loss_sum = ref::softmax_xent(n, kNumClasses, logits_.data(), labels, losses_.data(), dlogits.data(),
+  const double loss_sum = ref::softmax_xent(n, kNumClasses, logits_.data(), labels, losses_.data(), dlogits_.data(),
                                             preds_.data());
+  return loss_sum / n;
+}
 
-  // Backward, two ping-pong buffers for ∂L/∂(block output) and ∂L/∂(block input).
-  ref::linear_backward(n, kFeatures, kNumClasses, pooled_.data(), P[size_t(fc_w_)].data(), dlogits.data(),
+template <typename T>
+void ResNetRef<T>::backward() {
+  if (n_ == 0) throw std::logic_error("backward() without a train_forward()");
+  const int n = n_, L = spec_.num_blocks();
+  auto& P = tensors_;
+  auto& G = grads_;
+  std::vector<T> dpooled(pooled_.size());
+  ref::linear_backward(n, kFeatures, kNumClasses, pooled_.data(), P[size_t(fc_w_)].data(), dlogits_.data(),
                        dpooled.data(), G[size_t(fc_w_)].data(), G[size_t(fc_b_)].data());
-  std::vector<T> d(act_[0].size()), dnext(act_[0].size());  // the stem's output is the largest activation
-  ref::global_avg_pool_backward(n, kFeatures, hw, dpooled.data(), d.data());
+  // Two ping-pong buffers for ∂L/∂(block output) and ∂L/∂(block input); the stem's output is the
+  // largest activation.
+  std::vector<T> d(act_[0].size()), dnext(act_[0].size());
+  ref::global_avg_pool_backward(n, kFeatures, kFinalSide * kFinalSide, dpooled.data(), d.data());
   for (int l = L - 1; l >= 0; --l) {
     backward_block(l, n, act_[size_t(l)].data(), act_[size_t(l + 1)].data(), d.data(), dnext.data());
     std::swap(d, dnext);
   }
+  const ref::Conv3x3Shape stem{n, 3, 32, 32, kStemChannels, 1};
+  const ref::BnShape stem_bn{n, kStemChannels, 32 * 32};
   ref::relu_backward((long long)h0_.size(), act_[0].data(), d.data(), d.data());
   ref::batchnorm_backward(stem_bn, h0_.data(), d.data(), P[size_t(bn1_)].data(), mean0_.data(), inv_std0_.data(),
                           d.data(), G[size_t(bn1_)].data(), G[size_t(bn1_ + 1)].data());
-  ref::conv3x3_backward_filter(stem, images, d.data(), G[size_t(conv1_)].data());
-  return loss_sum / n;
+  ref::conv3x3_backward_filter(stem, images_.data(), d.data(), G[size_t(conv1_)].data());
 }
 
 // ---- inference --------------------------------------------------------------------------------

@@ -67,7 +67,15 @@ class ResNetRef {
   // updates the running statistics of the BN layers that ran when update_running_stats (pass false
   // for finite differences). Returns the mean loss over the batch.
   double train_forward_backward(int n, const T* images, const uint8_t* labels, std::span<const uint8_t> gates,
-                                bool update_running_stats = true);
+                                bool update_running_stats = true) {
+    const double loss = train_forward(n, images, labels, gates, update_running_stats);
+    backward();
+    return loss;
+  }
+  // The two halves: train_forward keeps what backward() needs (a copy of the images included).
+  double train_forward(int n, const T* images, const uint8_t* labels, std::span<const uint8_t> gates,
+                       bool update_running_stats = true);
+  void backward();
   const std::vector<T>& logits() const { return logits_; }        // [n, 10] of the last call
   const std::vector<T>& losses() const { return losses_; }        // [n] per-image cross-entropy
   const std::vector<uint8_t>& predictions() const { return preds_; }  // [n] arg-max of logits
@@ -101,7 +109,7 @@ class ResNetRef {
   std::vector<T> h0_, mean0_, inv_std0_;     // stem: conv1 output and its BN statistics
   std::vector<std::vector<T>> act_;          // act_[0]: stem output; act_[l + 1]: output of block l
   std::vector<BlockSaved> saved_;
-  std::vector<T> pooled_, logits_, losses_;
+  std::vector<T> images_, pooled_, logits_, losses_, dlogits_;
   std::vector<uint8_t> preds_;
   std::vector<T> scratch_a_, scratch_b_;     // forward temporaries (bn2 output, shortcut)
 };
