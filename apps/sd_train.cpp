@@ -1,6 +1,8 @@
 // sd_train: trains the stochastic-depth ResNet on CIFAR-10 with the paper's protocol (defaults from
 // ../shared/DESIGN-NOTES.md), one line and one metrics.jsonl record per epoch, checkpoints every
 // epoch, and a resume that continues bit for bit. docs/USAGE.md describes options and outputs.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -41,9 +43,8 @@ std::string resume_command(int argc, char** argv) {
 // With --resume the run's settings come from the checkpoint; a flag given explicitly with another
 // value is a mistake (it would silently be ignored, or break the bit-exact continuation) except
 // --epochs, which may extend or shorten the run.
-RunConfig settings_for_resume(const Checkpoint& ck, const TrainOptions& o, const fs::path& path) {
+RunConfig settings_for_resume(const Checkpoint& ck, const TrainOptions& o, const fs::path& path, std::string& note) {
   RunConfig run = ck.config;
-  std::string note;
   for (const ConfigDifference& d : config_differences(ck.config, o.run)) {
     if (!o.given.count(d.option)) continue;
     if (d.option == "--epochs") {
@@ -56,8 +57,20 @@ RunConfig settings_for_resume(const Checkpoint& ck, const TrainOptions& o, const
                                  "the checkpoint's value)",
                                  path.string(), d.what, d.checkpoint_value, d.what, d.run_value, d.option));
   }
-  std::cout << note;
   return run;
+}
+
+// Whether the data loaded for a resumed run is the data it trained on: its normalisation, a
+// fingerprint of every training image, must match the checkpoint's up to rounding (a later build
+// may sum in another order; other images differ by far more).
+void check_same_data(const Normalization& loaded, const Normalization& saved, const std::string& what) {
+  double worst = std::abs(double(loaded.std) - double(saved.std)) / double(saved.std);
+  for (size_t i = 0; i < saved.mean.size() && i < loaded.mean.size(); ++i)
+    worst = std::max(worst, std::abs(double(loaded.mean[i]) - double(saved.mean[i])) / 255.0);
+  if (loaded.mean.size() != saved.mean.size() || worst > 1e-5)
+    throw std::runtime_error(fmt::format("--resume: {} are not those the checkpoint was trained on (their mean image "
+                                         "or std differs); give the --data-dir of the run",
+                                         what));
 }
 
 Checkpoint make_checkpoint(CheckpointKind kind, const RunConfig& run, const TrainerState& state,
@@ -77,6 +90,7 @@ int train_main(int argc, char** argv) {
   const fs::path last_path = dir / "last.safetensors";
   RunConfig run = o.run;
   std::optional<Checkpoint> resumed;
+  std::string note;  // printed once every check has passed: an error stays the only line
   if (o.resume) {
     std::error_code ec;
     if (!fs::exists(last_path, ec))
@@ -84,7 +98,7 @@ int train_main(int argc, char** argv) {
     resumed = load_checkpoint(last_path);
     if (resumed->kind != CheckpointKind::kLast)
       throw std::runtime_error(fmt::format("--resume: {} is a best-model checkpoint without optimiser state", last_path.string()));
-    run = settings_for_resume(*resumed, o, last_path);
+    run = settings_for_resume(*resumed, o, last_path, note);
     validate_run_config(run);
   } else if (std::error_code ec; fs::exists(last_path, ec)) {
     throw std::runtime_error(fmt::format("{} already holds a run ({} exists): add --resume to continue it, or choose "
@@ -99,14 +113,20 @@ int train_main(int argc, char** argv) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
+  if (resumed)
+    check_same_data(split.normalization, resumed->normalization,
+                    run.synthetic > 0 ? std::string("the synthetic images")
+                                      : fmt::format("the training images in {}", o.data_dir));
   ensure_writable_directory(dir);
 
-  std::unique_ptr<Backend> backend = make_backend(o.device, BackendOptions{run.model, run.sgd, run.train.seed}, run.train.batch_size);
+  std::unique_ptr<Backend> backend =
+      make_backend(o.device, BackendOptions{run.model, run.sgd, run.train.seed}, run.train.batch_size);
   Trainer trainer(run.train, *backend, split);
   // The normalisation saved with every checkpoint is the one this run trains with: on resume the
-  // checkpoint's (bit-identical to recomputing it, since the split is), so that sd_eval and
-  // PyTorch see exactly what the model saw.
+  // checkpoint's (checked above to match the data up to rounding), so that the continued run, sd_eval
+  // and PyTorch all see exactly what the model saw.
   const Normalization norm = resumed ? resumed->normalization : split.normalization;
+  std::cout << note;
   if (resumed) {
     backend->set_normalization(norm);
     backend->load_state(resumed->tensors);

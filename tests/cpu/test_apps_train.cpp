@@ -200,6 +200,15 @@ TEST_CASE("sd_train --resume refuses damaged or mismatched checkpoints and leave
   check_error_line(run_app("sd_train", resume + " --lr 0.5"), "sd_train", "is for lr 0.1, this run is lr 0.5", 2);
   CHECK(read_file(last) == good);
 
+  // Data other than the run's: here, a checkpoint whose mean image was altered.
+  sd::Safetensors st = sd::load_safetensors(last);
+  for (sd::NamedTensor& t : st.tensors)
+    if (t.name == "normalization.mean") t.data[100] += 3.0f;
+  sd::save_safetensors(last, st.tensors, st.metadata);
+  const std::string altered = read_file(last);
+  check_error_line(run_app("sd_train", resume), "sd_train", "are not those the checkpoint was trained on", 1);
+  CHECK(read_file(last) == altered);
+
   std::ofstream(last, std::ios::binary | std::ios::trunc) << good.substr(0, good.size() / 2);
   check_error_line(run_app("sd_train", resume), "sd_train", "last.safetensors: truncated", 1);
   CHECK(read_file(last) == good.substr(0, good.size() / 2));
