@@ -164,20 +164,22 @@ void ResNetRef<T>::backward_block(int l, int n, const T* x, const T* out, T* dou
   const ref::Conv3x3Shape c2{n, b.out_channels, b.out_side, b.out_side, b.out_channels, 1};
   const ref::BnShape bn{n, b.out_channels, b.out_side * b.out_side};
   const size_t count = size_t(bn.size());
-  std::vector<T> branch(count), da1(count), dx_branch(size_t(c1.x_size()));
+  d_branch_.resize(count), d_a1_.resize(count), dx_branch_.resize(size_t(c1.x_size()));
+  T* branch = d_branch_.data();
+  T* da1 = d_a1_.data();
   // dout becomes the shortcut's gradient, `branch` the residual branch's.
-  ref::residual_join_backward((long long)count, out, dout, T(1), dout, branch.data());
-  ref::batchnorm_backward(bn, s.h2.data(), branch.data(), P[size_t(ix.bn2)].data(), s.mean2.data(), s.inv_std2.data(),
-                          branch.data(), G[size_t(ix.bn2)].data(), G[size_t(ix.bn2 + 1)].data());
-  ref::conv3x3_backward_filter(c2, s.a1.data(), branch.data(), G[size_t(ix.conv2)].data());
-  ref::conv3x3_backward_data(c2, branch.data(), P[size_t(ix.conv2)].data(), da1.data());
-  ref::relu_backward((long long)count, s.a1.data(), da1.data(), da1.data());
-  ref::batchnorm_backward(bn, s.h1.data(), da1.data(), P[size_t(ix.bn1)].data(), s.mean1.data(), s.inv_std1.data(),
-                          da1.data(), G[size_t(ix.bn1)].data(), G[size_t(ix.bn1 + 1)].data());
-  ref::conv3x3_backward_filter(c1, x, da1.data(), G[size_t(ix.conv1)].data());
-  ref::conv3x3_backward_data(c1, da1.data(), P[size_t(ix.conv1)].data(), dx_branch.data());
+  ref::residual_join_backward((long long)count, out, dout, T(1), dout, branch);
+  ref::batchnorm_backward(bn, s.h2.data(), branch, P[size_t(ix.bn2)].data(), s.mean2.data(), s.inv_std2.data(),
+                          branch, G[size_t(ix.bn2)].data(), G[size_t(ix.bn2 + 1)].data());
+  ref::conv3x3_backward_filter(c2, s.a1.data(), branch, G[size_t(ix.conv2)].data());
+  ref::conv3x3_backward_data(c2, branch, P[size_t(ix.conv2)].data(), da1);
+  ref::relu_backward((long long)count, s.a1.data(), da1, da1);
+  ref::batchnorm_backward(bn, s.h1.data(), da1, P[size_t(ix.bn1)].data(), s.mean1.data(), s.inv_std1.data(),
+                          da1, G[size_t(ix.bn1)].data(), G[size_t(ix.bn1 + 1)].data());
+  ref::conv3x3_backward_filter(c1, x, da1, G[size_t(ix.conv1)].data());
+  ref::conv3x3_backward_data(c1, da1, P[size_t(ix.conv1)].data(), dx_branch_.data());
   ref::shortcut_backward(sc, dout, dx);
-  for (size_t i = 0; i < dx_branch.size(); ++i) dx[i] += dx_branch[i];
+  for (size_t i = 0; i < dx_branch_.size(); ++i) dx[i] += dx_branch_[i];
 }
 
 template <typename T>
@@ -235,7 +237,9 @@ void ResNetRef<T>::backward() {
                        dpooled.data(), G[size_t(fc_w_)].data(), G[size_t(fc_b_)].data());
   // Two ping-pong buffers for ∂L/∂(block output) and ∂L/∂(block input); the stem's output is the
   // largest activation.
-  std::vector<T> d(act_[0].size()), dnext(act_[0].size());
+  std::vector<T>& d = d_;
+  std::vector<T>& dnext = d_next_;
+  d.resize(act_[0].size()), dnext.resize(act_[0].size());
   ref::global_avg_pool_backward(n, kFeatures, kFinalSide * kFinalSide, dpooled.data(), d.data());
   for (int l = L - 1; l >= 0; --l) {
     backward_block(l, n, act_[size_t(l)].data(), act_[size_t(l + 1)].data(), d.data(), dnext.data());

@@ -112,6 +112,7 @@ class ResNetRef {
   std::vector<T> images_, pooled_, logits_, losses_, dlogits_;
   std::vector<uint8_t> preds_;
   std::vector<T> scratch_a_, scratch_b_;     // forward temporaries (bn2 output, shortcut)
+  std::vector<T> d_, d_next_, d_branch_, d_a1_, dx_branch_;  // backward temporaries, kept to avoid reallocation
 };
 
 extern template class ResNetRef<float>;

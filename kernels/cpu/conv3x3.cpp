@@ -63,6 +63,19 @@ void im2row(const Conv3x3Shape& s, const T* x, T* rows) {
   for (int oy = 0; oy < ho; ++oy)
     for (int ox = 0; ox < wo; ++ox) {
       T* r = rows + (long long)(oy * wo + ox) * K;
+      const int iy0 = oy * s.stride - 1, ix0 = ox * s.stride - 1;
+      if (iy0 >= 0 && iy0 + 2 < s.h_in && ix0 >= 0 && ix0 + 2 < s.w_in) {
+        // Interior pixel: the 3×3 window lies inside the image; no bounds to check.
+        for (int ci = 0; ci < s.c_in; ++ci) {
+          const T* xw = x + ((long long)ci * s.h_in + iy0) * s.w_in + ix0;
+          for (int ky = 0; ky < 3; ++ky, r += 3) {
+            r[0] = xw[ky * s.w_in];
+            r[1] = xw[ky * s.w_in + 1];
+            r[2] = xw[ky * s.w_in + 2];
+          }
+        }
+        continue;
+      }
       for (int ci = 0; ci < s.c_in; ++ci)
         for (int ky = 0; ky < 3; ++ky) {
           const int iy = oy * s.stride + ky - 1;

@@ -13,7 +13,8 @@ void residual_join_forward(long long count, const T* shortcut, const T* branch, 
 template <typename T>
 void residual_join_backward(long long count, const T* out, const T* dout, T scale, T* d_shortcut, T* d_branch) {
   for (long long i = 0; i < count; ++i) {
-    const T g = out[i] > T(0) ? dout[i] : T(0);
+    const T d = dout[i];  // loaded unconditionally: a branch-free, vectorisable select
+    const T g = out[i] > T(0) ? d : T(0);
     d_branch[i] = scale * g;  // before d_shortcut, which may alias dout
     d_shortcut[i] = g;
   }
