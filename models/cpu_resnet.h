@@ -53,9 +53,10 @@ class ResNetRef {
   std::vector<T>& momentum(int i) { return momentum_[size_t(i)]; }
   const std::vector<T>& momentum(int i) const { return momentum_[size_t(i)]; }
 
-  // Sets every parameter and running statistic from `state` (by name; shapes must match, else
-  // std::invalid_argument naming the tensor). Momentum buffers in `state` (momentum_name(param))
-  // are loaded too; absent ones become zero.
+  // Sets every parameter and running statistic from `state` (by name: std::out_of_range naming a
+  // missing one, std::invalid_argument naming one of the wrong shape). Momentum buffers in `state`
+  // (momentum_name(param)) are loaded too; absent ones become zero. Not transactional: CpuResNet::
+  // load_state validates first.
   void load(std::span<const NamedTensor> state);
   // Parameters and running statistics (spec order), then momentum buffers, rounded to float.
   std::vector<NamedTensor> named_state() const;

@@ -58,7 +58,7 @@ std::vector<T> naive_conv(const Conv3x3Shape& s, const std::vector<T>& x, const 
 
 // ---- convolution ------------------------------------------------------------------------------
 
-TEST_CASE("conv3x3 stride 2 reads the input at 2·o + k − 1", "[ref]") {
+TEST_CASE("conv3x3 stride 2 reads the input at 2o + k - 1", "[ref]") {
   // One 4×4 channel holding 1..16; a filter that is 1 at (ky, kx) and 0 elsewhere picks
   // x[2·oy + ky − 1, 2·ox + kx − 1] (zero outside).
   const Conv3x3Shape s{1, 1, 4, 4, 1, 2};
