@@ -91,6 +91,7 @@ json to_json(const TrainerState& s) {
       {"test_error_at_best", finite_or_null(s.test_error_at_best)},
       {"last_test_error", finite_or_null(s.last_test_error)},
       {"elapsed_seconds", s.elapsed_seconds},
+      {"partial_seconds", s.partial_seconds},
   };
 }
 
@@ -109,6 +110,7 @@ TrainerState trainer_state_from_json(const json& j) {
   s.test_error_at_best = number_or(j.at("test_error_at_best"), kNaN);
   s.last_test_error = number_or(j.at("last_test_error"), kNaN);
   s.elapsed_seconds = field<double>(j, "elapsed_seconds");
+  s.partial_seconds = j.value("partial_seconds", 0.0);  // absent in checkpoints written before it existed
   return s;
 }
 

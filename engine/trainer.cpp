@@ -80,17 +80,17 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop) 
       state_.step_in_epoch = s + 1;
       if (stop && stop->load() && s + 1 < steps_per_epoch_) {
         state_.partial = state_.partial + backend_.take_train_totals();
+        state_.partial_seconds += seconds_since(t0);
         state_.elapsed_seconds += seconds_since(t0);
         return false;
       }
     }
     const TrainTotals totals = state_.partial + backend_.take_train_totals();
-    const double train_seconds = seconds_since(t0);
+    const double train_seconds = state_.partial_seconds + seconds_since(t0);
     if (!std::isfinite(totals.loss_sum))
       throw std::runtime_error(fmt::format(
-          "epoch {}: the training loss is {} (diverged); stopping. Nothing of this epoch is saved; the last "
-          "checkpoint holds epoch {}",
-          epoch + 1, totals.loss_sum, epoch));
+          "epoch {}: the training loss is {} (diverged); stopping before the epoch is reported", epoch + 1,
+          totals.loss_sum));
 
     EpochRecord rec;
     rec.epoch = epoch + 1;
@@ -117,13 +117,14 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop) 
       if (rec.new_best) state_.test_error_at_best = *rec.test_error;
     }
 
-    rec.seconds = seconds_since(t0);
+    rec.seconds = state_.partial_seconds + seconds_since(t0);
     rec.eta_seconds = rec.seconds * (config_.epochs - rec.epoch);
     state_.epochs_done = epoch + 1;
     state_.step_in_epoch = 0;
     state_.partial = TrainTotals{};
     state_.partial_active_blocks = 0;
-    state_.elapsed_seconds += rec.seconds;
+    state_.elapsed_seconds += rec.seconds - state_.partial_seconds;  // the partial part is counted already
+    state_.partial_seconds = 0;
     if (on_epoch) on_epoch(rec, state_);
     if (stop && stop->load() && state_.epochs_done < config_.epochs) return false;
   }

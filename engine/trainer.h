@@ -54,6 +54,7 @@ struct TrainerState {
   int step_in_epoch = 0;   // > 0 only when a run stopped inside an epoch
   TrainTotals partial;     // training totals of those steps
   int64_t partial_active_blocks = 0;
+  double partial_seconds = 0;  // training time of those steps, so the epoch's timing counts them
   double best_validation_error = std::numeric_limits<double>::infinity();
   int best_epoch = 0;      // 1-based; 0 before the first evaluation
   double test_error_at_best = std::numeric_limits<double>::quiet_NaN();

@@ -24,9 +24,6 @@ constexpr int kFeatures = 64;  // channels of the last stage, the classifier's i
 constexpr int kFinalSide = 8;
 static_assert(kImageBytes == 3 * 32 * 32);
 
-std::string shape_string(const std::vector<int64_t>& shape) {
-  return fmt::format("[{}]", fmt::join(shape, ", "));
-}
 
 }  // namespace
 
@@ -380,25 +377,7 @@ EvalResult CpuResNet::evaluate(ImageSetRole role) {
 std::vector<NamedTensor> CpuResNet::state() const { return net_.named_state(); }
 
 void CpuResNet::load_state(std::span<const NamedTensor> state) {
-  const ResNetSpec& s = net_.spec();
-  auto expected_shape = [&](const std::string& name) -> const std::vector<int64_t>* {
-    for (const TensorSpec& ts : s.tensors) {
-      if (ts.name == name) return &ts.shape;
-      if (ts.trainable() && momentum_name(ts.name) == name) return &ts.shape;
-    }
-    return nullptr;
-  };
-  for (const NamedTensor& t : state) {
-    const std::vector<int64_t>* shape = expected_shape(t.name);
-    if (!shape)
-      throw std::invalid_argument(fmt::format("state tensor '{}' is not part of the ResNet-{}", t.name, s.config.depth));
-    if (t.shape != *shape || size_t(t.numel()) != t.data.size())
-      throw std::invalid_argument(fmt::format("state tensor '{}' has shape {} with {} values, expected {}", t.name,
-                                              shape_string(t.shape), t.data.size(), shape_string(*shape)));
-  }
-  for (const TensorSpec& ts : s.tensors)
-    if (std::none_of(state.begin(), state.end(), [&](const NamedTensor& t) { return t.name == ts.name; }))
-      throw std::invalid_argument(fmt::format("state tensor '{}' is missing", ts.name));
+  validate_state(net_.spec(), state);  // before anything changes
   net_.load(state);
 }
 

@@ -1,10 +1,12 @@
 #include "models/resnet_spec.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <stdexcept>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace sd {
 
@@ -98,5 +100,28 @@ std::vector<NamedTensor> initial_state(const ResNetSpec& spec, uint64_t seed) {
 }
 
 std::string momentum_name(const std::string& name) { return "optimizer.momentum." + name; }
+
+std::string shape_string(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+
+void validate_state(const ResNetSpec& spec, std::span<const NamedTensor> state) {
+  auto expected_shape = [&](const std::string& name) -> const std::vector<int64_t>* {
+    for (const TensorSpec& ts : spec.tensors) {
+      if (ts.name == name) return &ts.shape;
+      if (ts.trainable() && momentum_name(ts.name) == name) return &ts.shape;
+    }
+    return nullptr;
+  };
+  for (const NamedTensor& t : state) {
+    const std::vector<int64_t>* shape = expected_shape(t.name);
+    if (!shape)
+      throw std::invalid_argument(fmt::format("state tensor '{}' is not part of the ResNet-{}", t.name, spec.config.depth));
+    if (t.shape != *shape || size_t(t.numel()) != t.data.size())
+      throw std::invalid_argument(fmt::format("state tensor '{}' has shape {} with {} values, expected {}", t.name,
+                                              shape_string(t.shape), t.data.size(), shape_string(*shape)));
+  }
+  for (const TensorSpec& ts : spec.tensors)
+    if (std::none_of(state.begin(), state.end(), [&](const NamedTensor& t) { return t.name == ts.name; }))
+      throw std::invalid_argument(fmt::format("state tensor '{}' is missing", ts.name));
+}
 
 }  // namespace sd

@@ -6,6 +6,7 @@
 // Block: out = ReLU(shortcut(x) + gate · bn2(conv2(ReLU(bn1(conv1(x)))))); the first block of stages
 // 1 and 2 (0-based) has stride 2 and the shortcut 2×2 average pool + zero channel padding.
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -63,5 +64,13 @@ std::vector<NamedTensor> initial_state(const ResNetSpec& spec, uint64_t seed);
 
 // The name under which the optimiser keeps the momentum buffer of parameter `name`.
 std::string momentum_name(const std::string& name);
+
+// "[16, 3, 3, 3]": how error messages print a shape.
+std::string shape_string(const std::vector<int64_t>& shape);
+
+// Checks a state list (engine/backend.h: tensors, optionally momentum buffers) against the spec
+// before a backend changes anything: every name known, every shape and size right, every tensor of
+// the spec present. Throws std::invalid_argument naming the first bad tensor.
+void validate_state(const ResNetSpec& spec, std::span<const NamedTensor> state);
 
 }  // namespace sd

@@ -8,7 +8,11 @@ bool device_available(std::string* why) {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
-    if (why) *why = cudaGetErrorString(err);
+    // Without a driver the runtime answers "driver version is insufficient": say what it means.
+    if (why)
+      *why = err == cudaErrorInsufficientDriver || err == cudaErrorNoDevice
+                 ? std::string("no CUDA driver or device found (runtime: ") + cudaGetErrorString(err) + ")"
+                 : std::string(cudaGetErrorString(err));
     cudaGetLastError();  // clear the sticky-free error so later calls start clean
     return false;
   }

@@ -24,8 +24,6 @@ constexpr int kFinalSide = 8;
 constexpr int kStageChannels[3] = {16, 32, 64};
 constexpr int kStageSide[3] = {32, 16, 8};
 
-std::string shape_string(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
-
 int64_t numel_of(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
@@ -257,25 +255,7 @@ std::vector<NamedTensor> CudaResNet::state() const {
 }
 
 void CudaResNet::load_state(std::span<const NamedTensor> state) {
-  // Validate everything before changing anything, with the CPU backend's messages.
-  auto expected_shape = [&](const std::string& name) -> const std::vector<int64_t>* {
-    for (const TensorSpec& ts : spec_.tensors) {
-      if (ts.name == name) return &ts.shape;
-      if (ts.trainable() && momentum_name(ts.name) == name) return &ts.shape;
-    }
-    return nullptr;
-  };
-  for (const NamedTensor& t : state) {
-    const std::vector<int64_t>* shape = expected_shape(t.name);
-    if (!shape)
-      throw std::invalid_argument(fmt::format("state tensor '{}' is not part of the ResNet-{}", t.name, spec_.config.depth));
-    if (t.shape != *shape || size_t(t.numel()) != t.data.size())
-      throw std::invalid_argument(fmt::format("state tensor '{}' has shape {} with {} values, expected {}", t.name,
-                                              shape_string(t.shape), t.data.size(), shape_string(*shape)));
-  }
-  for (const TensorSpec& ts : spec_.tensors)
-    if (std::none_of(state.begin(), state.end(), [&](const NamedTensor& t) { return t.name == ts.name; }))
-      throw std::invalid_argument(fmt::format("state tensor '{}' is missing", ts.name));
+  validate_state(spec_, state);  // before anything changes
   upload_state(state, true);
 }
 
