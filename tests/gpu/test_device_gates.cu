@@ -19,7 +19,9 @@ __global__ void draw_gates_kernel(uint64_t seed, uint64_t first_step, int steps,
 
 }  // namespace
 
-TEST_CASE("device gates equal host gates draw for draw", "[gpu][gates]") {
+// The name starts with "gpu" like every case of this suite: `ctest -R gpu` (docs/CUDA_ENGINE.md)
+// selects by name, not by tag, and would otherwise never run this case.
+TEST_CASE("gpu device gates equal host gates draw for draw", "[gpu][gates]") {
   SD_REQUIRE_CUDA_DEVICE();
   const auto p = sd::survival_probabilities(54, sd::DeathMode::kLinDecay, 0.5);
   const sd::GateSampler host(31415, p);
