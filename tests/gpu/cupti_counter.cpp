@@ -25,7 +25,7 @@ struct Api {
   NextFn next_record = nullptr;
 };
 Api g_api;
-std::atomic<int64_t> g_kernels{0}, g_memsets{0}, g_memcpys{0};
+std::atomic<int64_t> g_kernels{0}, g_memsets{0}, g_memcpys{0}, g_device_copies{0};
 
 constexpr size_t kBufferBytes = size_t(4) << 20;
 constexpr CUpti_ActivityKind kKinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMSET,
@@ -44,7 +44,19 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
       case CUPTI_ACTIVITY_KIND_KERNEL:
       case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: ++g_kernels; break;
       case CUPTI_ACTIVITY_KIND_MEMSET: ++g_memsets; break;
-      case CUPTI_ACTIVITY_KIND_MEMCPY: ++g_memcpys; break;
+      case CUPTI_ACTIVITY_KIND_MEMCPY: {
+        // Host<->device copies are what a step must not make; a copy within device memory (a
+        // library may make one internally) is counted apart. copyKind sits right after `kind` in
+        // every version of the memcpy record.
+        const uint8_t kind = reinterpret_cast<const CUpti_ActivityMemcpy6*>(record)->copyKind;
+        if (kind == CUPTI_ACTIVITY_MEMCPY_KIND_DTOD || kind == CUPTI_ACTIVITY_MEMCPY_KIND_PTOP ||
+            kind == CUPTI_ACTIVITY_MEMCPY_KIND_ATOA || kind == CUPTI_ACTIVITY_MEMCPY_KIND_ATOD ||
+            kind == CUPTI_ACTIVITY_MEMCPY_KIND_DTOA)
+          ++g_device_copies;
+        else
+          ++g_memcpys;
+        break;
+      }
       default: break;
     }
   }
@@ -107,6 +119,7 @@ CuptiCounter::Counts CuptiCounter::take() {
   c.kernels = g_kernels.exchange(0);
   c.memsets = g_memsets.exchange(0);
   c.memcpys = g_memcpys.exchange(0);
+  c.device_copies = g_device_copies.exchange(0);
   return c;
 }
 

@@ -12,7 +12,9 @@ namespace sd::gpu_test {
 class CuptiCounter {
  public:
   struct Counts {
-    int64_t kernels = 0, memsets = 0, memcpys = 0;
+    int64_t kernels = 0, memsets = 0;
+    int64_t memcpys = 0;        // copies that involve host memory (host<->device, host<->host)
+    int64_t device_copies = 0;  // copies within device memory (device, array, peer)
   };
   CuptiCounter();
   ~CuptiCounter();
