@@ -20,7 +20,7 @@ __device__ __forceinline__ long long channel_index(long long i, int c, int C, in
 
 __global__ void bn_forward_train_kernel(int n, int C, int hw, const float* x, const float* gamma, const float* beta,
                                         float* y, float* save_mean, float* save_inv_std, float* running_mean,
-                                        float* running_var, float momentum, float eps, int relu) {
+                                        float* running_var, double momentum, double eps, int relu) {
   __shared__ double scratch[33];
   const int c = blockIdx.x;
   const long long M = (long long)n * hw;
@@ -34,13 +34,13 @@ __global__ void bn_forward_train_kernel(int n, int C, int hw, const float* x, co
   }
   const double sum_sq = block_sum(sq, scratch);
   const double var = sum_sq / double(M);
-  const double inv_std = 1.0 / sqrt(var + double(eps));
+  const double inv_std = 1.0 / sqrt(var + eps);
   if (threadIdx.x == 0) {
     save_mean[c] = float(mean);
     save_inv_std[c] = float(inv_std);
     if (running_mean && running_var) {
       const double unbiased = M > 1 ? sum_sq / double(M - 1) : var;
-      const double m = double(momentum);
+      const double m = momentum;
       running_mean[c] = float((1.0 - m) * double(running_mean[c]) + m * mean);
       running_var[c] = float((1.0 - m) * double(running_var[c]) + m * unbiased);
     }
@@ -58,10 +58,10 @@ __global__ void bn_forward_train_kernel(int n, int C, int hw, const float* x, co
 
 __global__ void bn_forward_eval_kernel(long long count, int C, int hw, const float* x, const float* gamma,
                                        const float* beta, const float* running_mean, const float* running_var,
-                                       float* y, float eps, int relu) {
+                                       float* y, double eps, int relu) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < count; i += (long long)gridDim.x * blockDim.x) {
     const int c = int((i / hw) % C);
-    const double a = double(gamma[c]) / sqrt(double(running_var[c]) + double(eps));
+    const double a = double(gamma[c]) / sqrt(double(running_var[c]) + eps);
     const double shift = double(beta[c]) - double(running_mean[c]) * a;
     float v = float(double(x[i]) * a + shift);
     if (relu) v = v > 0.0f ? v : 0.0f;
@@ -107,14 +107,14 @@ void check_shape(int n, int c, int hw, const char* what) {
 
 void batch_norm_forward_train(Context& ctx, int n, int c, int hw, const float* x, const float* gamma,
                               const float* beta, float* y, float* save_mean, float* save_inv_std, float* running_mean,
-                              float* running_var, bool relu, float momentum, float eps) {
+                              float* running_var, bool relu, double momentum, double eps) {
   check_shape(n, c, hw, "batch_norm_forward_train");
   SD_LAUNCH(ctx, bn_forward_train_kernel, c, kBnThreads, 0, n, c, hw, x, gamma, beta, y, save_mean, save_inv_std,
             running_mean, running_var, momentum, eps, relu ? 1 : 0);
 }
 
 void batch_norm_forward_eval(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
-                             const float* running_mean, const float* running_var, float* y, bool relu, float eps) {
+                             const float* running_mean, const float* running_var, float* y, bool relu, double eps) {
   check_shape(n, c, hw, "batch_norm_forward_eval");
   const long long count = (long long)n * c * hw;
   SD_LAUNCH(ctx, bn_forward_eval_kernel, blocks_for(count), kThreads, 0, count, c, hw, x, gamma, beta, running_mean,

@@ -20,17 +20,20 @@
 
 namespace sd::cuda {
 
-inline constexpr float kBnEpsilon = 1e-5f;
-inline constexpr float kBnMomentum = 0.1f;
+// Double, as the reference's (kernels/cpu/batchnorm.h): the float literals 1e-5f and 0.1f widened to
+// double are 9.99999975e-06 and 0.100000001, which nudged running statistics and eval outputs off the
+// reference's by up to an ulp. (Static audit; not yet run on a GPU.)
+inline constexpr double kBnEpsilon = 1e-5;
+inline constexpr double kBnMomentum = 0.1;
 
 // x, y: [n, c, hw]. running_mean/var may both be null (no update). y may alias x.
 void batch_norm_forward_train(Context& ctx, int n, int c, int hw, const float* x, const float* gamma,
                               const float* beta, float* y, float* save_mean, float* save_inv_std, float* running_mean,
-                              float* running_var, bool relu, float momentum = kBnMomentum, float eps = kBnEpsilon);
+                              float* running_var, bool relu, double momentum = kBnMomentum, double eps = kBnEpsilon);
 
 void batch_norm_forward_eval(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
                              const float* running_mean, const float* running_var, float* y, bool relu,
-                             float eps = kBnEpsilon);
+                             double eps = kBnEpsilon);
 
 // relu_output: the forward's output y when the forward applied ReLU (its mask y > 0 is applied to
 // dy), else null. dx may alias dy.
