@@ -134,13 +134,7 @@ void check_gradients(int depth, const std::vector<uint8_t>& gates, int n, uint32
         if (std::fabs(g[e]) > std::fabs(g[big])) big = e;
       const double scale = std::fabs(g[big]);
       for (size_t e : {big, (k * 7919 + 13) % g.size(), (k * 104729 + 101) % g.size()}) {
-        const double saved = w[e];
-        w[e] = saved + eps;
-        const double plus = loss();
-        w[e] = saved - eps;
-        const double minus = loss();
-        w[e] = saved;
-        const double numeric = (plus - minus) / (2 * eps);
+        const double numeric = test::central_difference(w, e, loss, eps);
         INFO(spec.tensors[size_t(trainable[k])].name << "[" << e << "] analytic " << g[e] << " numeric " << numeric);
         if (scale == 0) {
           CHECK(numeric == 0.0);  // a closed block: the loss does not depend on it at all

@@ -39,19 +39,22 @@ double dot(const std::vector<T>& a, const std::vector<T>& b) {
   return s;
 }
 
-// Central differences of loss() with respect to every element of x: (L(x+ε) − L(x−ε)) / 2ε.
+// The central difference (L(x + ε·e_i) − L(x − ε·e_i)) / 2ε; x is left as it was.
+inline double central_difference(std::vector<double>& x, size_t i, const std::function<double()>& loss, double eps) {
+  const double saved = x[i];
+  x[i] = saved + eps;
+  const double plus = loss();
+  x[i] = saved - eps;
+  const double minus = loss();
+  x[i] = saved;
+  return (plus - minus) / (2 * eps);
+}
+
+// Central differences of loss() with respect to every element of x.
 inline std::vector<double> numeric_gradient(std::vector<double>& x, const std::function<double()>& loss,
                                             double eps = 1e-6) {
   std::vector<double> g(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double saved = x[i];
-    x[i] = saved + eps;
-    const double plus = loss();
-    x[i] = saved - eps;
-    const double minus = loss();
-    x[i] = saved;
-    g[i] = (plus - minus) / (2 * eps);
-  }
+  for (size_t i = 0; i < x.size(); ++i) g[i] = central_difference(x, i, loss, eps);
   return g;
 }
 
