@@ -20,6 +20,7 @@
 #include "engine/gates.h"
 #include "engine/trainer.h"
 #include "models/resnet_spec.h"
+#include "models/step_cost.h"
 
 #ifdef SD_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -48,6 +49,8 @@ struct ModeResult {
   double step_seconds = 0;  // median round / steps
   double epoch_seconds = 0;
   double images_per_second = 0;
+  double conv_flops_per_step = 0;  // of the timed steps' gates (models/step_cost.h)
+  double conv_tflops = 0;          // achieved: conv_flops_per_step / step_seconds
   std::optional<double> kernels_per_step;     // launches the engine counts (CUDA only)
   std::optional<double> device_memory_bytes;  // in use on the device after the rounds (CUDA only)
 };
@@ -102,6 +105,7 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   r.death_rate = death_rate;
   r.expected_active_blocks = gates.expected_active_blocks();
   const std::optional<uint64_t> launches_before = launches(*backend);
+  const int first_timed_step = step;
   for (int k = 0; k < o.rounds; ++k) {
     const auto t0 = Clock::now();
     for (int i = 0; i < o.steps; ++i) one_step();
@@ -111,6 +115,13 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   if (const auto after = launches(*backend); after && launches_before)
     r.kernels_per_step = double(*after - *launches_before) / (double(o.rounds) * o.steps);
   r.device_memory_bytes = device_memory_in_use(*backend);
+  // The arithmetic the timed steps did, from their gates (pure functions of the step), counted
+  // after the clock stopped.
+  double flops = 0;
+  for (int s = first_timed_step; s < step; ++s)
+    flops += training_step_conv_flops(backend->spec(), int(batch_at(order, s, batch).size()),
+                                      gates.draw_step(uint64_t(s)));
+  r.conv_flops_per_step = flops / double(step - first_timed_step);
   std::vector<double> sorted = r.round_seconds;
   std::sort(sorted.begin(), sorted.end());
   const size_t n = sorted.size();
@@ -118,6 +129,7 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   r.step_seconds = median / o.steps;
   r.epoch_seconds = r.step_seconds * kEpochImages / batch;
   r.images_per_second = batch / r.step_seconds;
+  r.conv_tflops = r.conv_flops_per_step / r.step_seconds / 1e12;
   return r;
 }
 
@@ -129,6 +141,8 @@ nlohmann::json to_json(const ModeResult& r) {
           {"step_seconds", r.step_seconds},
           {"epoch_seconds", r.epoch_seconds},
           {"images_per_second", r.images_per_second},
+          {"conv_flops_per_step", r.conv_flops_per_step},
+          {"conv_tflops", r.conv_tflops},
           // null where the backend does not count (the CPU reference)
           {"kernels_per_step", r.kernels_per_step ? nlohmann::json(*r.kernels_per_step) : nlohmann::json()},
           {"device_memory_bytes", r.device_memory_bytes ? nlohmann::json(*r.device_memory_bytes) : nlohmann::json()}};
@@ -188,11 +202,12 @@ int bench_main(int argc, char** argv) {
   const double ratio = full.epoch_seconds / sd.epoch_seconds;
   const double ideal = blocks / sd.expected_active_blocks;
 
-  std::cout << fmt::format("\n{:<18} {:>10} {:>10} {:>10} {:>10} {:>14} {:>10}\n", "mode", "s / epoch", "ms / step",
-                           "images/s", "E[blocks]", "kernels/step", "device MB");
+  std::cout << fmt::format("\n{:<18} {:>10} {:>10} {:>10} {:>10} {:>12} {:>14} {:>10}\n", "mode", "s / epoch",
+                           "ms / step", "images/s", "E[blocks]", "conv TFLOP/s", "kernels/step", "device MB");
   for (const ModeResult* r : {&sd, &full})
-    std::cout << fmt::format("{:<18} {:>10.2f} {:>10.2f} {:>10.0f} {:>10.2f} {:>14} {:>10}\n", r->mode,
+    std::cout << fmt::format("{:<18} {:>10.2f} {:>10.2f} {:>10.0f} {:>10.2f} {:>12.3f} {:>14} {:>10}\n", r->mode,
                              r->epoch_seconds, 1e3 * r->step_seconds, r->images_per_second, r->expected_active_blocks,
+                             r->conv_tflops,
                              r->kernels_per_step ? fmt::format("{:.1f}", *r->kernels_per_step) : "n/a",
                              r->device_memory_bytes ? fmt::format("{:.0f}", *r->device_memory_bytes / 1048576) : "n/a");
   std::cout << fmt::format("\nspeed-up of stochastic depth: {:.3f}x (ideal from sum p_l / L = {:.2f} / {}: {:.3f}x)\n",
