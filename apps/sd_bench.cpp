@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <span>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -71,11 +72,10 @@ std::optional<double> device_memory_in_use([[maybe_unused]] Backend& backend) {
   return std::nullopt;
 }
 
-// The step indices of the timed sequence: the first epoch's order, batch after batch, wrapping.
-std::vector<int32_t> batch_at(const std::vector<int32_t>& order, int step, int batch) {
-  std::vector<int32_t> idx(static_cast<size_t>(batch));
-  for (int i = 0; i < batch; ++i) idx[size_t(i)] = order[(size_t(step) * size_t(batch) + size_t(i)) % order.size()];
-  return idx;
+// The step indices of the timed sequence: the first epoch's order, batch after batch, wrapping, so
+// every step has a full batch.
+void batch_at(const std::vector<int32_t>& order, int step, std::span<int32_t> idx) {
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = order[(size_t(step) * idx.size() + i) % order.size()];
 }
 
 ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& data) {
@@ -91,9 +91,12 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
 
   // Both modes see the same batches and, for the same step, gates drawn from the same counters.
   int step = 0;
+  // As in the trainer, the host allocates nothing per step.
+  std::vector<int32_t> idx(static_cast<size_t>(batch));
+  std::vector<uint8_t> g(backend->spec().survival.size());
   auto one_step = [&] {
-    const std::vector<int32_t> idx = batch_at(order, step, batch);
-    const std::vector<uint8_t> g = gates.draw_step(uint64_t(step));
+    batch_at(order, step, idx);
+    gates.draw_step(uint64_t(step), g);
     backend->train_step(StepInput{idx, 0, uint64_t(step), g, float(run.train.learning_rate)});
     ++step;
   };
@@ -119,8 +122,7 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   // after the clock stopped.
   double flops = 0;
   for (int s = first_timed_step; s < step; ++s)
-    flops += training_step_conv_flops(backend->spec(), int(batch_at(order, s, batch).size()),
-                                      gates.draw_step(uint64_t(s)));
+    flops += training_step_conv_flops(backend->spec(), batch, gates.draw_step(uint64_t(s)));
   r.conv_flops_per_step = flops / double(step - first_timed_step);
   std::vector<double> sorted = r.round_seconds;
   std::sort(sorted.begin(), sorted.end());
