@@ -17,11 +17,11 @@
 #include "apps/common/options.h"
 #include "apps/common/run_data.h"
 #include "apps/common/run_log.h"
-#include "engine/atomic_file.h"
-#include "engine/gates.h"
-#include "engine/trainer.h"
-#include "models/resnet_spec.h"
-#include "models/step_cost.h"
+#include "engine/train/atomic_file.h"
+#include "engine/core/gates.h"
+#include "engine/train/trainer.h"
+#include "models/spec/resnet_spec.h"
+#include "models/spec/step_cost.h"
 
 #ifdef SD_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -50,7 +50,7 @@ struct ModeResult {
   double step_seconds = 0;  // median round / steps
   double epoch_seconds = 0;
   double images_per_second = 0;
-  double conv_flops_per_step = 0;  // of the timed steps' gates (models/step_cost.h)
+  double conv_flops_per_step = 0;  // of the timed steps' gates (models/spec/step_cost.h)
   double conv_tflops = 0;          // achieved: conv_flops_per_step / step_seconds
   std::optional<double> kernels_per_step;     // launches the engine counts (CUDA only)
   std::optional<double> device_memory_bytes;  // in use on the device after the rounds (CUDA only)

@@ -13,8 +13,8 @@
 #include "apps/common/options.h"
 #include "apps/common/run_data.h"
 #include "apps/common/run_log.h"
-#include "engine/checkpoint.h"
-#include "engine/dataset.h"
+#include "engine/train/checkpoint.h"
+#include "engine/data/dataset.h"
 
 namespace sd::apps {
 namespace {

@@ -17,9 +17,9 @@
 #include "apps/common/run_data.h"
 #include "apps/common/run_log.h"
 #include "apps/common/stop_signal.h"
-#include "engine/atomic_file.h"
-#include "engine/checkpoint.h"
-#include "engine/trainer.h"
+#include "engine/train/atomic_file.h"
+#include "engine/train/checkpoint.h"
+#include "engine/train/trainer.h"
 
 namespace fs = std::filesystem;
 

@@ -40,7 +40,7 @@ def load_checkpoint(path):
 
 
 def survival_probabilities(num_blocks, death_mode, death_rate):
-    # As engine/gates.cpp: float(1 - (l / L) * rate) for lin_decay, float(1 - rate) for uniform.
+    # As engine/core/gates.cpp: float(1 - (l / L) * rate) for lin_decay, float(1 - rate) for uniform.
     ps = []
     for l in range(1, num_blocks + 1):
         drop = l / num_blocks * death_rate if death_mode == "lin_decay" else death_rate

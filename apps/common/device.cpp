@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "models/cpu_resnet.h"
+#include "models/cpu/cpu_resnet.h"
 
 #ifdef SD_HAVE_CUDA
 #include "engine/cuda/device.h"

@@ -4,7 +4,7 @@
 #include <memory>
 #include <string>
 
-#include "engine/backend.h"
+#include "models/backend.h"
 
 namespace sd::apps {
 

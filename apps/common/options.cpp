@@ -8,8 +8,8 @@
 #include <fmt/format.h>
 
 #include "apps/common/app_main.h"
-#include "engine/dataset.h"
-#include "models/resnet_spec.h"
+#include "engine/data/dataset.h"
+#include "models/spec/resnet_spec.h"
 
 namespace sd::apps {
 

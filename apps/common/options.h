@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/checkpoint.h"
+#include "engine/train/checkpoint.h"
 
 namespace CLI {
 class App;

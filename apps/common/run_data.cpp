@@ -6,9 +6,9 @@
 #include <fmt/format.h>
 
 #include "apps/common/app_main.h"
-#include "engine/cifar10.h"
-#include "engine/dataset.h"
-#include "engine/synthetic_data.h"
+#include "engine/data/cifar10.h"
+#include "engine/data/dataset.h"
+#include "engine/data/synthetic_data.h"
 
 namespace sd::apps {
 

@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <string>
 
-#include "engine/checkpoint.h"
-#include "engine/data_split.h"
+#include "engine/train/checkpoint.h"
+#include "engine/data/data_split.h"
 
 namespace sd::apps {
 

@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "engine/atomic_file.h"
+#include "engine/train/atomic_file.h"
 
 namespace sd::apps {
 

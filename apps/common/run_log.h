@@ -10,8 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/checkpoint.h"
-#include "engine/trainer.h"
+#include "engine/train/checkpoint.h"
+#include "engine/train/trainer.h"
 
 namespace sd::apps {
 

@@ -3,7 +3,7 @@
 //   out = ReLU(shortcut + scale · branch)
 // scale = 1 in training for an open gate, p_l (the survival probability) at test time. A closed
 // gate in training does not call this at all: the block is then the identity on its shortcut
-// (see models/cpu_resnet.h).
+// (see models/cpu/cpu_resnet.h).
 // Backward, masking with the output (the sum's derivative at 0 is taken as 0):
 //   d_shortcut = dout · [out > 0],   d_branch = scale · dout · [out > 0]
 // In place is allowed (out may alias shortcut or branch; d_shortcut may alias dout).

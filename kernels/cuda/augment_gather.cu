@@ -1,7 +1,7 @@
 // Augmentation and batch gathering on the GPU; see augment_gather.h.
 #include "kernels/cuda/augment_gather.h"
 
-#include "engine/augment.h"
+#include "engine/data/augment.h"
 #include "engine/cuda/check.h"
 #include "engine/cuda/format.h"
 #include "engine/cuda/launch.cuh"

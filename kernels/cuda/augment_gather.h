@@ -3,7 +3,7 @@
 // as bytes (3×32×32 per image, as the CIFAR-10 files hold them). Output image b of the batch is image
 // indices[b] of the set, normalised ((byte − mean[c,y,x]) / std) and, when `augment`, translated
 // and flipped with the draws of augment_params(seed, epoch, indices[b]) — the very functions of
-// engine/augment.h that the CPU reference calls (augment_params, augmented_pixel), so the batch is
+// engine/data/augment.h that the CPU reference calls (augment_params, augmented_pixel), so the batch is
 // bit-identical to the CPU's (IEEE division, no contraction possible in that expression).
 //
 // The indices travel as a kernel argument (up to kGatherChunk per launch), so a step needs no

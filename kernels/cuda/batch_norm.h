@@ -1,6 +1,6 @@
 #pragma once
 // Batch normalisation over (N, H, W) per channel, optionally followed by ReLU, in training and
-// evaluation mode, and its backward. The same arithmetic as the CPU reference (kernels/cpu/batchnorm.h):
+// evaluation mode, and its backward. The same arithmetic as the CPU reference (kernels/cpu/batch_norm.h):
 //
 // Training forward (the batch's statistics; M = N·H·W values per channel):
 //   mean = Σx/M,  var = Σ(x − mean)²/M (biased: normalises),  inv_std = 1/√(var + ε)
@@ -20,7 +20,7 @@
 
 namespace sd::cuda {
 
-// Double, as the reference's (kernels/cpu/batchnorm.h): the float literals 1e-5f and 0.1f widened to
+// Double, as the reference's (kernels/cpu/batch_norm.h): the float literals 1e-5f and 0.1f widened to
 // double are 9.99999975e-06 and 0.100000001, which nudged running statistics and eval outputs off the
 // reference's by up to an ulp. (Static audit; not yet run on a GPU.)
 inline constexpr double kBnEpsilon = 1e-5;

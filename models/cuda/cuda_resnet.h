@@ -1,6 +1,6 @@
 #pragma once
-// The stochastic-depth ResNet-(6N+2) on the GPU: the Backend of engine/backend.h assembled from the
-// layer objects of kernels/cuda/, equal to the CPU reference (models/cpu_resnet.h) up to rounding.
+// The stochastic-depth ResNet-(6N+2) on the GPU: the Backend of models/backend.h assembled from the
+// layer objects of kernels/cuda/, equal to the CPU reference (models/cpu/cpu_resnet.h) up to rounding.
 //
 // Memory: ONE device arena, sized at construction for the largest batch by running the layout
 // once against an ArenaSizer and once for real (engine/cuda/arena.h): parameters, gradients and
@@ -35,14 +35,14 @@
 #include <string>
 #include <vector>
 
-#include "engine/backend.h"
+#include "models/backend.h"
 #include "engine/cuda/arena.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/tensor.h"
 #include "kernels/cuda/batch_norm.h"
 #include "kernels/cuda/classifier.h"
 #include "kernels/cuda/conv2d.h"
-#include "models/resnet_spec.h"
+#include "models/spec/resnet_spec.h"
 
 namespace sd {
 

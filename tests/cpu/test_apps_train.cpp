@@ -13,10 +13,10 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include "engine/checkpoint.h"
-#include "engine/cifar10.h"
-#include "engine/safetensors.h"
-#include "engine/synthetic_data.h"
+#include "engine/train/checkpoint.h"
+#include "engine/data/cifar10.h"
+#include "engine/train/safetensors.h"
+#include "engine/data/synthetic_data.h"
 #include "test_apps_util.h"
 
 extern char** environ;

@@ -1,11 +1,11 @@
-// The paper's augmentation (engine/augment.h): the ranges and balance of its random parameters, and
+// The paper's augmentation (engine/data/augment.h): the ranges and balance of its random parameters, and
 // augment_image against expectations written out by hand.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <vector>
 
-#include "engine/augment.h"
+#include "engine/data/augment.h"
 
 using namespace sd;
 

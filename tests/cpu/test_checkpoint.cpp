@@ -1,4 +1,4 @@
-// Checkpoints (engine/checkpoint.h): what a run saves is what it loads, bit for bit, and anything
+// Checkpoints (engine/train/checkpoint.h): what a run saves is what it loads, bit for bit, and anything
 // else is refused with one line naming the file.
 #include <cmath>
 #include <cstring>
@@ -6,9 +6,9 @@
 
 #include <catch2/catch.hpp>
 
-#include "engine/checkpoint.h"
-#include "engine/safetensors.h"
-#include "models/resnet_spec.h"
+#include "engine/train/checkpoint.h"
+#include "engine/train/safetensors.h"
+#include "models/spec/resnet_spec.h"
 #include "test_apps_util.h"
 
 namespace {

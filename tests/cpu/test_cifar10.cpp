@@ -9,8 +9,8 @@
 #include <fstream>
 #include <string>
 
-#include "engine/cifar10.h"
-#include "engine/synthetic_data.h"
+#include "engine/data/cifar10.h"
+#include "engine/data/synthetic_data.h"
 
 using namespace sd;
 namespace fs = std::filesystem;

@@ -6,9 +6,9 @@
 #include <numeric>
 #include <map>
 
-#include "engine/dataset.h"
-#include "engine/synthetic_data.h"
-#include "engine/trainer.h"
+#include "engine/data/dataset.h"
+#include "engine/data/synthetic_data.h"
+#include "engine/train/trainer.h"
 
 using namespace sd;
 using Catch::Contains;

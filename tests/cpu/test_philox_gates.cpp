@@ -4,8 +4,8 @@
 
 #include <cmath>
 
-#include "engine/gates.h"
-#include "engine/philox.h"
+#include "engine/core/gates.h"
+#include "engine/core/philox.h"
 
 using namespace sd;
 

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/cpu/batchnorm.h"
+#include "kernels/cpu/batch_norm.h"
 #include "kernels/cpu/conv3x3.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/global_avg_pool.h"

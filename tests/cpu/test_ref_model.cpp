@@ -1,4 +1,4 @@
-// The whole CPU ResNet (models/cpu_resnet.h): gradients of every parameter against finite
+// The whole CPU ResNet (models/cpu/cpu_resnet.h): gradients of every parameter against finite
 // differences in double with closed gates (a closed downsampling block included), the closed-gate
 // and test-time semantics against a hand-assembled network, and the CpuResNet backend's state
 // round trip and determinism.
@@ -8,7 +8,7 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/cpu/batchnorm.h"
+#include "kernels/cpu/batch_norm.h"
 #include "kernels/cpu/conv3x3.h"
 #include "kernels/cpu/global_avg_pool.h"
 #include "kernels/cpu/linear.h"
@@ -16,7 +16,7 @@
 #include "kernels/cpu/relu.h"
 #include "kernels/cpu/residual.h"
 #include "kernels/cpu/shortcut.h"
-#include "models/cpu_resnet.h"
+#include "models/cpu/cpu_resnet.h"
 #include "tests/cpu/test_ref_util.h"
 
 using namespace sd;

@@ -8,7 +8,7 @@
 #include <numbers>
 #include <vector>
 
-#include "engine/philox.h"
+#include "engine/core/philox.h"
 
 namespace sd::test {
 

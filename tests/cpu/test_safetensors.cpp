@@ -1,4 +1,4 @@
-// The safetensors reader and writer (engine/safetensors.h) and the atomic file write under it.
+// The safetensors reader and writer (engine/train/safetensors.h) and the atomic file write under it.
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -7,8 +7,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include "engine/atomic_file.h"
-#include "engine/safetensors.h"
+#include "engine/train/atomic_file.h"
+#include "engine/train/safetensors.h"
 #include "test_apps_util.h"
 
 namespace {

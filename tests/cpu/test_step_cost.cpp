@@ -3,7 +3,7 @@
 
 #include <vector>
 
-#include "models/step_cost.h"
+#include "models/spec/step_cost.h"
 
 using namespace sd;
 

@@ -6,7 +6,7 @@
 #include <limits>
 #include <set>
 
-#include "engine/trainer.h"
+#include "engine/train/trainer.h"
 
 using namespace sd;
 

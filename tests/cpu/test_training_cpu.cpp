@@ -2,10 +2,10 @@
 // images with the paper's recipe (augmentation, Nesterov SGD, stochastic depth), and it learns.
 #include <catch2/catch.hpp>
 
-#include "engine/dataset.h"
-#include "engine/synthetic_data.h"
-#include "engine/trainer.h"
-#include "models/cpu_resnet.h"
+#include "engine/data/dataset.h"
+#include "engine/data/synthetic_data.h"
+#include "engine/train/trainer.h"
+#include "models/cpu/cpu_resnet.h"
 
 using namespace sd;
 

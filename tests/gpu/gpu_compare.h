@@ -17,7 +17,7 @@
 
 #include <cuda_runtime.h>
 
-#include "engine/philox.h"
+#include "engine/core/philox.h"
 
 namespace sd::gpu_test {
 

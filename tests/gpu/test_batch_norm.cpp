@@ -4,7 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "engine/cuda/context.h"
-#include "kernels/cpu/batchnorm.h"
+#include "kernels/cpu/batch_norm.h"
 #include "kernels/cpu/relu.h"
 #include "kernels/cuda/batch_norm.h"
 #include "tests/gpu/gpu_compare.h"

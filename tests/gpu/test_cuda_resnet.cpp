@@ -1,4 +1,4 @@
-// The whole CUDA model against the CPU model (models/cpu_resnet.h), both fp32, on the same batches:
+// The whole CUDA model against the CPU model (models/cpu/cpu_resnet.h), both fp32, on the same batches:
 // training steps of ResNet-20 and ResNet-110 with fixed gate patterns (closed blocks, a closed
 // downsampling block among them), launch accounting, evaluation, state, reproducibility.
 //
@@ -28,11 +28,11 @@
 #include <iostream>
 #include <map>
 
-#include "engine/augment.h"
-#include "engine/dataset.h"
-#include "engine/gates.h"
-#include "engine/synthetic_data.h"
-#include "models/cpu_resnet.h"
+#include "engine/data/augment.h"
+#include "engine/data/dataset.h"
+#include "engine/core/gates.h"
+#include "engine/data/synthetic_data.h"
+#include "models/cpu/cpu_resnet.h"
 #include "models/cuda/cuda_backend.h"
 #include "models/cuda/cuda_resnet.h"
 #include "tests/gpu/cupti_counter.h"

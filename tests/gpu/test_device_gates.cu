@@ -4,7 +4,7 @@
 #include <cuda_runtime.h>
 #include <vector>
 
-#include "engine/gates.h"
+#include "engine/core/gates.h"
 #include "tests/gpu/gpu_test.h"
 
 namespace {

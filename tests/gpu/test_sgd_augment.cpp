@@ -1,10 +1,10 @@
 // The fused SGD step and the GPU batch gathering/augmentation, both bit-identical to the CPU.
 #include <catch2/catch.hpp>
 
-#include "engine/augment.h"
+#include "engine/data/augment.h"
 #include "engine/cuda/check.h"
 #include "engine/cuda/context.h"
-#include "engine/synthetic_data.h"
+#include "engine/data/synthetic_data.h"
 #include "kernels/cpu/sgd.h"
 #include "kernels/cuda/augment_gather.h"
 #include "kernels/cuda/sgd.h"

@@ -1,6 +1,6 @@
-// The order in which one epoch visits the training images (declared in engine/trainer.h).
-#include "engine/dataset.h"
-#include "engine/trainer.h"
+// The order in which one epoch visits the training images (declared in engine/train/trainer.h).
+#include "engine/data/dataset.h"
+#include "engine/train/trainer.h"
 
 namespace sd {
 

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/cifar10.h"
-#include "engine/data_split.h"
-#include "engine/philox.h"
+#include "engine/data/cifar10.h"
+#include "engine/data/data_split.h"
+#include "engine/core/philox.h"
 
 namespace sd {
 

@@ -1,4 +1,4 @@
-#include "models/resnet_spec.h"
+#include "models/spec/resnet_spec.h"
 
 #include <algorithm>
 #include <cmath>

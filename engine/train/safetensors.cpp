@@ -1,4 +1,4 @@
-#include "engine/safetensors.h"
+#include "engine/train/safetensors.h"
 
 #include <algorithm>
 #include <bit>
@@ -11,7 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "engine/atomic_file.h"
+#include "engine/train/atomic_file.h"
 
 namespace sd {
 

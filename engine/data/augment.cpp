@@ -1,4 +1,4 @@
-#include "engine/augment.h"
+#include "engine/data/augment.h"
 
 namespace sd {
 

@@ -1,4 +1,4 @@
-#include "models/step_cost.h"
+#include "models/spec/step_cost.h"
 
 #include <stdexcept>
 

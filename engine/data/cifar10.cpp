@@ -1,4 +1,4 @@
-#include "engine/cifar10.h"
+#include "engine/data/cifar10.h"
 
 #include <fmt/format.h>
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/philox.h"
+#include "engine/core/philox.h"
 
 namespace sd {
 

@@ -23,7 +23,7 @@ struct ImageSet {
 };
 
 // x_normalised[c,y,x] = (byte[c,y,x] - mean[c,y,x]) / std: the per-pixel mean image of the training
-// split and one global standard deviation (engine/dataset.cpp says exactly how both are computed).
+// split and one global standard deviation (engine/data/dataset.cpp says exactly how both are computed).
 struct Normalization {
   std::vector<float> mean;  // kImageBytes values, in byte units
   float std = 1.0f;         // in byte units

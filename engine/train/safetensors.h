@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/named_tensor.h"
+#include "engine/core/named_tensor.h"
 
 namespace sd {
 
@@ -35,7 +35,7 @@ Safetensors decode_safetensors(std::string_view bytes, const std::string& source
 // Reads `path` (errors name it: missing, unreadable, or any decode problem).
 Safetensors load_safetensors(const std::filesystem::path& path);
 
-// Writes `path` atomically (engine/atomic_file.h): the old file stays whole if anything fails.
+// Writes `path` atomically (engine/train/atomic_file.h): the old file stays whole if anything fails.
 void save_safetensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors,
                       const std::map<std::string, std::string>& metadata);
 

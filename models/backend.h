@@ -1,21 +1,21 @@
 #pragma once
-// The interface every device implements: the CPU reference (models/cpu_resnet.h) and the CUDA
-// engine (models/cuda/). The trainer (engine/trainer.h) drives either through it, so the training
+// The interface every device implements: the CPU reference (models/cpu/cpu_resnet.h) and the CUDA
+// engine (models/cuda/). The trainer (engine/train/trainer.h) drives either through it, so the training
 // loop is written once and CI, which has no GPU, checks it on the CPU backend.
 //
 // A backend owns the model (parameters, BN running statistics, momentum buffers) and keeps the
 // image sets where its steps need them (host memory for the CPU, device memory for the GPU). A
 // training step receives only indices and counters: the backend gathers, normalises and augments
-// the images itself with the same Philox draws (engine/augment.h), so both backends see the very
+// the images itself with the same Philox draws (engine/data/augment.h), so both backends see the very
 // same batch bit for bit.
 #include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
 
-#include "engine/image_set.h"
-#include "engine/named_tensor.h"
-#include "models/resnet_spec.h"
+#include "engine/data/image_set.h"
+#include "engine/core/named_tensor.h"
+#include "models/spec/resnet_spec.h"
 
 namespace sd {
 

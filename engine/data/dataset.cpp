@@ -1,4 +1,4 @@
-#include "engine/dataset.h"
+#include "engine/data/dataset.h"
 
 #include <fmt/format.h>
 

@@ -5,8 +5,8 @@
 //   ResNetRef<T>  the network itself (T = double for gradient checks, float for training): one
 //                 training forward + backward for a batch of already-normalised images and a given
 //                 gate pattern, inference, and the SGD update. No data handling.
-//   CpuResNet     Backend (engine/backend.h) on ResNetRef<float>: keeps the image sets, gathers,
-//                 normalises and augments each batch (engine/augment.h), trains, evaluates.
+//   CpuResNet     Backend (models/backend.h) on ResNetRef<float>: keeps the image sets, gathers,
+//                 normalises and augments each batch (engine/data/augment.h), trains, evaluates.
 //
 // Stochastic depth, as ../shared/DESIGN-NOTES.md says:
 //   open gate (training):   out = ReLU(shortcut(x) + bn2(conv2(ReLU(bn1(conv1(x))))))
@@ -27,9 +27,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/backend.h"
+#include "models/backend.h"
 #include "kernels/cpu/sgd.h"
-#include "models/resnet_spec.h"
+#include "models/spec/resnet_spec.h"
 
 namespace sd {
 

@@ -2,7 +2,7 @@
 // The three image sets a run uses and the normalisation computed from its training part.
 #include <string>
 
-#include "engine/image_set.h"
+#include "engine/data/image_set.h"
 
 namespace sd {
 

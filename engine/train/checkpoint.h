@@ -1,8 +1,8 @@
 #pragma once
-// sdnet's checkpoints: safetensors files (engine/safetensors.h) that PyTorch loads directly.
+// sdnet's checkpoints: safetensors files (engine/train/safetensors.h) that PyTorch loads directly.
 //
 // Tensors: the model's parameters and BN running statistics under their PyTorch names
-// (models/resnet_spec.h: "conv1.weight", "stages.0.3.bn2.running_var", "fc.bias", ...), the
+// (models/spec/resnet_spec.h: "conv1.weight", "stages.0.3.bn2.running_var", "fc.bias", ...), the
 // normalisation's mean image as "normalization.mean" [3, 32, 32] (byte units), and in `last`
 // checkpoints the momentum buffers ("optimizer.momentum.<parameter>").
 // Metadata (all strings, as the format requires): "format", "kind" (last | best), "depth",
@@ -16,10 +16,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/backend.h"
-#include "engine/image_set.h"
-#include "engine/named_tensor.h"
-#include "engine/trainer.h"
+#include "models/backend.h"
+#include "engine/data/image_set.h"
+#include "engine/core/named_tensor.h"
+#include "engine/train/trainer.h"
 
 namespace sd {
 
@@ -31,7 +31,7 @@ struct RunConfig {
   ResNetConfig model;
   SgdConfig sgd;
   TrainConfig train;
-  std::string split = "paper";  // engine/dataset.h: "paper" | "full"
+  std::string split = "paper";  // engine/data/dataset.h: "paper" | "full"
   int64_t subset = 0;           // > 0: only the first `subset` training images (smoke tests)
   int64_t synthetic = 0;        // > 0: generated data with this many training images, not CIFAR-10
   std::string precision = "fp32";
@@ -54,7 +54,7 @@ struct Checkpoint {
   std::vector<NamedTensor> tensors;
 };
 
-// Writes atomically (engine/atomic_file.h). For kBest only the model's own tensors are written
+// Writes atomically (engine/train/atomic_file.h). For kBest only the model's own tensors are written
 // (no momentum buffers): a best checkpoint is for evaluation, not for resuming.
 void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkpoint);
 

@@ -1,5 +1,5 @@
 #pragma once
-// The training loop, written once against engine/backend.h: epochs of shuffled mini-batches with
+// The training loop, written once against models/backend.h: epochs of shuffled mini-batches with
 // per-step stochastic-depth gates, the step learning-rate schedule, validation every epoch, test
 // error at every new best validation error, and the bookkeeping that a bit-exact resume needs.
 // It does no I/O: the caller (apps/sd_train) prints, logs and checkpoints from the epoch callback.
@@ -10,9 +10,9 @@
 #include <optional>
 #include <vector>
 
-#include "engine/backend.h"
-#include "engine/data_split.h"
-#include "engine/gates.h"
+#include "models/backend.h"
+#include "engine/data/data_split.h"
+#include "engine/core/gates.h"
 
 namespace sd {
 

@@ -5,9 +5,9 @@
 // horizontally with probability 1/2.
 #include <cstdint>
 
-#include "engine/host_device.h"
-#include "engine/image_set.h"
-#include "engine/philox.h"
+#include "engine/core/host_device.h"
+#include "engine/data/image_set.h"
+#include "engine/core/philox.h"
 
 namespace sd {
 

@@ -1,4 +1,4 @@
-#include "models/cpu_resnet.h"
+#include "models/cpu/cpu_resnet.h"
 
 #include <algorithm>
 #include <stdexcept>
@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "engine/augment.h"
-#include "kernels/cpu/batchnorm.h"
+#include "engine/data/augment.h"
+#include "kernels/cpu/batch_norm.h"
 #include "kernels/cpu/conv3x3.h"
 #include "kernels/cpu/global_avg_pool.h"
 #include "kernels/cpu/linear.h"

@@ -6,7 +6,7 @@
 // gates, ...) and a, b, c index the draw within it, so no two purposes can ever reuse a counter.
 #include <cstdint>
 
-#include "engine/host_device.h"
+#include "engine/core/host_device.h"
 
 namespace sd {
 

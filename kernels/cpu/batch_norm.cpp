@@ -1,4 +1,4 @@
-#include "kernels/cpu/batchnorm.h"
+#include "kernels/cpu/batch_norm.h"
 
 #include <cmath>
 

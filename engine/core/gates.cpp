@@ -1,4 +1,4 @@
-#include "engine/gates.h"
+#include "engine/core/gates.h"
 
 #include <stdexcept>
 

@@ -1,8 +1,8 @@
-#include "engine/synthetic_data.h"
+#include "engine/data/synthetic_data.h"
 
 #include <algorithm>
 
-#include "engine/philox.h"
+#include "engine/core/philox.h"
 
 namespace sd {
 

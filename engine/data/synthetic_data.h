@@ -8,8 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "engine/cifar10.h"
-#include "engine/image_set.h"
+#include "engine/data/cifar10.h"
+#include "engine/data/image_set.h"
 
 namespace sd {
 

@@ -1,4 +1,4 @@
-#include "engine/checkpoint.h"
+#include "engine/train/checkpoint.h"
 
 #include <cmath>
 #include <limits>
@@ -9,8 +9,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "engine/safetensors.h"
-#include "models/resnet_spec.h"
+#include "engine/train/safetensors.h"
+#include "models/spec/resnet_spec.h"
 
 namespace sd {
 

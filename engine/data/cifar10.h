@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <filesystem>
 
-#include "engine/image_set.h"
+#include "engine/data/image_set.h"
 
 namespace sd {
 
