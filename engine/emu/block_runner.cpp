@@ -88,8 +88,10 @@ class BlockRunner {
     ss.ss_size = alt_stack_.size();
     sigaltstack(&ss, nullptr);
   }
+  ~BlockRunner() { san::acquire(&end_token_); }
 
   void run(const GridJob& job, uint32_t linear_block) {
+    san::ignore_begin();
     job_ = &job;
     const dim3 g = job.grid, b = job.block;
     block_idx_ = uint3{linear_block % g.x, (linear_block / g.x) % g.y, linear_block / (g.x * g.y)};
@@ -124,6 +126,7 @@ class BlockRunner {
     current_ = nullptr;
     t_coords = nullptr;
     active_ = false;
+    san::ignore_end();
   }
 
   void sync_block(const char* file, int line) {
@@ -225,10 +228,16 @@ class BlockRunner {
     san::acquire(&r.start_token_);
     (*r.job_->body)();
     t.state = State::kExited;
+    // Nothing of the runner is read after the release: it orders this fiber's accesses before the
+    // block's end (and before the runner's destruction when the worker thread ends).
+    const void* bottom = r.scheduler_stack_bottom_;
+    const size_t size = r.scheduler_stack_size_;
+    void* scheduler_fiber = r.tsan_scheduler_;
+    const fc::fcontext_t scheduler = t.scheduler;
     san::release(&r.end_token_);
-    san::start_switch(nullptr, r.scheduler_stack_bottom_, r.scheduler_stack_size_);
-    san::tsan_switch(r.tsan_scheduler_);
-    fc::jump_fcontext(t.scheduler, nullptr);
+    san::start_switch(nullptr, bottom, size);
+    san::tsan_switch(scheduler_fiber);
+    fc::jump_fcontext(scheduler, nullptr);
     __builtin_unreachable();
   }
 

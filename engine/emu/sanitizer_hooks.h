@@ -9,6 +9,8 @@
 #if defined(__SANITIZE_THREAD__)
 #include <sanitizer/tsan_interface.h>
 #define SD_EMU_TSAN 1
+extern "C" void __tsan_ignore_thread_begin();
+extern "C" void __tsan_ignore_thread_end();
 #endif
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -25,6 +27,10 @@ inline void tsan_destroy(void* f) { __tsan_destroy_fiber(f); }
 inline void tsan_switch(void* f) { __tsan_switch_to_fiber(f, __tsan_switch_to_fiber_no_sync); }
 inline void release(void* addr) { __tsan_release(addr); }
 inline void acquire(void* addr) { __tsan_acquire(addr); }
+// The block scheduler's own bookkeeping (who waits where, which thread runs) is shared with the
+// fibers without synchronisation, by design: its accesses are not checked (the fibers' are).
+inline void ignore_begin() { __tsan_ignore_thread_begin(); }
+inline void ignore_end() { __tsan_ignore_thread_end(); }
 #else
 inline constexpr bool kThread = false;
 inline void* tsan_current() { return nullptr; }
@@ -33,6 +39,8 @@ inline void tsan_destroy(void*) {}
 inline void tsan_switch(void*) {}
 inline void release(void*) {}
 inline void acquire(void*) {}
+inline void ignore_begin() {}
+inline void ignore_end() {}
 #endif
 
 #if defined(SD_EMU_ASAN)

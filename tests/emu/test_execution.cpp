@@ -52,7 +52,7 @@ __global__ void atomics_kernel(float* fsum, int* isum, int* imax, unsigned long 
   atomicAdd(fsum, 1.0f);
   atomicAdd(isum, g);
   atomicMax(imax, g);
-  unsigned long long old = *cas_count, seen;
+  unsigned long long old = 0, seen;  // a first guess: the CAS answers with the real value
   do {
     seen = old;
     old = atomicCAS(cas_count, seen, seen + 1);
