@@ -248,6 +248,18 @@ cudnnStatus_t check_call(cudnnHandle_t h, Direction d, const Problem& p, Algo al
   return CUDNN_STATUS_SUCCESS;
 }
 
+template <class T>
+cudnnStatus_t create(T** d) {
+  if (!d) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null descriptor pointer");
+  *d = new T;
+  return CUDNN_STATUS_SUCCESS;
+}
+template <class T>
+cudnnStatus_t destroy(T* d) {
+  delete d;
+  return CUDNN_STATUS_SUCCESS;
+}
+
 }  // namespace
 
 size_t cudnnGetVersion() { return CUDNN_VERSION; }
@@ -272,15 +284,8 @@ void cudnnGetLastErrorString(char* message, size_t max_size) {
   t_last_message.clear();
 }
 
-cudnnStatus_t cudnnCreate(cudnnHandle_t* h) {
-  if (!h) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null handle pointer");
-  *h = new cudnnContext;
-  return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroy(cudnnHandle_t h) {
-  delete h;
-  return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreate(cudnnHandle_t* h) { return create(h); }
+cudnnStatus_t cudnnDestroy(cudnnHandle_t h) { return destroy(h); }
 cudnnStatus_t cudnnSetStream(cudnnHandle_t h, cudaStream_t s) {
   std::lock_guard lock(api_mutex());
   if (!h) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null handle");
@@ -294,15 +299,8 @@ cudnnStatus_t cudnnGetStream(cudnnHandle_t h, cudaStream_t* s) {
   return CUDNN_STATUS_SUCCESS;
 }
 
-cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t* d) {
-  if (!d) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null descriptor pointer");
-  *d = new cudnnTensorStruct;
-  return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) {
-  delete d;
-  return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t* d) { return create(d); }
+cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) { return destroy(d); }
 cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t format, cudnnDataType_t type,
                                          int n, int c, int h, int w) {
   if (!d) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null descriptor");
@@ -311,15 +309,8 @@ cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorF
   *d = cudnnTensorStruct{true, format, type, n, c, h, w};
   return CUDNN_STATUS_SUCCESS;
 }
-cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t* d) {
-  if (!d) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null descriptor pointer");
-  *d = new cudnnFilterStruct;
-  return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d) {
-  delete d;
-  return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t* d) { return create(d); }
+cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d) { return destroy(d); }
 cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t type, cudnnTensorFormat_t format,
                                          int k, int c, int h, int w) {
   if (!d) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null descriptor");
@@ -328,15 +319,8 @@ cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataTyp
   *d = cudnnFilterStruct{true, type, format, k, c, h, w};
   return CUDNN_STATUS_SUCCESS;
 }
-cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t* d) {
-  if (!d) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null descriptor pointer");
-  *d = new cudnnConvolutionStruct;
-  return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d) {
-  delete d;
-  return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t* d) { return create(d); }
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d) { return destroy(d); }
 cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int pad_h, int pad_w, int stride_h,
                                               int stride_w, int dil_h, int dil_w, cudnnConvolutionMode_t mode,
                                               cudnnDataType_t compute) {

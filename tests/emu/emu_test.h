@@ -39,6 +39,16 @@ inline Death run_hidden_case(const std::string& name, const std::string& env = "
   return d;
 }
 
+// Runs the hidden case and checks that it aborted with every one of `expected` in its output.
+#define SD_CHECK_DEATH(case_name, ...)                                              \
+  do {                                                                              \
+    const ::sd::emu_test::Death sd_death_ = ::sd::emu_test::run_hidden_case(case_name); \
+    INFO(case_name << ":\n" << sd_death_.output);                                  \
+    CHECK(sd_death_.aborted);                                                       \
+    for (const char* sd_expected_ : {__VA_ARGS__})                                  \
+      CHECK_THAT(sd_death_.output, Catch::Contains(sd_expected_));                  \
+  } while (0)
+
 template <class T>
 T* device_alloc(size_t count) {
   void* p = nullptr;

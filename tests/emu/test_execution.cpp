@@ -200,19 +200,7 @@ TEST_CASE("emulator death: shuffle with exited lanes", "[.death]") {
 }
 
 TEST_CASE("emulator: divergent barriers and shuffles are reported, not deadlocked", "[emu][exec][death]") {
-  const Death a = run_hidden_case("emulator death: divergent barrier");
-  INFO(a.output);
-  CHECK(a.aborted);
-  CHECK_THAT(a.output, Catch::Contains("divergent_kernel"));
-  CHECK_THAT(a.output, Catch::Contains("divergent barrier"));
-  const Death b = run_hidden_case("emulator death: two different barriers");
-  INFO(b.output);
-  CHECK(b.aborted);
-  CHECK_THAT(b.output, Catch::Contains("two_barriers_kernel"));
-  CHECK_THAT(b.output, Catch::Contains("wait at __syncthreads (" ));
-  const Death c = run_hidden_case("emulator death: shuffle with exited lanes");
-  INFO(c.output);
-  CHECK(c.aborted);
-  CHECK_THAT(c.output, Catch::Contains("__shfl_down_sync"));
-  CHECK_THAT(c.output, Catch::Contains("have exited"));
+  SD_CHECK_DEATH("emulator death: divergent barrier", "divergent_kernel", "divergent barrier");
+  SD_CHECK_DEATH("emulator death: two different barriers", "two_barriers_kernel", "wait at __syncthreads (");
+  SD_CHECK_DEATH("emulator death: shuffle with exited lanes", "__shfl_down_sync", "have exited");
 }

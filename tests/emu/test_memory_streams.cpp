@@ -169,24 +169,12 @@ TEST_CASE("emulator death: host reads device memory", "[.death]") {
 
 TEST_CASE("emulator: out-of-bounds writes, host pointers in kernels and host reads of device memory are reported",
           "[emu][memory][death]") {
-  const Death canary = run_hidden_case("emulator death: kernel writes past the end into the canary");
-  INFO(canary.output);
-  CHECK(canary.aborted);
-  CHECK_THAT(canary.output, Catch::Contains("overrun_kernel wrote outside device memory"));
-  CHECK_THAT(canary.output, Catch::Contains("past its end"));
-  const Death guard = run_hidden_case("emulator death: kernel writes past the end into the guard page");
-  INFO(guard.output);
-  CHECK(guard.aborted);
-  CHECK_THAT(guard.output, Catch::Contains("kernel overrun_kernel, block"));
-  CHECK_THAT(guard.output, Catch::Contains("PAST THE END of device allocation"));
-  const Death host_ptr = run_hidden_case("emulator death: host pointer passed to a kernel");
-  INFO(host_ptr.output);
-  CHECK(host_ptr.aborted);
-  CHECK_THAT(host_ptr.output, Catch::Contains("host pointer"));
-  CHECK_THAT(host_ptr.output, Catch::Contains("passed to kernel fill_kernel as argument 0"));
-  const Death host_read = run_hidden_case("emulator death: host reads device memory");
-  INFO(host_read.output);
-  CHECK(host_read.aborted);
-  CHECK_THAT(host_read.output, Catch::Contains("HOST code read or wrote device memory"));
-  CHECK_THAT(host_read.output, Catch::Contains("byte 12 of device allocation"));
+  SD_CHECK_DEATH("emulator death: kernel writes past the end into the canary", "overrun_kernel wrote outside device memory",
+                 "past its end");
+  SD_CHECK_DEATH("emulator death: kernel writes past the end into the guard page", "kernel overrun_kernel, block",
+                 "PAST THE END of device allocation");
+  SD_CHECK_DEATH("emulator death: host pointer passed to a kernel", "host pointer",
+                 "passed to kernel fill_kernel as argument 0");
+  SD_CHECK_DEATH("emulator death: host reads device memory", "HOST code read or wrote device memory",
+                 "byte 12 of device allocation");
 }
