@@ -72,7 +72,7 @@ uint64_t run_steps(const emu::Settings& s) {
 
 }  // namespace
 
-TEST_CASE("emulated ResNet-20 steps give the same state whatever the schedule", "[emu][schedule]") {
+TEST_CASE("emulator: ResNet-20 steps give the same state whatever the schedule", "[emu][schedule]") {
   emu::Settings base = emu::settings();
   base.schedule = emu::Schedule::kDeferred;
   base.block_order = emu::BlockOrder::kForward;
@@ -100,7 +100,7 @@ TEST_CASE("emulated ResNet-20 steps give the same state whatever the schedule", 
   }
 }
 
-TEST_CASE("emulated device runs exactly the operations the engine counts, and no copy, per step", "[emu][launches]") {
+TEST_CASE("emulator: the device runs exactly the operations the engine counts, and no copy, per step", "[emu][launches]") {
   const ImageSet train = synthetic_images(64, 6);
   CudaResNet gpu(resnet20(), 32);
   gpu.set_normalization(compute_normalization(train));
