@@ -81,14 +81,25 @@ class BlockRunner {
  public:
   BlockRunner() {
     tsan_scheduler_ = san::tsan_current();
-    // A signal stack, so that a fault on a fiber stack can still be reported.
-    alt_stack_.resize(size_t(64) << 10);
-    stack_t ss{};
-    ss.ss_sp = alt_stack_.data();
-    ss.ss_size = alt_stack_.size();
-    sigaltstack(&ss, nullptr);
+    // A signal stack, so that a fault on a fiber stack can still be reported (unless the thread
+    // has one already: the sanitizers install their own).
+    stack_t current{};
+    if (sigaltstack(nullptr, &current) == 0 && (current.ss_flags & SS_DISABLE)) {
+      alt_stack_.resize(size_t(64) << 10);
+      stack_t ss{};
+      ss.ss_sp = alt_stack_.data();
+      ss.ss_size = alt_stack_.size();
+      sigaltstack(&ss, nullptr);
+    }
   }
-  ~BlockRunner() { san::acquire(&end_token_); }
+  ~BlockRunner() {
+    san::acquire(&end_token_);
+    if (!alt_stack_.empty()) {
+      stack_t off{};
+      off.ss_flags = SS_DISABLE;
+      sigaltstack(&off, nullptr);
+    }
+  }
 
   void run(const GridJob& job, uint32_t linear_block) {
     san::ignore_begin();
