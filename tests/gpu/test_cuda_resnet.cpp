@@ -1,6 +1,6 @@
 // The whole CUDA model against the CPU model (models/cpu/cpu_resnet.h), both fp32, on the same batches:
 // training steps of ResNet-20 and ResNet-110 with fixed gate patterns (closed blocks, a closed
-// downsampling block among them), launch accounting, evaluation, state, reproducibility.
+// downsampling block among them), launch accounting, evaluation, reproducibility.
 //
 // BOUNDS, and why they are what they are. Forward quantities (logits, per-image losses, BN running
 // statistics, the loss total) differ only by rounding: fp32 vs fp64 runs of the CPU reference
@@ -358,38 +358,6 @@ TEST_CASE("gpu evaluation equals the CPU model's", "[gpu][model][eval]") {
   CHECK(std::llabs(rg.errors - rc.errors) <= differing);
 }
 
-TEST_CASE("gpu state round trip and load_state validation", "[gpu][model][state]") {
-  SD_REQUIRE_CUDA_DEVICE();
-  CudaResNet gpu(options_for(8), 16);
-  std::vector<NamedTensor> s = gpu.state();
-  for (NamedTensor& t : s)
-    for (size_t i = 0; i < t.data.size(); ++i) t.data[i] = float(i % 97) * 0.01f - 0.3f + float(t.name.size());
-  gpu.load_state(s);
-  CHECK(states_bit_equal(gpu.state(), s));
-  // Without momentum buffers: they become zero.
-  std::vector<NamedTensor> no_momentum;
-  for (const NamedTensor& t : s)
-    if (t.name.rfind("optimizer.", 0) != 0) no_momentum.push_back(t);
-  gpu.load_state(no_momentum);
-  for (const NamedTensor& t : gpu.state())
-    if (t.name.rfind("optimizer.", 0) == 0) {
-      INFO(t.name);
-      CHECK(std::all_of(t.data.begin(), t.data.end(), [](float v) { return v == 0.0f; }));
-    }
-  const std::vector<NamedTensor> loaded = gpu.state();
-  std::vector<NamedTensor> bad = s;
-  bad.push_back({"no.such.tensor", {1}, {0.0f}});
-  CHECK_THROWS_AS(gpu.load_state(bad), std::invalid_argument);
-  bad = s;
-  bad[0].shape = {1};
-  bad[0].data = {0.0f};
-  CHECK_THROWS_AS(gpu.load_state(bad), std::invalid_argument);
-  bad = s;
-  bad.erase(bad.begin() + 1);
-  CHECK_THROWS_AS(gpu.load_state(bad), std::invalid_argument);
-  CHECK(states_bit_equal(gpu.state(), loaded));  // the refused loads changed nothing
-}
-
 TEST_CASE("gpu training steps are bit-reproducible with deterministic convolutions", "[gpu][model]") {
   SD_REQUIRE_CUDA_DEVICE();
   const Data data = make_data(128, 0);
@@ -438,23 +406,9 @@ TEST_CASE("gpu ResNet-8 steps and evaluation, small enough for compute-sanitizer
   CHECK(std::fabs(rg.loss_sum - rc.loss_sum) <= kResNet20.forward * std::fabs(rc.loss_sum));
 }
 
-TEST_CASE("gpu backend factory and argument checks", "[gpu][model]") {
+// The backend contract (state, load_state, argument checks) runs in test_backend_contract.cpp.
+TEST_CASE("gpu backend factory refuses a maximum batch below 1", "[gpu][model]") {
   SD_REQUIRE_CUDA_DEVICE();
-  std::unique_ptr<Backend> b = make_cuda_backend(options_for(8), 16);
-  CHECK_THAT(b->device_name(), Catch::StartsWith("cuda:0"));
-  CHECK(b->spec().config.depth == 8);
-  const std::vector<int32_t> idx(4, 0);
-  const std::vector<uint8_t> gates(3, 1);
-  CHECK_THROWS_AS(b->train_step(make_step(idx, gates, 0, 0, 0.1f)), std::logic_error);  // no normalisation yet
-  const Data data = make_data(20, 0);
-  b->set_normalization(data.norm);
-  b->set_images(ImageSetRole::kTrain, data.train);
-  CHECK_THROWS_AS(b->train_step(make_step(std::vector<int32_t>(17, 0), gates, 0, 0, 0.1f)), std::invalid_argument);
-  CHECK_THROWS_AS(b->train_step(make_step(idx, std::vector<uint8_t>(4, 1), 0, 0, 0.1f)), std::invalid_argument);
-  CHECK_THROWS(b->train_step(make_step(std::vector<int32_t>{0, 20}, gates, 0, 0, 0.1f)));  // index outside the set
-  CHECK_NOTHROW(b->train_step(make_step(idx, gates, 0, 0, 0.1f)));
-  CHECK(b->take_train_totals().count == 4);
-  CHECK(b->evaluate(ImageSetRole::kValidation).predictions.empty());  // no validation set: nothing to do
   CHECK_THROWS_AS(make_cuda_backend(options_for(8), 0), std::invalid_argument);
 }
 
