@@ -8,13 +8,11 @@
 
 #include "engine/data/augment.h"
 #include "kernels/cpu/batch_norm.h"
+#include "kernels/cpu/classifier.h"
 #include "kernels/cpu/conv3x3.h"
 #include "kernels/cpu/global_avg_pool.h"
-#include "kernels/cpu/linear.h"
 #include "kernels/cpu/relu.h"
-#include "kernels/cpu/residual.h"
-#include "kernels/cpu/shortcut.h"
-#include "kernels/cpu/softmax_xent.h"
+#include "kernels/cpu/residual_join.h"
 
 namespace sd {
 namespace {

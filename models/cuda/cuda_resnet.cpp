@@ -8,6 +8,7 @@
 #include <fmt/ranges.h>
 
 #include "engine/cuda/check.h"
+#include "engine/cuda/nvtx.h"
 #include "kernels/cuda/augment_gather.h"
 #include "kernels/cuda/global_avg_pool.h"
 #include "kernels/cuda/residual_join.h"
@@ -31,6 +32,7 @@ CudaResNet::CudaResNet(const BackendOptions& options, int max_batch)
     : options_(options), spec_(make_resnet_spec(options.model)), max_batch_(max_batch) {
   if (max_batch < 1) throw std::invalid_argument(fmt::format("CudaResNet: max_batch {} must be at least 1", max_batch));
   ctx_ = std::make_unique<cuda::Context>();
+  for (const BlockSpec& b : spec_.blocks) block_names_.push_back(b.prefix.substr(0, b.prefix.size() - 1));
   planner_ = std::make_unique<cuda::ConvPlanner>(*ctx_, max_batch_);
 
   // Measure every convolution shape first: the workspace they need is part of the arena.
@@ -120,7 +122,7 @@ void CudaResNet::build_layers() {
   auto grad = [&](int tensor) { return buf_.grads + spec_.tensors[size_t(tensor)].offset; };
   auto running = [&](int tensor) { return buf_.running + spec_.tensors[size_t(tensor)].offset; };
   auto conv = [&](const ConvSpec& c) {
-    return cuda::Conv2d(&planner_->plan(plan_shape(c)), param(c.weight), grad(c.weight));
+    return cuda::Conv3x3(&planner_->plan(plan_shape(c)), param(c.weight), grad(c.weight));
   };
   auto bn = [&](const BnSpec& b, float* save_mean, float* save_inv_std, bool relu) {
     cuda::BatchNorm l;
@@ -248,6 +250,7 @@ std::optional<DeviceUsage> CudaResNet::device_usage() const {
 // ---- training ---------------------------------------------------------------------------------
 
 void CudaResNet::forward(int n, const uint8_t* gates, bool training) {
+  const cuda::NvtxRange range("forward");
   cuda::Context& ctx = *ctx_;
   const int L = spec_.num_blocks();
   in_views_.assign(size_t(L), {});
@@ -267,6 +270,7 @@ void CudaResNet::forward(int n, const uint8_t* gates, bool training) {
     const BlockBuffers& bb = buf_.blocks[size_t(l)];
     const Block& layer = blocks_[size_t(l)];
     const cuda::DeviceTensor out = act(bb.out, n, b.out_channels, b.out_side);
+    const cuda::NvtxRange block_range(block_names_[size_t(l)].c_str());
     in_views_[size_t(l)] = cur;
     if (training && !gates[l]) {
       // Closed: the identity on the shortcut. Stride 1: nothing at all, the output is the input.
@@ -305,6 +309,7 @@ void CudaResNet::forward(int n, const uint8_t* gates, bool training) {
 }
 
 void CudaResNet::backward(int n, const uint8_t* gates) {
+  const cuda::NvtxRange range("backward");
   cuda::Context& ctx = *ctx_;
   const int L = spec_.num_blocks();
   const HeadSpec& head = spec_.head;
@@ -321,6 +326,7 @@ void CudaResNet::backward(int n, const uint8_t* gates) {
     const cuda::DeviceTensor g_in =
         b.downsamples() ? act(buf_.stage_grad[s - 1], n, b.in_channels, b.in_side) : g;
     const cuda::DeviceTensor out = act(bb.out, n, b.out_channels, b.out_side);
+    const cuda::NvtxRange block_range(block_names_[size_t(l)].c_str());
     if (!gates[l]) {
       // Closed: stride 1 passes the gradient through untouched (no launch); the downsampling block
       // sends it back through the shortcut, unmasked, as the reference's shortcut_backward does.
@@ -352,26 +358,37 @@ void CudaResNet::backward(int n, const uint8_t* gates) {
 }
 
 void CudaResNet::do_train_step(const StepInput& in) {
+  const cuda::NvtxRange range("train_step");
   const int n = int(in.indices.size());
   const DeviceSet& train = set(ImageSetRole::kTrain);
   cuda::Context& ctx = *ctx_;
 
-  // Closed blocks write no gradient: start from zero so they get exactly zero, as in the reference.
-  ctx.memset_zero(buf_.grads, size_t(spec_.num_params) * sizeof(float));
-  const cuda::GatherSource src{train.pixels.as<uint8_t>(), train.labels.as<uint8_t>(), train.size, buf_.mean_image,
-                               stddev_};
-  cuda::gather_batch(ctx, src, in.indices, cuda::AugmentDraw{true, options_.seed, in.epoch}, buf_.images, buf_.labels);
+  {
+    const cuda::NvtxRange gather("gather");
+    // Closed blocks write no gradient: start from zero so they get exactly zero, as in the reference.
+    ctx.memset_zero(buf_.grads, size_t(spec_.num_params) * sizeof(float));
+    const cuda::GatherSource src{train.pixels.as<uint8_t>(), train.labels.as<uint8_t>(), train.size,
+                                 buf_.mean_image, stddev_};
+    cuda::gather_batch(ctx, src, in.indices, cuda::AugmentDraw{true, options_.seed, in.epoch}, buf_.images,
+                       buf_.labels);
+  }
   forward(n, in.gates.data(), true);
-  cuda::ClassifierOutputs o;
-  o.logits = buf_.logits;
-  o.loss = buf_.losses;
-  o.dlogits = buf_.dlogits;
-  o.dbias = fc_.db;
-  o.totals = buf_.train_totals;
-  fc_.forward(ctx, n, buf_.pooled, buf_.labels, o);
+  {
+    const cuda::NvtxRange loss("loss");
+    cuda::ClassifierOutputs o;
+    o.logits = buf_.logits;
+    o.loss = buf_.losses;
+    o.dlogits = buf_.dlogits;
+    o.dbias = fc_.db;
+    o.totals = buf_.train_totals;
+    fc_.forward(ctx, n, buf_.pooled, buf_.labels, o);
+  }
   backward(n, in.gates.data());
-  const cuda::SgdHyper h{in.learning_rate, options_.sgd.momentum, options_.sgd.weight_decay, options_.sgd.nesterov};
-  cuda::sgd_step(ctx, (long long)spec_.num_params, buf_.params, buf_.grads, buf_.momentum, h);
+  {
+    const cuda::NvtxRange sgd("sgd");
+    const cuda::SgdHyper h{in.learning_rate, options_.sgd.momentum, options_.sgd.weight_decay, options_.sgd.nesterov};
+    cuda::sgd_step(ctx, (long long)spec_.num_params, buf_.params, buf_.grads, buf_.momentum, h);
+  }
   last_n_ = n;
 }
 
@@ -382,6 +399,7 @@ TrainTotals CudaResNet::take_train_totals() {
 }
 
 EvalResult CudaResNet::do_evaluate(ImageSetRole role) {
+  const cuda::NvtxRange range("evaluate");
   const DeviceSet& ds = set(role);
   EvalResult r;
   cuda::Context& ctx = *ctx_;

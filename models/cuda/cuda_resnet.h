@@ -30,6 +30,10 @@
 //   + 2 per closed downsampling block; 0 per closed stride-1 block.
 // Evaluation, per batch: 6 fixed (gather, stem conv+BN, pool, GEMM, softmax) + 5 per block, plus
 // one memset per evaluate() call.
+//
+// Profiling: NVTX ranges (engine/cuda/nvtx.h) per step ("train_step", "evaluate"), per phase
+// ("gather", "forward", "loss", "backward", "sgd") and per block ("stages.1.0"), so that an
+// Nsight Systems timeline reads like this file.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -42,7 +46,7 @@
 #include "engine/cuda/tensor.h"
 #include "kernels/cuda/batch_norm.h"
 #include "kernels/cuda/classifier.h"
-#include "kernels/cuda/conv2d.h"
+#include "kernels/cuda/conv3x3.h"
 #include "models/spec/resnet_spec.h"
 
 namespace sd {
@@ -116,7 +120,7 @@ class CudaResNet final : public Backend {
     void *conv_workspace = nullptr, *cublas_workspace = nullptr;
   };
   struct Block {  // the layer objects of one residual block
-    cuda::Conv2d conv1, conv2;
+    cuda::Conv3x3 conv1, conv2;
     cuda::BatchNorm bn1, bn2;
   };
   struct DeviceSet {
@@ -149,13 +153,14 @@ class CudaResNet final : public Backend {
   size_t cublas_workspace_bytes_ = size_t(32) << 20;
   Buffers buf_;
 
-  cuda::Conv2d stem_conv_;
+  cuda::Conv3x3 stem_conv_;
   cuda::BatchNorm stem_bn_;
   std::vector<Block> blocks_;
   cuda::Classifier fc_;
 
   float stddev_ = 1.0f;
   DeviceSet sets_[3];
+  std::vector<std::string> block_names_;  // "stages.1.0": each block's profiler range
   // Per step: the input and output views of every block (closed stride-1 blocks alias).
   std::vector<cuda::DeviceTensor> in_views_, out_views_;
   int last_n_ = 0;

@@ -63,7 +63,8 @@ inline void prepare(Backend& b) {
   b.set_images(ImageSetRole::kTest, random_images(12, 2));
 }
 
-inline StepInput step_input(std::span<const int32_t> indices, std::span<const uint8_t> gates, uint32_t epoch = 0,
+// The input refers to `indices` and `gates`: they must outlive the step.
+inline StepInput step_input(const std::vector<int32_t>& indices, const std::vector<uint8_t>& gates, uint32_t epoch = 0,
                             uint64_t step = 0, float lr = 0.1f) {
   StepInput in;
   in.indices = indices;
