@@ -106,14 +106,14 @@ class Backend {
  protected:
   virtual void do_set_normalization(const Normalization& norm) = 0;
   virtual void do_set_images(ImageSetRole role, const ImageSet& images) = 0;
-  virtual void do_train_step(const StepInput& in) = 0;  // normalisation and training images are set
-  virtual EvalResult do_evaluate(ImageSetRole role) = 0;  // normalisation set, the set not empty
-  virtual FlatState flat_state() const = 0;               // models/spec/flat_state.h
-  virtual void load_flat_state(const FlatState& state) = 0;  // sizes are the spec's
-
-  size_t set_size(ImageSetRole role) const { return set_sizes_[int(role)]; }
+  virtual void do_train_step(const StepInput& in) = 0;     // every check of train_step passed
+  virtual EvalResult do_evaluate(ImageSetRole role) = 0;     // normalisation set, the set not empty
+  virtual FlatState flat_state() const = 0;                  // models/spec/flat_state.h
+  virtual void load_flat_state(const FlatState& state) = 0;  // checked: names, shapes, sizes
 
  private:
+  size_t set_size(ImageSetRole role) const { return set_sizes_[int(role)]; }
+
   bool have_normalization_ = false;
   size_t set_sizes_[3] = {0, 0, 0};
 };

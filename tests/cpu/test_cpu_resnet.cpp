@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "kernels/cpu/batch_norm.h"
+#include "kernels/cpu/classifier.h"
 #include "kernels/cpu/conv3x3.h"
 #include "kernels/cpu/global_avg_pool.h"
-#include "kernels/cpu/classifier.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/relu.h"
 #include "kernels/cpu/residual_join.h"
