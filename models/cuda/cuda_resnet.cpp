@@ -43,10 +43,10 @@ int64_t LaunchFormula::train_step(const ResNetSpec& spec, const std::vector<uint
   return n;
 }
 
-CudaResNet::CudaResNet(const BackendOptions& options, int max_batch)
+CudaResNet::CudaResNet(const BackendOptions& options, int max_batch, int device)
     : options_(options), spec_(make_resnet_spec(options.model)), max_batch_(max_batch) {
   if (max_batch < 1) throw std::invalid_argument(fmt::format("CudaResNet: max_batch {} must be at least 1", max_batch));
-  ctx_ = std::make_unique<cuda::Context>();
+  ctx_ = std::make_unique<cuda::Context>(device);
   planner_ = std::make_unique<cuda::ConvPlanner>(*ctx_, max_batch_);
 
   // Where every tensor lives: trainable ones in the flat parameter buffer (and, at the same
@@ -483,8 +483,8 @@ EvalResult CudaResNet::evaluate(ImageSetRole role) {
   return r;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options, int max_batch) {
-  return std::make_unique<CudaResNet>(options, max_batch);
+std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options, int max_batch, int device) {
+  return std::make_unique<CudaResNet>(options, max_batch, device);
 }
 
 }  // namespace sd

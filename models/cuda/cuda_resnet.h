@@ -60,7 +60,8 @@ struct LaunchFormula {
 
 class CudaResNet final : public Backend {
  public:
-  CudaResNet(const BackendOptions& options, int max_batch);
+  // On GPU `device` (the process's current device from then on: one model per process).
+  CudaResNet(const BackendOptions& options, int max_batch, int device = 0);
   ~CudaResNet() override;
 
   std::string device_name() const override;
