@@ -1,6 +1,7 @@
 #include "models/cpu/cpu_resnet.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -24,6 +25,12 @@ constexpr int kFeatures = 64;  // channels of the last stage, the classifier's i
 constexpr int kFinalSide = 8;
 static_assert(kImageBytes == 3 * 32 * 32);
 
+// Mean of |x| summed in double in index order: deterministic, and exact enough for a statistic.
+double mean_abs(const std::vector<float>& x) {
+  double sum = 0;
+  for (float v : x) sum += std::fabs(double(v));
+  return x.empty() ? 0.0 : sum / double(x.size());
+}
 
 }  // namespace
 
@@ -308,7 +315,7 @@ constexpr int kEvalChunk = 256;
 }  // namespace
 
 CpuResNet::CpuResNet(const BackendOptions& options)
-    : options_(options), net_(make_resnet_spec(options.model), options.seed) {}
+    : options_(options), net_(make_resnet_spec(options.model), options.seed), conv1_weight_(net_.index_of("conv1.weight")) {}
 
 void CpuResNet::set_normalization(const Normalization& norm) {
   if (norm.mean.size() != size_t(kImageBytes) || !(norm.std > 0))
@@ -346,6 +353,8 @@ void CpuResNet::train_step(const StepInput& in) {
     totals_.errors += net_.predictions()[size_t(i)] != labels_[size_t(i)];
   }
   totals_.count += n;
+  totals_.steps += 1;
+  totals_.conv1_grad_abs_mean_sum += mean_abs(net_.grad(conv1_weight_));
   net_.sgd_step({in.learning_rate, options_.sgd.momentum, options_.sgd.weight_decay, options_.sgd.nesterov});
 }
 

@@ -143,6 +143,7 @@ class CpuResNet : public Backend {
 
   BackendOptions options_;
   ResNetRef<float> net_;
+  int conv1_weight_;  // the first convolution's weights: their gradient magnitude is reported per step
   Normalization norm_;
   bool have_norm_ = false;
   ImageSet sets_[3];

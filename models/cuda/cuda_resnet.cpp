@@ -10,6 +10,7 @@
 #include "engine/cuda/check.h"
 #include "kernels/cuda/augment_gather.h"
 #include "kernels/cuda/global_avg_pool.h"
+#include "kernels/cuda/mean_abs.h"
 #include "kernels/cuda/residual_join.h"
 #include "kernels/cuda/sgd.h"
 #include "models/cuda/cuda_backend.h"
@@ -77,6 +78,7 @@ CudaResNet::CudaResNet(const BackendOptions& options, int max_batch, int device)
   upload_state(initial_state(spec_, options_.seed), false);
   ctx_->memset_zero(buf_.train_totals, sizeof(cuda::DeviceTotals));
   ctx_->memset_zero(buf_.eval_totals, sizeof(cuda::DeviceTotals));
+  ctx_->memset_zero(buf_.conv1_grad_sum, sizeof(double));
   ctx_->synchronize();
 }
 
@@ -128,6 +130,7 @@ CudaResNet::Buffers CudaResNet::lay_out(Alloc& a) const {
   b.losses = a.template take<float>(B);
   b.train_totals = a.template take<cuda::DeviceTotals>(1);
   b.eval_totals = a.template take<cuda::DeviceTotals>(1);
+  b.conv1_grad_sum = a.template take<double>(1);
   b.conv_workspace = a.template take<char>(planner_->workspace_needed());
   b.cublas_workspace = a.template take<char>(cublas_workspace_bytes_);
   return b;
@@ -159,6 +162,8 @@ void CudaResNet::build_layers() {
   };
 
   stem_conv_ = cuda::Conv2d(&planner_->plan({3, kStemChannels, 32, 1, false}), param("conv1.weight"), grad("conv1.weight"));
+  conv1_grad_ = grad("conv1.weight");
+  conv1_count_ = numel_of(spec_.tensors[at("conv1.weight")].shape);
   stem_bn_ = bn("bn1.", buf_.stem_save_mean, buf_.stem_save_inv_std, true);
   blocks_.clear();
   for (size_t l = 0; l < spec_.blocks.size(); ++l) {
@@ -416,6 +421,8 @@ void CudaResNet::backward(int n, const uint8_t* gates) {
   const cuda::DeviceTensor s1 = act(buf_.scratch1, n, kStemChannels, 32);
   stem_bn_.backward(ctx, a0, r0, g0, s1);
   stem_conv_.backward_filter(ctx, x0, s1);
+  // The paper's Fig. 5 statistic, summed on the device: the host never waits for it inside an epoch.
+  cuda::accumulate_mean_abs(ctx, conv1_grad_, conv1_count_, buf_.conv1_grad_sum);
 }
 
 void CudaResNet::train_step(const StepInput& in) {
@@ -446,12 +453,17 @@ void CudaResNet::train_step(const StepInput& in) {
   const cuda::SgdHyper h{in.learning_rate, options_.sgd.momentum, options_.sgd.weight_decay, options_.sgd.nesterov};
   cuda::sgd_step(ctx, (long long)num_params_, buf_.params, buf_.grads, buf_.momentum, h);
   last_n_ = n;
+  ++steps_since_take_;
 }
 
 TrainTotals CudaResNet::take_train_totals() {
   const std::vector<cuda::DeviceTotals> t = download(buf_.train_totals, 1);
+  const std::vector<double> grad_sum = download(buf_.conv1_grad_sum, 1);
   ctx_->memset_zero(buf_.train_totals, sizeof(cuda::DeviceTotals));
-  return TrainTotals{t[0].loss_sum, t[0].errors, t[0].count};
+  ctx_->memset_zero(buf_.conv1_grad_sum, sizeof(double));
+  const TrainTotals totals{t[0].loss_sum, t[0].errors, t[0].count, steps_since_take_, grad_sum[0]};
+  steps_since_take_ = 0;
+  return totals;
 }
 
 EvalResult CudaResNet::evaluate(ImageSetRole role) {

@@ -79,8 +79,10 @@ TEST_CASE("sd_train writes the run directory: metrics, summary, checkpoints", "[
   CHECK(metrics[0]["epoch"] == 1);
   CHECK(metrics[0]["lr"] == 0.1);
   CHECK(metrics[1]["lr"].get<double>() == Approx(0.01));
-  for (const char* key : {"train_loss", "train_error", "validation_error", "validation_loss", "mean_active_blocks"})
+  for (const char* key :
+       {"train_loss", "train_error", "validation_error", "validation_loss", "mean_active_blocks", "conv1_grad_abs_mean"})
     CHECK(metrics[0][key].is_number());
+  CHECK(metrics[0]["conv1_grad_abs_mean"].get<double>() > 0);
   CHECK(metrics[0]["new_best"] == true);
   CHECK(metrics[0]["test_error"].is_number());  // evaluated at a new best
   CHECK(metrics[1]["test_error"].is_number());  // and at the last epoch
@@ -284,14 +286,16 @@ TEST_CASE("sd_train stops on SIGINT with a checkpoint and exit 130, and the resu
   REQUIRE(resumed.exit_code == 0);
   REQUIRE(run_app("sd_train", common + " --epochs 3 --out " + q(straight)).exit_code == 0);
   check_same_tensors(straight / "last.safetensors", run / "last.safetensors");
-  // The metrics agree too, but for the interrupted epoch's mean loss, which is summed in two parts
-  // (before and after the stop) and so may round differently in the last bit.
+  // The metrics agree too, but for the interrupted epoch's means (loss, first-convolution gradient),
+  // which are summed in two parts (before and after the stop) and so may round differently in the last bit.
   auto a = metrics_without_timing(straight), b = metrics_without_timing(run);
   REQUIRE(a.size() == b.size());
   for (size_t i = 0; i < a.size(); ++i) {
-    CHECK(a[i]["train_loss"].get<double>() == Approx(b[i]["train_loss"].get<double>()).epsilon(1e-12));
-    a[i].erase("train_loss");
-    b[i].erase("train_loss");
+    for (const char* sum : {"train_loss", "conv1_grad_abs_mean"}) {
+      CHECK(a[i][sum].get<double>() == Approx(b[i][sum].get<double>()).epsilon(1e-12));
+      a[i].erase(sum);
+      b[i].erase(sum);
+    }
     CHECK(a[i] == b[i]);
   }
 }
