@@ -124,7 +124,10 @@ Outcome run_all(const fs::path& sweep_dir, std::vector<PlannedRun>& runs, const 
                 << std::flush;
       for (const auto& [device, a] : busy) ::kill(a.pid, SIGINT);
     }
-    if (busy.empty()) break;  // stopped with runs still queued
+    if (busy.empty()) {
+      if (stop.load()) break;  // stopped with runs still queued
+      continue;                // every start just failed: on to the next runs
+    }
 
     const std::optional<ChildExit> ended = poll_child();
     if (!ended) {
@@ -152,7 +155,8 @@ Outcome run_all(const fs::path& sweep_dir, std::vector<PlannedRun>& runs, const 
                          result.test_error_at_best_validation ? format_percent(*result.test_error_at_best_validation) : "n/a",
                          result.final_test_error ? format_percent(*result.final_test_error) : "n/a",
                          queue.empty() && busy.empty() ? "0s" : left ? format_duration(*left) : "?");
-    } else if (ended->exit_code == kExitInterrupted) {
+    } else if (ended->exit_code == kExitInterrupted || (stop.load() && ended->signal != 0)) {
+      // Stopped as asked (a run signalled before it could install its handlers dies of the signal).
       ++out.unfinished;
       line = fmt::format("{} stopped on {} after {} ({} epochs logged), resumable", r.point.run_name(), a.device,
                          format_duration(seconds), result.epochs_done);

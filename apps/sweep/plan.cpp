@@ -54,8 +54,8 @@ std::vector<PlannedRun> plan_sweep(const SweepOptions& options) {
   const TrainOptions fixed = parse_train_args(options.train_args);
   for (const std::string& flag : sweep_owned_options())
     if (fixed.given.count(flag))
-      throw UsageError(fmt::format("sd_train option {}: set by the sweep for every run (use sd_sweep's --seeds, "
-                                   "--death-rates, --death-modes, --depths, --devices, --out); leave it out",
+      throw UsageError(fmt::format("sd_train option {}: set by the sweep for every run (its grid, --devices and "
+                                   "--out say what each run gets); leave it out",
                                    flag));
 
   std::vector<PlannedRun> runs;
