@@ -3,9 +3,10 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
-#include <sstream>
 
 #include <fmt/format.h>
+
+#include "apps/sweep/run_state.h"
 
 namespace sd::apps {
 
@@ -13,14 +14,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) return nullptr;
-  std::stringstream s;
-  s << in.rdbuf();
-  return json::parse(s.str(), nullptr, /*allow_exceptions=*/false);
-}
 
 std::optional<double> number(const json& j, const char* key) {
   if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return std::nullopt;
@@ -76,9 +69,8 @@ RunResult read_run(const fs::path& sweep_dir, const GridPoint& point, int epochs
     r.curve.push_back(p);
   }
   r.epochs_done = int(r.curve.size());
-  const json summary = read_json(dir / "summary.json");
-  r.complete = summary.is_object() && summary.contains("epochs") && summary["epochs"].is_number_integer() &&
-               summary["epochs"].get<int>() == epochs;
+  const json summary = read_json_file(dir / "summary.json");
+  r.complete = summary_complete(summary, epochs);
   if (!r.complete) return r;
   r.test_error_at_best_validation = number(summary, "test_error_at_best_validation");
   r.best_validation_error = number(summary, "best_validation_error");

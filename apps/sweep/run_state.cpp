@@ -13,15 +13,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The file's JSON, or null when it is absent or does not parse (a run killed while writing it).
-nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) return nullptr;
-  std::stringstream s;
-  s << in.rdbuf();
-  return nlohmann::json::parse(s.str(), nullptr, /*allow_exceptions=*/false);
-}
-
 int logged_epochs(const fs::path& metrics) {
   std::ifstream in(metrics);
   int epochs = 0;
@@ -31,6 +22,19 @@ int logged_epochs(const fs::path& metrics) {
 }
 
 }  // namespace
+
+nlohmann::json read_json_file(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) return nullptr;
+  std::stringstream s;
+  s << in.rdbuf();
+  return nlohmann::json::parse(s.str(), nullptr, /*allow_exceptions=*/false);
+}
+
+bool summary_complete(const nlohmann::json& summary, int epochs) {
+  return summary.is_object() && summary.contains("epochs") && summary["epochs"].is_number_integer() &&
+         summary["epochs"].get<int>() == epochs;
+}
 
 const char* to_string(RunState state) {
   switch (state) {
@@ -45,10 +49,10 @@ RunInspection inspect_run(const fs::path& dir, const RunConfig& wanted) {
   RunInspection r;
   std::error_code ec;
   const bool has_last = fs::exists(dir / "last.safetensors", ec);
-  const nlohmann::json summary = read_json(dir / "summary.json");
+  const nlohmann::json summary = read_json_file(dir / "summary.json");
   if (!has_last && summary.is_null()) return r;  // nothing to keep: sd_train starts it afresh
 
-  const nlohmann::json config = read_json(dir / "config.json");
+  const nlohmann::json config = read_json_file(dir / "config.json");
   if (config.is_object()) {
     RunConfig found;
     try {
@@ -63,9 +67,9 @@ RunInspection inspect_run(const fs::path& dir, const RunConfig& wanted) {
           dir.string(), diffs.front().what, diffs.front().checkpoint_value, diffs.front().what, diffs.front().run_value));
   }
   r.epochs_done = logged_epochs(dir / "metrics.jsonl");
-  const bool complete = summary.is_object() && summary.contains("epochs") && summary["epochs"].is_number_integer() &&
-                        summary["epochs"].get<int>() == wanted.train.epochs;
-  r.state = complete ? RunState::kComplete : has_last ? RunState::kStarted : RunState::kNew;
+  r.state = summary_complete(summary, wanted.train.epochs) ? RunState::kComplete
+            : has_last                                      ? RunState::kStarted
+                                                            : RunState::kNew;
   return r;
 }
 

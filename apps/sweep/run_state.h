@@ -3,6 +3,8 @@
 // (last.safetensors), or a finished run (summary.json for all its epochs), which is never repeated.
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/train/checkpoint.h"
 
 namespace sd::apps {
@@ -21,5 +23,11 @@ struct RunInspection {
 RunInspection inspect_run(const std::filesystem::path& dir, const RunConfig& wanted);
 
 const char* to_string(RunState state);
+
+// A file's JSON, or null when it is absent or does not parse (a run killed while writing it).
+nlohmann::json read_json_file(const std::filesystem::path& path);
+
+// Whether a run's summary.json says it trained all `epochs` epochs.
+bool summary_complete(const nlohmann::json& summary, int epochs);
 
 }  // namespace sd::apps

@@ -2,27 +2,21 @@
 // interrupted by SIGINT in the middle, completed by the same command without repeating a finished
 // run, aggregated correctly (checked against the run directories by an independent computation);
 // bad grids refused with one line before any run; and scripts/reproduce on the same tiny settings.
-#include <spawn.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <filesystem>
 #include <map>
 #include <optional>
 #include <sstream>
-#include <thread>
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "test_apps_util.h"
-
-extern char** environ;
 
 namespace fs = std::filesystem;
 using sd::test::q;
@@ -149,13 +143,8 @@ TEST_CASE("sd_sweep runs a 2x2x2 grid, survives SIGINT, continues without repeat
   const fs::path sweep = tmp.path() / "sweep";
   const std::string args = kGrid + " --out " + q(sweep) + " " + kRunArgs;
   const std::string log = (tmp.path() / "first.log").string();
-  const std::string exec_cmd = "exec " + std::string(SD_BIN_DIR) + "/sd_sweep " + args + " > " + log + " 2>&1";
-  const char* argv[] = {"/bin/sh", "-c", exec_cmd.c_str(), nullptr};
-  pid_t pid;
-  REQUIRE(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ) == 0);
 
   // Interrupt once one run is complete and another has logged its first epoch (of 3).
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   auto mid_sweep = [&] {
     int complete = 0, going = 0;
     for (const fs::path& run : run_dirs(sweep)) {
@@ -166,16 +155,12 @@ TEST_CASE("sd_sweep runs a 2x2x2 grid, survives SIGINT, continues without repeat
     }
     return complete >= 1 && going >= 1;
   };
-  while (!mid_sweep() && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  REQUIRE(mid_sweep());
-  kill(pid, SIGINT);
-  int status = 0;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
+  const sd::test::Interrupted stop = sd::test::interrupt_when(
+      std::string(SD_BIN_DIR) + "/sd_sweep " + args + " > " + log + " 2>&1", mid_sweep, std::chrono::seconds(120));
   const std::string first = read_file(log);
   INFO(first);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 130);
+  REQUIRE(stop.was_ready);
+  CHECK(stop.exit_code == 130);
   CHECK(first.find("interrupt: asking 1 running run to save a checkpoint and stop") != std::string::npos);
   CHECK(first.find("run the same command again to continue") != std::string::npos);
   CHECK(first.find(" done on cpu in ") != std::string::npos);  // the progress line, with its ETA
@@ -291,18 +276,12 @@ TEST_CASE("scripts/reproduce runs the protocol over K seeds through sd_sweep and
   const std::string report = read_file(out / "REPRODUCTION.md");
   INFO(report);
   CHECK(report.find("# Reproduction: stochastic-depth ResNet-8 on CIFAR-10") == 0);
-  CHECK(report.find("**Not the paper's protocol**") != std::string::npos);
-  CHECK(report.find("- depth: 8 (paper: 110)") != std::string::npos);
-  CHECK(report.find("2 of 2 runs complete") != std::string::npos);
-  CHECK(report.find("| sdnet d8-lin_decay0.5 | ") != std::string::npos);
-  CHECK(report.find("(n = 2)") != std::string::npos);
-  CHECK(report.find("5.25 %") != std::string::npos);
-  CHECK(report.find("5.23 % (before July 2016)") != std::string::npos);
-  CHECK(report.find("/best.safetensors") != std::string::npos);
-  CHECK(report.find("GFLOP") != std::string::npos);
-  CHECK(report.find("- device: cpu") != std::string::npos);
-  CHECK(report.find("cuDNN ") != std::string::npos);
-  CHECK(report.find("- commit: ") != std::string::npos);
+  for (const char* part : {"**Not the paper's protocol**", "- depth: 8 (paper: 110)", "2 of 2 runs complete",
+                           "| sdnet d8-lin_decay0.5 | ", "(n = 2)", "| 5.25 % |", "5.23 % (before July 2016)",
+                           "/best.safetensors", "GFLOP", "- device: cpu", "cuDNN ", "- commit: "}) {
+    INFO(part);
+    CHECK(report.find(part) != std::string::npos);
+  }
   CHECK(log.find("REPRODUCTION.md") != std::string::npos);
   // The best run's checkpoint the report names exists.
   const size_t at = report.find("`runs/");

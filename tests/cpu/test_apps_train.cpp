@@ -260,22 +260,12 @@ TEST_CASE("sd_train stops on SIGINT with a checkpoint and exit 130, and the resu
   const std::string cmd = std::string(SD_BIN_DIR) + "/sd_train " + common + " --epochs 20 --out " + q(run) + " > " +
                           log + " 2>&1";
 
-  // exec replaces the shell, so the signal goes to sd_train itself.
-  const std::string exec_cmd = "exec " + cmd;
-  const char* argv[] = {"/bin/sh", "-c", exec_cmd.c_str(), nullptr};
-  pid_t pid;
-  REQUIRE(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ) == 0);
-  // Wait for the first epoch to be logged, then interrupt.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (read_file(run / "metrics.jsonl").empty() && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  kill(pid, SIGINT);
-  int status = 0;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
+  // Interrupt once the first epoch is logged.
+  const sd::test::Interrupted stop = sd::test::interrupt_when(
+      cmd, [&] { return !read_file(run / "metrics.jsonl").empty(); }, std::chrono::seconds(60));
   const std::string output = read_file(log);
   INFO(output);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 130);
+  CHECK(stop.exit_code == 130);
   CHECK(output.find("resume with: ") != std::string::npos);
   CHECK(output.find("--resume") != std::string::npos);
 
