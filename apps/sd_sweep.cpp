@@ -261,8 +261,6 @@ int sweep_main(int argc, char** argv) {
       throw UsageError(fmt::format("sd_train option --batch-size: {}", e.what()));
     }
   }
-  ensure_writable_directory(s.sweep.out / "runs");
-
   const SweepGrid& g = s.sweep.grid;
   std::cout << fmt::format("sd_sweep: {} runs ({} seeds x {} death rates x {} modes x {} depths) on {} -> {}: {} "
                            "complete, {} to resume, {} to start\n",
@@ -282,6 +280,7 @@ int sweep_main(int argc, char** argv) {
     return kExitOk;
   }
 
+  ensure_writable_directory(s.sweep.out / "runs");
   const auto t0 = Clock::now();
   const Outcome o = run_all(s.sweep.out, runs, devices, program);
   write_results(s, runs, devices, command);

@@ -254,6 +254,17 @@ TEST_CASE("sd_sweep refuses bad grids with one line, before any run starts", "[a
   CHECK(std::count(nodata.output.begin(), nodata.output.end(), '\n') == 1);
   CHECK_FALSE(fs::exists(out));
 
+  // A dry run checks and lists, and writes nothing. Death rate 0 runs once for both modes.
+  const RunResult dry = run_app("sd_sweep", base + "--death-rates 0,0.5 --death-modes lin_decay,uniform --dry-run" + data);
+  INFO(dry.output);
+  CHECK(dry.exit_code == 0);
+  CHECK(dry.output.find("3 runs (1 seeds x 2 death rates x 2 modes x 1 depths) on cpu") != std::string::npos);
+  CHECK(dry.output.find("/sd_train --synthetic 256 --subset 64 --batch-size 32 --epochs 1 --depth 8 --death-mode "
+                        "uniform --death-rate 0.5 --seed 1 --device cpu --out ") != std::string::npos);
+  for (const char* run : {"/runs/d8-lin_decay0-s1\n", "/runs/d8-lin_decay0.5-s1\n", "/runs/d8-uniform0.5-s1\n"})
+    CHECK(dry.output.find(run) != std::string::npos);
+  CHECK_FALSE(fs::exists(out));
+
   // A run directory holding another experiment is not continued.
   REQUIRE(run_app("sd_sweep", base + data).exit_code == 0);
   const RunResult other = run_app("sd_sweep", base + " -- --synthetic 256 --subset 64 --batch-size 32 --epochs 1 --lr 0.05");
