@@ -1,7 +1,6 @@
 #include "apps/sweep/plan.h"
 
 #include <algorithm>
-#include <set>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>

@@ -36,15 +36,6 @@ bool summary_complete(const nlohmann::json& summary, int epochs) {
          summary["epochs"].get<int>() == epochs;
 }
 
-const char* to_string(RunState state) {
-  switch (state) {
-    case RunState::kNew: return "new";
-    case RunState::kStarted: return "started";
-    case RunState::kComplete: return "complete";
-  }
-  return "?";
-}
-
 RunInspection inspect_run(const fs::path& dir, const RunConfig& wanted) {
   RunInspection r;
   std::error_code ec;

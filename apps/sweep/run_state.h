@@ -22,8 +22,6 @@ struct RunInspection {
 // would mix two experiments.
 RunInspection inspect_run(const std::filesystem::path& dir, const RunConfig& wanted);
 
-const char* to_string(RunState state);
-
 // A file's JSON, or null when it is absent or does not parse (a run killed while writing it).
 nlohmann::json read_json_file(const std::filesystem::path& path);
 
