@@ -164,17 +164,3 @@ TEST_CASE("checkpoints that are missing, truncated, foreign or incomplete are re
   sd::save_safetensors(corrupt, st.tensors, st.metadata);
   CHECK_THAT(load_error(corrupt), Catch::Contains("corrupt.safetensors: corrupt metadata"));
 }
-
-TEST_CASE("config differences name the flag and both values", "[checkpoint]") {
-  sd::RunConfig a, b;
-  CHECK(sd::config_differences(a, b).empty());
-  b.model.depth = 20;
-  b.train.lr_steps = {0.3, 0.6};
-  const auto d = sd::config_differences(a, b);
-  REQUIRE(d.size() == 2);
-  CHECK(d[0].option == "--depth");
-  CHECK(d[0].checkpoint_value == "110");
-  CHECK(d[0].run_value == "20");
-  CHECK(d[1].option == "--lr-steps");
-  CHECK(d[1].checkpoint_value == "0.5,0.75");
-}

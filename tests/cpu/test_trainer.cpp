@@ -27,16 +27,18 @@ class ScriptedBackend : public Backend {
   explicit ScriptedBackend(int depth) : spec_(make_resnet_spec(ResNetConfig{depth, DeathMode::kLinDecay, 0.5})) {}
   std::string device_name() const override { return "scripted"; }
   const ResNetSpec& spec() const override { return spec_; }
-  void set_normalization(const Normalization&) override {}
-  void set_images(ImageSetRole role, const ImageSet& images) override { sizes[int(role)] = images.size(); }
-  void train_step(const StepInput& in) override {
+  TrainTotals take_train_totals() override { return std::exchange(pending, TrainTotals{}); }
+
+ protected:
+  void do_set_normalization(const Normalization&) override {}
+  void do_set_images(ImageSetRole role, const ImageSet& images) override { sizes[int(role)] = images.size(); }
+  void do_train_step(const StepInput& in) override {
     steps.push_back({{in.indices.begin(), in.indices.end()}, in.epoch, in.step, {in.gates.begin(), in.gates.end()},
                      in.learning_rate});
     pending.loss_sum += loss_per_image * double(in.indices.size());
     pending.count += int64_t(in.indices.size());
   }
-  TrainTotals take_train_totals() override { return std::exchange(pending, TrainTotals{}); }
-  EvalResult evaluate(ImageSetRole role) override {
+  EvalResult do_evaluate(ImageSetRole role) override {
     evaluations.push_back(role);
     EvalResult r;
     r.predictions.assign(sizes[int(role)], 0);
@@ -44,9 +46,10 @@ class ScriptedBackend : public Backend {
     r.errors = int64_t(std::lround(rate * double(r.predictions.size())));
     return r;
   }
-  std::vector<NamedTensor> state() const override { return {}; }
-  void load_state(std::span<const NamedTensor>) override {}
+  FlatState flat_state() const override { return FlatState(spec_); }
+  void load_flat_state(const FlatState&) override {}
 
+ public:
   double next_validation_error() {
     const double e = validation_script.empty() ? 0.5 : validation_script.front();
     if (!validation_script.empty()) validation_script.erase(validation_script.begin());
@@ -188,8 +191,8 @@ TEST_CASE("a run stopped mid-epoch and resumed takes exactly the same steps", "[
     using ScriptedBackend::ScriptedBackend;
     std::atomic<bool>* flag = nullptr;
     int* count = nullptr;
-    void train_step(const StepInput& in) override {
-      ScriptedBackend::train_step(in);
+    void do_train_step(const StepInput& in) override {
+      ScriptedBackend::do_train_step(in);
       if (++*count == 12) flag->store(true);
     }
   };
@@ -236,8 +239,8 @@ TEST_CASE("the epoch's mean first-convolution gradient averages the steps, acros
   struct Reporting : ScriptedBackend {
     using ScriptedBackend::ScriptedBackend;
     std::atomic<bool>* flag = nullptr;
-    void train_step(const StepInput& in) override {
-      ScriptedBackend::train_step(in);
+    void do_train_step(const StepInput& in) override {
+      ScriptedBackend::do_train_step(in);
       pending.steps += 1;
       pending.conv1_grad_abs_mean_sum += double(in.step + 1);
       if (flag && in.step == 11) flag->store(true);  // epoch 2, step 4 of 8

@@ -5,9 +5,11 @@
 #   tests/gpu/device_check.sh sanitize   compute-sanitizer memcheck on the [sanitize] tests, racecheck
 #                                        on the kernels with shared memory ([bn], [classifier]),
 #                                        initcheck on the ResNet-8 model test (~3-8 min)
+#   tests/gpu/device_check.sh bench      every kernel variant timed at the network's shapes
+#                                        (build/bin/sd_kernel_bench: µs, GB/s, share of 4.8 TB/s; ~10 s)
 #   tests/gpu/device_check.sh apps       sd_train --device cuda:0 (and the one-line error for a GPU
 #                                        number not present), a tiny sd_sweep with its report (~1 min)
-#   tests/gpu/device_check.sh all        all three
+#   tests/gpu/device_check.sh all        all of them
 # Logs go to $OUT (the device tool brings them back) or /tmp/sd-gpu-out; the summary prints last.
 set -u
 # From the repository root wherever the checkout lies (the device's path differs from this
@@ -36,6 +38,12 @@ if [ "$mode" = tests ] || [ "$mode" = all ]; then
   grep -E "^(cuDNN algorithms|  conv|CudaResNet|ResNet-|launches|stage|gradients|parameter updates|momentum)" \
     "$out/tests.txt" | head -60 >>"$summary"
   grep -B3 -A12 "FAILED" "$out/tests.txt" | head -150 >"$out/failures.txt"
+fi
+
+if [ "$mode" = bench ] || [ "$mode" = all ]; then
+  timeout 120 build/bin/sd_kernel_bench --json "$out/kernel_bench.json" >"$out/kernel_bench.txt" 2>&1
+  note "sd_kernel_bench rc=$?"
+  cat "$out/kernel_bench.txt" >>"$summary"
 fi
 
 if [ "$mode" = sanitize ] || [ "$mode" = all ]; then
