@@ -68,16 +68,16 @@ if [ "$mode" = sanitize ] || [ "$mode" = all ]; then
 fi
 if [ "$mode" = apps ] || [ "$mode" = all ]; then
   # The apps on the GPU: ResNet-8 on generated images, so no data needs staging.
-  tiny="--depth 8 --synthetic 2000 --batch-size 128"
+  data="--synthetic 2000 --batch-size 128"
   rm -rf /tmp/sd-apps && mkdir -p /tmp/sd-apps
-  timeout 120 build/bin/sd_train $tiny --epochs 2 --device cuda:0 --out /tmp/sd-apps/train >"$out/apps.txt" 2>&1
+  timeout 120 build/bin/sd_train --depth 8 $data --epochs 2 --device cuda:0 --out /tmp/sd-apps/train >"$out/apps.txt" 2>&1
   note "sd_train --device cuda:0 rc=$?"
   tail -3 "$out/apps.txt" | tee -a "$summary"
   head -1 /tmp/sd-apps/train/metrics.jsonl | grep -o '"conv1_grad_abs_mean":[^,]*' | tee -a "$summary"
   n=$(nvidia-smi -L 2>/dev/null | grep -c "^GPU")
-  build/bin/sd_train $tiny --epochs 1 --device "cuda:$n" --out /tmp/sd-apps/none 2>&1 | tee -a "$summary"
+  build/bin/sd_train --depth 8 $data --epochs 1 --device "cuda:$n" --out /tmp/sd-apps/none 2>&1 | tee -a "$summary"
   timeout 240 build/bin/sd_sweep --out /tmp/sd-apps/sweep --seeds 1,2 --depths 8 --devices cuda:0 \
-    --report /tmp/sd-apps/sweep/REPORT.md -- $tiny --epochs 2 >>"$out/apps.txt" 2>&1
+    --report /tmp/sd-apps/sweep/REPORT.md -- $data --epochs 2 >>"$out/apps.txt" 2>&1
   note "sd_sweep --devices cuda:0 rc=$?"
   cp /tmp/sd-apps/sweep/sweep.md /tmp/sd-apps/sweep/REPORT.md "$out/" 2>/dev/null
   grep -E "^- (device|NVIDIA)" /tmp/sd-apps/sweep/REPORT.md | tee -a "$summary"
