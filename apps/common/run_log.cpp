@@ -38,6 +38,7 @@ nlohmann::json epoch_json(const EpochRecord& r) {
       {"test_error", optional_number(r.test_error)},
       {"new_best", r.new_best},
       {"mean_active_blocks", r.mean_active_blocks},
+      {"conv1_grad_abs_mean", optional_number(r.conv1_grad_abs_mean)},
       {"seconds", r.seconds},
       {"images_per_second", r.images_per_second},
       {"eta_seconds", r.eta_seconds},

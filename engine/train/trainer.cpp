@@ -15,7 +15,8 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 TrainTotals operator+(const TrainTotals& a, const TrainTotals& b) {
-  return TrainTotals{a.loss_sum + b.loss_sum, a.errors + b.errors, a.count + b.count};
+  return TrainTotals{a.loss_sum + b.loss_sum, a.errors + b.errors, a.count + b.count, a.steps + b.steps,
+                     a.conv1_grad_abs_mean_sum + b.conv1_grad_abs_mean_sum};
 }
 
 }  // namespace
@@ -98,6 +99,7 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop) 
     rec.train_loss = totals.loss_sum / double(totals.count);
     rec.train_error = double(totals.errors) / double(totals.count);
     rec.mean_active_blocks = double(state_.partial_active_blocks) / steps_per_epoch_;
+    if (totals.steps > 0) rec.conv1_grad_abs_mean = totals.conv1_grad_abs_mean_sum / double(totals.steps);
     rec.images_per_second = double(totals.count) / train_seconds;
 
     const bool last_epoch = epoch + 1 == config_.epochs;
