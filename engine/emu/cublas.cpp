@@ -60,6 +60,15 @@ cublasStatus_t cublasGetVersion(cublasHandle_t h, int* v) {
   *v = 130000;
   return CUBLAS_STATUS_SUCCESS;
 }
+cublasStatus_t cublasGetProperty(libraryPropertyType type, int* value) {
+  if (!value) return CUBLAS_STATUS_INVALID_VALUE;
+  switch (type) {
+    case MAJOR_VERSION: *value = 13; return CUBLAS_STATUS_SUCCESS;
+    case MINOR_VERSION: *value = 0; return CUBLAS_STATUS_SUCCESS;
+    case PATCH_LEVEL: *value = 0; return CUBLAS_STATUS_SUCCESS;
+  }
+  return CUBLAS_STATUS_INVALID_VALUE;
+}
 cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
   std::lock_guard lock(api_mutex());
   if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;

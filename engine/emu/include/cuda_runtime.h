@@ -27,6 +27,9 @@ enum cudaError_t {
 };
 typedef cudaError_t cudaError;
 
+// library_types.h: what the libraries' *GetProperty calls ask for.
+enum libraryPropertyType { MAJOR_VERSION = 0, MINOR_VERSION = 1, PATCH_LEVEL = 2 };
+
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
   cudaMemcpyHostToDevice = 1,
