@@ -33,6 +33,9 @@ struct BackendOptions {
   ResNetConfig model;
   SgdConfig sgd;
   uint64_t seed = 31415;  // augmentation draws (kAugment); gates arrive with each step
+  // Arithmetic of convolutions and GEMMs: "fp32" (exact) or "tf32" (GPU tensor cores; the CPU
+  // reference refuses it). Storage is fp32 either way.
+  std::string precision = "fp32";
 };
 
 struct StepInput {

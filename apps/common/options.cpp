@@ -64,7 +64,22 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_flag("--resume", o.resume, "continue the run in --out from its last.safetensors");
   app.add_option("--stop-after", o.stop_after,
                  "stop after N epochs of this invocation, resumable with --resume (for time-limited sessions)");
-  app.add_option("--precision", r.precision, "arithmetic precision (fp32)")->capture_default_str();
+  add_precision_option(app, r.precision);
+}
+
+void add_precision_option(CLI::App& app, std::string& precision) {
+  app.add_option("--precision", precision,
+                 "convolution and GEMM arithmetic: fp32 (exact) or tf32 (tensor cores; --device cuda only)")
+      ->capture_default_str();
+}
+
+void check_precision(const std::string& precision, const std::string& device) {
+  if (std::find(kPrecisions.begin(), kPrecisions.end(), precision) == kPrecisions.end())
+    throw UsageError(fmt::format("--precision {}: not supported; this build computes in fp32 or tf32", precision));
+  if (precision != "fp32" && !parse_device(device).cuda)
+    throw UsageError(fmt::format("--precision {}: a tensor-core mode of the GPU; the CPU reference (--device {}) "
+                                 "computes in fp32 only",
+                                 precision, device));
 }
 
 std::set<std::string> given_options(const CLI::App& app) {
@@ -107,7 +122,7 @@ void validate_run_config(const RunConfig& r) {
   check("--death-rate", [&] { survival_probabilities(1, r.model.death_mode, r.model.death_rate); });
   check("--split", [&] { parse_split(r.split); });
   if (std::find(kPrecisions.begin(), kPrecisions.end(), r.precision) == kPrecisions.end())
-    throw UsageError(fmt::format("--precision {}: not supported; this build trains in fp32 only", r.precision));
+    throw UsageError(fmt::format("--precision {}: not supported; this build computes in fp32 or tf32", r.precision));
   if (r.subset < 0) throw UsageError(fmt::format("--subset {}: must be positive (or 0 for all images)", r.subset));
   if (r.synthetic < 0) throw UsageError(fmt::format("--synthetic {}: must be positive", r.synthetic));
   if (!(r.sgd.momentum >= 0 && r.sgd.momentum < 1))
@@ -141,6 +156,7 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
   o.run.train.lr_steps = parse_lr_steps(o.lr_steps);
   if (o.stop_after < 0) throw UsageError(fmt::format("--stop-after {}: must be positive", o.stop_after));
   validate_run_config(o.run);
+  check_precision(o.run.precision, o.device);
   if (o.out.empty()) o.out = default_run_dir(o.run);
 }
 
@@ -160,6 +176,7 @@ std::optional<std::string> flag_for_config_field(const std::string& field) {
 std::string default_run_dir(const RunConfig& r) {
   std::string dir = fmt::format("runs/d{}-{}{}-{}-s{}", r.model.depth, to_string(r.model.death_mode),
                                 r.model.death_rate, r.split, r.train.seed);
+  if (r.precision != "fp32") dir += "-" + r.precision;
   if (r.synthetic > 0) dir += fmt::format("-synthetic{}", r.synthetic);
   return dir;
 }
