@@ -27,7 +27,7 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--epochs", r.train.epochs, "training epochs")->capture_default_str();
   app.add_option("--batch-size", r.train.batch_size, "images per SGD step")->capture_default_str();
   app.add_option("--lr", r.train.learning_rate, "initial learning rate")->capture_default_str();
-  app.add_option("--lr-steps", o.lr_steps, "fractions of --epochs after which lr is divided by 10")
+  app.add_option("--lr-steps", o.lr_steps, "fractions s of --epochs: lr is divided by 10 from 1-based epoch s*epochs on (250, 375 of 500)")
       ->capture_default_str();
   app.add_option("--momentum", r.sgd.momentum, "SGD momentum")->capture_default_str();
   // Two plain flags rather than CLI11's "!--no-x" form, whose help shows a confusing "{false}".

@@ -41,7 +41,7 @@ void validate(const TrainConfig& c, size_t train_size) {
 double learning_rate_at(const TrainConfig& c, int epoch) {
   double lr = c.learning_rate;
   for (double s : c.lr_steps)
-    if (epoch >= int(std::lround(s * c.epochs))) lr *= c.lr_decay;
+    if (double(epoch + 1) >= s * double(c.epochs)) lr *= c.lr_decay;
   return lr;
 }
 

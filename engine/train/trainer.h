@@ -20,7 +20,7 @@ struct TrainConfig {
   int epochs = 500;
   int batch_size = 128;
   double learning_rate = 0.1;
-  std::vector<double> lr_steps{0.5, 0.75};  // fractions of `epochs` after which lr *= lr_decay
+  std::vector<double> lr_steps{0.5, 0.75};  // fractions s of `epochs`: lr *= lr_decay once epoch + 1 >= s · epochs
   double lr_decay = 0.1;
   uint64_t seed = 31415;  // epoch order and gates (the backend draws augmentation from it too)
 };
@@ -29,8 +29,9 @@ struct TrainConfig {
 // set, lr_steps not strictly increasing within (0, 1], learning rate <= 0.
 void validate(const TrainConfig& config, size_t train_size);
 
-// lr of 0-based epoch e: learning_rate · lr_decay^k, k = #{s in lr_steps : e >= round(s · epochs)}.
-// For 500 epochs and {0.5, 0.75}: epochs 1..250 (1-based) at 0.1, 251..375 at 0.01, 376..500 at 0.001.
+// lr of 0-based epoch e: learning_rate · lr_decay^k, k = #{s in lr_steps : e + 1 >= s · epochs}, the
+// official code's `epochCounter < s · maxEpochs` test with its 1-based counter. For 500 epochs and
+// {0.5, 0.75}: epochs 1..249 (1-based) at 0.1, 250..374 at 0.01, 375..500 at 0.001.
 double learning_rate_at(const TrainConfig& config, int epoch);
 
 // One epoch's figures; epochs are 1-based here, as printed.

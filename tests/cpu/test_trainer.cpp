@@ -77,14 +77,19 @@ DataSplit tiny_split(size_t train, size_t validation, size_t test) {
 
 }  // namespace
 
-TEST_CASE("the learning rate steps down at 50 and 75 percent of the epochs", "[trainer]") {
+TEST_CASE("the learning rate steps down as the official code: 1-based epochs 250 and 375 of 500", "[trainer]") {
   TrainConfig c;  // 500 epochs, 0.1, steps 0.5 and 0.75
-  CHECK(learning_rate_at(c, 0) == Approx(0.1));
-  CHECK(learning_rate_at(c, 249) == Approx(0.1));   // epoch 250 (1-based)
-  CHECK(learning_rate_at(c, 250) == Approx(0.01));  // epoch 251
-  CHECK(learning_rate_at(c, 374) == Approx(0.01));
-  CHECK(learning_rate_at(c, 375) == Approx(0.001));
+  CHECK(learning_rate_at(c, 0) == 0.1);
+  CHECK(learning_rate_at(c, 248) == 0.1);               // epoch 249 (1-based): epochCounter < 250
+  CHECK(learning_rate_at(c, 249) == Approx(0.01));      // epoch 250
+  CHECK(learning_rate_at(c, 373) == Approx(0.01));      // epoch 374
+  CHECK(learning_rate_at(c, 374) == Approx(0.001));     // epoch 375
   CHECK(learning_rate_at(c, 499) == Approx(0.001));
+  // Any count: a fraction that falls between epochs drops at the first 1-based epoch at or past it.
+  c.epochs = 3;
+  CHECK(learning_rate_at(c, 0) == 0.1);            // 1 < 1.5
+  CHECK(learning_rate_at(c, 1) == Approx(0.01));   // 2 >= 1.5, 2 < 2.25
+  CHECK(learning_rate_at(c, 2) == Approx(0.001));  // 3 >= 2.25
 }
 
 TEST_CASE("training configurations are validated with clear messages", "[trainer]") {
