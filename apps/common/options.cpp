@@ -39,6 +39,9 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
       ->capture_default_str();
   app.add_option("--death-rate", r.model.death_rate, "death rate in [0, 1); 0 is constant depth")
       ->capture_default_str();
+  app.add_option("--bn-gamma-init", o.bn_gamma_init,
+                 "BN scale at the start: one (gamma = 1) or uniform (U[0,1), Torch's default, as the official code)")
+      ->capture_default_str();
   app.add_option("--split", r.split, "paper (45 000 train / 5 000 validation) or full (50 000 train)")
       ->capture_default_str();
   app.add_option("--seed", r.train.seed, "seed of everything random")->capture_default_str();
@@ -124,6 +127,11 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(fmt::format("--death-mode: {}", e.what()));
   }
+  try {
+    o.run.model.bn_gamma_init = parse_bn_gamma_init(o.bn_gamma_init);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(fmt::format("--bn-gamma-init: {}", e.what()));
+  }
   o.run.train.lr_steps = parse_lr_steps(o.lr_steps);
   if (o.stop_after < 0) throw UsageError(fmt::format("--stop-after {}: must be positive", o.stop_after));
   validate_run_config(o.run);
@@ -133,6 +141,7 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
 std::string default_run_dir(const RunConfig& r) {
   std::string dir = fmt::format("runs/d{}-{}{}-{}-s{}", r.model.depth, to_string(r.model.death_mode),
                                 r.model.death_rate, r.split, r.train.seed);
+  if (r.model.bn_gamma_init != BnGammaInit::kOne) dir += "-gamma-" + to_string(r.model.bn_gamma_init);
   if (r.synthetic > 0) dir += fmt::format("-synthetic{}", r.synthetic);
   return dir;
 }

@@ -17,6 +17,7 @@ namespace sd::apps {
 struct TrainOptions {
   RunConfig run;  // complete after finish_train_options
   std::string death_mode = "lin_decay";
+  std::string bn_gamma_init = "one";
   std::string lr_steps = "0.5,0.75";
   std::string data_dir = "data/cifar-10-batches-bin";
   std::string out;  // empty until finish_train_options: then default_run_dir(run) if not given
@@ -44,7 +45,7 @@ std::vector<double> parse_lr_steps(const std::string& text);
 // epochs, batch size ≥ 1, learning rate, lr steps. Throws UsageError naming the flag.
 void validate_run_config(const RunConfig& run);
 
-// runs/d<depth>-<mode><rate>-<split>-s<seed>[-synthetic<N>]: distinct runs get distinct folders.
+// runs/d<depth>-<mode><rate>-<split>-s<seed>[-gamma-uniform][-synthetic<N>]: distinct runs get distinct folders.
 std::string default_run_dir(const RunConfig& run);
 
 // The precisions this build trains in.

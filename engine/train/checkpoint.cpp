@@ -41,6 +41,7 @@ json to_json(const RunConfig& c) {
       {"depth", c.model.depth},
       {"death_mode", to_string(c.model.death_mode)},
       {"death_rate", c.model.death_rate},
+      {"bn_gamma_init", to_string(c.model.bn_gamma_init)},
       {"momentum", readable(c.sgd.momentum)},
       {"nesterov", c.sgd.nesterov},
       {"weight_decay", readable(c.sgd.weight_decay)},
@@ -62,6 +63,8 @@ RunConfig run_config_from_json(const json& j) {
   c.model.depth = field<int>(j, "depth");
   c.model.death_mode = parse_death_mode(field<std::string>(j, "death_mode"));
   c.model.death_rate = field<double>(j, "death_rate");
+  // Absent from runs made before the option existed: they all started from γ = 1.
+  c.model.bn_gamma_init = parse_bn_gamma_init(j.value("bn_gamma_init", std::string("one")));
   c.sgd.momentum = field<float>(j, "momentum");
   c.sgd.nesterov = field<bool>(j, "nesterov");
   c.sgd.weight_decay = field<float>(j, "weight_decay");
@@ -131,6 +134,7 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& ck) {
       {"depth", std::to_string(ck.config.model.depth)},
       {"death_mode", to_string(ck.config.model.death_mode)},
       {"death_rate", fmt::format("{}", ck.config.model.death_rate)},
+      {"bn_gamma_init", to_string(ck.config.model.bn_gamma_init)},
       {"epoch", std::to_string(ck.trainer.epochs_done)},
       {"seed", std::to_string(ck.config.train.seed)},
       {"split", ck.config.split},
@@ -201,6 +205,7 @@ std::vector<ConfigDifference> config_differences(const RunConfig& a, const RunCo
   cmp("--depth", "depth", a.model.depth, b.model.depth);
   cmp("--death-mode", "death mode", to_string(a.model.death_mode), to_string(b.model.death_mode));
   cmp("--death-rate", "death rate", a.model.death_rate, b.model.death_rate);
+  cmp("--bn-gamma-init", "BN gamma initialisation", to_string(a.model.bn_gamma_init), to_string(b.model.bn_gamma_init));
   cmp("--momentum", "momentum", a.sgd.momentum, b.sgd.momentum);
   cmp("--nesterov", "nesterov", a.sgd.nesterov, b.sgd.nesterov);
   cmp("--weight-decay", "weight decay", a.sgd.weight_decay, b.sgd.weight_decay);

@@ -6,7 +6,7 @@
 // normalisation's mean image as "normalization.mean" [3, 32, 32] (byte units), and in `last`
 // checkpoints the momentum buffers ("optimizer.momentum.<parameter>").
 // Metadata (all strings, as the format requires): "format", "kind" (last | best), "depth",
-// "death_mode", "death_rate", "epoch" (epochs completed), "seed", "split", "normalization.std",
+// "death_mode", "death_rate", "bn_gamma_init" (one | uniform), "epoch" (epochs completed), "seed", "split", "normalization.std",
 // "config" (RunConfig as JSON) and "trainer_state" (TrainerState as JSON). Together they are
 // everything `sd_train --resume` needs to continue bit for bit: the gates, epoch order and
 // augmentation are pure functions of (seed, step, epoch), so no generator state needs saving.
@@ -38,7 +38,8 @@ struct RunConfig {
 };
 
 nlohmann::json to_json(const RunConfig& config);
-RunConfig run_config_from_json(const nlohmann::json& j);  // throws std::runtime_error on a missing field
+// Throws std::runtime_error on a missing field; "bn_gamma_init", absent before it existed, means "one".
+RunConfig run_config_from_json(const nlohmann::json& j);
 // Non-finite values (no best yet: ∞; no test error yet: NaN) are stored as null and restored.
 nlohmann::json to_json(const TrainerState& state);
 TrainerState trainer_state_from_json(const nlohmann::json& j);

@@ -49,6 +49,7 @@ TEST_CASE("sd_train defaults are the paper's", "[apps]") {
   CHECK(o.run.split == "paper");
   CHECK(o.run.train.seed == 31415);
   CHECK(o.run.precision == "fp32");
+  CHECK(o.run.model.bn_gamma_init == sd::BnGammaInit::kOne);
   CHECK(o.data_dir == "data/cifar-10-batches-bin");
   CHECK(o.device == "cuda");
   CHECK(o.out == "runs/d110-lin_decay0.5-paper-s31415");
@@ -70,6 +71,9 @@ TEST_CASE("sd_train options are read and remembered as given", "[apps]") {
   CHECK(o.given.count("--nesterov"));  // the negated form counts as giving the flag
   CHECK_FALSE(o.given.count("--epochs"));
   CHECK(parse({"--lr-steps", "none"}).run.train.lr_steps.empty());
+  const sd::apps::TrainOptions u = parse({"--bn-gamma-init", "uniform"});
+  CHECK(u.run.model.bn_gamma_init == sd::BnGammaInit::kUniform);
+  CHECK(u.out == "runs/d110-lin_decay0.5-paper-s31415-gamma-uniform");  // not the γ = 1 run's folder
 }
 
 TEST_CASE("sd_train refuses bad values, naming the flag", "[apps]") {
@@ -86,6 +90,8 @@ TEST_CASE("sd_train refuses bad values, naming the flag", "[apps]") {
   CHECK_THAT(usage_error(Args{"--lr-steps", "0.75,0.5"}), Catch::StartsWith("--lr-steps: lr steps out of order"));
   CHECK_THAT(usage_error(Args{"--lr-steps", "0.5,abc"}), Catch::StartsWith("--lr-steps 0.5,abc: 'abc' is not a number"));
   CHECK_THAT(usage_error(Args{"--lr-steps", "0.5,1.5"}), Catch::StartsWith("--lr-steps: lr step 1.5 is outside"));
+  CHECK_THAT(usage_error(Args{"--bn-gamma-init", "zero"}),
+             Catch::StartsWith("--bn-gamma-init: unknown BN gamma initialisation 'zero' (one or uniform)"));
   CHECK_THAT(usage_error(Args{"--split", "half"}), Catch::StartsWith("--split: unknown split 'half'"));
   CHECK_THAT(usage_error(Args{"--precision", "bf16"}), Catch::StartsWith("--precision bf16: not supported"));
   CHECK_THAT(usage_error(Args{"--subset", "-1"}), Catch::StartsWith("--subset -1"));

@@ -199,6 +199,8 @@ TEST_CASE("sd_train --resume refuses damaged or mismatched checkpoints and leave
   check_error_line(run_app("sd_train", resume + " --depth 20"), "sd_train",
                    "last.safetensors is for depth 8, this run is depth 20", 2);
   check_error_line(run_app("sd_train", resume + " --lr 0.5"), "sd_train", "is for lr 0.1, this run is lr 0.5", 2);
+  check_error_line(run_app("sd_train", resume + " --bn-gamma-init uniform"), "sd_train",
+                   "is for BN gamma initialisation one, this run is BN gamma initialisation uniform", 2);
   CHECK(read_file(last) == good);
 
   // Data other than the run's: here, a checkpoint whose mean image was altered.

@@ -18,6 +18,7 @@ sd::Checkpoint sample_checkpoint(int depth = 8) {
   ck.config.model.depth = depth;
   ck.config.model.death_mode = sd::DeathMode::kUniform;
   ck.config.model.death_rate = 0.3;
+  ck.config.model.bn_gamma_init = sd::BnGammaInit::kUniform;
   ck.config.train.epochs = 7;
   ck.config.train.learning_rate = 0.05;
   ck.config.train.lr_steps = {0.25, 0.5, 0.9};
@@ -95,6 +96,8 @@ TEST_CASE("a last checkpoint loads back exactly, with config and trainer state",
   CHECK(raw.metadata.at("depth") == "8");
   CHECK(raw.metadata.at("death_mode") == "uniform");
   CHECK(raw.metadata.at("death_rate") == "0.3");
+  CHECK(raw.metadata.at("bn_gamma_init") == "uniform");
+  CHECK(back.config.model.bn_gamma_init == sd::BnGammaInit::kUniform);
   CHECK(raw.metadata.at("epoch") == "3");
   CHECK(raw.metadata.at("split") == "full");
   CHECK(std::stof(raw.metadata.at("normalization.std")) == ck.normalization.std);
@@ -163,16 +166,39 @@ TEST_CASE("checkpoints that are missing, truncated, foreign or incomplete are re
   CHECK_THAT(load_error(corrupt), Catch::Contains("corrupt.safetensors: corrupt metadata"));
 }
 
+TEST_CASE("a checkpoint from before --bn-gamma-init loads as gamma = 1", "[checkpoint]") {
+  const sd::test::TempDir dir;
+  const auto path = dir.path() / "old.safetensors";
+  sd::save_checkpoint(path, sample_checkpoint());
+  sd::Safetensors st = sd::load_safetensors(path);
+  auto config = nlohmann::json::parse(st.metadata.at("config"));
+  config.erase("bn_gamma_init");
+  st.metadata["config"] = config.dump();
+  st.metadata.erase("bn_gamma_init");
+  sd::save_safetensors(path, st.tensors, st.metadata);
+  CHECK(sd::load_checkpoint(path).config.model.bn_gamma_init == sd::BnGammaInit::kOne);
+
+  config["bn_gamma_init"] = "normal";
+  st.metadata["config"] = config.dump();
+  sd::save_safetensors(path, st.tensors, st.metadata);
+  CHECK_THAT(load_error(path), Catch::Contains("old.safetensors: corrupt metadata") &&
+                                   Catch::Contains("unknown BN gamma initialisation 'normal'"));
+}
+
 TEST_CASE("config differences name the flag and both values", "[checkpoint]") {
   sd::RunConfig a, b;
   CHECK(sd::config_differences(a, b).empty());
   b.model.depth = 20;
   b.train.lr_steps = {0.3, 0.6};
+  b.model.bn_gamma_init = sd::BnGammaInit::kUniform;
   const auto d = sd::config_differences(a, b);
-  REQUIRE(d.size() == 2);
+  REQUIRE(d.size() == 3);
   CHECK(d[0].option == "--depth");
   CHECK(d[0].checkpoint_value == "110");
   CHECK(d[0].run_value == "20");
-  CHECK(d[1].option == "--lr-steps");
-  CHECK(d[1].checkpoint_value == "0.5,0.75");
+  CHECK(d[1].option == "--bn-gamma-init");
+  CHECK(d[1].checkpoint_value == "one");
+  CHECK(d[1].run_value == "uniform");
+  CHECK(d[2].option == "--lr-steps");
+  CHECK(d[2].checkpoint_value == "0.5,0.75");
 }

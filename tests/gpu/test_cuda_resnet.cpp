@@ -358,6 +358,16 @@ TEST_CASE("gpu evaluation equals the CPU model's", "[gpu][model][eval]") {
   CHECK(std::llabs(rg.errors - rc.errors) <= differing);
 }
 
+TEST_CASE("gpu model starts from the same state as the CPU with uniform BN gamma", "[gpu][model][state]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  BackendOptions o = options_for(8);
+  o.model.bn_gamma_init = BnGammaInit::kUniform;
+  CudaResNet gpu(o, 16);
+  CpuResNet cpu(o);
+  CHECK(states_bit_equal(gpu.state(), cpu.state()));
+  CHECK(find_tensor(gpu.state(), "bn1.weight").data != std::vector<float>(16, 1.0f));
+}
+
 TEST_CASE("gpu state round trip and load_state validation", "[gpu][model][state]") {
   SD_REQUIRE_CUDA_DEVICE();
   CudaResNet gpu(options_for(8), 16);
