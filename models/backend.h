@@ -70,6 +70,9 @@ class Backend {
   // still weight decay and momentum). May run asynchronously: results show in take_train_totals.
   virtual void train_step(const StepInput& in) = 0;
   virtual TrainTotals take_train_totals() = 0;
+  // Makes the running sums continue from `totals` (the earlier steps of a resumed epoch), so that
+  // the epoch's sums are those of a run never stopped, bit for bit (each backend adds in order).
+  virtual void restore_train_totals(const TrainTotals& totals) = 0;
 
   // Inference on a whole set: every block runs, its residual scaled by p_l; BN uses running stats.
   virtual EvalResult evaluate(ImageSetRole role) = 0;

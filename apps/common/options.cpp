@@ -53,6 +53,9 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_flag("--resume", o.resume, "continue the run in --out from its last.safetensors");
   app.add_option("--stop-after", o.stop_after,
                  "stop after N epochs of this invocation, resumable with --resume (for time-limited sessions)");
+  app.add_option("--time-limit", o.time_limit,
+                 "stop before SECONDS of wall time, with last.safetensors written; exit status 75, resumable with "
+                 "--resume (for time slices)");
   app.add_option("--precision", r.precision, "arithmetic precision (fp32)")->capture_default_str();
 }
 
@@ -134,6 +137,8 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
   }
   o.run.train.lr_steps = parse_lr_steps(o.lr_steps);
   if (o.stop_after < 0) throw UsageError(fmt::format("--stop-after {}: must be positive", o.stop_after));
+  if (o.given.count("--time-limit") && !(o.time_limit > 0 && o.time_limit < 1e9))
+    throw UsageError(fmt::format("--time-limit {}: must be a positive number of seconds", o.time_limit));
   validate_run_config(o.run);
   if (o.out.empty()) o.out = default_run_dir(o.run);
 }

@@ -24,6 +24,8 @@ struct TrainOptions {
   std::string device = "cuda";
   bool resume = false;
   int stop_after = 0;  // > 0: stop (resumably) after this many epochs of this invocation
+  double time_limit = 0;  // > 0: stop (resumably) before this many seconds of wall time have passed
+  bool verbose = false;   // print the backend's description (versions, planning, algorithms) at start
   std::set<std::string> given;  // the flags given on the command line ("--depth", ...)
 };
 

@@ -91,7 +91,11 @@ json to_json(const TrainerState& s) {
       {"partial_active_blocks", s.partial_active_blocks},
       {"best_validation_error", finite_or_null(s.best_validation_error)},
       {"best_epoch", s.best_epoch},
+      {"last_best_epoch", s.last_best_epoch},
+      {"best_epochs_tied", s.best_epochs_tied},
       {"test_error_at_best", finite_or_null(s.test_error_at_best)},
+      {"test_error_at_last_best", finite_or_null(s.test_error_at_last_best)},
+      {"test_error_sum_at_best", finite_or_null(s.test_error_sum_at_best)},
       {"last_test_error", finite_or_null(s.last_test_error)},
       {"elapsed_seconds", s.elapsed_seconds},
       {"partial_seconds", s.partial_seconds},
@@ -111,6 +115,12 @@ TrainerState trainer_state_from_json(const json& j) {
   s.best_validation_error = number_or(j.at("best_validation_error"), kInf);
   s.best_epoch = field<int>(j, "best_epoch");
   s.test_error_at_best = number_or(j.at("test_error_at_best"), kNaN);
+  // The ties at the best validation error, absent in checkpoints written before they were kept:
+  // then the best epoch stands alone.
+  s.last_best_epoch = j.value("last_best_epoch", s.best_epoch);
+  s.best_epochs_tied = j.value("best_epochs_tied", s.best_epoch > 0 ? 1 : 0);
+  s.test_error_at_last_best = number_or(j.value("test_error_at_last_best", j.at("test_error_at_best")), kNaN);
+  s.test_error_sum_at_best = number_or(j.value("test_error_sum_at_best", j.at("test_error_at_best")), kNaN);
   s.last_test_error = number_or(j.at("last_test_error"), kNaN);
   s.elapsed_seconds = field<double>(j, "elapsed_seconds");
   s.partial_seconds = j.value("partial_seconds", 0.0);  // absent in checkpoints written before it existed

@@ -130,6 +130,7 @@ class CpuResNet : public Backend {
   void set_images(ImageSetRole role, const ImageSet& images) override;
   void train_step(const StepInput& in) override;
   TrainTotals take_train_totals() override;
+  void restore_train_totals(const TrainTotals& totals) override { totals_ = totals; }
   EvalResult evaluate(ImageSetRole role) override;
   std::vector<NamedTensor> state() const override;
   // Validates every name and shape before changing anything; throws std::invalid_argument naming

@@ -454,6 +454,12 @@ TrainTotals CudaResNet::take_train_totals() {
   return TrainTotals{t[0].loss_sum, t[0].errors, t[0].count};
 }
 
+void CudaResNet::restore_train_totals(const TrainTotals& totals) {
+  const cuda::DeviceTotals t{totals.loss_sum, totals.errors, totals.count};
+  SD_CUDA_CHECK(cudaMemcpyAsync(buf_.train_totals, &t, sizeof t, cudaMemcpyHostToDevice, ctx_->stream()));
+  ctx_->synchronize();  // `t` goes out of scope
+}
+
 EvalResult CudaResNet::evaluate(ImageSetRole role) {
   if (!have_norm_) throw std::logic_error("CudaResNet: set_normalization before evaluating");
   const DeviceSet& ds = set(role);

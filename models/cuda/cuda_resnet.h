@@ -69,6 +69,7 @@ class CudaResNet final : public Backend {
   void set_images(ImageSetRole role, const ImageSet& images) override;
   void train_step(const StepInput& in) override;
   TrainTotals take_train_totals() override;
+  void restore_train_totals(const TrainTotals& totals) override;
   EvalResult evaluate(ImageSetRole role) override;
   std::vector<NamedTensor> state() const override;
   void load_state(std::span<const NamedTensor> state) override;

@@ -2,10 +2,13 @@
 // else is refused with one line naming the file.
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <iostream>
 #include <limits>
 
 #include <catch2/catch.hpp>
 
+#include "apps/common/run_log.h"
 #include "engine/train/checkpoint.h"
 #include "engine/train/safetensors.h"
 #include "models/spec/resnet_spec.h"
@@ -110,12 +113,30 @@ TEST_CASE("trainer state with a best epoch survives the JSON round trip exactly"
   s.best_validation_error = 0.0712;
   s.best_epoch = 8;
   s.test_error_at_best = 0.0823;
+  s.last_best_epoch = 9;
+  s.best_epochs_tied = 2;
+  s.test_error_at_last_best = 0.0811;
+  s.test_error_sum_at_best = 0.0823 + 0.0811;
   s.last_test_error = 0.1 + 0.2;
   const sd::TrainerState back = sd::trainer_state_from_json(nlohmann::json::parse(sd::to_json(s).dump()));
   CHECK(back.best_validation_error == s.best_validation_error);
   CHECK(back.best_epoch == 8);
   CHECK(back.test_error_at_best == s.test_error_at_best);
+  CHECK(back.last_best_epoch == 9);
+  CHECK(back.best_epochs_tied == 2);
+  CHECK(back.test_error_at_last_best == s.test_error_at_last_best);
+  CHECK(back.test_error_sum_at_best == s.test_error_sum_at_best);
   CHECK(back.last_test_error == s.last_test_error);
+
+  // Written before the ties were kept: the best epoch stands alone.
+  nlohmann::json old = sd::to_json(s);
+  for (const char* key : {"last_best_epoch", "best_epochs_tied", "test_error_at_last_best", "test_error_sum_at_best"})
+    old.erase(key);
+  const sd::TrainerState from_old = sd::trainer_state_from_json(old);
+  CHECK(from_old.last_best_epoch == 8);
+  CHECK(from_old.best_epochs_tied == 1);
+  CHECK(from_old.test_error_at_last_best == s.test_error_at_best);
+  CHECK(from_old.test_error_sum_at_best == s.test_error_at_best);
 }
 
 TEST_CASE("a best checkpoint holds the model without momentum buffers", "[checkpoint]") {
@@ -201,4 +222,52 @@ TEST_CASE("config differences name the flag and both values", "[checkpoint]") {
   CHECK(d[1].run_value == "uniform");
   CHECK(d[2].option == "--lr-steps");
   CHECK(d[2].checkpoint_value == "0.5,0.75");
+}
+
+TEST_CASE("a ResNet-110 run directory, carried from slice to slice, stays under 16 MiB", "[checkpoint]") {
+  // What a time slice hands to the next: last.safetensors (with momentum), metrics.jsonl of all 500
+  // epochs, config.json, summary.json. best.safetensors (the model alone) is listed apart.
+  const sd::test::TempDir dir;
+  sd::Checkpoint ck;
+  ck.config.model.depth = 110;
+  ck.trainer.epochs_done = 500;
+  ck.normalization.mean.assign(sd::kImageBytes, 1.0f / 3.0f);
+  ck.normalization.std = 64.14960479736328f;
+  const sd::ResNetSpec spec = sd::make_resnet_spec(ck.config.model);
+  ck.tensors = sd::initial_state(spec, 1);
+  size_t parameters = 0;
+  for (const sd::TensorSpec& t : spec.tensors)
+    if (t.trainable()) {
+      sd::NamedTensor m{sd::momentum_name(t.name), t.shape, {}};
+      m.data.assign(size_t(m.numel()), 0.1f);
+      parameters += m.data.size();
+      ck.tensors.push_back(m);
+    }
+  CHECK(parameters == 1727962);
+  sd::save_checkpoint(dir.path() / "last.safetensors", ck);
+  ck.kind = sd::CheckpointKind::kBest;
+  sd::save_checkpoint(dir.path() / "best.safetensors", ck);
+
+  // Every figure of a metrics line at full length (17 significant digits), ETA in the hours.
+  sd::EpochRecord r;
+  r.epoch = 500;
+  r.learning_rate = 0.0010000000000000002;
+  r.train_loss = r.train_error = r.mean_active_blocks = 1.0 / 3.0;
+  r.validation_loss = r.validation_error = r.test_error = 2.0 / 3.0;
+  r.seconds = r.images_per_second = r.eta_seconds = 12345.678901234567;
+  std::string metrics;
+  for (int e = 0; e < 500; ++e) metrics += sd::apps::epoch_json(r).dump() + "\n";
+  const std::string config = sd::to_json(ck.config).dump(2) + "\n";
+  const std::string summary = sd::apps::summary_json(ck.config, ck.trainer).dump(2) + "\n";
+
+  const auto last = std::filesystem::file_size(dir.path() / "last.safetensors");
+  const auto best = std::filesystem::file_size(dir.path() / "best.safetensors");
+  const size_t carried = last + metrics.size() + config.size() + summary.size();
+  std::cout << "ResNet-110 run directory: last.safetensors " << last << " B, metrics.jsonl (500 epochs) "
+            << metrics.size() << " B, config.json " << config.size() << " B, summary.json " << summary.size()
+            << " B: " << carried << " B = " << double(carried) / (1 << 20) << " MiB; best.safetensors " << best
+            << " B apart" << std::endl;
+  // 2 × 1 727 962 parameters and momenta, 8 096 running statistics, the 3 072-value mean image.
+  CHECK(last > (2 * 1727962 + 8096 + 3072) * 4);
+  CHECK(carried < size_t(16) << 20);
 }

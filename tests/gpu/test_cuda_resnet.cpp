@@ -448,6 +448,29 @@ TEST_CASE("gpu ResNet-8 steps and evaluation, small enough for compute-sanitizer
   CHECK(std::fabs(rg.loss_sum - rc.loss_sum) <= kResNet20.forward * std::fabs(rc.loss_sum));
 }
 
+TEST_CASE("gpu restore_train_totals: the running sums continue from a resumed epoch's", "[gpu][model][sanitize]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const Data data = make_data(64, 0);
+  CpuResNet cpu(options_for(8));
+  CudaResNet gpu(options_for(8), 24);
+  const TrainTotals earlier{12.375, 5, 40};  // as a checkpoint of a stopped epoch holds them
+  for (Backend* b : {static_cast<Backend*>(&cpu), static_cast<Backend*>(&gpu)}) {
+    b->set_normalization(data.norm);
+    b->set_images(ImageSetRole::kTrain, data.train);
+    b->restore_train_totals(earlier);
+  }
+  const std::vector<int32_t> idx = batch_indices(64, 24, 0);
+  const std::vector<uint8_t> gates{1, 1, 1};
+  cpu.train_step(make_step(idx, gates, 0, 0, 0.1f));
+  gpu.train_step(make_step(idx, gates, 0, 0, 0.1f));
+  const TrainTotals c = cpu.take_train_totals(), g = gpu.take_train_totals();
+  CHECK(g.count == 64);
+  CHECK(std::llabs(g.errors - c.errors) <= 1);  // a near tie in the logits may flip one prediction
+  CHECK(g.loss_sum > earlier.loss_sum);
+  CHECK(std::fabs(g.loss_sum - c.loss_sum) <= 1e-5 * c.loss_sum);
+  CHECK(gpu.take_train_totals().count == 0);  // taken: the sums start again from zero
+}
+
 TEST_CASE("gpu backend factory and argument checks", "[gpu][model]") {
   SD_REQUIRE_CUDA_DEVICE();
   std::unique_ptr<Backend> b = make_cuda_backend(options_for(8), 16);
