@@ -51,7 +51,7 @@ RunConfig settings_for_resume(const Checkpoint& ck, const TrainOptions& o, const
     if (!o.given.count(d.option)) continue;
     if (d.option == "--epochs") {
       run.train.epochs = o.run.train.epochs;
-      note = fmt::format("note: --epochs {} replaces the checkpoint's {} (the lr schedule follows the new count)\n",
+      note += fmt::format("note: --epochs {} replaces the checkpoint's {} (the lr schedule follows the new count)\n",
                          d.run_value, d.checkpoint_value);
       continue;
     }
@@ -121,6 +121,7 @@ int train_main(int argc, char** argv) {
     if (!fs::exists(last_path, ec))
       throw std::runtime_error(fmt::format("--resume: no checkpoint {} to resume (is --out right?)", last_path.string()));
     resumed = load_checkpoint(last_path);
+    if (!resumed->checksum_verified) note += unverified_note(last_path) + "\n";
     if (resumed->kind != CheckpointKind::kLast)
       throw std::runtime_error(fmt::format("--resume: {} is a best-model checkpoint without optimiser state", last_path.string()));
     run = settings_for_resume(*resumed, o, last_path, note);

@@ -148,7 +148,9 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& ck) {
       {"epoch", std::to_string(ck.trainer.epochs_done)},
       {"seed", std::to_string(ck.config.train.seed)},
       {"split", ck.config.split},
-      {"normalization.std", fmt::format("{}", ck.normalization.std)},  // shortest text that reads back exactly
+      // The float's exact value as the shortest text that reads back as that very double: a float
+      // reader (std::stof) and a double reader (Python's float()) both get exactly what trained.
+      {"normalization.std", fmt::format("{}", double(ck.normalization.std))},
       {"config", to_json(ck.config).dump()},
       {"trainer_state", to_json(ck.trainer).dump()},
   };
@@ -169,13 +171,14 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
     throw fail(fmt::format("checkpoint format '{}' is not the '{}' this build reads", meta("format"), kCheckpointFormat));
 
   Checkpoint ck;
+  ck.checksum_verified = file.checksum_verified;
   const std::string& kind = meta("kind");
   if (kind != "last" && kind != "best") throw fail(fmt::format("unknown checkpoint kind '{}'", kind));
   ck.kind = kind == "last" ? CheckpointKind::kLast : CheckpointKind::kBest;
   try {
     ck.config = run_config_from_json(json::parse(meta("config")));
     ck.trainer = trainer_state_from_json(json::parse(meta("trainer_state")));
-    ck.normalization.std = std::stof(meta("normalization.std"));
+    ck.normalization.std = float(std::stod(meta("normalization.std")));
   } catch (const std::exception& e) {
     throw fail(fmt::format("corrupt metadata: {}", e.what()));
   }
@@ -205,6 +208,12 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   for (NamedTensor& t : file.tensors)
     if (t.name != kNormalizationMeanTensor) ck.tensors.push_back(std::move(t));
   return ck;
+}
+
+std::string unverified_note(const std::filesystem::path& path) {
+  return fmt::format("note: {} has no data checksum (written by an older sdnet or another tool): its tensors are "
+                     "not verified",
+                     path.string());
 }
 
 std::vector<ConfigDifference> config_differences(const RunConfig& a, const RunConfig& b) {

@@ -53,14 +53,20 @@ struct Checkpoint {
   Normalization normalization;
   // The backend's state(): parameters and running statistics, then (kLast) momentum buffers.
   std::vector<NamedTensor> tensors;
+  // On load: whether the file's data matched its checksum (false: it had none, unverified).
+  bool checksum_verified = false;
 };
+
+// The note a program prints for a checkpoint loaded without a checksum to verify, naming it.
+std::string unverified_note(const std::filesystem::path& path);
 
 // Writes atomically (engine/train/atomic_file.h). For kBest only the model's own tensors are written
 // (no momentum buffers): a best checkpoint is for evaluation, not for resuming.
 void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkpoint);
 
-// Reads and validates: a safetensors file, written by sdnet, whose every model tensor is present
-// with the shape its depth implies. Throws std::runtime_error, one line naming `path`.
+// Reads and validates: a safetensors file, written by sdnet, whose data matches its checksum (when
+// it has one: see checksum_verified) and whose every model tensor is present with the shape its
+// depth implies. Throws std::runtime_error, one line naming `path`.
 Checkpoint load_checkpoint(const std::filesystem::path& path);
 
 // The settings in which `checkpoint` differs from `run`, e.g. {"--depth", "depth", "20", "110"};

@@ -226,6 +226,12 @@ TEST_CASE("sd_train --resume refuses damaged or mismatched checkpoints and leave
   check_error_line(run_app("sd_train", resume), "sd_train", "are not those the checkpoint was trained on", 1);
   CHECK(read_file(last) == altered);
 
+  std::string flipped = good;
+  flipped[good.size() - 1000] ^= char(0x40);  // one bit of a tensor
+  std::ofstream(last, std::ios::binary | std::ios::trunc) << flipped;
+  check_error_line(run_app("sd_train", resume), "sd_train", "last.safetensors: corrupt: the data's CRC-32 is", 1);
+  CHECK(read_file(last) == flipped);
+
   std::ofstream(last, std::ios::binary | std::ios::trunc) << good.substr(0, good.size() / 2);
   check_error_line(run_app("sd_train", resume), "sd_train", "last.safetensors: truncated", 1);
   CHECK(read_file(last) == good.substr(0, good.size() / 2));

@@ -103,7 +103,12 @@ TEST_CASE("a last checkpoint loads back exactly, with config and trainer state",
   CHECK(back.config.model.bn_gamma_init == sd::BnGammaInit::kUniform);
   CHECK(raw.metadata.at("epoch") == "3");
   CHECK(raw.metadata.at("split") == "full");
+  // The std reads back exactly, as a float and as a double (Python's float()): 63.12345504760742.
   CHECK(std::stof(raw.metadata.at("normalization.std")) == ck.normalization.std);
+  CHECK(std::stod(raw.metadata.at("normalization.std")) == double(ck.normalization.std));
+  CHECK(raw.metadata.at("normalization.std") == "63.12345504760742");
+  CHECK(back.checksum_verified);
+  CHECK(raw.metadata.at("data_crc32").size() == 8);
   CHECK(sd::find_tensor(raw.tensors, "normalization.mean").shape == std::vector<int64_t>{3, 32, 32});
 }
 
@@ -204,6 +209,35 @@ TEST_CASE("a checkpoint from before --bn-gamma-init loads as gamma = 1", "[check
   sd::save_safetensors(path, st.tensors, st.metadata);
   CHECK_THAT(load_error(path), Catch::Contains("old.safetensors: corrupt metadata") &&
                                    Catch::Contains("unknown BN gamma initialisation 'normal'"));
+}
+
+TEST_CASE("a checkpoint whose data bytes changed is refused naming the file, one without a checksum loads", "[checkpoint]") {
+  const sd::test::TempDir dir;
+  const auto path = dir.path() / "last.safetensors";
+  sd::save_checkpoint(path, sample_checkpoint());
+  const std::string good = sd::test::read_file(path);
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, good.data(), 8);
+  const size_t data_start = 8 + header_len;
+
+  // 1 000 bytes flipped across the data (the issue's case), then a single bit in the last byte.
+  std::string bad = good;
+  for (size_t i = 0; i < 1000; ++i) bad[data_start + (i * 7919) % (bad.size() - data_start)] ^= char(0x5a);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bad;
+  const std::string e = load_error(path);
+  CHECK_THAT(e, Catch::StartsWith(path.string() + ": corrupt: the data's CRC-32 is "));
+  CHECK(e.find('\n') == std::string::npos);
+  bad = good;
+  bad.back() ^= char(1);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bad;
+  CHECK_THAT(load_error(path), Catch::Contains("corrupt: the data's CRC-32"));
+
+  // Without a checksum (an older file, another writer): loads, unverified, and the programs say so.
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << sd::test::without_checksum(good);
+  const sd::Checkpoint unverified = sd::load_checkpoint(path);
+  CHECK_FALSE(unverified.checksum_verified);
+  CHECK(unverified.tensors.size() == sample_checkpoint().tensors.size());
+  CHECK_THAT(sd::unverified_note(path), Catch::Contains(path.string() + " has no data checksum"));
 }
 
 TEST_CASE("config differences name the flag and both values", "[checkpoint]") {
