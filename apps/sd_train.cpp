@@ -52,7 +52,7 @@ RunConfig settings_for_resume(const Checkpoint& ck, const TrainOptions& o, const
     if (d.option == "--epochs") {
       run.train.epochs = o.run.train.epochs;
       note += fmt::format("note: --epochs {} replaces the checkpoint's {} (the lr schedule follows the new count)\n",
-                         d.run_value, d.checkpoint_value);
+                          d.run_value, d.checkpoint_value);
       continue;
     }
     throw UsageError(fmt::format("checkpoint {} is for {} {}, this run is {} {} (with --resume, leave out {} or give "
@@ -172,10 +172,13 @@ int train_main(int argc, char** argv) {
     write_file_atomically(dir / "config.json", to_json(run).dump(2) + "\n");
     write_file_atomically(dir / "metrics.jsonl", "");
   }
-  std::cout << fmt::format("sd_train: ResNet-{} ({} {}), {}, {} backend, batch {}, {} steps/epoch, {} epochs -> {}\n",
+  report_backend("sd_train", *backend, o.verbose);
+  const double planning = backend->planning_seconds();
+  std::cout << fmt::format("sd_train: ResNet-{} ({} {}), {}, {} backend{}, batch {}, {} steps/epoch, {} epochs -> {}\n",
                            run.model.depth, to_string(run.model.death_mode), run.model.death_rate, describe_split(split),
-                           backend->device_name(), run.train.batch_size, trainer.steps_per_epoch(), run.train.epochs,
-                           dir.string())
+                           backend->device_name(),
+                           planning > 0 ? fmt::format(" (convolutions planned in {:.1f} s)", planning) : "",
+                           run.train.batch_size, trainer.steps_per_epoch(), run.train.epochs, dir.string())
             << std::flush;
 
   const std::atomic<bool>& stop = install_stop_handlers();

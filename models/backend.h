@@ -60,6 +60,12 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string device_name() const = 0;
   virtual const ResNetSpec& spec() const = 0;
+  // For logs (--verbose): the device, library versions, what was chosen at start.
+  virtual std::string describe() const { return device_name(); }
+  // What deserves a warning at start (libraries older than the build expects, say); one line each.
+  virtual std::vector<std::string> warnings() const { return {}; }
+  // Seconds spent at construction choosing algorithms by measurement (0 when nothing is measured).
+  virtual double planning_seconds() const { return 0; }
 
   // The normalisation and the image sets; the backend keeps a copy. Call before stepping.
   virtual void set_normalization(const Normalization& norm) = 0;

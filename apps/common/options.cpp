@@ -1,6 +1,7 @@
 #include "apps/common/options.h"
 
 #include <cstdint>
+#include <iostream>
 #include <limits>
 #include <sstream>
 
@@ -17,6 +18,16 @@ void add_device_option(CLI::App& app, std::string& device) {
   app.add_option("--device", device, "cuda (the GPU engine) or cpu (the reference: slow, small models)")
       ->check(CLI::IsMember({"cuda", "cpu"}))
       ->capture_default_str();
+}
+
+void add_verbose_option(CLI::App& app, bool& verbose) {
+  app.add_flag("--verbose", verbose, "describe the backend at start: library versions, planning time, algorithms");
+}
+
+void report_backend(const std::string& program, const Backend& backend, bool verbose) {
+  for (const std::string& w : backend.warnings()) std::cerr << program << ": warning: " << w << "\n";
+  std::cerr << std::flush;
+  if (verbose) std::cout << backend.describe() << std::endl;
 }
 
 void add_train_options(CLI::App& app, TrainOptions& o) {
@@ -50,6 +61,7 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--subset", r.subset, "use only the first N training images (smoke tests)");
   app.add_option("--out", o.out, "run directory (default runs/d<depth>-<mode><rate>-<split>-s<seed>)");
   add_device_option(app, o.device);
+  add_verbose_option(app, o.verbose);
   app.add_flag("--resume", o.resume, "continue the run in --out from its last.safetensors");
   app.add_option("--stop-after", o.stop_after,
                  "stop after N epochs of this invocation, resumable with --resume (for time-limited sessions)");

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/train/checkpoint.h"
+#include "models/backend.h"
 
 namespace CLI {
 class App;
@@ -36,6 +37,13 @@ void finish_train_options(const CLI::App& app, TrainOptions& options);
 
 // "--device cuda|cpu" (default cuda).
 void add_device_option(CLI::App& app, std::string& device);
+
+// "--verbose": the backend's description at start (library versions, planning, chosen algorithms).
+void add_verbose_option(CLI::App& app, bool& verbose);
+
+// What a program prints once its backend exists: warnings (on stderr, "<program>: warning: ...")
+// always, the description with --verbose.
+void report_backend(const std::string& program, const Backend& backend, bool verbose);
 
 // The long flags of `app` given on its command line.
 std::set<std::string> given_options(const CLI::App& app);

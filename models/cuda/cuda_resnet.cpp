@@ -47,6 +47,7 @@ CudaResNet::CudaResNet(const BackendOptions& options, int max_batch)
     : options_(options), spec_(make_resnet_spec(options.model)), max_batch_(max_batch) {
   if (max_batch < 1) throw std::invalid_argument(fmt::format("CudaResNet: max_batch {} must be at least 1", max_batch));
   ctx_ = std::make_unique<cuda::Context>();
+  versions_ = cuda::query_library_versions();
   planner_ = std::make_unique<cuda::ConvPlanner>(*ctx_, max_batch_);
 
   // Where every tensor lives: trainable ones in the flat parameter buffer (and, at the same
@@ -188,9 +189,10 @@ std::string CudaResNet::device_name() const {
 }
 
 std::string CudaResNet::describe() const {
-  return fmt::format("CudaResNet ResNet-{}: arena {:.1f} MiB for batch {} ({} parameters), conv workspace {:.1f} MiB\n{}",
-                     spec_.config.depth, double(arena_.capacity()) / (1 << 20), max_batch_, num_params_,
-                     double(planner_->workspace_needed()) / (1 << 20), planner_->describe());
+  return fmt::format("{}: {}\nCudaResNet ResNet-{}: arena {:.1f} MiB for batch {} ({} parameters), conv workspace "
+                     "{:.1f} MiB\n{}",
+                     device_name(), cuda::describe(versions_), spec_.config.depth, double(arena_.capacity()) / (1 << 20),
+                     max_batch_, num_params_, double(planner_->workspace_needed()) / (1 << 20), planner_->describe());
 }
 
 // ---- state ------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@
 #include "models/backend.h"
 #include "engine/cuda/arena.h"
 #include "engine/cuda/context.h"
+#include "engine/cuda/library_versions.h"
 #include "engine/cuda/tensor.h"
 #include "kernels/cuda/batch_norm.h"
 #include "kernels/cuda/classifier.h"
@@ -88,7 +89,9 @@ class CudaResNet final : public Backend {
   std::vector<uint8_t> last_labels() const;
   int last_batch_size() const { return last_n_; }
   size_t arena_bytes() const { return arena_.capacity(); }
-  std::string describe() const;  // arena size and the chosen convolution algorithms
+  std::string describe() const override;  // versions, arena size, planning time, the chosen algorithms
+  std::vector<std::string> warnings() const override { return cuda::version_warnings(versions_); }
+  double planning_seconds() const override { return planner_->stats().seconds; }
   // Whether every chosen convolution algorithm is deterministic (then steps repeat bit for bit).
   bool deterministic_convolutions() const { return planner_->deterministic(); }
   cuda::Context& context() { return *ctx_; }
@@ -138,6 +141,7 @@ class CudaResNet final : public Backend {
   BackendOptions options_;
   ResNetSpec spec_;
   int max_batch_;
+  cuda::LibraryVersions versions_;
   std::unique_ptr<cuda::Context> ctx_;
   std::unique_ptr<cuda::ConvPlanner> planner_;
   cuda::DeviceArena arena_;
