@@ -152,7 +152,7 @@ TEST_CASE("gpu a swallowed cuDNN failure leaves no error text for the next error
   REQUIRE(cudnnCreateTensorDescriptor(&d) == CUDNN_STATUS_SUCCESS);
   CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, -1, 1, 1, 1) != CUDNN_STATUS_SUCCESS);
   cuda::clear_cudnn_error_text();
-  char text[1024] = {1};
+  char text[1024] = {0};
   cudnnGetLastErrorString(text, sizeof text);
   CHECK(std::string(text).empty());
   cudnnDestroyTensorDescriptor(d);
