@@ -135,24 +135,28 @@ void ConvPlan::bind_batch(int n) {
 }
 
 template <class Perf, class WorkspaceOf>
-std::pair<DirectionChoice, size_t> ConvPlan::pick(const char* direction, const Perf* perf, int count, int max_batch,
-                                                  size_t cap, ConvAlgoPolicy policy, WorkspaceOf workspace_of) {
+DirectionChoice ConvPlan::pick(const char* direction, const Perf* perf, int count, int max_batch, size_t cap,
+                               ConvAlgoPolicy policy, WorkspaceOf workspace_of) {
+  ++stats_.find_calls;
   // The failures Find measured (algorithms that do not apply) are expected: their cuDNN error text
   // must not stand in a later, real error's message.
   clear_cudnn_error_text();
   for (const MeasuredAlgo& cand : rank_candidates(measured(perf, count), policy)) {
-    size_t most = 0;
+    size_t most = 0, bytes = 0;
     bool ok = true;
     for (int n = 1; n <= max_batch && ok; ++n) {
       bind_batch(n);
-      const std::optional<size_t> bytes = workspace_of(cand.algo);
+      const cudnnStatus_t status = workspace_of(cand.algo, &bytes);
       ++stats_.workspace_queries;
-      if (!bytes) clear_cudnn_error_text();  // a deliberately swallowed failure: the candidate is skipped
-      ok = bytes && *bytes <= cap;
-      if (ok && *bytes > most) most = *bytes;
+      if (status != CUDNN_STATUS_SUCCESS) clear_cudnn_error_text();  // deliberately swallowed: the candidate is skipped
+      ok = status == CUDNN_STATUS_SUCCESS && bytes <= cap;
+      if (ok) most = std::max(most, bytes);
     }
     bind_batch(max_batch);
-    if (ok) return {DirectionChoice{cand.algo, cand.math, cand.deterministic, cand.ms}, most};
+    if (ok) {
+      choice_.workspace = std::max(choice_.workspace, most);
+      return DirectionChoice{cand.algo, cand.math, cand.deterministic, cand.ms};
+    }
   }
   throw Error(cat("conv plan ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "² stride ",
                   shape_.stride, ": no usable ", direction, " algorithm (FMA or DEFAULT math, workspace ≤ ", cap >> 20,
@@ -167,15 +171,10 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAl
     std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
     SD_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, x_desc_, w_desc_, conv_desc_, y_desc_, max_count, &got,
                                                         perf.data()));
-    ++stats_.find_calls;
-    auto [c, ws] = pick("forward", perf.data(), got, max_batch, cap, policy, [&](int algo) {
-      size_t bytes = 0;
-      const cudnnStatus_t s = cudnnGetConvolutionForwardWorkspaceSize(h, x_desc_, w_desc_, conv_desc_, y_desc_,
-                                                                      cudnnConvolutionFwdAlgo_t(algo), &bytes);
-      return s == CUDNN_STATUS_SUCCESS ? std::optional<size_t>(bytes) : std::nullopt;
+    choice_.forward = pick("forward", perf.data(), got, max_batch, cap, policy, [&](int algo, size_t* bytes) {
+      return cudnnGetConvolutionForwardWorkspaceSize(h, x_desc_, w_desc_, conv_desc_, y_desc_,
+                                                     cudnnConvolutionFwdAlgo_t(algo), bytes);
     });
-    choice_.forward = c;
-    choice_.workspace = std::max(choice_.workspace, ws);
   }
   if (shape_.input_grad) {
     int max_count = 0, got = 0;
@@ -183,15 +182,10 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAl
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
     SD_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, w_desc_, y_desc_, conv_desc_, x_desc_, max_count,
                                                              &got, perf.data()));
-    ++stats_.find_calls;
-    auto [c, ws] = pick("backward-data", perf.data(), got, max_batch, cap, policy, [&](int algo) {
-      size_t bytes = 0;
-      const cudnnStatus_t s = cudnnGetConvolutionBackwardDataWorkspaceSize(
-          h, w_desc_, y_desc_, conv_desc_, x_desc_, cudnnConvolutionBwdDataAlgo_t(algo), &bytes);
-      return s == CUDNN_STATUS_SUCCESS ? std::optional<size_t>(bytes) : std::nullopt;
+    choice_.backward_data = pick("backward-data", perf.data(), got, max_batch, cap, policy, [&](int algo, size_t* bytes) {
+      return cudnnGetConvolutionBackwardDataWorkspaceSize(h, w_desc_, y_desc_, conv_desc_, x_desc_,
+                                                          cudnnConvolutionBwdDataAlgo_t(algo), bytes);
     });
-    choice_.backward_data = c;
-    choice_.workspace = std::max(choice_.workspace, ws);
   }
   {
     int max_count = 0, got = 0;
@@ -199,15 +193,12 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAl
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
     SD_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(h, x_desc_, y_desc_, conv_desc_, w_desc_, max_count,
                                                                &got, perf.data()));
-    ++stats_.find_calls;
-    auto [c, ws] = pick("backward-filter", perf.data(), got, max_batch, cap, policy, [&](int algo) {
-      size_t bytes = 0;
-      const cudnnStatus_t s = cudnnGetConvolutionBackwardFilterWorkspaceSize(
-          h, x_desc_, y_desc_, conv_desc_, w_desc_, cudnnConvolutionBwdFilterAlgo_t(algo), &bytes);
-      return s == CUDNN_STATUS_SUCCESS ? std::optional<size_t>(bytes) : std::nullopt;
-    });
-    choice_.backward_filter = c;
-    choice_.workspace = std::max(choice_.workspace, ws);
+    choice_.backward_filter = pick("backward-filter", perf.data(), got, max_batch, cap, policy,
+                                   [&](int algo, size_t* bytes) {
+                                     return cudnnGetConvolutionBackwardFilterWorkspaceSize(
+                                         h, x_desc_, y_desc_, conv_desc_, w_desc_, cudnnConvolutionBwdFilterAlgo_t(algo),
+                                         bytes);
+                                   });
   }
   // cudnnFind* measured with its own allocations; make sure nothing of it is still running.
   ctx.synchronize();

@@ -21,7 +21,6 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <utility>
 
 #include <cudnn.h>
 
@@ -72,11 +71,12 @@ class ConvPlan {
   void bind_batch(int n);  // points the x/y descriptors at batch n (host-only, cheap)
   void check(const DeviceTensor& x_like, int channels, int side, const char* what) const;
   void choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAlgoPolicy policy);
-  // The first ranked candidate whose workspace query succeeds within `cap` for every batch size,
-  // and its largest workspace.
+  // After one cudnnFind* of a direction: the first ranked candidate whose workspace query
+  // (workspace_of(algo, &bytes) → status) succeeds within `cap` for every batch size; the plan's
+  // workspace grows to its need, and the stats count the queries.
   template <class Perf, class WorkspaceOf>
-  std::pair<DirectionChoice, size_t> pick(const char* direction, const Perf* perf, int count, int max_batch,
-                                          size_t cap, ConvAlgoPolicy policy, WorkspaceOf workspace_of);
+  DirectionChoice pick(const char* direction, const Perf* perf, int count, int max_batch, size_t cap,
+                       ConvAlgoPolicy policy, WorkspaceOf workspace_of);
 
   ConvShape shape_;
   int max_batch_ = 0;
