@@ -23,12 +23,6 @@
 #include "models/spec/resnet_spec.h"
 #include "models/spec/step_cost.h"
 
-#ifdef SD_HAVE_CUDA
-#include <cuda_runtime.h>
-
-#include "models/cuda/cuda_resnet.h"
-#endif
-
 namespace fs = std::filesystem;
 
 namespace sd::apps {
@@ -54,25 +48,9 @@ struct ModeResult {
   double conv_flops_per_step = 0;  // of the timed steps' gates (models/spec/step_cost.h)
   double conv_tflops = 0;          // achieved: conv_flops_per_step / step_seconds
   double planning_seconds = 0;     // choosing the convolution algorithms when the model was built
-  std::optional<double> kernels_per_step;     // launches the engine counts (CUDA only)
-  std::optional<double> device_memory_bytes;  // in use on the device after the rounds (CUDA only)
+  std::optional<double> kernels_per_step;     // launches the engine counts (devices only)
+  std::optional<double> device_memory_bytes;  // in use on the device after the rounds (devices only)
 };
-
-// The launch counter of the CUDA engine; nothing for backends that do not count.
-std::optional<uint64_t> launches([[maybe_unused]] Backend& backend) {
-#ifdef SD_HAVE_CUDA
-  if (auto* cuda = dynamic_cast<CudaResNet*>(&backend)) return cuda->context().launches();
-#endif
-  return std::nullopt;
-}
-
-std::optional<double> device_memory_in_use([[maybe_unused]] Backend& backend) {
-#ifdef SD_HAVE_CUDA
-  size_t free = 0, total = 0;
-  if (dynamic_cast<CudaResNet*>(&backend) && cudaMemGetInfo(&free, &total) == cudaSuccess) return double(total - free);
-#endif
-  return std::nullopt;
-}
 
 // The step indices of the timed sequence: the first epoch's order, batch after batch, wrapping, so
 // every step has a full batch.
@@ -111,7 +89,7 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   r.death_rate = death_rate;
   r.expected_active_blocks = gates.expected_active_blocks();
   r.planning_seconds = backend->planning_seconds();  // the second model reuses the first one's plans
-  const std::optional<uint64_t> launches_before = launches(*backend);
+  const std::optional<DeviceUsage> usage_before = backend->device_usage();
   const int first_timed_step = step;
   for (int k = 0; k < o.rounds; ++k) {
     const auto t0 = Clock::now();
@@ -119,9 +97,10 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
     backend->take_train_totals();
     r.round_seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   }
-  if (const auto after = launches(*backend); after && launches_before)
-    r.kernels_per_step = double(*after - *launches_before) / (double(o.rounds) * o.steps);
-  r.device_memory_bytes = device_memory_in_use(*backend);
+  if (const std::optional<DeviceUsage> after = backend->device_usage(); after && usage_before) {
+    r.kernels_per_step = double(after->launches - usage_before->launches) / (double(o.rounds) * o.steps);
+    r.device_memory_bytes = after->memory_in_use_bytes;
+  }
   // The arithmetic the timed steps did, from their gates (pure functions of the step), counted
   // after the clock stopped.
   double flops = 0;

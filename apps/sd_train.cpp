@@ -1,5 +1,5 @@
 // sd_train: trains the stochastic-depth ResNet on CIFAR-10 with the paper's protocol (defaults from
-// ../shared/DESIGN-NOTES.md), one line and one metrics.jsonl record per epoch, checkpoints every
+// docs/MODEL.md), one line and one metrics.jsonl record per epoch, checkpoints every
 // epoch, and a resume that continues bit for bit. docs/USAGE.md describes options and outputs.
 #include <algorithm>
 #include <chrono>
@@ -48,8 +48,9 @@ std::string resume_command(int argc, char** argv) {
 RunConfig settings_for_resume(const Checkpoint& ck, const TrainOptions& o, const fs::path& path, std::string& note) {
   RunConfig run = ck.config;
   for (const ConfigDifference& d : config_differences(ck.config, o.run)) {
-    if (!o.given.count(d.option)) continue;
-    if (d.option == "--epochs") {
+    const std::optional<std::string> flag = flag_for_config_field(d.field);
+    if (!flag || !o.given.count(*flag)) continue;  // not set on this command line
+    if (d.field == "epochs") {
       run.train.epochs = o.run.train.epochs;
       note += fmt::format("note: --epochs {} replaces the checkpoint's {} (the lr schedule follows the new count)\n",
                           d.run_value, d.checkpoint_value);
@@ -57,7 +58,7 @@ RunConfig settings_for_resume(const Checkpoint& ck, const TrainOptions& o, const
     }
     throw UsageError(fmt::format("checkpoint {} is for {} {}, this run is {} {} (with --resume, leave out {} or give "
                                  "the checkpoint's value)",
-                                 path.string(), d.what, d.checkpoint_value, d.what, d.run_value, d.option));
+                                 path.string(), d.what, d.checkpoint_value, d.what, d.run_value, *flag));
   }
   return run;
 }

@@ -9,12 +9,14 @@
 // the images itself with the same Philox draws (engine/data/augment.h), so both backends see the very
 // same batch bit for bit.
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "engine/data/image_set.h"
 #include "engine/core/named_tensor.h"
+#include "models/spec/flat_state.h"
 #include "models/spec/resnet_spec.h"
 
 namespace sd {
@@ -55,11 +57,22 @@ struct EvalResult {
   double error_rate() const { return predictions.empty() ? 0.0 : double(errors) / double(predictions.size()); }
 };
 
+// What a device can say about its own work (models that run on a GPU); see Backend::device_usage.
+struct DeviceUsage {
+  uint64_t launches = 0;           // kernels, library calls and memsets the engine issued so far
+  double memory_in_use_bytes = 0;  // device memory in use (all of the process's allocations)
+};
+
+// The public calls are not virtual: they check their arguments once, here, for every backend (the
+// same error, at the same call, whatever the device), then call the protected hooks the models
+// implement. A hook may rely on what its public call checked.
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string device_name() const = 0;
   virtual const ResNetSpec& spec() const = 0;
+  // The largest batch train_step takes (a GPU engine sizes its memory for it); no bound by default.
+  virtual int max_batch() const;
   // For logs (--verbose): the device, library versions, what was chosen at start.
   virtual std::string describe() const { return device_name(); }
   // What deserves a warning at start (libraries older than the build expects, say); one line each.
@@ -68,25 +81,50 @@ class Backend {
   virtual double planning_seconds() const { return 0; }
 
   // The normalisation and the image sets; the backend keeps a copy. Call before stepping.
-  virtual void set_normalization(const Normalization& norm) = 0;
-  virtual void set_images(ImageSetRole role, const ImageSet& images) = 0;
+  // Refused (std::invalid_argument): a mean image of the wrong size or a std that is not positive;
+  // pixel bytes that do not match the labels, or a label that is not a class (0..9).
+  void set_normalization(const Normalization& norm);
+  void set_images(ImageSetRole role, const ImageSet& images);
 
   // One SGD step: forward with the given gates (closed blocks are the identity and do no work),
   // backward, then the update of every parameter (closed blocks' parameters get no gradient but
   // still weight decay and momentum). May run asynchronously: results show in take_train_totals.
-  virtual void train_step(const StepInput& in) = 0;
+  // Refused: before set_normalization or without training images (std::logic_error); a batch
+  // outside 1..max_batch() or not one gate per block (std::invalid_argument); an index outside the
+  // training set (std::out_of_range).
+  void train_step(const StepInput& in);
   virtual TrainTotals take_train_totals() = 0;
   // Makes the running sums continue from `totals` (the earlier steps of a resumed epoch), so that
   // the epoch's sums are those of a run never stopped, bit for bit (each backend adds in order).
   virtual void restore_train_totals(const TrainTotals& totals) = 0;
 
   // Inference on a whole set: every block runs, its residual scaled by p_l; BN uses running stats.
-  virtual EvalResult evaluate(ImageSetRole role) = 0;
+  // An empty (or never set) set gives an empty result. Refused before set_normalization.
+  EvalResult evaluate(ImageSetRole role);
 
   // Parameters and running statistics (spec().tensors order), then momentum buffers
   // (momentum_name(param)). load_state takes the same list; momentum buffers may be absent (zero).
-  virtual std::vector<NamedTensor> state() const = 0;
-  virtual void load_state(std::span<const NamedTensor> state) = 0;
+  // load_state checks every name and shape before anything changes (std::invalid_argument naming
+  // the first bad tensor: unknown, wrong shape or size, or a tensor of the spec that is missing).
+  std::vector<NamedTensor> state() const;
+  void load_state(std::span<const NamedTensor> state);
+
+  // Launch count and device memory, for benchmarks; nothing for a backend without a device.
+  virtual std::optional<DeviceUsage> device_usage() const { return std::nullopt; }
+
+ protected:
+  virtual void do_set_normalization(const Normalization& norm) = 0;
+  virtual void do_set_images(ImageSetRole role, const ImageSet& images) = 0;
+  virtual void do_train_step(const StepInput& in) = 0;     // every check of train_step passed
+  virtual EvalResult do_evaluate(ImageSetRole role) = 0;     // normalisation set, the set not empty
+  virtual FlatState flat_state() const = 0;                  // models/spec/flat_state.h
+  virtual void load_flat_state(const FlatState& state) = 0;  // checked: names, shapes, sizes
+
+ private:
+  size_t set_size(ImageSetRole role) const { return set_sizes_[int(role)]; }
+
+  bool have_normalization_ = false;
+  size_t set_sizes_[3] = {0, 0, 0};
 };
 
 }  // namespace sd

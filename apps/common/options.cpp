@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
@@ -135,7 +136,7 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
   o.given = given_options(app);
   if (o.given.count("--no-nesterov")) {
     o.run.sgd.nesterov = false;
-    o.given.insert("--nesterov");  // the flag config_differences names for this setting
+    o.given.insert("--nesterov");  // the flag of the "nesterov" setting (flag_for_config_field)
   }
   try {
     o.run.model.death_mode = parse_death_mode(o.death_mode);
@@ -153,6 +154,20 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
     throw UsageError(fmt::format("--time-limit {}: must be a positive number of seconds", o.time_limit));
   validate_run_config(o.run);
   if (o.out.empty()) o.out = default_run_dir(o.run);
+}
+
+std::optional<std::string> flag_for_config_field(const std::string& field) {
+  static const std::map<std::string, std::string> kFlags = {
+      {"depth", "--depth"},       {"death_mode", "--death-mode"}, {"death_rate", "--death-rate"},
+      {"bn_gamma_init", "--bn-gamma-init"},
+      {"momentum", "--momentum"}, {"nesterov", "--nesterov"},     {"weight_decay", "--weight-decay"},
+      {"epochs", "--epochs"},     {"batch_size", "--batch-size"}, {"lr", "--lr"},
+      {"lr_steps", "--lr-steps"}, {"seed", "--seed"},             {"split", "--split"},
+      {"subset", "--subset"},     {"synthetic", "--synthetic"},   {"precision", "--precision"},
+  };
+  const auto it = kFlags.find(field);
+  if (it == kFlags.end()) return std::nullopt;
+  return it->second;
 }
 
 std::string default_run_dir(const RunConfig& r) {

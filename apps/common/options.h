@@ -1,7 +1,8 @@
 #pragma once
-// sd_train's command line: the paper's defaults (../shared/DESIGN-NOTES.md), bound into CLI11, then
+// sd_train's command line: the paper's defaults (docs/MODEL.md), bound into CLI11, then
 // checked so that every bad value is one line naming its flag. sd_eval and sd_bench reuse the
 // device and model pieces.
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -54,6 +55,11 @@ std::vector<double> parse_lr_steps(const std::string& text);
 // Every check that needs no data: depth 6N+2, death rate in [0, 1), precision, split, counts,
 // epochs, batch size ≥ 1, learning rate, lr steps. Throws UsageError naming the flag.
 void validate_run_config(const RunConfig& run);
+
+// The sd_train flag that sets a RunConfig field, named as config_differences names it (a key of
+// to_json(RunConfig): "depth" → "--depth", "lr_steps" → "--lr-steps"); nothing for a setting no
+// flag changes (lr_decay: always 0.1, the paper's).
+std::optional<std::string> flag_for_config_field(const std::string& field);
 
 // runs/d<depth>-<mode><rate>-<split>-s<seed>[-gamma-uniform][-synthetic<N>]: distinct runs get distinct folders.
 std::string default_run_dir(const RunConfig& run);

@@ -2,7 +2,7 @@
 // Status checks for every CUDA runtime, cuDNN and cuBLAS call. A failure throws sd::cuda::Error
 // (a std::runtime_error) whose message names the library, the call as written, file:line, and the
 // library's own description, e.g.
-//   cuDNN error CUDNN_STATUS_BAD_PARAM in `cudnnSetTensor4dDescriptor(...)` at kernels/cuda/conv2d.cu:57: ...
+//   cuDNN error CUDNN_STATUS_BAD_PARAM in `cudnnSetTensor4dDescriptor(...)` at kernels/cuda/conv3x3.cu:57: ...
 // Kernel launches are checked with SD_CUDA_CHECK_LAUNCH("name") right after the <<<...>>> (it reads
 // cudaGetLastError, which reports bad launch configurations; faults inside a kernel surface at the
 // next synchronising call, or at once with SD_CUDA_DEBUG_SYNC=1, see engine/cuda/context.h).

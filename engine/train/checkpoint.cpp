@@ -218,27 +218,27 @@ std::string unverified_note(const std::filesystem::path& path) {
 
 std::vector<ConfigDifference> config_differences(const RunConfig& a, const RunConfig& b) {
   std::vector<ConfigDifference> out;
-  auto cmp = [&](const char* option, const char* what, const auto& x, const auto& y) {
-    if (x != y) out.push_back({option, what, fmt::format("{}", x), fmt::format("{}", y)});
+  auto cmp = [&](const char* field, const char* what, const auto& x, const auto& y) {
+    if (x != y) out.push_back({field, what, fmt::format("{}", x), fmt::format("{}", y)});
   };
-  cmp("--depth", "depth", a.model.depth, b.model.depth);
-  cmp("--death-mode", "death mode", to_string(a.model.death_mode), to_string(b.model.death_mode));
-  cmp("--death-rate", "death rate", a.model.death_rate, b.model.death_rate);
-  cmp("--bn-gamma-init", "BN gamma initialisation", to_string(a.model.bn_gamma_init), to_string(b.model.bn_gamma_init));
-  cmp("--momentum", "momentum", a.sgd.momentum, b.sgd.momentum);
-  cmp("--nesterov", "nesterov", a.sgd.nesterov, b.sgd.nesterov);
-  cmp("--weight-decay", "weight decay", a.sgd.weight_decay, b.sgd.weight_decay);
-  cmp("--epochs", "epochs", a.train.epochs, b.train.epochs);
-  cmp("--batch-size", "batch size", a.train.batch_size, b.train.batch_size);
-  cmp("--lr", "lr", a.train.learning_rate, b.train.learning_rate);
-  cmp("--lr-steps", "lr steps", fmt::format("{}", fmt::join(a.train.lr_steps, ",")),
+  cmp("depth", "depth", a.model.depth, b.model.depth);
+  cmp("death_mode", "death mode", to_string(a.model.death_mode), to_string(b.model.death_mode));
+  cmp("death_rate", "death rate", a.model.death_rate, b.model.death_rate);
+  cmp("bn_gamma_init", "BN gamma initialisation", to_string(a.model.bn_gamma_init), to_string(b.model.bn_gamma_init));
+  cmp("momentum", "momentum", a.sgd.momentum, b.sgd.momentum);
+  cmp("nesterov", "nesterov", a.sgd.nesterov, b.sgd.nesterov);
+  cmp("weight_decay", "weight decay", a.sgd.weight_decay, b.sgd.weight_decay);
+  cmp("epochs", "epochs", a.train.epochs, b.train.epochs);
+  cmp("batch_size", "batch size", a.train.batch_size, b.train.batch_size);
+  cmp("lr", "lr", a.train.learning_rate, b.train.learning_rate);
+  cmp("lr_steps", "lr steps", fmt::format("{}", fmt::join(a.train.lr_steps, ",")),
       fmt::format("{}", fmt::join(b.train.lr_steps, ",")));
-  cmp("--lr-decay", "lr decay", a.train.lr_decay, b.train.lr_decay);
-  cmp("--seed", "seed", a.train.seed, b.train.seed);
-  cmp("--split", "split", a.split, b.split);
-  cmp("--subset", "subset", a.subset, b.subset);
-  cmp("--synthetic", "synthetic", a.synthetic, b.synthetic);
-  cmp("--precision", "precision", a.precision, b.precision);
+  cmp("lr_decay", "lr decay", a.train.lr_decay, b.train.lr_decay);
+  cmp("seed", "seed", a.train.seed, b.train.seed);
+  cmp("split", "split", a.split, b.split);
+  cmp("subset", "subset", a.subset, b.subset);
+  cmp("synthetic", "synthetic", a.synthetic, b.synthetic);
+  cmp("precision", "precision", a.precision, b.precision);
   return out;
 }
 

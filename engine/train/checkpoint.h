@@ -69,12 +69,13 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkp
 // depth implies. Throws std::runtime_error, one line naming `path`.
 Checkpoint load_checkpoint(const std::filesystem::path& path);
 
-// The settings in which `checkpoint` differs from `run`, e.g. {"--depth", "depth", "20", "110"};
-// empty when they agree. Callers decide which differences matter (sd_train --resume lets --epochs
-// differ, since it only changes how far the run goes).
+// The settings in which `checkpoint` differs from `run`, e.g. {"depth", "depth", "20", "110"};
+// empty when they agree. `field` is the setting's key in to_json(RunConfig); the programs map it to
+// their command-line flag (apps/common/options.h). Callers decide which differences matter
+// (sd_train --resume lets the epochs differ, since they only change how far the run goes).
 struct ConfigDifference {
-  std::string option;  // the command-line flag that sets it
-  std::string what;    // its name in messages
+  std::string field;  // "depth", "lr_steps", ...: the key in to_json(RunConfig)
+  std::string what;   // its name in messages
   std::string checkpoint_value, run_value;
 };
 std::vector<ConfigDifference> config_differences(const RunConfig& checkpoint, const RunConfig& run);

@@ -11,35 +11,33 @@
 // Backward (g = dy, or dy·[y > 0] with ReLU, y being the forward's output; x̂ = (x − mean)·inv_std):
 //   dβ = Σ g,  dγ = Σ g·x̂,  dx = γ·inv_std·(g − dβ/M − x̂·dγ/M)
 //
-// How: one thread block per channel does everything for its channel in one launch — the
-// reductions (accumulated in double, in a fixed order: deterministic), then the elementwise pass.
-// Per-element arithmetic runs in double too, as the reference does, so fp32 results agree to about
-// an ulp. Outputs are overwritten (dγ, dβ included), never accumulated.
+// Every variant (below) computes exactly this, deterministically (reductions in double, in a fixed
+// order), with per-element arithmetic in double as the reference does, so fp32 results agree to
+// about an ulp. Outputs are overwritten (dγ, dβ included), never accumulated. One launch per call
+// (the launch formula of models/cuda/cuda_resnet.h counts one).
+//
+// Variants: each in its own kernels/cuda/batch_norm_<variant>.cu behind BatchNormVariant, chosen per
+// layer; tests/gpu/test_batch_norm.cpp checks every one against the reference and
+// bench/sd_kernel_bench times every one at the network's shapes. A new variant adds a value here,
+// its launchers to batch_norm_variants.h, its .cu, and a case in batch_norm.cu's dispatch.
 #include "engine/cuda/context.h"
 #include "engine/cuda/tensor.h"
 
 namespace sd::cuda {
 
 // Double, as the reference's (kernels/cpu/batch_norm.h): the float literals 1e-5f and 0.1f widened to
-// double are 9.99999975e-06 and 0.100000001, which nudged running statistics and eval outputs off the
-// reference's by up to an ulp. (Static audit; not yet run on a GPU.)
+// double are 9.99999975e-06 and 0.100000001, which would nudge running statistics and eval outputs
+// off the reference's by up to an ulp.
 inline constexpr double kBnEpsilon = 1e-5;
 inline constexpr double kBnMomentum = 0.1;
 
-// x, y: [n, c, hw]. running_mean/var may both be null (no update). y may alias x.
-void batch_norm_forward_train(Context& ctx, int n, int c, int hw, const float* x, const float* gamma,
-                              const float* beta, float* y, float* save_mean, float* save_inv_std, float* running_mean,
-                              float* running_var, bool relu, double momentum = kBnMomentum, double eps = kBnEpsilon);
-
-void batch_norm_forward_eval(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
-                             const float* running_mean, const float* running_var, float* y, bool relu,
-                             double eps = kBnEpsilon);
-
-// relu_output: the forward's output y when the forward applied ReLU (its mask y > 0 is applied to
-// dy), else null. dx may alias dy.
-void batch_norm_backward(Context& ctx, int n, int c, int hw, const float* x, const float* relu_output,
-                         const float* dy, const float* gamma, const float* save_mean, const float* save_inv_std,
-                         float* dx, float* dgamma, float* dbeta);
+enum class BatchNormVariant {
+  // One thread block per channel does everything for its channel: the reductions, then the
+  // elementwise pass (16-64 blocks at the network's shapes).
+  kBlockPerChannel,
+};
+inline constexpr BatchNormVariant kBatchNormVariants[] = {BatchNormVariant::kBlockPerChannel};
+const char* variant_name(BatchNormVariant variant);  // "block_per_channel"
 
 // One BN(+ReLU) layer of the network: where its parameters, gradients and saved statistics live.
 struct BatchNorm {
@@ -52,7 +50,9 @@ struct BatchNorm {
   float* save_mean = nullptr;     // [c], written by forward_train, read by backward
   float* save_inv_std = nullptr;  // [c]
   bool relu = false;
+  BatchNormVariant variant = BatchNormVariant::kBlockPerChannel;
 
+  // x, y: [n, c, h, w]; y may alias x. Without running pointers the running statistics stay.
   void forward_train(Context& ctx, const DeviceTensor& x, const DeviceTensor& y) const;
   void forward_eval(Context& ctx, const DeviceTensor& x, const DeviceTensor& y) const;
   // x: the forward's input; y: its output (for the ReLU mask); dx may alias dy.

@@ -8,7 +8,7 @@
 //   dlogits = (softmax(z) − onehot(label)) / n   (the gradient of the batch's MEAN loss)
 //   prediction[i] = arg-max_k z_ik (first on ties)
 //   dw = dlogitsᵀ·x,  db = Σ_i dlogits_i,  dx = dlogits·w
-// as kernels/cpu/linear.h and kernels/cpu/softmax_xent.h compute them.
+// as kernels/cpu/classifier.h computes them.
 //
 // Launches: forward = 1 cuBLAS GEMM (exact fp32: the context's cuBLAS handle is in pedantic mode,
 // no TF32) + 1 kernel (bias, softmax, loss, gradient, db, totals); backward = 2 cuBLAS GEMMs.
@@ -38,7 +38,7 @@ struct ClassifierOutputs {
 
 // The layer; w, b, dw, db live in the model's flat parameter and gradient buffers.
 struct Classifier {
-  int in = 64, out = 10;
+  int in = 0, out = 0;  // features and classes (the model sets them from its description)
   const float* w = nullptr;
   const float* b = nullptr;
   float* dw = nullptr;

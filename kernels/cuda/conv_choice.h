@@ -1,7 +1,7 @@
 #pragma once
 // What a convolution plan decides, as plain host data without cuDNN types, so that the decisions —
 // which measured algorithm to prefer, and when a plan measured earlier may be reused — are plain
-// functions that tests check on any machine (tests/gpu, "gpu host:" cases). kernels/cuda/conv2d.h
+// functions that tests check on any machine (tests/gpu, "gpu host:" cases). kernels/cuda/conv3x3.h
 // turns cuDNN's measurements into these and back.
 #include <cstddef>
 #include <cstdint>

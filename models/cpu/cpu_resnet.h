@@ -8,7 +8,7 @@
 //   CpuResNet     Backend (models/backend.h) on ResNetRef<float>: keeps the image sets, gathers,
 //                 normalises and augments each batch (engine/data/augment.h), trains, evaluates.
 //
-// Stochastic depth, as ../shared/DESIGN-NOTES.md says:
+// Stochastic depth, as docs/MODEL.md says:
 //   open gate (training):   out = ReLU(shortcut(x) + bn2(conv2(ReLU(bn1(conv1(x))))))
 //   closed gate (training): out = shortcut(x) — x itself for stride-1 blocks (x ≥ 0 already, being
 //                           a ReLU output, so the trailing ReLU changes nothing and is not applied;
@@ -20,8 +20,10 @@
 //                           running statistics.
 // The loss is the mean softmax cross-entropy over the batch; gradients are of that mean.
 //
-// Tensors live in models/resnet_spec order (spec().tensors), indexed by that position or by name.
-// Layout is NCHW throughout; images are [n, 3, 32, 32].
+// The shapes and tensors come from the description (models/spec/resnet_spec.h); the wiring is this
+// file's own, independent of the GPU model's. Tensors live in spec order (spec().tensors), one
+// vector each, indexed by that position or by name. Layout is NCHW throughout; images are
+// [n, 3, 32, 32].
 #include <cstdint>
 #include <span>
 #include <string>
@@ -29,6 +31,7 @@
 
 #include "models/backend.h"
 #include "kernels/cpu/sgd.h"
+#include "models/spec/flat_state.h"
 #include "models/spec/resnet_spec.h"
 
 namespace sd {
@@ -41,7 +44,7 @@ class ResNetRef {
 
   const ResNetSpec& spec() const { return spec_; }
   int num_tensors() const { return int(tensors_.size()); }
-  int index_of(const std::string& name) const;  // throws std::out_of_range naming it
+  int index_of(const std::string& name) const { return spec_.index_of(name); }  // std::out_of_range naming it
 
   // Parameters and running statistics (spec order); gradients (empty for running statistics);
   // momentum buffers (empty for running statistics, zero until the first sgd_step).
@@ -53,13 +56,15 @@ class ResNetRef {
   std::vector<T>& momentum(int i) { return momentum_[size_t(i)]; }
   const std::vector<T>& momentum(int i) const { return momentum_[size_t(i)]; }
 
-  // Sets every parameter and running statistic from `state` (by name: std::out_of_range naming a
-  // missing one, std::invalid_argument naming one of the wrong shape). Momentum buffers in `state`
-  // (momentum_name(param)) are loaded too; absent ones become zero. Not transactional: CpuResNet::
-  // load_state validates first.
-  void load(std::span<const NamedTensor> state);
+  // Sets every parameter and running statistic from `state` (models/spec/flat_state.h: checked
+  // first, std::invalid_argument naming a bad or missing tensor, nothing changed then). Momentum
+  // buffers in `state` (momentum_name(param)) are loaded too; absent ones become zero.
+  void load(std::span<const NamedTensor> state) { load_flat(flatten_state(spec_, state)); }
+  void load_flat(const FlatState& state);
+  // Parameters, running statistics and momentum buffers, rounded to float.
+  FlatState flat_state() const;
   // Parameters and running statistics (spec order), then momentum buffers, rounded to float.
-  std::vector<NamedTensor> named_state() const;
+  std::vector<NamedTensor> named_state() const { return unflatten_state(spec_, flat_state()); }
   // The gradient of every trainable tensor from the last training step (spec order), as float.
   std::vector<NamedTensor> named_gradients() const;
 
@@ -88,9 +93,6 @@ class ResNetRef {
   void sgd_step(const ref::SgdParams& params);
 
  private:
-  struct BlockIndex {
-    int conv1, bn1, conv2, bn2;  // tensor indices; a BN's bias, running mean, running var follow its weight
-  };
   struct BlockSaved {               // what the backward of one open block needs
     std::vector<T> h1, a1, h2;      // conv1 output, ReLU(bn1(h1)), conv2 output
     std::vector<T> mean1, inv_std1, mean2, inv_std2;
@@ -101,8 +103,6 @@ class ResNetRef {
 
   ResNetSpec spec_;
   std::vector<std::vector<T>> tensors_, grads_, momentum_;
-  int conv1_ = 0, bn1_ = 0, fc_w_ = 0, fc_b_ = 0;
-  std::vector<BlockIndex> blocks_;
 
   // Saved by the last training forward.
   int n_ = 0;
@@ -126,26 +126,23 @@ class CpuResNet : public Backend {
 
   std::string device_name() const override { return "cpu"; }
   const ResNetSpec& spec() const override { return net_.spec(); }
-  void set_normalization(const Normalization& norm) override;
-  void set_images(ImageSetRole role, const ImageSet& images) override;
-  void train_step(const StepInput& in) override;
   TrainTotals take_train_totals() override;
   void restore_train_totals(const TrainTotals& totals) override { totals_ = totals; }
-  EvalResult evaluate(ImageSetRole role) override;
-  std::vector<NamedTensor> state() const override;
-  // Validates every name and shape before changing anything; throws std::invalid_argument naming
-  // the first bad tensor (unknown, wrong shape or size, or a parameter that is missing).
-  void load_state(std::span<const NamedTensor> state) override;
 
   ResNetRef<float>& net() { return net_; }
 
- private:
-  const ImageSet& images(ImageSetRole role) const;
+ protected:
+  void do_set_normalization(const Normalization& norm) override { norm_ = norm; }
+  void do_set_images(ImageSetRole role, const ImageSet& images) override { sets_[int(role)] = images; }
+  void do_train_step(const StepInput& in) override;
+  EvalResult do_evaluate(ImageSetRole role) override;
+  FlatState flat_state() const override { return net_.flat_state(); }
+  void load_flat_state(const FlatState& state) override { net_.load_flat(state); }
 
+ private:
   BackendOptions options_;
   ResNetRef<float> net_;
   Normalization norm_;
-  bool have_norm_ = false;
   ImageSet sets_[3];
   TrainTotals totals_;
   std::vector<float> batch_;  // the gathered, augmented batch

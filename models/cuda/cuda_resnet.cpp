@@ -8,6 +8,7 @@
 #include <fmt/ranges.h>
 
 #include "engine/cuda/check.h"
+#include "engine/cuda/nvtx.h"
 #include "kernels/cuda/augment_gather.h"
 #include "kernels/cuda/global_avg_pool.h"
 #include "kernels/cuda/residual_join.h"
@@ -15,22 +16,6 @@
 #include "models/cuda/cuda_backend.h"
 
 namespace sd {
-
-namespace {
-
-constexpr int kStemChannels = 16;
-constexpr int kFeatures = 64;  // channels of the last stage: the classifier's input
-constexpr int kFinalSide = 8;
-constexpr int kStageChannels[3] = {16, 32, 64};
-constexpr int kStageSide[3] = {32, 16, 8};
-
-int64_t numel_of(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
-
-}  // namespace
 
 int64_t LaunchFormula::train_step(const ResNetSpec& spec, const std::vector<uint8_t>& gates) const {
   int64_t n = train_fixed;
@@ -48,23 +33,14 @@ CudaResNet::CudaResNet(const BackendOptions& options, int max_batch)
   if (max_batch < 1) throw std::invalid_argument(fmt::format("CudaResNet: max_batch {} must be at least 1", max_batch));
   ctx_ = std::make_unique<cuda::Context>();
   versions_ = cuda::query_library_versions();
+  for (const BlockSpec& b : spec_.blocks) block_names_.push_back(b.prefix.substr(0, b.prefix.size() - 1));
   planner_ = std::make_unique<cuda::ConvPlanner>(*ctx_, max_batch_);
 
-  // Where every tensor lives: trainable ones in the flat parameter buffer (and, at the same
-  // offsets, in the gradient and momentum buffers), running statistics in the running buffer.
-  offset_.resize(spec_.tensors.size());
-  for (size_t k = 0; k < spec_.tensors.size(); ++k) {
-    const size_t count = size_t(numel_of(spec_.tensors[k].shape));
-    size_t& total = spec_.tensors[k].trainable() ? num_params_ : num_running_;
-    offset_[k] = total;
-    total += count;
-  }
-
   // Measure every convolution shape first: the workspace they need is part of the arena.
-  planner_->plan({3, kStemChannels, 32, 1, false});
+  planner_->plan(plan_shape(spec_.stem.conv));
   for (const BlockSpec& b : spec_.blocks) {
-    planner_->plan({b.in_channels, b.out_channels, b.in_side, b.stride});
-    planner_->plan({b.out_channels, b.out_channels, b.out_side, 1});
+    planner_->plan(plan_shape(b.conv1));
+    planner_->plan(plan_shape(b.conv2));
   }
 
   cuda::ArenaSizer sizer;
@@ -75,7 +51,7 @@ CudaResNet::CudaResNet(const BackendOptions& options, int max_batch)
   ctx_->set_cublas_workspace(buf_.cublas_workspace, cublas_workspace_bytes_);
   build_layers();
 
-  upload_state(initial_state(spec_, options_.seed), false);
+  load_state(initial_state(spec_, options_.seed));
   ctx_->memset_zero(buf_.train_totals, sizeof(cuda::DeviceTotals));
   ctx_->memset_zero(buf_.eval_totals, sizeof(cuda::DeviceTotals));
   ctx_->synchronize();
@@ -90,18 +66,20 @@ template <class Alloc>
 CudaResNet::Buffers CudaResNet::lay_out(Alloc& a) const {
   Buffers b;
   const size_t B = size_t(max_batch_);
-  b.params = a.template take<float>(num_params_);
-  b.grads = a.template take<float>(num_params_);
-  b.momentum = a.template take<float>(num_params_);
-  b.running = a.template take<float>(num_running_);
+  const size_t params = size_t(spec_.num_params);
+  b.params = a.template take<float>(params);
+  b.grads = a.template take<float>(params);
+  b.momentum = a.template take<float>(params);
+  b.running = a.template take<float>(size_t(spec_.num_running));
   b.mean_image = a.template take<float>(kImageBytes);
   b.images = a.template take<float>(B * kImageBytes);
   b.labels = a.template take<uint8_t>(B);
-  const size_t stem = B * kStemChannels * 32 * 32;
+  const BnSpec& stem_bn = spec_.stem.bn;
+  const size_t stem = B * size_t(stem_bn.channels) * stem_bn.side * stem_bn.side;
   b.stem_a = a.template take<float>(stem);
   b.stem_r = a.template take<float>(stem);
-  b.stem_save_mean = a.template take<float>(kStemChannels);
-  b.stem_save_inv_std = a.template take<float>(kStemChannels);
+  b.stem_save_mean = a.template take<float>(size_t(stem_bn.channels));
+  b.stem_save_inv_std = a.template take<float>(size_t(stem_bn.channels));
   size_t largest = stem;  // elements of the largest activation of any block (and of the stem)
   for (const BlockSpec& blk : spec_.blocks) {
     const size_t count = B * size_t(blk.out_channels) * blk.out_side * blk.out_side;
@@ -118,14 +96,16 @@ CudaResNet::Buffers CudaResNet::lay_out(Alloc& a) const {
     b.blocks.push_back(bb);
   }
   b.branch = a.template take<float>(largest);
-  for (int s = 0; s < 3; ++s)
-    b.stage_grad[s] = a.template take<float>(B * size_t(kStageChannels[s]) * kStageSide[s] * kStageSide[s]);
+  for (size_t s = 0; s < spec_.stages.size(); ++s) {
+    const StageSpec& stage = spec_.stages[s];
+    b.stage_grad[s] = a.template take<float>(B * size_t(stage.channels) * stage.side * stage.side);
+  }
   b.scratch1 = a.template take<float>(largest);
   b.scratch2 = a.template take<float>(largest);
-  b.pooled = a.template take<float>(B * kFeatures);
-  b.dpooled = a.template take<float>(B * kFeatures);
-  b.logits = a.template take<float>(B * kNumClasses);
-  b.dlogits = a.template take<float>(B * kNumClasses);
+  b.pooled = a.template take<float>(B * size_t(spec_.head.features));
+  b.dpooled = a.template take<float>(B * size_t(spec_.head.features));
+  b.logits = a.template take<float>(B * size_t(spec_.head.classes));
+  b.dlogits = a.template take<float>(B * size_t(spec_.head.classes));
   b.losses = a.template take<float>(B);
   b.train_totals = a.template take<cuda::DeviceTotals>(1);
   b.eval_totals = a.template take<cuda::DeviceTotals>(1);
@@ -134,52 +114,50 @@ CudaResNet::Buffers CudaResNet::lay_out(Alloc& a) const {
   return b;
 }
 
+cuda::ConvShape CudaResNet::plan_shape(const ConvSpec& c) const {
+  return cuda::ConvShape{c.in_channels, c.out_channels, c.in_side, c.stride, &c != &spec_.stem.conv};
+}
+
 void CudaResNet::build_layers() {
-  std::map<std::string, size_t> index;
-  for (size_t k = 0; k < spec_.tensors.size(); ++k) index[spec_.tensors[k].name] = k;
-  auto at = [&](const std::string& name) -> size_t {
-    const auto it = index.find(name);
-    if (it == index.end()) throw std::logic_error("CudaResNet: the spec has no tensor '" + name + "'");
-    return it->second;
+  auto param = [&](int tensor) { return buf_.params + spec_.tensors[size_t(tensor)].offset; };
+  auto grad = [&](int tensor) { return buf_.grads + spec_.tensors[size_t(tensor)].offset; };
+  auto running = [&](int tensor) { return buf_.running + spec_.tensors[size_t(tensor)].offset; };
+  auto conv = [&](const ConvSpec& c) {
+    return cuda::Conv3x3(&planner_->plan(plan_shape(c)), param(c.weight), grad(c.weight));
   };
-  auto param = [&](const std::string& name) { return buf_.params + offset_[at(name)]; };
-  auto grad = [&](const std::string& name) { return buf_.grads + offset_[at(name)]; };
-  auto running = [&](const std::string& name) { return buf_.running + offset_[at(name)]; };
-  auto bn = [&](const std::string& prefix, float* save_mean, float* save_inv_std, bool relu) {
+  auto bn = [&](const BnSpec& b, float* save_mean, float* save_inv_std, bool relu) {
     cuda::BatchNorm l;
-    l.gamma = param(prefix + "weight");
-    l.beta = param(prefix + "bias");
-    l.running_mean = running(prefix + "running_mean");
-    l.running_var = running(prefix + "running_var");
-    l.dgamma = grad(prefix + "weight");
-    l.dbeta = grad(prefix + "bias");
+    l.gamma = param(b.weight);
+    l.beta = param(b.bias);
+    l.running_mean = running(b.running_mean);
+    l.running_var = running(b.running_var);
+    l.dgamma = grad(b.weight);
+    l.dbeta = grad(b.bias);
     l.save_mean = save_mean;
     l.save_inv_std = save_inv_std;
     l.relu = relu;
     return l;
   };
-
-  stem_conv_ = cuda::Conv2d(&planner_->plan({3, kStemChannels, 32, 1, false}), param("conv1.weight"), grad("conv1.weight"));
-  stem_bn_ = bn("bn1.", buf_.stem_save_mean, buf_.stem_save_inv_std, true);
+  stem_conv_ = conv(spec_.stem.conv);
+  stem_bn_ = bn(spec_.stem.bn, buf_.stem_save_mean, buf_.stem_save_inv_std, true);
   blocks_.clear();
   for (size_t l = 0; l < spec_.blocks.size(); ++l) {
     const BlockSpec& b = spec_.blocks[l];
     const BlockBuffers& bb = buf_.blocks[l];
     Block layer;
-    layer.conv1 = cuda::Conv2d(&planner_->plan({b.in_channels, b.out_channels, b.in_side, b.stride}),
-                               param(b.prefix + "conv1.weight"), grad(b.prefix + "conv1.weight"));
-    layer.bn1 = bn(b.prefix + "bn1.", bb.save_mean1, bb.save_inv_std1, true);
-    layer.conv2 = cuda::Conv2d(&planner_->plan({b.out_channels, b.out_channels, b.out_side, 1}),
-                               param(b.prefix + "conv2.weight"), grad(b.prefix + "conv2.weight"));
-    layer.bn2 = bn(b.prefix + "bn2.", bb.save_mean2, bb.save_inv_std2, false);  // no ReLU before the join
+    layer.conv1 = conv(b.conv1);
+    layer.bn1 = bn(b.bn1, bb.save_mean1, bb.save_inv_std1, true);
+    layer.conv2 = conv(b.conv2);
+    layer.bn2 = bn(b.bn2, bb.save_mean2, bb.save_inv_std2, false);  // no ReLU before the join
     blocks_.push_back(layer);
   }
-  fc_.in = kFeatures;
-  fc_.out = kNumClasses;
-  fc_.w = param("fc.weight");
-  fc_.b = param("fc.bias");
-  fc_.dw = grad("fc.weight");
-  fc_.db = grad("fc.bias");
+  const HeadSpec& head = spec_.head;
+  fc_.in = head.features;
+  fc_.out = head.classes;
+  fc_.w = param(head.weight);
+  fc_.b = param(head.bias);
+  fc_.dw = grad(head.weight);
+  fc_.db = grad(head.bias);
 }
 
 std::string CudaResNet::device_name() const {
@@ -192,7 +170,7 @@ std::string CudaResNet::describe() const {
   return fmt::format("{}: {}\nCudaResNet ResNet-{}: arena {:.1f} MiB for batch {} ({} parameters), conv workspace "
                      "{:.1f} MiB\n{}",
                      device_name(), cuda::describe(versions_), spec_.config.depth, double(arena_.capacity()) / (1 << 20),
-                     max_batch_, num_params_, double(planner_->workspace_needed()) / (1 << 20), planner_->describe());
+                     max_batch_, spec_.num_params, double(planner_->workspace_needed()) / (1 << 20), planner_->describe());
 }
 
 // ---- state ------------------------------------------------------------------------------------
@@ -206,71 +184,28 @@ std::vector<T> CudaResNet::download(const T* p, size_t count) const {
   return out;
 }
 
-void CudaResNet::upload_state(std::span<const NamedTensor> state, bool with_momentum) {
-  std::vector<float> params(num_params_), running(num_running_), momentum(num_params_, 0.0f);
-  for (size_t k = 0; k < spec_.tensors.size(); ++k) {
-    const TensorSpec& ts = spec_.tensors[k];
-    const NamedTensor& t = find_tensor(state, ts.name);
-    if (t.shape != ts.shape || t.data.size() != size_t(numel_of(ts.shape)))
-      throw std::invalid_argument(fmt::format("state tensor '{}' has shape {} with {} values, expected {}", ts.name,
-                                              shape_string(t.shape), t.data.size(), shape_string(ts.shape)));
-    std::vector<float>& dst = ts.trainable() ? params : running;
-    std::copy(t.data.begin(), t.data.end(), dst.begin() + ptrdiff_t(offset_[k]));
-    if (ts.trainable() && with_momentum) {
-      const std::string mname = momentum_name(ts.name);
-      const auto it = std::find_if(state.begin(), state.end(), [&](const NamedTensor& m) { return m.name == mname; });
-      if (it != state.end()) {
-        if (it->shape != ts.shape || it->data.size() != t.data.size())
-          throw std::invalid_argument(fmt::format("state tensor '{}' has shape {}, expected {}", mname,
-                                                  shape_string(it->shape), shape_string(ts.shape)));
-        std::copy(it->data.begin(), it->data.end(), momentum.begin() + ptrdiff_t(offset_[k]));
-      }
-    }
-  }
+FlatState CudaResNet::flat_state() const {
+  FlatState s;
+  s.params = download(buf_.params, size_t(spec_.num_params));
+  s.momentum = download(buf_.momentum, size_t(spec_.num_params));
+  s.running = download(buf_.running, size_t(spec_.num_running));
+  return s;
+}
+
+void CudaResNet::load_flat_state(const FlatState& state) {
   cudaStream_t s = ctx_->stream();
-  SD_CUDA_CHECK(cudaMemcpyAsync(buf_.params, params.data(), params.size() * sizeof(float), cudaMemcpyHostToDevice, s));
-  SD_CUDA_CHECK(cudaMemcpyAsync(buf_.momentum, momentum.data(), momentum.size() * sizeof(float), cudaMemcpyHostToDevice, s));
-  if (!running.empty())
-    SD_CUDA_CHECK(cudaMemcpyAsync(buf_.running, running.data(), running.size() * sizeof(float), cudaMemcpyHostToDevice, s));
-  ctx_->synchronize();  // the host vectors go out of scope
-}
-
-std::vector<NamedTensor> CudaResNet::state() const {
-  const std::vector<float> params = download(buf_.params, num_params_);
-  const std::vector<float> running = download(buf_.running, num_running_);
-  const std::vector<float> momentum = download(buf_.momentum, num_params_);
-  std::vector<NamedTensor> out;
-  out.reserve(spec_.tensors.size() * 2);
-  for (size_t k = 0; k < spec_.tensors.size(); ++k) {
-    const TensorSpec& ts = spec_.tensors[k];
-    const std::vector<float>& src = ts.trainable() ? params : running;
-    const auto first = src.begin() + ptrdiff_t(offset_[k]);
-    out.push_back({ts.name, ts.shape, std::vector<float>(first, first + numel_of(ts.shape))});
-  }
-  for (size_t k = 0; k < spec_.tensors.size(); ++k) {
-    const TensorSpec& ts = spec_.tensors[k];
-    if (!ts.trainable()) continue;
-    const auto first = momentum.begin() + ptrdiff_t(offset_[k]);
-    out.push_back({momentum_name(ts.name), ts.shape, std::vector<float>(first, first + numel_of(ts.shape))});
-  }
-  return out;
-}
-
-void CudaResNet::load_state(std::span<const NamedTensor> state) {
-  validate_state(spec_, state);  // before anything changes
-  upload_state(state, true);
+  SD_CUDA_CHECK(cudaMemcpyAsync(buf_.params, state.params.data(), state.params.size() * sizeof(float),
+                                cudaMemcpyHostToDevice, s));
+  SD_CUDA_CHECK(cudaMemcpyAsync(buf_.momentum, state.momentum.data(), state.momentum.size() * sizeof(float),
+                                cudaMemcpyHostToDevice, s));
+  if (!state.running.empty())
+    SD_CUDA_CHECK(cudaMemcpyAsync(buf_.running, state.running.data(), state.running.size() * sizeof(float),
+                                  cudaMemcpyHostToDevice, s));
+  ctx_->synchronize();  // the caller's vectors may go out of scope
 }
 
 std::vector<NamedTensor> CudaResNet::gradients() const {
-  const std::vector<float> grads = download(buf_.grads, num_params_);
-  std::vector<NamedTensor> out;
-  for (size_t k = 0; k < spec_.tensors.size(); ++k) {
-    const TensorSpec& ts = spec_.tensors[k];
-    if (!ts.trainable()) continue;
-    const auto first = grads.begin() + ptrdiff_t(offset_[k]);
-    out.push_back({ts.name, ts.shape, std::vector<float>(first, first + numel_of(ts.shape))});
-  }
-  return out;
+  return unflatten_gradients(spec_, download(buf_.grads, size_t(spec_.num_params)));
 }
 
 std::vector<float> CudaResNet::last_logits() const { return download(buf_.logits, size_t(last_n_) * kNumClasses); }
@@ -280,24 +215,14 @@ std::vector<uint8_t> CudaResNet::last_labels() const { return download(buf_.labe
 
 // ---- data -------------------------------------------------------------------------------------
 
-void CudaResNet::set_normalization(const Normalization& norm) {
-  if (norm.mean.size() != size_t(kImageBytes) || !(norm.std > 0))
-    throw std::invalid_argument(fmt::format("normalisation needs {} mean values and a positive std (got {}, {})",
-                                            kImageBytes, norm.mean.size(), norm.std));
+void CudaResNet::do_set_normalization(const Normalization& norm) {
   SD_CUDA_CHECK(cudaMemcpyAsync(buf_.mean_image, norm.mean.data(), size_t(kImageBytes) * sizeof(float),
                                 cudaMemcpyHostToDevice, ctx_->stream()));
   ctx_->synchronize();
   stddev_ = norm.std;
-  have_norm_ = true;
 }
 
-void CudaResNet::set_images(ImageSetRole role, const ImageSet& images) {
-  if (images.pixels.size() != images.labels.size() * size_t(kImageBytes))
-    throw std::invalid_argument("image set: pixel bytes do not match the number of labels");
-  for (size_t i = 0; i < images.labels.size(); ++i)
-    if (images.labels[i] >= kNumClasses)
-      throw std::invalid_argument(fmt::format("image set: label {} of image {} is not a class (0..{})",
-                                              int(images.labels[i]), i, kNumClasses - 1));
+void CudaResNet::do_set_images(ImageSetRole role, const ImageSet& images) {
   ctx_->synchronize();  // the set being replaced may still be read by queued work
   static const char* const kRoleName[3] = {"training", "validation", "test"};
   DeviceSet ds;
@@ -318,16 +243,24 @@ void CudaResNet::set_images(ImageSetRole role, const ImageSet& images) {
   sets_[int(role)] = std::move(ds);
 }
 
+std::optional<DeviceUsage> CudaResNet::device_usage() const {
+  size_t free = 0, total = 0;
+  SD_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return DeviceUsage{ctx_->launches(), double(total - free)};
+}
+
 // ---- training ---------------------------------------------------------------------------------
 
 void CudaResNet::forward(int n, const uint8_t* gates, bool training) {
+  const cuda::NvtxRange range("forward");
   cuda::Context& ctx = *ctx_;
   const int L = spec_.num_blocks();
   in_views_.assign(size_t(L), {});
   out_views_.assign(size_t(L), {});
-  const cuda::DeviceTensor x0 = act(buf_.images, n, kImageChannels, kImageSide);
-  const cuda::DeviceTensor a0 = act(buf_.stem_a, n, kStemChannels, 32);
-  const cuda::DeviceTensor r0 = act(buf_.stem_r, n, kStemChannels, 32);
+  const ConvSpec& stem = spec_.stem.conv;
+  const cuda::DeviceTensor x0 = act(buf_.images, n, stem.in_channels, stem.in_side);
+  const cuda::DeviceTensor a0 = act(buf_.stem_a, n, stem.out_channels, stem.out_side);
+  const cuda::DeviceTensor r0 = act(buf_.stem_r, n, stem.out_channels, stem.out_side);
   stem_conv_.forward(ctx, x0, a0);
   if (training)
     stem_bn_.forward_train(ctx, a0, r0);
@@ -339,6 +272,7 @@ void CudaResNet::forward(int n, const uint8_t* gates, bool training) {
     const BlockBuffers& bb = buf_.blocks[size_t(l)];
     const Block& layer = blocks_[size_t(l)];
     const cuda::DeviceTensor out = act(bb.out, n, b.out_channels, b.out_side);
+    const cuda::NvtxRange block_range(block_names_[size_t(l)].c_str());
     in_views_[size_t(l)] = cur;
     if (training && !gates[l]) {
       // Closed: the identity on the shortcut. Stride 1: nothing at all, the output is the input.
@@ -369,17 +303,20 @@ void CudaResNet::forward(int n, const uint8_t* gates, bool training) {
     }
     cur = out_views_[size_t(l)];
   }
-  if (cur.c != kFeatures || cur.h != kFinalSide || cur.w != kFinalSide)
+  const HeadSpec& head = spec_.head;
+  if (cur.c != head.features || cur.h != head.side || cur.w != head.side)
     throw std::logic_error(fmt::format("CudaResNet: the last stage gives {}×{}×{}, not {}×{}×{}", cur.c, cur.h, cur.w,
-                                       kFeatures, kFinalSide, kFinalSide));
-  cuda::global_avg_pool_forward(ctx, n, kFeatures, kFinalSide * kFinalSide, cur.data, buf_.pooled);
+                                       head.features, head.side, head.side));
+  cuda::global_avg_pool_forward(ctx, n, head.features, head.side * head.side, cur.data, buf_.pooled);
 }
 
 void CudaResNet::backward(int n, const uint8_t* gates) {
+  const cuda::NvtxRange range("backward");
   cuda::Context& ctx = *ctx_;
   const int L = spec_.num_blocks();
+  const HeadSpec& head = spec_.head;
   fc_.backward(ctx, n, buf_.pooled, buf_.dlogits, buf_.dpooled);
-  cuda::global_avg_pool_backward(ctx, n, kFeatures, kFinalSide * kFinalSide, buf_.dpooled, buf_.stage_grad[2]);
+  cuda::global_avg_pool_backward(ctx, n, head.features, head.side * head.side, buf_.dpooled, buf_.stage_grad[2]);
   for (int l = L - 1; l >= 0; --l) {
     const BlockSpec& b = spec_.blocks[size_t(l)];
     const BlockBuffers& bb = buf_.blocks[size_t(l)];
@@ -391,6 +328,7 @@ void CudaResNet::backward(int n, const uint8_t* gates) {
     const cuda::DeviceTensor g_in =
         b.downsamples() ? act(buf_.stage_grad[s - 1], n, b.in_channels, b.in_side) : g;
     const cuda::DeviceTensor out = act(bb.out, n, b.out_channels, b.out_side);
+    const cuda::NvtxRange block_range(block_names_[size_t(l)].c_str());
     if (!gates[l]) {
       // Closed: stride 1 passes the gradient through untouched (no launch); the downsampling block
       // sends it back through the shortcut, unmasked, as the reference's shortcut_backward does.
@@ -411,42 +349,48 @@ void CudaResNet::backward(int n, const uint8_t* gates) {
     layer.conv1.backward_filter(ctx, in_views_[size_t(l)], s1);  // ∂L/∂w1
     layer.conv1.backward_data(ctx, s1, g_in, true);   // g_in += the branch's share: now ∂L/∂x
   }
-  const cuda::DeviceTensor x0 = act(buf_.images, n, kImageChannels, kImageSide);
-  const cuda::DeviceTensor a0 = act(buf_.stem_a, n, kStemChannels, 32);
-  const cuda::DeviceTensor r0 = act(buf_.stem_r, n, kStemChannels, 32);
-  const cuda::DeviceTensor g0 = act(buf_.stage_grad[0], n, kStemChannels, 32);
-  const cuda::DeviceTensor s1 = act(buf_.scratch1, n, kStemChannels, 32);
+  const ConvSpec& stem = spec_.stem.conv;
+  const cuda::DeviceTensor x0 = act(buf_.images, n, stem.in_channels, stem.in_side);
+  const cuda::DeviceTensor a0 = act(buf_.stem_a, n, stem.out_channels, stem.out_side);
+  const cuda::DeviceTensor r0 = act(buf_.stem_r, n, stem.out_channels, stem.out_side);
+  const cuda::DeviceTensor g0 = act(buf_.stage_grad[0], n, stem.out_channels, stem.out_side);
+  const cuda::DeviceTensor s1 = act(buf_.scratch1, n, stem.out_channels, stem.out_side);
   stem_bn_.backward(ctx, a0, r0, g0, s1);
   stem_conv_.backward_filter(ctx, x0, s1);
 }
 
-void CudaResNet::train_step(const StepInput& in) {
-  if (!have_norm_) throw std::logic_error("CudaResNet: set_normalization before training");
+void CudaResNet::do_train_step(const StepInput& in) {
+  const cuda::NvtxRange range("train_step");
   const int n = int(in.indices.size());
-  if (n < 1 || n > max_batch_)
-    throw std::invalid_argument(fmt::format("CudaResNet: batch of {} images; this engine was built for 1..{}", n, max_batch_));
-  if (int(in.gates.size()) != spec_.num_blocks())
-    throw std::invalid_argument(fmt::format("CudaResNet: {} gates for {} blocks", in.gates.size(), spec_.num_blocks()));
   const DeviceSet& train = set(ImageSetRole::kTrain);
-  if (train.size == 0) throw std::logic_error("CudaResNet: set_images(kTrain, ...) before training");
   cuda::Context& ctx = *ctx_;
 
-  // Closed blocks write no gradient: start from zero so they get exactly zero, as in the reference.
-  ctx.memset_zero(buf_.grads, num_params_ * sizeof(float));
-  const cuda::GatherSource src{train.pixels.as<uint8_t>(), train.labels.as<uint8_t>(), train.size, buf_.mean_image,
-                               stddev_};
-  cuda::gather_batch(ctx, src, in.indices, cuda::AugmentDraw{true, options_.seed, in.epoch}, buf_.images, buf_.labels);
+  {
+    const cuda::NvtxRange gather("gather");
+    // Closed blocks write no gradient: start from zero so they get exactly zero, as in the reference.
+    ctx.memset_zero(buf_.grads, size_t(spec_.num_params) * sizeof(float));
+    const cuda::GatherSource src{train.pixels.as<uint8_t>(), train.labels.as<uint8_t>(), train.size,
+                                 buf_.mean_image, stddev_};
+    cuda::gather_batch(ctx, src, in.indices, cuda::AugmentDraw{true, options_.seed, in.epoch}, buf_.images,
+                       buf_.labels);
+  }
   forward(n, in.gates.data(), true);
-  cuda::ClassifierOutputs o;
-  o.logits = buf_.logits;
-  o.loss = buf_.losses;
-  o.dlogits = buf_.dlogits;
-  o.dbias = fc_.db;
-  o.totals = buf_.train_totals;
-  fc_.forward(ctx, n, buf_.pooled, buf_.labels, o);
+  {
+    const cuda::NvtxRange loss("loss");
+    cuda::ClassifierOutputs o;
+    o.logits = buf_.logits;
+    o.loss = buf_.losses;
+    o.dlogits = buf_.dlogits;
+    o.dbias = fc_.db;
+    o.totals = buf_.train_totals;
+    fc_.forward(ctx, n, buf_.pooled, buf_.labels, o);
+  }
   backward(n, in.gates.data());
-  const cuda::SgdHyper h{in.learning_rate, options_.sgd.momentum, options_.sgd.weight_decay, options_.sgd.nesterov};
-  cuda::sgd_step(ctx, (long long)num_params_, buf_.params, buf_.grads, buf_.momentum, h);
+  {
+    const cuda::NvtxRange sgd("sgd");
+    const cuda::SgdHyper h{in.learning_rate, options_.sgd.momentum, options_.sgd.weight_decay, options_.sgd.nesterov};
+    cuda::sgd_step(ctx, (long long)spec_.num_params, buf_.params, buf_.grads, buf_.momentum, h);
+  }
   last_n_ = n;
 }
 
@@ -462,11 +406,10 @@ void CudaResNet::restore_train_totals(const TrainTotals& totals) {
   ctx_->synchronize();  // `t` goes out of scope
 }
 
-EvalResult CudaResNet::evaluate(ImageSetRole role) {
-  if (!have_norm_) throw std::logic_error("CudaResNet: set_normalization before evaluating");
+EvalResult CudaResNet::do_evaluate(ImageSetRole role) {
+  const cuda::NvtxRange range("evaluate");
   const DeviceSet& ds = set(role);
   EvalResult r;
-  if (ds.size == 0) return r;
   cuda::Context& ctx = *ctx_;
   ctx.memset_zero(buf_.eval_totals, sizeof(cuda::DeviceTotals));
   const cuda::GatherSource src{ds.pixels.as<uint8_t>(), ds.labels.as<uint8_t>(), ds.size, buf_.mean_image, stddev_};

@@ -30,8 +30,13 @@
 //   + 2 per closed downsampling block; 0 per closed stride-1 block.
 // Evaluation, per batch: 6 fixed (gather, stem conv+BN, pool, GEMM, softmax) + 5 per block, plus
 // one memset per evaluate() call.
+//
+// Profiling: NVTX ranges (engine/cuda/nvtx.h) per step ("train_step", "evaluate"), per phase
+// ("gather", "forward", "loss", "backward", "sgd") and per block ("stages.1.0"), so that an
+// Nsight Systems timeline reads like this file.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,7 +47,7 @@
 #include "engine/cuda/tensor.h"
 #include "kernels/cuda/batch_norm.h"
 #include "kernels/cuda/classifier.h"
-#include "kernels/cuda/conv2d.h"
+#include "kernels/cuda/conv3x3.h"
 #include "models/spec/resnet_spec.h"
 
 namespace sd {
@@ -66,17 +71,12 @@ class CudaResNet final : public Backend {
 
   std::string device_name() const override;
   const ResNetSpec& spec() const override { return spec_; }
-  void set_normalization(const Normalization& norm) override;
-  void set_images(ImageSetRole role, const ImageSet& images) override;
-  void train_step(const StepInput& in) override;
+  int max_batch() const override { return max_batch_; }
   TrainTotals take_train_totals() override;
   void restore_train_totals(const TrainTotals& totals) override;
-  EvalResult evaluate(ImageSetRole role) override;
-  std::vector<NamedTensor> state() const override;
-  void load_state(std::span<const NamedTensor> state) override;
+  std::optional<DeviceUsage> device_usage() const override;
 
   // ---- for tests and benchmarks (each of these waits for the device) ----
-  int max_batch() const { return max_batch_; }
   uint64_t launches() const { return ctx_->launches(); }  // engine-issued operations so far
   static LaunchFormula launch_formula() { return LaunchFormula{}; }
   // The gradient of every trainable tensor from the last train_step (spec order, names as spec).
@@ -95,6 +95,14 @@ class CudaResNet final : public Backend {
   // Whether every chosen convolution algorithm is deterministic (then steps repeat bit for bit).
   bool deterministic_convolutions() const { return planner_->deterministic(); }
   cuda::Context& context() { return *ctx_; }
+
+ protected:
+  void do_set_normalization(const Normalization& norm) override;
+  void do_set_images(ImageSetRole role, const ImageSet& images) override;
+  void do_train_step(const StepInput& in) override;
+  EvalResult do_evaluate(ImageSetRole role) override;
+  FlatState flat_state() const override;
+  void load_flat_state(const FlatState& state) override;
 
  private:
   struct BlockBuffers {
@@ -116,7 +124,7 @@ class CudaResNet final : public Backend {
     void *conv_workspace = nullptr, *cublas_workspace = nullptr;
   };
   struct Block {  // the layer objects of one residual block
-    cuda::Conv2d conv1, conv2;
+    cuda::Conv3x3 conv1, conv2;
     cuda::BatchNorm bn1, bn2;
   };
   struct DeviceSet {
@@ -127,8 +135,10 @@ class CudaResNet final : public Backend {
 
   template <class Alloc>
   Buffers lay_out(Alloc& alloc) const;
+  // The plan shape of a convolution of the description (every one but the stem's needs its input
+  // gradient: the stem's input is the image).
+  cuda::ConvShape plan_shape(const ConvSpec& conv) const;
   void build_layers();
-  void upload_state(std::span<const NamedTensor> state, bool with_momentum);
   // Forward of n gathered images: training (gates, batch statistics) or evaluation (every block,
   // running statistics, residual scaled by p_l). Leaves the block outputs in out_views_.
   void forward(int n, const uint8_t* gates, bool training);
@@ -148,18 +158,14 @@ class CudaResNet final : public Backend {
   size_t cublas_workspace_bytes_ = size_t(32) << 20;
   Buffers buf_;
 
-  // Where each spec tensor lives: its offset in the params (trainable) or running buffer.
-  std::vector<size_t> offset_;
-  size_t num_params_ = 0, num_running_ = 0;
-
-  cuda::Conv2d stem_conv_;
+  cuda::Conv3x3 stem_conv_;
   cuda::BatchNorm stem_bn_;
   std::vector<Block> blocks_;
   cuda::Classifier fc_;
 
-  bool have_norm_ = false;
   float stddev_ = 1.0f;
   DeviceSet sets_[3];
+  std::vector<std::string> block_names_;  // "stages.1.0": each block's profiler range
   // Per step: the input and output views of every block (closed stride-1 blocks alias).
   std::vector<cuda::DeviceTensor> in_views_, out_views_;
   int last_n_ = 0;

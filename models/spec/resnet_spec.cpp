@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "engine/data/image_set.h"
+
 namespace sd {
 
 int blocks_per_stage(int depth) {
@@ -26,44 +28,76 @@ std::string to_string(BnGammaInit init) { return init == BnGammaInit::kOne ? "on
 
 namespace {
 
-void add_bn(std::vector<TensorSpec>& t, const std::string& p, int64_t c) {
-  t.push_back({p + "weight", {c}, TensorKind::kBnWeight});
-  t.push_back({p + "bias", {c}, TensorKind::kBnBias});
-  t.push_back({p + "running_mean", {c}, TensorKind::kBnRunningMean});
-  t.push_back({p + "running_var", {c}, TensorKind::kBnRunningVar});
+// The paper's CIFAR ResNet: the only place its widths and sides are written.
+constexpr int kStageChannels[3] = {16, 32, 64};
+constexpr int kStageSide[3] = {32, 16, 8};
+
+// Appends a tensor, placing it at the end of its flat buffer; returns its index.
+int add_tensor(ResNetSpec& spec, std::string name, std::vector<int64_t> shape, TensorKind kind) {
+  TensorSpec t{std::move(name), std::move(shape), kind};
+  t.count = 1;
+  for (int64_t d : t.shape) t.count *= d;
+  int64_t& total = t.trainable() ? spec.num_params : spec.num_running;
+  t.offset = total;
+  total += t.count;
+  spec.tensors.push_back(std::move(t));
+  return int(spec.tensors.size()) - 1;
+}
+
+ConvSpec add_conv(ResNetSpec& spec, const std::string& name, int in_channels, int out_channels, int in_side,
+                  int stride) {
+  ConvSpec c{in_channels, out_channels, in_side, in_side / stride, stride};
+  c.weight = add_tensor(spec, name + "weight", {out_channels, in_channels, 3, 3}, TensorKind::kConvWeight);
+  return c;
+}
+
+BnSpec add_bn(ResNetSpec& spec, const std::string& name, int channels, int side) {
+  BnSpec b{channels, side};
+  b.weight = add_tensor(spec, name + "weight", {channels}, TensorKind::kBnWeight);
+  b.bias = add_tensor(spec, name + "bias", {channels}, TensorKind::kBnBias);
+  b.running_mean = add_tensor(spec, name + "running_mean", {channels}, TensorKind::kBnRunningMean);
+  b.running_var = add_tensor(spec, name + "running_var", {channels}, TensorKind::kBnRunningVar);
+  return b;
 }
 
 }  // namespace
+
+int ResNetSpec::index_of(const std::string& name) const {
+  for (size_t i = 0; i < tensors.size(); ++i)
+    if (tensors[i].name == name) return int(i);
+  throw std::out_of_range(fmt::format("no tensor named '{}' in the ResNet-{}", name, config.depth));
+}
 
 ResNetSpec make_resnet_spec(const ResNetConfig& config) {
   ResNetSpec spec;
   spec.config = config;
   spec.n = blocks_per_stage(config.depth);
-  const int widths[3] = {16, 32, 64};
-  const int sides[3] = {32, 16, 8};
-  auto& t = spec.tensors;
-  t.push_back({"conv1.weight", {16, 3, 3, 3}, TensorKind::kConvWeight});
-  add_bn(t, "bn1.", 16);
+  for (int s = 0; s < 3; ++s) spec.stages.push_back({kStageChannels[s], kStageSide[s]});
+  spec.stem.conv = add_conv(spec, "conv1.", kImageChannels, kStageChannels[0], kImageSide, 1);
+  spec.stem.bn = add_bn(spec, "bn1.", kStageChannels[0], kImageSide);
   for (int s = 0; s < 3; ++s) {
     for (int b = 0; b < spec.n; ++b) {
       BlockSpec blk;
       blk.stage = s;
       blk.index = b;
-      blk.out_channels = widths[s];
-      blk.in_channels = (b == 0 && s > 0) ? widths[s - 1] : widths[s];
+      blk.out_channels = kStageChannels[s];
+      blk.in_channels = (b == 0 && s > 0) ? kStageChannels[s - 1] : kStageChannels[s];
       blk.stride = (b == 0 && s > 0) ? 2 : 1;
-      blk.out_side = sides[s];
-      blk.in_side = sides[s] * blk.stride;
+      blk.out_side = kStageSide[s];
+      blk.in_side = kStageSide[s] * blk.stride;
       blk.prefix = fmt::format("stages.{}.{}.", s, b);
-      t.push_back({blk.prefix + "conv1.weight", {blk.out_channels, blk.in_channels, 3, 3}, TensorKind::kConvWeight});
-      add_bn(t, blk.prefix + "bn1.", blk.out_channels);
-      t.push_back({blk.prefix + "conv2.weight", {blk.out_channels, blk.out_channels, 3, 3}, TensorKind::kConvWeight});
-      add_bn(t, blk.prefix + "bn2.", blk.out_channels);
+      blk.conv1 = add_conv(spec, blk.prefix + "conv1.", blk.in_channels, blk.out_channels, blk.in_side, blk.stride);
+      blk.bn1 = add_bn(spec, blk.prefix + "bn1.", blk.out_channels, blk.out_side);
+      blk.conv2 = add_conv(spec, blk.prefix + "conv2.", blk.out_channels, blk.out_channels, blk.out_side, 1);
+      blk.bn2 = add_bn(spec, blk.prefix + "bn2.", blk.out_channels, blk.out_side);
       spec.blocks.push_back(blk);
     }
   }
-  t.push_back({"fc.weight", {10, 64}, TensorKind::kFcWeight});
-  t.push_back({"fc.bias", {10}, TensorKind::kFcBias});
+  spec.head.features = kStageChannels[2];
+  spec.head.side = kStageSide[2];
+  spec.head.classes = kNumClasses;
+  spec.head.weight = add_tensor(spec, "fc.weight", {kNumClasses, spec.head.features}, TensorKind::kFcWeight);
+  spec.head.bias = add_tensor(spec, "fc.bias", {kNumClasses}, TensorKind::kFcBias);
   spec.survival = survival_probabilities(spec.num_blocks(), config.death_mode, config.death_rate);
   return spec;
 }
@@ -90,7 +124,7 @@ std::vector<NamedTensor> initial_state(const ResNetSpec& spec, uint64_t seed) {
       }
       case TensorKind::kFcWeight:
       case TensorKind::kFcBias: {
-        const double bound = 1.0 / std::sqrt(64.0);
+        const double bound = 1.0 / std::sqrt(double(spec.head.features));
         for (size_t i = 0; i < t.data.size(); ++i) {
           const Philox4 w = draw(seed, RandomStream::kInit, uint32_t(k), uint32_t(i));
           t.data[i] = float(bound * (2.0 * unit_double(w.v[0], w.v[1]) - 1.0));

@@ -1,5 +1,7 @@
 // sd_train's option parsing (apps/common/options.h): the paper's defaults, and one clear error
 // naming the flag for every bad value, before any data is read.
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -101,4 +103,64 @@ TEST_CASE("sd_train refuses bad values, naming the flag", "[apps]") {
   CHECK_THAT(usage_error(Args{"--depth", "abc"}), Catch::StartsWith("CLI: "));
   CHECK_THAT(usage_error(Args{"--nesterov", "--no-nesterov"}), Catch::Contains("excludes"));
   CHECK(parse({"--depth", "20", "--depth", "32"}).run.model.depth == 32);  // the last value wins
+}
+
+TEST_CASE("config differences name the flag and both values", "[checkpoint]") {
+  sd::RunConfig a, b;
+  CHECK(sd::config_differences(a, b).empty());
+  b.model.depth = 20;
+  b.train.lr_steps = {0.3, 0.6};
+  b.model.bn_gamma_init = sd::BnGammaInit::kUniform;
+  const auto d = sd::config_differences(a, b);
+  REQUIRE(d.size() == 3);
+  CHECK(d[0].field == "depth");
+  CHECK(sd::apps::flag_for_config_field(d[0].field) == "--depth");
+  CHECK(d[0].checkpoint_value == "110");
+  CHECK(d[0].run_value == "20");
+  CHECK(d[1].field == "bn_gamma_init");
+  CHECK(sd::apps::flag_for_config_field(d[1].field) == "--bn-gamma-init");
+  CHECK(d[1].checkpoint_value == "one");
+  CHECK(d[1].run_value == "uniform");
+  CHECK(d[2].field == "lr_steps");
+  CHECK(sd::apps::flag_for_config_field(d[2].field) == "--lr-steps");
+  CHECK(d[2].checkpoint_value == "0.5,0.75");
+}
+
+TEST_CASE("every run setting config_differences reports has the flag sd_train sets it with", "[checkpoint]") {
+  sd::RunConfig a, b;
+  b.model.depth = 20;
+  b.model.death_mode = sd::DeathMode::kUniform;
+  b.model.death_rate = 0.2;
+  b.model.bn_gamma_init = sd::BnGammaInit::kUniform;
+  b.sgd.momentum = 0.5f;
+  b.sgd.nesterov = false;
+  b.sgd.weight_decay = 0.0f;
+  b.train.epochs = 3;
+  b.train.batch_size = 64;
+  b.train.learning_rate = 0.05;
+  b.train.lr_steps = {0.9};
+  b.train.lr_decay = 0.5;
+  b.train.seed = 1;
+  b.split = "full";
+  b.subset = 10;
+  b.synthetic = 20;
+  b.precision = "tf32";
+  std::set<std::string> reported, keys;
+  for (const sd::ConfigDifference& d : sd::config_differences(a, b)) reported.insert(d.field);
+  const nlohmann::json config = sd::to_json(a);
+  for (const auto& item : config.items()) keys.insert(item.key());
+  CHECK(reported == keys);  // the fields are named as the run's JSON names them, and none is left out
+
+  CLI::App app;
+  sd::apps::TrainOptions o;
+  sd::apps::add_train_options(app, o);
+  for (const std::string& field : keys) {
+    INFO(field);
+    const std::optional<std::string> flag = sd::apps::flag_for_config_field(field);
+    if (!flag) {
+      CHECK(field == "lr_decay");  // the one setting without a flag
+      continue;
+    }
+    CHECK_NOTHROW(app.get_option(*flag));
+  }
 }

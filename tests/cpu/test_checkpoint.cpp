@@ -240,24 +240,6 @@ TEST_CASE("a checkpoint whose data bytes changed is refused naming the file, one
   CHECK_THAT(sd::unverified_note(path), Catch::Contains(path.string() + " has no data checksum"));
 }
 
-TEST_CASE("config differences name the flag and both values", "[checkpoint]") {
-  sd::RunConfig a, b;
-  CHECK(sd::config_differences(a, b).empty());
-  b.model.depth = 20;
-  b.train.lr_steps = {0.3, 0.6};
-  b.model.bn_gamma_init = sd::BnGammaInit::kUniform;
-  const auto d = sd::config_differences(a, b);
-  REQUIRE(d.size() == 3);
-  CHECK(d[0].option == "--depth");
-  CHECK(d[0].checkpoint_value == "110");
-  CHECK(d[0].run_value == "20");
-  CHECK(d[1].option == "--bn-gamma-init");
-  CHECK(d[1].checkpoint_value == "one");
-  CHECK(d[1].run_value == "uniform");
-  CHECK(d[2].option == "--lr-steps");
-  CHECK(d[2].checkpoint_value == "0.5,0.75");
-}
-
 TEST_CASE("a ResNet-110 run directory, carried from slice to slice, stays under 16 MiB", "[checkpoint]") {
   // What a time slice hands to the next: last.safetensors (with momentum), metrics.jsonl of all 500
   // epochs, config.json, summary.json. best.safetensors (the model alone) is listed apart.

@@ -1,6 +1,6 @@
 #pragma once
-// Helpers shared by the reference tests (test_ref_*.cpp): deterministic random tensors and
-// finite-difference gradients.
+// Helpers shared by the tests of the CPU reference (the layers' tests/cpu/test_<layer>.cpp and
+// test_cpu_resnet.cpp): deterministic random tensors and finite-difference gradients.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -11,6 +11,9 @@
 #include "engine/core/philox.h"
 
 namespace sd::test {
+
+// Bound on the max-norm relative error of a gradient against central finite differences, in double.
+inline constexpr double kTol = 1e-6;
 
 // Standard normal values from (seed, kTestData): the same on every platform.
 template <typename T>

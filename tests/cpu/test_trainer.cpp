@@ -27,18 +27,20 @@ class ScriptedBackend : public Backend {
   explicit ScriptedBackend(int depth) : spec_(make_resnet_spec(ResNetConfig{depth, DeathMode::kLinDecay, 0.5})) {}
   std::string device_name() const override { return "scripted"; }
   const ResNetSpec& spec() const override { return spec_; }
-  void set_normalization(const Normalization&) override {}
-  void set_images(ImageSetRole role, const ImageSet& images) override { sizes[int(role)] = images.size(); }
-  void train_step(const StepInput& in) override {
+  TrainTotals take_train_totals() override { return std::exchange(pending, TrainTotals{}); }
+  void restore_train_totals(const TrainTotals& totals) override { pending = totals; }
+
+ protected:
+  void do_set_normalization(const Normalization&) override {}
+  void do_set_images(ImageSetRole role, const ImageSet& images) override { sizes[int(role)] = images.size(); }
+  void do_train_step(const StepInput& in) override {
     if (clock) *clock += step_cost;
     steps.push_back({{in.indices.begin(), in.indices.end()}, in.epoch, in.step, {in.gates.begin(), in.gates.end()},
                      in.learning_rate});
     pending.loss_sum += loss_per_image * double(in.indices.size());
     pending.count += int64_t(in.indices.size());
   }
-  TrainTotals take_train_totals() override { return std::exchange(pending, TrainTotals{}); }
-  void restore_train_totals(const TrainTotals& totals) override { pending = totals; }
-  EvalResult evaluate(ImageSetRole role) override {
+  EvalResult do_evaluate(ImageSetRole role) override {
     if (clock) *clock += eval_cost;
     evaluations.push_back(role);
     EvalResult r;
@@ -47,9 +49,10 @@ class ScriptedBackend : public Backend {
     r.errors = int64_t(std::lround(rate * double(r.predictions.size())));
     return r;
   }
-  std::vector<NamedTensor> state() const override { return {}; }
-  void load_state(std::span<const NamedTensor>) override {}
+  FlatState flat_state() const override { return FlatState(spec_); }
+  void load_flat_state(const FlatState&) override {}
 
+ public:
   static double next(std::vector<double>& script, double otherwise) {
     if (script.empty()) return otherwise;
     const double e = script.front();
@@ -228,8 +231,8 @@ TEST_CASE("a run stopped mid-epoch and resumed takes exactly the same steps", "[
     using ScriptedBackend::ScriptedBackend;
     std::atomic<bool>* flag = nullptr;
     int* count = nullptr;
-    void train_step(const StepInput& in) override {
-      ScriptedBackend::train_step(in);
+    void do_train_step(const StepInput& in) override {
+      ScriptedBackend::do_train_step(in);
       if (++*count == 12) flag->store(true);
     }
   };

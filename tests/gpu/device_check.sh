@@ -8,7 +8,9 @@
 #   tests/gpu/device_check.sh runtime    the programs on the device: run path without LD_LIBRARY_PATH,
 #                                        library versions and ResNet-110 planning time (sd_bench
 #                                        --verbose, a few steps), a time-limited sd_train (~2 min)
-#   tests/gpu/device_check.sh all        all three
+#   tests/gpu/device_check.sh bench      every kernel variant timed at the network's shapes
+#                                        (build/bin/sd_kernel_bench: µs, GB/s, share of 4.8 TB/s; ~10 s)
+#   tests/gpu/device_check.sh all        all four
 # Logs go to $OUT (the device tool brings them back) or /tmp/sd-gpu-out; the summary prints last.
 set -u
 # From the repository root wherever the checkout lies (the device's path differs from this
@@ -37,6 +39,12 @@ if [ "$mode" = tests ] || [ "$mode" = all ]; then
   grep -E "^(cuda:|cuDNN algorithms|  conv|CudaResNet|ResNet-|launches|stage|gradients|parameter updates|momentum)" \
     "$out/tests.txt" | head -60 >>"$summary"
   grep -B3 -A12 "FAILED" "$out/tests.txt" | head -150 >"$out/failures.txt"
+fi
+
+if [ "$mode" = bench ] || [ "$mode" = all ]; then
+  timeout 120 build/bin/sd_kernel_bench --json "$out/kernel_bench.json" >"$out/kernel_bench.txt" 2>&1
+  note "sd_kernel_bench rc=$?"
+  cat "$out/kernel_bench.txt" >>"$summary"
 fi
 
 if [ "$mode" = sanitize ] || [ "$mode" = all ]; then

@@ -1,6 +1,7 @@
 // Batch normalisation (+ ReLU) on the GPU against the CPU reference in double, at the network's
-// three BN shapes and batches 128 and 72: training forward (output, saved statistics, running
-// statistics), evaluation forward, backward (dx, dγ, dβ), with and without the ReLU.
+// three BN shapes and batches 128 and 72, every variant (cuda::kBatchNormVariants): training forward
+// (output, saved statistics, running statistics), evaluation forward, backward (dx, dγ, dβ), with
+// and without the ReLU.
 #include <catch2/catch.hpp>
 
 #include "engine/cuda/context.h"
@@ -17,11 +18,12 @@ namespace {
 
 constexpr double kTol = 1e-4;
 
-void check_bn(cuda::Context& ctx, int n, int c, int side, bool relu) {
+void check_bn(cuda::Context& ctx, cuda::BatchNormVariant variant, int n, int c, int side, bool relu) {
   const int hw = side * side;
   const size_t count = size_t(n) * c * hw, cs = size_t(c);
   const uint32_t seed = uint32_t(n * 1000 + c * 10 + (relu ? 1 : 0));
-  INFO("BN" << (relu ? "+ReLU" : "") << " " << n << "×" << c << "×" << side << "×" << side);
+  INFO("BN" << (relu ? "+ReLU" : "") << " " << n << "×" << c << "×" << side << "×" << side << ", variant "
+             << cuda::variant_name(variant));
   // Off-centre inputs (mean 0.7, std 2.5) so the mean matters; γ around 1, β around 0.
   const auto x = gpu_test::normal_floats(count, seed, 2.5, 0.7);
   const auto gamma = gpu_test::uniform_floats(size_t(c), seed + 1, 0.5, 1.5);
@@ -49,6 +51,7 @@ void check_bn(cuda::Context& ctx, int n, int c, int side, bool relu) {
   bn.gamma = d_gamma.get(), bn.beta = d_beta.get(), bn.running_mean = d_rm.get(), bn.running_var = d_rv.get();
   bn.dgamma = d_dgamma.get(), bn.dbeta = d_dbeta.get(), bn.save_mean = d_mean.get(), bn.save_inv_std = d_inv.get();
   bn.relu = relu;
+  bn.variant = variant;
   const cuda::DeviceTensor tx{d_x.get(), n, c, side, side}, ty{d_y.get(), n, c, side, side},
       tye{d_ye.get(), n, c, side, side}, tdy{d_dy.get(), n, c, side, side}, tdx{d_dx.get(), n, c, side, side};
   // Evaluation first: it must read the running statistics before training updates them.
@@ -91,10 +94,11 @@ void check_bn(cuda::Context& ctx, int n, int c, int side, bool relu) {
 TEST_CASE("gpu batch norm with and without ReLU matches the reference at the network shapes", "[gpu][bn][sanitize]") {
   SD_REQUIRE_CUDA_DEVICE();
   cuda::Context ctx;
-  for (const int n : {128, 72})
-    for (const bool relu : {true, false}) {
-      check_bn(ctx, n, 16, 32, relu);
-      check_bn(ctx, n, 32, 16, relu);
-      check_bn(ctx, n, 64, 8, relu);
-    }
+  for (const cuda::BatchNormVariant variant : cuda::kBatchNormVariants)
+    for (const int n : {128, 72})
+      for (const bool relu : {true, false}) {
+        check_bn(ctx, variant, n, 16, 32, relu);
+        check_bn(ctx, variant, n, 32, 16, relu);
+        check_bn(ctx, variant, n, 64, 8, relu);
+      }
 }

@@ -1,6 +1,6 @@
 // The whole CUDA model against the CPU model (models/cpu/cpu_resnet.h), both fp32, on the same batches:
 // training steps of ResNet-20 and ResNet-110 with fixed gate patterns (closed blocks, a closed
-// downsampling block among them), launch accounting, evaluation, state, reproducibility.
+// downsampling block among them), launch accounting, evaluation, reproducibility.
 //
 // BOUNDS, and why they are what they are. Forward quantities (logits, per-image losses, BN running
 // statistics, the loss total) differ only by rounding: fp32 vs fp64 runs of the CPU reference
@@ -35,11 +35,13 @@
 #include "models/cpu/cpu_resnet.h"
 #include "models/cuda/cuda_backend.h"
 #include "models/cuda/cuda_resnet.h"
+#include "tests/common/backend_contract.h"
 #include "tests/gpu/cupti_counter.h"
 #include "tests/gpu/gpu_compare.h"
 #include "tests/gpu/gpu_test.h"
 
 using namespace sd;
+using sd::test::contract::step_input;
 
 namespace {
 
@@ -222,17 +224,6 @@ void check_step(CpuResNet& cpu, CudaResNet& gpu, const Data& data, const StepInp
   CHECK(empty.loss_sum == 0.0);
 }
 
-StepInput make_step(const std::vector<int32_t>& indices, const std::vector<uint8_t>& gates, uint32_t epoch,
-                    uint64_t step, float lr) {
-  StepInput in;
-  in.indices = indices;
-  in.gates = gates;
-  in.epoch = epoch;
-  in.step = step;
-  in.learning_rate = lr;
-  return in;
-}
-
 }  // namespace
 
 TEST_CASE("gpu ResNet-20 training steps match the CPU model at batch 128 then 72", "[gpu][model]") {
@@ -255,9 +246,9 @@ TEST_CASE("gpu ResNet-20 training steps match the CPU model at batch 128 then 72
   const std::vector<uint8_t> c{1, 0, 0, 1, 0, 0, 0, 1, 0};
   const auto i1 = batch_indices(data.train.size(), 128, 0), i2 = batch_indices(data.train.size(), 72, 1),
              i3 = batch_indices(data.train.size(), 72, 2);
-  check_step(cpu, gpu, data, make_step(i1, a, 0, 0, 0.1f), kResNet20);
-  check_step(cpu, gpu, data, make_step(i2, b, 1, 1, 0.05f), kResNet20);  // momentum now non-zero
-  check_step(cpu, gpu, data, make_step(i3, c, 2, 2, 0.05f), kResNet20);
+  check_step(cpu, gpu, data, step_input(i1, a, 0, 0, 0.1f), kResNet20);
+  check_step(cpu, gpu, data, step_input(i2, b, 1, 1, 0.05f), kResNet20);  // momentum now non-zero
+  check_step(cpu, gpu, data, step_input(i3, c, 2, 2, 0.05f), kResNet20);
 }
 
 TEST_CASE("gpu ResNet-110 training step matches the CPU model at batch 128", "[gpu][model][resnet110]") {
@@ -278,7 +269,7 @@ TEST_CASE("gpu ResNet-110 training step matches the CPU model at batch 128", "[g
   int open = 0;
   for (uint8_t g : gates) open += g;
   std::cout << "ResNet-110 step with " << open << " of 54 blocks open" << std::endl;
-  check_step(cpu, gpu, data, make_step(batch_indices(data.train.size(), 128, 3), gates, 3, 12345, 0.1f), kResNet110);
+  check_step(cpu, gpu, data, step_input(batch_indices(data.train.size(), 128, 3), gates, 3, 12345, 0.1f), kResNet110);
 }
 
 TEST_CASE("gpu launches per step are fixed plus per block times open blocks", "[gpu][model][launches]") {
@@ -293,7 +284,7 @@ TEST_CASE("gpu launches per step are fixed plus per block times open blocks", "[
   const auto indices = batch_indices(data.train.size(), 32, 0);
   auto count = [&](const std::vector<uint8_t>& gates) {
     const uint64_t before = gpu.launches();
-    gpu.train_step(make_step(indices, gates, 0, 0, 0.01f));
+    gpu.train_step(step_input(indices, gates, 0, 0, 0.01f));
     return int64_t(gpu.launches() - before);
   };
   const std::vector<uint8_t> open(9, 1), closed(9, 0);
@@ -329,7 +320,7 @@ TEST_CASE("gpu evaluation equals the CPU model's", "[gpu][model][eval]") {
   cpu.set_images(ImageSetRole::kTest, data.test);
   // A few CPU steps, so that the running statistics and parameters are no longer the initial ones.
   const std::vector<uint8_t> open(9, 1);
-  for (uint32_t s = 0; s < 3; ++s) cpu.train_step(make_step(batch_indices(256, 64, s), open, s, s, 0.1f));
+  for (uint32_t s = 0; s < 3; ++s) cpu.train_step(step_input(batch_indices(256, 64, s), open, s, s, 0.1f));
   CudaResNet gpu(options_for(20), 128);
   gpu.set_normalization(data.norm);
   gpu.set_images(ImageSetRole::kTest, data.test);
@@ -358,48 +349,6 @@ TEST_CASE("gpu evaluation equals the CPU model's", "[gpu][model][eval]") {
   CHECK(std::llabs(rg.errors - rc.errors) <= differing);
 }
 
-TEST_CASE("gpu model starts from the same state as the CPU with uniform BN gamma", "[gpu][model][state]") {
-  SD_REQUIRE_CUDA_DEVICE();
-  BackendOptions o = options_for(8);
-  o.model.bn_gamma_init = BnGammaInit::kUniform;
-  CudaResNet gpu(o, 16);
-  CpuResNet cpu(o);
-  CHECK(states_bit_equal(gpu.state(), cpu.state()));
-  CHECK(find_tensor(gpu.state(), "bn1.weight").data != std::vector<float>(16, 1.0f));
-}
-
-TEST_CASE("gpu state round trip and load_state validation", "[gpu][model][state]") {
-  SD_REQUIRE_CUDA_DEVICE();
-  CudaResNet gpu(options_for(8), 16);
-  std::vector<NamedTensor> s = gpu.state();
-  for (NamedTensor& t : s)
-    for (size_t i = 0; i < t.data.size(); ++i) t.data[i] = float(i % 97) * 0.01f - 0.3f + float(t.name.size());
-  gpu.load_state(s);
-  CHECK(states_bit_equal(gpu.state(), s));
-  // Without momentum buffers: they become zero.
-  std::vector<NamedTensor> no_momentum;
-  for (const NamedTensor& t : s)
-    if (t.name.rfind("optimizer.", 0) != 0) no_momentum.push_back(t);
-  gpu.load_state(no_momentum);
-  for (const NamedTensor& t : gpu.state())
-    if (t.name.rfind("optimizer.", 0) == 0) {
-      INFO(t.name);
-      CHECK(std::all_of(t.data.begin(), t.data.end(), [](float v) { return v == 0.0f; }));
-    }
-  const std::vector<NamedTensor> loaded = gpu.state();
-  std::vector<NamedTensor> bad = s;
-  bad.push_back({"no.such.tensor", {1}, {0.0f}});
-  CHECK_THROWS_AS(gpu.load_state(bad), std::invalid_argument);
-  bad = s;
-  bad[0].shape = {1};
-  bad[0].data = {0.0f};
-  CHECK_THROWS_AS(gpu.load_state(bad), std::invalid_argument);
-  bad = s;
-  bad.erase(bad.begin() + 1);
-  CHECK_THROWS_AS(gpu.load_state(bad), std::invalid_argument);
-  CHECK(states_bit_equal(gpu.state(), loaded));  // the refused loads changed nothing
-}
-
 TEST_CASE("gpu training steps are bit-reproducible with deterministic convolutions", "[gpu][model]") {
   SD_REQUIRE_CUDA_DEVICE();
   const Data data = make_data(128, 0);
@@ -415,7 +364,7 @@ TEST_CASE("gpu training steps are bit-reproducible with deterministic convolutio
   for (int run = 0; run < 2; ++run) {
     gpu.load_state(start);
     const std::vector<uint8_t> g{1, 1, 0, 1, 1, 1, 0, 1, 1};
-    for (uint32_t s = 0; s < 2; ++s) gpu.train_step(make_step(batch_indices(128, 64, s), g, s, s, 0.1f));
+    for (uint32_t s = 0; s < 2; ++s) gpu.train_step(step_input(batch_indices(128, 64, s), g, s, s, 0.1f));
     result[run] = gpu.state();
   }
   CHECK_FALSE(states_bit_equal(result[0], start));  // the steps did change the state
@@ -437,9 +386,9 @@ TEST_CASE("gpu ResNet-8 steps and evaluation, small enough for compute-sanitizer
     b->set_images(ImageSetRole::kTest, data.test);
   }
   // ResNet-8: block 0 (identity), 1 and 2 (both downsample).
-  check_step(cpu, gpu, data, make_step(batch_indices(64, 24, 0), {1, 1, 1}, 0, 0, 0.1f), kResNet20);
-  check_step(cpu, gpu, data, make_step(batch_indices(64, 17, 1), {0, 0, 1}, 1, 1, 0.1f), kResNet20);
-  check_step(cpu, gpu, data, make_step(batch_indices(64, 24, 2), {0, 1, 0}, 2, 2, 0.1f), kResNet20);
+  check_step(cpu, gpu, data, step_input(batch_indices(64, 24, 0), {1, 1, 1}, 0, 0, 0.1f), kResNet20);
+  check_step(cpu, gpu, data, step_input(batch_indices(64, 17, 1), {0, 0, 1}, 1, 1, 0.1f), kResNet20);
+  check_step(cpu, gpu, data, step_input(batch_indices(64, 24, 2), {0, 1, 0}, 2, 2, 0.1f), kResNet20);
   // Evaluate from the CPU's state: the last step leaves the two models apart by kink flips, which
   // would blur the comparison of the evaluation wiring (p_l scaling, running statistics, chunks).
   gpu.load_state(cpu.state());
@@ -448,46 +397,9 @@ TEST_CASE("gpu ResNet-8 steps and evaluation, small enough for compute-sanitizer
   CHECK(std::fabs(rg.loss_sum - rc.loss_sum) <= kResNet20.forward * std::fabs(rc.loss_sum));
 }
 
-TEST_CASE("gpu restore_train_totals: the running sums continue from a resumed epoch's", "[gpu][model][sanitize]") {
+// The backend contract (state, load_state, argument checks) runs in test_backend_contract.cpp.
+TEST_CASE("gpu backend factory refuses a maximum batch below 1", "[gpu][model]") {
   SD_REQUIRE_CUDA_DEVICE();
-  const Data data = make_data(64, 0);
-  CpuResNet cpu(options_for(8));
-  CudaResNet gpu(options_for(8), 24);
-  const TrainTotals earlier{12.375, 5, 40};  // as a checkpoint of a stopped epoch holds them
-  for (Backend* b : {static_cast<Backend*>(&cpu), static_cast<Backend*>(&gpu)}) {
-    b->set_normalization(data.norm);
-    b->set_images(ImageSetRole::kTrain, data.train);
-    b->restore_train_totals(earlier);
-  }
-  const std::vector<int32_t> idx = batch_indices(64, 24, 0);
-  const std::vector<uint8_t> gates{1, 1, 1};
-  cpu.train_step(make_step(idx, gates, 0, 0, 0.1f));
-  gpu.train_step(make_step(idx, gates, 0, 0, 0.1f));
-  const TrainTotals c = cpu.take_train_totals(), g = gpu.take_train_totals();
-  CHECK(g.count == 64);
-  CHECK(std::llabs(g.errors - c.errors) <= 1);  // a near tie in the logits may flip one prediction
-  CHECK(g.loss_sum > earlier.loss_sum);
-  CHECK(std::fabs(g.loss_sum - c.loss_sum) <= 1e-5 * c.loss_sum);
-  CHECK(gpu.take_train_totals().count == 0);  // taken: the sums start again from zero
-}
-
-TEST_CASE("gpu backend factory and argument checks", "[gpu][model]") {
-  SD_REQUIRE_CUDA_DEVICE();
-  std::unique_ptr<Backend> b = make_cuda_backend(options_for(8), 16);
-  CHECK_THAT(b->device_name(), Catch::StartsWith("cuda:0"));
-  CHECK(b->spec().config.depth == 8);
-  const std::vector<int32_t> idx(4, 0);
-  const std::vector<uint8_t> gates(3, 1);
-  CHECK_THROWS_AS(b->train_step(make_step(idx, gates, 0, 0, 0.1f)), std::logic_error);  // no normalisation yet
-  const Data data = make_data(20, 0);
-  b->set_normalization(data.norm);
-  b->set_images(ImageSetRole::kTrain, data.train);
-  CHECK_THROWS_AS(b->train_step(make_step(std::vector<int32_t>(17, 0), gates, 0, 0, 0.1f)), std::invalid_argument);
-  CHECK_THROWS_AS(b->train_step(make_step(idx, std::vector<uint8_t>(4, 1), 0, 0, 0.1f)), std::invalid_argument);
-  CHECK_THROWS(b->train_step(make_step(std::vector<int32_t>{0, 20}, gates, 0, 0, 0.1f)));  // index outside the set
-  CHECK_NOTHROW(b->train_step(make_step(idx, gates, 0, 0, 0.1f)));
-  CHECK(b->take_train_totals().count == 4);
-  CHECK(b->evaluate(ImageSetRole::kValidation).predictions.empty());  // no validation set: nothing to do
   CHECK_THROWS_AS(make_cuda_backend(options_for(8), 0), std::invalid_argument);
 }
 
@@ -503,7 +415,7 @@ TEST_CASE("gpu closed blocks run no kernels on the device, counted by CUPTI", "[
   const ResNetSpec& spec = gpu.spec();
   const auto indices = batch_indices(64, 32, 0);
   const std::vector<uint8_t> open(9, 1), closed(9, 0);
-  gpu.train_step(make_step(indices, open, 0, 0, 0.01f));  // warm-up: lazy loading, first-use work
+  gpu.train_step(step_input(indices, open, 0, 0, 0.01f));  // warm-up: lazy loading, first-use work
   gpu_test::CuptiCounter cupti;
   if (!cupti.available()) {
     WARN("CUPTI unavailable (" << cupti.why() << "): device-side launch counts not checked");
@@ -516,7 +428,7 @@ TEST_CASE("gpu closed blocks run no kernels on the device, counted by CUPTI", "[
   auto measure = [&](const std::vector<uint8_t>& gates) {
     cupti.take();
     const uint64_t before = gpu.launches();
-    gpu.train_step(make_step(indices, gates, 0, 0, 0.01f));
+    gpu.train_step(step_input(indices, gates, 0, 0, 0.01f));
     const gpu_test::CuptiCounter::Counts c = cupti.take();
     return Measured{int64_t(gpu.launches() - before), c};
   };

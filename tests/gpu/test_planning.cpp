@@ -9,7 +9,7 @@
 #include "engine/cuda/check.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/library_versions.h"
-#include "kernels/cuda/conv2d.h"
+#include "kernels/cuda/conv3x3.h"
 #include "kernels/cuda/conv_choice.h"
 #include "models/cuda/cuda_resnet.h"
 #include "tests/gpu/gpu_test.h"

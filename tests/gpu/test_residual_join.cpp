@@ -5,8 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "engine/cuda/context.h"
-#include "kernels/cpu/residual.h"
-#include "kernels/cpu/shortcut.h"
+#include "kernels/cpu/residual_join.h"
 #include "kernels/cuda/residual_join.h"
 #include "tests/gpu/gpu_compare.h"
 #include "tests/gpu/gpu_test.h"

@@ -16,7 +16,7 @@
 // later plan with the same shape, batch bound, policy, cap and device measures nothing.
 // All plans share one workspace, taken from the arena, sized for the largest need.
 //
-// Conv2d: one layer (its weight and weight-gradient pointers) bound to its shape's plan.
+// Conv3x3: one layer (its weight and weight-gradient pointers) bound to its shape's plan.
 #include <cstddef>
 #include <map>
 #include <memory>
@@ -117,10 +117,10 @@ class ConvPlanner {
 };
 
 // One convolution layer of the network.
-class Conv2d {
+class Conv3x3 {
  public:
-  Conv2d() = default;
-  Conv2d(ConvPlan* plan, const float* weight, float* weight_grad) : plan_(plan), w_(weight), dw_(weight_grad) {}
+  Conv3x3() = default;
+  Conv3x3(ConvPlan* plan, const float* weight, float* weight_grad) : plan_(plan), w_(weight), dw_(weight_grad) {}
   void forward(Context& ctx, const DeviceTensor& x, const DeviceTensor& y) const { plan_->forward(ctx, x, w_, y); }
   void backward_data(Context& ctx, const DeviceTensor& dy, const DeviceTensor& dx, bool accumulate) const {
     plan_->backward_data(ctx, dy, w_, dx, accumulate);

@@ -1,24 +1,22 @@
 // The whole CPU ResNet (models/cpu/cpu_resnet.h): gradients of every parameter against finite
 // differences in double with closed gates (a closed downsampling block included), the closed-gate
-// and test-time semantics against a hand-assembled network, and the CpuResNet backend's state
-// round trip and determinism.
+// and test-time semantics against a hand-assembled network, and the CpuResNet backend's
+// determinism whatever the number of threads.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
-#include <set>
 #include <vector>
 
 #include "kernels/cpu/batch_norm.h"
+#include "kernels/cpu/classifier.h"
 #include "kernels/cpu/conv3x3.h"
 #include "kernels/cpu/global_avg_pool.h"
-#include "kernels/cpu/linear.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/relu.h"
-#include "kernels/cpu/residual.h"
-#include "kernels/cpu/shortcut.h"
+#include "kernels/cpu/residual_join.h"
 #include "models/cpu/cpu_resnet.h"
+#include "tests/common/backend_contract.h"
 #include "tests/cpu/test_ref_util.h"
 
 using namespace sd;
@@ -283,149 +281,11 @@ TEST_CASE("a closed block's parameters still get weight decay and momentum from 
   }
 }
 
-// ---- the CPU backend -------------------------------------------------------------------------
-
-namespace {
-
-ImageSet synthetic_images(int count, uint32_t seed) {
-  ImageSet s;
-  s.pixels.resize(size_t(count) * kImageBytes);
-  for (size_t i = 0; i < s.pixels.size(); ++i)
-    s.pixels[i] = uint8_t(draw(seed, RandomStream::kTestData, uint32_t(i)).v[0]);
-  for (int i = 0; i < count; ++i) s.labels.push_back(uint8_t(i % kNumClasses));
-  return s;
-}
-
-BackendOptions options8(uint64_t seed) {
-  BackendOptions o;
-  o.model = {8, DeathMode::kLinDecay, 0.5};
-  o.seed = seed;
-  return o;
-}
-
-void prepare(CpuResNet& b) {
-  Normalization norm;
-  norm.mean.assign(kImageBytes, 120.0f);
-  norm.std = 60.0f;
-  b.set_normalization(norm);
-  b.set_images(ImageSetRole::kTrain, synthetic_images(40, 1));
-  b.set_images(ImageSetRole::kTest, synthetic_images(12, 2));
-}
-
-void step(CpuResNet& b, uint64_t k) {
-  std::vector<int32_t> idx;
-  for (int i = 0; i < 8; ++i) idx.push_back(int32_t((k * 8 + uint64_t(i) * 3) % 40));
-  const std::vector<uint8_t> gates{1, uint8_t(k % 2), 1};
-  StepInput in;
-  in.indices = idx;
-  in.epoch = uint32_t(k / 3);
-  in.step = k;
-  in.gates = gates;
-  in.learning_rate = 0.05f;
-  b.train_step(in);
-}
-
-void require_same_state(const std::vector<NamedTensor>& a, const std::vector<NamedTensor>& b) {
-  REQUIRE(a.size() == b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    INFO(a[i].name);
-    REQUIRE(a[i].name == b[i].name);
-    REQUIRE(a[i].shape == b[i].shape);
-    REQUIRE(a[i].data == b[i].data);
-  }
-}
-
-}  // namespace
-
-TEST_CASE("CpuResNet state lists parameters, running statistics, then momentum buffers", "[ref]") {
-  CpuResNet b(options8(3));
-  CHECK(b.device_name() == "cpu");
-  const auto st = b.state();
-  const ResNetSpec& spec = b.spec();
-  size_t trainable = 0;
-  for (size_t i = 0; i < spec.tensors.size(); ++i) {
-    CHECK(st[i].name == spec.tensors[i].name);
-    CHECK(st[i].shape == spec.tensors[i].shape);
-    trainable += spec.tensors[i].trainable();
-  }
-  REQUIRE(st.size() == spec.tensors.size() + trainable);
-  CHECK(st[spec.tensors.size()].name == momentum_name("conv1.weight"));
-  const auto init = initial_state(spec, 3);
-  for (size_t i = 0; i < init.size(); ++i) CHECK(st[i].data == init[i].data);
-}
-
-TEST_CASE("BN gamma starts at 1, or uniform in 0..1 drawn from the init stream, and nothing else changes", "[ref]") {
-  ResNetConfig config{14, DeathMode::kLinDecay, 0.5};
-  const ResNetSpec one = make_resnet_spec(config);
-  config.bn_gamma_init = BnGammaInit::kUniform;
-  const ResNetSpec uniform = make_resnet_spec(config);
-  const auto a = initial_state(one, 11), b = initial_state(uniform, 11), c = initial_state(uniform, 11);
-  const auto other_seed = initial_state(uniform, 12);
-  REQUIRE(a.size() == b.size());
-  std::vector<float> gammas;
-  for (size_t i = 0; i < a.size(); ++i) {
-    INFO(a[i].name);
-    CHECK(b[i].data == c[i].data);  // a pure function of (seed, tensor, element)
-    if (one.tensors[i].kind != TensorKind::kBnWeight) {
-      CHECK(b[i].data == a[i].data);
-      continue;
-    }
-    CHECK(std::all_of(a[i].data.begin(), a[i].data.end(), [](float x) { return x == 1.0f; }));
-    CHECK(std::all_of(b[i].data.begin(), b[i].data.end(), [](float x) { return x >= 0.0f && x < 1.0f; }));
-    CHECK(b[i].data != other_seed[i].data);
-    gammas.insert(gammas.end(), b[i].data.begin(), b[i].data.end());
-  }
-  // 16·(1 + 2·2) + 32·4 + 64·4 = 464 draws of U[0, 1): mean 1/2 (σ of the mean 0.013), spread over the range.
-  REQUIRE(gammas.size() == 464);
-  const double mean = std::accumulate(gammas.begin(), gammas.end(), 0.0) / double(gammas.size());
-  CHECK(mean == Approx(0.5).margin(0.05));
-  CHECK(*std::min_element(gammas.begin(), gammas.end()) < 0.01);
-  CHECK(*std::max_element(gammas.begin(), gammas.end()) > 0.99);
-  CHECK(std::set<float>(gammas.begin(), gammas.end()).size() > 450);  // independent draws, not a repeated pattern
-}
-
-TEST_CASE("CpuResNet state round trip: load_state then continue identically", "[ref]") {
-  CpuResNet a(options8(5));
-  prepare(a);
-  step(a, 0);
-  step(a, 1);
-  const auto saved = a.state();
-  CpuResNet b(options8(5));  // the same augmentation seed; parameters come from the state
-  prepare(b);
-  b.load_state(saved);
-  require_same_state(b.state(), saved);
-  step(a, 2);
-  step(b, 2);
-  require_same_state(a.state(), b.state());
-
-  SECTION("momentum buffers may be absent: they load as zero") {
-    std::vector<NamedTensor> params(saved.begin(), saved.begin() + long(a.spec().tensors.size()));
-    b.load_state(params);
-    for (const NamedTensor& t : b.state())
-      if (t.name.rfind("optimizer.momentum.", 0) == 0)
-        CHECK(std::all_of(t.data.begin(), t.data.end(), [](float x) { return x == 0.0f; }));
-  }
-  SECTION("a bad tensor is refused by name, and nothing changes") {
-    const auto before = b.state();
-    auto bad = saved;
-    bad[size_t(b.net().index_of("stages.1.0.conv1.weight"))].shape = {32, 16, 3, 2};
-    CHECK_THROWS_WITH(b.load_state(bad), Catch::Contains("stages.1.0.conv1.weight"));
-    bad = saved;
-    bad.back().data.pop_back();
-    CHECK_THROWS_WITH(b.load_state(bad), Catch::Contains(bad.back().name));
-    bad = saved;
-    bad.push_back({"stages.9.0.conv1.weight", {1}, {0.0f}});
-    CHECK_THROWS_WITH(b.load_state(bad), Catch::Contains("stages.9.0.conv1.weight"));
-    bad = saved;
-    bad.erase(bad.begin() + 3);
-    CHECK_THROWS_WITH(b.load_state(bad), Catch::Contains(saved[3].name));
-    CHECK_THROWS_AS(b.load_state(bad), std::invalid_argument);
-    require_same_state(b.state(), before);
-  }
-}
+// ---- the CPU backend (its contract with every backend: tests/cpu/test_backend_contract.cpp) ------
 
 TEST_CASE("CpuResNet is deterministic, whatever the number of threads", "[ref]") {
-  CpuResNet a(options8(9)), b(options8(9));
+  using namespace sd::test::contract;
+  CpuResNet a(depth8(9)), b(depth8(9));
   prepare(a);
   prepare(b);
   ref::set_num_threads(1);
@@ -446,7 +306,7 @@ TEST_CASE("CpuResNet is deterministic, whatever the number of threads", "[ref]")
   CHECK(ea.predictions == eb.predictions);
   CHECK(ea.loss_sum == eb.loss_sum);
   int64_t errors = 0;
-  const ImageSet test = synthetic_images(12, 2);
+  const ImageSet test = random_images(12, 2);
   for (size_t i = 0; i < 12; ++i) errors += ea.predictions[i] != test.labels[i];
   CHECK(ea.errors == errors);
 }

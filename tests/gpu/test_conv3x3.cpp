@@ -9,7 +9,7 @@
 #include "engine/cuda/check.h"
 #include "engine/cuda/context.h"
 #include "kernels/cpu/conv3x3.h"
-#include "kernels/cuda/conv2d.h"
+#include "kernels/cuda/conv3x3.h"
 #include "tests/gpu/gpu_compare.h"
 #include "tests/gpu/gpu_test.h"
 

@@ -1,4 +1,4 @@
-#include "kernels/cuda/conv2d.h"
+#include "kernels/cuda/conv3x3.h"
 
 #include <algorithm>
 #include <chrono>

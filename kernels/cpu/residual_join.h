@@ -1,4 +1,7 @@
 #pragma once
+// The end of every residual block: the shortcut and the join, ReLU(shortcut(x) + scale · branch).
+// (The GPU does both in one kernel: kernels/cuda/residual_join.h.)
+//
 // The "option A" shortcut of the CIFAR ResNet: identity for blocks that keep the shape; for the
 // downsampling blocks 2×2 average pooling with stride 2 followed by zero-padding the channels
 // from c_in to c_out (the new channels c_in .. c_out−1 are appended after the old ones and are zero).
@@ -11,6 +14,15 @@
 //     y[b, c, i, j] = 0                                                                      (c ≥ c_in)
 // Backward: dx[b, c, y, x] = dy[b, c, y/2, x/2] / 4 (stride 2; the padded channels' dy is dropped),
 // dx = dy (stride 1). Outputs are overwritten. Throws std::invalid_argument on a bad shape.
+//
+// The join, elementwise over `count` values:
+//   out = ReLU(shortcut + scale · branch)
+// scale = 1 in training for an open gate, p_l (the survival probability) at test time. A closed
+// gate in training does not call this at all: the block is then the identity on its shortcut
+// (see models/cpu/cpu_resnet.h).
+// Backward, masking with the output (the sum's derivative at 0 is taken as 0):
+//   d_shortcut = dout · [out > 0],   d_branch = scale · dout · [out > 0]
+// In place is allowed (out may alias shortcut or branch; d_shortcut may alias dout).
 // Instantiated for float and double.
 
 namespace sd::ref {
@@ -34,5 +46,11 @@ void shortcut_forward(const ShortcutShape& s, const T* x, T* y);
 
 template <typename T>
 void shortcut_backward(const ShortcutShape& s, const T* dy, T* dx);
+
+template <typename T>
+void residual_join_forward(long long count, const T* shortcut, const T* branch, T scale, T* out);
+
+template <typename T>
+void residual_join_backward(long long count, const T* out, const T* dout, T scale, T* d_shortcut, T* d_branch);
 
 }  // namespace sd::ref

@@ -1,0 +1,124 @@
+// BatchNorm's first variant (kernels/cuda/batch_norm.h): one thread block per channel does
+// everything for its channel in one launch — the reductions (in double, in a fixed order), then the
+// elementwise pass.
+#include "engine/cuda/launch.cuh"
+#include "kernels/cuda/batch_norm_variants.h"
+#include "kernels/cuda/block_reduce.cuh"
+
+namespace sd::cuda::bn_block_per_channel {
+
+namespace {
+
+constexpr int kBnThreads = 512;
+
+// Element i (0 ≤ i < M = n·hw) of channel c in an [n, C, hw] tensor.
+__device__ __forceinline__ long long channel_index(long long i, int c, int C, int hw) {
+  const long long b = i / hw;
+  return (b * C + c) * hw + (i - b * hw);
+}
+
+__global__ void bn_forward_train_kernel(int n, int C, int hw, const float* x, const float* gamma, const float* beta,
+                                        float* y, float* save_mean, float* save_inv_std, float* running_mean,
+                                        float* running_var, double momentum, double eps, int relu) {
+  __shared__ double scratch[33];
+  const int c = blockIdx.x;
+  const long long M = (long long)n * hw;
+  double sum = 0;
+  for (long long i = threadIdx.x; i < M; i += blockDim.x) sum += double(x[channel_index(i, c, C, hw)]);
+  const double mean = block_sum(sum, scratch) / double(M);
+  double sq = 0;
+  for (long long i = threadIdx.x; i < M; i += blockDim.x) {
+    const double d = double(x[channel_index(i, c, C, hw)]) - mean;
+    sq += d * d;
+  }
+  const double sum_sq = block_sum(sq, scratch);
+  const double var = sum_sq / double(M);
+  const double inv_std = 1.0 / sqrt(var + eps);
+  if (threadIdx.x == 0) {
+    save_mean[c] = float(mean);
+    save_inv_std[c] = float(inv_std);
+    if (running_mean && running_var) {
+      const double unbiased = M > 1 ? sum_sq / double(M - 1) : var;
+      const double m = momentum;
+      running_mean[c] = float((1.0 - m) * double(running_mean[c]) + m * mean);
+      running_var[c] = float((1.0 - m) * double(running_var[c]) + m * unbiased);
+    }
+  }
+  // y = a·x + shift with the scale and shift folded once per channel (as the reference does).
+  const double a = double(gamma[c]) * inv_std;
+  const double shift = double(beta[c]) - mean * a;
+  for (long long i = threadIdx.x; i < M; i += blockDim.x) {
+    const long long k = channel_index(i, c, C, hw);
+    float v = float(double(x[k]) * a + shift);
+    if (relu) v = v > 0.0f ? v : 0.0f;
+    y[k] = v;
+  }
+}
+
+__global__ void bn_forward_eval_kernel(long long count, int C, int hw, const float* x, const float* gamma,
+                                       const float* beta, const float* running_mean, const float* running_var,
+                                       float* y, double eps, int relu) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < count; i += (long long)gridDim.x * blockDim.x) {
+    const int c = int((i / hw) % C);
+    const double a = double(gamma[c]) / sqrt(double(running_var[c]) + eps);
+    const double shift = double(beta[c]) - double(running_mean[c]) * a;
+    float v = float(double(x[i]) * a + shift);
+    if (relu) v = v > 0.0f ? v : 0.0f;
+    y[i] = v;
+  }
+}
+
+__global__ void bn_backward_kernel(int n, int C, int hw, const float* x, const float* relu_output, const float* dy,
+                                   const float* gamma, const float* save_mean, const float* save_inv_std, float* dx,
+                                   float* dgamma, float* dbeta) {
+  __shared__ double scratch[33];
+  const int c = blockIdx.x;
+  const long long M = (long long)n * hw;
+  const double mean = double(save_mean[c]), inv_std = double(save_inv_std[c]);
+  double s_g = 0, s_gx = 0;
+  for (long long i = threadIdx.x; i < M; i += blockDim.x) {
+    const long long k = channel_index(i, c, C, hw);
+    const double g = (relu_output && !(relu_output[k] > 0.0f)) ? 0.0 : double(dy[k]);
+    s_g += g;
+    s_gx += g * ((double(x[k]) - mean) * inv_std);
+  }
+  const double sum_g = block_sum(s_g, scratch);
+  const double sum_gx = block_sum(s_gx, scratch);
+  if (threadIdx.x == 0) {
+    dbeta[c] = float(sum_g);
+    dgamma[c] = float(sum_gx);
+  }
+  const double k_scale = double(gamma[c]) * inv_std;
+  const double mean_g = sum_g / double(M), mean_gx = sum_gx / double(M);
+  for (long long i = threadIdx.x; i < M; i += blockDim.x) {
+    const long long k = channel_index(i, c, C, hw);
+    const double g = (relu_output && !(relu_output[k] > 0.0f)) ? 0.0 : double(dy[k]);
+    const double xhat = (double(x[k]) - mean) * inv_std;
+    dx[k] = float(k_scale * (g - mean_g - xhat * mean_gx));  // dx may alias dy: same thread, same element
+  }
+}
+
+}  // namespace
+
+void forward_train(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta, float* y,
+                   float* save_mean, float* save_inv_std, float* running_mean, float* running_var, bool relu,
+                   double momentum, double eps) {
+  SD_LAUNCH(ctx, bn_forward_train_kernel, c, kBnThreads, 0, n, c, hw, x, gamma, beta, y, save_mean, save_inv_std,
+            running_mean, running_var, momentum, eps, relu ? 1 : 0);
+}
+
+void forward_eval(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
+                  const float* running_mean, const float* running_var, float* y, bool relu, double eps) {
+  const long long count = (long long)n * c * hw;
+  SD_LAUNCH(ctx, bn_forward_eval_kernel, blocks_for(count), kThreads, 0, count, c, hw, x, gamma, beta, running_mean,
+            running_var, y, eps, relu ? 1 : 0);
+}
+
+void backward(Context& ctx, int n, int c, int hw, const float* x, const float* relu_output, const float* dy,
+              const float* gamma, const float* save_mean, const float* save_inv_std, float* dx, float* dgamma,
+              float* dbeta) {
+  SD_LAUNCH(ctx, bn_backward_kernel, c, kBnThreads, 0, n, c, hw, x, relu_output, dy, gamma, save_mean, save_inv_std,
+            dx, dgamma, dbeta);
+}
+
+}  // namespace sd::cuda::bn_block_per_channel

@@ -1,0 +1,63 @@
+#include "models/backend.h"
+
+#include <limits>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace sd {
+
+int Backend::max_batch() const { return std::numeric_limits<int>::max(); }
+
+void Backend::set_normalization(const Normalization& norm) {
+  if (norm.mean.size() != size_t(kImageBytes) || !(norm.std > 0))
+    throw std::invalid_argument(fmt::format("normalisation needs {} mean values and a positive std (got {}, {})",
+                                            kImageBytes, norm.mean.size(), norm.std));
+  do_set_normalization(norm);
+  have_normalization_ = true;
+}
+
+void Backend::set_images(ImageSetRole role, const ImageSet& images) {
+  if (images.pixels.size() != images.labels.size() * size_t(kImageBytes))
+    throw std::invalid_argument("image set: pixel bytes do not match the number of labels");
+  for (size_t i = 0; i < images.labels.size(); ++i)
+    if (images.labels[i] >= kNumClasses)
+      throw std::invalid_argument(fmt::format("image set: label {} of image {} is not a class (0..{})",
+                                              int(images.labels[i]), i, kNumClasses - 1));
+  do_set_images(role, images);
+  set_sizes_[int(role)] = images.size();
+}
+
+void Backend::train_step(const StepInput& in) {
+  if (!have_normalization_) throw std::logic_error(device_name() + ": set_normalization before training");
+  const size_t train = set_size(ImageSetRole::kTrain);
+  if (train == 0) throw std::logic_error(device_name() + ": set_images(kTrain, ...) before training");
+  const size_t n = in.indices.size();
+  if (n < 1 || n > size_t(max_batch()))
+    throw std::invalid_argument(
+        max_batch() == std::numeric_limits<int>::max()
+            ? fmt::format("{}: batch of {} images", device_name(), n)
+            : fmt::format("{}: batch of {} images; this engine was built for 1..{}", device_name(), n, max_batch()));
+  if (in.gates.size() != size_t(spec().num_blocks()))
+    throw std::invalid_argument(fmt::format("{}: {} gates for {} blocks", device_name(), in.gates.size(),
+                                            spec().num_blocks()));
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t idx = in.indices[i];
+    if (idx < 0 || size_t(idx) >= train)
+      throw std::out_of_range(fmt::format("training index {} (batch position {}) outside the training set of {}",
+                                          idx, i, train));
+  }
+  do_train_step(in);
+}
+
+EvalResult Backend::evaluate(ImageSetRole role) {
+  if (!have_normalization_) throw std::logic_error(device_name() + ": set_normalization before evaluating");
+  if (set_size(role) == 0) return EvalResult{};
+  return do_evaluate(role);
+}
+
+std::vector<NamedTensor> Backend::state() const { return unflatten_state(spec(), flat_state()); }
+
+void Backend::load_state(std::span<const NamedTensor> state) { load_flat_state(flatten_state(spec(), state)); }
+
+}  // namespace sd
