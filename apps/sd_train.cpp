@@ -90,12 +90,7 @@ std::string progress_text(int epochs_done, int step_in_epoch) {
 // Before a first checkpoint has been timed, --time-limit reserves this much for one: a second of
 // slack plus the bytes at a slow disk's 50 MB/s (ResNet-110 with momentum: 14 MB, 1.3 s).
 double checkpoint_seconds_guess(const ResNetSpec& spec) {
-  double values = kImageBytes;
-  for (const TensorSpec& t : spec.tensors) {
-    double n = 1;
-    for (int64_t d : t.shape) n *= double(d);
-    values += t.trainable() ? 2 * n : n;  // momentum buffer too
-  }
+  const double values = 2.0 * double(spec.num_params) + double(spec.num_running) + kImageBytes;  // with momentum
   return 1.0 + values * sizeof(float) / 50e6;
 }
 
