@@ -48,6 +48,10 @@ struct TrainTotals {
   double loss_sum = 0;  // Σ per-image cross-entropy
   int64_t errors = 0;   // misclassified (arg-max ≠ label; on the augmented images, in training mode)
   int64_t count = 0;    // images
+  int64_t steps = 0;    // training steps
+  // Σ over the steps of mean_i |∂L/∂w_i| over the elements of the first convolution's weights
+  // ("conv1.weight"), L the batch's mean loss, before weight decay: the paper's Fig. 5 quantity.
+  double conv1_grad_abs_mean_sum = 0;
 };
 
 struct EvalResult {

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "apps/common/app_main.h"
 #include "models/cpu/cpu_resnet.h"
 
 #ifdef SD_HAVE_CUDA
@@ -13,26 +14,48 @@
 
 namespace sd::apps {
 
-void check_device(const std::string& device) {
-  if (device == "cpu") return;
-  if (device != "cuda") throw std::runtime_error(fmt::format("--device {}: unknown device (cuda or cpu)", device));
+std::string DeviceChoice::canonical() const { return cuda ? fmt::format("cuda:{}", index) : "cpu"; }
+
+DeviceChoice parse_device(const std::string& text, const std::string& flag) {
+  if (text == "cpu") return DeviceChoice{};
+  if (text == "cuda") return DeviceChoice{true, 0};
+  const std::string prefix = "cuda:";
+  const std::string number = text.rfind(prefix, 0) == 0 ? text.substr(prefix.size()) : std::string();
+  if (!number.empty() && number.size() <= 4 && number.find_first_not_of("0123456789") == std::string::npos)
+    return DeviceChoice{true, std::stoi(number)};
+  throw UsageError(fmt::format("{} {}: unknown device (cpu, cuda or cuda:N)", flag, text));
+}
+
+std::string missing_device_message(const std::string& flag, int index, const std::vector<std::string>& names) {
+  std::string present;
+  for (size_t d = 0; d < names.size(); ++d)
+    present += fmt::format("{}cuda:{} ({})", d ? ", " : "", d, names[d]);
+  return fmt::format("{} cuda:{}: no such GPU; this machine has {}: {}", flag, index, names.size(), present);
+}
+
+void check_device(const std::string& device, const std::string& flag) {
+  const DeviceChoice choice = parse_device(device, flag);
+  if (!choice.cuda) return;
 #ifdef SD_HAVE_CUDA
   std::string why;
   if (!sd::cuda::device_available(&why))
     throw std::runtime_error(
-        fmt::format("--device cuda: no usable CUDA device ({}); use --device cpu for the CPU reference", why));
+        fmt::format("{} {}: no usable CUDA device ({}); use --device cpu for the CPU reference", flag, device, why));
+  const std::vector<std::string> names = sd::cuda::device_names();
+  if (choice.index >= int(names.size())) throw std::runtime_error(missing_device_message(flag, choice.index, names));
 #else
-  throw std::runtime_error(
-      "--device cuda: this build has no CUDA engine (configured with SD_BUILD_CUDA=OFF); use --device cpu");
+  throw std::runtime_error(fmt::format(
+      "{} {}: this build has no CUDA engine (configured with SD_BUILD_CUDA=OFF); use --device cpu", flag, device));
 #endif
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options,
                                       [[maybe_unused]] int max_batch) {
   check_device(device);
-  if (device == "cpu") return std::make_unique<CpuResNet>(options);  // needs no batch bound
+  const DeviceChoice choice = parse_device(device);
+  if (!choice.cuda) return std::make_unique<CpuResNet>(options);  // needs no batch bound
 #ifdef SD_HAVE_CUDA
-  return make_cuda_backend(options, max_batch);
+  return make_cuda_backend(options, max_batch, choice.index);
 #else
   throw std::logic_error("unreachable: check_device refused cuda");
 #endif

@@ -1,15 +1,32 @@
 #pragma once
 // From `--device` to a Backend: the CPU reference everywhere, the CUDA engine where this build has
-// it and a GPU is present. Asking for CUDA without either is one clear error, before any work.
+// it and the GPU asked for is present. `cuda` is `cuda:0`; `cuda:N` picks the N-th GPU. Asking for a
+// device that cannot run here is one clear error, before any work.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "models/backend.h"
 
 namespace sd::apps {
 
-// Throws std::runtime_error saying why `device` cannot run here (no CUDA in this build, no GPU).
-void check_device(const std::string& device);
+// A parsed --device value.
+struct DeviceChoice {
+  bool cuda = false;
+  int index = 0;            // the GPU's number (cuda only)
+  std::string canonical() const;  // "cpu" or "cuda:N": one spelling per device
+};
+
+// "cpu", "cuda", "cuda:N" (N a non-negative integer). Throws UsageError naming `flag` otherwise.
+DeviceChoice parse_device(const std::string& text, const std::string& flag = "--device");
+
+// The one line for a GPU number that is not there, naming those that are, e.g.
+// "--device cuda:3: no such GPU; this machine has 2: cuda:0 (NVIDIA H200), cuda:1 (NVIDIA H200)".
+std::string missing_device_message(const std::string& flag, int index, const std::vector<std::string>& names);
+
+// Throws std::runtime_error saying why `device` cannot run here (no CUDA in this build, no GPU, no
+// GPU of that number), or UsageError for text that is no device at all.
+void check_device(const std::string& device, const std::string& flag = "--device");
 
 // `max_batch`: the largest batch it will see (training steps and evaluation alike); the CUDA
 // engine sizes its device memory for it once.

@@ -10,14 +10,27 @@
 #include <fmt/format.h>
 
 #include "apps/common/app_main.h"
+#include "apps/common/device.h"
 #include "engine/data/dataset.h"
 #include "models/spec/resnet_spec.h"
 
 namespace sd::apps {
 
 void add_device_option(CLI::App& app, std::string& device) {
-  app.add_option("--device", device, "cuda (the GPU engine) or cpu (the reference: slow, small models)")
-      ->check(CLI::IsMember({"cuda", "cpu"}))
+  // The text is checked here (a typo is a usage error); whether that GPU exists, by check_device.
+  const CLI::Validator known(
+      [](std::string& text) {
+        try {
+          parse_device(text);
+        } catch (const UsageError&) {
+          return fmt::format("unknown device '{}' (cpu, cuda or cuda:N)", text);
+        }
+        return std::string();
+      },
+      "cpu|cuda|cuda:N");
+  app.add_option("--device", device,
+                 "cuda (the GPU engine on GPU 0), cuda:N (on GPU N) or cpu (the reference: slow, small models)")
+      ->check(known)
       ->capture_default_str();
 }
 

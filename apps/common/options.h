@@ -36,7 +36,7 @@ void add_train_options(CLI::App& app, TrainOptions& options);
 // Throws UsageError naming the flag.
 void finish_train_options(const CLI::App& app, TrainOptions& options);
 
-// "--device cuda|cpu" (default cuda).
+// "--device cpu|cuda|cuda:N" (default cuda, which is cuda:0).
 void add_device_option(CLI::App& app, std::string& device);
 
 // "--verbose": the backend's description at start (library versions, planning, chosen algorithms).

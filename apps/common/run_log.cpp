@@ -39,6 +39,7 @@ nlohmann::json epoch_json(const EpochRecord& r) {
       {"new_best", r.new_best},
       {"ties_best", r.ties_best},
       {"mean_active_blocks", r.mean_active_blocks},
+      {"conv1_grad_abs_mean", optional_number(r.conv1_grad_abs_mean)},
       {"seconds", r.seconds},
       {"images_per_second", r.images_per_second},
       {"eta_seconds", r.eta_seconds},

@@ -12,14 +12,14 @@ std::string cudnn_version_text(int v) { return fmt::format("{}.{}.{}", v / 10000
 std::string cublas_version_text(int v) { return cudnn_version_text(v); }  // the same encoding
 std::string cuda_version_text(int v) { return fmt::format("{}.{}", v / 1000, v % 1000 / 10); }
 
-std::string describe(const LibraryVersions& v) {
+std::string describe(const VersionNumbers& v) {
   return fmt::format("cuDNN {} (built with {} headers), cuBLAS {} (headers {}), CUDA runtime {}, driver supports {}",
                      cudnn_version_text(v.cudnn_runtime), cudnn_version_text(v.cudnn_header),
                      cublas_version_text(v.cublas_runtime), cublas_version_text(v.cublas_header),
                      cuda_version_text(v.cuda_runtime), cuda_version_text(v.cuda_driver));
 }
 
-std::vector<std::string> version_warnings(const LibraryVersions& v) {
+std::vector<std::string> version_warnings(const VersionNumbers& v) {
   std::vector<std::string> out;
   if (v.cudnn_runtime < v.cudnn_header)
     out.push_back(fmt::format("cuDNN runtime {} is older than the {} headers this build was compiled with",
@@ -33,8 +33,8 @@ std::vector<std::string> version_warnings(const LibraryVersions& v) {
   return out;
 }
 
-LibraryVersions query_library_versions() {
-  LibraryVersions v;
+VersionNumbers query_version_numbers() {
+  VersionNumbers v;
   v.cudnn_header = CUDNN_VERSION;
   v.cudnn_runtime = int(cudnnGetVersion());
   v.cublas_header = CUBLAS_VERSION;

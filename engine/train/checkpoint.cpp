@@ -99,6 +99,8 @@ json to_json(const TrainerState& s) {
       {"last_test_error", finite_or_null(s.last_test_error)},
       {"elapsed_seconds", s.elapsed_seconds},
       {"partial_seconds", s.partial_seconds},
+      {"partial_steps", s.partial.steps},
+      {"partial_conv1_grad_abs_mean_sum", finite_or_null(s.partial.conv1_grad_abs_mean_sum)},
   };
 }
 
@@ -124,6 +126,10 @@ TrainerState trainer_state_from_json(const json& j) {
   s.last_test_error = number_or(j.at("last_test_error"), kNaN);
   s.elapsed_seconds = field<double>(j, "elapsed_seconds");
   s.partial_seconds = j.value("partial_seconds", 0.0);  // absent in checkpoints written before it existed
+  // Absent in older checkpoints too: that epoch's gradient magnitude then averages its later steps only.
+  s.partial.steps = j.value("partial_steps", int64_t(0));
+  s.partial.conv1_grad_abs_mean_sum =
+      j.contains("partial_conv1_grad_abs_mean_sum") ? number_or(j.at("partial_conv1_grad_abs_mean_sum"), kNaN) : 0.0;
   return s;
 }
 

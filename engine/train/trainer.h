@@ -49,6 +49,9 @@ struct EpochRecord {
   double images_per_second = 0;  // training images / training time
   double eta_seconds = 0;        // for the epochs left, at this epoch's pace
   double mean_active_blocks = 0; // gates open per step, averaged over the epoch
+  // mean |∂L/∂w| of conv1.weight, averaged over the epoch's steps (the paper's Fig. 5); absent when
+  // the backend does not report it
+  std::optional<double> conv1_grad_abs_mean;
 };
 
 // Everything besides the backend's tensors that continuing a run needs.

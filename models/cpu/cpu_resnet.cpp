@@ -11,6 +11,7 @@
 #include "kernels/cpu/classifier.h"
 #include "kernels/cpu/conv3x3.h"
 #include "kernels/cpu/global_avg_pool.h"
+#include "kernels/cpu/mean_abs.h"
 #include "kernels/cpu/relu.h"
 #include "kernels/cpu/residual_join.h"
 
@@ -272,7 +273,7 @@ constexpr int kEvalChunk = 256;
 }  // namespace
 
 CpuResNet::CpuResNet(const BackendOptions& options)
-    : options_(options), net_(make_resnet_spec(options.model), options.seed) {}
+    : options_(options), net_(make_resnet_spec(options.model), options.seed), conv1_weight_(net_.index_of("conv1.weight")) {}
 
 void CpuResNet::do_train_step(const StepInput& in) {
   const ImageSet& train = sets_[int(ImageSetRole::kTrain)];
@@ -291,6 +292,8 @@ void CpuResNet::do_train_step(const StepInput& in) {
     totals_.errors += net_.predictions()[size_t(i)] != labels_[size_t(i)];
   }
   totals_.count += n;
+  totals_.steps += 1;
+  totals_.conv1_grad_abs_mean_sum += ref::mean_abs(net_.grad(conv1_weight_));
   net_.sgd_step({in.learning_rate, options_.sgd.momentum, options_.sgd.weight_decay, options_.sgd.nesterov});
 }
 

@@ -142,6 +142,7 @@ class CpuResNet : public Backend {
  private:
   BackendOptions options_;
   ResNetRef<float> net_;
+  int conv1_weight_;  // the first convolution's weights: their gradient magnitude is reported per step
   Normalization norm_;
   ImageSet sets_[3];
   TrainTotals totals_;

@@ -7,10 +7,10 @@
 
 namespace sd {
 
-// A CudaResNet (models/cuda/cuda_resnet.h) on device 0 whose buffers are sized, once, for batches
-// of up to `max_batch` images (training and evaluation). Parameters start from
+// A CudaResNet (models/cuda/cuda_resnet.h) on GPU `device` whose buffers are sized, once, for
+// batches of up to `max_batch` images (training and evaluation). Parameters start from
 // initial_state(spec, options.seed), as the CPU backend's do. Throws std::runtime_error (an
 // sd::cuda::Error) when there is no usable device or not enough device memory, saying which.
-std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options, int max_batch);
+std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options, int max_batch, int device = 0);
 
 }  // namespace sd

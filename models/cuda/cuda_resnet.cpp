@@ -11,6 +11,7 @@
 #include "engine/cuda/nvtx.h"
 #include "kernels/cuda/augment_gather.h"
 #include "kernels/cuda/global_avg_pool.h"
+#include "kernels/cuda/mean_abs.h"
 #include "kernels/cuda/residual_join.h"
 #include "kernels/cuda/sgd.h"
 #include "models/cuda/cuda_backend.h"
@@ -28,11 +29,11 @@ int64_t LaunchFormula::train_step(const ResNetSpec& spec, const std::vector<uint
   return n;
 }
 
-CudaResNet::CudaResNet(const BackendOptions& options, int max_batch)
+CudaResNet::CudaResNet(const BackendOptions& options, int max_batch, int device)
     : options_(options), spec_(make_resnet_spec(options.model)), max_batch_(max_batch) {
   if (max_batch < 1) throw std::invalid_argument(fmt::format("CudaResNet: max_batch {} must be at least 1", max_batch));
-  ctx_ = std::make_unique<cuda::Context>();
-  versions_ = cuda::query_library_versions();
+  ctx_ = std::make_unique<cuda::Context>(device);
+  versions_ = cuda::query_version_numbers();
   for (const BlockSpec& b : spec_.blocks) block_names_.push_back(b.prefix.substr(0, b.prefix.size() - 1));
   planner_ = std::make_unique<cuda::ConvPlanner>(*ctx_, max_batch_);
 
@@ -54,6 +55,7 @@ CudaResNet::CudaResNet(const BackendOptions& options, int max_batch)
   load_state(initial_state(spec_, options_.seed));
   ctx_->memset_zero(buf_.train_totals, sizeof(cuda::DeviceTotals));
   ctx_->memset_zero(buf_.eval_totals, sizeof(cuda::DeviceTotals));
+  ctx_->memset_zero(buf_.conv1_grad_sum, sizeof(double));
   ctx_->synchronize();
 }
 
@@ -109,6 +111,7 @@ CudaResNet::Buffers CudaResNet::lay_out(Alloc& a) const {
   b.losses = a.template take<float>(B);
   b.train_totals = a.template take<cuda::DeviceTotals>(1);
   b.eval_totals = a.template take<cuda::DeviceTotals>(1);
+  b.conv1_grad_sum = a.template take<double>(1);
   b.conv_workspace = a.template take<char>(planner_->workspace_needed());
   b.cublas_workspace = a.template take<char>(cublas_workspace_bytes_);
   return b;
@@ -139,6 +142,8 @@ void CudaResNet::build_layers() {
     return l;
   };
   stem_conv_ = conv(spec_.stem.conv);
+  conv1_grad_ = grad(spec_.stem.conv.weight);
+  conv1_count_ = spec_.tensors[size_t(spec_.stem.conv.weight)].count;
   stem_bn_ = bn(spec_.stem.bn, buf_.stem_save_mean, buf_.stem_save_inv_std, true);
   blocks_.clear();
   for (size_t l = 0; l < spec_.blocks.size(); ++l) {
@@ -357,6 +362,8 @@ void CudaResNet::backward(int n, const uint8_t* gates) {
   const cuda::DeviceTensor s1 = act(buf_.scratch1, n, stem.out_channels, stem.out_side);
   stem_bn_.backward(ctx, a0, r0, g0, s1);
   stem_conv_.backward_filter(ctx, x0, s1);
+  // The paper's Fig. 5 statistic, summed on the device: the host never waits for it inside an epoch.
+  cuda::accumulate_mean_abs(ctx, conv1_grad_, conv1_count_, buf_.conv1_grad_sum);
 }
 
 void CudaResNet::do_train_step(const StepInput& in) {
@@ -392,18 +399,26 @@ void CudaResNet::do_train_step(const StepInput& in) {
     cuda::sgd_step(ctx, (long long)spec_.num_params, buf_.params, buf_.grads, buf_.momentum, h);
   }
   last_n_ = n;
+  ++steps_since_take_;
 }
 
 TrainTotals CudaResNet::take_train_totals() {
   const std::vector<cuda::DeviceTotals> t = download(buf_.train_totals, 1);
+  const std::vector<double> grad_sum = download(buf_.conv1_grad_sum, 1);
   ctx_->memset_zero(buf_.train_totals, sizeof(cuda::DeviceTotals));
-  return TrainTotals{t[0].loss_sum, t[0].errors, t[0].count};
+  ctx_->memset_zero(buf_.conv1_grad_sum, sizeof(double));
+  const TrainTotals totals{t[0].loss_sum, t[0].errors, t[0].count, steps_since_take_, grad_sum[0]};
+  steps_since_take_ = 0;
+  return totals;
 }
 
 void CudaResNet::restore_train_totals(const TrainTotals& totals) {
   const cuda::DeviceTotals t{totals.loss_sum, totals.errors, totals.count};
+  const double grad_sum = totals.conv1_grad_abs_mean_sum;
   SD_CUDA_CHECK(cudaMemcpyAsync(buf_.train_totals, &t, sizeof t, cudaMemcpyHostToDevice, ctx_->stream()));
-  ctx_->synchronize();  // `t` goes out of scope
+  SD_CUDA_CHECK(cudaMemcpyAsync(buf_.conv1_grad_sum, &grad_sum, sizeof grad_sum, cudaMemcpyHostToDevice, ctx_->stream()));
+  steps_since_take_ = totals.steps;
+  ctx_->synchronize();  // `t` and `grad_sum` go out of scope
 }
 
 EvalResult CudaResNet::do_evaluate(ImageSetRole role) {
@@ -434,8 +449,8 @@ EvalResult CudaResNet::do_evaluate(ImageSetRole role) {
   return r;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options, int max_batch) {
-  return std::make_unique<CudaResNet>(options, max_batch);
+std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options, int max_batch, int device) {
+  return std::make_unique<CudaResNet>(options, max_batch, device);
 }
 
 }  // namespace sd

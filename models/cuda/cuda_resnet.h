@@ -23,8 +23,8 @@
 // A downsampling block writes the previous stage's buffer (shortcut's share), then adds into it.
 //
 // Launches per training step (batch ≤ 512), counted by the engine itself (Context::launches):
-//   13 fixed (grad memset, gather, stem conv+BN, pool, fc GEMM, softmax, 2 fc GEMMs backward,
-//            pool backward, stem BN backward, stem conv filter gradient, SGD)
+//   14 fixed (grad memset, gather, stem conv+BN, pool, fc GEMM, softmax, 2 fc GEMMs backward,
+//            pool backward, stem BN backward, stem conv filter gradient, its mean |gradient|, SGD)
 //   + 12 per open block (forward: conv, BN+ReLU, conv, BN, join; backward: join, BN, conv filter,
 //            conv data, BN+ReLU, conv filter, conv data)
 //   + 2 per closed downsampling block; 0 per closed stride-1 block.
@@ -53,7 +53,7 @@
 namespace sd {
 
 struct LaunchFormula {
-  int train_fixed = 13;
+  int train_fixed = 14;
   int train_per_open_block = 12;
   int train_per_closed_downsampling_block = 2;
   int eval_fixed_per_batch = 6;
@@ -66,7 +66,8 @@ struct LaunchFormula {
 
 class CudaResNet final : public Backend {
  public:
-  CudaResNet(const BackendOptions& options, int max_batch);
+  // On GPU `device` (the process's current device from then on: one model per process).
+  CudaResNet(const BackendOptions& options, int max_batch, int device = 0);
   ~CudaResNet() override;
 
   std::string device_name() const override;
@@ -121,6 +122,7 @@ class CudaResNet final : public Backend {
     float *scratch1 = nullptr, *scratch2 = nullptr;
     float *pooled = nullptr, *dpooled = nullptr, *logits = nullptr, *dlogits = nullptr, *losses = nullptr;
     cuda::DeviceTotals *train_totals = nullptr, *eval_totals = nullptr;
+    double* conv1_grad_sum = nullptr;  // Σ over steps of mean |∂L/∂w| of conv1.weight (TrainTotals)
     void *conv_workspace = nullptr, *cublas_workspace = nullptr;
   };
   struct Block {  // the layer objects of one residual block
@@ -151,7 +153,7 @@ class CudaResNet final : public Backend {
   BackendOptions options_;
   ResNetSpec spec_;
   int max_batch_;
-  cuda::LibraryVersions versions_;
+  cuda::VersionNumbers versions_;
   std::unique_ptr<cuda::Context> ctx_;
   std::unique_ptr<cuda::ConvPlanner> planner_;
   cuda::DeviceArena arena_;
@@ -159,6 +161,8 @@ class CudaResNet final : public Backend {
   Buffers buf_;
 
   cuda::Conv3x3 stem_conv_;
+  const float* conv1_grad_ = nullptr;  // the stem convolution's weight gradient, conv1_count_ floats
+  long long conv1_count_ = 0;
   cuda::BatchNorm stem_bn_;
   std::vector<Block> blocks_;
   cuda::Classifier fc_;
@@ -169,6 +173,7 @@ class CudaResNet final : public Backend {
   // Per step: the input and output views of every block (closed stride-1 blocks alias).
   std::vector<cuda::DeviceTensor> in_views_, out_views_;
   int last_n_ = 0;
+  int64_t steps_since_take_ = 0;  // training steps since take_train_totals
 };
 
 }  // namespace sd

@@ -1,8 +1,11 @@
 #pragma once
 // What the app and checkpoint tests share: scratch directories and running a built binary.
+#include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -12,8 +15,11 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json.hpp>
+
+extern char** environ;
 
 namespace sd::test {
 
@@ -83,6 +89,32 @@ inline std::string without_checksum(const std::string& file) {
   const uint64_t n = text.size();
   std::string out(reinterpret_cast<const char*>(&n), 8);
   return out + text + file.substr(8 + header_len);
+}
+
+// Starts `command` (a shell command line, its output redirected by the caller) with exec, so that
+// signals reach the program itself; once `ready()` holds (or after `timeout`) sends it SIGINT and
+// waits for it.
+struct Interrupted {
+  bool was_ready = false;  // whether ready() held when the signal went
+  int exit_code = -1;      // -1 when it did not exit normally
+};
+template <class Ready>
+Interrupted interrupt_when(const std::string& command, Ready ready, std::chrono::seconds timeout) {
+  const std::string exec_cmd = "exec " + command;
+  const char* argv[] = {"/bin/sh", "-c", exec_cmd.c_str(), nullptr};
+  pid_t pid;
+  if (posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ) != 0)
+    throw std::runtime_error("posix_spawn failed: " + command);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!ready() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  Interrupted r;
+  r.was_ready = ready();
+  kill(pid, SIGINT);
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) throw std::runtime_error("waitpid failed: " + command);
+  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+  return r;
 }
 
 // Quotes a path for the shell. (Appended piece by piece: GCC 12 warns falsely, -Wrestrict, on "'" + s.)

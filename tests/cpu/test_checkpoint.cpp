@@ -32,7 +32,7 @@ sd::Checkpoint sample_checkpoint(int depth = 8) {
   ck.config.sgd.nesterov = false;
   ck.trainer.epochs_done = 3;
   ck.trainer.step_in_epoch = 2;
-  ck.trainer.partial = {1.0 / 3.0, 5, 64};
+  ck.trainer.partial = {1.0 / 3.0, 5, 64, 2, 1.0 / 7.0};
   ck.trainer.partial_active_blocks = 11;
   ck.trainer.elapsed_seconds = 12.345678901234567;
   // best_validation_error stays ∞ and the test errors NaN: the "none yet" values must survive.
@@ -80,6 +80,8 @@ TEST_CASE("a last checkpoint loads back exactly, with config and trainer state",
   CHECK(back.trainer.partial.loss_sum == ck.trainer.partial.loss_sum);
   CHECK(back.trainer.partial.errors == 5);
   CHECK(back.trainer.partial.count == 64);
+  CHECK(back.trainer.partial.steps == 2);
+  CHECK(back.trainer.partial.conv1_grad_abs_mean_sum == 1.0 / 7.0);
   CHECK(back.trainer.partial_active_blocks == 11);
   CHECK(back.trainer.elapsed_seconds == ck.trainer.elapsed_seconds);
   CHECK(std::isinf(back.trainer.best_validation_error));

@@ -310,3 +310,27 @@ TEST_CASE("CpuResNet is deterministic, whatever the number of threads", "[ref]")
   for (size_t i = 0; i < 12; ++i) errors += ea.predictions[i] != test.labels[i];
   CHECK(ea.errors == errors);
 }
+
+TEST_CASE("CpuResNet reports the first convolution's mean |gradient| of every step (Fig. 5)", "[ref]") {
+  using namespace sd::test::contract;
+  CpuResNet b(depth8(11));
+  prepare(b);
+  const int conv1 = b.net().index_of("conv1.weight");
+  double expect = 0;
+  for (uint64_t k = 0; k < 3; ++k) {
+    step(b, k);
+    // By hand from the gradient the step left behind (before weight decay: that is inside SGD).
+    const std::vector<float>& g = b.net().grad(conv1);
+    REQUIRE(g.size() == 16 * 3 * 3 * 3);
+    double sum = 0;
+    for (float v : g) sum += std::fabs(double(v));
+    CHECK(sum > 0);
+    expect += sum / double(g.size());
+  }
+  const TrainTotals t = b.take_train_totals();
+  CHECK(t.steps == 3);
+  CHECK(t.conv1_grad_abs_mean_sum == Approx(expect).epsilon(1e-12));
+  const TrainTotals empty = b.take_train_totals();
+  CHECK(empty.steps == 0);
+  CHECK(empty.conv1_grad_abs_mean_sum == 0.0);
+}

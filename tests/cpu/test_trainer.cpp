@@ -318,3 +318,45 @@ TEST_CASE("a non-finite training loss stops the run before that epoch is reporte
   CHECK(callbacks == 1);
   CHECK(trainer.state().epochs_done == 1);
 }
+
+TEST_CASE("the epoch's mean first-convolution gradient averages the steps, across a mid-epoch stop", "[trainer]") {
+  // Step s (global) reports a mean |gradient| of s + 1: epoch e of 8 steps averages 8e + 4.5.
+  struct Reporting : ScriptedBackend {
+    using ScriptedBackend::ScriptedBackend;
+    std::atomic<bool>* flag = nullptr;
+    void do_train_step(const StepInput& in) override {
+      ScriptedBackend::do_train_step(in);
+      pending.steps += 1;
+      pending.conv1_grad_abs_mean_sum += double(in.step + 1);
+      if (flag && in.step == 11) flag->store(true);  // epoch 2, step 4 of 8
+    }
+  };
+  TrainConfig c;
+  c.epochs = 3;
+  c.batch_size = 8;
+  const DataSplit data = tiny_split(60, 10, 10);
+  std::atomic<bool> stop{false};
+  Reporting first(14);
+  first.flag = &stop;
+  std::vector<EpochRecord> records;
+  const auto keep = [&](const EpochRecord& r, const TrainerState&) { records.push_back(r); };
+  Trainer interrupted(c, first, data);
+  REQUIRE_FALSE(interrupted.run(keep, &stop));
+  CHECK(interrupted.state().partial.steps == 4);
+  Reporting rest(14);
+  Trainer resumed(c, rest, data);
+  resumed.restore(interrupted.state());
+  REQUIRE(resumed.run(keep));
+  REQUIRE(records.size() == 3);
+  for (int e = 0; e < 3; ++e) {
+    INFO("epoch " << e + 1);
+    REQUIRE(records[size_t(e)].conv1_grad_abs_mean.has_value());
+    CHECK(*records[size_t(e)].conv1_grad_abs_mean == Approx(8.0 * e + 4.5).epsilon(1e-15));
+  }
+
+  // A backend that does not report it leaves it absent (null in metrics.jsonl).
+  ScriptedBackend silent(14);
+  records.clear();
+  REQUIRE(Trainer(c, silent, data).run(keep));
+  CHECK_FALSE(records.front().conv1_grad_abs_mean.has_value());
+}

@@ -10,7 +10,9 @@
 #                                        --verbose, a few steps), a time-limited sd_train (~2 min)
 #   tests/gpu/device_check.sh bench      every kernel variant timed at the network's shapes
 #                                        (build/bin/sd_kernel_bench: µs, GB/s, share of 4.8 TB/s; ~10 s)
-#   tests/gpu/device_check.sh all        all four
+#   tests/gpu/device_check.sh apps       sd_train --device cuda:0 (and the one-line error for a GPU
+#                                        number not present), a tiny sd_sweep with its report (~1 min)
+#   tests/gpu/device_check.sh all        all of them
 # Logs go to $OUT (the device tool brings them back) or /tmp/sd-gpu-out; the summary prints last.
 set -u
 # From the repository root wherever the checkout lies (the device's path differs from this
@@ -86,5 +88,23 @@ if [ "$mode" = runtime ] || [ "$mode" = all ]; then
   grep -E "^epoch|time limit|stopped|planned" "$out/slice.txt" | tail -6 | tee -a "$summary"
   ls -l /tmp/sd-slice | tee -a "$summary"
 fi
+
+if [ "$mode" = apps ] || [ "$mode" = all ]; then
+  # The apps on the GPU: ResNet-8 on generated images, so no data needs staging.
+  data="--synthetic 2000 --batch-size 128"
+  rm -rf /tmp/sd-apps && mkdir -p /tmp/sd-apps
+  timeout 120 build/bin/sd_train --depth 8 $data --epochs 2 --device cuda:0 --out /tmp/sd-apps/train >"$out/apps.txt" 2>&1
+  note "sd_train --device cuda:0 rc=$?"
+  tail -3 "$out/apps.txt" | tee -a "$summary"
+  head -1 /tmp/sd-apps/train/metrics.jsonl | grep -o '"conv1_grad_abs_mean":[^,]*' | tee -a "$summary"
+  n=$(nvidia-smi -L 2>/dev/null | grep -c "^GPU")
+  build/bin/sd_train --depth 8 $data --epochs 1 --device "cuda:$n" --out /tmp/sd-apps/none 2>&1 | tee -a "$summary"
+  timeout 240 build/bin/sd_sweep --out /tmp/sd-apps/sweep --seeds 1,2 --depths 8 --devices cuda:0 \
+    --report /tmp/sd-apps/sweep/REPORT.md -- $data --epochs 2 >>"$out/apps.txt" 2>&1
+  note "sd_sweep --devices cuda:0 rc=$?"
+  cp /tmp/sd-apps/sweep/sweep.md /tmp/sd-apps/sweep/REPORT.md "$out/" 2>/dev/null
+  grep -E "^- (device|NVIDIA)" /tmp/sd-apps/sweep/REPORT.md | tee -a "$summary"
+fi
+
 echo "---- summary"
 cat "$summary"

@@ -4,5 +4,11 @@
 #include "tests/common/backend_contract.h"
 #include "tests/gpu/gpu_test.h"
 
-SD_BACKEND_CONTRACT_TESTS("gpu", "[gpu][model]", (sd::test::BackendUnderTest{&sd::make_cuda_backend, "cuda:0", false}),
+namespace {
+std::unique_ptr<sd::Backend> make_on_gpu0(const sd::BackendOptions& options, int max_batch) {
+  return sd::make_cuda_backend(options, max_batch, 0);
+}
+}  // namespace
+
+SD_BACKEND_CONTRACT_TESTS("gpu", "[gpu][model]", (sd::test::BackendUnderTest{&make_on_gpu0, "cuda:0", false}),
                           SD_REQUIRE_CUDA_DEVICE())

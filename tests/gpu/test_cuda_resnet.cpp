@@ -219,9 +219,21 @@ void check_step(CpuResNet& cpu, CudaResNet& gpu, const Data& data, const StepInp
   CHECK(tg.count == tc.count);
   CHECK(std::fabs(tg.loss_sum - tc.loss_sum) <= b.forward * std::fabs(tc.loss_sum));
   CHECK(std::llabs(tg.errors - tc.errors) <= 1);  // at most a near-tie arg-max
+  // The first convolution's mean |gradient| (Fig. 5): the device's own sum equals the host's over the
+  // gradient it downloads (same floats, another order), and the CPU's within the gradient bound.
+  CHECK(tg.steps == 1);
+  CHECK(tc.steps == 1);
+  const std::vector<float>& dw = find_tensor(grads, "conv1.weight").data;
+  double host = 0;
+  for (float v : dw) host += std::fabs(double(v));
+  host /= double(dw.size());
+  CHECK(std::fabs(tg.conv1_grad_abs_mean_sum - host) <= 1e-12 * host);
+  CHECK(std::fabs(tg.conv1_grad_abs_mean_sum - tc.conv1_grad_abs_mean_sum) <= b.grad_tensor * tc.conv1_grad_abs_mean_sum);
   const TrainTotals empty = gpu.take_train_totals();
   CHECK(empty.count == 0);
   CHECK(empty.loss_sum == 0.0);
+  CHECK(empty.steps == 0);
+  CHECK(empty.conv1_grad_abs_mean_sum == 0.0);
 }
 
 }  // namespace

@@ -102,7 +102,7 @@ TEST_CASE("gpu host: library versions side by side, a runtime older than its hea
   CHECK(cuda::cuda_version_text(13000) == "13.0");
   CHECK(cuda::cuda_version_text(12080) == "12.8");
 
-  cuda::LibraryVersions v{91900, 91400, 130100, 130100, 13000, 13000};  // the GPU machine: cuDNN 9.14 runtime
+  cuda::VersionNumbers v{91900, 91400, 130100, 130100, 13000, 13000};  // the GPU machine: cuDNN 9.14 runtime
   CHECK(cuda::describe(v) ==
         "cuDNN 9.14.0 (built with 9.19.0 headers), cuBLAS 13.1.0 (headers 13.1.0), CUDA runtime 13.0, driver supports 13.0");
   const auto w = cuda::version_warnings(v);
@@ -121,7 +121,7 @@ TEST_CASE("gpu host: library versions side by side, a runtime older than its hea
   CHECK(cuda::version_warnings(v).size() == 1);
 
   // This build's headers, read without a device.
-  const cuda::LibraryVersions here = cuda::query_library_versions();
+  const cuda::VersionNumbers here = cuda::query_version_numbers();
   CHECK(here.cudnn_header == CUDNN_VERSION);
   CHECK(here.cublas_header == CUBLAS_VERSION);
   CHECK(here.cudnn_runtime >= 90000);

@@ -1,0 +1,44 @@
+#include "apps/common/environment.h"
+
+#include <fmt/format.h>
+
+#include "apps/common/device.h"
+
+#ifdef SD_HAVE_CUDA
+#include "engine/cuda/device.h"
+#endif
+
+namespace sd::apps {
+
+Environment probe_environment() {
+  Environment env;
+#ifdef SD_HAVE_CUDA
+  env.cuda_build = true;
+  env.gpus = sd::cuda::device_names();
+  const sd::cuda::LibraryVersions v = sd::cuda::library_versions();
+  env.driver = v.driver;
+  env.driver_cuda = v.driver_cuda;
+  env.cuda_runtime = v.runtime;
+  env.cudnn = v.cudnn;
+  env.cublas = v.cublas;
+#endif
+  return env;
+}
+
+nlohmann::json to_json(const Environment& env) {
+  return nlohmann::json{{"cuda_build", env.cuda_build},   {"gpus", env.gpus},
+                        {"driver", env.driver},           {"driver_cuda", env.driver_cuda},
+                        {"cuda_runtime", env.cuda_runtime}, {"cudnn", env.cudnn},
+                        {"cublas", env.cublas}};
+}
+
+std::string describe_device(const Environment& env, const std::string& device) {
+  try {
+    const DeviceChoice d = parse_device(device);
+    if (d.cuda && d.index < int(env.gpus.size())) return fmt::format("{} ({})", d.canonical(), env.gpus[size_t(d.index)]);
+  } catch (const std::exception&) {
+  }
+  return device;
+}
+
+}  // namespace sd::apps

@@ -1,0 +1,309 @@
+// sd_sweep: many sd_train runs and honest statistics over them. A grid of seeds × death rates ×
+// death modes × depths (plus fixed sd_train options after `--`), each point one run directory under
+// the sweep directory, spread over the listed devices one run at a time each; finished runs are
+// never repeated, and the same command run again continues an interrupted sweep. At the end (and
+// when interrupted) sweep.json, sweep.md and the plots summarise every cell as mean ± std over its
+// seeds. docs/USAGE.md describes options and outputs; apps/sweep/ holds the pieces.
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "apps/common/app_main.h"
+#include "apps/common/environment.h"
+#include "apps/common/run_data.h"
+#include "apps/common/run_log.h"
+#include "apps/common/stop_signal.h"
+#include "apps/sweep/aggregate.h"
+#include "apps/sweep/child_process.h"
+#include "apps/sweep/eta.h"
+#include "apps/sweep/plan.h"
+#include "apps/sweep/plots.h"
+#include "apps/sweep/report.h"
+#include "engine/train/atomic_file.h"
+
+namespace fs = std::filesystem;
+
+namespace sd::apps {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Settings {
+  SweepOptions sweep;
+  std::string seeds = "1,2,3", rates = "0.5", modes = "lin_decay", depths = "110", devices = "cuda";
+  std::string report, commit = "unknown";
+  bool dry_run = false;
+};
+
+// The command line as a shell would take it back.
+std::string command_line(const std::vector<std::string>& args) {
+  std::string cmd;
+  for (const std::string& a : args) {
+    const bool plain = !a.empty() && a.find_first_of(" \t'\"\\$`!*?;&|<>(){}") == std::string::npos;
+    cmd += (cmd.empty() ? "" : " ") + (plain ? a : "'" + a + "'");
+  }
+  return cmd;
+}
+
+// The last non-empty line of a run's log: what sd_train said when it failed.
+std::string last_line(const fs::path& log) {
+  std::ifstream in(log);
+  std::string line, last;
+  while (std::getline(in, line))
+    if (!line.empty()) last = line;
+  return last;
+}
+
+struct Active {
+  size_t run = 0;
+  std::string device;
+  pid_t pid = 0;
+  Clock::time_point start;
+};
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// How the runs of this invocation ended, other than complete.
+struct Outcome {
+  int failed = 0, unfinished = 0;
+  bool interrupted = false;
+};
+
+// Runs every run not complete, at most one per device, until all have ended or a stop signal came
+// (then forwarded once to every running run, which saves a checkpoint and exits).
+Outcome run_all(const fs::path& sweep_dir, std::vector<PlannedRun>& runs, const std::vector<std::string>& devices,
+                const fs::path& program) {
+  Outcome out;
+  std::vector<size_t> queue;
+  int complete = 0;
+  for (size_t i = 0; i < runs.size(); ++i)
+    if (runs[i].found.state == RunState::kComplete)
+      ++complete;
+    else
+      queue.push_back(i);
+  std::reverse(queue.begin(), queue.end());  // popped from the back, in plan order
+  std::map<std::string, Active> busy;        // by device
+  SweepEta eta(int(devices.size()));
+  const std::atomic<bool>& stop = install_stop_handlers();
+  bool forwarded = false;
+
+  while (!queue.empty() || !busy.empty()) {
+    if (!stop.load())
+      for (const std::string& device : devices) {
+        if (busy.count(device) || queue.empty()) continue;
+        const size_t i = queue.back();
+        queue.pop_back();
+        PlannedRun& r = runs[i];
+        const bool resume = r.found.state == RunState::kStarted;
+        try {
+          fs::create_directories(r.dir);
+          const pid_t pid = spawn_logged(program, run_command(r, device), r.dir / "train.log");
+          busy[device] = Active{i, device, pid, Clock::now()};
+          std::cout << fmt::format("start {} on {}{}\n", r.point.run_name(), device,
+                                   resume ? fmt::format(" (resuming after epoch {})", r.found.epochs_done) : "")
+                    << std::flush;
+        } catch (const std::exception& e) {
+          ++out.failed;
+          std::cout << fmt::format("{} FAILED to start on {}: {}\n", r.point.run_name(), device, e.what()) << std::flush;
+        }
+      }
+    if (stop.load() && !forwarded) {
+      forwarded = true;
+      out.interrupted = true;
+      std::cout << fmt::format("interrupt: asking {} running run{} to save a checkpoint and stop\n", busy.size(),
+                               busy.size() == 1 ? "" : "s")
+                << std::flush;
+      for (const auto& [device, a] : busy) ::kill(a.pid, SIGINT);
+    }
+    if (busy.empty()) {
+      if (stop.load()) break;  // stopped with runs still queued
+      continue;                // every start just failed: on to the next runs
+    }
+
+    const std::optional<ChildExit> ended = poll_child();
+    if (!ended) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    const auto it = std::find_if(busy.begin(), busy.end(), [&](const auto& b) { return b.second.pid == ended->pid; });
+    if (it == busy.end()) continue;  // not one of ours (gnuplot, ...)
+    const Active a = it->second;
+    busy.erase(it);
+    PlannedRun& r = runs[a.run];
+    const double seconds = seconds_since(a.start);
+    const RunResult result = read_run(sweep_dir, r.point, r.config.train.epochs);
+    std::string line;
+    if (result.complete) {
+      ++complete;
+      eta.finished(r.work, seconds);
+      std::vector<SweepEta::Running> running;
+      double queued = 0;
+      for (size_t q : queue) queued += runs[q].work;
+      for (const auto& [device, b] : busy) running.push_back({runs[b.run].work, seconds_since(b.start)});
+      const std::optional<double> left = stop.load() ? std::nullopt : eta.eta_seconds(queued, running);
+      line = fmt::format("[{}/{}] {} done on {} in {}: test error at best validation {}, final {} | ETA {}", complete,
+                         runs.size(), r.point.run_name(), a.device, format_duration(seconds),
+                         result.test_error_at_best_validation ? format_percent(*result.test_error_at_best_validation) : "n/a",
+                         result.final_test_error ? format_percent(*result.final_test_error) : "n/a",
+                         queue.empty() && busy.empty() ? "0s" : left ? format_duration(*left) : "?");
+    } else if (ended->exit_code == kExitInterrupted || (stop.load() && ended->signal != 0)) {
+      // Stopped as asked (a run signalled before it could install its handlers dies of the signal).
+      ++out.unfinished;
+      line = fmt::format("{} stopped on {} after {} ({} epochs logged), resumable", r.point.run_name(), a.device,
+                         format_duration(seconds), result.epochs_done);
+    } else if (ended->exit_code == kExitOk) {
+      ++out.unfinished;
+      line = fmt::format("{} ended on {} before its last epoch ({} logged); the next sweep continues it",
+                         r.point.run_name(), a.device, result.epochs_done);
+    } else {
+      ++out.failed;
+      line = fmt::format("{} FAILED on {} after {} ({}): {} (log: {})", r.point.run_name(), a.device,
+                         format_duration(seconds),
+                         ended->signal ? fmt::format("signal {}", ended->signal) : fmt::format("exit {}", ended->exit_code),
+                         last_line(r.dir / "train.log"), (r.dir / "train.log").string());
+    }
+    std::cout << line << std::endl;
+  }
+  out.unfinished += int(queue.size());
+  return out;
+}
+
+// sweep.json, sweep.md, the plots and (when asked) the reproduction report, from the run directories.
+void write_results(const Settings& s, const std::vector<PlannedRun>& runs, const std::vector<std::string>& devices,
+                   const std::string& command) {
+  const fs::path& dir = s.sweep.out;
+  std::vector<RunResult> results(runs.size());  // in the grid's order, however they ran
+  for (const PlannedRun& r : runs) results[r.grid_index] = read_run(dir, r.point, r.config.train.epochs);
+  const std::string quantity = curve_quantity(results);
+  const std::vector<CellResult> cells = aggregate_cells(results, quantity);
+  const Environment env = probe_environment();
+  const nlohmann::json extra{{"grid",
+                              {{"seeds", s.sweep.grid.seeds},
+                               {"death_rates", s.sweep.grid.death_rates},
+                               {"death_modes", s.sweep.grid.death_modes},
+                               {"depths", s.sweep.grid.depths}}},
+                             {"devices", devices},
+                             {"train_args", s.sweep.train_args},
+                             {"command", command},
+                             {"environment", to_json(env)}};
+  write_file_atomically(dir / "sweep.json", sweep_json(results, cells, quantity, extra).dump(2) + "\n");
+  write_file_atomically(dir / "sweep.md", sweep_markdown(results, cells, fmt::format("Sweep {}", dir.string())));
+  std::cout << fmt::format("wrote {} and {}\n", (dir / "sweep.json").string(), (dir / "sweep.md").string());
+  const PlotResult plots = draw_sweep_plots(dir, cells, quantity);
+  for (const fs::path& png : plots.drawn) std::cout << "wrote " << png.string() << "\n";
+  if (!plots.note.empty()) std::cout << "plots: " << plots.note << "\n";
+  if (!s.report.empty()) {
+    const auto first = std::find_if(runs.begin(), runs.end(), [](const PlannedRun& r) { return r.grid_index == 0; });
+    ReportInputs in{results, cells, first->config, env, devices, s.commit, command};
+    write_file_atomically(s.report, reproduction_report(in));
+    std::cout << "wrote " << s.report << "\n";
+  }
+  std::cout << std::flush;
+}
+
+int sweep_main(int argc, char** argv) {
+  // Everything after "--" is sd_train's.
+  int own = argc;
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--") {
+      own = i;
+      break;
+    }
+  Settings s;
+  for (int i = own + 1; i < argc; ++i) s.sweep.train_args.emplace_back(argv[i]);
+  std::string out = "runs/sweep";
+
+  CLI::App app{"Runs a grid of sd_train runs (seeds x death rates x modes x depths) and aggregates them. "
+               "sd_train options for every run follow `--`. See docs/USAGE.md.",
+               "sd_sweep"};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--out", out, "the sweep directory: runs/<run>/ per grid point, sweep.json, sweep.md, plots/")
+      ->capture_default_str();
+  app.add_option("--seeds", s.seeds, "comma-separated seeds")->capture_default_str();
+  app.add_option("--death-rates", s.rates, "comma-separated death rates in [0, 1)")->capture_default_str();
+  app.add_option("--death-modes", s.modes, "comma-separated: lin_decay, uniform")->capture_default_str();
+  app.add_option("--depths", s.depths, "comma-separated depths 6N+2")->capture_default_str();
+  app.add_option("--devices", s.devices, "comma-separated: cuda:N, cuda (= cuda:0), cpu; one run at a time each")
+      ->capture_default_str();
+  app.add_option("--report", s.report, "also write the reproduction report (markdown) to this file");
+  app.add_option("--commit", s.commit, "the source commit, for the report")->capture_default_str();
+  app.add_flag("--dry-run", s.dry_run, "check everything, print the runs' commands, run nothing");
+  parse_command_line(app, own, argv);
+
+  s.sweep.out = out;
+  s.sweep.grid = SweepGrid{parse_seeds("--seeds", s.seeds), parse_rates("--death-rates", s.rates),
+                           parse_words("--death-modes", s.modes), parse_depths("--depths", s.depths)};
+  const std::vector<std::string> devices = check_devices(parse_words("--devices", s.devices));
+  std::vector<PlannedRun> runs = plan_sweep(s.sweep);
+  const fs::path program = sibling_program("sd_train");
+
+  int complete = 0, started = 0;
+  for (const PlannedRun& r : runs) {
+    complete += r.found.state == RunState::kComplete;
+    started += r.found.state == RunState::kStarted;
+  }
+  if (complete < int(runs.size())) {
+    // The data, once, before any run: a wrong --data-dir is one line here, not a failure per run.
+    const PlannedRun& first = runs.front();
+    const DataSplit split = load_run_split(first.config, parse_train_args(first.args).data_dir);
+    try {
+      validate(first.config.train, split.train.size());
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(fmt::format("sd_train option --batch-size: {}", e.what()));
+    }
+  }
+  const SweepGrid& g = s.sweep.grid;
+  std::cout << fmt::format("sd_sweep: {} runs ({} seeds x {} death rates x {} modes x {} depths) on {} -> {}: {} "
+                           "complete, {} to resume, {} to start\n",
+                           runs.size(), g.seeds.size(), g.death_rates.size(), g.death_modes.size(), g.depths.size(),
+                           fmt::join(devices, ", "), s.sweep.out.string(), complete, started,
+                           int(runs.size()) - complete - started)
+            << std::flush;
+  std::vector<std::string> all_args(argv, argv + argc);
+  all_args[0] = "sd_sweep";
+  const std::string command = command_line(all_args);
+  if (s.dry_run) {  // the devices as a sweep would hand them out if every run took as long
+    size_t k = 0;
+    for (const PlannedRun& r : runs)
+      if (r.found.state != RunState::kComplete)
+        std::cout << command_line(std::vector<std::string>{program.string()}) << " "
+                  << command_line(run_command(r, devices[k++ % devices.size()])) << "\n";
+    return kExitOk;
+  }
+
+  ensure_writable_directory(s.sweep.out / "runs");
+  const auto t0 = Clock::now();
+  const Outcome o = run_all(s.sweep.out, runs, devices, program);
+  write_results(s, runs, devices, command);
+  int now_complete = 0;
+  for (const PlannedRun& r : runs) now_complete += read_run(s.sweep.out, r.point, r.config.train.epochs).complete;
+  std::cout << fmt::format("sd_sweep: {} of {} runs complete; this invocation took {}\n", now_complete, runs.size(),
+                           format_duration(seconds_since(t0)));
+  if (o.interrupted) {
+    std::cout << "interrupted: run the same command again to continue" << std::endl;
+    return kExitInterrupted;
+  }
+  if (o.failed > 0 || now_complete < int(runs.size())) {
+    print_error("sd_sweep", fmt::format("{} of {} runs not complete ({} failed); see the lines above and each run's "
+                                        "train.log; the same command retries them",
+                                        int(runs.size()) - now_complete, runs.size(), o.failed));
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace sd::apps
+
+int main(int argc, char** argv) {
+  return sd::apps::run_app("sd_sweep", [&] { return sd::apps::sweep_main(argc, argv); });
+}

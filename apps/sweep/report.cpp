@@ -1,0 +1,116 @@
+#include "apps/sweep/report.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "apps/common/run_log.h"
+#include "engine/data/dataset.h"
+#include "models/spec/step_cost.h"
+
+namespace sd::apps {
+
+namespace {
+
+constexpr int64_t kCifar10TrainImages = 50000;
+
+std::string percent(double fraction) { return fmt::format("{:.2f} %", 100 * fraction); }
+
+}  // namespace
+
+std::vector<std::string> protocol_deviations(const RunConfig& c) {
+  const RunConfig paper;  // the defaults are the paper's protocol
+  std::vector<std::string> out;
+  for (const ConfigDifference& d : config_differences(c, paper))
+    if (d.field != "seed") out.push_back(fmt::format("{}: {} (paper: {})", d.what, d.checkpoint_value, d.run_value));
+  return out;
+}
+
+int64_t training_images(const RunConfig& c) {
+  const int64_t all = c.synthetic > 0 ? c.synthetic : kCifar10TrainImages;
+  const int64_t train = parse_split(c.split) == SplitKind::kPaper ? all - int64_t(paper_validation_size(size_t(all))) : all;
+  return c.subset > 0 ? std::min(c.subset, train) : train;
+}
+
+std::string reproduction_report(const ReportInputs& in) {
+  const RunConfig& c = in.config;
+  std::string md = fmt::format("# Reproduction: stochastic-depth ResNet-{} on CIFAR-10\n\n", c.model.depth);
+  const std::vector<std::string> deviations = protocol_deviations(c);
+  if (!deviations.empty()) {
+    md += "**Not the paper's protocol**, so the comparison with the published numbers below says nothing about "
+          "the reproduction. Different settings:\n\n";
+    for (const std::string& d : deviations) md += "- " + d + "\n";
+    md += "\n";
+  }
+
+  std::vector<const RunResult*> complete;
+  for (const RunResult& r : in.runs)
+    if (r.complete) complete.push_back(&r);
+  md += fmt::format("{} of {} runs complete; statistics over the complete runs only (mean ± sample standard "
+                    "deviation, n runs).\n\n",
+                    complete.size(), in.runs.size());
+
+  md += "## Test error\n\n| | test error at the best validation epoch | final test error |\n|---|---|---|\n";
+  for (const CellResult& cell : in.cells)
+    md += fmt::format("| sdnet {} | {} | {} |\n", cell.name, format_stat(cell.test_error_at_best_validation, 100, "%", 2),
+                      format_stat(cell.final_test_error, 100, "%", 2));
+  md += fmt::format("| paper (Huang et al. 2016, ResNet-110, p_L = 0.5) | {} | |\n", percent(kPaperTestError));
+  md += fmt::format("| official code's README | {} (before July 2016), {} (since) | |\n\n",
+                    percent(kOfficialReadmeBeforeJuly2016), percent(kOfficialReadmeSinceJuly2016));
+  md += "The paper's number is the test error at the epoch of the lowest validation error; the authors expect "
+        "about ±0.2 % from seed to seed.\n\n";
+
+  md += "## Runs\n\n| run | best epoch | validation error | test error at best validation | final test error | "
+        "wall time |\n|---|---|---|---|---|---|\n";
+  const auto cell = [](const std::optional<double>& v) { return v ? percent(*v) : std::string("–"); };
+  for (const RunResult& r : in.runs)
+    md += fmt::format("| {}{} | {} | {} | {} | {} | {} |\n", r.point.run_name(), r.complete ? "" : " (not complete)",
+                      r.best_epoch ? std::to_string(*r.best_epoch) : "–", cell(r.best_validation_error),
+                      cell(r.test_error_at_best_validation), cell(r.final_test_error),
+                      r.wall_seconds ? format_duration(*r.wall_seconds) : "–");
+  const auto best = std::min_element(complete.begin(), complete.end(), [](const RunResult* a, const RunResult* b) {
+    return a->best_validation_error.value_or(INFINITY) < b->best_validation_error.value_or(INFINITY);
+  });
+  if (best != complete.end() && (*best)->best_validation_error)
+    md += fmt::format("\nBest run (lowest validation error, {}): `{}/best.safetensors` (test error {}).\n",
+                      percent(*(*best)->best_validation_error), (*best)->dir, cell((*best)->test_error_at_best_validation));
+  else
+    md += "\nNo run is singled out: without a validation set the choice would look at the test set.\n";
+
+  // Time and arithmetic.
+  double wall = 0;
+  int64_t epochs = 0;
+  double flops = 0;
+  for (const RunResult* r : complete) {
+    wall += r->wall_seconds.value_or(0);
+    epochs += r->epochs_done;
+    RunConfig rc = c;
+    rc.model = {r->point.depth, parse_death_mode(r->point.death_mode), r->point.death_rate};
+    flops += expected_training_step_conv_flops(make_resnet_spec(rc.model), 1) * double(training_images(rc)) *
+             double(r->epochs_done);
+  }
+  const ResNetSpec spec = make_resnet_spec(c.model);
+  md += "\n## Time and arithmetic\n\n";
+  md += fmt::format("- total training wall time of the complete runs: {} ({} epochs{})\n", format_duration(wall), epochs,
+                    epochs > 0 ? fmt::format(", {:.2f} s per epoch", wall / double(epochs)) : "");
+  md += fmt::format("- convolution arithmetic (models/spec/step_cost.h), one training image of ResNet-{}: {:.3f} GFLOP "
+                    "at full depth, {:.3f} GFLOP expected with {} {}\n",
+                    c.model.depth, 1e-9 * training_step_conv_flops(spec, 1, std::vector<uint8_t>(spec.blocks.size(), 1)),
+                    1e-9 * expected_training_step_conv_flops(spec, 1), to_string(c.model.death_mode), c.model.death_rate);
+  md += fmt::format("- expected over the complete runs ({} training images per epoch): {:.3g} PFLOP{}\n",
+                    training_images(c), 1e-15 * flops,
+                    wall > 0 ? fmt::format(", {:.3g} TFLOP/s over the wall time (evaluation and I/O included)", 1e-12 * flops / wall)
+                             : "");
+
+  md += "\n## Machine and software\n\n";
+  for (const std::string& d : in.devices) md += fmt::format("- device: {}\n", describe_device(in.environment, d));
+  const Environment& e = in.environment;
+  md += fmt::format("- NVIDIA driver {} (CUDA {}), CUDA runtime {}, cuDNN {}, cuBLAS {}{}\n", e.driver, e.driver_cuda,
+                    e.cuda_runtime, e.cudnn, e.cublas, e.cuda_build ? "" : " (this build has no CUDA engine)");
+  md += fmt::format("- commit: {}\n", in.commit);
+  if (!in.command.empty()) md += fmt::format("- command: `{}`\n", in.command);
+  return md;
+}
+
+}  // namespace sd::apps

@@ -1,0 +1,38 @@
+#pragma once
+// The reproduction report (scripts/reproduce): a sweep's test error beside the paper's, with what
+// it took (wall time, devices, convolution arithmetic from models/spec/step_cost.h), what it ran on
+// (driver, CUDA, cuDNN, cuBLAS: what the engine reports, "unknown" otherwise), the commit, and the
+// best run's checkpoint, chosen by validation error (never by test error).
+#include <string>
+#include <vector>
+
+#include "apps/common/environment.h"
+#include "apps/sweep/aggregate.h"
+#include "engine/train/checkpoint.h"
+
+namespace sd::apps {
+
+// The published numbers the report compares with (../shared/DESIGN-NOTES.md).
+inline constexpr double kPaperTestError = 0.0525;              // Huang et al. 2016, ResNet-110, p_L = 0.5
+inline constexpr double kOfficialReadmeBeforeJuly2016 = 0.0523; // the official code's README
+inline constexpr double kOfficialReadmeSinceJuly2016 = 0.0525;
+
+// Where `config` departs from the paper's protocol, one "what: ours (paper: theirs)" per setting.
+std::vector<std::string> protocol_deviations(const RunConfig& config);
+
+// Training images per epoch of a run with these settings (45 000 for the paper split of CIFAR-10).
+int64_t training_images(const RunConfig& config);
+
+struct ReportInputs {
+  std::vector<RunResult> runs;
+  std::vector<CellResult> cells;
+  RunConfig config;  // the runs' shared settings (their seed aside)
+  Environment environment;
+  std::vector<std::string> devices;  // the sweep's --devices
+  std::string commit = "unknown";
+  std::string command;  // how the sweep was run
+};
+
+std::string reproduction_report(const ReportInputs& in);
+
+}  // namespace sd::apps

@@ -1,0 +1,67 @@
+#include "apps/sweep/run_state.h"
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace sd::apps {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+int logged_epochs(const fs::path& metrics) {
+  std::ifstream in(metrics);
+  int epochs = 0;
+  for (std::string line; std::getline(in, line);)
+    if (nlohmann::json::parse(line, nullptr, false).is_object()) ++epochs;
+  return epochs;
+}
+
+}  // namespace
+
+nlohmann::json read_json_file(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) return nullptr;
+  std::stringstream s;
+  s << in.rdbuf();
+  return nlohmann::json::parse(s.str(), nullptr, /*allow_exceptions=*/false);
+}
+
+bool summary_complete(const nlohmann::json& summary, int epochs) {
+  return summary.is_object() && summary.contains("epochs") && summary["epochs"].is_number_integer() &&
+         summary["epochs"].get<int>() == epochs;
+}
+
+RunInspection inspect_run(const fs::path& dir, const RunConfig& wanted) {
+  RunInspection r;
+  std::error_code ec;
+  const bool has_last = fs::exists(dir / "last.safetensors", ec);
+  const nlohmann::json summary = read_json_file(dir / "summary.json");
+  if (!has_last && summary.is_null()) return r;  // nothing to keep: sd_train starts it afresh
+
+  const nlohmann::json config = read_json_file(dir / "config.json");
+  if (config.is_object()) {
+    RunConfig found;
+    try {
+      found = run_config_from_json(config);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(fmt::format("{}: unreadable ({})", (dir / "config.json").string(), e.what()));
+    }
+    const std::vector<ConfigDifference> diffs = config_differences(found, wanted);
+    if (!diffs.empty())
+      throw std::runtime_error(fmt::format(
+          "{} holds a run with {} {}, this sweep asks for {} {}: give the settings it was started with, or another --out",
+          dir.string(), diffs.front().what, diffs.front().checkpoint_value, diffs.front().what, diffs.front().run_value));
+  }
+  r.epochs_done = logged_epochs(dir / "metrics.jsonl");
+  r.state = summary_complete(summary, wanted.train.epochs) ? RunState::kComplete
+            : has_last                                      ? RunState::kStarted
+                                                            : RunState::kNew;
+  return r;
+}
+
+}  // namespace sd::apps

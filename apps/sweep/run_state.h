@@ -1,0 +1,31 @@
+#pragma once
+// What a sweep finds in a run directory before it schedules the run: nothing yet, a run to resume
+// (last.safetensors), or a finished run (summary.json for all its epochs), which is never repeated.
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/train/checkpoint.h"
+
+namespace sd::apps {
+
+enum class RunState { kNew, kStarted, kComplete };
+
+struct RunInspection {
+  RunState state = RunState::kNew;
+  int epochs_done = 0;  // epochs in metrics.jsonl (for the ETA)
+};
+
+// `wanted`: the settings the sweep would train this run with. A directory whose run was made with
+// other settings (config.json differs: another --lr, --epochs, ...) is refused with
+// std::runtime_error naming the directory and the first difference: continuing or counting it
+// would mix two experiments.
+RunInspection inspect_run(const std::filesystem::path& dir, const RunConfig& wanted);
+
+// A file's JSON, or null when it is absent or does not parse (a run killed while writing it).
+nlohmann::json read_json_file(const std::filesystem::path& path);
+
+// Whether a run's summary.json says it trained all `epochs` epochs.
+bool summary_complete(const nlohmann::json& summary, int epochs);
+
+}  // namespace sd::apps

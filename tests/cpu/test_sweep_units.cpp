@@ -1,0 +1,179 @@
+// The pieces of sd_sweep (apps/sweep/) and of --device cuda:N that need no process and no GPU:
+// grid parsing, expansion and names; statistics; the ETA; device parsing and messages; the report's
+// protocol comparison.
+#include <cmath>
+
+#include <catch2/catch.hpp>
+
+#include "apps/common/app_main.h"
+#include "apps/common/device.h"
+#include "apps/sweep/eta.h"
+#include "apps/sweep/grid.h"
+#include "apps/sweep/plan.h"
+#include "apps/sweep/report.h"
+#include "apps/sweep/statistics.h"
+
+using namespace sd;
+using namespace sd::apps;
+
+namespace {
+
+template <class Fn>
+std::string usage_error(Fn&& fn) {
+  try {
+    fn();
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST_CASE("sweep grid lists parse, and refuse what is not a list of values", "[sweep]") {
+  CHECK(parse_seeds("--seeds", "1,2,30") == std::vector<uint64_t>{1, 2, 30});
+  CHECK(parse_rates("--death-rates", "0,0.5,.25") == std::vector<double>{0, 0.5, 0.25});
+  CHECK(parse_depths("--depths", "8,110") == std::vector<int>{8, 110});
+  CHECK(parse_words("--death-modes", "lin_decay,uniform") == std::vector<std::string>{"lin_decay", "uniform"});
+  CHECK_THAT(usage_error([] { parse_seeds("--seeds", "1,x"); }), Catch::StartsWith("--seeds 1,x: 'x' is not a seed"));
+  CHECK_THAT(usage_error([] { parse_seeds("--seeds", "-1"); }), Catch::StartsWith("--seeds -1: '-1' is not a seed"));
+  CHECK_THAT(usage_error([] { parse_rates("--death-rates", "0.5,0.50"); }), Catch::Contains("listed twice"));
+  CHECK_THAT(usage_error([] { parse_depths("--depths", "8,,14"); }), Catch::Contains("'' is not a depth"));
+  CHECK_THAT(usage_error([] { parse_depths("--depths", "8.5"); }), Catch::Contains("'8.5' is not a depth"));
+  CHECK_THAT(usage_error([] { parse_depths("--depths", ""); }), Catch::StartsWith("--depths '': expected a list"));
+  CHECK_THAT(usage_error([] { parse_depths("--depths", "8,"); }), Catch::StartsWith("--depths '8,': expected a list"));
+}
+
+TEST_CASE("sweep grids with an unknown mode, a rate outside [0, 1) or an impossible depth are refused", "[sweep]") {
+  const SweepGrid good{{1}, {0, 0.5}, {"lin_decay", "uniform"}, {8, 110}};
+  CHECK_NOTHROW(validate_grid(good));
+  SweepGrid g = good;
+  g.death_modes.push_back("linear");
+  CHECK_THAT(usage_error([&] { validate_grid(g); }), Catch::StartsWith("--death-modes linear: death mode 'linear'"));
+  g = good;
+  g.death_rates = {0.5, 1};
+  CHECK_THAT(usage_error([&] { validate_grid(g); }), Catch::StartsWith("--death-rates 1: death rate 1 is outside [0, 1)"));
+  g.death_rates = {-0.25};
+  CHECK_THAT(usage_error([&] { validate_grid(g); }), Catch::StartsWith("--death-rates -0.25: "));
+  g = good;
+  g.depths = {8, 9};
+  CHECK_THAT(usage_error([&] { validate_grid(g); }), Catch::StartsWith("--depths 9: depth 9 is not of the form 6N+2"));
+}
+
+TEST_CASE("sweep grids expand seed-major, name runs and cells, and run death rate 0 once", "[sweep]") {
+  const SweepGrid g{{7, 8}, {0, 0.5}, {"lin_decay", "uniform"}, {8, 14}};
+  const std::vector<GridPoint> points = expand(g);
+  // Per seed: 2 depths x (rate 0 once + rate 0.5 for 2 modes) = 6.
+  REQUIRE(points.size() == 12);
+  CHECK(points[0] == GridPoint{8, "lin_decay", 0, 7});
+  CHECK(points[1] == GridPoint{8, "lin_decay", 0.5, 7});
+  CHECK(points[2] == GridPoint{8, "uniform", 0.5, 7});
+  CHECK(points[3] == GridPoint{14, "lin_decay", 0, 7});
+  CHECK(points[6].seed == 8);  // every cell's first seed before any second
+  CHECK(points[1].run_name() == "d8-lin_decay0.5-s7");
+  CHECK(points[1].cell_name() == "d8-lin_decay0.5");
+  CHECK(GridPoint{110, "uniform", 0.1, 3}.run_name() == "d110-uniform0.1-s3");
+}
+
+TEST_CASE("sweep statistics: mean, sample standard deviation, n", "[sweep]") {
+  const Stat s = summarize({0.05, 0.06, 0.07, 0.10});
+  CHECK(s.n == 4);
+  CHECK(s.mean == Approx(0.07));
+  // Σ(x − 0.07)² = 0.0004 + 0.0001 + 0 + 0.0009 = 0.0014; / 3; sqrt
+  CHECK(s.std == Approx(std::sqrt(0.0014 / 3)));
+  const Stat one = summarize({0.2});
+  CHECK(one.n == 1);
+  CHECK(one.mean == 0.2);
+  CHECK(std::isnan(one.std));
+  CHECK(summarize({}).n == 0);
+  CHECK(to_json(one)["std"].is_null());
+  CHECK(format_stat(summarize({0.0525, 0.0535}), 100, "%", 2) == "5.30 ± 0.07 % (n = 2)");
+  CHECK(format_stat(one, 100, "%", 1) == "20.0 % (n = 1)");
+  CHECK(format_stat(summarize({}), 1, "", 0) == "–");
+}
+
+TEST_CASE("sweep ETA: work over the pace of finished runs, spread over the devices", "[sweep]") {
+  SweepEta eta(2);
+  CHECK_FALSE(eta.eta_seconds(10, {}).has_value());  // no pace before a run finished
+  eta.finished(4, 8);                                 // 2 s per unit of work
+  CHECK(*eta.eta_seconds(10, {}) == Approx(10.0));    // 20 s of work on 2 devices
+  // A running run with 3 units, 2 s in: 4 s left; queued 1 unit: 2 s; (4 + 2) / 2 = 3, but the
+  // running run alone needs 4.
+  CHECK(*eta.eta_seconds(1, {{3, 2}}) == Approx(4.0));
+  CHECK(*eta.eta_seconds(0, {}) == Approx(0.0));
+}
+
+TEST_CASE("--device parses cpu, cuda and cuda:N; a missing GPU's message names those present", "[apps]") {
+  CHECK_FALSE(parse_device("cpu").cuda);
+  CHECK(parse_device("cuda").cuda);
+  CHECK(parse_device("cuda").index == 0);
+  CHECK(parse_device("cuda:3").index == 3);
+  CHECK(parse_device("cuda:3").canonical() == "cuda:3");
+  CHECK(parse_device("cuda").canonical() == "cuda:0");
+  CHECK(parse_device("cpu").canonical() == "cpu");
+  for (const char* bad : {"gpu", "cuda:", "cuda:-1", "cuda:x", "cuda:1.5", "cuda:99999", "CUDA", ""})
+    CHECK_THAT(usage_error([&] { parse_device(bad); }), Catch::Contains("unknown device (cpu, cuda or cuda:N)"));
+  CHECK_THAT(usage_error([] { parse_device("tpu", "--devices"); }), Catch::StartsWith("--devices tpu: unknown device"));
+  CHECK(missing_device_message("--device", 2, {"NVIDIA H200", "NVIDIA H100"}) ==
+        "--device cuda:2: no such GPU; this machine has 2: cuda:0 (NVIDIA H200), cuda:1 (NVIDIA H100)");
+  // On a machine without a GPU (or a build without CUDA) the existing clear errors stay.
+  try {
+    check_device("cuda:1");
+  } catch (const std::runtime_error& e) {
+    CHECK_THAT(std::string(e.what()), Catch::StartsWith("--device cuda:1: "));
+  }
+  CHECK_NOTHROW(check_device("cpu"));
+}
+
+TEST_CASE("sweep devices: each once, in one spelling", "[sweep]") {
+  CHECK(check_devices({"cpu"}) == std::vector<std::string>{"cpu"});
+  CHECK_THAT(usage_error([] { check_devices({"cpu", "cpu"}); }), Catch::StartsWith("--devices: cpu is listed twice"));
+  CHECK_THAT(usage_error([] { check_devices({"cuda", "cuda:0"}); }), Catch::StartsWith("--devices: cuda:0 is listed twice"));
+}
+
+TEST_CASE("sweep refuses sd_train options it sets itself, and bad ones, naming them", "[sweep]") {
+  SweepOptions o;
+  o.out = "/nonexistent-sweep";
+  o.grid = SweepGrid{{1}, {0.5}, {"lin_decay"}, {8}};
+  o.train_args = {"--seed", "4"};
+  CHECK_THAT(usage_error([&] { plan_sweep(o); }), Catch::StartsWith("sd_train option --seed: set by the sweep"));
+  o.train_args = {"--out=x"};
+  CHECK_THAT(usage_error([&] { plan_sweep(o); }), Catch::StartsWith("sd_train option --out: set by the sweep"));
+  o.train_args = {"--lr", "0"};
+  CHECK_THAT(usage_error([&] { plan_sweep(o); }), Catch::StartsWith("sd_train option --lr: "));
+  o.train_args = {"--frobnicate"};
+  CHECK_THAT(usage_error([&] { plan_sweep(o); }), Catch::Contains("--frobnicate"));
+  o.train_args = {"--epochs", "3", "--synthetic", "100"};
+  const std::vector<PlannedRun> runs = plan_sweep(o);
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0].config.train.epochs == 3);
+  CHECK(runs[0].config.train.seed == 1);
+  CHECK(runs[0].config.model.depth == 8);
+  CHECK(runs[0].dir == std::filesystem::path("/nonexistent-sweep/runs/d8-lin_decay0.5-s1"));
+  CHECK(runs[0].found.state == RunState::kNew);
+  CHECK(runs[0].work > 0);
+  const std::vector<std::string> cmd = run_command(runs[0], "cpu");
+  CHECK(std::find(cmd.begin(), cmd.end(), "--resume") == cmd.end());
+  CHECK(cmd[cmd.size() - 3] == "cpu");
+}
+
+TEST_CASE("reproduction report: deviations from the paper's protocol and the training-set size", "[sweep]") {
+  RunConfig paper;
+  CHECK(protocol_deviations(paper).empty());
+  CHECK(training_images(paper) == 45000);
+  paper.train.seed = 5;  // the seed is no deviation
+  CHECK(protocol_deviations(paper).empty());
+  RunConfig tiny = paper;
+  tiny.model.depth = 8;
+  tiny.train.epochs = 2;
+  tiny.synthetic = 256;
+  tiny.subset = 64;
+  const std::vector<std::string> d = protocol_deviations(tiny);
+  CHECK(std::find(d.begin(), d.end(), "depth: 8 (paper: 110)") != d.end());
+  CHECK(std::find(d.begin(), d.end(), "epochs: 2 (paper: 500)") != d.end());
+  CHECK(training_images(tiny) == 64);
+  tiny.subset = 0;
+  CHECK(training_images(tiny) == 256 - 25);
+  tiny.split = "full";
+  CHECK(training_images(tiny) == 256);
+}

@@ -1,0 +1,47 @@
+// --device cuda:N (apps/common/device.h) on a machine with GPUs, and the versions the engine reports
+// (engine/cuda/device.h), which need a CUDA build but no GPU.
+#include <catch2/catch.hpp>
+
+#include "apps/common/device.h"
+#include "apps/common/environment.h"
+#include "engine/cuda/device.h"
+#include "tests/gpu/gpu_test.h"
+
+using namespace sd;
+
+TEST_CASE("gpu host: the library versions are the loaded libraries', without needing a GPU", "[cuda-host]") {
+  const cuda::LibraryVersions v = cuda::library_versions();
+  INFO("driver " << v.driver << " (CUDA " << v.driver_cuda << "), runtime " << v.runtime << ", cuDNN " << v.cudnn
+                 << ", cuBLAS " << v.cublas);
+  CHECK(v.runtime != "unknown");  // linked in statically
+  CHECK(v.cudnn.rfind("9.", 0) == 0);
+  CHECK(v.cublas != "unknown");
+  const apps::Environment env = apps::probe_environment();
+  CHECK(env.cuda_build);
+  CHECK(env.cudnn == v.cudnn);
+}
+
+TEST_CASE("gpu --device cuda:N picks GPU N; one past the last names those present", "[gpu][device]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const std::vector<std::string> names = cuda::device_names();
+  REQUIRE(!names.empty());
+  const int count = int(names.size());
+  std::string message;
+  try {
+    apps::check_device("cuda:" + std::to_string(count));
+  } catch (const std::runtime_error& e) {
+    message = e.what();
+  }
+  CHECK(message == apps::missing_device_message("--device", count, names));
+  CHECK_NOTHROW(apps::check_device("cuda"));
+  BackendOptions o;
+  o.model = {8, DeathMode::kLinDecay, 0.5};
+  for (int d = 0; d < std::min(count, 2); ++d) {
+    const auto backend = apps::make_backend("cuda:" + std::to_string(d), o, 16);
+    CHECK(backend->device_name() == "cuda:" + std::to_string(d) + " (" + names[size_t(d)] + ")");
+  }
+  const cuda::LibraryVersions v = cuda::library_versions();
+  CHECK(v.driver_cuda != "unknown");
+  std::cout << "GPUs: " << count << " (" << names.front() << "); driver " << v.driver << " (CUDA " << v.driver_cuda
+            << "), runtime " << v.runtime << ", cuDNN " << v.cudnn << ", cuBLAS " << v.cublas << std::endl;
+}
