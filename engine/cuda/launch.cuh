@@ -1,13 +1,23 @@
 #pragma once
 // SD_LAUNCH: every kernel launch of the engine, checked and counted (engine/cuda/context.h).
 //   SD_LAUNCH(ctx, my_kernel, grid, block, shared_bytes, args...);
+// SD_KERNEL_LAUNCH is the bare launch on a stream, the only `<<<>>>` of the code base: on the
+// emulated device (engine/emu, which g++ compiles: no `<<<>>>`) it is the emulator's launch.
 #include "engine/cuda/check.h"
 #include "engine/cuda/context.h"
+
+#if defined(SD_EMULATED_DEVICE)
+#define SD_KERNEL_LAUNCH(kernel, grid, block, shared_bytes, stream, ...) \
+  ::sd::emu::launch_kernel(#kernel, kernel, (grid), (block), (shared_bytes), (stream), __VA_ARGS__)
+#else
+#define SD_KERNEL_LAUNCH(kernel, grid, block, shared_bytes, stream, ...) \
+  kernel<<<(grid), (block), (shared_bytes), (stream)>>>(__VA_ARGS__)
+#endif
 
 #define SD_LAUNCH(ctx, kernel, grid, block, shared_bytes, ...)                              \
   do {                                                                                      \
     ::sd::cuda::Context& sd_ctx_ = (ctx);                                                   \
-    kernel<<<(grid), (block), (shared_bytes), sd_ctx_.stream()>>>(__VA_ARGS__);             \
+    SD_KERNEL_LAUNCH(kernel, grid, block, shared_bytes, sd_ctx_.stream(), __VA_ARGS__);     \
     SD_CUDA_CHECK_LAUNCH(#kernel);                                                          \
     sd_ctx_.launched(#kernel);                                                              \
   } while (0)

@@ -1,6 +1,8 @@
 #pragma once
 // Every GPU test case starts with SD_REQUIRE_CUDA_DEVICE(): without a device it prints the line
-// that tests/CMakeLists.txt tells ctest to report as "skipped", and leaves the case.
+// that tests/CMakeLists.txt tells ctest to report as "skipped", and leaves the case. The emulated
+// device (sd_emu_tests) is a device. A case whose meaning is the hardware itself (CUPTI's counts
+// of device kernels, timings) adds SD_REQUIRE_REAL_DEVICE("why"), which skips it there.
 #include <iostream>
 #include <string>
 
@@ -14,3 +16,15 @@
       return;                                                                     \
     }                                                                             \
   } while (0)
+
+#if defined(SD_EMULATED_DEVICE)
+#define SD_REQUIRE_REAL_DEVICE(why)                                                          \
+  do {                                                                                       \
+    std::cout << "SKIPPED: emulated device (" << why << ")" << std::endl;                    \
+    return;                                                                                  \
+  } while (0)
+#else
+#define SD_REQUIRE_REAL_DEVICE(why) \
+  do {                              \
+  } while (0)
+#endif

@@ -420,6 +420,7 @@ TEST_CASE("gpu backend factory refuses a maximum batch below 1", "[gpu][model]")
 // block of a stage costs the same, and a training step makes no host↔device copy.
 TEST_CASE("gpu closed blocks run no kernels on the device, counted by CUPTI", "[gpu][model][launches][cupti]") {
   SD_REQUIRE_CUDA_DEVICE();
+  SD_REQUIRE_REAL_DEVICE("CUPTI counts the hardware's kernels");
   const Data data = make_data(64, 0);
   CudaResNet gpu(options_for(20), 32);
   gpu.set_normalization(data.norm);

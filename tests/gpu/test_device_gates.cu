@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "engine/core/gates.h"
+#include "engine/cuda/context.h"
+#include "engine/cuda/launch.cuh"
 #include "tests/gpu/gpu_test.h"
 
 namespace {
@@ -33,8 +35,11 @@ TEST_CASE("gpu device gates equal host gates draw for draw", "[gpu][gates]") {
   REQUIRE(cudaMalloc(&d_out, steps * blocks) == cudaSuccess);
   REQUIRE(cudaMemcpy(d_p, p.data(), blocks * sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
   REQUIRE(cudaMemset(d_out, 0xAB, steps * blocks) == cudaSuccess);  // poison: every byte must be written
-  draw_gates_kernel<<<(steps * blocks + 255) / 256, 256>>>(31415, first, steps, d_p, blocks, d_out);
-  REQUIRE(cudaGetLastError() == cudaSuccess);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);  // the context's stream does not wait for the legacy one
+  sd::cuda::Context ctx;
+  SD_LAUNCH(ctx, draw_gates_kernel, (steps * blocks + 255) / 256, 256, 0, uint64_t(31415), first, steps, d_p, blocks,
+            d_out);
+  ctx.synchronize();  // and the legacy stream's copy below does not wait for the context's
   std::vector<uint8_t> got(steps * blocks);
   REQUIRE(cudaMemcpy(got.data(), d_out, got.size(), cudaMemcpyDeviceToHost) == cudaSuccess);
   int mismatches = 0;

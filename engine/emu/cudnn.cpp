@@ -1,0 +1,482 @@
+// cuDNN on the emulated device; see include/cudnn.h. The arithmetic is the CPU reference's
+// (kernels/cpu/conv3x3, fp32), so emulated convolutions prove the engine's descriptors, buffers,
+// α/β use and stream order — not cuDNN's own numerics, which only the GPU can show.
+#include <cudnn.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/emu/memory.h"
+#include "engine/emu/report.h"
+#include "engine/emu/stream.h"
+#include "kernels/cpu/conv3x3.h"
+
+struct cudnnContext {
+  cudaStream_t stream = nullptr;
+};
+struct cudnnTensorStruct {
+  bool set = false;
+  cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW;
+  cudnnDataType_t type = CUDNN_DATA_FLOAT;
+  int n = 0, c = 0, h = 0, w = 0;
+};
+struct cudnnFilterStruct {
+  bool set = false;
+  cudnnDataType_t type = CUDNN_DATA_FLOAT;
+  cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW;
+  int k = 0, c = 0, h = 0, w = 0;
+};
+struct cudnnConvolutionStruct {
+  bool set = false;
+  int pad_h = 0, pad_w = 0, stride_h = 1, stride_w = 1, dil_h = 1, dil_w = 1;
+  cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+  cudnnDataType_t compute = CUDNN_DATA_FLOAT;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+};
+
+namespace {
+
+using sd::emu::api_mutex;
+
+thread_local std::string t_last_message;
+
+cudnnStatus_t status(cudnnStatus_t s, const std::string& message) {
+  t_last_message = message;
+  return s;
+}
+
+std::string dims(int a, int b, int c, int d) {
+  return std::to_string(a) + "×" + std::to_string(b) + "×" + std::to_string(c) + "×" + std::to_string(d);
+}
+
+int out_dim(int in, int pad, int k, int stride, int dil) { return 1 + (in + 2 * pad - ((k - 1) * dil + 1)) / stride; }
+
+// A convolution the descriptors describe, checked: BAD_PARAM for inconsistent descriptors,
+// NOT_SUPPORTED for what the reference cannot compute.
+struct Problem {
+  sd::ref::Conv3x3Shape shape;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+};
+
+cudnnStatus_t problem(const cudnnTensorStruct* x, const cudnnFilterStruct* w, const cudnnConvolutionStruct* conv,
+                      const cudnnTensorStruct* y, Problem& p) {
+  if (!x || !w || !conv || !y) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "a descriptor is null");
+  if (!x->set || !w->set || !conv->set || !y->set)
+    return status(CUDNN_STATUS_BAD_PARAM, "a descriptor was created but never set");
+  if (w->c != x->c)
+    return status(CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH, "filter has " + std::to_string(w->c) + " input channels, x has " +
+                                                             std::to_string(x->c));
+  const int ho = out_dim(x->h, conv->pad_h, w->h, conv->stride_h, conv->dil_h);
+  const int wo = out_dim(x->w, conv->pad_w, w->w, conv->stride_w, conv->dil_w);
+  if (y->n != x->n || y->c != w->k || y->h != ho || y->w != wo)
+    return status(CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH, "y is " + dims(y->n, y->c, y->h, y->w) + ", the convolution gives " +
+                                                             dims(x->n, w->k, ho, wo));
+  if (x->type != CUDNN_DATA_FLOAT || y->type != CUDNN_DATA_FLOAT || w->type != CUDNN_DATA_FLOAT ||
+      conv->compute != CUDNN_DATA_FLOAT || x->format != CUDNN_TENSOR_NCHW || y->format != CUDNN_TENSOR_NCHW ||
+      w->format != CUDNN_TENSOR_NCHW)
+    return status(CUDNN_STATUS_NOT_SUPPORTED, "the emulated cuDNN computes fp32 NCHW only");
+  if (w->h != 3 || w->w != 3 || conv->pad_h != 1 || conv->pad_w != 1 || conv->stride_h != conv->stride_w ||
+      (conv->stride_h != 1 && conv->stride_h != 2) || conv->dil_h != 1 || conv->dil_w != 1 ||
+      conv->mode != CUDNN_CROSS_CORRELATION)
+    return status(CUDNN_STATUS_NOT_SUPPORTED,
+                  "the emulated cuDNN computes 3×3 cross-correlations with padding 1, stride 1 or 2, dilation 1 only");
+  p.shape = sd::ref::Conv3x3Shape{x->n, x->c, x->h, x->w, w->k, conv->stride_h};
+  p.math = conv->math;
+  return CUDNN_STATUS_SUCCESS;
+}
+
+bool tensor_ops_allowed(cudnnMathType_t m) { return m != CUDNN_FMA_MATH; }
+
+// The fixed algorithm list of each direction: what cudnnFind* reports and what runs.
+enum class Direction { kForward, kBackwardData, kBackwardFilter };
+struct AlgoInfo {
+  int algo;
+  float ms;
+  bool deterministic;
+  bool stride1_only;
+  bool supported;  // false: reported with CUDNN_STATUS_NOT_SUPPORTED, as cuDNN lists FFT for these shapes
+  int workspace;   // 0 none, 1 small (per filter), 2 large (per input tensor)
+};
+
+std::vector<AlgoInfo> algorithms(Direction d) {
+  switch (d) {
+    case Direction::kForward:
+      return {{CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED, 0.040f, true, true, true, 2},
+              {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, 0.050f, true, false, true, 1},
+              {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, 0.080f, true, false, true, 0},
+              {CUDNN_CONVOLUTION_FWD_ALGO_GEMM, 0.120f, true, false, true, 2},
+              {CUDNN_CONVOLUTION_FWD_ALGO_FFT, -1.0f, true, false, false, 0}};
+    case Direction::kBackwardData:
+      return {{CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, 0.045f, false, false, true, 0},
+              {CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED, 0.050f, true, true, true, 2},
+              {CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, 0.070f, true, false, true, 1},
+              {CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT, -1.0f, true, false, false, 0}};
+    case Direction::kBackwardFilter:
+      return {{CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, 0.050f, false, false, true, 0},
+              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3, 0.060f, false, false, true, 1},
+              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, 0.080f, true, false, true, 1},
+              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED, 0.075f, true, true, true, 2},
+              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, -1.0f, true, false, false, 0}};
+  }
+  return {};
+}
+
+size_t workspace_of(const AlgoInfo& a, const Problem& p) {
+  const size_t filter = size_t(p.shape.w_size()) * sizeof(float);
+  const size_t input = size_t(p.shape.x_size()) * sizeof(float);
+  return a.workspace == 0 ? 0 : a.workspace == 1 ? filter + 256 : input + filter;
+}
+
+// The algorithm `algo` of direction `d` for `p`, or null with the status explaining why not.
+const AlgoInfo* find_algo(Direction d, int algo, const Problem& p, cudnnStatus_t& s) {
+  static const std::vector<AlgoInfo> lists[3] = {algorithms(Direction::kForward), algorithms(Direction::kBackwardData),
+                                                 algorithms(Direction::kBackwardFilter)};
+  for (const AlgoInfo& a : lists[int(d)])
+    if (a.algo == algo) {
+      if (!a.supported || (a.stride1_only && p.shape.stride != 1)) {
+        s = status(CUDNN_STATUS_NOT_SUPPORTED, "algorithm " + std::to_string(algo) + " does not support this convolution");
+        return nullptr;
+      }
+      s = CUDNN_STATUS_SUCCESS;
+      return &a;
+    }
+  s = status(CUDNN_STATUS_BAD_PARAM, "algorithm " + std::to_string(algo) + " is not an algorithm of this direction");
+  return nullptr;
+}
+
+template <class Perf>
+cudnnStatus_t find(cudnnHandle_t h, Direction d, const Problem& p, int requested, int* returned, Perf* results) {
+  if (!h || !returned || !results || requested < 1) return status(CUDNN_STATUS_BAD_PARAM, "bad cudnnFind* arguments");
+  sd::emu::run_stream(sd::emu::resolve(h->stream));  // cudnnFind* blocks: it measures on the device
+  std::vector<Perf> all;
+  for (const AlgoInfo& a : algorithms(d)) {
+    Perf r{};
+    r.algo = decltype(r.algo)(a.algo);
+    const bool ok = a.supported && !(a.stride1_only && p.shape.stride != 1);
+    r.status = ok ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_NOT_SUPPORTED;
+    r.time = ok ? a.ms : -1.0f;
+    r.memory = ok ? workspace_of(a, p) : 0;
+    r.determinism = a.deterministic ? CUDNN_DETERMINISTIC : CUDNN_NON_DETERMINISTIC;
+    r.mathType = CUDNN_FMA_MATH;
+    all.push_back(r);
+    if (ok && tensor_ops_allowed(p.math) && a.workspace > 0) {
+      // Where the descriptor allows tensor cores, cuDNN also offers (faster) TF32 variants.
+      Perf t = r;
+      t.mathType = CUDNN_TENSOR_OP_MATH;
+      t.time = a.ms / 4;
+      all.push_back(t);
+    }
+  }
+  std::stable_sort(all.begin(), all.end(), [](const Perf& a, const Perf& b) {
+    if ((a.status == CUDNN_STATUS_SUCCESS) != (b.status == CUDNN_STATUS_SUCCESS)) return a.status == CUDNN_STATUS_SUCCESS;
+    return a.time < b.time;
+  });
+  *returned = std::min(requested, int(all.size()));
+  std::copy(all.begin(), all.begin() + *returned, results);
+  return CUDNN_STATUS_SUCCESS;
+}
+
+template <class Algo>
+cudnnStatus_t workspace_size(Direction d, const Problem& p, Algo algo, size_t* bytes) {
+  if (!bytes) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null size");
+  cudnnStatus_t s;
+  const AlgoInfo* a = find_algo(d, int(algo), p, s);
+  if (!a) return s;
+  *bytes = workspace_of(*a, p);
+  return CUDNN_STATUS_SUCCESS;
+}
+
+void require_device(const void* p, size_t bytes, const char* call, const char* what) {
+  if (!sd::emu::is_device_range(p, bytes)) {
+    char b[300];
+    std::snprintf(b, sizeof b, "%s: %s (%p, %zu bytes) is not inside one device allocation", call, what, p, bytes);
+    sd::emu::fatal(b);
+  }
+}
+
+// TF32: the 10-bit mantissa tensor cores multiply with (round to nearest, ties to even).
+void round_tf32(std::vector<float>& v) {
+  for (float& f : v) {
+    uint32_t b = std::bit_cast<uint32_t>(f);
+    if ((b & 0x7f800000u) != 0x7f800000u) b = (b + 0xfffu + ((b >> 13) & 1u)) & ~0x1fffu;
+    f = std::bit_cast<float>(b);
+  }
+}
+
+// Enqueues out = α·f(in…) + β·out on the handle's stream; f writes `count` values.
+template <class Compute>
+cudnnStatus_t run(cudnnHandle_t h, const char* name, const void* alpha, const void* beta, float* out, size_t count,
+                  void* workspace, size_t workspace_needed, Compute compute) {
+  if (!alpha || !beta) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null alpha or beta");
+  const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);  // host memory, read now
+  auto* ws = static_cast<unsigned char*>(workspace);
+  sd::emu::enqueue(sd::emu::resolve(h->stream), name, [=] {
+    if (workspace_needed) ws[0] = ws[workspace_needed - 1] = 0xFF;  // the workspace is really there
+    std::vector<float> r(count);
+    compute(r.data());
+    for (size_t i = 0; i < count; ++i) out[i] = b == 0.0f ? a * r[i] : a * r[i] + b * out[i];  // β = 0: out unread
+  });
+  return CUDNN_STATUS_SUCCESS;
+}
+
+// Copies device memory for the computation (inside a running operation), TF32-rounded if asked.
+std::vector<float> input(const void* p, size_t count, bool tf32) {
+  const float* f = static_cast<const float*>(p);
+  std::vector<float> v(f, f + count);
+  if (tf32) round_tf32(v);
+  return v;
+}
+
+template <class Algo>
+cudnnStatus_t check_call(cudnnHandle_t h, Direction d, const Problem& p, Algo algo, void* workspace,
+                         size_t workspace_bytes, size_t& needed, const char* call) {
+  if (!h) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null handle");
+  cudnnStatus_t s;
+  const AlgoInfo* a = find_algo(d, int(algo), p, s);
+  if (!a) return s;
+  needed = workspace_of(*a, p);
+  if (workspace_bytes < needed)
+    return status(CUDNN_STATUS_BAD_PARAM, std::string(call) + ": workspace of " + std::to_string(workspace_bytes) +
+                                              " bytes, algorithm " + std::to_string(int(algo)) + " needs " +
+                                              std::to_string(needed));
+  if (needed) require_device(workspace, needed, call, "the workspace");
+  return CUDNN_STATUS_SUCCESS;
+}
+
+template <class T>
+cudnnStatus_t create(T** d) {
+  if (!d) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null descriptor pointer");
+  *d = new T;
+  return CUDNN_STATUS_SUCCESS;
+}
+template <class T>
+cudnnStatus_t destroy(T* d) {
+  delete d;
+  return CUDNN_STATUS_SUCCESS;
+}
+
+}  // namespace
+
+size_t cudnnGetVersion() { return CUDNN_VERSION; }
+
+const char* cudnnGetErrorString(cudnnStatus_t s) {
+  switch (s) {
+    case CUDNN_STATUS_SUCCESS: return "CUDNN_STATUS_SUCCESS";
+    case CUDNN_STATUS_NOT_INITIALIZED: return "CUDNN_STATUS_NOT_INITIALIZED";
+    case CUDNN_STATUS_BAD_PARAM: return "CUDNN_STATUS_BAD_PARAM";
+    case CUDNN_STATUS_BAD_PARAM_NULL_POINTER: return "CUDNN_STATUS_BAD_PARAM_NULL_POINTER";
+    case CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH: return "CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH";
+    case CUDNN_STATUS_NOT_SUPPORTED: return "CUDNN_STATUS_NOT_SUPPORTED";
+    case CUDNN_STATUS_INTERNAL_ERROR: return "CUDNN_STATUS_INTERNAL_ERROR";
+    case CUDNN_STATUS_EXECUTION_FAILED: return "CUDNN_STATUS_EXECUTION_FAILED";
+  }
+  return "CUDNN_STATUS_UNKNOWN";
+}
+
+void cudnnGetLastErrorString(char* message, size_t max_size) {
+  if (!message || max_size == 0) return;
+  std::snprintf(message, max_size, "%s", t_last_message.c_str());
+  t_last_message.clear();
+}
+
+cudnnStatus_t cudnnCreate(cudnnHandle_t* h) { return create(h); }
+cudnnStatus_t cudnnDestroy(cudnnHandle_t h) { return destroy(h); }
+cudnnStatus_t cudnnSetStream(cudnnHandle_t h, cudaStream_t s) {
+  std::lock_guard lock(api_mutex());
+  if (!h) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null handle");
+  if (!sd::emu::is_live(s)) return status(CUDNN_STATUS_BAD_PARAM, "not a stream");
+  h->stream = s;
+  return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetStream(cudnnHandle_t h, cudaStream_t* s) {
+  if (!h || !s) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null argument");
+  *s = h->stream;
+  return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t* d) { return create(d); }
+cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) { return destroy(d); }
+cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t format, cudnnDataType_t type,
+                                         int n, int c, int h, int w) {
+  if (!d) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null descriptor");
+  if (n <= 0 || c <= 0 || h <= 0 || w <= 0)
+    return status(CUDNN_STATUS_BAD_PARAM, "tensor dimensions must be positive, got " + dims(n, c, h, w));
+  *d = cudnnTensorStruct{true, format, type, n, c, h, w};
+  return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t* d) { return create(d); }
+cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d) { return destroy(d); }
+cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t type, cudnnTensorFormat_t format,
+                                         int k, int c, int h, int w) {
+  if (!d) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null descriptor");
+  if (k <= 0 || c <= 0 || h <= 0 || w <= 0)
+    return status(CUDNN_STATUS_BAD_PARAM, "filter dimensions must be positive, got " + dims(k, c, h, w));
+  *d = cudnnFilterStruct{true, type, format, k, c, h, w};
+  return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t* d) { return create(d); }
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d) { return destroy(d); }
+cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int pad_h, int pad_w, int stride_h,
+                                              int stride_w, int dil_h, int dil_w, cudnnConvolutionMode_t mode,
+                                              cudnnDataType_t compute) {
+  if (!d) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null descriptor");
+  if (pad_h < 0 || pad_w < 0 || stride_h <= 0 || stride_w <= 0 || dil_h <= 0 || dil_w <= 0)
+    return status(CUDNN_STATUS_BAD_PARAM, "negative padding or non-positive stride/dilation");
+  const cudnnMathType_t math = d->math;
+  *d = cudnnConvolutionStruct{true, pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, mode, compute, math};
+  return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetConvolutionMathType(cudnnConvolutionDescriptor_t d, cudnnMathType_t math) {
+  if (!d) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null descriptor");
+  if (int(math) < 0 || int(math) > 3) return status(CUDNN_STATUS_BAD_PARAM, "unknown math type");
+  d->math = math;
+  return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolutionMathType(cudnnConvolutionDescriptor_t d, cudnnMathType_t* math) {
+  if (!d || !math) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null argument");
+  *math = d->math;
+  return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolution2dForwardOutputDim(cudnnConvolutionDescriptor_t conv, cudnnTensorDescriptor_t x,
+                                                    cudnnFilterDescriptor_t w, int* n, int* c, int* h, int* wd) {
+  if (!conv || !x || !w || !n || !c || !h || !wd) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null argument");
+  if (!conv->set || !x->set || !w->set) return status(CUDNN_STATUS_BAD_PARAM, "a descriptor was never set");
+  if (w->c != x->c) return status(CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH, "filter and input channels differ");
+  *n = x->n, *c = w->k;
+  *h = out_dim(x->h, conv->pad_h, w->h, conv->stride_h, conv->dil_h);
+  *wd = out_dim(x->w, conv->pad_w, w->w, conv->stride_w, conv->dil_w);
+  if (*h <= 0 || *wd <= 0) return status(CUDNN_STATUS_BAD_PARAM, "the filter is larger than the padded input");
+  return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnGetConvolutionForwardAlgorithmMaxCount(cudnnHandle_t, int* count) {
+  *count = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
+  return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithmMaxCount(cudnnHandle_t, int* count) {
+  *count = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
+  return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(cudnnHandle_t, int* count) {
+  *count = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+  return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnFindConvolutionForwardAlgorithm(cudnnHandle_t h, cudnnTensorDescriptor_t x,
+                                                   cudnnFilterDescriptor_t w, cudnnConvolutionDescriptor_t conv,
+                                                   cudnnTensorDescriptor_t y, int requested, int* returned,
+                                                   cudnnConvolutionFwdAlgoPerf_t* results) {
+  std::lock_guard lock(api_mutex());
+  Problem p;
+  if (cudnnStatus_t s = problem(x, w, conv, y, p)) return s;
+  return find(h, Direction::kForward, p, requested, returned, results);
+}
+cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithm(cudnnHandle_t h, cudnnFilterDescriptor_t w,
+                                                        cudnnTensorDescriptor_t dy, cudnnConvolutionDescriptor_t conv,
+                                                        cudnnTensorDescriptor_t dx, int requested, int* returned,
+                                                        cudnnConvolutionBwdDataAlgoPerf_t* results) {
+  std::lock_guard lock(api_mutex());
+  Problem p;
+  if (cudnnStatus_t s = problem(dx, w, conv, dy, p)) return s;
+  return find(h, Direction::kBackwardData, p, requested, returned, results);
+}
+cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithm(cudnnHandle_t h, cudnnTensorDescriptor_t x,
+                                                          cudnnTensorDescriptor_t dy, cudnnConvolutionDescriptor_t conv,
+                                                          cudnnFilterDescriptor_t dw, int requested, int* returned,
+                                                          cudnnConvolutionBwdFilterAlgoPerf_t* results) {
+  std::lock_guard lock(api_mutex());
+  Problem p;
+  if (cudnnStatus_t s = problem(x, dw, conv, dy, p)) return s;
+  return find(h, Direction::kBackwardFilter, p, requested, returned, results);
+}
+
+cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t, cudnnTensorDescriptor_t x,
+                                                      cudnnFilterDescriptor_t w, cudnnConvolutionDescriptor_t conv,
+                                                      cudnnTensorDescriptor_t y, cudnnConvolutionFwdAlgo_t algo,
+                                                      size_t* bytes) {
+  Problem p;
+  if (cudnnStatus_t s = problem(x, w, conv, y, p)) return s;
+  return workspace_size(Direction::kForward, p, algo, bytes);
+}
+cudnnStatus_t cudnnGetConvolutionBackwardDataWorkspaceSize(cudnnHandle_t, cudnnFilterDescriptor_t w,
+                                                           cudnnTensorDescriptor_t dy, cudnnConvolutionDescriptor_t conv,
+                                                           cudnnTensorDescriptor_t dx,
+                                                           cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) {
+  Problem p;
+  if (cudnnStatus_t s = problem(dx, w, conv, dy, p)) return s;
+  return workspace_size(Direction::kBackwardData, p, algo, bytes);
+}
+cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnnHandle_t, cudnnTensorDescriptor_t x,
+                                                             cudnnTensorDescriptor_t dy,
+                                                             cudnnConvolutionDescriptor_t conv,
+                                                             cudnnFilterDescriptor_t dw,
+                                                             cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) {
+  Problem p;
+  if (cudnnStatus_t s = problem(x, dw, conv, dy, p)) return s;
+  return workspace_size(Direction::kBackwardFilter, p, algo, bytes);
+}
+
+cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha, cudnnTensorDescriptor_t x_desc, const void* x,
+                                      cudnnFilterDescriptor_t w_desc, const void* w, cudnnConvolutionDescriptor_t conv,
+                                      cudnnConvolutionFwdAlgo_t algo, void* workspace, size_t workspace_bytes,
+                                      const void* beta, cudnnTensorDescriptor_t y_desc, void* y) {
+  std::lock_guard lock(api_mutex());
+  const char* call = "cudnnConvolutionForward";
+  Problem p;
+  size_t needed = 0;
+  if (cudnnStatus_t s = problem(x_desc, w_desc, conv, y_desc, p)) return s;
+  if (cudnnStatus_t s = check_call(h, Direction::kForward, p, algo, workspace, workspace_bytes, needed, call)) return s;
+  const auto xs = size_t(p.shape.x_size()), ws = size_t(p.shape.w_size()), ys = size_t(p.shape.y_size());
+  require_device(x, xs * 4, call, "x"), require_device(w, ws * 4, call, "w"), require_device(y, ys * 4, call, "y");
+  const bool tf32 = tensor_ops_allowed(p.math);
+  return run(h, call, alpha, beta, static_cast<float*>(y), ys, workspace, needed, [=](float* out) {
+    const std::vector<float> xv = input(x, xs, tf32), wv = input(w, ws, tf32);
+    sd::ref::conv3x3_forward(p.shape, xv.data(), wv.data(), out);
+  });
+}
+
+cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void* alpha, cudnnFilterDescriptor_t w_desc,
+                                           const void* w, cudnnTensorDescriptor_t dy_desc, const void* dy,
+                                           cudnnConvolutionDescriptor_t conv, cudnnConvolutionBwdDataAlgo_t algo,
+                                           void* workspace, size_t workspace_bytes, const void* beta,
+                                           cudnnTensorDescriptor_t dx_desc, void* dx) {
+  std::lock_guard lock(api_mutex());
+  const char* call = "cudnnConvolutionBackwardData";
+  Problem p;
+  size_t needed = 0;
+  if (cudnnStatus_t s = problem(dx_desc, w_desc, conv, dy_desc, p)) return s;
+  if (cudnnStatus_t s = check_call(h, Direction::kBackwardData, p, algo, workspace, workspace_bytes, needed, call)) return s;
+  const auto xs = size_t(p.shape.x_size()), ws = size_t(p.shape.w_size()), ys = size_t(p.shape.y_size());
+  require_device(dy, ys * 4, call, "dy"), require_device(w, ws * 4, call, "w"), require_device(dx, xs * 4, call, "dx");
+  const bool tf32 = tensor_ops_allowed(p.math);
+  return run(h, call, alpha, beta, static_cast<float*>(dx), xs, workspace, needed, [=](float* out) {
+    const std::vector<float> dyv = input(dy, ys, tf32), wv = input(w, ws, tf32);
+    sd::ref::conv3x3_backward_data(p.shape, dyv.data(), wv.data(), out);
+  });
+}
+
+cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void* alpha, cudnnTensorDescriptor_t x_desc,
+                                             const void* x, cudnnTensorDescriptor_t dy_desc, const void* dy,
+                                             cudnnConvolutionDescriptor_t conv, cudnnConvolutionBwdFilterAlgo_t algo,
+                                             void* workspace, size_t workspace_bytes, const void* beta,
+                                             cudnnFilterDescriptor_t dw_desc, void* dw) {
+  std::lock_guard lock(api_mutex());
+  const char* call = "cudnnConvolutionBackwardFilter";
+  Problem p;
+  size_t needed = 0;
+  if (cudnnStatus_t s = problem(x_desc, dw_desc, conv, dy_desc, p)) return s;
+  if (cudnnStatus_t s = check_call(h, Direction::kBackwardFilter, p, algo, workspace, workspace_bytes, needed, call))
+    return s;
+  const auto xs = size_t(p.shape.x_size()), ws = size_t(p.shape.w_size()), ys = size_t(p.shape.y_size());
+  require_device(x, xs * 4, call, "x"), require_device(dy, ys * 4, call, "dy"), require_device(dw, ws * 4, call, "dw");
+  const bool tf32 = tensor_ops_allowed(p.math);
+  return run(h, call, alpha, beta, static_cast<float*>(dw), ws, workspace, needed, [=](float* out) {
+    const std::vector<float> xv = input(x, xs, tf32), dyv = input(dy, ys, tf32);
+    sd::ref::conv3x3_backward_filter(p.shape, xv.data(), dyv.data(), out);
+  });
+}

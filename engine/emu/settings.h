@@ -1,0 +1,36 @@
+#pragma once
+// How the emulated device schedules work. Read once from the environment; tests change them
+// through set_settings (which first runs everything already issued).
+//   SD_EMU_SCHEDULE     deferred (default): stream work runs only when the host synchronises, so a
+//                       missing synchronisation reads poison; immediate: each operation runs at once
+//   SD_EMU_BLOCK_ORDER  shuffled (default, seeded) | forward | reverse: the order blocks are taken
+//   SD_EMU_SEED         seed of the shuffles (default 1)
+//   SD_EMU_WORKERS      worker threads that run thread blocks (default: the machine's cores)
+//   SD_EMU_HOST_ACCESS  trap (default): device memory is inaccessible to host code (PROT_NONE)
+//                       except while device work runs; allow: never protected (for debuggers)
+#include <cstdint>
+
+namespace sd::emu {
+
+enum class Schedule { kDeferred, kImmediate };
+enum class BlockOrder { kShuffled, kForward, kReverse };
+
+struct Settings {
+  Schedule schedule = Schedule::kDeferred;
+  BlockOrder block_order = BlockOrder::kShuffled;
+  uint64_t seed = 1;
+  int workers = 1;
+  bool trap_host_access = true;
+};
+
+const Settings& settings();
+void set_settings(const Settings& s);
+
+// Counters since the process started: kernels (grids) run and CUDA threads they ran.
+struct Stats {
+  uint64_t kernels = 0;
+  uint64_t operations = 0;  // every stream operation: kernels, copies, memsets, library calls
+};
+Stats stats();
+
+}  // namespace sd::emu

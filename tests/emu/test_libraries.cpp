@@ -1,0 +1,258 @@
+// The emulated cuDNN and cuBLAS against naive loops and against their documented contracts:
+// α/β scaling (β = 0 never reads the output), status codes, algorithm lists, workspace sizes,
+// SGEMM's transposes and leading dimensions.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+
+#include <cublas_v2.h>
+#include <cudnn.h>
+
+#include "tests/emu/emu_test.h"
+#include "tests/gpu/gpu_compare.h"
+
+using namespace sd::emu_test;
+
+namespace {
+
+// y[b,o,i,j] = Σ w[o,c,a,d] · x[b,c,s·i+a−1, s·j+d−1] in double, the definition itself.
+std::vector<double> naive_conv(const std::vector<float>& x, const std::vector<float>& w, int n, int ci, int side, int co,
+                               int s) {
+  const int so = (side - 1) / s + 1;
+  std::vector<double> y(size_t(n) * co * so * so, 0.0);
+  for (int b = 0; b < n; ++b)
+    for (int o = 0; o < co; ++o)
+      for (int i = 0; i < so; ++i)
+        for (int j = 0; j < so; ++j) {
+          double acc = 0;
+          for (int c = 0; c < ci; ++c)
+            for (int a = 0; a < 3; ++a)
+              for (int d = 0; d < 3; ++d) {
+                const int yy = s * i + a - 1, xx = s * j + d - 1;
+                if (yy < 0 || yy >= side || xx < 0 || xx >= side) continue;
+                acc += double(w[((size_t(o) * ci + c) * 3 + a) * 3 + d]) * x[((size_t(b) * ci + c) * side + yy) * side + xx];
+              }
+          y[((size_t(b) * co + o) * so + i) * so + j] = acc;
+        }
+  return y;
+}
+
+struct Descriptors {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  Descriptors(int n, int ci, int side, int co, int stride) {
+    cudnnCreateTensorDescriptor(&x), cudnnCreateTensorDescriptor(&y), cudnnCreateFilterDescriptor(&w);
+    cudnnCreateConvolutionDescriptor(&conv);
+    const int so = (side - 1) / stride + 1;
+    REQUIRE(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, ci, side, side) == CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, co, so, so) == CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, co, ci, 3, 3) == CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudnnSetConvolution2dDescriptor(conv, 1, 1, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT) ==
+            CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudnnSetConvolutionMathType(conv, CUDNN_FMA_MATH) == CUDNN_STATUS_SUCCESS);
+  }
+  ~Descriptors() {
+    cudnnDestroyTensorDescriptor(x), cudnnDestroyTensorDescriptor(y), cudnnDestroyFilterDescriptor(w);
+    cudnnDestroyConvolutionDescriptor(conv);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("emulated cuDNN: forward, backward-data, backward-filter with alpha and beta against the definition",
+          "[emu][cudnn]") {
+  const int n = 3, ci = 4, side = 9, co = 5;
+  cudnnHandle_t h = nullptr;
+  REQUIRE(cudnnCreate(&h) == CUDNN_STATUS_SUCCESS);
+  for (const int stride : {1, 2}) {
+    INFO("stride " << stride);
+    const int so = (side - 1) / stride + 1;
+    const size_t xs = size_t(n) * ci * side * side, ws = size_t(co) * ci * 9, ys = size_t(n) * co * so * so;
+    Descriptors d(n, ci, side, co, stride);
+    const auto x = sd::gpu_test::normal_floats(xs, 1), w = sd::gpu_test::normal_floats(ws, 2),
+               y0 = sd::gpu_test::normal_floats(ys, 3), dy = sd::gpu_test::normal_floats(ys, 4),
+               dx0 = sd::gpu_test::normal_floats(xs, 5), dw0 = sd::gpu_test::normal_floats(ws, 6);
+    float *dx_ = device_alloc<float>(xs), *dw_ = device_alloc<float>(ws), *dy_ = device_alloc<float>(ys),
+          *x_ = device_alloc<float>(xs), *w_ = device_alloc<float>(ws), *y_ = device_alloc<float>(ys);
+    upload(x_, x), upload(w_, w), upload(dy_, dy);
+    const float alpha = 2.0f, beta = 0.5f, zero = 0.0f;
+
+    // Forward, y = α·conv + β·y, and with β = 0 over NaN (never read).
+    upload(y_, y0);
+    REQUIRE(cudnnConvolutionForward(h, &alpha, d.x, x_, d.w, w_, d.conv, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, nullptr,
+                                    0, &beta, d.y, y_) == CUDNN_STATUS_SUCCESS);
+    const auto conv = naive_conv(x, w, n, ci, side, co, stride);
+    std::vector<double> expect(ys);
+    for (size_t i = 0; i < ys; ++i) expect[i] = alpha * conv[i] + beta * y0[i];
+    SD_CHECK_CLOSE("forward α/β", download(y_, ys), expect, 1e-6);
+    cudaMemset(y_, 0xFF, ys * 4);
+    REQUIRE(cudnnConvolutionForward(h, &alpha, d.x, x_, d.w, w_, d.conv, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, nullptr,
+                                    0, &zero, d.y, y_) == CUDNN_STATUS_SUCCESS);
+    for (size_t i = 0; i < ys; ++i) expect[i] = alpha * conv[i];
+    SD_CHECK_CLOSE("forward β = 0 over NaN", download(y_, ys), expect, 1e-6);
+
+    // Backward data: dx = α·convᵀ(dy) + β·dx, where convᵀ is the adjoint: <conv(x), dy> = <x, convᵀ(dy)>.
+    upload(dx_, dx0);
+    REQUIRE(cudnnConvolutionBackwardData(h, &alpha, d.w, w_, d.y, dy_, d.conv, CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, nullptr,
+                                         0, &beta, d.x, dx_) == CUDNN_STATUS_SUCCESS);
+    const auto dx = download(dx_, xs);
+    // Check the adjoint identity on basis vectors of x: (convᵀ dy)[k] = Σ_y conv(e_k)·dy.
+    for (size_t k = 0; k < xs; k += 7) {
+      std::vector<float> e(xs, 0.0f);
+      e[k] = 1.0f;
+      const auto ce = naive_conv(e, w, n, ci, side, co, stride);
+      double adj = 0;
+      for (size_t i = 0; i < ys; ++i) adj += ce[i] * dy[i];
+      INFO("dx element " << k);
+      CHECK(std::fabs(dx[k] - (alpha * adj + beta * dx0[k])) <= 1e-4 * (1 + std::fabs(adj)));
+    }
+    // Backward filter: dw = α·Σ x ⋆ dy + β·dw, i.e. dw[k] = Σ_y conv_with(e_k)(x)·dy.
+    upload(dw_, dw0);
+    REQUIRE(cudnnConvolutionBackwardFilter(h, &alpha, d.x, x_, d.y, dy_, d.conv, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0,
+                                           nullptr, 0, &beta, d.w, dw_) == CUDNN_STATUS_SUCCESS);
+    const auto dw = download(dw_, ws);
+    for (size_t k = 0; k < ws; k += 3) {
+      std::vector<float> e(ws, 0.0f);
+      e[k] = 1.0f;
+      const auto ce = naive_conv(x, e, n, ci, side, co, stride);
+      double g = 0;
+      for (size_t i = 0; i < ys; ++i) g += ce[i] * dy[i];
+      INFO("dw element " << k);
+      CHECK(std::fabs(dw[k] - (alpha * g + beta * dw0[k])) <= 1e-4 * (1 + std::fabs(g)));
+    }
+    cudaFree(dx_), cudaFree(dw_), cudaFree(dy_), cudaFree(x_), cudaFree(w_), cudaFree(y_);
+  }
+  cudnnDestroy(h);
+}
+
+TEST_CASE("emulated cuDNN: status contracts, algorithm lists and workspace sizes", "[emu][cudnn]") {
+  cudnnHandle_t h = nullptr;
+  REQUIRE(cudnnCreate(&h) == CUDNN_STATUS_SUCCESS);
+  cudaStream_t s = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  REQUIRE(cudnnSetStream(h, s) == CUDNN_STATUS_SUCCESS);
+  cudaStream_t got = nullptr;
+  REQUIRE(cudnnGetStream(h, &got) == CUDNN_STATUS_SUCCESS);
+  CHECK(got == s);
+  CHECK(cudnnGetVersion() == 91900);
+  CHECK(std::string(cudnnGetErrorString(CUDNN_STATUS_NOT_SUPPORTED)) == "CUDNN_STATUS_NOT_SUPPORTED");
+
+  Descriptors d(8, 16, 32, 16, 1);
+  int n = 0, c = 0, hh = 0, ww = 0;
+  REQUIRE(cudnnGetConvolution2dForwardOutputDim(d.conv, d.x, d.w, &n, &c, &hh, &ww) == CUDNN_STATUS_SUCCESS);
+  CHECK((n == 8 && c == 16 && hh == 32 && ww == 32));
+  CHECK(cudnnSetTensor4dDescriptor(d.y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 0, 16, 32, 32) == CUDNN_STATUS_BAD_PARAM);
+
+  int max_count = 0, returned = 0;
+  REQUIRE(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count) == CUDNN_STATUS_SUCCESS);
+  std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(static_cast<size_t>(max_count));
+  REQUIRE(cudnnFindConvolutionForwardAlgorithm(h, d.x, d.w, d.conv, d.y, max_count, &returned, perf.data()) ==
+          CUDNN_STATUS_SUCCESS);
+  REQUIRE(returned >= 2);
+  for (int i = 0; i < returned; ++i) {
+    INFO("result " << i);
+    CHECK(perf[size_t(i)].mathType == CUDNN_FMA_MATH);  // FMA math asked: no tensor-op results
+    if (i > 0 && perf[size_t(i)].status == CUDNN_STATUS_SUCCESS) CHECK(perf[size_t(i - 1)].time <= perf[size_t(i)].time);
+    if (perf[size_t(i)].status != CUDNN_STATUS_SUCCESS) continue;
+    size_t bytes = 1;
+    REQUIRE(cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.w, d.conv, d.y, perf[size_t(i)].algo, &bytes) ==
+            CUDNN_STATUS_SUCCESS);
+    CHECK(bytes == perf[size_t(i)].memory);
+  }
+  // A default-math descriptor also offers TF32 tensor-op variants.
+  REQUIRE(cudnnSetConvolutionMathType(d.conv, CUDNN_DEFAULT_MATH) == CUDNN_STATUS_SUCCESS);
+  REQUIRE(cudnnFindConvolutionForwardAlgorithm(h, d.x, d.w, d.conv, d.y, max_count, &returned, perf.data()) ==
+          CUDNN_STATUS_SUCCESS);
+  CHECK(std::any_of(perf.begin(), perf.begin() + returned, [](const auto& p) { return p.mathType == CUDNN_TENSOR_OP_MATH; }));
+  REQUIRE(cudnnSetConvolutionMathType(d.conv, CUDNN_FMA_MATH) == CUDNN_STATUS_SUCCESS);
+
+  // Winograd is stride 1 only; FFT is listed as not supported.
+  Descriptors d2(8, 16, 32, 32, 2);
+  size_t bytes = 0;
+  CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, d2.x, d2.w, d2.conv, d2.y, CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED,
+                                                &bytes) == CUDNN_STATUS_NOT_SUPPORTED);
+  CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.w, d.conv, d.y, CUDNN_CONVOLUTION_FWD_ALGO_FFT, &bytes) ==
+        CUDNN_STATUS_NOT_SUPPORTED);
+  char message[256];
+  cudnnGetLastErrorString(message, sizeof message);
+  CHECK_THAT(std::string(message), Catch::Contains("does not support"));
+
+  // A mismatched output is a bad parameter; a 5×5 filter is outside what the emulation computes.
+  Descriptors bad(8, 16, 32, 16, 2);  // y for stride 2 ...
+  REQUIRE(cudnnSetConvolution2dDescriptor(bad.conv, 1, 1, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT) ==
+          CUDNN_STATUS_SUCCESS);  // ... convolution of stride 1
+  CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, bad.x, bad.w, bad.conv, bad.y, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+                                                &bytes) == CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH);
+  REQUIRE(cudnnSetFilter4dDescriptor(bad.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, 16, 16, 5, 5) == CUDNN_STATUS_SUCCESS);
+  REQUIRE(cudnnSetConvolution2dDescriptor(bad.conv, 2, 2, 2, 2, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT) ==
+          CUDNN_STATUS_SUCCESS);
+  CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, bad.x, bad.w, bad.conv, bad.y, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+                                                &bytes) == CUDNN_STATUS_NOT_SUPPORTED);
+  cudnnGetLastErrorString(message, sizeof message);
+  CHECK_THAT(std::string(message), Catch::Contains("3×3"));
+
+  // Too small a workspace for the algorithm is refused before anything runs.
+  float *x = device_alloc<float>(8 * 16 * 32 * 32), *w = device_alloc<float>(16 * 16 * 9),
+        *y = device_alloc<float>(8 * 16 * 32 * 32);
+  const float one = 1.0f, zero = 0.0f;
+  CHECK(cudnnConvolutionForward(h, &one, d.x, x, d.w, w, d.conv, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, nullptr,
+                                0, &zero, d.y, y) == CUDNN_STATUS_BAD_PARAM);
+  cudaFree(x), cudaFree(w), cudaFree(y);
+  cudnnDestroy(h);
+  cudaStreamDestroy(s);
+}
+
+TEST_CASE("emulated cuBLAS: SGEMM with every transpose and padded leading dimensions against loops", "[emu][cublas]") {
+  cublasHandle_t h = nullptr;
+  REQUIRE(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);
+  const int m = 5, n = 4, k = 3;
+  for (const auto ta : {CUBLAS_OP_N, CUBLAS_OP_T})
+    for (const auto tb : {CUBLAS_OP_N, CUBLAS_OP_T}) {
+      INFO("transa " << int(ta) << " transb " << int(tb));
+      const int ar = ta == CUBLAS_OP_N ? m : k, ac = ta == CUBLAS_OP_N ? k : m;
+      const int br = tb == CUBLAS_OP_N ? k : n, bc = tb == CUBLAS_OP_N ? n : k;
+      const int lda = ar + 2, ldb = br + 1, ldc = m + 3;
+      const auto A = sd::gpu_test::normal_floats(size_t(lda) * ac, 11), B = sd::gpu_test::normal_floats(size_t(ldb) * bc, 12);
+      const auto C0 = sd::gpu_test::normal_floats(size_t(ldc) * n, 13);
+      float *a = device_alloc<float>(A.size()), *b = device_alloc<float>(B.size()), *c = device_alloc<float>(C0.size());
+      upload(a, A), upload(b, B);
+      for (const float beta : {0.0f, 0.75f}) {
+        if (beta == 0.0f)
+          cudaMemset(c, 0xFF, C0.size() * 4);  // NaN: β = 0 must not read it
+        else
+          upload(c, C0);
+        const float alpha = -1.5f;
+        REQUIRE(cublasSgemm(h, ta, tb, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc) == CUBLAS_STATUS_SUCCESS);
+        const auto C = download(c, C0.size());
+        for (int j = 0; j < n; ++j)
+          for (int i = 0; i < m; ++i) {
+            double s = 0;
+            for (int l = 0; l < k; ++l) {
+              const double av = ta == CUBLAS_OP_N ? A[size_t(l) * lda + i] : A[size_t(i) * lda + l];
+              const double bv = tb == CUBLAS_OP_N ? B[size_t(j) * ldb + l] : B[size_t(l) * ldb + j];
+              s += av * bv;
+            }
+            const double expect = alpha * s + (beta != 0.0f ? beta * C0[size_t(j) * ldc + i] : 0.0);
+            CHECK(std::fabs(C[size_t(j) * ldc + i] - expect) <= 1e-5 * (1 + std::fabs(expect)));
+          }
+        // Padding rows of C (i ≥ m) are left alone.
+        if (beta != 0.0f) CHECK(C[size_t(m)] == C0[size_t(m)]);
+      }
+      // Leading dimensions below the rows of the stored matrix are invalid.
+      const float one = 1.0f;
+      CHECK(cublasSgemm(h, ta, tb, m, n, k, &one, a, ar - 1, b, ldb, &one, c, ldc) == CUBLAS_STATUS_INVALID_VALUE);
+      CHECK(cublasSgemm(h, ta, tb, m, n, k, &one, a, lda, b, br - 1, &one, c, ldc) == CUBLAS_STATUS_INVALID_VALUE);
+      CHECK(cublasSgemm(h, ta, tb, m, n, k, &one, a, lda, b, ldb, &one, c, m - 1) == CUBLAS_STATUS_INVALID_VALUE);
+      cudaFree(a), cudaFree(b), cudaFree(c);
+    }
+  CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, -1, n, k, nullptr, nullptr, 1, nullptr, 1, nullptr, nullptr, 1) ==
+        CUBLAS_STATUS_INVALID_VALUE);
+  CHECK(std::string(cublasGetStatusName(CUBLAS_STATUS_INVALID_VALUE)) == "CUBLAS_STATUS_INVALID_VALUE");
+  cublasMath_t mode{};
+  REQUIRE(cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH) == CUBLAS_STATUS_SUCCESS);
+  REQUIRE(cublasGetMathMode(h, &mode) == CUBLAS_STATUS_SUCCESS);
+  CHECK(mode == CUBLAS_PEDANTIC_MATH);
+  cublasDestroy(h);
+}
