@@ -58,13 +58,15 @@ void batch_at(const std::vector<int32_t>& order, int step, std::span<int32_t> id
   for (size_t i = 0; i < idx.size(); ++i) idx[i] = order[(size_t(step) * idx.size() + i) % order.size()];
 }
 
-ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& data) {
+// `describe`: print the backend's description (on the GPU every convolution shape's chosen
+// algorithm, math type and measured time per direction) even without --verbose.
+ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& data, bool describe) {
   using Clock = std::chrono::steady_clock;
   RunConfig run = o.run;
   run.model.death_rate = death_rate;
   std::unique_ptr<Backend> backend =
       make_backend(o.device, BackendOptions{run.model, run.sgd, run.train.seed, run.precision}, run.train.batch_size);
-  report_backend("sd_bench", *backend, o.verbose);
+  report_backend("sd_bench", *backend, o.verbose || describe);
   backend->set_normalization(data.normalization);
   backend->set_images(ImageSetRole::kTrain, data.train);
   const GateSampler gates(run.train.seed, backend->spec().survival);
@@ -186,8 +188,8 @@ int bench_main(int argc, char** argv) {
                            o.run.model.depth, o.run.train.batch_size, o.device, o.run.precision, o.rounds, o.steps, o.warmup,
                            o.run.synthetic > 0 ? fmt::format("{} synthetic images", o.run.synthetic) : o.data_dir)
             << std::flush;
-  const ModeResult sd = time_mode(o, o.run.model.death_rate, data);
-  const ModeResult full = time_mode(o, 0.0, data);
+  const ModeResult sd = time_mode(o, o.run.model.death_rate, data, true);
+  const ModeResult full = time_mode(o, 0.0, data, false);  // the same plans, reused
   const int blocks = make_resnet_spec(o.run.model).num_blocks();
   const double ratio = full.epoch_seconds / sd.epoch_seconds;
   const double ideal = blocks / sd.expected_active_blocks;
