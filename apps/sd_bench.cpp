@@ -34,6 +34,7 @@ struct BenchOptions {
   RunConfig run;
   std::string death_mode = "lin_decay", data_dir, device = "cuda", out;
   int steps = 352, rounds = 5, warmup = 20;
+  bool verbose = false;
 };
 
 struct ModeResult {
@@ -46,6 +47,7 @@ struct ModeResult {
   double images_per_second = 0;
   double conv_flops_per_step = 0;  // of the timed steps' gates (models/spec/step_cost.h)
   double conv_tflops = 0;          // achieved: conv_flops_per_step / step_seconds
+  double planning_seconds = 0;     // choosing the convolution algorithms when the model was built
   std::optional<double> kernels_per_step;     // launches the engine counts (devices only)
   std::optional<double> device_memory_bytes;  // in use on the device after the rounds (devices only)
 };
@@ -61,6 +63,7 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   RunConfig run = o.run;
   run.model.death_rate = death_rate;
   std::unique_ptr<Backend> backend = make_backend(o.device, BackendOptions{run.model, run.sgd, run.train.seed}, run.train.batch_size);
+  report_backend("sd_bench", *backend, o.verbose);
   backend->set_normalization(data.normalization);
   backend->set_images(ImageSetRole::kTrain, data.train);
   const GateSampler gates(run.train.seed, backend->spec().survival);
@@ -85,6 +88,7 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   r.mode = death_rate > 0 ? "stochastic depth" : "full depth";
   r.death_rate = death_rate;
   r.expected_active_blocks = gates.expected_active_blocks();
+  r.planning_seconds = backend->planning_seconds();  // the second model reuses the first one's plans
   const std::optional<DeviceUsage> usage_before = backend->device_usage();
   const int first_timed_step = step;
   for (int k = 0; k < o.rounds; ++k) {
@@ -124,6 +128,7 @@ nlohmann::json to_json(const ModeResult& r) {
           {"images_per_second", r.images_per_second},
           {"conv_flops_per_step", r.conv_flops_per_step},
           {"conv_tflops", r.conv_tflops},
+          {"planning_seconds", r.planning_seconds},
           // null where the backend does not count (the CPU reference)
           {"kernels_per_step", r.kernels_per_step ? nlohmann::json(*r.kernels_per_step) : nlohmann::json()},
           {"device_memory_bytes", r.device_memory_bytes ? nlohmann::json(*r.device_memory_bytes) : nlohmann::json()}};
@@ -147,6 +152,7 @@ int bench_main(int argc, char** argv) {
   app.add_option("--seed", o.run.train.seed, "seed")->capture_default_str();
   app.add_option("--out", o.out, "JSON file (default runs/bench/<device>-d<depth>-b<batch>.json)");
   add_device_option(app, o.device);
+  add_verbose_option(app, o.verbose);
   parse_command_line(app, argc, argv);
 
   try {
@@ -193,6 +199,9 @@ int bench_main(int argc, char** argv) {
                              r->device_memory_bytes ? fmt::format("{:.0f}", *r->device_memory_bytes / 1048576) : "n/a");
   std::cout << fmt::format("\nspeed-up of stochastic depth: {:.3f}x (ideal from sum p_l / L = {:.2f} / {}: {:.3f}x)\n",
                            ratio, sd.expected_active_blocks, blocks, ideal);
+  if (sd.planning_seconds > 0 || full.planning_seconds > 0)
+    std::cout << fmt::format("convolution planning: {:.2f} s for the first model, {:.2f} s for the second (plans reused)\n",
+                             sd.planning_seconds, full.planning_seconds);
 
   const nlohmann::json result{{"device", o.device},
                               {"depth", o.run.model.depth},

@@ -85,6 +85,8 @@ int eval_main(int argc, char** argv) {
   const std::set<std::string> given = given_options(app);
 
   const Checkpoint ck = load_checkpoint(checkpoint_path);
+  // On stderr: --json keeps stdout one JSON object.
+  if (!ck.checksum_verified) std::cerr << "sd_eval: " << unverified_note(checkpoint_path) << std::endl;
   // The data the checkpoint's run used, unless told otherwise: its validation set is only
   // reproducible from the same source, split, seed and subset.
   RunConfig run = ck.config;

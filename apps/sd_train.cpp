@@ -2,6 +2,7 @@
 // docs/MODEL.md), one line and one metrics.jsonl record per epoch, checkpoints every
 // epoch, and a resume that continues bit for bit. docs/USAGE.md describes options and outputs.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include "apps/common/stop_signal.h"
 #include "engine/train/atomic_file.h"
 #include "engine/train/checkpoint.h"
+#include "engine/train/time_limit.h"
 #include "engine/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -50,8 +52,8 @@ RunConfig settings_for_resume(const Checkpoint& ck, const TrainOptions& o, const
     if (!flag || !o.given.count(*flag)) continue;  // not set on this command line
     if (d.field == "epochs") {
       run.train.epochs = o.run.train.epochs;
-      note = fmt::format("note: --epochs {} replaces the checkpoint's {} (the lr schedule follows the new count)\n",
-                         d.run_value, d.checkpoint_value);
+      note += fmt::format("note: --epochs {} replaces the checkpoint's {} (the lr schedule follows the new count)\n",
+                          d.run_value, d.checkpoint_value);
       continue;
     }
     throw UsageError(fmt::format("checkpoint {} is for {} {}, this run is {} {} (with --resume, leave out {} or give "
@@ -79,7 +81,25 @@ Checkpoint make_checkpoint(CheckpointKind kind, const RunConfig& run, const Trai
   return Checkpoint{kind, run, state, norm, backend.state()};
 }
 
+// Where a run stands: "epoch 3" (done), "step 12 of epoch 4" inside an epoch, "no step yet".
+std::string progress_text(int epochs_done, int step_in_epoch) {
+  if (step_in_epoch) return fmt::format("step {} of epoch {}", step_in_epoch, epochs_done + 1);
+  return epochs_done ? fmt::format("epoch {}", epochs_done) : std::string("no step yet");
+}
+
+// Before a first checkpoint has been timed, --time-limit reserves this much for one: a second of
+// slack plus the bytes at a slow disk's 50 MB/s (ResNet-110 with momentum: 14 MB, 1.3 s).
+double checkpoint_seconds_guess(const ResNetSpec& spec) {
+  const double values = 2.0 * double(spec.num_params) + double(spec.num_running) + kImageBytes;  // with momentum
+  return 1.0 + values * sizeof(float) / 50e6;
+}
+
+double monotonic_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 int train_main(int argc, char** argv) {
+  const double process_start = monotonic_seconds();  // --time-limit counts from here
   CLI::App app{"Trains the stochastic-depth ResNet on CIFAR-10 (paper defaults). See docs/USAGE.md.", "sd_train"};
   TrainOptions o;
   add_train_options(app, o);
@@ -97,10 +117,19 @@ int train_main(int argc, char** argv) {
     if (!fs::exists(last_path, ec))
       throw std::runtime_error(fmt::format("--resume: no checkpoint {} to resume (is --out right?)", last_path.string()));
     resumed = load_checkpoint(last_path);
+    if (!resumed->checksum_verified) note += unverified_note(last_path) + "\n";
     if (resumed->kind != CheckpointKind::kLast)
       throw std::runtime_error(fmt::format("--resume: {} is a best-model checkpoint without optimiser state", last_path.string()));
     run = settings_for_resume(*resumed, o, last_path, note);
     validate_run_config(run);
+    if (resumed->trainer.epochs_done >= run.train.epochs) {
+      // Nothing left to train (another time slice after the last, say): no data, no device needed.
+      std::cout << note << fmt::format("{}: the run is finished ({} of {} epochs)\n", last_path.string(),
+                                       resumed->trainer.epochs_done, run.train.epochs);
+      write_file_atomically(dir / "summary.json", summary_json(run, resumed->trainer).dump(2) + "\n");
+      std::cout << summary_line(resumed->trainer) << std::endl;
+      return kExitOk;
+    }
   } else if (std::error_code ec; fs::exists(last_path, ec)) {
     throw std::runtime_error(fmt::format("{} already holds a run ({} exists): add --resume to continue it, or choose "
                                          "another --out",
@@ -139,45 +168,66 @@ int train_main(int argc, char** argv) {
     write_file_atomically(dir / "config.json", to_json(run).dump(2) + "\n");
     write_file_atomically(dir / "metrics.jsonl", "");
   }
-  std::cout << fmt::format("sd_train: ResNet-{} ({} {}), {}, {} backend, batch {}, {} steps/epoch, {} epochs -> {}\n",
+  report_backend("sd_train", *backend, o.verbose);
+  const double planning = backend->planning_seconds();
+  std::cout << fmt::format("sd_train: ResNet-{} ({} {}), {}, {} backend{}, batch {}, {} steps/epoch, {} epochs -> {}\n",
                            run.model.depth, to_string(run.model.death_mode), run.model.death_rate, describe_split(split),
-                           backend->device_name(), run.train.batch_size, trainer.steps_per_epoch(), run.train.epochs,
-                           dir.string())
+                           backend->device_name(),
+                           planning > 0 ? fmt::format(" (convolutions planned in {:.1f} s)", planning) : "",
+                           run.train.batch_size, trainer.steps_per_epoch(), run.train.epochs, dir.string())
             << std::flush;
 
   const std::atomic<bool>& stop = install_stop_handlers();
+  std::optional<TimeLimit> limit;
+  if (o.time_limit > 0)
+    limit.emplace(o.time_limit, process_start, checkpoint_seconds_guess(backend->spec()), monotonic_seconds);
   const int first_epoch = trainer.state().epochs_done;
+  const uint64_t first_step = trainer.global_step();
+  // The progress that last.safetensors holds on disk: what survives if a later write fails.
+  std::optional<std::pair<int, int>> saved;
+  if (resumed) saved = std::pair(resumed->trainer.epochs_done, resumed->trainer.step_in_epoch);
+  const auto save_last = [&](const TrainerState& state) {
+    save_checkpoint(last_path, make_checkpoint(CheckpointKind::kLast, run, state, norm, *backend));
+    saved = std::pair(state.epochs_done, state.step_in_epoch);
+  };
   const auto on_epoch = [&](const EpochRecord& rec, const TrainerState& state) {
     std::cout << epoch_line(rec, run.train.epochs) << std::endl;
     append_metrics(dir, rec);
-    save_checkpoint(last_path, make_checkpoint(CheckpointKind::kLast, run, state, norm, *backend));
+    save_last(state);
     if (rec.new_best)
       save_checkpoint(dir / "best.safetensors", make_checkpoint(CheckpointKind::kBest, run, state, norm, *backend));
     if (o.stop_after > 0 && state.epochs_done - first_epoch >= o.stop_after) request_stop();
   };
 
-  bool finished = false;
   try {
-    finished = trainer.run(on_epoch, &stop);
-  } catch (const std::runtime_error& e) {
-    const int kept = trainer.state().epochs_done;
-    throw std::runtime_error(fmt::format("{}; {}", e.what(),
-                                         kept > 0 ? fmt::format("{} (epoch {}) is kept", last_path.string(), kept)
-                                                  : std::string("no checkpoint was written")));
-  }
-  if (!finished) {
+    if (trainer.run(on_epoch, &stop, limit ? &*limit : nullptr)) {
+      write_file_atomically(dir / "summary.json", summary_json(run, trainer.state()).dump(2) + "\n");
+      std::cout << summary_line(trainer.state()) << std::endl;
+      return kExitOk;
+    }
     const TrainerState& s = trainer.state();
-    save_checkpoint(last_path, make_checkpoint(CheckpointKind::kLast, run, s, norm, *backend));
-    std::cout << fmt::format("stopped after epoch {}{}; saved {}\nresume with: {}\n", s.epochs_done,
-                             s.step_in_epoch ? fmt::format(" and step {} of epoch {}", s.step_in_epoch, s.epochs_done + 1) : "",
+    if (saved != std::pair(s.epochs_done, s.step_in_epoch)) save_last(s);  // (at an epoch's end it is saved)
+    const bool timed_out = !stop_signal() && limit && limit->expired();
+    if (timed_out)
+      std::cout << fmt::format("time limit: {:.1f} s of {} s used, the next step would not fit (steps take up to "
+                               "{:.3f} s)\n",
+                               limit->elapsed(), o.time_limit, limit->step_seconds());
+    if (timed_out && trainer.global_step() == first_step)
+      std::cout << "warning: the time limit left no room for a single step; give more time\n";
+    const bool started = s.epochs_done > 0 || s.step_in_epoch > 0;
+    std::cout << fmt::format("stopped {}; saved {}\nresume with: {}\n",
+                             started ? "after " + progress_text(s.epochs_done, s.step_in_epoch) : "before the first step",
                              last_path.string(), resume_command(argc, argv))
               << std::flush;
-    // A stop asked for with --stop-after is success; one by a signal is not.
-    return stop_signal() ? kExitInterrupted : kExitOk;
+    // A stop asked for with --stop-after is success; one by a signal or the time limit is not.
+    return stop_signal() ? kExitInterrupted : timed_out ? kExitTimeLimit : kExitOk;
+  } catch (const std::runtime_error& e) {
+    // Name what actually survives on disk: the last checkpoint written, or none.
+    throw std::runtime_error(fmt::format(
+        "{}; {}", e.what(),
+        saved ? fmt::format("{} ({}) is kept", last_path.string(), progress_text(saved->first, saved->second))
+              : std::string("no checkpoint was written")));
   }
-  write_file_atomically(dir / "summary.json", summary_json(run, trainer.state()).dump(2) + "\n");
-  std::cout << summary_line(trainer.state()) << std::endl;
-  return kExitOk;
 }
 
 }  // namespace

@@ -77,6 +77,12 @@ class Backend {
   virtual const ResNetSpec& spec() const = 0;
   // The largest batch train_step takes (a GPU engine sizes its memory for it); no bound by default.
   virtual int max_batch() const;
+  // For logs (--verbose): the device, library versions, what was chosen at start.
+  virtual std::string describe() const { return device_name(); }
+  // What deserves a warning at start (libraries older than the build expects, say); one line each.
+  virtual std::vector<std::string> warnings() const { return {}; }
+  // Seconds spent at construction choosing algorithms by measurement (0 when nothing is measured).
+  virtual double planning_seconds() const { return 0; }
 
   // The normalisation and the image sets; the backend keeps a copy. Call before stepping.
   // Refused (std::invalid_argument): a mean image of the wrong size or a std that is not positive;
@@ -92,6 +98,9 @@ class Backend {
   // training set (std::out_of_range).
   void train_step(const StepInput& in);
   virtual TrainTotals take_train_totals() = 0;
+  // Makes the running sums continue from `totals` (the earlier steps of a resumed epoch), so that
+  // the epoch's sums are those of a run never stopped, bit for bit (each backend adds in order).
+  virtual void restore_train_totals(const TrainTotals& totals) = 0;
 
   // Inference on a whole set: every block runs, its residual scaled by p_l; BN uses running stats.
   // An empty (or never set) set gives an empty result. Refused before set_normalization.

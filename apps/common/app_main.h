@@ -16,6 +16,8 @@ namespace sd::apps {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;      // bad data, checkpoint, I/O, divergence, ...
 inline constexpr int kExitUsage = 2;        // the command line itself is wrong
+inline constexpr int kExitTimeLimit = 75;     // sd_train --time-limit reached: stopped cleanly, resumable
+                                              // (EX_TEMPFAIL of sysexits.h: "try again later")
 inline constexpr int kExitInterrupted = 130;  // SIGINT/SIGTERM: stopped cleanly, resumable
 
 // An invalid command-line value; reported like a parse error (exit status 2).

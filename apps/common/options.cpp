@@ -1,6 +1,7 @@
 #include "apps/common/options.h"
 
 #include <cstdint>
+#include <iostream>
 #include <limits>
 #include <map>
 #include <sstream>
@@ -33,6 +34,16 @@ void add_device_option(CLI::App& app, std::string& device) {
       ->capture_default_str();
 }
 
+void add_verbose_option(CLI::App& app, bool& verbose) {
+  app.add_flag("--verbose", verbose, "describe the backend at start: library versions, planning time, algorithms");
+}
+
+void report_backend(const std::string& program, const Backend& backend, bool verbose) {
+  for (const std::string& w : backend.warnings()) std::cerr << program << ": warning: " << w << "\n";
+  std::cerr << std::flush;
+  if (verbose) std::cout << backend.describe() << std::endl;
+}
+
 void add_train_options(CLI::App& app, TrainOptions& o) {
   // A flag given twice takes its last value, so that scripts can append overrides.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -41,7 +52,7 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--epochs", r.train.epochs, "training epochs")->capture_default_str();
   app.add_option("--batch-size", r.train.batch_size, "images per SGD step")->capture_default_str();
   app.add_option("--lr", r.train.learning_rate, "initial learning rate")->capture_default_str();
-  app.add_option("--lr-steps", o.lr_steps, "fractions of --epochs after which lr is divided by 10")
+  app.add_option("--lr-steps", o.lr_steps, "fractions s of --epochs: lr is divided by 10 from 1-based epoch s*epochs on (250, 375 of 500)")
       ->capture_default_str();
   app.add_option("--momentum", r.sgd.momentum, "SGD momentum")->capture_default_str();
   // Two plain flags rather than CLI11's "!--no-x" form, whose help shows a confusing "{false}".
@@ -53,6 +64,9 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
       ->capture_default_str();
   app.add_option("--death-rate", r.model.death_rate, "death rate in [0, 1); 0 is constant depth")
       ->capture_default_str();
+  app.add_option("--bn-gamma-init", o.bn_gamma_init,
+                 "BN scale at the start: one (gamma = 1) or uniform (U[0,1), Torch's default, as the official code)")
+      ->capture_default_str();
   app.add_option("--split", r.split, "paper (45 000 train / 5 000 validation) or full (50 000 train)")
       ->capture_default_str();
   app.add_option("--seed", r.train.seed, "seed of everything random")->capture_default_str();
@@ -61,9 +75,13 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--subset", r.subset, "use only the first N training images (smoke tests)");
   app.add_option("--out", o.out, "run directory (default runs/d<depth>-<mode><rate>-<split>-s<seed>)");
   add_device_option(app, o.device);
+  add_verbose_option(app, o.verbose);
   app.add_flag("--resume", o.resume, "continue the run in --out from its last.safetensors");
   app.add_option("--stop-after", o.stop_after,
                  "stop after N epochs of this invocation, resumable with --resume (for time-limited sessions)");
+  app.add_option("--time-limit", o.time_limit,
+                 "stop before SECONDS of wall time, with last.safetensors written; exit status 75, resumable with "
+                 "--resume (for time slices)");
   app.add_option("--precision", r.precision, "arithmetic precision (fp32)")->capture_default_str();
 }
 
@@ -138,8 +156,15 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(fmt::format("--death-mode: {}", e.what()));
   }
+  try {
+    o.run.model.bn_gamma_init = parse_bn_gamma_init(o.bn_gamma_init);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(fmt::format("--bn-gamma-init: {}", e.what()));
+  }
   o.run.train.lr_steps = parse_lr_steps(o.lr_steps);
   if (o.stop_after < 0) throw UsageError(fmt::format("--stop-after {}: must be positive", o.stop_after));
+  if (o.given.count("--time-limit") && !(o.time_limit > 0 && o.time_limit < 1e9))
+    throw UsageError(fmt::format("--time-limit {}: must be a positive number of seconds", o.time_limit));
   validate_run_config(o.run);
   if (o.out.empty()) o.out = default_run_dir(o.run);
 }
@@ -147,6 +172,7 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
 std::optional<std::string> flag_for_config_field(const std::string& field) {
   static const std::map<std::string, std::string> kFlags = {
       {"depth", "--depth"},       {"death_mode", "--death-mode"}, {"death_rate", "--death-rate"},
+      {"bn_gamma_init", "--bn-gamma-init"},
       {"momentum", "--momentum"}, {"nesterov", "--nesterov"},     {"weight_decay", "--weight-decay"},
       {"epochs", "--epochs"},     {"batch_size", "--batch-size"}, {"lr", "--lr"},
       {"lr_steps", "--lr-steps"}, {"seed", "--seed"},             {"split", "--split"},
@@ -160,6 +186,7 @@ std::optional<std::string> flag_for_config_field(const std::string& field) {
 std::string default_run_dir(const RunConfig& r) {
   std::string dir = fmt::format("runs/d{}-{}{}-{}-s{}", r.model.depth, to_string(r.model.death_mode),
                                 r.model.death_rate, r.split, r.train.seed);
+  if (r.model.bn_gamma_init != BnGammaInit::kOne) dir += "-gamma-" + to_string(r.model.bn_gamma_init);
   if (r.synthetic > 0) dir += fmt::format("-synthetic{}", r.synthetic);
   return dir;
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/train/checkpoint.h"
+#include "models/backend.h"
 
 namespace CLI {
 class App;
@@ -18,12 +19,15 @@ namespace sd::apps {
 struct TrainOptions {
   RunConfig run;  // complete after finish_train_options
   std::string death_mode = "lin_decay";
+  std::string bn_gamma_init = "one";
   std::string lr_steps = "0.5,0.75";
   std::string data_dir = "data/cifar-10-batches-bin";
   std::string out;  // empty until finish_train_options: then default_run_dir(run) if not given
   std::string device = "cuda";
   bool resume = false;
   int stop_after = 0;  // > 0: stop (resumably) after this many epochs of this invocation
+  double time_limit = 0;  // > 0: stop (resumably) before this many seconds of wall time have passed
+  bool verbose = false;   // print the backend's description (versions, planning, algorithms) at start
   std::set<std::string> given;  // the flags given on the command line ("--depth", ...)
 };
 
@@ -34,6 +38,13 @@ void finish_train_options(const CLI::App& app, TrainOptions& options);
 
 // "--device cpu|cuda|cuda:N" (default cuda, which is cuda:0).
 void add_device_option(CLI::App& app, std::string& device);
+
+// "--verbose": the backend's description at start (library versions, planning, chosen algorithms).
+void add_verbose_option(CLI::App& app, bool& verbose);
+
+// What a program prints once its backend exists: warnings (on stderr, "<program>: warning: ...")
+// always, the description with --verbose.
+void report_backend(const std::string& program, const Backend& backend, bool verbose);
 
 // The long flags of `app` given on its command line.
 std::set<std::string> given_options(const CLI::App& app);
@@ -50,7 +61,7 @@ void validate_run_config(const RunConfig& run);
 // flag changes (lr_decay: always 0.1, the paper's).
 std::optional<std::string> flag_for_config_field(const std::string& field);
 
-// runs/d<depth>-<mode><rate>-<split>-s<seed>[-synthetic<N>]: distinct runs get distinct folders.
+// runs/d<depth>-<mode><rate>-<split>-s<seed>[-gamma-uniform][-synthetic<N>]: distinct runs get distinct folders.
 std::string default_run_dir(const RunConfig& run);
 
 // The precisions this build trains in.

@@ -37,6 +37,7 @@ nlohmann::json epoch_json(const EpochRecord& r) {
       {"validation_error", optional_number(r.validation_error)},
       {"test_error", optional_number(r.test_error)},
       {"new_best", r.new_best},
+      {"ties_best", r.ties_best},
       {"mean_active_blocks", r.mean_active_blocks},
       {"conv1_grad_abs_mean", optional_number(r.conv1_grad_abs_mean)},
       {"seconds", r.seconds},
@@ -49,7 +50,8 @@ std::string epoch_line(const EpochRecord& r, int epochs) {
   const int width = int(std::to_string(epochs).size());
   std::string line = fmt::format("epoch {:>{}}/{}  lr {:<6g}  loss {:.4f}  train {:>6}", r.epoch, width, epochs,
                                  r.learning_rate, r.train_loss, format_percent(r.train_error));
-  if (r.validation_error) line += fmt::format("  val {:>6}{}", format_percent(*r.validation_error), r.new_best ? " *" : "  ");
+  if (r.validation_error)
+    line += fmt::format("  val {:>6}{}", format_percent(*r.validation_error), r.new_best ? " *" : r.ties_best ? " =" : "  ");
   line += r.test_error ? fmt::format("  test {:>6}", format_percent(*r.test_error)) : std::string(14, ' ');
   line += fmt::format("  {:>7}  {:.0f} img/s  ETA {}", format_duration(r.seconds), r.images_per_second,
                       format_duration(r.eta_seconds));
@@ -78,11 +80,23 @@ void keep_metrics_through(const std::filesystem::path& dir, int epochs_done) {
 }
 
 nlohmann::json summary_json(const RunConfig& run, const TrainerState& s) {
+  const bool best = s.best_epoch > 0;
+  // The epochs whose validation error equals the best: the paper's number is the first one's test
+  // error; the spread over the others says how much that choice matters.
+  const nlohmann::json ties =
+      best ? nlohmann::json{{"epochs", s.best_epochs_tied},
+                            {"first_epoch", s.best_epoch},
+                            {"last_epoch", s.last_best_epoch},
+                            {"first_test_error", finite_or_null(s.test_error_at_best)},
+                            {"last_test_error", finite_or_null(s.test_error_at_last_best)},
+                            {"mean_test_error", finite_or_null(s.test_error_sum_at_best / s.best_epochs_tied)}}
+           : nlohmann::json();
   return nlohmann::json{
       {"epochs", s.epochs_done},
-      {"best_epoch", s.best_epoch > 0 ? nlohmann::json(s.best_epoch) : nlohmann::json()},
+      {"best_epoch", best ? nlohmann::json(s.best_epoch) : nlohmann::json()},
       {"best_validation_error", finite_or_null(s.best_validation_error)},
       {"test_error_at_best_validation", finite_or_null(s.test_error_at_best)},
+      {"best_validation_ties", ties},
       {"final_test_error", finite_or_null(s.last_test_error)},
       {"wall_seconds", s.elapsed_seconds},
       {"config", to_json(run)},
@@ -91,9 +105,14 @@ nlohmann::json summary_json(const RunConfig& run, const TrainerState& s) {
 
 std::string summary_line(const TrainerState& s) {
   std::string line = "done:";
-  if (s.best_epoch > 0)
+  if (s.best_epoch > 0) {
     line += fmt::format(" test error at best validation (epoch {}, val {}) {};", s.best_epoch,
                         format_percent(s.best_validation_error), format_percent(s.test_error_at_best));
+    if (s.best_epochs_tied > 1)
+      line += fmt::format(" {} epochs tie at that validation error (up to epoch {}): test error last {}, mean {};",
+                          s.best_epochs_tied, s.last_best_epoch, format_percent(s.test_error_at_last_best),
+                          format_percent(s.test_error_sum_at_best / s.best_epochs_tied));
+  }
   line += fmt::format(" final test error {}; wall time {}",
                       std::isfinite(s.last_test_error) ? format_percent(s.last_test_error) : "n/a",
                       format_duration(s.elapsed_seconds));

@@ -28,7 +28,8 @@ void append_metrics(const std::filesystem::path& dir, const EpochRecord& record)
 // from, by a run that then crashed), so that every epoch appears once.
 void keep_metrics_through(const std::filesystem::path& dir, int epochs_done);
 
-// The paper's number (test error at the best validation epoch), the final test error, wall time.
+// The paper's number (test error at the first epoch of the best validation error), the first, last
+// and mean test error of the epochs tied at it, the final test error, wall time.
 nlohmann::json summary_json(const RunConfig& run, const TrainerState& state);
 std::string summary_line(const TrainerState& state);
 

@@ -12,6 +12,11 @@ void throw_cuda(cudaError_t status, const char* call, const char* file, int line
                           cudaGetErrorString(status)));
 }
 
+void clear_cudnn_error_text() {
+  char discard[1024];
+  cudnnGetLastErrorString(discard, sizeof discard);
+}
+
 void throw_cudnn(cudnnStatus_t status, const char* call, const char* file, int line) {
   // cuDNN 9 keeps a more specific message about the last failure than the status string.
   char detail[1024] = {0};

@@ -20,6 +20,11 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Drops cuDNN's per-thread "last error" text (reading it clears it) after a failure that was
+// expected and handled, such as an algorithm that does not apply to a shape while planning: a later,
+// real error's message must not carry that stale text as if it explained it.
+void clear_cudnn_error_text();
+
 [[noreturn]] void throw_cuda(cudaError_t status, const char* call, const char* file, int line);
 [[noreturn]] void throw_cudnn(cudnnStatus_t status, const char* call, const char* file, int line);
 [[noreturn]] void throw_cublas(cublasStatus_t status, const char* call, const char* file, int line);

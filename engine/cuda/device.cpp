@@ -1,23 +1,18 @@
 #include "engine/cuda/device.h"
 
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
-#include <cudnn.h>
 
 #include <cctype>
 #include <fstream>
 #include <string>
 
-#include <fmt/format.h>
+#include "engine/cuda/library_versions.h"
 
 namespace sd::cuda {
 
 namespace {
 
 constexpr const char* kUnknown = "unknown";
-
-// 13000 → "13.0" (CUDA encodes 1000·major + 10·minor).
-std::string cuda_version(int v) { return v > 0 ? fmt::format("{}.{}", v / 1000, (v % 1000) / 10) : kUnknown; }
 
 // The kernel module's release, the first version-like word of the file's first line:
 // "NVRM version: NVIDIA UNIX [Open ]Kernel Module [for x86_64]  580.95.05  Release Build ..."
@@ -72,22 +67,14 @@ std::vector<std::string> device_names() {
 }
 
 LibraryVersions library_versions() {
+  const VersionNumbers n = query_version_numbers();
+  const auto text = [](int v, std::string (*format)(int)) { return v > 0 ? format(v) : std::string(kUnknown); };
   LibraryVersions v;
   v.driver = driver_release();
-  int driver = 0, runtime = 0;
-  v.driver_cuda = cudaDriverGetVersion(&driver) == cudaSuccess ? cuda_version(driver) : kUnknown;
-  v.runtime = cudaRuntimeGetVersion(&runtime) == cudaSuccess ? cuda_version(runtime) : kUnknown;
-  cudaGetLastError();
-  // cudnnGetVersion: 10000·major + 100·minor + patch since cuDNN 9 (the loaded library's, not the header's).
-  const size_t cudnn = cudnnGetVersion();
-  v.cudnn = cudnn > 0 ? fmt::format("{}.{}.{}", cudnn / 10000, (cudnn % 10000) / 100, cudnn % 100) : kUnknown;
-  int major = 0, minor = 0, patch = 0;
-  if (cublasGetProperty(MAJOR_VERSION, &major) == CUBLAS_STATUS_SUCCESS &&
-      cublasGetProperty(MINOR_VERSION, &minor) == CUBLAS_STATUS_SUCCESS &&
-      cublasGetProperty(PATCH_LEVEL, &patch) == CUBLAS_STATUS_SUCCESS)
-    v.cublas = fmt::format("{}.{}.{}", major, minor, patch);
-  else
-    v.cublas = kUnknown;
+  v.driver_cuda = text(n.cuda_driver, cuda_version_text);
+  v.runtime = text(n.cuda_runtime, cuda_version_text);
+  v.cudnn = text(n.cudnn_runtime, cudnn_version_text);  // the loaded library's, not the header's
+  v.cublas = text(n.cublas_runtime, cublas_version_text);
   return v;
 }
 

@@ -57,15 +57,15 @@ cublasStatus_t cublasDestroy(cublasHandle_t h) {
 cublasStatus_t cublasGetVersion(cublasHandle_t h, int* v) {
   if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
   if (!v) return CUBLAS_STATUS_INVALID_VALUE;
-  *v = 130000;
+  *v = CUBLAS_VERSION;
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasGetProperty(libraryPropertyType type, int* value) {
   if (!value) return CUBLAS_STATUS_INVALID_VALUE;
   switch (type) {
-    case MAJOR_VERSION: *value = 13; return CUBLAS_STATUS_SUCCESS;
-    case MINOR_VERSION: *value = 0; return CUBLAS_STATUS_SUCCESS;
-    case PATCH_LEVEL: *value = 0; return CUBLAS_STATUS_SUCCESS;
+    case MAJOR_VERSION: *value = CUBLAS_VER_MAJOR; return CUBLAS_STATUS_SUCCESS;
+    case MINOR_VERSION: *value = CUBLAS_VER_MINOR; return CUBLAS_STATUS_SUCCESS;
+    case PATCH_LEVEL: *value = CUBLAS_VER_PATCH; return CUBLAS_STATUS_SUCCESS;
   }
   return CUBLAS_STATUS_INVALID_VALUE;
 }

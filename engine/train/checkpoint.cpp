@@ -41,6 +41,7 @@ json to_json(const RunConfig& c) {
       {"depth", c.model.depth},
       {"death_mode", to_string(c.model.death_mode)},
       {"death_rate", c.model.death_rate},
+      {"bn_gamma_init", to_string(c.model.bn_gamma_init)},
       {"momentum", readable(c.sgd.momentum)},
       {"nesterov", c.sgd.nesterov},
       {"weight_decay", readable(c.sgd.weight_decay)},
@@ -62,6 +63,8 @@ RunConfig run_config_from_json(const json& j) {
   c.model.depth = field<int>(j, "depth");
   c.model.death_mode = parse_death_mode(field<std::string>(j, "death_mode"));
   c.model.death_rate = field<double>(j, "death_rate");
+  // Absent from runs made before the option existed: they all started from γ = 1.
+  c.model.bn_gamma_init = parse_bn_gamma_init(j.value("bn_gamma_init", std::string("one")));
   c.sgd.momentum = field<float>(j, "momentum");
   c.sgd.nesterov = field<bool>(j, "nesterov");
   c.sgd.weight_decay = field<float>(j, "weight_decay");
@@ -88,7 +91,11 @@ json to_json(const TrainerState& s) {
       {"partial_active_blocks", s.partial_active_blocks},
       {"best_validation_error", finite_or_null(s.best_validation_error)},
       {"best_epoch", s.best_epoch},
+      {"last_best_epoch", s.last_best_epoch},
+      {"best_epochs_tied", s.best_epochs_tied},
       {"test_error_at_best", finite_or_null(s.test_error_at_best)},
+      {"test_error_at_last_best", finite_or_null(s.test_error_at_last_best)},
+      {"test_error_sum_at_best", finite_or_null(s.test_error_sum_at_best)},
       {"last_test_error", finite_or_null(s.last_test_error)},
       {"elapsed_seconds", s.elapsed_seconds},
       {"partial_seconds", s.partial_seconds},
@@ -110,6 +117,12 @@ TrainerState trainer_state_from_json(const json& j) {
   s.best_validation_error = number_or(j.at("best_validation_error"), kInf);
   s.best_epoch = field<int>(j, "best_epoch");
   s.test_error_at_best = number_or(j.at("test_error_at_best"), kNaN);
+  // The ties at the best validation error, absent in checkpoints written before they were kept:
+  // then the best epoch stands alone.
+  s.last_best_epoch = j.value("last_best_epoch", s.best_epoch);
+  s.best_epochs_tied = j.value("best_epochs_tied", s.best_epoch > 0 ? 1 : 0);
+  s.test_error_at_last_best = number_or(j.value("test_error_at_last_best", j.at("test_error_at_best")), kNaN);
+  s.test_error_sum_at_best = number_or(j.value("test_error_sum_at_best", j.at("test_error_at_best")), kNaN);
   s.last_test_error = number_or(j.at("last_test_error"), kNaN);
   s.elapsed_seconds = field<double>(j, "elapsed_seconds");
   s.partial_seconds = j.value("partial_seconds", 0.0);  // absent in checkpoints written before it existed
@@ -137,10 +150,13 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& ck) {
       {"depth", std::to_string(ck.config.model.depth)},
       {"death_mode", to_string(ck.config.model.death_mode)},
       {"death_rate", fmt::format("{}", ck.config.model.death_rate)},
+      {"bn_gamma_init", to_string(ck.config.model.bn_gamma_init)},
       {"epoch", std::to_string(ck.trainer.epochs_done)},
       {"seed", std::to_string(ck.config.train.seed)},
       {"split", ck.config.split},
-      {"normalization.std", fmt::format("{}", ck.normalization.std)},  // shortest text that reads back exactly
+      // The float's exact value as the shortest text that reads back as that very double: a float
+      // reader (std::stof) and a double reader (Python's float()) both get exactly what trained.
+      {"normalization.std", fmt::format("{}", double(ck.normalization.std))},
       {"config", to_json(ck.config).dump()},
       {"trainer_state", to_json(ck.trainer).dump()},
   };
@@ -161,13 +177,14 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
     throw fail(fmt::format("checkpoint format '{}' is not the '{}' this build reads", meta("format"), kCheckpointFormat));
 
   Checkpoint ck;
+  ck.checksum_verified = file.checksum_verified;
   const std::string& kind = meta("kind");
   if (kind != "last" && kind != "best") throw fail(fmt::format("unknown checkpoint kind '{}'", kind));
   ck.kind = kind == "last" ? CheckpointKind::kLast : CheckpointKind::kBest;
   try {
     ck.config = run_config_from_json(json::parse(meta("config")));
     ck.trainer = trainer_state_from_json(json::parse(meta("trainer_state")));
-    ck.normalization.std = std::stof(meta("normalization.std"));
+    ck.normalization.std = float(std::stod(meta("normalization.std")));
   } catch (const std::exception& e) {
     throw fail(fmt::format("corrupt metadata: {}", e.what()));
   }
@@ -199,6 +216,12 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   return ck;
 }
 
+std::string unverified_note(const std::filesystem::path& path) {
+  return fmt::format("note: {} has no data checksum (written by an older sdnet or another tool): its tensors are "
+                     "not verified",
+                     path.string());
+}
+
 std::vector<ConfigDifference> config_differences(const RunConfig& a, const RunConfig& b) {
   std::vector<ConfigDifference> out;
   auto cmp = [&](const char* field, const char* what, const auto& x, const auto& y) {
@@ -207,6 +230,7 @@ std::vector<ConfigDifference> config_differences(const RunConfig& a, const RunCo
   cmp("depth", "depth", a.model.depth, b.model.depth);
   cmp("death_mode", "death mode", to_string(a.model.death_mode), to_string(b.model.death_mode));
   cmp("death_rate", "death rate", a.model.death_rate, b.model.death_rate);
+  cmp("bn_gamma_init", "BN gamma initialisation", to_string(a.model.bn_gamma_init), to_string(b.model.bn_gamma_init));
   cmp("momentum", "momentum", a.sgd.momentum, b.sgd.momentum);
   cmp("nesterov", "nesterov", a.sgd.nesterov, b.sgd.nesterov);
   cmp("weight_decay", "weight decay", a.sgd.weight_decay, b.sgd.weight_decay);

@@ -6,7 +6,7 @@
 // normalisation's mean image as "normalization.mean" [3, 32, 32] (byte units), and in `last`
 // checkpoints the momentum buffers ("optimizer.momentum.<parameter>").
 // Metadata (all strings, as the format requires): "format", "kind" (last | best), "depth",
-// "death_mode", "death_rate", "epoch" (epochs completed), "seed", "split", "normalization.std",
+// "death_mode", "death_rate", "bn_gamma_init" (one | uniform), "epoch" (epochs completed), "seed", "split", "normalization.std",
 // "config" (RunConfig as JSON) and "trainer_state" (TrainerState as JSON). Together they are
 // everything `sd_train --resume` needs to continue bit for bit: the gates, epoch order and
 // augmentation are pure functions of (seed, step, epoch), so no generator state needs saving.
@@ -38,7 +38,8 @@ struct RunConfig {
 };
 
 nlohmann::json to_json(const RunConfig& config);
-RunConfig run_config_from_json(const nlohmann::json& j);  // throws std::runtime_error on a missing field
+// Throws std::runtime_error on a missing field; "bn_gamma_init", absent before it existed, means "one".
+RunConfig run_config_from_json(const nlohmann::json& j);
 // Non-finite values (no best yet: ∞; no test error yet: NaN) are stored as null and restored.
 nlohmann::json to_json(const TrainerState& state);
 TrainerState trainer_state_from_json(const nlohmann::json& j);
@@ -52,14 +53,20 @@ struct Checkpoint {
   Normalization normalization;
   // The backend's state(): parameters and running statistics, then (kLast) momentum buffers.
   std::vector<NamedTensor> tensors;
+  // On load: whether the file's data matched its checksum (false: it had none, unverified).
+  bool checksum_verified = false;
 };
+
+// The note a program prints for a checkpoint loaded without a checksum to verify, naming it.
+std::string unverified_note(const std::filesystem::path& path);
 
 // Writes atomically (engine/train/atomic_file.h). For kBest only the model's own tensors are written
 // (no momentum buffers): a best checkpoint is for evaluation, not for resuming.
 void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkpoint);
 
-// Reads and validates: a safetensors file, written by sdnet, whose every model tensor is present
-// with the shape its depth implies. Throws std::runtime_error, one line naming `path`.
+// Reads and validates: a safetensors file, written by sdnet, whose data matches its checksum (when
+// it has one: see checksum_verified) and whose every model tensor is present with the shape its
+// depth implies. Throws std::runtime_error, one line naming `path`.
 Checkpoint load_checkpoint(const std::filesystem::path& path);
 
 // The settings in which `checkpoint` differs from `run`, e.g. {"depth", "depth", "20", "110"};

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <zlib.h>
 
 #include "engine/train/atomic_file.h"
 
@@ -31,16 +32,25 @@ uint64_t read_u64_le(const char* p) {
   return v;
 }
 
+std::string crc_text(uint32_t crc) { return fmt::format("{:08x}", crc); }
+
 }  // namespace
 
+uint32_t crc32_of(std::string_view bytes) {
+  return uint32_t(crc32_z(crc32_z(0, nullptr, 0), reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()));
+}
+
 std::string encode_safetensors(std::span<const NamedTensor> tensors, const std::map<std::string, std::string>& metadata) {
+  // The data's checksum first: it goes into the header, which precedes the data.
+  uLong crc = crc32_z(0, nullptr, 0);
+  for (const NamedTensor& t : tensors)
+    crc = crc32_z(crc, reinterpret_cast<const Bytef*>(t.data.data()), t.data.size() * sizeof(float));
   // ordered_json keeps the tensors in the order given, so the header reads like the data.
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) {
-    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
-    for (const auto& [key, value] : metadata) meta[key] = value;
-    header[std::string(kMetadataKey)] = meta;
-  }
+  nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+  for (const auto& [key, value] : metadata) meta[key] = value;
+  meta[kDataChecksumKey] = crc_text(uint32_t(crc));
+  header[std::string(kMetadataKey)] = meta;
   uint64_t offset = 0;
   std::set<std::string> seen;
   for (const NamedTensor& t : tensors) {
@@ -156,6 +166,14 @@ Safetensors decode_safetensors(std::string_view bytes, const std::string& source
     if (reach && cur.begin < reach->end)
       throw fail(fmt::format("corrupt: the data of tensors '{}' and '{}' overlap", reach->name, cur.name));
     if (!reach || cur.end > reach->end) reach = &cur;
+  }
+  // Bytes changed after writing (a bad disk, a bad copy) fail here rather than train or evaluate.
+  if (const auto it = result.metadata.find(kDataChecksumKey); it != result.metadata.end()) {
+    const std::string actual = crc_text(crc32_of(data));
+    if (it->second != actual)
+      throw fail(fmt::format("corrupt: the data's CRC-32 is {}, the file's {} says {} (changed after it was written)",
+                             actual, kDataChecksumKey, it->second));
+    result.checksum_verified = true;
   }
   std::vector<NamedTensor> sorted;
   sorted.reserve(order.size());

@@ -1,7 +1,9 @@
 #include "engine/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -13,11 +15,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-TrainTotals operator+(const TrainTotals& a, const TrainTotals& b) {
-  return TrainTotals{a.loss_sum + b.loss_sum, a.errors + b.errors, a.count + b.count, a.steps + b.steps,
-                     a.conv1_grad_abs_mean_sum + b.conv1_grad_abs_mean_sum};
-}
 
 }  // namespace
 
@@ -42,7 +39,7 @@ void validate(const TrainConfig& c, size_t train_size) {
 double learning_rate_at(const TrainConfig& c, int epoch) {
   double lr = c.learning_rate;
   for (double s : c.lr_steps)
-    if (epoch >= int(std::lround(s * c.epochs))) lr *= c.lr_decay;
+    if (double(epoch + 1) >= s * double(c.epochs)) lr *= c.lr_decay;
   return lr;
 }
 
@@ -59,18 +56,60 @@ Trainer::Trainer(TrainConfig config, Backend& backend, const DataSplit& data)
   if (has_validation_) backend_.set_images(ImageSetRole::kValidation, data.validation);
   if (!data.test.empty()) backend_.set_images(ImageSetRole::kTest, data.test);
   has_test_ = !data.test.empty();
+  const auto batches = [&](size_t n) { return int((n + size_t(config_.batch_size) - 1) / size_t(config_.batch_size)); };
+  eval_batches_ = batches(data.validation.size()) + batches(data.test.size());
 }
 
-bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop) {
+namespace {
+
+// The best validation error and the epochs tied at it, with their test errors.
+void record_best(TrainerState& s, EpochRecord& rec) {
+  if (!rec.validation_error) return;
+  const double v = *rec.validation_error;
+  const double t = rec.test_error.value_or(std::numeric_limits<double>::quiet_NaN());
+  if (v < s.best_validation_error) {
+    rec.new_best = true;
+    s.best_validation_error = v;
+    s.best_epoch = s.last_best_epoch = rec.epoch;
+    s.best_epochs_tied = 1;
+    s.test_error_at_best = s.test_error_at_last_best = s.test_error_sum_at_best = t;
+  } else if (v == s.best_validation_error) {
+    rec.ties_best = true;
+    s.last_best_epoch = rec.epoch;
+    ++s.best_epochs_tied;
+    s.test_error_at_last_best = t;
+    s.test_error_sum_at_best += t;
+  }
+}
+
+}  // namespace
+
+bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop, TimeLimit* limit) {
   std::vector<uint8_t> gates(size_t(backend_.spec().num_blocks()));
+  // A resumed epoch's earlier steps: the backend's sums continue from them, in the same order.
+  if (state_.step_in_epoch > 0) backend_.restore_train_totals(state_.partial);
+  state_.partial = TrainTotals{};
   while (state_.epochs_done < config_.epochs) {
     const int epoch = state_.epochs_done;  // 0-based
     const double lr = learning_rate_at(config_, epoch);
     const std::vector<int32_t> order = epoch_order(config_.seed, uint32_t(epoch), train_size_);
     const auto t0 = Clock::now();
+    const int first_step = state_.step_in_epoch;
+    // What the time limit learns is measured on its own clock (a test gives it a fake one).
+    const auto limit_now = [&] { return limit ? limit->now() : 0.0; };
+    const double limit_t0 = limit_now();
+    // Stops inside the epoch, after step_in_epoch steps: the sums so far go into the state.
+    auto pause = [&] {
+      state_.partial = backend_.take_train_totals();
+      state_.partial_seconds += seconds_since(t0);
+      state_.elapsed_seconds += seconds_since(t0);
+      return false;
+    };
 
     // Training: the last batch of an epoch is smaller when the set is not a multiple of the batch.
     for (int s = state_.step_in_epoch; s < steps_per_epoch_; ++s) {
+      if (limit && !limit->fits_step(s + 1 == steps_per_epoch_, eval_batches_)) return pause();
+      const double step_start = limit_now();
       const size_t begin = size_t(s) * size_t(config_.batch_size);
       const size_t end = std::min(begin + size_t(config_.batch_size), train_size_);
       const uint64_t step = global_step();
@@ -79,15 +118,12 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop) 
       backend_.train_step(StepInput{std::span(order.data() + begin, end - begin), uint32_t(epoch), step, gates,
                                     float(lr)});
       state_.step_in_epoch = s + 1;
-      if (stop && stop->load() && s + 1 < steps_per_epoch_) {
-        state_.partial = state_.partial + backend_.take_train_totals();
-        state_.partial_seconds += seconds_since(t0);
-        state_.elapsed_seconds += seconds_since(t0);
-        return false;
-      }
+      if (limit) limit->step_took(limit_now() - step_start);
+      if (stop && stop->load() && s + 1 < steps_per_epoch_) return pause();
     }
-    const TrainTotals totals = state_.partial + backend_.take_train_totals();
+    const TrainTotals totals = backend_.take_train_totals();  // waits for an asynchronous backend
     const double train_seconds = state_.partial_seconds + seconds_since(t0);
+    if (limit) limit->step_took((limit_now() - limit_t0) / std::max(1, steps_per_epoch_ - first_step));
     if (!std::isfinite(totals.loss_sum))
       throw std::runtime_error(fmt::format(
           "epoch {}: the training loss is {} (diverged); stopping before the epoch is reported", epoch + 1,
@@ -102,32 +138,31 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop) 
     if (totals.steps > 0) rec.conv1_grad_abs_mean = totals.conv1_grad_abs_mean_sum / double(totals.steps);
     rec.images_per_second = double(totals.count) / train_seconds;
 
-    const bool last_epoch = epoch + 1 == config_.epochs;
+    // Validation and test every epoch, as the official code: ties at the best validation error
+    // can then be examined.
+    const double eval_start = limit_now();
     if (has_validation_) {
       const EvalResult v = backend_.evaluate(ImageSetRole::kValidation);
       rec.validation_error = v.error_rate();
       rec.validation_loss = v.loss_sum / double(v.predictions.size());
-      if (*rec.validation_error < state_.best_validation_error) {
-        rec.new_best = true;
-        state_.best_validation_error = *rec.validation_error;
-        state_.best_epoch = rec.epoch;
-      }
     }
-    if (has_test_ && (rec.new_best || !has_validation_ || last_epoch)) {
+    if (has_test_) {
       rec.test_error = backend_.evaluate(ImageSetRole::kTest).error_rate();
       state_.last_test_error = *rec.test_error;
-      if (rec.new_best) state_.test_error_at_best = *rec.test_error;
     }
+    if (limit) limit->evaluation_took(limit_now() - eval_start);
+    record_best(state_, rec);
 
     rec.seconds = state_.partial_seconds + seconds_since(t0);
     rec.eta_seconds = rec.seconds * (config_.epochs - rec.epoch);
     state_.epochs_done = epoch + 1;
     state_.step_in_epoch = 0;
-    state_.partial = TrainTotals{};
     state_.partial_active_blocks = 0;
     state_.elapsed_seconds += rec.seconds - state_.partial_seconds;  // the partial part is counted already
     state_.partial_seconds = 0;
+    const double save_start = limit_now();
     if (on_epoch) on_epoch(rec, state_);
+    if (limit) limit->save_took(limit_now() - save_start);
     if (stop && stop->load() && state_.epochs_done < config_.epochs) return false;
   }
   return true;

@@ -1,8 +1,8 @@
 #pragma once
 // The training loop, written once against models/backend.h: epochs of shuffled mini-batches with
-// per-step stochastic-depth gates, the step learning-rate schedule, validation every epoch, test
-// error at every new best validation error, and the bookkeeping that a bit-exact resume needs.
-// It does no I/O: the caller (apps/sd_train) prints, logs and checkpoints from the epoch callback.
+// per-step stochastic-depth gates, the step learning-rate schedule, validation and test error
+// every epoch (as the official code), and the bookkeeping that a bit-exact resume needs. It does
+// no I/O: the caller (apps/sd_train) prints, logs and checkpoints from the epoch callback.
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -13,6 +13,7 @@
 #include "models/backend.h"
 #include "engine/data/data_split.h"
 #include "engine/core/gates.h"
+#include "engine/train/time_limit.h"
 
 namespace sd {
 
@@ -20,7 +21,7 @@ struct TrainConfig {
   int epochs = 500;
   int batch_size = 128;
   double learning_rate = 0.1;
-  std::vector<double> lr_steps{0.5, 0.75};  // fractions of `epochs` after which lr *= lr_decay
+  std::vector<double> lr_steps{0.5, 0.75};  // fractions s of `epochs`: lr *= lr_decay once epoch + 1 >= s · epochs
   double lr_decay = 0.1;
   uint64_t seed = 31415;  // epoch order and gates (the backend draws augmentation from it too)
 };
@@ -29,8 +30,9 @@ struct TrainConfig {
 // set, lr_steps not strictly increasing within (0, 1], learning rate <= 0.
 void validate(const TrainConfig& config, size_t train_size);
 
-// lr of 0-based epoch e: learning_rate · lr_decay^k, k = #{s in lr_steps : e >= round(s · epochs)}.
-// For 500 epochs and {0.5, 0.75}: epochs 1..250 (1-based) at 0.1, 251..375 at 0.01, 376..500 at 0.001.
+// lr of 0-based epoch e: learning_rate · lr_decay^k, k = #{s in lr_steps : e + 1 >= s · epochs}, the
+// official code's `epochCounter < s · maxEpochs` test with its 1-based counter. For 500 epochs and
+// {0.5, 0.75}: epochs 1..249 (1-based) at 0.1, 250..374 at 0.01, 375..500 at 0.001.
 double learning_rate_at(const TrainConfig& config, int epoch);
 
 // One epoch's figures; epochs are 1-based here, as printed.
@@ -40,8 +42,9 @@ struct EpochRecord {
   double train_loss = 0;   // mean cross-entropy over the epoch's (augmented) training images
   double train_error = 0;  // fraction misclassified in training mode
   std::optional<double> validation_loss, validation_error;
-  std::optional<double> test_error;  // evaluated at a new best validation error, without validation, and last
-  bool new_best = false;
+  std::optional<double> test_error;  // every epoch (absent only without a test set)
+  bool new_best = false;             // validation error below every earlier epoch's
+  bool ties_best = false;            // validation error equal to the best so far (not new_best)
   double seconds = 0;            // wall time of the epoch, evaluation included
   double images_per_second = 0;  // training images / training time
   double eta_seconds = 0;        // for the epochs left, at this epoch's pace
@@ -59,8 +62,14 @@ struct TrainerState {
   int64_t partial_active_blocks = 0;
   double partial_seconds = 0;  // training time of those steps, so the epoch's timing counts them
   double best_validation_error = std::numeric_limits<double>::infinity();
+  // The epochs whose validation error equals the best: the first (the paper's number is its test
+  // error), the last, how many, and their test errors' sum (for the mean).
   int best_epoch = 0;      // 1-based; 0 before the first evaluation
+  int last_best_epoch = 0;
+  int best_epochs_tied = 0;
   double test_error_at_best = std::numeric_limits<double>::quiet_NaN();
+  double test_error_at_last_best = std::numeric_limits<double>::quiet_NaN();
+  double test_error_sum_at_best = std::numeric_limits<double>::quiet_NaN();
   double last_test_error = std::numeric_limits<double>::quiet_NaN();
   double elapsed_seconds = 0;  // wall time of all epochs so far, across resumes
 };
@@ -77,10 +86,12 @@ class Trainer {
   const TrainConfig& config() const { return config_; }
 
   using EpochCallback = std::function<void(const EpochRecord&, const TrainerState&)>;
-  // Trains until all epochs are done (returns true) or `*stop` is seen set after a step (returns
-  // false; state() then says where to continue). Throws std::runtime_error when an epoch's training
-  // loss is not finite, before the callback of that epoch, so no checkpoint of it is written.
-  bool run(const EpochCallback& on_epoch, const std::atomic<bool>* stop = nullptr);
+  // Trains until all epochs are done (returns true), or until `*stop` is seen set after a step or
+  // `limit` says the next step does not fit (returns false; state() then says where to continue).
+  // The callback's time counts as the checkpoint's for `limit`. Throws std::runtime_error when an
+  // epoch's training loss is not finite, before the callback of that epoch, so no checkpoint of it
+  // is written.
+  bool run(const EpochCallback& on_epoch, const std::atomic<bool>* stop = nullptr, TimeLimit* limit = nullptr);
 
  private:
   TrainConfig config_;
@@ -88,6 +99,7 @@ class Trainer {
   size_t train_size_;
   bool has_validation_;
   bool has_test_ = false;
+  int eval_batches_ = 0;  // batches of one evaluation of the validation and test sets
   int steps_per_epoch_;
   GateSampler gates_;
   TrainerState state_;

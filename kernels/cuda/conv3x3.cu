@@ -1,5 +1,7 @@
 #include "kernels/cuda/conv3x3.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -12,12 +14,7 @@ namespace sd::cuda {
 
 namespace {
 
-// A measured algorithm of one direction, whatever the direction's enum type.
-struct Candidate {
-  int algo = 0;
-  float ms = 0;
-  bool deterministic = false;
-};
+using Clock = std::chrono::steady_clock;
 
 bool is_transform(cudnnConvolutionFwdAlgo_t a) {
   return a == CUDNN_CONVOLUTION_FWD_ALGO_FFT || a == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
@@ -32,17 +29,22 @@ bool is_transform(cudnnConvolutionBwdFilterAlgo_t a) {
          a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
 }
 
-// The measured results cuDNN returned (sorted fastest first), keeping the ones exact mode may use:
-// succeeded, plain FMA arithmetic (never a tensor-op math type), allowed by the policy.
+ConvMath conv_math(cudnnMathType_t m) {
+  switch (m) {
+    case CUDNN_FMA_MATH: return ConvMath::kFma;
+    case CUDNN_DEFAULT_MATH: return ConvMath::kDefault;
+    default: return ConvMath::kTensorOp;  // CUDNN_TENSOR_OP_MATH, ..._ALLOW_CONVERSION: never used
+  }
+}
+
+// cuDNN's measurements as plain data, in its order.
 template <class Perf>
-std::vector<Candidate> usable(const Perf* perf, int count, ConvAlgoPolicy policy) {
-  std::vector<Candidate> out;
+std::vector<MeasuredAlgo> measured(const Perf* perf, int count) {
+  std::vector<MeasuredAlgo> out;
   for (int i = 0; i < count; ++i) {
     const Perf& p = perf[i];
-    if (p.status != CUDNN_STATUS_SUCCESS) continue;
-    if (p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
-    if (policy == ConvAlgoPolicy::kNoTransforms && is_transform(p.algo)) continue;
-    out.push_back(Candidate{int(p.algo), p.time, p.determinism == CUDNN_DETERMINISTIC});
+    out.push_back(MeasuredAlgo{int(p.algo), p.status == CUDNN_STATUS_SUCCESS, conv_math(p.mathType),
+                               p.determinism == CUDNN_DETERMINISTIC, is_transform(p.algo), p.time});
   }
   return out;
 }
@@ -52,14 +54,30 @@ std::string list(const Perf* perf, int count) {
   std::string s;
   for (int i = 0; i < count; ++i)
     s += cat(i ? "; " : "", "algo ", int(perf[i].algo), " status ", int(perf[i].status), " math ",
-             int(perf[i].mathType), " ", perf[i].time, " ms ", perf[i].memory, " B");
+             to_string(conv_math(perf[i].mathType)), " ", perf[i].time, " ms ", perf[i].memory, " B");
   return s;
 }
 
 }  // namespace
 
-ConvPlan::ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspace_cap, ConvAlgoPolicy policy)
+PlanningStats& PlanningStats::operator+=(const PlanningStats& o) {
+  seconds += o.seconds;
+  measured += o.measured;
+  reused += o.reused;
+  find_calls += o.find_calls;
+  workspace_queries += o.workspace_queries;
+  return *this;
+}
+
+std::string PlanningStats::describe() const {
+  return cat("planning ", seconds, " s: ", measured, " plans measured, ", reused, " reused; ", find_calls,
+             " cudnnFind, ", workspace_queries, " workspace queries");
+}
+
+ConvPlan::ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspace_cap, ConvAlgoPolicy policy,
+                   PlanCache& cache)
     : shape_(shape), max_batch_(max_batch) {
+  const auto t0 = Clock::now();
   if (shape.in_channels <= 0 || shape.out_channels <= 0 || shape.in_side <= 0 || (shape.stride != 1 && shape.stride != 2) ||
       max_batch <= 0)
     throw Error(cat("conv plan: bad shape ", shape.in_channels, "→", shape.out_channels, " on ", shape.in_side,
@@ -81,11 +99,20 @@ ConvPlan::ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspac
     if (n != max_batch || c != shape.out_channels || h != shape.out_side() || w != shape.out_side())
       throw Error(cat("conv plan: cuDNN says the output is ", n, "×", c, "×", h, "×", w, ", expected ", max_batch,
                       "×", shape.out_channels, "×", shape.out_side(), "×", shape.out_side()));
-    choose_algorithms(ctx, max_batch, workspace_cap, policy);
+    const PlanKey key{shape, max_batch, policy, workspace_cap, ctx.device()};
+    if (const std::optional<PlanChoice> known = cache.find(key)) {
+      choice_ = *known;
+      stats_.reused = 1;
+    } else {
+      choose_algorithms(ctx, max_batch, workspace_cap, policy);
+      cache.insert(key, choice_);
+      stats_.measured = 1;
+    }
   } catch (...) {
     release();  // a constructor that throws gets no destructor call
     throw;
   }
+  stats_.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
 ConvPlan::~ConvPlan() { release(); }
@@ -107,31 +134,36 @@ void ConvPlan::bind_batch(int n) {
   bound_batch_ = n;
 }
 
-void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAlgoPolicy policy) {
-  // Picks the first candidate (deterministic ones first, each group fastest first) whose workspace
-  // query succeeds within the cap for every batch size; returns its largest workspace.
-  auto pick = [&](const char* direction, const std::vector<Candidate>& cands, const std::string& all,
-                  auto workspace_of) -> std::pair<Candidate, size_t> {
-    for (const bool want_deterministic : {true, false}) {
-      for (const Candidate& cand : cands) {
-        if (cand.deterministic != want_deterministic) continue;
-        size_t most = 0;
-        bool ok = true;
-        for (int n = 1; n <= max_batch && ok; ++n) {
-          bind_batch(n);
-          const std::optional<size_t> bytes = workspace_of(cand.algo);
-          ok = bytes && *bytes <= cap;
-          if (ok && *bytes > most) most = *bytes;
-        }
-        bind_batch(max_batch);
-        if (ok) return {cand, most};
-      }
+template <class Perf, class WorkspaceOf>
+DirectionChoice ConvPlan::pick(const char* direction, const Perf* perf, int count, int max_batch, size_t cap,
+                               ConvAlgoPolicy policy, WorkspaceOf workspace_of) {
+  ++stats_.find_calls;
+  // The failures Find measured (algorithms that do not apply) are expected: their cuDNN error text
+  // must not stand in a later, real error's message.
+  clear_cudnn_error_text();
+  for (const MeasuredAlgo& cand : rank_candidates(measured(perf, count), policy)) {
+    size_t most = 0, bytes = 0;
+    bool ok = true;
+    for (int n = 1; n <= max_batch && ok; ++n) {
+      bind_batch(n);
+      const cudnnStatus_t status = workspace_of(cand.algo, &bytes);
+      ++stats_.workspace_queries;
+      if (status != CUDNN_STATUS_SUCCESS) clear_cudnn_error_text();  // deliberately swallowed: the candidate is skipped
+      ok = status == CUDNN_STATUS_SUCCESS && bytes <= cap;
+      if (ok) most = std::max(most, bytes);
     }
-    throw Error(cat("conv plan ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "² stride ",
-                    shape_.stride, ": no usable ", direction, " algorithm (FMA math, workspace ≤ ", cap >> 20,
-                    " MiB, every batch 1..", max_batch, "); cuDNN measured: ", all.empty() ? "nothing" : all));
-  };
+    bind_batch(max_batch);
+    if (ok) {
+      choice_.workspace = std::max(choice_.workspace, most);
+      return DirectionChoice{cand.algo, cand.math, cand.deterministic, cand.ms};
+    }
+  }
+  throw Error(cat("conv plan ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "² stride ",
+                  shape_.stride, ": no usable ", direction, " algorithm (FMA or DEFAULT math, workspace ≤ ", cap >> 20,
+                  " MiB, every batch 1..", max_batch, "); cuDNN measured: ", count ? list(perf, count) : "nothing"));
+}
 
+void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAlgoPolicy policy) {
   cudnnHandle_t h = ctx.cudnn();
   {
     int max_count = 0, got = 0;
@@ -139,15 +171,10 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAl
     std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
     SD_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, x_desc_, w_desc_, conv_desc_, y_desc_, max_count, &got,
                                                         perf.data()));
-    auto [c, ws] = pick("forward", usable(perf.data(), got, policy), list(perf.data(), got), [&](int algo) {
-      size_t bytes = 0;
-      const cudnnStatus_t s = cudnnGetConvolutionForwardWorkspaceSize(h, x_desc_, w_desc_, conv_desc_, y_desc_,
-                                                                      cudnnConvolutionFwdAlgo_t(algo), &bytes);
-      return s == CUDNN_STATUS_SUCCESS ? std::optional<size_t>(bytes) : std::nullopt;
+    choice_.forward = pick("forward", perf.data(), got, max_batch, cap, policy, [&](int algo, size_t* bytes) {
+      return cudnnGetConvolutionForwardWorkspaceSize(h, x_desc_, w_desc_, conv_desc_, y_desc_,
+                                                     cudnnConvolutionFwdAlgo_t(algo), bytes);
     });
-    fwd_algo_ = cudnnConvolutionFwdAlgo_t(c.algo), fwd_ms_ = c.ms;
-    deterministic_ = deterministic_ && c.deterministic;
-    workspace_needed_ = std::max(workspace_needed_, ws);
   }
   if (shape_.input_grad) {
     int max_count = 0, got = 0;
@@ -155,15 +182,10 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAl
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
     SD_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, w_desc_, y_desc_, conv_desc_, x_desc_, max_count,
                                                              &got, perf.data()));
-    auto [c, ws] = pick("backward-data", usable(perf.data(), got, policy), list(perf.data(), got), [&](int algo) {
-      size_t bytes = 0;
-      const cudnnStatus_t s = cudnnGetConvolutionBackwardDataWorkspaceSize(
-          h, w_desc_, y_desc_, conv_desc_, x_desc_, cudnnConvolutionBwdDataAlgo_t(algo), &bytes);
-      return s == CUDNN_STATUS_SUCCESS ? std::optional<size_t>(bytes) : std::nullopt;
+    choice_.backward_data = pick("backward-data", perf.data(), got, max_batch, cap, policy, [&](int algo, size_t* bytes) {
+      return cudnnGetConvolutionBackwardDataWorkspaceSize(h, w_desc_, y_desc_, conv_desc_, x_desc_,
+                                                          cudnnConvolutionBwdDataAlgo_t(algo), bytes);
     });
-    bwd_data_algo_ = cudnnConvolutionBwdDataAlgo_t(c.algo), bwd_data_ms_ = c.ms;
-    deterministic_ = deterministic_ && c.deterministic;
-    workspace_needed_ = std::max(workspace_needed_, ws);
   }
   {
     int max_count = 0, got = 0;
@@ -171,15 +193,12 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAl
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
     SD_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(h, x_desc_, y_desc_, conv_desc_, w_desc_, max_count,
                                                                &got, perf.data()));
-    auto [c, ws] = pick("backward-filter", usable(perf.data(), got, policy), list(perf.data(), got), [&](int algo) {
-      size_t bytes = 0;
-      const cudnnStatus_t s = cudnnGetConvolutionBackwardFilterWorkspaceSize(
-          h, x_desc_, y_desc_, conv_desc_, w_desc_, cudnnConvolutionBwdFilterAlgo_t(algo), &bytes);
-      return s == CUDNN_STATUS_SUCCESS ? std::optional<size_t>(bytes) : std::nullopt;
-    });
-    bwd_filter_algo_ = cudnnConvolutionBwdFilterAlgo_t(c.algo), bwd_filter_ms_ = c.ms;
-    deterministic_ = deterministic_ && c.deterministic;
-    workspace_needed_ = std::max(workspace_needed_, ws);
+    choice_.backward_filter = pick("backward-filter", perf.data(), got, max_batch, cap, policy,
+                                   [&](int algo, size_t* bytes) {
+                                     return cudnnGetConvolutionBackwardFilterWorkspaceSize(
+                                         h, x_desc_, y_desc_, conv_desc_, w_desc_, cudnnConvolutionBwdFilterAlgo_t(algo),
+                                         bytes);
+                                   });
   }
   // cudnnFind* measured with its own allocations; make sure nothing of it is still running.
   ctx.synchronize();
@@ -187,11 +206,11 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAl
 
 std::string ConvPlan::describe() const {
   return cat("conv ", shape_.in_channels, "→", shape_.out_channels, " ", shape_.in_side, "² s", shape_.stride,
-             ": fwd algo ", int(fwd_algo_), " (", fwd_ms_, " ms), ",
-             shape_.input_grad ? cat("bwd-data algo ", int(bwd_data_algo_), " (", bwd_data_ms_, " ms)") : "no bwd-data",
-             ", bwd-filter algo ", int(bwd_filter_algo_), " (", bwd_filter_ms_, " ms), workspace ",
-             workspace_needed_, " B (measured at batch ", max_batch_, ")",
-             deterministic_ ? "" : ", NOT all deterministic");
+             ": fwd ", choice_.forward.describe(), ", ",
+             shape_.input_grad ? "bwd-data " + choice_.backward_data.describe() : std::string("no bwd-data"),
+             ", bwd-filter ", choice_.backward_filter.describe(), ", workspace ", choice_.workspace,
+             " B (measured at batch ", max_batch_, stats_.reused ? "; reused from an earlier plan" : "", ")",
+             deterministic() ? "" : ", NOT all deterministic");
 }
 
 void ConvPlan::check(const DeviceTensor& t, int channels, int side, const char* what) const {
@@ -200,8 +219,8 @@ void ConvPlan::check(const DeviceTensor& t, int channels, int side, const char* 
                     shape_.stride, ": ", what, " is ", t.n, "×", t.c, "×", t.h, "×", t.w, " at ",
                     static_cast<const void*>(t.data), " (batch 1..", max_batch_, ", ", channels, " channels, side ",
                     side, " expected)"));
-  if (workspace_needed_ > 0 && (workspace_ == nullptr || workspace_bytes_ < workspace_needed_))
-    throw Error(cat("conv plan used before its workspace (", workspace_needed_, " B) was given"));
+  if (choice_.workspace > 0 && (workspace_ == nullptr || workspace_bytes_ < choice_.workspace))
+    throw Error(cat("conv plan used before its workspace (", choice_.workspace, " B) was given"));
 }
 
 void ConvPlan::forward(Context& ctx, const DeviceTensor& x, const float* w, const DeviceTensor& y) {
@@ -210,8 +229,9 @@ void ConvPlan::forward(Context& ctx, const DeviceTensor& x, const float* w, cons
   if (x.n != y.n) throw Error("conv forward: x and y batches differ");
   bind_batch(x.n);
   const float one = 1.0f, zero = 0.0f;
-  SD_CUDNN_CHECK(cudnnConvolutionForward(ctx.cudnn(), &one, x_desc_, x.data, w_desc_, w, conv_desc_, fwd_algo_,
-                                         workspace_, workspace_bytes_, &zero, y_desc_, y.data));
+  const auto algo = cudnnConvolutionFwdAlgo_t(choice_.forward.algo);
+  SD_CUDNN_CHECK(cudnnConvolutionForward(ctx.cudnn(), &one, x_desc_, x.data, w_desc_, w, conv_desc_, algo, workspace_,
+                                         workspace_bytes_, &zero, y_desc_, y.data));
   ctx.launched("cudnnConvolutionForward");
 }
 
@@ -223,8 +243,9 @@ void ConvPlan::backward_data(Context& ctx, const DeviceTensor& dy, const float* 
   if (dx.n != dy.n) throw Error("conv backward-data: dx and dy batches differ");
   bind_batch(dy.n);
   const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  SD_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cudnn(), &one, w_desc_, w, y_desc_, dy.data, conv_desc_,
-                                              bwd_data_algo_, workspace_, workspace_bytes_, &beta, x_desc_, dx.data));
+  const auto algo = cudnnConvolutionBwdDataAlgo_t(choice_.backward_data.algo);
+  SD_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cudnn(), &one, w_desc_, w, y_desc_, dy.data, conv_desc_, algo,
+                                              workspace_, workspace_bytes_, &beta, x_desc_, dx.data));
   ctx.launched("cudnnConvolutionBackwardData");
 }
 
@@ -234,8 +255,9 @@ void ConvPlan::backward_filter(Context& ctx, const DeviceTensor& x, const Device
   if (x.n != dy.n) throw Error("conv backward-filter: x and dy batches differ");
   bind_batch(x.n);
   const float one = 1.0f, zero = 0.0f;
-  SD_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cudnn(), &one, x_desc_, x.data, y_desc_, dy.data, conv_desc_,
-                                                bwd_filter_algo_, workspace_, workspace_bytes_, &zero, w_desc_, dw));
+  const auto algo = cudnnConvolutionBwdFilterAlgo_t(choice_.backward_filter.algo);
+  SD_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cudnn(), &one, x_desc_, x.data, y_desc_, dy.data, conv_desc_, algo,
+                                                workspace_, workspace_bytes_, &zero, w_desc_, dw));
   ctx.launched("cudnnConvolutionBackwardFilter");
 }
 
@@ -249,6 +271,7 @@ ConvPlan& ConvPlanner::plan(const ConvShape& shape) {
   auto it = plans_.find(shape);
   if (it == plans_.end()) {
     auto plan = std::make_unique<ConvPlan>(ctx_, shape, max_batch_, cap_, policy_);
+    stats_ += plan->stats();
     if (workspace_) plan->set_workspace(workspace_, workspace_bytes_);
     it = plans_.emplace(shape, std::move(plan)).first;
   }
@@ -273,7 +296,9 @@ bool ConvPlanner::deterministic() const {
 }
 
 std::string ConvPlanner::describe() const {
-  std::string s = policy_ == ConvAlgoPolicy::kNoTransforms ? "cuDNN algorithms (no FFT/Winograd):\n" : "cuDNN algorithms:\n";
+  std::string s = cat(policy_ == ConvAlgoPolicy::kNoTransforms ? "cuDNN algorithms (no FFT/Winograd), "
+                                                                 : "cuDNN algorithms, ",
+                      stats_.describe(), ":\n");
   for (const auto& [shape, plan] : plans_) s += "  " + plan->describe() + "\n";
   return s;
 }

@@ -4,12 +4,16 @@
 //   y[n,k,i,j] = Σ_c Σ_{a,b∈0..2} w[k,c,a,b] · x[n,c, s·i+a−1, s·j+b−1]   (zero outside; cross-correlation)
 //
 // ConvPlan: one per distinct shape (C_in, C_out, input side, stride). It owns the cuDNN descriptors and
-// the algorithm of each direction (forward, backward-data, backward-filter), chosen ONCE, at
-// construction, by measurement (cudnnFind*) at the largest batch, among the candidates that
-//   - use FMA arithmetic only (CUDNN_FMA_MATH: no TF32, so results match the CPU reference),
+// the algorithm of each direction (forward, backward-data, backward-filter), chosen ONCE by
+// measurement (cudnnFind*) at the largest batch, among the candidates that
+//   - run in FMA arithmetic: the descriptor says CUDNN_FMA_MATH (no TF32, so results match the CPU
+//     reference); results cuDNN labels FMA come first, those labelled DEFAULT (which still run
+//     under the FMA descriptor) are the fallback, tensor-op ones are never used,
 //   - work for every batch size 1..max_batch (the last batch of an epoch is smaller),
 //   - need at most ConvPlanner's workspace cap,
-// preferring deterministic algorithms (bit-reproducible runs) and then the fastest.
+// preferring deterministic algorithms (bit-reproducible runs) and then the fastest
+// (rank_candidates in kernels/cuda/conv_choice.h). The choice goes into the process's PlanCache: a
+// later plan with the same shape, batch bound, policy, cap and device measures nothing.
 // All plans share one workspace, taken from the arena, sized for the largest need.
 //
 // Conv3x3: one layer (its weight and weight-gradient pointers) bound to its shape's plan.
@@ -17,39 +21,40 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <tuple>
 
 #include <cudnn.h>
 
 #include "engine/cuda/context.h"
 #include "engine/cuda/tensor.h"
+#include "kernels/cuda/conv_choice.h"
 
 namespace sd::cuda {
 
-struct ConvShape {
-  int in_channels = 0, out_channels = 0, in_side = 0, stride = 1;
-  bool input_grad = true;  // false: no backward-data (the stem's input is the image), none measured
-  int out_side() const { return (in_side + 2 - 3) / stride + 1; }
-  auto key() const { return std::tuple(in_channels, out_channels, in_side, stride, input_grad); }
-  bool operator<(const ConvShape& o) const { return key() < o.key(); }
-  int64_t weight_numel() const { return int64_t(out_channels) * in_channels * 9; }
+// What planning cost: wall time, plans measured and plans taken from the cache, and cuDNN queries
+// (a cudnnFind* per direction; per candidate tried, a workspace query per batch size 1..max).
+struct PlanningStats {
+  double seconds = 0;
+  int measured = 0, reused = 0;
+  long long find_calls = 0, workspace_queries = 0;
+  PlanningStats& operator+=(const PlanningStats& o);
+  std::string describe() const;  // "planning 12.3 s: 5 plans measured, 2 reused; 15 cudnnFind, 2310 workspace queries"
 };
-
-// Which algorithms may be measured. kNoTransforms leaves out FFT and Winograd (an escape hatch if
-// their rounding ever shows against the reference; SD_CUDNN_NO_TRANSFORMS=1 selects it).
-enum class ConvAlgoPolicy { kFastest, kNoTransforms };
 
 class ConvPlan {
  public:
-  ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspace_cap, ConvAlgoPolicy policy);
+  // Measures, or takes the choice from `cache` when it holds this plan's key (and stores what it measured).
+  ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspace_cap, ConvAlgoPolicy policy,
+           PlanCache& cache = process_plan_cache());
   ~ConvPlan();
   ConvPlan(const ConvPlan&) = delete;
   ConvPlan& operator=(const ConvPlan&) = delete;
 
   const ConvShape& shape() const { return shape_; }
-  size_t workspace_needed() const { return workspace_needed_; }  // max over directions and batches
-  std::string describe() const;                                   // chosen algorithms, for logs
-  bool deterministic() const { return deterministic_; }          // all three chosen algorithms are
+  size_t workspace_needed() const { return choice_.workspace; }  // max over directions and batches
+  std::string describe() const;                                  // algorithms, math types, times: for logs
+  bool deterministic() const { return choice_.deterministic(); }  // all three chosen algorithms are
+  const PlanChoice& choice() const { return choice_; }
+  const PlanningStats& stats() const { return stats_; }  // what making this plan cost
 
   // y = conv(x, w).
   void forward(Context& ctx, const DeviceTensor& x, const float* w, const DeviceTensor& y);
@@ -66,6 +71,12 @@ class ConvPlan {
   void bind_batch(int n);  // points the x/y descriptors at batch n (host-only, cheap)
   void check(const DeviceTensor& x_like, int channels, int side, const char* what) const;
   void choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAlgoPolicy policy);
+  // After one cudnnFind* of a direction: the first ranked candidate whose workspace query
+  // (workspace_of(algo, &bytes) → status) succeeds within `cap` for every batch size; the plan's
+  // workspace grows to its need, and the stats count the queries.
+  template <class Perf, class WorkspaceOf>
+  DirectionChoice pick(const char* direction, const Perf* perf, int count, int max_batch, size_t cap,
+                       ConvAlgoPolicy policy, WorkspaceOf workspace_of);
 
   ConvShape shape_;
   int max_batch_ = 0;
@@ -73,12 +84,8 @@ class ConvPlan {
   cudnnTensorDescriptor_t x_desc_ = nullptr, y_desc_ = nullptr;
   cudnnFilterDescriptor_t w_desc_ = nullptr;
   cudnnConvolutionDescriptor_t conv_desc_ = nullptr;
-  cudnnConvolutionFwdAlgo_t fwd_algo_{};
-  cudnnConvolutionBwdDataAlgo_t bwd_data_algo_{};
-  cudnnConvolutionBwdFilterAlgo_t bwd_filter_algo_{};
-  float fwd_ms_ = 0, bwd_data_ms_ = 0, bwd_filter_ms_ = 0;
-  bool deterministic_ = true;
-  size_t workspace_needed_ = 0;
+  PlanChoice choice_;
+  PlanningStats stats_;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
 };
@@ -89,13 +96,14 @@ class ConvPlanner {
   static constexpr size_t kDefaultWorkspaceCap = size_t(256) << 20;
   ConvPlanner(Context& ctx, int max_batch, size_t workspace_cap = kDefaultWorkspaceCap);
 
-  // The plan of `shape`, measured on first request. Request every shape before training starts
-  // (measuring allocates and synchronises).
+  // The plan of `shape`, measured on first request (or taken from the process's cache). Request
+  // every shape before training starts (measuring allocates and synchronises).
   ConvPlan& plan(const ConvShape& shape);
   size_t workspace_needed() const;
   void set_workspace(void* workspace, size_t bytes);  // hands the arena's workspace to every plan
   std::string describe() const;
   bool deterministic() const;  // every plan's algorithms are deterministic (bit-reproducible steps)
+  const PlanningStats& stats() const { return stats_; }  // all plans of this planner
 
  private:
   Context& ctx_;
@@ -103,6 +111,7 @@ class ConvPlanner {
   size_t cap_;
   ConvAlgoPolicy policy_;
   std::map<ConvShape, std::unique_ptr<ConvPlan>> plans_;
+  PlanningStats stats_;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
 };

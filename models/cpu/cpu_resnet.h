@@ -127,6 +127,7 @@ class CpuResNet : public Backend {
   std::string device_name() const override { return "cpu"; }
   const ResNetSpec& spec() const override { return net_.spec(); }
   TrainTotals take_train_totals() override;
+  void restore_train_totals(const TrainTotals& totals) override { totals_ = totals; }
 
   ResNetRef<float>& net() { return net_; }
 

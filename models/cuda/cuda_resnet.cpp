@@ -33,6 +33,7 @@ CudaResNet::CudaResNet(const BackendOptions& options, int max_batch, int device)
     : options_(options), spec_(make_resnet_spec(options.model)), max_batch_(max_batch) {
   if (max_batch < 1) throw std::invalid_argument(fmt::format("CudaResNet: max_batch {} must be at least 1", max_batch));
   ctx_ = std::make_unique<cuda::Context>(device);
+  versions_ = cuda::query_version_numbers();
   for (const BlockSpec& b : spec_.blocks) block_names_.push_back(b.prefix.substr(0, b.prefix.size() - 1));
   planner_ = std::make_unique<cuda::ConvPlanner>(*ctx_, max_batch_);
 
@@ -171,9 +172,10 @@ std::string CudaResNet::device_name() const {
 }
 
 std::string CudaResNet::describe() const {
-  return fmt::format("CudaResNet ResNet-{}: arena {:.1f} MiB for batch {} ({} parameters), conv workspace {:.1f} MiB\n{}",
-                     spec_.config.depth, double(arena_.capacity()) / (1 << 20), max_batch_, spec_.num_params,
-                     double(planner_->workspace_needed()) / (1 << 20), planner_->describe());
+  return fmt::format("{}: {}\nCudaResNet ResNet-{}: arena {:.1f} MiB for batch {} ({} parameters), conv workspace "
+                     "{:.1f} MiB\n{}",
+                     device_name(), cuda::describe(versions_), spec_.config.depth, double(arena_.capacity()) / (1 << 20),
+                     max_batch_, spec_.num_params, double(planner_->workspace_needed()) / (1 << 20), planner_->describe());
 }
 
 // ---- state ------------------------------------------------------------------------------------
@@ -408,6 +410,15 @@ TrainTotals CudaResNet::take_train_totals() {
   const TrainTotals totals{t[0].loss_sum, t[0].errors, t[0].count, steps_since_take_, grad_sum[0]};
   steps_since_take_ = 0;
   return totals;
+}
+
+void CudaResNet::restore_train_totals(const TrainTotals& totals) {
+  const cuda::DeviceTotals t{totals.loss_sum, totals.errors, totals.count};
+  const double grad_sum = totals.conv1_grad_abs_mean_sum;
+  SD_CUDA_CHECK(cudaMemcpyAsync(buf_.train_totals, &t, sizeof t, cudaMemcpyHostToDevice, ctx_->stream()));
+  SD_CUDA_CHECK(cudaMemcpyAsync(buf_.conv1_grad_sum, &grad_sum, sizeof grad_sum, cudaMemcpyHostToDevice, ctx_->stream()));
+  steps_since_take_ = totals.steps;
+  ctx_->synchronize();  // `t` and `grad_sum` go out of scope
 }
 
 EvalResult CudaResNet::do_evaluate(ImageSetRole role) {

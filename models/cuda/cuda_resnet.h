@@ -43,6 +43,7 @@
 #include "models/backend.h"
 #include "engine/cuda/arena.h"
 #include "engine/cuda/context.h"
+#include "engine/cuda/library_versions.h"
 #include "engine/cuda/tensor.h"
 #include "kernels/cuda/batch_norm.h"
 #include "kernels/cuda/classifier.h"
@@ -73,6 +74,7 @@ class CudaResNet final : public Backend {
   const ResNetSpec& spec() const override { return spec_; }
   int max_batch() const override { return max_batch_; }
   TrainTotals take_train_totals() override;
+  void restore_train_totals(const TrainTotals& totals) override;
   std::optional<DeviceUsage> device_usage() const override;
 
   // ---- for tests and benchmarks (each of these waits for the device) ----
@@ -88,7 +90,9 @@ class CudaResNet final : public Backend {
   std::vector<uint8_t> last_labels() const;
   int last_batch_size() const { return last_n_; }
   size_t arena_bytes() const { return arena_.capacity(); }
-  std::string describe() const;  // arena size and the chosen convolution algorithms
+  std::string describe() const override;  // versions, arena size, planning time, the chosen algorithms
+  std::vector<std::string> warnings() const override { return cuda::version_warnings(versions_); }
+  double planning_seconds() const override { return planner_->stats().seconds; }
   // Whether every chosen convolution algorithm is deterministic (then steps repeat bit for bit).
   bool deterministic_convolutions() const { return planner_->deterministic(); }
   cuda::Context& context() { return *ctx_; }
@@ -149,6 +153,7 @@ class CudaResNet final : public Backend {
   BackendOptions options_;
   ResNetSpec spec_;
   int max_batch_;
+  cuda::VersionNumbers versions_;
   std::unique_ptr<cuda::Context> ctx_;
   std::unique_ptr<cuda::ConvPlanner> planner_;
   cuda::DeviceArena arena_;

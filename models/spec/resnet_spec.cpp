@@ -18,6 +18,14 @@ int blocks_per_stage(int depth) {
   return (depth - 2) / 6;
 }
 
+BnGammaInit parse_bn_gamma_init(const std::string& name) {
+  if (name == "one") return BnGammaInit::kOne;
+  if (name == "uniform") return BnGammaInit::kUniform;
+  throw std::invalid_argument(fmt::format("unknown BN gamma initialisation '{}' (one or uniform)", name));
+}
+
+std::string to_string(BnGammaInit init) { return init == BnGammaInit::kOne ? "one" : "uniform"; }
+
 namespace {
 
 // The paper's CIFAR ResNet: the only place its widths and sides are written.
@@ -124,6 +132,14 @@ std::vector<NamedTensor> initial_state(const ResNetSpec& spec, uint64_t seed) {
         break;
       }
       case TensorKind::kBnWeight:
+        if (spec.config.bn_gamma_init == BnGammaInit::kUniform) {
+          // Torch's BatchNormalization:reset(), weight:uniform(): U[0, 1). 24 bits, exact in a float.
+          for (size_t i = 0; i < t.data.size(); ++i)
+            t.data[i] = unit_float(draw(seed, RandomStream::kInit, uint32_t(k), uint32_t(i)).v[0]);
+        } else {
+          std::fill(t.data.begin(), t.data.end(), 1.0f);
+        }
+        break;
       case TensorKind::kBnRunningVar: std::fill(t.data.begin(), t.data.end(), 1.0f); break;
       case TensorKind::kBnBias:
       case TensorKind::kBnRunningMean: std::fill(t.data.begin(), t.data.end(), 0.0f); break;

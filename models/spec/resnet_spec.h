@@ -18,10 +18,17 @@
 
 namespace sd {
 
+// How BN's scale γ starts. kOne: γ = 1, as most reproductions (the seed's Paddle run among them).
+// kUniform: γ ~ U[0, 1), the default of the Torch the official code ran on (it never set γ).
+enum class BnGammaInit { kOne, kUniform };
+BnGammaInit parse_bn_gamma_init(const std::string& name);  // "one" | "uniform"; throws std::invalid_argument
+std::string to_string(BnGammaInit init);
+
 struct ResNetConfig {
   int depth = 110;
   DeathMode death_mode = DeathMode::kLinDecay;
   double death_rate = 0.5;
+  BnGammaInit bn_gamma_init = BnGammaInit::kOne;
 };
 
 // N for depth = 6N + 2 (N ≥ 1); throws std::invalid_argument naming the depth otherwise.
@@ -102,9 +109,9 @@ struct ResNetSpec {
 
 ResNetSpec make_resnet_spec(const ResNetConfig& config);
 
-// Parameters and BN running statistics at their initial values (He-normal convolutions, γ = 1,
-// β = 0, running mean 0 and variance 1, fc uniform ±1/√64), drawn from (seed, kInit): the same
-// values for every backend.
+// Parameters and BN running statistics at their initial values (He-normal convolutions, γ = 1 or
+// U[0, 1) as config.bn_gamma_init says, β = 0, running mean 0 and variance 1, fc uniform ±1/√64),
+// drawn from (seed, kInit): the same values for every backend.
 std::vector<NamedTensor> initial_state(const ResNetSpec& spec, uint64_t seed);
 
 // The name under which the optimiser keeps the momentum buffer of parameter `name`.

@@ -6,12 +6,14 @@
 // The fourth argument runs first in every case: a GPU suite's skips the case visibly without a
 // device. What is checked: the state list (order, names, shapes, initial values), its round trip
 // through load_state (any values, with and without momentum buffers, into a fresh instance, and
-// continuing from it), load_state's refusals (by name, nothing changed), and the argument checks
-// of the public calls (the same error at the same call on every device).
+// continuing from it), load_state's refusals (by name, nothing changed), the initial state with
+// uniform BN gamma, training totals continuing from restored ones, and the argument checks of the
+// public calls (the same error at the same call on every device).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <bit>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -117,6 +119,34 @@ inline void state_lists_parameters_statistics_momentum(const BackendUnderTest& b
   const auto init = initial_state(spec, 3);
   for (size_t i = 0; i < init.size(); ++i) CHECK(st[i].data == init[i].data);
   for (size_t i = init.size(); i < st.size(); ++i) CHECK(all_zero(st[i]));
+
+  // --bn-gamma-init uniform: the same U[0, 1) draws on every device.
+  BackendOptions uniform = depth8(3);
+  uniform.model.bn_gamma_init = BnGammaInit::kUniform;
+  const std::unique_ptr<Backend> u = bt.make(uniform, 16);
+  const auto uniform_init = initial_state(u->spec(), 3);
+  const auto ust = u->state();
+  for (size_t i = 0; i < uniform_init.size(); ++i) CHECK(ust[i].data == uniform_init[i].data);
+  CHECK(find_tensor(ust, "bn1.weight").data != find_tensor(st, "bn1.weight").data);
+}
+
+// restore_train_totals (a resumed epoch): the running sums continue from the saved ones.
+inline void train_totals_continue_from_restored(const BackendUnderTest& bt) {
+  const std::unique_ptr<Backend> a = bt.make(depth8(11), 16), b = bt.make(depth8(11), 16);
+  prepare(*a);
+  prepare(*b);
+  const TrainTotals earlier{12.375, 5, 40};
+  b->restore_train_totals(earlier);
+  step(*a, 0);
+  step(*b, 0);
+  const TrainTotals ta = a->take_train_totals(), tb = b->take_train_totals();
+  CHECK(tb.count == earlier.count + ta.count);
+  CHECK(tb.loss_sum == Approx(earlier.loss_sum + ta.loss_sum).epsilon(1e-6));
+  if (bt.same_bits_across_instances)
+    CHECK(tb.errors == earlier.errors + ta.errors);
+  else  // other cuDNN algorithms, other rounding: a near tie in the logits may flip one prediction
+    CHECK(std::llabs(tb.errors - earlier.errors - ta.errors) <= 1);
+  CHECK(b->take_train_totals().count == 0);  // taken: the sums start again from zero
 }
 
 inline void state_round_trip_and_continuation(const BackendUnderTest& bt) {
@@ -228,6 +258,10 @@ inline void argument_checks(const BackendUnderTest& bt) {
             TAGS "[contract][state]") {                                                                             \
     BEFORE;                                                                                                         \
     sd::test::contract::state_round_trip_and_continuation(UNDER_TEST);                                             \
+  }                                                                                                                 \
+  TEST_CASE(NAME " backend contract: restored training totals continue the running sums", TAGS "[contract]") {     \
+    BEFORE;                                                                                                         \
+    sd::test::contract::train_totals_continue_from_restored(UNDER_TEST);                                           \
   }                                                                                                                 \
   TEST_CASE(NAME " backend contract: every public call checks its arguments", TAGS "[contract]") {                 \
     BEFORE;                                                                                                         \

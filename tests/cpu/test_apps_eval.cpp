@@ -85,9 +85,28 @@ TEST_CASE("sd_eval refuses missing, truncated and foreign checkpoints with one l
   check_error_line(run_app("sd_eval", "--device cpu --checkpoint " + q(tmp.path() / "text.safetensors")),
                    "text.safetensors: not a safetensors file", 1);
 
+  std::string flipped = good;
+  flipped[good.size() - 4] ^= char(1);
+  std::ofstream(tmp.path() / "flipped.safetensors", std::ios::binary) << flipped;
+  check_error_line(run_app("sd_eval", "--device cpu --checkpoint " + q(tmp.path() / "flipped.safetensors")),
+                   "flipped.safetensors: corrupt: the data's CRC-32 is", 1);
+
   check_error_line(run_app("sd_eval", "--device cpu"), "--checkpoint is required", 2);
   check_error_line(run_app("sd_eval", "--device cpu --checkpoint x --frobnicate"), "--frobnicate", 2);
   check_error_line(run_app("sd_eval", "--checkpoint " + q(sd::test::reference_run() / "last.safetensors") +
                                           " --device cpu --data-dir " + q(tmp.path() / "nodata")),
                    "nodata: no such directory", 1);
+}
+
+TEST_CASE("sd_eval scores a checkpoint without a checksum, with a note on stderr", "[apps]") {
+  const sd::test::TempDir tmp;
+  const auto path = tmp.path() / "old.safetensors";
+  std::ofstream(path, std::ios::binary) << sd::test::without_checksum(read_file(sd::test::reference_run() / "best.safetensors"));
+  const std::string cmd = std::string(SD_BIN_DIR) + "/sd_eval --device cpu --json --checkpoint " + q(path);
+  const RunResult r = sd::test::run_command(cmd + " 2>/dev/null");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(nlohmann::json::parse(r.output)["test"]["error"].is_number());  // stdout stays one JSON object
+  const RunResult noted = sd::test::run_command(cmd + " 2>&1 >/dev/null");
+  CHECK(noted.output.find("sd_eval: note: " + path.string() + " has no data checksum") != std::string::npos);
 }

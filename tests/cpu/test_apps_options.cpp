@@ -51,6 +51,7 @@ TEST_CASE("sd_train defaults are the paper's", "[apps]") {
   CHECK(o.run.split == "paper");
   CHECK(o.run.train.seed == 31415);
   CHECK(o.run.precision == "fp32");
+  CHECK(o.run.model.bn_gamma_init == sd::BnGammaInit::kOne);
   CHECK(o.data_dir == "data/cifar-10-batches-bin");
   CHECK(o.device == "cuda");
   CHECK(o.out == "runs/d110-lin_decay0.5-paper-s31415");
@@ -72,6 +73,9 @@ TEST_CASE("sd_train options are read and remembered as given", "[apps]") {
   CHECK(o.given.count("--nesterov"));  // the negated form counts as giving the flag
   CHECK_FALSE(o.given.count("--epochs"));
   CHECK(parse({"--lr-steps", "none"}).run.train.lr_steps.empty());
+  const sd::apps::TrainOptions u = parse({"--bn-gamma-init", "uniform"});
+  CHECK(u.run.model.bn_gamma_init == sd::BnGammaInit::kUniform);
+  CHECK(u.out == "runs/d110-lin_decay0.5-paper-s31415-gamma-uniform");  // not the γ = 1 run's folder
 }
 
 TEST_CASE("sd_train refuses bad values, naming the flag", "[apps]") {
@@ -88,6 +92,8 @@ TEST_CASE("sd_train refuses bad values, naming the flag", "[apps]") {
   CHECK_THAT(usage_error(Args{"--lr-steps", "0.75,0.5"}), Catch::StartsWith("--lr-steps: lr steps out of order"));
   CHECK_THAT(usage_error(Args{"--lr-steps", "0.5,abc"}), Catch::StartsWith("--lr-steps 0.5,abc: 'abc' is not a number"));
   CHECK_THAT(usage_error(Args{"--lr-steps", "0.5,1.5"}), Catch::StartsWith("--lr-steps: lr step 1.5 is outside"));
+  CHECK_THAT(usage_error(Args{"--bn-gamma-init", "zero"}),
+             Catch::StartsWith("--bn-gamma-init: unknown BN gamma initialisation 'zero' (one or uniform)"));
   CHECK_THAT(usage_error(Args{"--split", "half"}), Catch::StartsWith("--split: unknown split 'half'"));
   CHECK_THAT(usage_error(Args{"--precision", "bf16"}), Catch::StartsWith("--precision bf16: not supported"));
   CHECK_THAT(usage_error(Args{"--subset", "-1"}), Catch::StartsWith("--subset -1"));
@@ -104,15 +110,20 @@ TEST_CASE("config differences name the flag and both values", "[checkpoint]") {
   CHECK(sd::config_differences(a, b).empty());
   b.model.depth = 20;
   b.train.lr_steps = {0.3, 0.6};
+  b.model.bn_gamma_init = sd::BnGammaInit::kUniform;
   const auto d = sd::config_differences(a, b);
-  REQUIRE(d.size() == 2);
+  REQUIRE(d.size() == 3);
   CHECK(d[0].field == "depth");
   CHECK(sd::apps::flag_for_config_field(d[0].field) == "--depth");
   CHECK(d[0].checkpoint_value == "110");
   CHECK(d[0].run_value == "20");
-  CHECK(d[1].field == "lr_steps");
-  CHECK(sd::apps::flag_for_config_field(d[1].field) == "--lr-steps");
-  CHECK(d[1].checkpoint_value == "0.5,0.75");
+  CHECK(d[1].field == "bn_gamma_init");
+  CHECK(sd::apps::flag_for_config_field(d[1].field) == "--bn-gamma-init");
+  CHECK(d[1].checkpoint_value == "one");
+  CHECK(d[1].run_value == "uniform");
+  CHECK(d[2].field == "lr_steps");
+  CHECK(sd::apps::flag_for_config_field(d[2].field) == "--lr-steps");
+  CHECK(d[2].checkpoint_value == "0.5,0.75");
 }
 
 TEST_CASE("every run setting config_differences reports has the flag sd_train sets it with", "[checkpoint]") {
@@ -120,6 +131,7 @@ TEST_CASE("every run setting config_differences reports has the flag sd_train se
   b.model.depth = 20;
   b.model.death_mode = sd::DeathMode::kUniform;
   b.model.death_rate = 0.2;
+  b.model.bn_gamma_init = sd::BnGammaInit::kUniform;
   b.sgd.momentum = 0.5f;
   b.sgd.nesterov = false;
   b.sgd.weight_decay = 0.0f;

@@ -107,17 +107,17 @@ void check_aggregation(const fs::path& sweep) {
       ips.push_back(sum / double(lines.size()));
     }
     check_stat(c["images_per_second"], ips);
-    // The learning curves: per epoch over the seeds (validation error here: test error is not
-    // evaluated every epoch), and the first convolution's mean |gradient|.
-    CHECK(j["curve_quantity"] == "validation_error");
+    // The learning curves: per epoch over the seeds (test error: sd_train evaluates it every epoch),
+    // and the first convolution's mean |gradient|.
+    CHECK(j["curve_quantity"] == "test_error");
     REQUIRE(c["curve"].size() == 3);
     for (size_t e = 0; e < 3; ++e) {
       std::vector<double> err, grad;
       for (const auto& lines : metrics[cell]) {
-        err.push_back(*number(lines[e], "validation_error"));
+        err.push_back(*number(lines[e], "test_error"));
         grad.push_back(*number(lines[e], "conv1_grad_abs_mean"));
       }
-      check_stat(c["curve"][e]["validation_error"], err);
+      check_stat(c["curve"][e]["test_error"], err);
       check_stat(c["curve"][e]["conv1_grad_abs_mean"], grad);
     }
   }

@@ -6,14 +6,18 @@
 
 #include <array>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 extern char** environ;
 
@@ -52,9 +56,8 @@ struct RunResult {
   std::string output;     // stdout and stderr together
 };
 
-// Runs `args` (a shell command line, appended to the binary's path) and captures its output.
-inline RunResult run_app(const std::string& app, const std::string& args) {
-  const std::string cmd = std::string(SD_BIN_DIR) + "/" + app + " " + args + " 2>&1";
+// Runs a shell command line and captures its standard output.
+inline RunResult run_command(const std::string& cmd) {
   RunResult r;
   FILE* pipe = popen(cmd.c_str(), "r");
   if (!pipe) throw std::runtime_error("popen failed: " + cmd);
@@ -67,6 +70,25 @@ inline RunResult run_app(const std::string& app, const std::string& args) {
   if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
   if (r.exit_code > 128 && r.exit_code != 130) r.signal = r.exit_code - 128;
   return r;
+}
+
+// Runs `args` (a shell command line, appended to the binary's path) and captures its output.
+inline RunResult run_app(const std::string& app, const std::string& args) {
+  return run_command(std::string(SD_BIN_DIR) + "/" + app + " " + args + " 2>&1");
+}
+
+// A safetensors file as one without a data checksum (an older sdnet's, another tool's): the same
+// tensors and data, "data_crc32" dropped from the header's metadata.
+inline std::string without_checksum(const std::string& file) {
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, file.data(), 8);
+  nlohmann::ordered_json header = nlohmann::ordered_json::parse(file.substr(8, header_len));
+  header["__metadata__"].erase("data_crc32");
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  const uint64_t n = text.size();
+  std::string out(reinterpret_cast<const char*>(&n), 8);
+  return out + text + file.substr(8 + header_len);
 }
 
 // Starts `command` (a shell command line, its output redirected by the caller) with exec, so that

@@ -2,10 +2,13 @@
 // else is refused with one line naming the file.
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <iostream>
 #include <limits>
 
 #include <catch2/catch.hpp>
 
+#include "apps/common/run_log.h"
 #include "engine/train/checkpoint.h"
 #include "engine/train/safetensors.h"
 #include "models/spec/resnet_spec.h"
@@ -18,6 +21,7 @@ sd::Checkpoint sample_checkpoint(int depth = 8) {
   ck.config.model.depth = depth;
   ck.config.model.death_mode = sd::DeathMode::kUniform;
   ck.config.model.death_rate = 0.3;
+  ck.config.model.bn_gamma_init = sd::BnGammaInit::kUniform;
   ck.config.train.epochs = 7;
   ck.config.train.learning_rate = 0.05;
   ck.config.train.lr_steps = {0.25, 0.5, 0.9};
@@ -97,9 +101,16 @@ TEST_CASE("a last checkpoint loads back exactly, with config and trainer state",
   CHECK(raw.metadata.at("depth") == "8");
   CHECK(raw.metadata.at("death_mode") == "uniform");
   CHECK(raw.metadata.at("death_rate") == "0.3");
+  CHECK(raw.metadata.at("bn_gamma_init") == "uniform");
+  CHECK(back.config.model.bn_gamma_init == sd::BnGammaInit::kUniform);
   CHECK(raw.metadata.at("epoch") == "3");
   CHECK(raw.metadata.at("split") == "full");
+  // The std reads back exactly, as a float and as a double (Python's float()): 63.12345504760742.
   CHECK(std::stof(raw.metadata.at("normalization.std")) == ck.normalization.std);
+  CHECK(std::stod(raw.metadata.at("normalization.std")) == double(ck.normalization.std));
+  CHECK(raw.metadata.at("normalization.std") == "63.12345504760742");
+  CHECK(back.checksum_verified);
+  CHECK(raw.metadata.at("data_crc32").size() == 8);
   CHECK(sd::find_tensor(raw.tensors, "normalization.mean").shape == std::vector<int64_t>{3, 32, 32});
 }
 
@@ -109,12 +120,30 @@ TEST_CASE("trainer state with a best epoch survives the JSON round trip exactly"
   s.best_validation_error = 0.0712;
   s.best_epoch = 8;
   s.test_error_at_best = 0.0823;
+  s.last_best_epoch = 9;
+  s.best_epochs_tied = 2;
+  s.test_error_at_last_best = 0.0811;
+  s.test_error_sum_at_best = 0.0823 + 0.0811;
   s.last_test_error = 0.1 + 0.2;
   const sd::TrainerState back = sd::trainer_state_from_json(nlohmann::json::parse(sd::to_json(s).dump()));
   CHECK(back.best_validation_error == s.best_validation_error);
   CHECK(back.best_epoch == 8);
   CHECK(back.test_error_at_best == s.test_error_at_best);
+  CHECK(back.last_best_epoch == 9);
+  CHECK(back.best_epochs_tied == 2);
+  CHECK(back.test_error_at_last_best == s.test_error_at_last_best);
+  CHECK(back.test_error_sum_at_best == s.test_error_sum_at_best);
   CHECK(back.last_test_error == s.last_test_error);
+
+  // Written before the ties were kept: the best epoch stands alone.
+  nlohmann::json old = sd::to_json(s);
+  for (const char* key : {"last_best_epoch", "best_epochs_tied", "test_error_at_last_best", "test_error_sum_at_best"})
+    old.erase(key);
+  const sd::TrainerState from_old = sd::trainer_state_from_json(old);
+  CHECK(from_old.last_best_epoch == 8);
+  CHECK(from_old.best_epochs_tied == 1);
+  CHECK(from_old.test_error_at_last_best == s.test_error_at_best);
+  CHECK(from_old.test_error_sum_at_best == s.test_error_at_best);
 }
 
 TEST_CASE("a best checkpoint holds the model without momentum buffers", "[checkpoint]") {
@@ -163,4 +192,100 @@ TEST_CASE("checkpoints that are missing, truncated, foreign or incomplete are re
   const auto corrupt = dir.path() / "corrupt.safetensors";
   sd::save_safetensors(corrupt, st.tensors, st.metadata);
   CHECK_THAT(load_error(corrupt), Catch::Contains("corrupt.safetensors: corrupt metadata"));
+}
+
+TEST_CASE("a checkpoint from before --bn-gamma-init loads as gamma = 1", "[checkpoint]") {
+  const sd::test::TempDir dir;
+  const auto path = dir.path() / "old.safetensors";
+  sd::save_checkpoint(path, sample_checkpoint());
+  sd::Safetensors st = sd::load_safetensors(path);
+  auto config = nlohmann::json::parse(st.metadata.at("config"));
+  config.erase("bn_gamma_init");
+  st.metadata["config"] = config.dump();
+  st.metadata.erase("bn_gamma_init");
+  sd::save_safetensors(path, st.tensors, st.metadata);
+  CHECK(sd::load_checkpoint(path).config.model.bn_gamma_init == sd::BnGammaInit::kOne);
+
+  config["bn_gamma_init"] = "normal";
+  st.metadata["config"] = config.dump();
+  sd::save_safetensors(path, st.tensors, st.metadata);
+  CHECK_THAT(load_error(path), Catch::Contains("old.safetensors: corrupt metadata") &&
+                                   Catch::Contains("unknown BN gamma initialisation 'normal'"));
+}
+
+TEST_CASE("a checkpoint whose data bytes changed is refused naming the file, one without a checksum loads", "[checkpoint]") {
+  const sd::test::TempDir dir;
+  const auto path = dir.path() / "last.safetensors";
+  sd::save_checkpoint(path, sample_checkpoint());
+  const std::string good = sd::test::read_file(path);
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, good.data(), 8);
+  const size_t data_start = 8 + header_len;
+
+  // 1 000 bytes flipped across the data (the issue's case), then a single bit in the last byte.
+  std::string bad = good;
+  for (size_t i = 0; i < 1000; ++i) bad[data_start + (i * 7919) % (bad.size() - data_start)] ^= char(0x5a);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bad;
+  const std::string e = load_error(path);
+  CHECK_THAT(e, Catch::StartsWith(path.string() + ": corrupt: the data's CRC-32 is "));
+  CHECK(e.find('\n') == std::string::npos);
+  bad = good;
+  bad.back() ^= char(1);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bad;
+  CHECK_THAT(load_error(path), Catch::Contains("corrupt: the data's CRC-32"));
+
+  // Without a checksum (an older file, another writer): loads, unverified, and the programs say so.
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << sd::test::without_checksum(good);
+  const sd::Checkpoint unverified = sd::load_checkpoint(path);
+  CHECK_FALSE(unverified.checksum_verified);
+  CHECK(unverified.tensors.size() == sample_checkpoint().tensors.size());
+  CHECK_THAT(sd::unverified_note(path), Catch::Contains(path.string() + " has no data checksum"));
+}
+
+TEST_CASE("a ResNet-110 run directory, carried from slice to slice, stays under 16 MiB", "[checkpoint]") {
+  // What a time slice hands to the next: last.safetensors (with momentum), metrics.jsonl of all 500
+  // epochs, config.json, summary.json. best.safetensors (the model alone) is listed apart.
+  const sd::test::TempDir dir;
+  sd::Checkpoint ck;
+  ck.config.model.depth = 110;
+  ck.trainer.epochs_done = 500;
+  ck.normalization.mean.assign(sd::kImageBytes, 1.0f / 3.0f);
+  ck.normalization.std = 64.14960479736328f;
+  const sd::ResNetSpec spec = sd::make_resnet_spec(ck.config.model);
+  ck.tensors = sd::initial_state(spec, 1);
+  size_t parameters = 0;
+  for (const sd::TensorSpec& t : spec.tensors)
+    if (t.trainable()) {
+      sd::NamedTensor m{sd::momentum_name(t.name), t.shape, {}};
+      m.data.assign(size_t(m.numel()), 0.1f);
+      parameters += m.data.size();
+      ck.tensors.push_back(m);
+    }
+  CHECK(parameters == 1727962);
+  sd::save_checkpoint(dir.path() / "last.safetensors", ck);
+  ck.kind = sd::CheckpointKind::kBest;
+  sd::save_checkpoint(dir.path() / "best.safetensors", ck);
+
+  // Every figure of a metrics line at full length (17 significant digits), ETA in the hours.
+  sd::EpochRecord r;
+  r.epoch = 500;
+  r.learning_rate = 0.0010000000000000002;
+  r.train_loss = r.train_error = r.mean_active_blocks = 1.0 / 3.0;
+  r.validation_loss = r.validation_error = r.test_error = 2.0 / 3.0;
+  r.seconds = r.images_per_second = r.eta_seconds = 12345.678901234567;
+  std::string metrics;
+  for (int e = 0; e < 500; ++e) metrics += sd::apps::epoch_json(r).dump() + "\n";
+  const std::string config = sd::to_json(ck.config).dump(2) + "\n";
+  const std::string summary = sd::apps::summary_json(ck.config, ck.trainer).dump(2) + "\n";
+
+  const auto last = std::filesystem::file_size(dir.path() / "last.safetensors");
+  const auto best = std::filesystem::file_size(dir.path() / "best.safetensors");
+  const size_t carried = last + metrics.size() + config.size() + summary.size();
+  std::cout << "ResNet-110 run directory: last.safetensors " << last << " B, metrics.jsonl (500 epochs) "
+            << metrics.size() << " B, config.json " << config.size() << " B, summary.json " << summary.size()
+            << " B: " << carried << " B = " << double(carried) / (1 << 20) << " MiB; best.safetensors " << best
+            << " B apart" << std::endl;
+  // 2 × 1 727 962 parameters and momenta, 8 096 running statistics, the 3 072-value mean image.
+  CHECK(last > (2 * 1727962 + 8096 + 3072) * 4);
+  CHECK(carried < size_t(16) << 20);
 }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "engine/train/atomic_file.h"
@@ -65,7 +66,23 @@ TEST_CASE("safetensors round trip keeps names, shapes, values, order and metadat
     CHECK(back.tensors[i].shape == tensors[i].shape);
     CHECK(std::memcmp(back.tensors[i].data.data(), tensors[i].data.data(), tensors[i].data.size() * 4) == 0);
   }
-  CHECK(back.metadata == meta);
+  std::map<std::string, std::string> with_checksum = meta;
+  with_checksum["data_crc32"] = fmt::format("{:08x}", sd::crc32_of(bytes.substr(8 + header_len)));
+  CHECK(back.metadata == with_checksum);
+  CHECK(back.checksum_verified);
+}
+
+TEST_CASE("safetensors CRC-32 is zlib's, a mismatch is refused, a file without one reads unverified", "[safetensors]") {
+  CHECK(sd::crc32_of("123456789") == 0xCBF43926u);  // the standard check value of CRC-32
+  CHECK(sd::crc32_of("") == 0u);
+  std::string bytes = sd::encode_safetensors(sample_tensors(), {{"data_crc32", "stale"}});  // replaced
+  CHECK(sd::decode_safetensors(bytes, "mem").checksum_verified);
+  bytes[bytes.size() - 5] ^= char(0x10);
+  CHECK_THAT(decode_error(bytes), Catch::StartsWith("x.safetensors: corrupt: the data's CRC-32 is ") &&
+                                      Catch::Contains("changed after it was written"));
+  const sd::Safetensors other = sd::decode_safetensors(sd::test::without_checksum(bytes), "mem");
+  CHECK_FALSE(other.checksum_verified);
+  CHECK(other.tensors.size() == 3);
 }
 
 TEST_CASE("safetensors reads a file written by another tool, in data order", "[safetensors]") {

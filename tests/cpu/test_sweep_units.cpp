@@ -44,7 +44,7 @@ TEST_CASE("sweep grid lists parse, and refuse what is not a list of values", "[s
   CHECK_THAT(usage_error([] { parse_depths("--depths", "8,"); }), Catch::StartsWith("--depths '8,': expected a list"));
 }
 
-TEST_CASE("sweep grids with an unknown mode, a rate outside [0, 1) or an impossible depth are refused", "[sweep]") {
+TEST_CASE("sweep grids with an unknown mode, a rate outside 0..1 or an impossible depth are refused", "[sweep]") {
   const SweepGrid good{{1}, {0, 0.5}, {"lin_decay", "uniform"}, {8, 110}};
   CHECK_NOTHROW(validate_grid(good));
   SweepGrid g = good;
@@ -103,7 +103,7 @@ TEST_CASE("sweep ETA: work over the pace of finished runs, spread over the devic
   CHECK(*eta.eta_seconds(0, {}) == Approx(0.0));
 }
 
-TEST_CASE("--device parses cpu, cuda and cuda:N; a missing GPU's message names those present", "[apps]") {
+TEST_CASE("the device option parses cpu, cuda and cuda:N, and a missing GPU's message names those present", "[apps]") {
   CHECK_FALSE(parse_device("cpu").cuda);
   CHECK(parse_device("cuda").cuda);
   CHECK(parse_device("cuda").index == 0);

@@ -28,21 +28,24 @@ class ScriptedBackend : public Backend {
   std::string device_name() const override { return "scripted"; }
   const ResNetSpec& spec() const override { return spec_; }
   TrainTotals take_train_totals() override { return std::exchange(pending, TrainTotals{}); }
+  void restore_train_totals(const TrainTotals& totals) override { pending = totals; }
 
  protected:
   void do_set_normalization(const Normalization&) override {}
   void do_set_images(ImageSetRole role, const ImageSet& images) override { sizes[int(role)] = images.size(); }
   void do_train_step(const StepInput& in) override {
+    if (clock) *clock += step_cost;
     steps.push_back({{in.indices.begin(), in.indices.end()}, in.epoch, in.step, {in.gates.begin(), in.gates.end()},
                      in.learning_rate});
     pending.loss_sum += loss_per_image * double(in.indices.size());
     pending.count += int64_t(in.indices.size());
   }
   EvalResult do_evaluate(ImageSetRole role) override {
+    if (clock) *clock += eval_cost;
     evaluations.push_back(role);
     EvalResult r;
     r.predictions.assign(sizes[int(role)], 0);
-    const double rate = role == ImageSetRole::kValidation ? next_validation_error() : 0.25;
+    const double rate = role == ImageSetRole::kValidation ? next(validation_script, 0.5) : next(test_script, 0.25);
     r.errors = int64_t(std::lround(rate * double(r.predictions.size())));
     return r;
   }
@@ -50,9 +53,10 @@ class ScriptedBackend : public Backend {
   void load_flat_state(const FlatState&) override {}
 
  public:
-  double next_validation_error() {
-    const double e = validation_script.empty() ? 0.5 : validation_script.front();
-    if (!validation_script.empty()) validation_script.erase(validation_script.begin());
+  static double next(std::vector<double>& script, double otherwise) {
+    if (script.empty()) return otherwise;
+    const double e = script.front();
+    script.erase(script.begin());
     return e;
   }
 
@@ -60,9 +64,11 @@ class ScriptedBackend : public Backend {
   size_t sizes[3] = {0, 0, 0};
   std::vector<RecordedStep> steps;
   std::vector<ImageSetRole> evaluations;
-  std::vector<double> validation_script;
+  std::vector<double> validation_script, test_script;  // error rates of successive evaluations
   TrainTotals pending;
   double loss_per_image = 1.0;
+  double* clock = nullptr;  // a fake clock the steps and evaluations advance, when set
+  double step_cost = 0, eval_cost = 0;
 };
 
 DataSplit tiny_split(size_t train, size_t validation, size_t test) {
@@ -78,16 +84,38 @@ DataSplit tiny_split(size_t train, size_t validation, size_t test) {
   return d;
 }
 
+// Continues a stopped run (`stopped`, trained on `before`) on a fresh backend; checks that the two
+// parts take exactly the steps of the run never stopped (`straight`), and returns the continuation's
+// epoch records.
+std::vector<EpochRecord> resume_rest(const TrainConfig& c, const DataSplit& data, const TrainerState& stopped,
+                                     const ScriptedBackend& before, const ScriptedBackend& straight) {
+  ScriptedBackend rest(before.spec_.config.depth);
+  Trainer resumed(c, rest, data);
+  resumed.restore(stopped);
+  std::vector<EpochRecord> records;
+  REQUIRE(resumed.run([&](const EpochRecord& r, const TrainerState&) { records.push_back(r); }));
+  std::vector<RecordedStep> joined = before.steps;
+  joined.insert(joined.end(), rest.steps.begin(), rest.steps.end());
+  CHECK(joined == straight.steps);
+  CHECK(rest.pending.count == 0);  // everything trained was taken into an epoch's figures
+  return records;
+}
+
 }  // namespace
 
-TEST_CASE("the learning rate steps down at 50 and 75 percent of the epochs", "[trainer]") {
+TEST_CASE("the learning rate steps down as the official code: 1-based epochs 250 and 375 of 500", "[trainer]") {
   TrainConfig c;  // 500 epochs, 0.1, steps 0.5 and 0.75
-  CHECK(learning_rate_at(c, 0) == Approx(0.1));
-  CHECK(learning_rate_at(c, 249) == Approx(0.1));   // epoch 250 (1-based)
-  CHECK(learning_rate_at(c, 250) == Approx(0.01));  // epoch 251
-  CHECK(learning_rate_at(c, 374) == Approx(0.01));
-  CHECK(learning_rate_at(c, 375) == Approx(0.001));
+  CHECK(learning_rate_at(c, 0) == 0.1);
+  CHECK(learning_rate_at(c, 248) == 0.1);               // epoch 249 (1-based): epochCounter < 250
+  CHECK(learning_rate_at(c, 249) == Approx(0.01));      // epoch 250
+  CHECK(learning_rate_at(c, 373) == Approx(0.01));      // epoch 374
+  CHECK(learning_rate_at(c, 374) == Approx(0.001));     // epoch 375
   CHECK(learning_rate_at(c, 499) == Approx(0.001));
+  // Any count: a fraction that falls between epochs drops at the first 1-based epoch at or past it.
+  c.epochs = 3;
+  CHECK(learning_rate_at(c, 0) == 0.1);            // 1 < 1.5
+  CHECK(learning_rate_at(c, 1) == Approx(0.01));   // 2 >= 1.5, 2 < 2.25
+  CHECK(learning_rate_at(c, 2) == Approx(0.001));  // 3 >= 2.25
 }
 
 TEST_CASE("training configurations are validated with clear messages", "[trainer]") {
@@ -142,25 +170,37 @@ TEST_CASE("gates of each step are the sampler's draws for the global step", "[tr
   for (const RecordedStep& st : backend.steps) CHECK(st.gates == sampler.draw_step(st.step));
 }
 
-TEST_CASE("test error is measured at each new best validation error and at the end", "[trainer]") {
+TEST_CASE("validation and test error every epoch, and the ties at the best validation error are kept", "[trainer]") {
   ScriptedBackend backend(8);
-  backend.validation_script = {0.5, 0.4, 0.45, 0.3, 0.35};
+  // Validation (20 images): new bests at epochs 1, 2, 5; epoch 4 ties the best of its time, 6 and
+  // 8 tie the final best. Test (40 images): 0.2, 0.175, ... so each epoch's is known.
+  backend.validation_script = {0.5, 0.4, 0.45, 0.4, 0.3, 0.3, 0.35, 0.3};
+  backend.test_script = {0.2, 0.175, 0.15, 0.125, 0.1, 0.075, 0.05, 0.025};
   TrainConfig c;
-  c.epochs = 5;
+  c.epochs = 8;
   c.batch_size = 10;
   Trainer trainer(c, backend, tiny_split(20, 20, 40));
   std::vector<EpochRecord> records;
   REQUIRE(trainer.run([&](const EpochRecord& r, const TrainerState&) { records.push_back(r); }));
-  REQUIRE(records.size() == 5);
-  const bool expect_best[5] = {true, true, false, true, false};
-  for (int i = 0; i < 5; ++i) {
+  REQUIRE(records.size() == 8);
+  const bool expect_best[8] = {true, true, false, false, true, false, false, false};
+  const bool expect_tie[8] = {false, false, false, true, false, true, false, true};
+  for (int i = 0; i < 8; ++i) {
     INFO("epoch " << i + 1);
     CHECK(records[size_t(i)].new_best == expect_best[i]);
-    CHECK(records[size_t(i)].test_error.has_value() == (expect_best[i] || i == 4));
+    CHECK(records[size_t(i)].ties_best == expect_tie[i]);
+    REQUIRE(records[size_t(i)].test_error.has_value());
+    CHECK(*records[size_t(i)].test_error == Approx(0.2 - 0.025 * i));
   }
-  CHECK(trainer.state().best_epoch == 4);
-  CHECK(trainer.state().best_validation_error == Approx(0.3));
-  CHECK(trainer.state().test_error_at_best == Approx(0.25));
+  const TrainerState& s = trainer.state();
+  CHECK(s.best_validation_error == 0.3);
+  CHECK(s.best_epoch == 5);  // the first epoch of the best validation error: the reported number's
+  CHECK(s.test_error_at_best == 0.1);
+  CHECK(s.last_best_epoch == 8);
+  CHECK(s.best_epochs_tied == 3);
+  CHECK(s.test_error_at_last_best == 0.025);
+  CHECK(s.test_error_sum_at_best / s.best_epochs_tied == Approx((0.1 + 0.075 + 0.025) / 3));
+  CHECK(s.last_test_error == 0.025);
   CHECK(records[0].train_loss == Approx(1.0));
 }
 
@@ -205,17 +245,62 @@ TEST_CASE("a run stopped mid-epoch and resumed takes exactly the same steps", "[
   CHECK(interrupted.state().step_in_epoch == 4);
   CHECK(interrupted.state().partial.count == 32);
 
-  ScriptedBackend rest(14);
-  Trainer resumed(c, rest, data);
-  resumed.restore(interrupted.state());
-  std::vector<EpochRecord> records;
-  REQUIRE(resumed.run([&](const EpochRecord& r, const TrainerState&) { records.push_back(r); }));
-  std::vector<RecordedStep> joined = stopping.steps;
-  joined.insert(joined.end(), rest.steps.begin(), rest.steps.end());
-  CHECK(joined == straight.steps);
+  const std::vector<EpochRecord> records = resume_rest(c, data, interrupted.state(), stopping, straight);
   REQUIRE(records.size() == 2);
   CHECK(records[0].epoch == 2);
   CHECK(records[0].train_loss == Approx(1.0));  // the 32 images before the stop are counted
+}
+
+TEST_CASE("a time limit stops before the step that would not fit, and the run resumes exactly", "[trainer]") {
+  // A fake clock: a step takes 1 s, an evaluation 0.5 s (validation and test: 1 s an epoch), the
+  // epoch's checkpoint 2 s; before one is timed the guess is 3 s. Limit 15 s.
+  //   epoch 1: steps at t = 0..3 fit (the last needs 3 steps + eval 2 batches + 2 checkpoints:
+  //            3 + 11 = 14 <= 15); eval to t = 5, checkpoint to t = 7.
+  //   epoch 2: steps at t = 7, 8, 9 fit (1 + 2 queued + 2 checkpoint = 5: 14 <= 15); the last
+  //            one would end at 10 + 3 + 1 + 2 + 2 = 18: stop after step 3 of epoch 2, at t = 10,
+  //            leaving the 2 s the checkpoint on stopping takes (12 <= 15).
+  TrainConfig c;
+  c.epochs = 3;
+  c.batch_size = 10;
+  const DataSplit data = tiny_split(40, 10, 10);
+  double now = 0;
+  ScriptedBackend sliced(8);
+  sliced.clock = &now;
+  sliced.step_cost = 1.0;
+  sliced.eval_cost = 0.5;
+  TimeLimit limit(15.0, 0.0, 3.0, [&] { return now; });
+  Trainer first(c, sliced, data);
+  int epochs_seen = 0;
+  CHECK_FALSE(first.run([&](const EpochRecord&, const TrainerState&) { now += 2.0, ++epochs_seen; }, nullptr, &limit));
+  CHECK(limit.expired());
+  CHECK_FALSE(limit.fits_step(false, 0));  // it stays expired
+  CHECK(epochs_seen == 1);
+  CHECK(first.state().epochs_done == 1);
+  CHECK(first.state().step_in_epoch == 3);
+  CHECK(first.state().partial.count == 30);
+  CHECK(now == 10.0);
+  CHECK(limit.step_seconds() == 1.0);
+
+  ScriptedBackend straight(8);
+  REQUIRE(Trainer(c, straight, data).run(nullptr));
+  const std::vector<EpochRecord> records = resume_rest(c, data, first.state(), sliced, straight);
+  REQUIRE(records.size() == 2);
+  CHECK(records[0].epoch == 2);
+  CHECK(records[0].train_loss == 1.0);  // the backend's sums continued from the 30 images before the stop
+}
+
+TEST_CASE("a time limit too short for any step stops before the first", "[trainer]") {
+  TrainConfig c;
+  c.epochs = 1;
+  c.batch_size = 10;
+  ScriptedBackend backend(8);
+  double now = 0;
+  TimeLimit limit(2.0, 0.0, 3.0, [&] { return now; });  // the checkpoint guess alone exceeds it
+  Trainer trainer(c, backend, tiny_split(20, 10, 10));
+  CHECK_FALSE(trainer.run(nullptr, nullptr, &limit));
+  CHECK(backend.steps.empty());
+  CHECK(trainer.state().epochs_done == 0);
+  CHECK(trainer.state().step_in_epoch == 0);
 }
 
 TEST_CASE("a non-finite training loss stops the run before that epoch is reported", "[trainer]") {

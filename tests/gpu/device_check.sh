@@ -5,6 +5,9 @@
 #   tests/gpu/device_check.sh sanitize   compute-sanitizer memcheck on the [sanitize] tests, racecheck
 #                                        on the kernels with shared memory ([bn], [classifier]),
 #                                        initcheck on the ResNet-8 model test (~3-8 min)
+#   tests/gpu/device_check.sh runtime    the programs on the device: run path without LD_LIBRARY_PATH,
+#                                        library versions and ResNet-110 planning time (sd_bench
+#                                        --verbose, a few steps), a time-limited sd_train (~2 min)
 #   tests/gpu/device_check.sh bench      every kernel variant timed at the network's shapes
 #                                        (build/bin/sd_kernel_bench: µs, GB/s, share of 4.8 TB/s; ~10 s)
 #   tests/gpu/device_check.sh apps       sd_train --device cuda:0 (and the one-line error for a GPU
@@ -35,7 +38,7 @@ if [ "$mode" = tests ] || [ "$mode" = all ]; then
   timeout 420 "$bin" --durations yes >"$out/tests.txt" 2>&1
   note "sd_gpu_tests rc=$?"
   grep -E "^SKIPPED|test cases|assertions" "$out/tests.txt" | sort | uniq -c | tee -a "$summary"
-  grep -E "^(cuDNN algorithms|  conv|CudaResNet|ResNet-|launches|stage|gradients|parameter updates|momentum)" \
+  grep -E "^(cuda:|cuDNN algorithms|  conv|CudaResNet|ResNet-|launches|stage|gradients|parameter updates|momentum)" \
     "$out/tests.txt" | head -60 >>"$summary"
   grep -B3 -A12 "FAILED" "$out/tests.txt" | head -150 >"$out/failures.txt"
 fi
@@ -66,6 +69,26 @@ if [ "$mode" = sanitize ] || [ "$mode" = all ]; then
   note "initcheck rc=$? ($(ours "$out/initcheck.txt"))"
   tail -3 "$out/initcheck.txt" | tee -a "$summary"
 fi
+if [ "$mode" = runtime ] || [ "$mode" = all ]; then
+  # The run path must find cuBLAS and cuDNN on a standard install, LD_LIBRARY_PATH unset.
+  env -u LD_LIBRARY_PATH ldd build/bin/sd_train >"$out/ldd-plain.txt" 2>&1
+  note "sd_train without LD_LIBRARY_PATH: $(grep -c "not found" "$out/ldd-plain.txt") libraries not found"
+  grep -E "cublas|cudnn|libz|not found" "$out/ldd-plain.txt" | tee -a "$summary"
+  # Versions (and their warning), planning time of ResNet-110 and its reuse by the second model.
+  timeout 300 build/bin/sd_bench --verbose --depth 110 --steps 20 --rounds 1 --warmup 5 \
+    --out "$out/bench.json" >"$out/bench.txt" 2>&1
+  note "sd_bench rc=$?"
+  grep -E "warning|^cuda:|cuDNN algorithms|planning|speed-up|^(stochastic|full)" "$out/bench.txt" | tee -a "$summary"
+  # A slice: the time limit must stop the run (status 75) within its budget, checkpoint written.
+  start=$(date +%s.%N)
+  timeout 200 build/bin/sd_train --depth 110 --synthetic 20000 --epochs 50 --time-limit 90 \
+    --out /tmp/sd-slice >"$out/slice.txt" 2>&1
+  rc=$?
+  note "sd_train --time-limit 90: rc=$rc (75 expected) after $(awk "BEGIN { print $(date +%s.%N) - $start }") s"
+  grep -E "^epoch|time limit|stopped|planned" "$out/slice.txt" | tail -6 | tee -a "$summary"
+  ls -l /tmp/sd-slice | tee -a "$summary"
+fi
+
 if [ "$mode" = apps ] || [ "$mode" = all ]; then
   # The apps on the GPU: ResNet-8 on generated images, so no data needs staging.
   data="--synthetic 2000 --batch-size 128"

@@ -21,7 +21,7 @@ TEST_CASE("gpu host: the library versions are the loaded libraries', without nee
   CHECK(env.cudnn == v.cudnn);
 }
 
-TEST_CASE("gpu --device cuda:N picks GPU N; one past the last names those present", "[gpu][device]") {
+TEST_CASE("gpu --device cuda:N picks GPU N, and one past the last names those present", "[gpu][device]") {
   SD_REQUIRE_CUDA_DEVICE();
   const std::vector<std::string> names = cuda::device_names();
   REQUIRE(!names.empty());

@@ -7,6 +7,13 @@
 
 #include <cuda_runtime.h>
 
+// The cuBLAS version this one stands for, as cublas_api.h declares it (cublasGetProperty and
+// cublasGetVersion report the same).
+#define CUBLAS_VER_MAJOR 13
+#define CUBLAS_VER_MINOR 0
+#define CUBLAS_VER_PATCH 0
+#define CUBLAS_VERSION (CUBLAS_VER_MAJOR * 10000 + CUBLAS_VER_MINOR * 100 + CUBLAS_VER_PATCH)
+
 enum cublasStatus_t {
   CUBLAS_STATUS_SUCCESS = 0,
   CUBLAS_STATUS_NOT_INITIALIZED = 1,

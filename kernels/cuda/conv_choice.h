@@ -1,0 +1,96 @@
+#pragma once
+// What a convolution plan decides, as plain host data without cuDNN types, so that the decisions —
+// which measured algorithm to prefer, and when a plan measured earlier may be reused — are plain
+// functions that tests check on any machine (tests/gpu, "gpu host:" cases). kernels/cuda/conv3x3.h
+// turns cuDNN's measurements into these and back.
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace sd::cuda {
+
+struct ConvShape {
+  int in_channels = 0, out_channels = 0, in_side = 0, stride = 1;
+  bool input_grad = true;  // false: no backward-data (the stem's input is the image), none measured
+  int out_side() const { return (in_side + 2 - 3) / stride + 1; }
+  auto key() const { return std::tuple(in_channels, out_channels, in_side, stride, input_grad); }
+  bool operator<(const ConvShape& o) const { return key() < o.key(); }
+  int64_t weight_numel() const { return int64_t(out_channels) * in_channels * 9; }
+};
+
+// Which algorithms may be measured. kNoTransforms leaves out FFT and Winograd (an escape hatch if
+// their rounding ever shows against the reference; SD_CUDNN_NO_TRANSFORMS=1 selects it).
+enum class ConvAlgoPolicy { kFastest, kNoTransforms };
+
+// The math type cuDNN reports for a measured algorithm. Every convolution runs under a descriptor
+// set to CUDNN_FMA_MATH (no TF32); kDefault results still run so, kTensorOp ones are never used.
+enum class ConvMath { kFma, kDefault, kTensorOp };
+const char* to_string(ConvMath math);  // "FMA", "DEFAULT", "TENSOR_OP"
+
+// One algorithm as cudnnFind* measured it, in cuDNN's order (fastest first).
+struct MeasuredAlgo {
+  int algo = 0;
+  bool ok = false;            // status CUDNN_STATUS_SUCCESS
+  ConvMath math = ConvMath::kFma;
+  bool deterministic = false;
+  bool transform = false;     // FFT or Winograd
+  float ms = 0;
+};
+
+// The candidates a plan may use, in the order to try them: measured successfully, never tensor-op
+// math, transforms only under kFastest; those labelled FMA before those labelled DEFAULT, within
+// each deterministic ones first (bit-reproducible steps), then cuDNN's order (fastest first).
+std::vector<MeasuredAlgo> rank_candidates(std::span<const MeasuredAlgo> measured, ConvAlgoPolicy policy);
+
+// The algorithm chosen for one direction.
+struct DirectionChoice {
+  int algo = 0;
+  ConvMath math = ConvMath::kFma;
+  bool deterministic = false;
+  float ms = 0;
+  std::string describe() const;  // "algo 1 FMA det (0.052 ms)"
+};
+
+// Everything a plan decided by measuring: reusable by any plan of the same key.
+struct PlanChoice {
+  // Without input_grad backward_data is unused (and counts as deterministic).
+  DirectionChoice forward, backward_data{0, ConvMath::kFma, true, 0}, backward_filter;
+  size_t workspace = 0;                                     // largest over directions and batches 1..max
+  bool deterministic() const;
+};
+
+// A plan measured once serves every later plan with the same shape, batch bound, policy, workspace
+// cap and device: building a second model in one process (sd_bench's stochastic and full depth, the
+// GPU tests' many models) then measures nothing again.
+struct PlanKey {
+  ConvShape shape;
+  int max_batch = 0;
+  ConvAlgoPolicy policy = ConvAlgoPolicy::kFastest;
+  size_t workspace_cap = 0;
+  int device = 0;
+  auto tie() const { return std::tuple(shape.key(), max_batch, policy, workspace_cap, device); }
+  bool operator<(const PlanKey& o) const { return tie() < o.tie(); }
+};
+
+class PlanCache {
+ public:
+  std::optional<PlanChoice> find(const PlanKey& key) const;
+  void insert(const PlanKey& key, const PlanChoice& choice);
+  size_t size() const;
+  void clear();
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<PlanKey, PlanChoice> choices_;
+};
+
+// The one cache of this process.
+PlanCache& process_plan_cache();
+
+}  // namespace sd::cuda
