@@ -137,7 +137,10 @@ void check_bn(cuda::Context& ctx, cuda::BatchNormVariant variant, const Case& k)
 
 }  // namespace
 
-TEST_CASE("gpu batch norm with and without ReLU matches the reference at the network shapes", "[gpu][bn][sanitize]") {
+// [network-shapes]: the two cases at full size, which the time-boxed sanitizer runs leave out
+// (scripts/test-sanitized): the case after them exercises the same code paths at small sizes.
+TEST_CASE("gpu batch norm with and without ReLU matches the reference at the network shapes",
+          "[gpu][bn][sanitize][network-shapes]") {
   SD_REQUIRE_CUDA_DEVICE();
   cuda::Context ctx;
   for (const cuda::BatchNormVariant variant : cuda::kBatchNormVariants)
@@ -161,7 +164,7 @@ TEST_CASE("gpu batch norm off the network's shapes: odd planes, misaligned tenso
   }
 }
 
-TEST_CASE("gpu batch norm repeats bit for bit", "[gpu][bn]") {
+TEST_CASE("gpu batch norm repeats bit for bit", "[gpu][bn][network-shapes]") {
   SD_REQUIRE_CUDA_DEVICE();
   cuda::Context ctx;
   for (const cuda::BatchNormVariant variant : cuda::kBatchNormVariants) {
