@@ -47,7 +47,7 @@ TEST_CASE("gpu --device cuda:N picks GPU N, and one past the last names those pr
             << "), runtime " << v.runtime << ", cuDNN " << v.cudnn << ", cuBLAS " << v.cublas << std::endl;
 }
 
-TEST_CASE("gpu --precision tf32 reaches the model's convolutions and cuBLAS; fp32 stays exact", "[gpu][device][tf32]") {
+TEST_CASE("gpu --precision tf32 reaches the model's convolutions and cuBLAS, fp32 stays exact", "[gpu][device][tf32]") {
   SD_REQUIRE_CUDA_DEVICE();
   BackendOptions o;
   o.model = {8, DeathMode::kLinDecay, 0.5};
