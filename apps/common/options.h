@@ -22,6 +22,7 @@ struct TrainOptions {
   std::string data_dir = "data/cifar-10-batches-bin";
   std::string out;  // empty until finish_train_options: then default_run_dir(run) if not given
   std::string device = "cuda";
+  std::string exec = "eager";  // --exec: how the CUDA engine issues a step (no effect on the results)
   bool resume = false;
   int stop_after = 0;  // > 0: stop (resumably) after this many epochs of this invocation
   std::set<std::string> given;  // the flags given on the command line ("--depth", ...)
@@ -34,6 +35,10 @@ void finish_train_options(const CLI::App& app, TrainOptions& options);
 
 // "--device cpu|cuda|cuda:N" (default cuda, which is cuda:0).
 void add_device_option(CLI::App& app, std::string& device);
+
+// "--exec eager|graph" (default eager): the CUDA engine launches every operation from the host, or
+// runs each training step as one CUDA graph with the gates drawn on the device (the same bits).
+void add_exec_option(CLI::App& app, std::string& exec);
 
 // The long flags of `app` given on its command line.
 std::set<std::string> given_options(const CLI::App& app);

@@ -68,6 +68,7 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop) 
     const double lr = learning_rate_at(config_, epoch);
     const std::vector<int32_t> order = epoch_order(config_.seed, uint32_t(epoch), train_size_);
     const auto t0 = Clock::now();
+    backend_.plan_epoch(order, uint32_t(epoch));  // a graph-executing engine uploads it once
 
     // Training: the last batch of an epoch is smaller when the set is not a multiple of the batch.
     for (int s = state_.step_in_epoch; s < steps_per_epoch_; ++s) {

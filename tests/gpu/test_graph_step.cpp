@@ -1,0 +1,254 @@
+// Graph execution (models/cuda/step_graph.cpp) against eager execution. Both run on ONE engine,
+// restarted from the same state: the same layers, buffers and cuDNN algorithms, so exact fp32
+// must give the same bits — parameters, momentum, running statistics, gradients, logits, losses
+// and the device's totals. The gate patterns close chains of identity blocks, a downsampling
+// block, the block before the pool and every block at once; the batch sizes include 72 (the
+// paper's last batch of an epoch); steps come as slices of a planned epoch (the device reads the
+// order), as batches outside it, and with the device drawing its own gates, which must equal the
+// host's draw.
+//
+// Kernel counts: a graph step runs the eager step's kernels plus the gate kernel (begin_step) —
+// so a closed block runs none of its own; a closed identity block costs one device-to-device copy
+// instead (its fixed output buffer). On the emulated device the replayed nodes are counted; on a GPU,
+// CUPTI counts what ran.
+#include <catch2/catch.hpp>
+
+#include <iostream>
+#include <vector>
+
+#include "engine/core/gates.h"
+#include "engine/train/trainer.h"
+#include "models/cuda/cuda_resnet.h"
+#include "tests/common/backend_contract.h"
+#include "tests/gpu/cupti_counter.h"
+#include "tests/gpu/gpu_compare.h"
+#include "tests/gpu/gpu_test.h"
+#include "tests/gpu/model_data.h"
+
+#if defined(SD_EMULATED_DEVICE)
+#include "engine/emu/settings.h"
+#endif
+
+using namespace sd;
+using sd::test::contract::step_input;
+
+namespace {
+
+constexpr uint64_t kSeed = 4242;
+
+BackendOptions graph_options(int depth) {
+  BackendOptions o;
+  o.model = ResNetConfig{depth, DeathMode::kLinDecay, 0.5};
+  o.seed = kSeed;
+  return o;
+}
+
+// Everything a run of training steps leaves behind.
+struct Outcome {
+  std::vector<NamedTensor> state, gradients;
+  std::vector<float> logits, losses;
+  TrainTotals totals;
+};
+
+void check_same(const Outcome& graph, const Outcome& eager) {
+  CHECK(gpu_test::states_bit_equal(graph.state, eager.state));
+  CHECK(gpu_test::states_bit_equal(graph.gradients, eager.gradients));
+  CHECK(gpu_test::bit_equal(graph.logits, eager.logits));
+  CHECK(gpu_test::bit_equal(graph.losses, eager.losses));
+  CHECK(graph.totals.loss_sum == eager.totals.loss_sum);
+  CHECK(graph.totals.errors == eager.totals.errors);
+  CHECK(graph.totals.count == eager.totals.count);
+  CHECK(graph.totals.steps == eager.totals.steps);
+  CHECK(graph.totals.conv1_grad_abs_mean_sum == eager.totals.conv1_grad_abs_mean_sum);
+}
+
+// One planned epoch's steps, or a lone batch (plan empty).
+struct Step {
+  StepInput in;
+  std::vector<int32_t> plan;  // the epoch's order, announced before this step (empty: none)
+  bool drawn = false;         // in.gates are the host's draw for in.step (the device draws its own)
+};
+
+Outcome run(CudaResNet& gpu, Execution execution, const std::vector<NamedTensor>& start, const std::vector<Step>& steps) {
+  gpu.set_execution(execution);
+  gpu.load_state(start);
+  gpu.take_train_totals();
+  for (const Step& s : steps) {
+    INFO(to_string(execution) << " step " << s.in.step << ", batch " << s.in.indices.size());
+    if (!s.plan.empty()) gpu.plan_epoch(s.plan, s.in.epoch);
+    gpu.train_step(s.in);
+    if (execution == Execution::kGraph) {
+      // The gates the device ran with: its own Philox draw, or the pattern the host forced.
+      const std::vector<uint8_t> expect(s.in.gates.begin(), s.in.gates.end());
+      CHECK(gpu.last_device_gates() == expect);
+    }
+  }
+  return Outcome{gpu.state(), gpu.gradients(), gpu.last_logits(), gpu.last_losses(), gpu.take_train_totals()};
+}
+
+// The device work of one training step, counted where it ran.
+struct Work {
+  int64_t kernels = 0, memsets = 0, device_copies = 0, host_copies = 0;
+};
+
+}  // namespace
+
+TEST_CASE("gpu graph training steps equal eager steps bit for bit", "[gpu][model][graph]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  // ResNet-14: blocks 0, 1 (stage 0), 2 (downsampling), 3, 4 (downsampling), 5.
+  const gpu_test::ModelData data = gpu_test::make_model_data(152, 0);  // 40 + 40 + 72: one epoch's batches
+  CudaResNet gpu(graph_options(14), 72);
+  gpu.set_normalization(data.norm);
+  gpu.set_images(ImageSetRole::kTrain, data.train);
+  const std::vector<NamedTensor> start = gpu.state();
+  const GateSampler sampler(kSeed, gpu.spec().survival);
+
+  const std::vector<int32_t> order0 = epoch_order(kSeed, 0, 152), order1 = epoch_order(kSeed, 1, 152);
+  auto slice = [](const std::vector<int32_t>& order, size_t begin, size_t n) {
+    return std::vector<int32_t>(order.begin() + ptrdiff_t(begin), order.begin() + ptrdiff_t(begin + n));
+  };
+  std::vector<Step> steps;
+  // Epoch 0, planned: a chain of two closed identity blocks feeding an open downsampling block;
+  // a closed downsampling block followed by a closed identity block; the 72-image last batch
+  // with every block closed (the pool reads the stem's output through four copies and two shortcuts).
+  steps.push_back({step_input(slice(order0, 0, 40), {0, 0, 1, 1, 0, 1}, 0, 0, 0.1f), order0});
+  steps.push_back({step_input(slice(order0, 40, 40), {1, 1, 0, 0, 1, 0}, 0, 1, 0.1f), {}});
+  steps.push_back({step_input(slice(order0, 80, 72), {0, 0, 0, 0, 0, 0}, 0, 2, 0.1f), {}});
+  // Epoch 1, planned, another learning rate: the device draws the gates (the steady state: the
+  // second step needs nothing from the host but the graph launch).
+  steps.push_back({step_input(slice(order1, 0, 40), sampler.draw_step(3), 1, 3, 0.05f), order1, true});
+  steps.push_back({step_input(slice(order1, 40, 40), sampler.draw_step(4), 1, 4, 0.05f), {}, true});
+  steps.push_back({step_input(slice(order1, 80, 72), sampler.draw_step(5), 1, 5, 0.05f), {}, true});
+  // A batch that is no slice of the planned order, every block open.
+  steps.push_back({step_input(gpu_test::batch_indices(152, 40, 9), std::vector<uint8_t>(6, 1), 1, 6, 0.05f), {}});
+
+  const Outcome eager = run(gpu, Execution::kEager, start, steps);
+  const Outcome graph = run(gpu, Execution::kGraph, start, steps);
+  CHECK_FALSE(gpu_test::states_bit_equal(eager.state, start));  // the steps did train
+  check_same(graph, eager);
+  CHECK(gpu.graphs_captured() == 2);  // batch sizes 40 and 72, each captured once
+  // Once more from the start on the same graphs: replays, not captures, give the same bits.
+  const Outcome again = run(gpu, Execution::kGraph, start, steps);
+  check_same(again, eager);
+  CHECK(gpu.graphs_captured() == 2);
+}
+
+TEST_CASE("gpu graph steady state: one launch per step, the device's gates equal the host's", "[gpu][model][graph]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const gpu_test::ModelData data = gpu_test::make_model_data(96, 0);
+  BackendOptions o = graph_options(8);
+  o.execution = Execution::kGraph;
+  CudaResNet gpu(o, 32);
+  gpu.set_normalization(data.norm);
+  gpu.set_images(ImageSetRole::kTrain, data.train);
+  const GateSampler sampler(kSeed, gpu.spec().survival);
+  const std::vector<int32_t> order = epoch_order(kSeed, 0, 96);
+  gpu.plan_epoch(order, 0);
+  for (uint64_t s = 0; s < 3; ++s) {
+    const std::vector<int32_t> batch(order.begin() + ptrdiff_t(32 * s), order.begin() + ptrdiff_t(32 * s + 32));
+    const std::vector<uint8_t> gates = sampler.draw_step(s);
+    const uint64_t before = gpu.launches();
+    gpu.train_step(step_input(batch, gates, 0, s, 0.1f));
+    const int64_t launched = int64_t(gpu.launches() - before);
+    INFO("step " << s);
+    // The first step captures (its copy of the conditional handles) and tells the device where it
+    // starts; later steps are one graph launch each.
+    if (s > 0) CHECK(launched == CudaResNet::graph_launch_formula().train_per_step);
+    CHECK(gpu.last_device_gates() == gates);
+  }
+}
+
+TEST_CASE("gpu graph evaluation equals eager evaluation bit for bit", "[gpu][model][graph][eval]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const gpu_test::ModelData data = gpu_test::make_model_data(64, 100);
+  CudaResNet gpu(graph_options(14), 72);
+  gpu.set_normalization(data.norm);
+  gpu.set_images(ImageSetRole::kTrain, data.train);
+  gpu.set_images(ImageSetRole::kTest, data.test);
+  // A step first, so that running statistics and parameters are not the initial ones.
+  gpu.train_step(step_input(gpu_test::batch_indices(64, 48, 0), {1, 0, 1, 1, 0, 1}, 0, 0, 0.1f));
+  const EvalResult eager = gpu.evaluate(ImageSetRole::kTest);  // batches of 72 and 28
+  const std::vector<float> eager_logits = gpu.last_logits();
+  gpu.set_execution(Execution::kGraph);
+  for (int round = 0; round < 2; ++round) {  // captured, then replayed
+    INFO("graph evaluation " << round);
+    const uint64_t before = gpu.launches();
+    const EvalResult graph = gpu.evaluate(ImageSetRole::kTest);
+    const GraphLaunchFormula f = CudaResNet::graph_launch_formula();
+    CHECK(int64_t(gpu.launches() - before) == f.eval_per_call + 2 * f.eval_per_batch);
+    CHECK(graph.predictions == eager.predictions);
+    CHECK(graph.loss_sum == eager.loss_sum);
+    CHECK(graph.errors == eager.errors);
+    CHECK(gpu.last_batch_size() == 28);
+    CHECK(gpu_test::bit_equal(gpu.last_logits(), eager_logits));
+  }
+}
+
+TEST_CASE("gpu a graph step runs the eager step's kernels and the gate kernel; closed blocks none",
+          "[gpu][model][graph][launches]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const gpu_test::ModelData data = gpu_test::make_model_data(48, 0);
+  CudaResNet gpu(graph_options(8), 16);  // blocks 0 (identity), 1 and 2 (downsampling)
+  gpu.set_normalization(data.norm);
+  gpu.set_images(ImageSetRole::kTrain, data.train);
+  const std::vector<int32_t> indices = gpu_test::batch_indices(48, 16, 0);
+#if defined(SD_EMULATED_DEVICE)
+  // The emulator counts the nodes a launched graph replays, as it counts stream operations.
+  emu::Stats mark = emu::stats();
+  auto take = [&]() {
+    gpu.gradients();  // waits for the device
+    const emu::Stats now = emu::stats();
+    const Work w{int64_t(now.device_kernels() - mark.device_kernels()), int64_t(now.memsets - mark.memsets), 0,
+                 int64_t(now.copies - mark.copies)};
+    mark = emu::stats();  // after gradients()' own copies
+    return w;
+  };
+  const bool counted = true;
+#else
+  SD_REQUIRE_REAL_DEVICE("");
+  gpu_test::CuptiCounter cupti;
+  const bool counted = cupti.available();
+  if (!counted) WARN("CUPTI unavailable (" << cupti.why() << "): device-side kernel counts not checked");
+  auto take = [&]() {
+    const gpu_test::CuptiCounter::Counts c = cupti.take();
+    return Work{c.kernels, c.memsets, c.device_copies, c.memcpys};
+  };
+#endif
+  struct Pattern {
+    std::vector<uint8_t> gates;
+    int closed_identity;
+  };
+  const std::vector<Pattern> patterns{{{1, 1, 1}, 0}, {{0, 1, 1}, 1}, {{1, 0, 1}, 0},
+                                      {{1, 1, 0}, 0}, {{0, 0, 0}, 1}};
+  // Warm both paths up (lazy module loading, the graph's capture) before anything is counted.
+  for (Execution e : {Execution::kEager, Execution::kGraph}) {
+    gpu.set_execution(e);
+    gpu.train_step(step_input(indices, {1, 1, 1}, 0, 0, 0.01f));
+  }
+  for (const Pattern& p : patterns) {
+    INFO("gates " << int(p.gates[0]) << int(p.gates[1]) << int(p.gates[2]));
+    gpu.set_execution(Execution::kEager);
+    take();
+    gpu.train_step(step_input(indices, p.gates, 0, 0, 0.01f));
+    const Work eager = take();
+    gpu.set_execution(Execution::kGraph);
+    const uint64_t before = gpu.launches();
+    gpu.train_step(step_input(indices, p.gates, 0, 0, 0.01f));
+    // Host launches besides the graph: the step's place and its forced gates (set_next_step).
+    const int64_t feed = int64_t(gpu.launches() - before) - 1;
+    const Work graph = take();
+    if (!counted) continue;
+    std::cout << "ResNet-8 step, gates " << int(p.gates[0]) << int(p.gates[1]) << int(p.gates[2]) << ": eager "
+              << eager.kernels << " kernels, graph " << graph.kernels << " (+" << feed << " set by the host), "
+              << graph.device_copies << " device copies" << std::endl;
+    CHECK(feed == 1);
+    CHECK(graph.kernels == eager.kernels + 1 + feed);  // + begin_step, + set_next_step
+    CHECK(graph.memsets == eager.memsets);
+#if !defined(SD_EMULATED_DEVICE)
+    CHECK(graph.device_copies == eager.device_copies + p.closed_identity);
+    CHECK(graph.host_copies == 0);
+#else
+    CHECK(graph.host_copies == p.closed_identity);  // the emulator counts every copy together
+#endif
+  }
+}
