@@ -9,10 +9,10 @@
 //                                   handle is non-zero at that point of the launch, the optional
 //                                   ELSE body `else`'s work otherwise (each body captured the same way).
 // A handle (make_handle) is reset to 0 at every launch (cudaGraphCondAssignDefault) and set by a
-// kernel of the graph with cudaGraphSetConditional. Each handle drives ONE conditional node: the
-// CUDA programming guide says a handle must be associated with a single conditional node, and
-// cudaGraphConditionalHandleCreate's reference that it "must be associated with a conditional node
-// in this graph or one of its children" — so a block gated twice (forward and backward) gets two.
+// kernel of the graph with cudaGraphSetConditional. Each handle drives ONE conditional node:
+// cudaGraphConditionalHandleCreate's reference says a handle "must be associated with a
+// conditional node in this graph or one of its children", and nothing promises that one handle may
+// drive two — so a block gated twice (forward and backward) gets two.
 //
 // Captured work fixes every pointer, size and kernel argument at capture; what must change from
 // launch to launch has to live in device memory (kernels/cuda/step_state.h). The recording code

@@ -388,7 +388,7 @@ cudaError_t cudaGraphAddNode(cudaGraphNode_t* node, cudaGraph_t graph, const cud
   if (!h || !h->graph) return api_error(cudaErrorInvalidValue, "cudaGraphAddNode: not a live conditional handle");
   if (h->node)
     return api_error(cudaErrorInvalidValue, "cudaGraphAddNode: this conditional handle already drives a conditional "
-                                            "node (a handle must be associated with a single conditional node)");
+                                            "node (the runtime documents one node per handle; the emulator allows no more)");
   if (!is_below(graph, h->graph))
     return api_error(cudaErrorInvalidValue, "cudaGraphAddNode: the handle belongs to another graph (it may drive a "
                                             "node of its own graph or of a body below it)");

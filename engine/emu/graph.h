@@ -16,9 +16,9 @@
 // capturing stream (cross-stream capture is not emulated).
 //
 // Conditional nodes (IF with one or two bodies, WHILE): a handle comes from
-// cudaGraphConditionalHandleCreate for a graph and may drive ONE conditional node, in that graph or
-// in a body below it (the CUDA programming guide: "a handle must be associated with a single
-// conditional node"); a second use is refused. A graph holding a conditional node cannot be a
+// cudaGraphConditionalHandleCreate for a graph and drives ONE conditional node, in that graph or in
+// a body below it (the runtime reference: it "must be associated with a conditional node in this
+// graph or one of its children"); the emulator refuses a second use, which no document promises. A graph holding a conditional node cannot be a
 // child graph and has at most one instantiation at a time. At every launch, handles created with
 // cudaGraphCondAssignDefault take their default value; device code sets them with
 // cudaGraphSetConditional (only from a kernel of the running graph: anything else is reported).

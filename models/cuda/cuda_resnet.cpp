@@ -195,6 +195,9 @@ std::vector<T> CudaResNet::download(const T* p, size_t count) const {
   ctx_->synchronize();
   return out;
 }
+// The graph execution (step_graph.cpp) reads these back too.
+template std::vector<cuda::DeviceStepState> CudaResNet::download(const cuda::DeviceStepState*, size_t) const;
+template std::vector<cuda::DeviceTotals> CudaResNet::download(const cuda::DeviceTotals*, size_t) const;
 
 FlatState CudaResNet::flat_state() const {
   FlatState s;

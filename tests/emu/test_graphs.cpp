@@ -40,6 +40,15 @@ void capture_into(cudaStream_t s, cudaGraph_t graph, std::vector<cudaGraphNode_t
   REQUIRE(out == graph);
 }
 
+cudaGraphNodeParams if_params(cudaGraphConditionalHandle handle, unsigned bodies) {
+  cudaGraphNodeParams p{};
+  p.type = cudaGraphNodeTypeConditional;
+  p.conditional.handle = handle;
+  p.conditional.type = cudaGraphCondTypeIf;
+  p.conditional.size = bodies;
+  return p;
+}
+
 std::vector<cudaGraphNode_t> nodes_of(cudaGraph_t g) {
   size_t n = 0;
   REQUIRE(cudaGraphGetNodes(g, nullptr, &n) == cudaSuccess);
@@ -97,11 +106,7 @@ TEST_CASE("emulator: IF and IF-ELSE bodies follow the handle a kernel of the lau
   REQUIRE(cudaGraphConditionalHandleCreate(&fixed, g, 1, cudaGraphCondAssignDefault) == cudaSuccess);
   capture_into(st.s, g, {}, [&] { SD_KERNEL_LAUNCH(set_condition_kernel, 1, 32, 0, st.s, gate, flag); });
   // IF-ELSE on the gate: +1 when set, +100 otherwise.
-  cudaGraphNodeParams c{};
-  c.type = cudaGraphNodeTypeConditional;
-  c.conditional.handle = gate;
-  c.conditional.type = cudaGraphCondTypeIf;
-  c.conditional.size = 2;
+  cudaGraphNodeParams c = if_params(gate, 2);
   cudaGraphNode_t if_else = nullptr;
   const std::vector<cudaGraphNode_t> first = nodes_of(g);
   REQUIRE(cudaGraphAddNode(&if_else, g, first.data(), nullptr, first.size(), &c) == cudaSuccess);
@@ -109,11 +114,7 @@ TEST_CASE("emulator: IF and IF-ELSE bodies follow the handle a kernel of the lau
   capture_into(st.s, c.conditional.phGraph_out[1], {}, [&] { SD_KERNEL_LAUNCH(add_kernel, 1, 64, 0, st.s, p, 64, 100.0f); });
   // A plain IF on a handle whose default is 1 and which the body itself clears: every launch
   // starts from the default again, so it runs once per launch.
-  cudaGraphNodeParams d{};
-  d.type = cudaGraphNodeTypeConditional;
-  d.conditional.handle = fixed;
-  d.conditional.type = cudaGraphCondTypeIf;
-  d.conditional.size = 1;
+  cudaGraphNodeParams d = if_params(fixed, 1);
   cudaGraphNode_t if_only = nullptr;
   REQUIRE(cudaGraphAddNode(&if_only, g, &if_else, nullptr, 1, &d) == cudaSuccess);
   int* zero = device_alloc<int>(1);

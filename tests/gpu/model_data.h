@@ -10,9 +10,18 @@
 #include "engine/data/dataset.h"
 #include "engine/data/image_set.h"
 #include "engine/data/synthetic_data.h"
+#include "models/backend.h"
 #include "tests/gpu/gpu_compare.h"
 
 namespace sd::gpu_test {
+
+// ResNet-`depth`, lin_decay with p_L = 0.5, the given seed; eager execution.
+inline BackendOptions model_options(int depth, uint64_t seed) {
+  BackendOptions o;
+  o.model = ResNetConfig{depth, DeathMode::kLinDecay, 0.5};
+  o.seed = seed;
+  return o;
+}
 
 struct ModelData {
   ImageSet train, test;

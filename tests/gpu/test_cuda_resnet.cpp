@@ -57,12 +57,7 @@ constexpr Bounds kResNet110{2e-5, 1e-2, 5e-3, 5e-2};
 
 constexpr uint64_t kSeed = 2718;
 
-BackendOptions options_for(int depth) {
-  BackendOptions o;
-  o.model = ResNetConfig{depth, DeathMode::kLinDecay, 0.5};
-  o.seed = kSeed;
-  return o;
-}
+BackendOptions options_for(int depth) { return gpu_test::model_options(depth, kSeed); }
 
 using Data = gpu_test::ModelData;
 Data make_data(size_t train, size_t test) { return gpu_test::make_model_data(train, test); }
