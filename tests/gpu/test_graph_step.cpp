@@ -249,3 +249,44 @@ TEST_CASE("gpu a graph step runs the eager step's kernels and the gate kernel; c
 #endif
   }
 }
+
+// The trainer's path (sd_train's): epochs announced with plan_epoch, the last batch smaller, the
+// learning rate stepping down between epochs, evaluation after each. One engine for both runs (two
+// engines may time different cuDNN algorithms), restarted from the same state.
+TEST_CASE("gpu epochs trained by the Trainer are the same bits with graph execution", "[gpu][model][graph]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const gpu_test::ModelData d = gpu_test::make_model_data(100, 30);
+  DataSplit split;
+  split.name = "synthetic";
+  split.train = d.train;
+  split.test = d.test;
+  split.normalization = d.norm;
+  TrainConfig config;
+  config.epochs = 2;
+  config.batch_size = 32;  // 32, 32, 32, 4
+  config.lr_steps = {0.5};
+  config.seed = kSeed;
+  CudaResNet gpu(graph_options(8), 32);
+  const std::vector<NamedTensor> start = gpu.state();
+  std::vector<NamedTensor> result[2];
+  std::vector<EpochRecord> records[2];
+  for (int run = 0; run < 2; ++run) {
+    gpu.set_execution(run == 0 ? Execution::kEager : Execution::kGraph);
+    gpu.load_state(start);
+    Trainer trainer(config, gpu, split);
+    REQUIRE(trainer.run([&](const EpochRecord& r, const TrainerState&) { records[run].push_back(r); }));
+    result[run] = gpu.state();
+  }
+  CHECK_FALSE(gpu_test::states_bit_equal(result[0], start));
+  CHECK(gpu_test::states_bit_equal(result[1], result[0]));
+  REQUIRE(records[0].size() == 2);
+  REQUIRE(records[1].size() == 2);
+  for (size_t e = 0; e < 2; ++e) {
+    INFO("epoch " << e + 1);
+    CHECK(records[1][e].train_loss == records[0][e].train_loss);
+    CHECK(records[1][e].train_error == records[0][e].train_error);
+    CHECK(records[1][e].test_error == records[0][e].test_error);
+    CHECK(records[1][e].conv1_grad_abs_mean == records[0][e].conv1_grad_abs_mean);
+    CHECK(records[1][e].mean_active_blocks == records[0][e].mean_active_blocks);
+  }
+}
