@@ -47,7 +47,7 @@ if [ "$mode" = fast ]; then
   timeout 210 "$bin" --durations yes >"$out/tests.txt" 2>&1
   note "sd_gpu_tests rc=$?"
   grep -E "^SKIPPED|test cases|assertions" "$out/tests.txt" | sort | uniq -c | tee -a "$summary"
-  grep -E "^(ResNet-8 step|launches|stage)" "$out/tests.txt" | head -20 >>"$summary"
+  grep -E "^(ResNet-8 step|closed block in graph mode|launches|stage)" "$out/tests.txt" | head -20 >>"$summary"
   grep -B3 -A12 "FAILED" "$out/tests.txt" | head -150 >"$out/failures.txt"
   # Every execution × precision: short rounds (the step time is steady after the warm-up; the
   # median of 3 rounds of 60 steps), ResNet-110 at batch 128 on 45 000 generated images.

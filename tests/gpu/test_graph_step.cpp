@@ -13,6 +13,8 @@
 // CUPTI counts what ran.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <iostream>
 #include <vector>
 
@@ -289,4 +291,42 @@ TEST_CASE("gpu epochs trained by the Trainer are the same bits with graph execut
     CHECK(records[1][e].conv1_grad_abs_mean == records[0][e].conv1_grad_abs_mean);
     CHECK(records[1][e].mean_active_blocks == records[0][e].mean_active_blocks);
   }
+}
+
+// What a closed identity block costs in graph mode, measured on the hardware (printed for
+// docs/PERFORMANCE.md; only sanity is asserted): ResNet-110 at batch 128 with every block closed
+// runs the same kernels eagerly and as a graph (stem, head, the two downsampling shortcuts), so the
+// difference per step is the graph's price of 52 closed identity blocks — their copies and the
+// 108 conditional nodes — less what the single launch saves.
+TEST_CASE("gpu graph: the time a closed identity block costs, ResNet-110", "[gpu][model][graph][timing]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  SD_REQUIRE_REAL_DEVICE("a timing of the hardware");
+  const gpu_test::ModelData data = gpu_test::make_model_data(128, 0);
+  CudaResNet gpu(graph_options(110), 128);
+  gpu.set_normalization(data.norm);
+  gpu.set_images(ImageSetRole::kTrain, data.train);
+  const std::vector<int32_t> order = epoch_order(kSeed, 0, 128);
+  const std::vector<uint8_t> closed(54, 0), open(54, 1);
+  auto ms_per_step = [&](Execution e, const std::vector<uint8_t>& gates) {
+    gpu.set_execution(e);
+    gpu.plan_epoch(order, 0);
+    const int steps = 30;
+    std::vector<double> ms;
+    for (int round = 0; round < 4; ++round) {  // the first round warms up (capture, lazy loading)
+      gpu.take_train_totals();                // waits for the device
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int s = 0; s < steps; ++s) gpu.train_step(step_input(order, gates, 0, uint64_t(s), 0.01f));
+      gpu.take_train_totals();
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / steps);
+    }
+    std::sort(ms.begin() + 1, ms.end());
+    return ms[2];  // the median of the three timed rounds
+  };
+  const double eager_closed = ms_per_step(Execution::kEager, closed), graph_closed = ms_per_step(Execution::kGraph, closed);
+  const double eager_open = ms_per_step(Execution::kEager, open), graph_open = ms_per_step(Execution::kGraph, open);
+  std::cout << "closed block in graph mode: ResNet-110, batch 128, ms per step: all closed eager " << eager_closed
+            << ", graph " << graph_closed << "; all open eager " << eager_open << ", graph " << graph_open
+            << "; per closed identity block " << 1e3 * (graph_closed - eager_closed) / 52 << " us" << std::endl;
+  CHECK(graph_closed < graph_open);
+  CHECK(eager_closed < eager_open);
 }
