@@ -181,7 +181,7 @@ TEST_CASE("gpu graph evaluation equals eager evaluation bit for bit", "[gpu][mod
   }
 }
 
-TEST_CASE("gpu a graph step runs the eager step's kernels and the gate kernel; closed blocks none",
+TEST_CASE("gpu a graph step runs the eager step's kernels and the gate kernel, closed blocks none",
           "[gpu][model][graph][launches]") {
   SD_REQUIRE_CUDA_DEVICE();
   const gpu_test::ModelData data = gpu_test::make_model_data(48, 0);
