@@ -33,6 +33,7 @@ constexpr double kEpochImages = 45000;  // the paper split's training set
 struct BenchOptions {
   RunConfig run;
   std::string death_mode = "lin_decay", data_dir, device = "cuda", out;
+  std::string exec = "eager";
   int steps = 352, rounds = 5, warmup = 20;
   bool verbose = false;
 };
@@ -64,14 +65,17 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   using Clock = std::chrono::steady_clock;
   RunConfig run = o.run;
   run.model.death_rate = death_rate;
-  std::unique_ptr<Backend> backend =
-      make_backend(o.device, BackendOptions{run.model, run.sgd, run.train.seed, run.precision}, run.train.batch_size);
+  std::unique_ptr<Backend> backend = make_backend(
+      o.device,
+      BackendOptions{run.model, run.sgd, run.train.seed, parse_execution_for(o.device, o.exec), run.precision},
+      run.train.batch_size);
   report_backend("sd_bench", *backend, o.verbose || describe);
   backend->set_normalization(data.normalization);
   backend->set_images(ImageSetRole::kTrain, data.train);
   const GateSampler gates(run.train.seed, backend->spec().survival);
   const std::vector<int32_t> order = epoch_order(run.train.seed, 0, data.train.size());
   const int batch = run.train.batch_size;
+  backend->plan_epoch(order, 0);  // as the trainer does: graph steps then read their batch on the device
 
   // Both modes see the same batches and, for the same step, gates drawn from the same counters.
   int step = 0;
@@ -157,6 +161,7 @@ int bench_main(int argc, char** argv) {
   add_device_option(app, o.device);
   add_precision_option(app, o.run.precision);
   add_verbose_option(app, o.verbose);
+  add_exec_option(app, o.exec);
   parse_command_line(app, argc, argv);
 
   try {
@@ -175,17 +180,18 @@ int bench_main(int argc, char** argv) {
                                  o.steps, o.rounds, o.warmup));
   check_device(o.device);
   check_precision(o.run.precision, o.device);
+  parse_execution_for(o.device, o.exec);
   const DataSplit data = load_run_split(o.run, o.data_dir);
   if (size_t(o.run.train.batch_size) > data.train.size())
     throw UsageError(fmt::format("--batch-size {} is larger than the {} training images", o.run.train.batch_size,
                                  data.train.size()));
-  const fs::path out = o.out.empty() ? fs::path(fmt::format("runs/bench/{}-d{}-b{}.json", o.device, o.run.model.depth,
-                                                            o.run.train.batch_size))
+  const fs::path out = o.out.empty() ? fs::path(fmt::format("runs/bench/{}-d{}-b{}{}.json", o.device, o.run.model.depth,
+                                                            o.run.train.batch_size, o.exec == "graph" ? "-graph" : ""))
                                      : fs::path(o.out);
   ensure_writable_directory(out.parent_path().empty() ? fs::path(".") : out.parent_path());
 
-  std::cout << fmt::format("sd_bench: ResNet-{}, batch {}, {} device, {}, {} rounds of {} steps after {} warm-up steps, {}\n",
-                           o.run.model.depth, o.run.train.batch_size, o.device, o.run.precision, o.rounds, o.steps, o.warmup,
+  std::cout << fmt::format("sd_bench: ResNet-{}, batch {}, {} device ({} execution, {}), {} rounds of {} steps after {} warm-up steps, {}\n",
+                           o.run.model.depth, o.run.train.batch_size, o.device, o.exec, o.run.precision, o.rounds, o.steps, o.warmup,
                            o.run.synthetic > 0 ? fmt::format("{} synthetic images", o.run.synthetic) : o.data_dir)
             << std::flush;
   const ModeResult sd = time_mode(o, o.run.model.death_rate, data, true);
@@ -209,6 +215,7 @@ int bench_main(int argc, char** argv) {
                              sd.planning_seconds, full.planning_seconds);
 
   const nlohmann::json result{{"device", o.device},
+                              {"exec", o.exec},
                               {"precision", o.run.precision},
                               {"depth", o.run.model.depth},
                               {"batch_size", o.run.train.batch_size},

@@ -106,7 +106,7 @@ int eval_main(int argc, char** argv) {
 
   // Evaluated in batches of the training batch size, as sd_train's own evaluation is, so the two agree.
   std::unique_ptr<Backend> backend = make_backend(
-      device, BackendOptions{ck.config.model, ck.config.sgd, ck.config.train.seed, precision}, ck.config.train.batch_size);
+      device, BackendOptions{ck.config.model, ck.config.sgd, ck.config.train.seed, Execution::kEager, precision}, ck.config.train.batch_size);
   backend->set_normalization(ck.normalization);  // what the model trained with, not a recomputation
   backend->load_state(ck.tensors);
   std::optional<SetScore> validation;

@@ -150,7 +150,9 @@ int train_main(int argc, char** argv) {
   ensure_writable_directory(dir);
 
   std::unique_ptr<Backend> backend =
-      make_backend(o.device, BackendOptions{run.model, run.sgd, run.train.seed, run.precision}, run.train.batch_size);
+      make_backend(o.device,
+                   BackendOptions{run.model, run.sgd, run.train.seed, parse_execution_for(o.device, o.exec), run.precision},
+                   run.train.batch_size);
   Trainer trainer(run.train, *backend, split);
   // The normalisation saved with every checkpoint is the one this run trains with: on resume the
   // checkpoint's (checked above to match the data up to rounding), so that the continued run, sd_eval

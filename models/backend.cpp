@@ -7,6 +7,14 @@
 
 namespace sd {
 
+Execution parse_execution(const std::string& name) {
+  if (name == "eager") return Execution::kEager;
+  if (name == "graph") return Execution::kGraph;
+  throw std::invalid_argument(fmt::format("'{}': expected eager or graph", name));
+}
+
+std::string to_string(Execution execution) { return execution == Execution::kGraph ? "graph" : "eager"; }
+
 int Backend::max_batch() const { return std::numeric_limits<int>::max(); }
 
 void Backend::set_normalization(const Normalization& norm) {
@@ -48,6 +56,19 @@ void Backend::train_step(const StepInput& in) {
                                           idx, i, train));
   }
   do_train_step(in);
+}
+
+void Backend::plan_epoch(std::span<const int32_t> order, uint32_t epoch) {
+  const size_t train = set_size(ImageSetRole::kTrain);
+  if (train == 0) throw std::logic_error(device_name() + ": set_images(kTrain, ...) before planning an epoch");
+  if (order.size() > train)
+    throw std::invalid_argument(fmt::format("{}: an epoch order of {} for a training set of {}", device_name(),
+                                            order.size(), train));
+  for (size_t i = 0; i < order.size(); ++i)
+    if (order[i] < 0 || size_t(order[i]) >= train)
+      throw std::out_of_range(fmt::format("training index {} (epoch order position {}) outside the training set of {}",
+                                          order[i], i, train));
+  do_plan_epoch(order, epoch);
 }
 
 EvalResult Backend::evaluate(ImageSetRole role) {

@@ -29,10 +29,20 @@ struct SgdConfig {
   float weight_decay = 1e-4f;  // on every parameter, BN's γ and β and fc's bias included
 };
 
+// How a device engine issues a step's work: eagerly, operation by operation from the host (the
+// reference execution, and the only one of the CPU model), or as one CUDA graph per step with the
+// gates drawn on the device (models/cuda/cuda_resnet.h). Both give the same bits.
+enum class Execution { kEager, kGraph };
+Execution parse_execution(const std::string& name);  // "eager" | "graph"; throws std::invalid_argument
+std::string to_string(Execution execution);
+
 struct BackendOptions {
   ResNetConfig model;
   SgdConfig sgd;
-  uint64_t seed = 31415;  // augmentation draws (kAugment); gates arrive with each step
+  // Augmentation draws (kAugment); with graph execution the device also draws the gates from it
+  // (the trainer draws them from the same seed: both give gate_open(seed, step, l, p_l)).
+  uint64_t seed = 31415;
+  Execution execution = Execution::kEager;
   // Arithmetic of convolutions and GEMMs: "fp32" (exact) or "tf32" (GPU tensor cores; the CPU
   // reference refuses it). Storage is fp32 either way.
   std::string precision = "fp32";
@@ -105,6 +115,11 @@ class Backend {
   // the epoch's sums are those of a run never stopped, bit for bit (each backend adds in order).
   virtual void restore_train_totals(const TrainTotals& totals) = 0;
 
+  // The order of a whole epoch, before its first step (the trainer announces each epoch; calling it
+  // is optional): an engine that keeps its steps on the device uploads it once, so that steps
+  // taking consecutive slices of it need nothing from the host. Refused like train_step's indices.
+  void plan_epoch(std::span<const int32_t> order, uint32_t epoch);
+
   // Inference on a whole set: every block runs, its residual scaled by p_l; BN uses running stats.
   // An empty (or never set) set gives an empty result. Refused before set_normalization.
   EvalResult evaluate(ImageSetRole role);
@@ -123,6 +138,7 @@ class Backend {
   virtual void do_set_normalization(const Normalization& norm) = 0;
   virtual void do_set_images(ImageSetRole role, const ImageSet& images) = 0;
   virtual void do_train_step(const StepInput& in) = 0;     // every check of train_step passed
+  virtual void do_plan_epoch(std::span<const int32_t>, uint32_t) {}  // checked; nothing by default
   virtual EvalResult do_evaluate(ImageSetRole role) = 0;     // normalisation set, the set not empty
   virtual FlatState flat_state() const = 0;                  // models/spec/flat_state.h
   virtual void load_flat_state(const FlatState& state) = 0;  // checked: names, shapes, sizes

@@ -51,10 +51,24 @@ void check_device(const std::string& device, const std::string& flag) {
 #endif
 }
 
+Execution parse_execution_for(const std::string& device, const std::string& exec) {
+  Execution e{};
+  try {
+    e = parse_execution(exec);
+  } catch (const std::invalid_argument& err) {
+    throw UsageError(fmt::format("--exec {}", err.what()));
+  }
+  if (e == Execution::kGraph && !parse_device(device).cuda)
+    throw UsageError(fmt::format("--exec graph: the CPU reference (--device {}) runs eagerly only; use --device cuda",
+                                 device));
+  return e;
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options,
                                       [[maybe_unused]] int max_batch) {
   check_device(device);
   check_precision(options.precision, device);
+  parse_execution_for(device, to_string(options.execution));
   const DeviceChoice choice = parse_device(device);
   if (!choice.cuda) return std::make_unique<CpuResNet>(options);  // needs no batch bound
 #ifdef SD_HAVE_CUDA

@@ -28,6 +28,10 @@ std::string missing_device_message(const std::string& flag, int index, const std
 // GPU of that number), or UsageError for text that is no device at all.
 void check_device(const std::string& device, const std::string& flag = "--device");
 
+// "--exec" text to an Execution for `device`: UsageError for an unknown name, and for graph on the
+// CPU reference (it runs eagerly only).
+Execution parse_execution_for(const std::string& device, const std::string& exec);
+
 // `max_batch`: the largest batch it will see (training steps and evaluation alike); the CUDA
 // engine sizes its device memory for it once.
 std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options, int max_batch);

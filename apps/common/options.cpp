@@ -44,6 +44,14 @@ void report_backend(const std::string& program, const Backend& backend, bool ver
   if (verbose) std::cout << backend.describe() << std::endl;
 }
 
+void add_exec_option(CLI::App& app, std::string& exec) {
+  app.add_option("--exec", exec,
+                 "eager (every operation launched from the host: the reference) or graph (one CUDA graph launch "
+                 "per training step, gates drawn on the device; CUDA only)")
+      ->check(CLI::IsMember({"eager", "graph"}))
+      ->capture_default_str();
+}
+
 void add_train_options(CLI::App& app, TrainOptions& o) {
   // A flag given twice takes its last value, so that scripts can append overrides.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -76,6 +84,7 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--out", o.out, "run directory (default runs/d<depth>-<mode><rate>-<split>-s<seed>)");
   add_device_option(app, o.device);
   add_verbose_option(app, o.verbose);
+  add_exec_option(app, o.exec);
   app.add_flag("--resume", o.resume, "continue the run in --out from its last.safetensors");
   app.add_option("--stop-after", o.stop_after,
                  "stop after N epochs of this invocation, resumable with --resume (for time-limited sessions)");
@@ -177,6 +186,7 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
     throw UsageError(fmt::format("--bn-gamma-init: {}", e.what()));
   }
   o.run.train.lr_steps = parse_lr_steps(o.lr_steps);
+  parse_execution_for(o.device, o.exec);
   if (o.stop_after < 0) throw UsageError(fmt::format("--stop-after {}: must be positive", o.stop_after));
   if (o.given.count("--time-limit") && !(o.time_limit > 0 && o.time_limit < 1e9))
     throw UsageError(fmt::format("--time-limit {}: must be a positive number of seconds", o.time_limit));

@@ -24,6 +24,7 @@ struct TrainOptions {
   std::string data_dir = "data/cifar-10-batches-bin";
   std::string out;  // empty until finish_train_options: then default_run_dir(run) if not given
   std::string device = "cuda";
+  std::string exec = "eager";  // --exec: how the CUDA engine issues a step (no effect on the results)
   bool resume = false;
   int stop_after = 0;  // > 0: stop (resumably) after this many epochs of this invocation
   double time_limit = 0;  // > 0: stop (resumably) before this many seconds of wall time have passed
@@ -45,6 +46,10 @@ void add_verbose_option(CLI::App& app, bool& verbose);
 // What a program prints once its backend exists: warnings (on stderr, "<program>: warning: ...")
 // always, the description with --verbose.
 void report_backend(const std::string& program, const Backend& backend, bool verbose);
+
+// "--exec eager|graph" (default eager): the CUDA engine launches every operation from the host, or
+// runs each training step as one CUDA graph with the gates drawn on the device (the same bits).
+void add_exec_option(CLI::App& app, std::string& exec);
 
 // The long flags of `app` given on its command line.
 std::set<std::string> given_options(const CLI::App& app);

@@ -75,7 +75,10 @@ void Context::memset_zero(void* p, size_t bytes) {
   launched("cudaMemsetAsync");
 }
 
-void Context::synchronize() const { SD_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void Context::synchronize() const {
+  if (capturing_) throw Error("Context::synchronize while a graph is being captured (the host cannot wait inside a graph)");
+  SD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
 
 void Context::sync_after(const char* what) const {
   const cudaError_t status = cudaStreamSynchronize(stream_);

@@ -10,6 +10,9 @@
 //
 // SD_CUDA_DEBUG_SYNC=1 in the environment makes `launched` synchronise and check after every
 // operation, so a fault inside a kernel is reported with the name of the kernel that caused it.
+//
+// While a graph is being captured (engine/cuda/graph.h) nothing is launched: what the engine issues
+// is recorded into the graph and counted apart (`captured()`); a graph launch counts once.
 #include <cstdint>
 #include <string>
 
@@ -60,10 +63,19 @@ class Context {
   void set_cublas_workspace(void* workspace, size_t bytes);
 
   void launched(const char* what) {
+    if (capturing_) {
+      ++captured_;
+      return;
+    }
     ++launches_;
     if (debug_sync_) sync_after(what);
   }
   uint64_t launches() const { return launches_; }
+  // Operations recorded into graphs so far (while capturing, `launched` counts here).
+  uint64_t captured() const { return captured_; }
+  // The graph builder marks its captures; nothing may synchronise meanwhile.
+  void set_capturing(bool capturing) { capturing_ = capturing; }
+  bool capturing() const { return capturing_; }
 
   // cudaMemsetAsync on the stream, counted.
   void memset_zero(void* p, size_t bytes);
@@ -79,6 +91,8 @@ class Context {
   cudnnHandle_t cudnn_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   uint64_t launches_ = 0;
+  uint64_t captured_ = 0;
+  bool capturing_ = false;
   bool debug_sync_ = false;
 };
 

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 
+#include "engine/emu/graph.h"
 #include "engine/emu/memory.h"
 #include "engine/emu/report.h"
 #include "engine/emu/stream.h"
@@ -167,7 +168,9 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t transa, cublasOpe
   // Host pointer mode: the scalars are read at the call; device mode: when the GEMM runs.
   const float a_host = device_scalars ? 0.0f : *alpha, b_host = device_scalars ? 0.0f : *beta;
   const bool round = (int(h->math) & 0xf) == CUBLAS_TF32_TENSOR_OP_MATH;
-  sd::emu::enqueue(sd::emu::resolve(h->stream), "cublasSgemm", [=] {
+  if (sd::emu::capture_admits(sd::emu::resolve(h->stream), "cublasSgemm") != cudaSuccess)
+    return CUBLAS_STATUS_EXECUTION_FAILED;
+  sd::emu::enqueue(sd::emu::resolve(h->stream), "cublasSgemm", sd::emu::OpKind::kLibrary, [=] {
     const float a = device_scalars ? *alpha : a_host, b = device_scalars ? *beta : b_host;
     auto in = [&](float v) { return round ? tf32(v) : v; };
     for (int j = 0; j < n; ++j)

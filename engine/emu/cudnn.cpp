@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/emu/graph.h"
 #include "engine/emu/memory.h"
 #include "engine/emu/report.h"
 #include "engine/emu/stream.h"
@@ -152,6 +153,8 @@ const AlgoInfo* find_algo(Direction d, int algo, const Problem& p, cudnnStatus_t
 template <class Perf>
 cudnnStatus_t find(cudnnHandle_t h, Direction d, const Problem& p, int requested, int* returned, Perf* results) {
   if (!h || !returned || !results || requested < 1) return status(CUDNN_STATUS_BAD_PARAM, "bad cudnnFind* arguments");
+  if (sd::emu::capture_prohibits("cudnnFind*", sd::emu::resolve(h->stream)))
+    return status(CUDNN_STATUS_NOT_SUPPORTED, "cudnnFind* measures on the device: not while a stream captures");
   sd::emu::run_stream(sd::emu::resolve(h->stream));  // cudnnFind* blocks: it measures on the device
   std::vector<Perf> all;
   for (const AlgoInfo& a : algorithms(d)) {
@@ -214,8 +217,10 @@ cudnnStatus_t run(cudnnHandle_t h, const char* name, const void* alpha, const vo
                   void* workspace, size_t workspace_needed, Compute compute) {
   if (!alpha || !beta) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null alpha or beta");
   const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);  // host memory, read now
+  if (sd::emu::capture_admits(sd::emu::resolve(h->stream), name) != cudaSuccess)
+    return status(CUDNN_STATUS_EXECUTION_FAILED, std::string(name) + ": its stream's capture failed");
   auto* ws = static_cast<unsigned char*>(workspace);
-  sd::emu::enqueue(sd::emu::resolve(h->stream), name, [=] {
+  sd::emu::enqueue(sd::emu::resolve(h->stream), name, sd::emu::OpKind::kLibrary, [=] {
     if (workspace_needed) ws[0] = ws[workspace_needed - 1] = 0xFF;  // the workspace is really there
     std::vector<float> r(count);
     compute(r.data());

@@ -9,6 +9,7 @@
 
 #include <cuda_runtime.h>
 
+#include "engine/emu/graph.h"
 #include "engine/emu/memory.h"
 #include "engine/emu/report.h"
 #include "engine/emu/settings.h"
@@ -20,7 +21,7 @@ namespace {
 using sd::emu::api_mutex;
 
 thread_local cudaError_t t_last_error = cudaSuccess;
-uint64_t g_kernels = 0, g_launches = 0;
+uint64_t g_launches = 0;
 
 cudaError_t fail(cudaError_t e) {
   t_last_error = e;
@@ -93,10 +94,7 @@ bool check_stream(cudaStream_t s) { return sd::emu::is_live(s); }
 
 namespace sd::emu {
 
-Stats stats() {
-  std::lock_guard lock(api_mutex());
-  return Stats{g_kernels, operations_run()};
-}
+cudaError_t api_error(cudaError_t e, const std::string& why) { return why.empty() ? fail(e) : fail(e, why); }
 
 void check_kernel_pointer(const char* kernel, int argument, const void* p) {
   if (p == nullptr || is_device_range(p, 0)) return;
@@ -133,9 +131,10 @@ void enqueue_kernel(const char* name, dim3 grid, dim3 block, size_t shared_bytes
     fail(cudaErrorInvalidResourceHandle);
     return;
   }
+  if (capture_admits(resolve(stream), name) != cudaSuccess) return;
   const uint64_t launch = g_launches++;
   auto body = std::make_shared<std::function<void()>>(std::move(thread_body));
-  enqueue(resolve(stream), name, [name, grid, block, body, launch] {
+  enqueue(resolve(stream), name, OpKind::kKernel, [name, grid, block, body, launch] {
     GridJob job;
     job.name = name;
     job.grid = grid;
@@ -154,7 +153,6 @@ void enqueue_kernel(const char* name, dim3 grid, dim3 block, size_t shared_bytes
       }
     }
     run_grid(job);
-    ++g_kernels;
   });
 }
 
@@ -204,6 +202,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
 
 cudaError_t cudaDeviceSynchronize() {
   std::lock_guard lock(api_mutex());
+  if (capture_prohibits("cudaDeviceSynchronize")) return fail(cudaErrorStreamCaptureUnsupported);
   run_all();
   return cudaSuccess;
 }
@@ -247,6 +246,12 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+    case cudaErrorStreamCaptureWrongThread: return "cudaErrorStreamCaptureWrongThread";
     case cudaErrorNotReady: return "cudaErrorNotReady";
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
@@ -268,6 +273,13 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+    case cudaErrorNotSupported: return "operation not supported";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureImplicit:
+      return "operation would make the legacy stream depend on a capturing blocking stream";
+    case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
@@ -280,6 +292,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   std::lock_guard lock(api_mutex());
   if (!ptr) return fail(cudaErrorInvalidValue);
   *ptr = nullptr;
+  if (capture_prohibits("cudaMalloc")) return fail(cudaErrorStreamCaptureUnsupported);
   if (bytes == 0) return cudaSuccess;
   size_t free_bytes = 0, total = 0;
   cudaMemGetInfo(&free_bytes, &total);
@@ -291,6 +304,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
 cudaError_t cudaFree(void* ptr) {
   std::lock_guard lock(api_mutex());
   if (!ptr) return cudaSuccess;
+  if (capture_prohibits("cudaFree")) return fail(cudaErrorStreamCaptureUnsupported);
   run_all();  // cudaFree synchronises the device: queued work may still use the memory
   if (!device_free(ptr)) {
     char b[200];
@@ -301,7 +315,9 @@ cudaError_t cudaFree(void* ptr) {
 }
 
 cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
+  std::lock_guard lock(api_mutex());
   if (!ptr) return fail(cudaErrorInvalidValue);
+  if (capture_prohibits("cudaMallocHost")) return fail(cudaErrorStreamCaptureUnsupported);
   *ptr = pinned_alloc(bytes);
   return *ptr ? cudaSuccess : fail(cudaErrorMemoryAllocation);
 }
@@ -311,6 +327,7 @@ cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned) { return cudaMallo
 cudaError_t cudaFreeHost(void* ptr) {
   std::lock_guard lock(api_mutex());
   if (!ptr) return cudaSuccess;
+  if (capture_prohibits("cudaFreeHost")) return fail(cudaErrorStreamCaptureUnsupported);
   run_all();
   return pinned_free(ptr) ? cudaSuccess : fail(cudaErrorInvalidValue);
 }
@@ -335,9 +352,11 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   std::lock_guard lock(api_mutex());
   if (cudaError_t e = check_copy(dst, src, bytes, kind, "cudaMemcpy")) return e;
   if (bytes == 0) return cudaSuccess;
+  if (capture_prohibits("cudaMemcpy")) return fail(cudaErrorStreamCaptureUnsupported);
   CUstream_st* legacy = resolve(nullptr);
+  if (cudaError_t e = capture_admits(legacy, "cudaMemcpy")) return e;
   // Synchronous: on the legacy stream, and the host waits for it (not for non-blocking streams).
-  const uint64_t at = enqueue(legacy, std::string("cudaMemcpy ") + kind_name(kind), copy_op(dst, src, bytes, kind));
+  const uint64_t at = enqueue(legacy, std::string("cudaMemcpy ") + kind_name(kind), OpKind::kCopy, copy_op(dst, src, bytes, kind));
   run_stream(legacy, at);
   return cudaSuccess;
 }
@@ -347,7 +366,18 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   if (!check_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
   if (cudaError_t e = check_copy(dst, src, bytes, kind, "cudaMemcpyAsync")) return e;
   if (bytes == 0) return cudaSuccess;
-  enqueue(resolve(stream), std::string("cudaMemcpyAsync ") + kind_name(kind), copy_op(dst, src, bytes, kind));
+  if (cudaError_t e = capture_admits(resolve(stream), "cudaMemcpyAsync")) return e;
+  if (Capture* c = resolve(stream)->capture) {
+    const bool pageable = (kind == cudaMemcpyHostToDevice && !is_pinned(src)) ||
+                          (kind == cudaMemcpyDeviceToHost && !is_pinned(dst)) || kind == cudaMemcpyHostToHost;
+    if (pageable) {
+      c->invalidated = true;
+      return fail(cudaErrorStreamCaptureUnsupported,
+                  "cudaMemcpyAsync with pageable host memory while capturing: a graph's copy reads and writes host "
+                  "memory when it runs, so that memory must be pinned (cudaMallocHost); the capture is invalidated");
+    }
+  }
+  enqueue(resolve(stream), std::string("cudaMemcpyAsync ") + kind_name(kind), OpKind::kCopy, copy_op(dst, src, bytes, kind));
   return cudaSuccess;
 }
 
@@ -358,7 +388,8 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t str
   if (!check_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
   if (cudaError_t e = check_memset(ptr, bytes, "cudaMemset")) return e;
   if (bytes == 0) return cudaSuccess;
-  enqueue(resolve(stream), "cudaMemset", [ptr, value, bytes] { std::memset(ptr, value, bytes); });
+  if (cudaError_t e = capture_admits(resolve(stream), "cudaMemset")) return e;
+  enqueue(resolve(stream), "cudaMemset", OpKind::kMemset, [ptr, value, bytes] { std::memset(ptr, value, bytes); });
   return cudaSuccess;
 }
 
@@ -374,6 +405,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags) {
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
   std::lock_guard lock(api_mutex());
   if (!s || resolve(s)->legacy || !is_live(s)) return fail(cudaErrorInvalidResourceHandle);
+  if (capture_prohibits("cudaStreamDestroy", s)) return fail(cudaErrorStreamCaptureUnsupported);
   destroy_stream(s);
   return cudaSuccess;
 }
@@ -381,6 +413,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   std::lock_guard lock(api_mutex());
   if (!check_stream(s)) return fail(cudaErrorInvalidResourceHandle);
+  if (capture_prohibits("cudaStreamSynchronize", resolve(s))) return fail(cudaErrorStreamCaptureUnsupported);
   run_stream(resolve(s));
   return cudaSuccess;
 }
@@ -391,6 +424,7 @@ cudaError_t cudaStreamQuery(cudaStream_t s) {
   // Deferred work makes progress when asked about (a polling loop must end): this call reports
   // "not ready" once for work that had not run yet, and runs it.
   CUstream_st* st = resolve(s);
+  if (capture_prohibits("cudaStreamQuery", st)) return fail(cudaErrorStreamCaptureUnsupported);
   const bool busy = st->executed < st->issued;
   run_stream(st);
   return busy ? cudaErrorNotReady : cudaSuccess;
@@ -399,12 +433,17 @@ cudaError_t cudaStreamQuery(cudaStream_t s) {
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
   std::lock_guard lock(api_mutex());
   if (!check_stream(s) || !e) return fail(cudaErrorInvalidResourceHandle);
+  if (Capture* c = resolve(s)->capture) {
+    c->invalidated = true;
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamWaitEvent on a capturing stream: cross-stream capture "
+                                                   "is not emulated; the capture is invalidated");
+  }
   const std::shared_ptr<CUevent_st::Mark> mark = e->mark;
   if (!mark->stream) return cudaSuccess;  // never recorded: nothing to wait for
   CUstream_st* waiter = resolve(s);
   CUstream_st* other = mark->stream;
   const uint64_t at = mark->position;
-  enqueue(waiter, "cudaStreamWaitEvent", [] {}, {{other, at}});
+  enqueue(waiter, "cudaStreamWaitEvent", OpKind::kMarker, [] {}, {{other, at}});
   return cudaSuccess;
 }
 
@@ -425,10 +464,16 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   std::lock_guard lock(api_mutex());
   if (!e || !check_stream(s)) return fail(cudaErrorInvalidResourceHandle);
+  if (Capture* c = resolve(s)->capture) {
+    c->invalidated = true;
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaEventRecord on a capturing stream: events in captures are not "
+                                                   "emulated; the capture is invalidated");
+  }
+  if (cudaError_t err = capture_admits(resolve(s), "cudaEventRecord")) return err;
   auto mark = std::make_shared<CUevent_st::Mark>();
   mark->stream = resolve(s);
   e->mark = mark;
-  mark->position = enqueue(mark->stream, "cudaEventRecord", [mark] {
+  mark->position = enqueue(mark->stream, "cudaEventRecord", OpKind::kMarker, [mark] {
     mark->time_ms = now_ms();
     mark->reached = true;
   });
@@ -438,6 +483,7 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
   std::lock_guard lock(api_mutex());
   if (!e) return fail(cudaErrorInvalidResourceHandle);
+  if (capture_prohibits("cudaEventSynchronize", e->mark->stream)) return fail(cudaErrorStreamCaptureUnsupported);
   if (e->mark->stream) run_stream(e->mark->stream, e->mark->position);
   return cudaSuccess;
 }
@@ -445,6 +491,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e) {
 cudaError_t cudaEventQuery(cudaEvent_t e) {
   std::lock_guard lock(api_mutex());
   if (!e) return fail(cudaErrorInvalidResourceHandle);
+  if (capture_prohibits("cudaEventQuery", e->mark->stream)) return fail(cudaErrorStreamCaptureUnsupported);
   if (!e->mark->stream || e->mark->reached) return cudaSuccess;
   run_stream(e->mark->stream, e->mark->position);  // see cudaStreamQuery
   return cudaErrorNotReady;

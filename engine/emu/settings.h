@@ -26,10 +26,15 @@ struct Settings {
 const Settings& settings();
 void set_settings(const Settings& s);
 
-// Counters since the process started: kernels (grids) run and CUDA threads they ran.
+// Counters since the process started, of device work executed, whether a stream ran it or a
+// launched graph replayed it (a graph launch itself is no work of its own: its nodes are).
 struct Stats {
-  uint64_t kernels = 0;
-  uint64_t operations = 0;  // every stream operation: kernels, copies, memsets, library calls
+  uint64_t kernels = 0;        // grids of the engine's own kernels
+  uint64_t library_calls = 0;  // cuDNN and cuBLAS calls (kernels on a GPU)
+  uint64_t memsets = 0;
+  uint64_t copies = 0;
+  uint64_t operations = 0;  // all of the above, and event records and waits
+  uint64_t device_kernels() const { return kernels + library_calls; }
 };
 Stats stats();
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <random>
 
+#include "engine/emu/graph.h"
 #include "engine/emu/memory.h"
 #include "engine/emu/report.h"
 #include "engine/emu/settings.h"
@@ -16,7 +17,7 @@ struct Streams {
   CUstream_st legacy;
   std::vector<std::unique_ptr<CUstream_st>> created;
   int next_id = 1;
-  uint64_t operations = 0;
+  Stats executed;
   Streams() { legacy.legacy = true; }
 };
 
@@ -30,7 +31,7 @@ bool blocking(const CUstream_st* s) { return !s->legacy && !(s->flags & cudaStre
 // Runs with device memory open (the caller holds a DeviceAccess for the whole batch of operations).
 void execute(CUstream_st::Op& op) {
   op.run();
-  ++streams().operations;
+  note_executed(op.kind);
   check_guards(op.name.c_str());
 }
 
@@ -67,9 +68,13 @@ void destroy_stream(CUstream_st* s) {
   c.erase(std::remove_if(c.begin(), c.end(), [&](const auto& p) { return p.get() == s; }), c.end());
 }
 
-uint64_t enqueue(CUstream_st* s, std::string name, std::function<void()> run,
+uint64_t enqueue(CUstream_st* s, std::string name, OpKind kind, std::function<void()> run,
                  std::vector<std::pair<CUstream_st*, uint64_t>> after) {
-  CUstream_st::Op op{std::move(name), std::move(run), std::move(after)};
+  if (s->capture) {
+    capture_operation(s, std::move(name), kind, std::move(run));
+    return 0;
+  }
+  CUstream_st::Op op{std::move(name), kind, std::move(run), std::move(after)};
   Streams& all = streams();
   if (s->legacy) {
     for (const auto& c : all.created)
@@ -103,11 +108,17 @@ void run_all() {
   std::vector<CUstream_st*> order{&all.legacy};
   for (const auto& c : all.created) order.push_back(c.get());
   if (settings().block_order == BlockOrder::kShuffled) {
-    std::mt19937_64 rng(settings().seed ^ all.operations);
+    std::mt19937_64 rng(settings().seed ^ all.executed.operations);
     std::shuffle(order.begin(), order.end(), rng);
   }
   DeviceAccess open;
   for (CUstream_st* s : order) run_stream(s);
+}
+
+std::vector<CUstream_st*> created_streams() {
+  std::vector<CUstream_st*> out;
+  for (const auto& c : streams().created) out.push_back(c.get());
+  return out;
 }
 
 bool has_pending() {
@@ -118,6 +129,22 @@ bool has_pending() {
   return false;
 }
 
-uint64_t operations_run() { return streams().operations; }
+void note_executed(OpKind kind) {
+  Stats& e = streams().executed;
+  switch (kind) {
+    case OpKind::kKernel: ++e.kernels; break;
+    case OpKind::kLibrary: ++e.library_calls; break;
+    case OpKind::kMemset: ++e.memsets; break;
+    case OpKind::kCopy: ++e.copies; break;
+    case OpKind::kMarker: break;
+    case OpKind::kGraphLaunch: return;  // its nodes count, each as it runs
+  }
+  ++e.operations;
+}
+
+Stats stats() {
+  std::lock_guard lock(api_mutex());
+  return streams().executed;
+}
 
 }  // namespace sd::emu

@@ -10,8 +10,9 @@
 // with cudaStreamNonBlocking; cudaStreamWaitEvent orders across streams. An operation holds the
 // stream positions it depends on; running it first runs those.
 //
-// Recorded operations are what a graph capture will collect (issue 13): `enqueue` is the one
-// place work enters a stream.
+// `enqueue` is the one place work enters a stream. While a stream captures (engine/emu/graph.h),
+// what it is given becomes a node of the capture's graph instead, and runs only when the graph is
+// launched.
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -23,12 +24,20 @@
 
 #include <cuda_runtime.h>
 
+namespace sd::emu {
+struct Capture;  // engine/emu/graph.h
+// What an operation is, for the counters (Stats) and for the node a capture makes of it.
+enum class OpKind { kKernel, kLibrary, kMemset, kCopy, kMarker, kGraphLaunch };
+}  // namespace sd::emu
+
 struct CUstream_st {
   unsigned flags = 0;
   bool legacy = false;
   int id = 0;
+  sd::emu::Capture* capture = nullptr;  // while the stream captures
   struct Op {
     std::string name;
+    sd::emu::OpKind kind = sd::emu::OpKind::kMarker;
     std::function<void()> run;
     std::vector<std::pair<CUstream_st*, uint64_t>> after;  // (stream, position) that must have run
   };
@@ -52,6 +61,8 @@ namespace sd::emu {
 
 // The one lock every API entry point takes (the host side of the emulated device is serial).
 std::recursive_mutex& api_mutex();
+// Records `e` as the calling thread's last error (cudaGetLastError), prints `why` if given; returns e.
+cudaError_t api_error(cudaError_t e, const std::string& why = {});
 
 CUstream_st* resolve(cudaStream_t s);  // 0, cudaStreamLegacy and cudaStreamPerThread: the legacy stream
 bool is_live(cudaStream_t s);
@@ -60,7 +71,8 @@ void destroy_stream(CUstream_st* s);
 
 // Appends an operation; returns its position. In the immediate schedule it has run on return.
 // `after`: positions of other streams that must have run first (besides CUDA's implicit ones).
-uint64_t enqueue(CUstream_st* s, std::string name, std::function<void()> run,
+// On a capturing stream the operation becomes a graph node instead (position 0: nothing to wait for).
+uint64_t enqueue(CUstream_st* s, std::string name, OpKind kind, std::function<void()> run,
                  std::vector<std::pair<CUstream_st*, uint64_t>> after = {});
 // Runs `s` up to and including `position`.
 void run_stream(CUstream_st* s, uint64_t position);
@@ -68,6 +80,9 @@ void run_stream(CUstream_st* s);
 // Runs every stream to its end (streams in a seeded shuffled order with the shuffled block order).
 void run_all();
 bool has_pending();
-uint64_t operations_run();  // stream operations executed so far
+// Every stream created and not destroyed (not the legacy one).
+std::vector<CUstream_st*> created_streams();
+// Counts one executed piece of device work (a stream operation, or a node of a launched graph).
+void note_executed(OpKind kind);
 
 }  // namespace sd::emu

@@ -105,6 +105,7 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop, 
       state_.elapsed_seconds += seconds_since(t0);
       return false;
     };
+    backend_.plan_epoch(order, uint32_t(epoch));  // a graph-executing engine uploads it once
 
     // Training: the last batch of an epoch is smaller when the set is not a multiple of the batch.
     for (int s = state_.step_in_epoch; s < steps_per_epoch_; ++s) {

@@ -16,19 +16,35 @@ struct IndexChunk {
 
 constexpr int kGatherThreads = 256;
 
-// One thread block per output image; its threads walk the image's 3072 pixels.
-__global__ void gather_kernel(IndexChunk chunk, GatherSource src, int augment, uint64_t seed, uint32_t epoch,
-                              float* images, uint8_t* labels) {
-  const int b = blockIdx.x;
-  const int32_t idx = chunk.index[b];
+// Image `idx` of the set into batch position b, by the calling thread block.
+__device__ void gather_image(const GatherSource& src, int32_t idx, int b, int augment, uint64_t seed, uint32_t epoch,
+                             float* images, uint8_t* labels) {
+  float* out = images + int64_t(b) * kImageBytes;
+  if (idx < 0 || int64_t(idx) >= src.set_size) {  // only gather_batch_at can get here (see the header)
+    for (int p = threadIdx.x; p < kImageBytes; p += blockDim.x) out[p] = __int_as_float(0x7fc00000);
+    if (threadIdx.x == 0) labels[b] = 255;
+    return;
+  }
   const uint8_t* image = src.pixels + int64_t(idx) * kImageBytes;
   const AugmentParams a = augment ? augment_params(seed, epoch, uint32_t(idx)) : AugmentParams{};
-  float* out = images + int64_t(b) * kImageBytes;
   for (int p = threadIdx.x; p < kImageBytes; p += blockDim.x) {
     const int c = p / kImagePlane, y = (p / kImageSide) % kImageSide, x = p % kImageSide;
     out[p] = augmented_pixel(image, src.mean, src.stddev, a, c, y, x);
   }
   if (threadIdx.x == 0) labels[b] = src.labels[idx];
+}
+
+// One thread block per output image; its threads walk the image's 3072 pixels.
+__global__ void gather_kernel(IndexChunk chunk, GatherSource src, int augment, uint64_t seed, uint32_t epoch,
+                              float* images, uint8_t* labels) {
+  gather_image(src, chunk.index[blockIdx.x], blockIdx.x, augment, seed, epoch, images, labels);
+}
+
+__global__ void gather_at_kernel(GatherSource src, const int32_t* order, const DeviceStepState* step, int augment,
+                                 uint64_t seed, float* images, uint8_t* labels) {
+  const int64_t position = step->current.cursor + blockIdx.x;
+  const int32_t idx = order ? order[position] : int32_t(position);
+  gather_image(src, idx, blockIdx.x, augment, seed, step->current.epoch, images, labels);
 }
 
 }  // namespace
@@ -48,6 +64,15 @@ void gather_batch(Context& ctx, const GatherSource& src, std::span<const int32_t
     SD_LAUNCH(ctx, gather_kernel, unsigned(count), kGatherThreads, 0, chunk, src, draw.augment ? 1 : 0, draw.seed,
               draw.epoch, images + first * kImageBytes, labels + first);
   }
+}
+
+void gather_batch_at(Context& ctx, const GatherSource& src, const int32_t* order, const DeviceStepState* step,
+                     const AugmentDraw& draw, int n, float* images, uint8_t* labels) {
+  if (n < 1) throw Error("gather_batch_at: empty batch");
+  if (!src.pixels || !src.labels || !src.mean || !step)
+    throw Error("gather_batch_at: the image set, normalisation or step state is not on the device");
+  SD_LAUNCH(ctx, gather_at_kernel, unsigned(n), kGatherThreads, 0, src, order, step, draw.augment ? 1 : 0, draw.seed,
+            images, labels);
 }
 
 }  // namespace sd::cuda

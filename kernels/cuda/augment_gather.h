@@ -9,10 +9,17 @@
 // The indices travel as a kernel argument (up to kGatherChunk per launch), so a step needs no
 // host-to-device copy and no pinned staging buffer: the driver copies the arguments at launch.
 // Launches per batch: ceil(n / kGatherChunk) (one for every batch size up to 512).
+//
+// gather_batch_at is the same gathering for a captured step (a CUDA graph fixes kernel arguments):
+// the batch's place is read from device memory when the kernel runs — image b is
+// order[cursor + b] (or image cursor + b without an order), cursor and epoch from a DeviceStepState's current step
+// (kernels/cuda/step_state.h). An index outside the set cannot throw there: that image is NaN and
+// its label 255, which the loss turns into NaN (the host checks indices before they reach the order).
 #include <cstdint>
 #include <span>
 
 #include "engine/cuda/context.h"
+#include "kernels/cuda/step_state.h"
 
 namespace sd::cuda {
 
@@ -36,5 +43,8 @@ struct AugmentDraw {
 // outside the set. n = indices.size() ≥ 1.
 void gather_batch(Context& ctx, const GatherSource& src, std::span<const int32_t> indices, const AugmentDraw& draw,
                   float* images, uint8_t* labels);
+// draw.epoch is ignored: the epoch comes from step->epoch.
+void gather_batch_at(Context& ctx, const GatherSource& src, const int32_t* order, const DeviceStepState* step,
+                     const AugmentDraw& draw, int n, float* images, uint8_t* labels);
 
 }  // namespace sd::cuda

@@ -53,10 +53,13 @@ CudaResNet::CudaResNet(const BackendOptions& options, int max_batch, int device)
   build_layers();
 
   load_state(initial_state(spec_, options_.seed));
+  SD_CUDA_CHECK(cudaMemcpyAsync(buf_.survival, spec_.survival.data(), spec_.survival.size() * sizeof(float),
+                                cudaMemcpyHostToDevice, ctx_->stream()));
   ctx_->memset_zero(buf_.train_totals, sizeof(cuda::DeviceTotals));
   ctx_->memset_zero(buf_.eval_totals, sizeof(cuda::DeviceTotals));
   ctx_->memset_zero(buf_.conv1_grad_sum, sizeof(double));
-  ctx_->synchronize();
+  ctx_->synchronize();  // the survival copy's source is this constructor's
+  set_execution(options_.execution);
 }
 
 CudaResNet::~CudaResNet() {
@@ -83,6 +86,7 @@ CudaResNet::Buffers CudaResNet::lay_out(Alloc& a) const {
   b.stem_save_mean = a.template take<float>(size_t(stem_bn.channels));
   b.stem_save_inv_std = a.template take<float>(size_t(stem_bn.channels));
   size_t largest = stem;  // elements of the largest activation of any block (and of the stem)
+  const size_t L = size_t(spec_.num_blocks());
   for (const BlockSpec& blk : spec_.blocks) {
     const size_t count = B * size_t(blk.out_channels) * blk.out_side * blk.out_side;
     largest = std::max(largest, count);
@@ -97,18 +101,23 @@ CudaResNet::Buffers CudaResNet::lay_out(Alloc& a) const {
     bb.save_inv_std2 = a.template take<float>(size_t(blk.out_channels));
     b.blocks.push_back(bb);
   }
-  b.branch = a.template take<float>(largest);
+  b.shared.branch = a.template take<float>(largest);
   for (size_t s = 0; s < spec_.stages.size(); ++s) {
     const StageSpec& stage = spec_.stages[s];
     b.stage_grad[s] = a.template take<float>(B * size_t(stage.channels) * stage.side * stage.side);
   }
-  b.scratch1 = a.template take<float>(largest);
-  b.scratch2 = a.template take<float>(largest);
+  b.shared.scratch1 = a.template take<float>(largest);
+  b.shared.scratch2 = a.template take<float>(largest);
   b.pooled = a.template take<float>(B * size_t(spec_.head.features));
   b.dpooled = a.template take<float>(B * size_t(spec_.head.features));
   b.logits = a.template take<float>(B * size_t(spec_.head.classes));
   b.dlogits = a.template take<float>(B * size_t(spec_.head.classes));
   b.losses = a.template take<float>(B);
+  b.batch_predictions = a.template take<uint8_t>(B);
+  b.train_state = a.template take<cuda::DeviceStepState>(1);
+  b.eval_state = a.template take<cuda::DeviceStepState>(1);
+  b.survival = a.template take<float>(L);
+  b.handles = a.template take<cudaGraphConditionalHandle>(size_t(kTrainGraphSlots) * 2 * L);
   b.train_totals = a.template take<cuda::DeviceTotals>(1);
   b.eval_totals = a.template take<cuda::DeviceTotals>(1);
   b.conv1_grad_sum = a.template take<double>(1);
@@ -145,16 +154,16 @@ void CudaResNet::build_layers() {
   conv1_grad_ = grad(spec_.stem.conv.weight);
   conv1_count_ = spec_.tensors[size_t(spec_.stem.conv.weight)].count;
   stem_bn_ = bn(spec_.stem.bn, buf_.stem_save_mean, buf_.stem_save_inv_std, true);
-  blocks_.clear();
+  units_.clear();
   for (size_t l = 0; l < spec_.blocks.size(); ++l) {
     const BlockSpec& b = spec_.blocks[l];
     const BlockBuffers& bb = buf_.blocks[l];
-    Block layer;
+    BlockLayers layer;
     layer.conv1 = conv(b.conv1);
     layer.bn1 = bn(b.bn1, bb.save_mean1, bb.save_inv_std1, true);
     layer.conv2 = conv(b.conv2);
     layer.bn2 = bn(b.bn2, bb.save_mean2, bb.save_inv_std2, false);  // no ReLU before the join
-    blocks_.push_back(layer);
+    units_.emplace_back(b, layer, bb, buf_.shared, spec_.survival[l]);
   }
   const HeadSpec& head = spec_.head;
   fc_.in = head.features;
@@ -188,6 +197,9 @@ std::vector<T> CudaResNet::download(const T* p, size_t count) const {
   ctx_->synchronize();
   return out;
 }
+// The graph execution (step_graph.cpp) reads these back too.
+template std::vector<cuda::DeviceStepState> CudaResNet::download(const cuda::DeviceStepState*, size_t) const;
+template std::vector<cuda::DeviceTotals> CudaResNet::download(const cuda::DeviceTotals*, size_t) const;
 
 FlatState CudaResNet::flat_state() const {
   FlatState s;
@@ -225,6 +237,7 @@ void CudaResNet::do_set_normalization(const Normalization& norm) {
                                 cudaMemcpyHostToDevice, ctx_->stream()));
   ctx_->synchronize();
   stddev_ = norm.std;
+  drop_graphs(true, true);  // captured gathers hold the old std as an argument
 }
 
 void CudaResNet::do_set_images(ImageSetRole role, const ImageSet& images) {
@@ -246,6 +259,14 @@ void CudaResNet::do_set_images(ImageSetRole role, const ImageSet& images) {
     ctx_->synchronize();
   }
   sets_[int(role)] = std::move(ds);
+  // Captured graphs hold the old set's addresses.
+  const bool train = role == ImageSetRole::kTrain;
+  drop_graphs(train, !train);
+  if (train) {
+    const int64_t capacity = StepFeed::order_capacity(set(role).size, max_batch_);
+    order_ = cuda::DeviceBuffer(size_t(capacity) * sizeof(int32_t), "the training order");
+    feed_.bind(order_.as<int32_t>(), set(role).size, max_batch_);
+  }
 }
 
 std::optional<DeviceUsage> CudaResNet::device_usage() const {
@@ -254,149 +275,146 @@ std::optional<DeviceUsage> CudaResNet::device_usage() const {
   return DeviceUsage{ctx_->launches(), double(total - free)};
 }
 
-// ---- training ---------------------------------------------------------------------------------
+// ---- the pieces of a step ---------------------------------------------------------------------
 
-void CudaResNet::forward(int n, const uint8_t* gates, bool training) {
-  const cuda::NvtxRange range("forward");
-  cuda::Context& ctx = *ctx_;
-  const int L = spec_.num_blocks();
-  in_views_.assign(size_t(L), {});
-  out_views_.assign(size_t(L), {});
+cuda::GatherSource CudaResNet::gather_source(ImageSetRole role) const {
+  const DeviceSet& ds = set(role);
+  return cuda::GatherSource{ds.pixels.as<uint8_t>(), ds.labels.as<uint8_t>(), ds.size, buf_.mean_image, stddev_};
+}
+
+cuda::SgdHyper CudaResNet::sgd_hyper(float lr) const {
+  return cuda::SgdHyper{lr, options_.sgd.momentum, options_.sgd.weight_decay, options_.sgd.nesterov};
+}
+
+cuda::DeviceTensor CudaResNet::block_input(int l, int n) const {
+  if (l > 0) return units_[size_t(l - 1)].output(n);
+  const ConvSpec& stem = spec_.stem.conv;
+  return act(buf_.stem_r, n, stem.out_channels, stem.out_side);
+}
+
+cuda::DeviceTensor CudaResNet::block_grad(int l, int n) const {
+  const BlockSpec& b = spec_.blocks[size_t(l)];
+  return act(buf_.stage_grad[b.stage], n, b.out_channels, b.out_side);
+}
+
+cuda::DeviceTensor CudaResNet::block_input_grad(int l, int n) const {
+  // A downsampling block sends ∂L/∂(its input) to the previous stage's buffer.
+  const BlockSpec& b = spec_.blocks[size_t(l)];
+  return b.downsamples() ? act(buf_.stage_grad[b.stage - 1], n, b.in_channels, b.in_side) : block_grad(l, n);
+}
+
+void CudaResNet::record_stem_forward(int n, bool training) {
   const ConvSpec& stem = spec_.stem.conv;
   const cuda::DeviceTensor x0 = act(buf_.images, n, stem.in_channels, stem.in_side);
   const cuda::DeviceTensor a0 = act(buf_.stem_a, n, stem.out_channels, stem.out_side);
   const cuda::DeviceTensor r0 = act(buf_.stem_r, n, stem.out_channels, stem.out_side);
-  stem_conv_.forward(ctx, x0, a0);
+  stem_conv_.forward(*ctx_, x0, a0);
   if (training)
-    stem_bn_.forward_train(ctx, a0, r0);
+    stem_bn_.forward_train(*ctx_, a0, r0);
   else
-    stem_bn_.forward_eval(ctx, a0, r0);
-  cuda::DeviceTensor cur = r0;
+    stem_bn_.forward_eval(*ctx_, a0, r0);
+}
+
+void CudaResNet::forward(int n, const uint8_t* gates, bool training) {
+  const cuda::NvtxRange range("forward");
+  const int L = spec_.num_blocks();
+  in_views_.assign(size_t(L), {});
+  out_views_.assign(size_t(L), {});
+  record_stem_forward(n, training);
+  cuda::DeviceTensor cur = block_input(0, n);
   for (int l = 0; l < L; ++l) {
-    const BlockSpec& b = spec_.blocks[size_t(l)];
-    const BlockBuffers& bb = buf_.blocks[size_t(l)];
-    const Block& layer = blocks_[size_t(l)];
-    const cuda::DeviceTensor out = act(bb.out, n, b.out_channels, b.out_side);
+    const BlockUnit& unit = units_[size_t(l)];
     const cuda::NvtxRange block_range(block_names_[size_t(l)].c_str());
     in_views_[size_t(l)] = cur;
     if (training && !gates[l]) {
       // Closed: the identity on the shortcut. Stride 1: nothing at all, the output is the input.
-      if (b.downsamples()) {
-        cuda::residual_join_forward(ctx, cur, nullptr, 1.0f, out);
-        out_views_[size_t(l)] = out;
-      } else {
-        out_views_[size_t(l)] = cur;
-      }
+      unit.record_closed_forward(*ctx_, cur, false);
+      out_views_[size_t(l)] = unit.spec().downsamples() ? unit.output(n) : cur;
     } else {
-      const cuda::DeviceTensor a1 = act(bb.a1, n, b.out_channels, b.out_side);
-      const cuda::DeviceTensor r1 = act(bb.r1, n, b.out_channels, b.out_side);
-      const cuda::DeviceTensor a2 = act(bb.a2, n, b.out_channels, b.out_side);
-      const cuda::DeviceTensor branch = act(buf_.branch, n, b.out_channels, b.out_side);
-      layer.conv1.forward(ctx, cur, a1);
-      if (training)
-        layer.bn1.forward_train(ctx, a1, r1);
-      else
-        layer.bn1.forward_eval(ctx, a1, r1);
-      layer.conv2.forward(ctx, r1, a2);
-      if (training)
-        layer.bn2.forward_train(ctx, a2, branch);
-      else
-        layer.bn2.forward_eval(ctx, a2, branch);
-      // Training: an open gate adds the branch as is; evaluation scales it by p_l, inside the join.
-      cuda::residual_join_forward(ctx, cur, &branch, training ? 1.0f : spec_.survival[size_t(l)], out);
-      out_views_[size_t(l)] = out;
+      unit.record_forward(*ctx_, cur, training);
+      out_views_[size_t(l)] = unit.output(n);
     }
     cur = out_views_[size_t(l)];
   }
+  record_pool(n, cur);
+}
+
+void CudaResNet::record_pool(int n, const cuda::DeviceTensor& last) {
   const HeadSpec& head = spec_.head;
-  if (cur.c != head.features || cur.h != head.side || cur.w != head.side)
-    throw std::logic_error(fmt::format("CudaResNet: the last stage gives {}×{}×{}, not {}×{}×{}", cur.c, cur.h, cur.w,
-                                       head.features, head.side, head.side));
-  cuda::global_avg_pool_forward(ctx, n, head.features, head.side * head.side, cur.data, buf_.pooled);
+  if (last.c != head.features || last.h != head.side || last.w != head.side)
+    throw std::logic_error(fmt::format("CudaResNet: the last stage gives {}×{}×{}, not {}×{}×{}", last.c, last.h,
+                                       last.w, head.features, head.side, head.side));
+  cuda::global_avg_pool_forward(*ctx_, n, head.features, head.side * head.side, last.data, buf_.pooled);
+}
+
+void CudaResNet::record_loss(int n) {
+  const cuda::NvtxRange loss("loss");
+  cuda::ClassifierOutputs o;
+  o.logits = buf_.logits;
+  o.loss = buf_.losses;
+  o.dlogits = buf_.dlogits;
+  o.dbias = fc_.db;
+  o.totals = buf_.train_totals;
+  fc_.forward(*ctx_, n, buf_.pooled, buf_.labels, o);
+}
+
+void CudaResNet::record_head_backward(int n) {
+  const HeadSpec& head = spec_.head;
+  fc_.backward(*ctx_, n, buf_.pooled, buf_.dlogits, buf_.dpooled);
+  cuda::global_avg_pool_backward(*ctx_, n, head.features, head.side * head.side, buf_.dpooled, buf_.stage_grad[2]);
 }
 
 void CudaResNet::backward(int n, const uint8_t* gates) {
   const cuda::NvtxRange range("backward");
-  cuda::Context& ctx = *ctx_;
-  const int L = spec_.num_blocks();
-  const HeadSpec& head = spec_.head;
-  fc_.backward(ctx, n, buf_.pooled, buf_.dlogits, buf_.dpooled);
-  cuda::global_avg_pool_backward(ctx, n, head.features, head.side * head.side, buf_.dpooled, buf_.stage_grad[2]);
-  for (int l = L - 1; l >= 0; --l) {
-    const BlockSpec& b = spec_.blocks[size_t(l)];
-    const BlockBuffers& bb = buf_.blocks[size_t(l)];
-    const Block& layer = blocks_[size_t(l)];
-    const int s = b.stage;
-    // ∂L/∂(block output), held in the stage's gradient buffer.
-    const cuda::DeviceTensor g = act(buf_.stage_grad[s], n, b.out_channels, b.out_side);
-    // For a downsampling block, ∂L/∂(block input) goes to the previous stage's buffer.
-    const cuda::DeviceTensor g_in =
-        b.downsamples() ? act(buf_.stage_grad[s - 1], n, b.in_channels, b.in_side) : g;
-    const cuda::DeviceTensor out = act(bb.out, n, b.out_channels, b.out_side);
+  record_head_backward(n);
+  for (int l = spec_.num_blocks() - 1; l >= 0; --l) {
     const cuda::NvtxRange block_range(block_names_[size_t(l)].c_str());
-    if (!gates[l]) {
-      // Closed: stride 1 passes the gradient through untouched (no launch); the downsampling block
-      // sends it back through the shortcut, unmasked, as the reference's shortcut_backward does.
-      if (b.downsamples()) cuda::residual_join_backward(ctx, out, g, false, &g_in);
-      continue;
-    }
-    // g ← g·[out > 0] in place (= ∂L/∂branch); stride 2 also writes the shortcut's share to g_in.
-    cuda::residual_join_backward(ctx, out, g, true, b.downsamples() ? &g_in : nullptr);
-    const cuda::DeviceTensor a1 = act(bb.a1, n, b.out_channels, b.out_side);
-    const cuda::DeviceTensor r1 = act(bb.r1, n, b.out_channels, b.out_side);
-    const cuda::DeviceTensor a2 = act(bb.a2, n, b.out_channels, b.out_side);
-    const cuda::DeviceTensor s1 = act(buf_.scratch1, n, b.out_channels, b.out_side);
-    const cuda::DeviceTensor s2 = act(buf_.scratch2, n, b.out_channels, b.out_side);
-    layer.bn2.backward(ctx, a2, a2, g, s1);           // s1 = ∂L/∂a2 (bn2 has no ReLU: y unused)
-    layer.conv2.backward_filter(ctx, r1, s1);         // ∂L/∂w2
-    layer.conv2.backward_data(ctx, s1, s2, false);    // s2 = ∂L/∂r1
-    layer.bn1.backward(ctx, a1, r1, s2, s1);          // s1 = ∂L/∂a1 (ReLU mask from r1)
-    layer.conv1.backward_filter(ctx, in_views_[size_t(l)], s1);  // ∂L/∂w1
-    layer.conv1.backward_data(ctx, s1, g_in, true);   // g_in += the branch's share: now ∂L/∂x
+    if (gates[l])
+      units_[size_t(l)].record_backward(*ctx_, in_views_[size_t(l)], block_grad(l, n), block_input_grad(l, n));
+    else
+      units_[size_t(l)].record_closed_backward(*ctx_, block_grad(l, n), block_input_grad(l, n));
   }
+  record_stem_backward(n);
+}
+
+void CudaResNet::record_stem_backward(int n) {
   const ConvSpec& stem = spec_.stem.conv;
   const cuda::DeviceTensor x0 = act(buf_.images, n, stem.in_channels, stem.in_side);
   const cuda::DeviceTensor a0 = act(buf_.stem_a, n, stem.out_channels, stem.out_side);
   const cuda::DeviceTensor r0 = act(buf_.stem_r, n, stem.out_channels, stem.out_side);
   const cuda::DeviceTensor g0 = act(buf_.stage_grad[0], n, stem.out_channels, stem.out_side);
-  const cuda::DeviceTensor s1 = act(buf_.scratch1, n, stem.out_channels, stem.out_side);
-  stem_bn_.backward(ctx, a0, r0, g0, s1);
-  stem_conv_.backward_filter(ctx, x0, s1);
+  const cuda::DeviceTensor s1 = act(buf_.shared.scratch1, n, stem.out_channels, stem.out_side);
+  stem_bn_.backward(*ctx_, a0, r0, g0, s1);
+  stem_conv_.backward_filter(*ctx_, x0, s1);
   // The paper's Fig. 5 statistic, summed on the device: the host never waits for it inside an epoch.
-  cuda::accumulate_mean_abs(ctx, conv1_grad_, conv1_count_, buf_.conv1_grad_sum);
+  cuda::accumulate_mean_abs(*ctx_, conv1_grad_, conv1_count_, buf_.conv1_grad_sum);
+}
+
+// ---- training ---------------------------------------------------------------------------------
+
+void CudaResNet::do_plan_epoch(std::span<const int32_t> order, uint32_t) {
+  // Eager steps take their indices as kernel arguments; graph steps read the order on the device.
+  if (options_.execution == Execution::kGraph) feed_.plan_epoch(*ctx_, order);
 }
 
 void CudaResNet::do_train_step(const StepInput& in) {
+  if (options_.execution == Execution::kGraph) return graph_train_step(in);
   const cuda::NvtxRange range("train_step");
   const int n = int(in.indices.size());
-  const DeviceSet& train = set(ImageSetRole::kTrain);
   cuda::Context& ctx = *ctx_;
-
   {
     const cuda::NvtxRange gather("gather");
     // Closed blocks write no gradient: start from zero so they get exactly zero, as in the reference.
     ctx.memset_zero(buf_.grads, size_t(spec_.num_params) * sizeof(float));
-    const cuda::GatherSource src{train.pixels.as<uint8_t>(), train.labels.as<uint8_t>(), train.size,
-                                 buf_.mean_image, stddev_};
-    cuda::gather_batch(ctx, src, in.indices, cuda::AugmentDraw{true, options_.seed, in.epoch}, buf_.images,
-                       buf_.labels);
+    cuda::gather_batch(ctx, gather_source(ImageSetRole::kTrain), in.indices,
+                       cuda::AugmentDraw{true, options_.seed, in.epoch}, buf_.images, buf_.labels);
   }
   forward(n, in.gates.data(), true);
-  {
-    const cuda::NvtxRange loss("loss");
-    cuda::ClassifierOutputs o;
-    o.logits = buf_.logits;
-    o.loss = buf_.losses;
-    o.dlogits = buf_.dlogits;
-    o.dbias = fc_.db;
-    o.totals = buf_.train_totals;
-    fc_.forward(ctx, n, buf_.pooled, buf_.labels, o);
-  }
+  record_loss(n);
   backward(n, in.gates.data());
   {
     const cuda::NvtxRange sgd("sgd");
-    const cuda::SgdHyper h{in.learning_rate, options_.sgd.momentum, options_.sgd.weight_decay, options_.sgd.nesterov};
-    cuda::sgd_step(ctx, (long long)spec_.num_params, buf_.params, buf_.grads, buf_.momentum, h);
+    cuda::sgd_step(ctx, (long long)spec_.num_params, buf_.params, buf_.grads, buf_.momentum, sgd_hyper(in.learning_rate));
   }
   last_n_ = n;
   ++steps_since_take_;
@@ -422,18 +440,18 @@ void CudaResNet::restore_train_totals(const TrainTotals& totals) {
 }
 
 EvalResult CudaResNet::do_evaluate(ImageSetRole role) {
+  if (options_.execution == Execution::kGraph) return graph_evaluate(role);
   const cuda::NvtxRange range("evaluate");
   const DeviceSet& ds = set(role);
   EvalResult r;
   cuda::Context& ctx = *ctx_;
   ctx.memset_zero(buf_.eval_totals, sizeof(cuda::DeviceTotals));
-  const cuda::GatherSource src{ds.pixels.as<uint8_t>(), ds.labels.as<uint8_t>(), ds.size, buf_.mean_image, stddev_};
   std::vector<int32_t> indices;
   for (int64_t start = 0; start < ds.size; start += max_batch_) {
     const int n = int(std::min<int64_t>(ds.size - start, max_batch_));
     indices.resize(size_t(n));
     for (int i = 0; i < n; ++i) indices[size_t(i)] = int32_t(start + i);
-    cuda::gather_batch(ctx, src, indices, cuda::AugmentDraw{}, buf_.images, buf_.labels);
+    cuda::gather_batch(ctx, gather_source(role), indices, cuda::AugmentDraw{}, buf_.images, buf_.labels);
     forward(n, nullptr, false);
     cuda::ClassifierOutputs o;
     o.logits = buf_.logits;

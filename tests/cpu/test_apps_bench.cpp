@@ -41,6 +41,8 @@ TEST_CASE("sd_bench refuses bad settings with one line", "[apps]") {
       {"--precision fp16", "--precision fp16: not supported"},
       {"--batch-size 100", "--batch-size 100 is larger"},
       {"--device cuda", "--device cuda: "},
+      {"--exec graph", "--exec graph: the CPU reference"},
+      {"--exec jit", "--exec"},
   };
   for (const auto& [args, expect] : cases) {
     const sd::test::RunResult r = run_app("sd_bench", "--device cpu --depth 8 --synthetic 64 " + args);

@@ -109,6 +109,11 @@ TEST_CASE("sd_train refuses bad values, naming the flag", "[apps]") {
   CHECK_THAT(usage_error(Args{"--subset", "-1"}), Catch::StartsWith("--subset -1"));
   CHECK_THAT(usage_error(Args{"--momentum", "1.5"}), Catch::StartsWith("--momentum"));
   CHECK_THAT(usage_error(Args{"--device", "tpu"}), Catch::Contains("--device"));
+  CHECK_THAT(usage_error(Args{"--exec", "jit"}), Catch::Contains("--exec"));
+  CHECK_THAT(usage_error(Args{"--device", "cpu", "--exec", "graph"}),
+             Catch::StartsWith("--exec graph: the CPU reference (--device cpu) runs eagerly only"));
+  CHECK(parse({"--exec", "graph"}).exec == "graph");  // the CUDA engine's (no GPU is needed to parse)
+  CHECK(parse({}).exec == "eager");
   CHECK_THAT(usage_error(Args{"--bogus"}), Catch::Contains("--bogus"));
   CHECK_THAT(usage_error(Args{"--depth", "abc"}), Catch::StartsWith("CLI: "));
   CHECK_THAT(usage_error(Args{"--nesterov", "--no-nesterov"}), Catch::Contains("excludes"));

@@ -12,7 +12,10 @@
 #                                        (build/bin/sd_kernel_bench: µs, GB/s, share of 4.8 TB/s; ~10 s)
 #   tests/gpu/device_check.sh apps       sd_train --device cuda:0 (and the one-line error for a GPU
 #                                        number not present), a tiny sd_sweep with its report (~1 min)
-#   tests/gpu/device_check.sh all        all of them
+#   tests/gpu/device_check.sh fast       the fast-path measurement (docs/PERFORMANCE.md; ≤ 7 min): the GPU
+#                                        tests (graph == eager among them), then sd_bench ResNet-110 for
+#                                        every --exec × --precision this build has, and PyTorch beside them
+#   tests/gpu/device_check.sh all        all of them but fast
 # Logs go to $OUT (the device tool brings them back) or /tmp/sd-gpu-out; the summary prints last.
 set -u
 # From the repository root wherever the checkout lies (the device's path differs from this
@@ -41,6 +44,37 @@ if [ "$mode" = tests ] || [ "$mode" = all ]; then
   grep -E "^(cuda:|cuDNN algorithms|  conv|CudaResNet|ResNet-|launches|stage|gradients|parameter updates|momentum)" \
     "$out/tests.txt" | head -60 >>"$summary"
   grep -B3 -A12 "FAILED" "$out/tests.txt" | head -150 >"$out/failures.txt"
+fi
+
+if [ "$mode" = fast ]; then
+  timeout 210 "$bin" --durations yes >"$out/tests.txt" 2>&1
+  note "sd_gpu_tests rc=$?"
+  grep -E "^SKIPPED|test cases|assertions" "$out/tests.txt" | sort | uniq -c | tee -a "$summary"
+  grep -E "^(ResNet-8 step|closed block in graph mode|launches|stage)" "$out/tests.txt" | head -20 >>"$summary"
+  grep -B3 -A12 "FAILED" "$out/tests.txt" | head -150 >"$out/failures.txt"
+  # Every execution × precision: short rounds (the step time is steady after the warm-up; the
+  # median of 3 rounds of 60 steps), ResNet-110 at batch 128 on 45 000 generated images.
+  precisions=fp32
+  build/bin/sd_bench --help 2>/dev/null | grep -q -- "--precision" && precisions="fp32 tf32"
+  for exec in eager graph; do
+    for precision in $precisions; do
+      flag=""
+      [ "$precisions" = fp32 ] || flag="--precision $precision"
+      name="sd_bench-$exec-$precision"
+      timeout 35 build/bin/sd_bench --depth 110 --exec "$exec" $flag --rounds 3 --steps 60 --warmup 10 \
+        --out "$out/$name.json" >"$out/$name.txt" 2>&1
+      note "$name rc=$?"
+      grep -E "^(stochastic depth|full depth|speed-up)" "$out/$name.txt" | tee -a "$summary"
+    done
+  done
+  [ "$precisions" = fp32 ] && note "sd_bench has no --precision in this build: tf32 not measured"
+  for tf32 in "" "--no-tf32"; do
+    name="pytorch${tf32:+-no-tf32}"
+    timeout 35 python3 bench/pytorch_bench.py --depth 110 --rounds 3 --steps 60 --warmup 10 $tf32 \
+      --out "$out/$name.json" >"$out/$name.txt" 2>&1
+    note "$name rc=$?"
+    tail -4 "$out/$name.txt" | tee -a "$summary"
+  done
 fi
 
 if [ "$mode" = bench ] || [ "$mode" = all ]; then

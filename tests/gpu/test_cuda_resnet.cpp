@@ -39,6 +39,7 @@
 #include "tests/gpu/cupti_counter.h"
 #include "tests/gpu/gpu_compare.h"
 #include "tests/gpu/gpu_test.h"
+#include "tests/gpu/model_data.h"
 
 using namespace sd;
 using sd::test::contract::step_input;
@@ -56,34 +57,12 @@ constexpr Bounds kResNet110{2e-5, 1e-2, 5e-3, 5e-2};
 
 constexpr uint64_t kSeed = 2718;
 
-BackendOptions options_for(int depth) {
-  BackendOptions o;
-  o.model = ResNetConfig{depth, DeathMode::kLinDecay, 0.5};
-  o.seed = kSeed;
-  return o;
-}
+BackendOptions options_for(int depth) { return gpu_test::model_options(depth, kSeed); }
 
-struct Data {
-  ImageSet train, test;
-  Normalization norm;
-};
-
-Data make_data(size_t train, size_t test) {
-  Data d;
-  d.train = synthetic_images(train + test, 99);
-  d.test.pixels.assign(d.train.pixels.begin() + ptrdiff_t(train * kImageBytes), d.train.pixels.end());
-  d.test.labels.assign(d.train.labels.begin() + ptrdiff_t(train), d.train.labels.end());
-  d.train.pixels.resize(train * kImageBytes);
-  d.train.labels.resize(train);
-  d.norm = compute_normalization(d.train);
-  return d;
-}
-
-std::vector<int32_t> batch_indices(size_t set_size, int n, uint32_t epoch) {
-  std::vector<int32_t> order = shuffled_indices(7, RandomStream::kEpochOrder, epoch, set_size);
-  order.resize(size_t(n));
-  return order;
-}
+using Data = gpu_test::ModelData;
+Data make_data(size_t train, size_t test) { return gpu_test::make_model_data(train, test); }
+using gpu_test::batch_indices;
+using gpu_test::states_bit_equal;
 
 struct TensorErrors {
   std::vector<std::pair<double, std::string>> per_tensor;  // worst first
@@ -136,13 +115,6 @@ std::vector<std::string> names_where(const ResNetSpec& spec, bool trainable) {
   for (const TensorSpec& t : spec.tensors)
     if (t.trainable() == trainable) out.push_back(t.name);
   return out;
-}
-
-bool states_bit_equal(const std::vector<NamedTensor>& a, const std::vector<NamedTensor>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (a[i].name != b[i].name || a[i].shape != b[i].shape || !gpu_test::bit_equal(a[i].data, b[i].data)) return false;
-  return true;
 }
 
 // One training step on both models with the same input from the same state; compares everything

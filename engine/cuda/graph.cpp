@@ -1,0 +1,104 @@
+// CUDA graphs for the engine; see graph.h.
+#include "engine/cuda/graph.h"
+
+#include "engine/cuda/check.h"
+
+namespace sd::cuda {
+
+GraphExec::~GraphExec() {
+  if (exec_) cudaGraphExecDestroy(exec_);  // CUDA lets launches still queued finish
+}
+
+GraphExec& GraphExec::operator=(GraphExec&& o) noexcept {
+  if (this != &o) {
+    if (exec_) cudaGraphExecDestroy(exec_);
+    exec_ = o.exec_, operations_ = o.operations_;
+    o.exec_ = nullptr;
+  }
+  return *this;
+}
+
+void GraphExec::launch(Context& ctx) const {
+  if (!exec_) throw Error("launch of an empty GraphExec");
+  SD_CUDA_CHECK(cudaGraphLaunch(exec_, ctx.stream()));
+  ctx.launched("cudaGraphLaunch");
+}
+
+GraphBuilder::GraphBuilder(Context& ctx) : ctx_(ctx), captured_before_(ctx.captured()) {
+  if (ctx_.capturing()) throw Error("GraphBuilder: the context is already capturing a graph");
+  SD_CUDA_CHECK(cudaGraphCreate(&graph_, 0));
+}
+
+GraphBuilder::~GraphBuilder() {
+  // The executable graph is a copy; the graph itself is not needed after instantiation.
+  if (graph_) cudaGraphDestroy(graph_);
+}
+
+std::vector<cudaGraphNode_t> GraphBuilder::capture_into(cudaGraph_t graph, const std::vector<cudaGraphNode_t>& after,
+                                                        const std::function<void()>& record) {
+  cudaStream_t s = ctx_.stream();
+  // Thread-local: only a synchronising call of this thread breaks the capture (as probed on the H200).
+  SD_CUDA_CHECK(cudaStreamBeginCaptureToGraph(s, graph, after.data(), nullptr, after.size(),
+                                              cudaStreamCaptureModeThreadLocal));
+  ctx_.set_capturing(true);
+  std::vector<cudaGraphNode_t> leaves;
+  try {
+    record();
+    cudaStreamCaptureStatus status{};
+    const cudaGraphNode_t* deps = nullptr;
+    size_t count = 0;
+    SD_CUDA_CHECK(cudaStreamGetCaptureInfo(s, &status, nullptr, nullptr, &deps, nullptr, &count));
+    if (status != cudaStreamCaptureStatusActive) throw Error("graph capture: the capture was invalidated");
+    leaves.assign(deps, deps + count);
+  } catch (...) {
+    ctx_.set_capturing(false);
+    cudaGraph_t ignored = nullptr;
+    cudaStreamEndCapture(s, &ignored);
+    cudaGetLastError();  // the error is the one being thrown
+    throw;
+  }
+  ctx_.set_capturing(false);
+  cudaGraph_t captured = nullptr;
+  SD_CUDA_CHECK(cudaStreamEndCapture(s, &captured));
+  if (captured != graph) throw Error("graph capture: cudaStreamEndCapture returned another graph");
+  return leaves;
+}
+
+void GraphBuilder::capture(const std::function<void()>& record) {
+  if (!graph_) throw Error("GraphBuilder used after instantiate");
+  tail_ = capture_into(graph_, tail_, record);
+}
+
+cudaGraphConditionalHandle GraphBuilder::make_handle() {
+  if (!graph_) throw Error("GraphBuilder used after instantiate");
+  cudaGraphConditionalHandle h = 0;
+  SD_CUDA_CHECK(cudaGraphConditionalHandleCreate(&h, graph_, 0, cudaGraphCondAssignDefault));
+  return h;
+}
+
+void GraphBuilder::add_if(cudaGraphConditionalHandle handle, const std::function<void()>& then_record,
+                          const std::function<void()>& else_record) {
+  if (!graph_) throw Error("GraphBuilder used after instantiate");
+  cudaGraphNodeParams p{};
+  p.type = cudaGraphNodeTypeConditional;
+  p.conditional.handle = handle;
+  p.conditional.type = cudaGraphCondTypeIf;
+  p.conditional.size = else_record ? 2 : 1;
+  cudaGraphNode_t node = nullptr;
+  SD_CUDA_CHECK(cudaGraphAddNode(&node, graph_, tail_.data(), nullptr, tail_.size(), &p));
+  // The bodies are graphs of the conditional node; capture each from an empty start.
+  capture_into(p.conditional.phGraph_out[0], {}, then_record);
+  if (else_record) capture_into(p.conditional.phGraph_out[1], {}, else_record);
+  tail_ = {node};
+}
+
+GraphExec GraphBuilder::instantiate() {
+  if (!graph_) throw Error("GraphBuilder::instantiate called twice");
+  cudaGraphExec_t exec = nullptr;
+  SD_CUDA_CHECK(cudaGraphInstantiate(&exec, graph_, 0));
+  SD_CUDA_CHECK(cudaGraphDestroy(graph_));
+  graph_ = nullptr;
+  return GraphExec(exec, ctx_.captured() - captured_before_);
+}
+
+}  // namespace sd::cuda

@@ -1,0 +1,79 @@
+#pragma once
+// CUDA graphs for the engine: a whole piece of work captured once and replayed with one launch.
+//
+// GraphBuilder makes one graph as a chain of steps, each depending on the one before:
+//   capture(record)                 what `record` issues on the context's stream (kernels, cuDNN and
+//                                   cuBLAS calls, memsets, device copies), captured with
+//                                   cudaStreamBeginCaptureToGraph after the chain so far;
+//   add_if(handle, then, else)      a conditional IF node: its body runs `then`'s work when the
+//                                   handle is non-zero at that point of the launch, the optional
+//                                   ELSE body `else`'s work otherwise (each body captured the same way).
+// A handle (make_handle) is reset to 0 at every launch (cudaGraphCondAssignDefault) and set by a
+// kernel of the graph with cudaGraphSetConditional. Each handle drives ONE conditional node:
+// cudaGraphConditionalHandleCreate's reference says a handle "must be associated with a
+// conditional node in this graph or one of its children", and nothing promises that one handle may
+// drive two — so a block gated twice (forward and backward) gets two.
+//
+// Captured work fixes every pointer, size and kernel argument at capture; what must change from
+// launch to launch has to live in device memory (kernels/cuda/step_state.h). The recording code
+// must not synchronise (the capture would fail, with CUDA's error); the context counts captured
+// operations apart from launches (Context::captured), and GraphExec::launch counts one launch.
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "engine/cuda/context.h"
+
+namespace sd::cuda {
+
+// An instantiated graph (cudaGraphExec_t), owned.
+class GraphExec {
+ public:
+  GraphExec() = default;
+  explicit GraphExec(cudaGraphExec_t exec, uint64_t operations) : exec_(exec), operations_(operations) {}
+  ~GraphExec();
+  GraphExec(const GraphExec&) = delete;
+  GraphExec& operator=(const GraphExec&) = delete;
+  GraphExec(GraphExec&& o) noexcept : exec_(o.exec_), operations_(o.operations_) { o.exec_ = nullptr; }
+  GraphExec& operator=(GraphExec&& o) noexcept;
+
+  explicit operator bool() const { return exec_ != nullptr; }
+  // One cudaGraphLaunch on the context's stream (one counted launch); the host does not wait.
+  void launch(Context& ctx) const;
+  // Operations captured into the graph, every body counted (what the eager engine would launch if
+  // every conditional ran both ways).
+  uint64_t operations() const { return operations_; }
+
+ private:
+  cudaGraphExec_t exec_ = nullptr;
+  uint64_t operations_ = 0;
+};
+
+class GraphBuilder {
+ public:
+  explicit GraphBuilder(Context& ctx);
+  ~GraphBuilder();
+  GraphBuilder(const GraphBuilder&) = delete;
+  GraphBuilder& operator=(const GraphBuilder&) = delete;
+
+  void capture(const std::function<void()>& record);
+  cudaGraphConditionalHandle make_handle();
+  void add_if(cudaGraphConditionalHandle handle, const std::function<void()>& then_record,
+              const std::function<void()>& else_record = {});
+  // The executable graph; the builder is spent afterwards.
+  GraphExec instantiate();
+
+ private:
+  // Captures `record` into `graph` after `after`; returns the captured chain's last nodes.
+  std::vector<cudaGraphNode_t> capture_into(cudaGraph_t graph, const std::vector<cudaGraphNode_t>& after,
+                                            const std::function<void()>& record);
+
+  Context& ctx_;
+  cudaGraph_t graph_ = nullptr;
+  std::vector<cudaGraphNode_t> tail_;  // what the next step depends on
+  uint64_t captured_before_ = 0;
+};
+
+}  // namespace sd::cuda

@@ -1,0 +1,71 @@
+// One residual block as a recordable unit; see block_unit.h.
+#include "models/cuda/block_unit.h"
+
+#include "engine/cuda/check.h"
+#include "kernels/cuda/residual_join.h"
+
+namespace sd {
+
+BlockUnit::BlockUnit(const BlockSpec& spec, const BlockLayers& layers, const BlockBuffers& buffers,
+                     const SharedBlockBuffers& shared, float survival)
+    : spec_(&spec), layers_(layers), buf_(buffers), shared_(shared), survival_(survival) {}
+
+cuda::DeviceTensor BlockUnit::act(float* p, int n) const {
+  return cuda::DeviceTensor{p, n, spec_->out_channels, spec_->out_side, spec_->out_side};
+}
+
+cuda::DeviceTensor BlockUnit::output(int n) const { return act(buf_.out, n); }
+
+void BlockUnit::record_forward(cuda::Context& ctx, const cuda::DeviceTensor& in, bool training) const {
+  const int n = in.n;
+  const cuda::DeviceTensor a1 = act(buf_.a1, n), r1 = act(buf_.r1, n), a2 = act(buf_.a2, n);
+  const cuda::DeviceTensor branch = act(shared_.branch, n);
+  layers_.conv1.forward(ctx, in, a1);
+  if (training)
+    layers_.bn1.forward_train(ctx, a1, r1);
+  else
+    layers_.bn1.forward_eval(ctx, a1, r1);
+  layers_.conv2.forward(ctx, r1, a2);
+  if (training)
+    layers_.bn2.forward_train(ctx, a2, branch);
+  else
+    layers_.bn2.forward_eval(ctx, a2, branch);
+  // Training: an open gate adds the branch as is; evaluation scales it by p_l, inside the join.
+  cuda::residual_join_forward(ctx, in, &branch, training ? 1.0f : survival_, output(n));
+}
+
+void BlockUnit::record_closed_forward(cuda::Context& ctx, const cuda::DeviceTensor& in, bool copy_identity) const {
+  const cuda::DeviceTensor out = output(in.n);
+  if (spec_->downsamples()) {
+    cuda::residual_join_forward(ctx, in, nullptr, 1.0f, out);
+  } else if (copy_identity) {
+    if (!in.same_shape(out)) throw cuda::Error("BlockUnit: a closed identity block's input and output differ in shape");
+    SD_CUDA_CHECK(cudaMemcpyAsync(out.data, in.data, size_t(out.numel()) * sizeof(float), cudaMemcpyDeviceToDevice,
+                                  ctx.stream()));
+    ctx.launched("cudaMemcpyAsync (closed identity block)");
+  }
+}
+
+void BlockUnit::record_backward(cuda::Context& ctx, const cuda::DeviceTensor& in, const cuda::DeviceTensor& g,
+                                const cuda::DeviceTensor& g_in) const {
+  const int n = g.n;
+  const cuda::DeviceTensor a1 = act(buf_.a1, n), r1 = act(buf_.r1, n), a2 = act(buf_.a2, n);
+  const cuda::DeviceTensor s1 = act(shared_.scratch1, n), s2 = act(shared_.scratch2, n);
+  // g ← g·[out > 0] in place (= ∂L/∂branch); stride 2 also writes the shortcut's share to g_in.
+  cuda::residual_join_backward(ctx, output(n), g, true, spec_->downsamples() ? &g_in : nullptr);
+  layers_.bn2.backward(ctx, a2, a2, g, s1);          // s1 = ∂L/∂a2 (bn2 has no ReLU: y unused)
+  layers_.conv2.backward_filter(ctx, r1, s1);        // ∂L/∂w2
+  layers_.conv2.backward_data(ctx, s1, s2, false);   // s2 = ∂L/∂r1
+  layers_.bn1.backward(ctx, a1, r1, s2, s1);         // s1 = ∂L/∂a1 (ReLU mask from r1)
+  layers_.conv1.backward_filter(ctx, in, s1);        // ∂L/∂w1
+  layers_.conv1.backward_data(ctx, s1, g_in, true);  // g_in += the branch's share: now ∂L/∂x
+}
+
+void BlockUnit::record_closed_backward(cuda::Context& ctx, const cuda::DeviceTensor& g,
+                                       const cuda::DeviceTensor& g_in) const {
+  // Stride 1: the gradient passes through untouched. Downsampling: back through the shortcut,
+  // unmasked, as the reference's shortcut_backward does.
+  if (spec_->downsamples()) cuda::residual_join_backward(ctx, output(g.n), g, false, &g_in);
+}
+
+}  // namespace sd

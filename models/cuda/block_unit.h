@@ -1,0 +1,82 @@
+#pragma once
+// One residual block of the GPU model as a recordable unit: its layers and fixed buffers, and the
+// work of each of its paths issued on a context's stream — eagerly, or into a CUDA graph being
+// captured (engine/cuda/graph.h), where each path becomes the body of a conditional node:
+//
+//   record_forward            open block: conv1 → BN+ReLU → conv2 → BN → join (training: batch
+//                             statistics, residual added as is; evaluation: running statistics,
+//                             residual scaled by p_l inside the join)
+//   record_closed_forward     closed block, training: the shortcut alone. A downsampling block runs
+//                             the join without branch (2×2 average pool + zero channels). A stride-1
+//                             block's output is its input: eagerly the model aliases the views and
+//                             calls nothing; in a graph, whose addresses are fixed, the ELSE body
+//                             copies `in` to `out` (one device copy, no kernel).
+//   record_backward           open block: join backward (mask), BN, conv filter and data gradients
+//   record_closed_backward    closed block: a downsampling block sends the gradient back through
+//                             the shortcut (join backward without mask); a stride-1 block passes it
+//                             through untouched — nothing to record.
+//
+// Why a copy and not an in-place residual stream: the copy moves a closed block's activation once
+// (n·C·S² floats read and written, ~16 MB at batch 128 in stage 0), and only for the ~14 of 54
+// blocks that are closed on average; an in-place stream would have to save every OPEN block's
+// input for its backward (the ~40 others), the same bytes each.
+//
+// Gradient flow (backward): `g` holds ∂L/∂(block output) in the stage's gradient buffer; the join's
+// backward masks it in place, conv1's backward-data adds the branch's share of ∂L/∂x into g_in (the
+// same buffer for stride 1, the previous stage's for a downsampling block, which the join wrote).
+#include "engine/cuda/context.h"
+#include "engine/cuda/tensor.h"
+#include "kernels/cuda/batch_norm.h"
+#include "kernels/cuda/conv3x3.h"
+#include "models/spec/resnet_spec.h"
+
+namespace sd {
+
+// Per block: what the backward needs (conv1 output, its BN+ReLU, conv2 output, block output) and
+// the saved BN statistics. Allocated for the largest batch.
+struct BlockBuffers {
+  float *a1 = nullptr, *r1 = nullptr, *a2 = nullptr, *out = nullptr;
+  float *save_mean1 = nullptr, *save_inv_std1 = nullptr, *save_mean2 = nullptr, *save_inv_std2 = nullptr;
+};
+
+// Buffers the blocks share: bn2's output (consumed at once by the join) and two gradient scratches.
+struct SharedBlockBuffers {
+  float* branch = nullptr;
+  float *scratch1 = nullptr, *scratch2 = nullptr;
+};
+
+struct BlockLayers {
+  cuda::Conv3x3 conv1, conv2;
+  cuda::BatchNorm bn1, bn2;
+};
+
+class BlockUnit {
+ public:
+  BlockUnit() = default;
+  BlockUnit(const BlockSpec& spec, const BlockLayers& layers, const BlockBuffers& buffers,
+            const SharedBlockBuffers& shared, float survival);
+
+  // The block's output for a batch of n (its buffer).
+  cuda::DeviceTensor output(int n) const;
+
+  void record_forward(cuda::Context& ctx, const cuda::DeviceTensor& in, bool training) const;
+  // `copy_identity`: a stride-1 block copies in → out (graph); false records nothing (eager).
+  void record_closed_forward(cuda::Context& ctx, const cuda::DeviceTensor& in, bool copy_identity) const;
+  // in: the forward's input; g: ∂L/∂out (stage gradient); g_in: where ∂L/∂in goes (= g for stride 1).
+  void record_backward(cuda::Context& ctx, const cuda::DeviceTensor& in, const cuda::DeviceTensor& g,
+                       const cuda::DeviceTensor& g_in) const;
+  void record_closed_backward(cuda::Context& ctx, const cuda::DeviceTensor& g, const cuda::DeviceTensor& g_in) const;
+
+  const BlockSpec& spec() const { return *spec_; }
+
+ private:
+  cuda::DeviceTensor act(float* p, int n) const;
+
+  const BlockSpec* spec_ = nullptr;
+  BlockLayers layers_;
+  BlockBuffers buf_;
+  SharedBlockBuffers shared_;
+  float survival_ = 1.0f;
+};
+
+}  // namespace sd
