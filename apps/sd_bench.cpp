@@ -59,14 +59,17 @@ void batch_at(const std::vector<int32_t>& order, int step, std::span<int32_t> id
   for (size_t i = 0; i < idx.size(); ++i) idx[i] = order[(size_t(step) * idx.size() + i) % order.size()];
 }
 
-ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& data) {
+// `describe`: print the backend's description (on the GPU every convolution shape's chosen
+// algorithm, math type and measured time per direction) even without --verbose.
+ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& data, bool describe) {
   using Clock = std::chrono::steady_clock;
   RunConfig run = o.run;
   run.model.death_rate = death_rate;
   std::unique_ptr<Backend> backend = make_backend(
-      o.device, BackendOptions{run.model, run.sgd, run.train.seed, parse_execution_for(o.device, o.exec)},
+      o.device,
+      BackendOptions{run.model, run.sgd, run.train.seed, parse_execution_for(o.device, o.exec), run.precision},
       run.train.batch_size);
-  report_backend("sd_bench", *backend, o.verbose);
+  report_backend("sd_bench", *backend, o.verbose || describe);
   backend->set_normalization(data.normalization);
   backend->set_images(ImageSetRole::kTrain, data.train);
   const GateSampler gates(run.train.seed, backend->spec().survival);
@@ -156,6 +159,7 @@ int bench_main(int argc, char** argv) {
   app.add_option("--seed", o.run.train.seed, "seed")->capture_default_str();
   app.add_option("--out", o.out, "JSON file (default runs/bench/<device>-d<depth>-b<batch>.json)");
   add_device_option(app, o.device);
+  add_precision_option(app, o.run.precision);
   add_verbose_option(app, o.verbose);
   add_exec_option(app, o.exec);
   parse_command_line(app, argc, argv);
@@ -175,6 +179,7 @@ int bench_main(int argc, char** argv) {
     throw UsageError(fmt::format("--steps {}, --rounds {}, --warmup {}: need steps and rounds >= 1, warmup >= 0",
                                  o.steps, o.rounds, o.warmup));
   check_device(o.device);
+  check_precision(o.run.precision, o.device);
   parse_execution_for(o.device, o.exec);
   const DataSplit data = load_run_split(o.run, o.data_dir);
   if (size_t(o.run.train.batch_size) > data.train.size())
@@ -185,12 +190,12 @@ int bench_main(int argc, char** argv) {
                                      : fs::path(o.out);
   ensure_writable_directory(out.parent_path().empty() ? fs::path(".") : out.parent_path());
 
-  std::cout << fmt::format("sd_bench: ResNet-{}, batch {}, {} device ({} execution), {} rounds of {} steps after {} warm-up steps, {}\n",
-                           o.run.model.depth, o.run.train.batch_size, o.device, o.exec, o.rounds, o.steps, o.warmup,
+  std::cout << fmt::format("sd_bench: ResNet-{}, batch {}, {} device ({} execution, {}), {} rounds of {} steps after {} warm-up steps, {}\n",
+                           o.run.model.depth, o.run.train.batch_size, o.device, o.exec, o.run.precision, o.rounds, o.steps, o.warmup,
                            o.run.synthetic > 0 ? fmt::format("{} synthetic images", o.run.synthetic) : o.data_dir)
             << std::flush;
-  const ModeResult sd = time_mode(o, o.run.model.death_rate, data);
-  const ModeResult full = time_mode(o, 0.0, data);
+  const ModeResult sd = time_mode(o, o.run.model.death_rate, data, true);
+  const ModeResult full = time_mode(o, 0.0, data, false);  // the same plans, reused
   const int blocks = make_resnet_spec(o.run.model).num_blocks();
   const double ratio = full.epoch_seconds / sd.epoch_seconds;
   const double ideal = blocks / sd.expected_active_blocks;
@@ -211,6 +216,7 @@ int bench_main(int argc, char** argv) {
 
   const nlohmann::json result{{"device", o.device},
                               {"exec", o.exec},
+                              {"precision", o.run.precision},
                               {"depth", o.run.model.depth},
                               {"batch_size", o.run.train.batch_size},
                               {"death_mode", to_string(o.run.model.death_mode)},

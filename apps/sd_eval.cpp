@@ -72,7 +72,7 @@ int eval_main(int argc, char** argv) {
   CLI::App app{"Scores an sd_train checkpoint: test (and validation) error, per-class accuracy, confusion matrix.",
                "sd_eval"};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as sd_train
-  std::string checkpoint_path, data_dir = "data/cifar-10-batches-bin", split_name, device = "cuda";
+  std::string checkpoint_path, data_dir = "data/cifar-10-batches-bin", split_name, device = "cuda", precision = "fp32";
   int64_t synthetic = -1;
   bool json = false;
   app.add_option("--checkpoint", checkpoint_path, "a last.safetensors or best.safetensors from sd_train")->required();
@@ -80,6 +80,7 @@ int eval_main(int argc, char** argv) {
   app.add_option("--split", split_name, "paper or full (default: the checkpoint's); validation needs paper");
   app.add_option("--synthetic", synthetic, "score on generated data (default: what the checkpoint trained on)");
   add_device_option(app, device);
+  add_precision_option(app, precision);  // the evaluation's own arithmetic, whatever the run trained in
   app.add_flag("--json", json, "print JSON instead of tables");
   parse_command_line(app, argc, argv);
   const std::set<std::string> given = given_options(app);
@@ -100,11 +101,12 @@ int eval_main(int argc, char** argv) {
   }
   if (run.synthetic < 0) throw UsageError(fmt::format("--synthetic {}: must be positive", run.synthetic));
   check_device(device);
+  check_precision(precision, device);
   const DataSplit split = load_run_split(run, data_dir);
 
   // Evaluated in batches of the training batch size, as sd_train's own evaluation is, so the two agree.
   std::unique_ptr<Backend> backend = make_backend(
-      device, BackendOptions{ck.config.model, ck.config.sgd, ck.config.train.seed}, ck.config.train.batch_size);
+      device, BackendOptions{ck.config.model, ck.config.sgd, ck.config.train.seed, Execution::kEager, precision}, ck.config.train.batch_size);
   backend->set_normalization(ck.normalization);  // what the model trained with, not a recomputation
   backend->load_state(ck.tensors);
   std::optional<SetScore> validation;
@@ -124,14 +126,15 @@ int eval_main(int argc, char** argv) {
                        {"data", data},
                        {"split", run.split},
                        {"device", backend->device_name()},
+                       {"precision", precision},
                        {"test", to_json(test)},
                        {"validation", validation ? to_json(*validation) : nlohmann::json()}};
     std::cout << out.dump() << std::endl;  // one line: for scripts (humans get the tables)
     return kExitOk;
   }
-  std::cout << fmt::format("{}: ResNet-{} ({} {}), epoch {}; {}, {} ({})\n", checkpoint_path, ck.config.model.depth,
-                           to_string(ck.config.model.death_mode), ck.config.model.death_rate, ck.trainer.epochs_done,
-                           data, describe_split(split), backend->device_name());
+  std::cout << fmt::format("{}: ResNet-{} ({} {}), epoch {}; {}, {} ({}, {})\n", checkpoint_path,
+                           ck.config.model.depth, to_string(ck.config.model.death_mode), ck.config.model.death_rate,
+                           ck.trainer.epochs_done, data, describe_split(split), backend->device_name(), precision);
   if (validation) print_table(*validation);
   print_table(test);
   std::cout << fmt::format("\ntest error {}{}\n", format_percent(test.error),

@@ -150,7 +150,8 @@ int train_main(int argc, char** argv) {
   ensure_writable_directory(dir);
 
   std::unique_ptr<Backend> backend =
-      make_backend(o.device, BackendOptions{run.model, run.sgd, run.train.seed, parse_execution_for(o.device, o.exec)},
+      make_backend(o.device,
+                   BackendOptions{run.model, run.sgd, run.train.seed, parse_execution_for(o.device, o.exec), run.precision},
                    run.train.batch_size);
   Trainer trainer(run.train, *backend, split);
   // The normalisation saved with every checkpoint is the one this run trains with: on resume the

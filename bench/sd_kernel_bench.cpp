@@ -8,12 +8,12 @@
 // so the share is an upper bound on how well it uses the memory system, not a measurement of it.
 //   build/bin/sd_kernel_bench [--runs 200] [--warmup 20] [--json FILE]
 #include <algorithm>
-#include <array>
 #include <cstdint>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -98,15 +98,19 @@ struct Row {
 void bench_batch_norm(cuda::Context& ctx, Timer& timer, const Shape& s, int warmup, int runs, std::vector<Row>& rows) {
   const size_t count = size_t(s.count()), c = size_t(s.c);
   // Sized as the engine sizes its arena: the same takes against an ArenaSizer first.
+  size_t partials_count = 1;
+  for (const cuda::BatchNormVariant variant : cuda::kBatchNormVariants)
+    partials_count = std::max(partials_count, cuda::batch_norm_partials_doubles(variant, s.n, s.c, s.side * s.side));
   auto lay_out = [&](auto& a) {
-    return std::array<float*, 6>{a.template take<float>(count), a.template take<float>(count),
-                                 a.template take<float>(count), a.template take<float>(count),
-                                 a.template take<float>(6 * c), a.template take<float>(2 * c)};
+    return std::tuple{a.template take<float>(count),  a.template take<float>(count),
+                      a.template take<float>(count),  a.template take<float>(count),
+                      a.template take<float>(6 * c),  a.template take<float>(2 * c),
+                      a.template take<double>(partials_count)};
   };
   cuda::ArenaSizer sizer;
   lay_out(sizer);
   cuda::DeviceArena arena(sizer.used(), "the batch-norm bench");
-  const auto [x, y, dy, dx, params, saved] = lay_out(arena);  // params: γ, β, running mean and var, dγ, dβ
+  const auto [x, y, dy, dx, params, saved, partials] = lay_out(arena);  // params: γ, β, running mean and var, dγ, dβ
   upload(x, random_floats(count, 1, -2.0f, 3.0f));
   upload(dy, random_floats(count, 2, -1.0f, 1.0f));
   std::vector<float> p = random_floats(6 * c, 3, 0.5f, 1.5f);
@@ -116,6 +120,7 @@ void bench_batch_norm(cuda::Context& ctx, Timer& timer, const Shape& s, int warm
     bn.gamma = params, bn.beta = params + c, bn.running_mean = params + 2 * c, bn.running_var = params + 3 * c;
     bn.dgamma = params + 4 * c, bn.dbeta = params + 5 * c;
     bn.save_mean = saved, bn.save_inv_std = saved + c;
+    bn.partials = partials;
     bn.relu = true;
     bn.variant = variant;
     const cuda::DeviceTensor tx{x, s.n, s.c, s.side, s.side}, ty{y, s.n, s.c, s.side, s.side},

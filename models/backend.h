@@ -43,6 +43,9 @@ struct BackendOptions {
   // (the trainer draws them from the same seed: both give gate_open(seed, step, l, p_l)).
   uint64_t seed = 31415;
   Execution execution = Execution::kEager;
+  // Arithmetic of convolutions and GEMMs: "fp32" (exact) or "tf32" (GPU tensor cores; the CPU
+  // reference refuses it). Storage is fp32 either way.
+  std::string precision = "fp32";
 };
 
 struct StepInput {

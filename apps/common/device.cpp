@@ -5,9 +5,11 @@
 #include <fmt/format.h>
 
 #include "apps/common/app_main.h"
+#include "apps/common/options.h"
 #include "models/cpu/cpu_resnet.h"
 
 #ifdef SD_HAVE_CUDA
+#include "engine/cuda/context.h"
 #include "engine/cuda/device.h"
 #include "models/cuda/cuda_backend.h"
 #endif
@@ -65,10 +67,13 @@ Execution parse_execution_for(const std::string& device, const std::string& exec
 std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options,
                                       [[maybe_unused]] int max_batch) {
   check_device(device);
+  check_precision(options.precision, device);
   parse_execution_for(device, to_string(options.execution));
   const DeviceChoice choice = parse_device(device);
   if (!choice.cuda) return std::make_unique<CpuResNet>(options);  // needs no batch bound
 #ifdef SD_HAVE_CUDA
+  // The model creates its Context from the device number; the scope gives it the precision.
+  const cuda::ScopedMathMode math(cuda::math_mode_named(options.precision));
   return make_cuda_backend(options, max_batch, choice.index);
 #else
   throw std::logic_error("unreachable: check_device refused cuda");

@@ -91,7 +91,22 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--time-limit", o.time_limit,
                  "stop before SECONDS of wall time, with last.safetensors written; exit status 75, resumable with "
                  "--resume (for time slices)");
-  app.add_option("--precision", r.precision, "arithmetic precision (fp32)")->capture_default_str();
+  add_precision_option(app, r.precision);
+}
+
+void add_precision_option(CLI::App& app, std::string& precision) {
+  app.add_option("--precision", precision,
+                 "convolution and GEMM arithmetic: fp32 (exact) or tf32 (tensor cores; --device cuda only)")
+      ->capture_default_str();
+}
+
+void check_precision(const std::string& precision, const std::string& device) {
+  if (std::find(kPrecisions.begin(), kPrecisions.end(), precision) == kPrecisions.end())
+    throw UsageError(fmt::format("--precision {}: not supported; this build computes in fp32 or tf32", precision));
+  if (precision != "fp32" && !parse_device(device).cuda)
+    throw UsageError(fmt::format("--precision {}: a tensor-core mode of the GPU; the CPU reference (--device {}) "
+                                 "computes in fp32 only",
+                                 precision, device));
 }
 
 std::set<std::string> given_options(const CLI::App& app) {
@@ -134,7 +149,7 @@ void validate_run_config(const RunConfig& r) {
   check("--death-rate", [&] { survival_probabilities(1, r.model.death_mode, r.model.death_rate); });
   check("--split", [&] { parse_split(r.split); });
   if (std::find(kPrecisions.begin(), kPrecisions.end(), r.precision) == kPrecisions.end())
-    throw UsageError(fmt::format("--precision {}: not supported; this build trains in fp32 only", r.precision));
+    throw UsageError(fmt::format("--precision {}: not supported; this build computes in fp32 or tf32", r.precision));
   if (r.subset < 0) throw UsageError(fmt::format("--subset {}: must be positive (or 0 for all images)", r.subset));
   if (r.synthetic < 0) throw UsageError(fmt::format("--synthetic {}: must be positive", r.synthetic));
   if (!(r.sgd.momentum >= 0 && r.sgd.momentum < 1))
@@ -176,6 +191,7 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
   if (o.given.count("--time-limit") && !(o.time_limit > 0 && o.time_limit < 1e9))
     throw UsageError(fmt::format("--time-limit {}: must be a positive number of seconds", o.time_limit));
   validate_run_config(o.run);
+  check_precision(o.run.precision, o.device);
   if (o.out.empty()) o.out = default_run_dir(o.run);
 }
 
@@ -197,6 +213,7 @@ std::string default_run_dir(const RunConfig& r) {
   std::string dir = fmt::format("runs/d{}-{}{}-{}-s{}", r.model.depth, to_string(r.model.death_mode),
                                 r.model.death_rate, r.split, r.train.seed);
   if (r.model.bn_gamma_init != BnGammaInit::kOne) dir += "-gamma-" + to_string(r.model.bn_gamma_init);
+  if (r.precision != "fp32") dir += "-" + r.precision;
   if (r.synthetic > 0) dir += fmt::format("-synthetic{}", r.synthetic);
   return dir;
 }

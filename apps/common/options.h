@@ -66,10 +66,16 @@ void validate_run_config(const RunConfig& run);
 // flag changes (lr_decay: always 0.1, the paper's).
 std::optional<std::string> flag_for_config_field(const std::string& field);
 
-// runs/d<depth>-<mode><rate>-<split>-s<seed>[-gamma-uniform][-synthetic<N>]: distinct runs get distinct folders.
+// runs/d<depth>-<mode><rate>-<split>-s<seed>[-gamma-uniform][-tf32][-synthetic<N>]: distinct runs get distinct folders.
 std::string default_run_dir(const RunConfig& run);
 
-// The precisions this build trains in.
-inline const std::vector<std::string> kPrecisions = {"fp32"};
+// The precisions this build computes in: fp32 (exact, the default) and tf32 (tensor-core
+// convolutions and GEMMs on the GPU; docs/CUDA_ENGINE.md).
+inline const std::vector<std::string> kPrecisions = {"fp32", "tf32"};
+
+// "--precision fp32|tf32" (sd_train, sd_eval, sd_bench).
+void add_precision_option(CLI::App& app, std::string& precision);
+// Throws UsageError naming --precision for an unknown precision, or tf32 with a CPU --device.
+void check_precision(const std::string& precision, const std::string& device);
 
 }  // namespace sd::apps

@@ -9,6 +9,28 @@
 
 namespace sd::cuda {
 
+namespace {
+thread_local MathMode t_default_math = MathMode::kExactFp32;
+}  // namespace
+
+const char* precision_name(MathMode math) {
+  switch (math) {
+    case MathMode::kExactFp32: return "fp32";
+    case MathMode::kTf32: return "tf32";
+  }
+  throw Error("unknown math mode " + std::to_string(int(math)));
+}
+
+MathMode math_mode_named(const std::string& precision) {
+  for (const MathMode m : {MathMode::kExactFp32, MathMode::kTf32})
+    if (precision == precision_name(m)) return m;
+  throw Error("unknown precision '" + precision + "' (known: fp32, tf32)");
+}
+
+MathMode default_math_mode() { return t_default_math; }
+ScopedMathMode::ScopedMathMode(MathMode math) : previous_(t_default_math) { t_default_math = math; }
+ScopedMathMode::~ScopedMathMode() { t_default_math = previous_; }
+
 Context::Context(int device, MathMode math) : device_(device), math_(math) {
   std::string why;
   if (!device_available(&why)) throw Error("no usable CUDA device: " + why);
@@ -22,9 +44,10 @@ Context::Context(int device, MathMode math) : device_(device), math_(math) {
     SD_CUBLAS_CHECK(cublasCreate(&cublas_));
     SD_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
     SD_CUBLAS_CHECK(cublasSetPointerMode(cublas_, CUBLAS_POINTER_MODE_HOST));
-    // Pedantic: plain fp32 arithmetic, no TF32 and no reduced-precision reductions, whatever
-    // NVIDIA_TF32_OVERRIDE says.
-    SD_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_PEDANTIC_MATH));
+    // Exact: pedantic, plain fp32 arithmetic, no TF32 and no reduced-precision reductions, whatever
+    // NVIDIA_TF32_OVERRIDE says. TF32: tensor cores on fp32 data (cuBLAS rounds inputs to TF32).
+    SD_CUBLAS_CHECK(cublasSetMathMode(cublas_, math_ == MathMode::kTf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                                        : CUBLAS_PEDANTIC_MATH));
   } catch (...) {
     if (cublas_) cublasDestroy(cublas_);
     if (cudnn_) cudnnDestroy(cudnn_);

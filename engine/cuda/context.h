@@ -14,6 +14,7 @@
 // While a graph is being captured (engine/cuda/graph.h) nothing is launched: what the engine issues
 // is recorded into the graph and counted apart (`captured()`); a graph launch counts once.
 #include <cstdint>
+#include <string>
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -21,13 +22,32 @@
 
 namespace sd::cuda {
 
+// The arithmetic of convolutions and GEMMs (`--precision`); storage is fp32 in both.
 enum class MathMode {
   kExactFp32,  // fp32 FMA arithmetic only, no TF32 anywhere (matches the CPU reference tightly)
+  kTf32,       // tensor cores allowed: inputs rounded to TF32 (10-bit mantissa), fp32 accumulation
+};
+const char* precision_name(MathMode math);             // "fp32", "tf32" (the --precision values)
+MathMode math_mode_named(const std::string& precision);  // throws Error for any other text
+
+// The math mode of a Context whose creator names none: kExactFp32, or that of the innermost live
+// ScopedMathMode of this thread. The programs wrap the backend's construction in one, so that the
+// model's Context (which it creates from the device number alone) runs at --precision.
+MathMode default_math_mode();
+class ScopedMathMode {
+ public:
+  explicit ScopedMathMode(MathMode math);
+  ~ScopedMathMode();
+  ScopedMathMode(const ScopedMathMode&) = delete;
+  ScopedMathMode& operator=(const ScopedMathMode&) = delete;
+
+ private:
+  MathMode previous_;
 };
 
 class Context {
  public:
-  explicit Context(int device = 0, MathMode math = MathMode::kExactFp32);
+  explicit Context(int device = 0, MathMode math = default_math_mode());
   ~Context();
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;

@@ -27,6 +27,13 @@ struct dim3 {
   constexpr operator uint3() const { return uint3{x, y, z}; }
 };
 
+// The vector type of vector_types.h that the engine's kernels load and store in one access
+// (16-byte aligned as on the GPU, where a misaligned one faults; UBSan reports it here).
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+
 #define __global__
 #define __device__
 #define __host__

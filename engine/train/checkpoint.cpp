@@ -154,6 +154,7 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& ck) {
       {"epoch", std::to_string(ck.trainer.epochs_done)},
       {"seed", std::to_string(ck.config.train.seed)},
       {"split", ck.config.split},
+      {"precision", ck.config.precision},
       // The float's exact value as the shortest text that reads back as that very double: a float
       // reader (std::stof) and a double reader (Python's float()) both get exactly what trained.
       {"normalization.std", fmt::format("{}", double(ck.normalization.std))},

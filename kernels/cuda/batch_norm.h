@@ -13,13 +13,16 @@
 //
 // Every variant (below) computes exactly this, deterministically (reductions in double, in a fixed
 // order), with per-element arithmetic in double as the reference does, so fp32 results agree to
-// about an ulp. Outputs are overwritten (dγ, dβ included), never accumulated. One launch per call
-// (the launch formula of models/cuda/cuda_resnet.h counts one).
+// about an ulp. Outputs are overwritten (dγ, dβ included), never accumulated. Launches per call:
+// batch_norm_launches(variant) (the launch formula of models/cuda/cuda_resnet.h counts the default's).
 //
 // Variants: each in its own kernels/cuda/batch_norm_<variant>.cu behind BatchNormVariant, chosen per
 // layer; tests/gpu/test_batch_norm.cpp checks every one against the reference and
 // bench/sd_kernel_bench times every one at the network's shapes. A new variant adds a value here,
 // its launchers to batch_norm_variants.h, its .cu, and a case in batch_norm.cu's dispatch.
+#include <cstddef>
+#include <string>
+
 #include "engine/cuda/context.h"
 #include "engine/cuda/tensor.h"
 
@@ -33,11 +36,28 @@ inline constexpr double kBnMomentum = 0.1;
 
 enum class BatchNormVariant {
   // One thread block per channel does everything for its channel: the reductions, then the
-  // elementwise pass (16-64 blocks at the network's shapes).
+  // elementwise pass (16-64 blocks at the network's shapes). The default until the split one is
+  // measured on the GPU (docs/PERFORMANCE.md).
   kBlockPerChannel,
+  // Each channel's reduction spread over many blocks (512-1 024 per layer): fixed per-chunk
+  // partials, then a fixed-order combine fused with the elementwise pass (two launches; float4
+  // where aligned). Needs BatchNorm::partials (kernels/cuda/batch_norm_split.cu).
+  kSplit,
 };
-inline constexpr BatchNormVariant kBatchNormVariants[] = {BatchNormVariant::kBlockPerChannel};
-const char* variant_name(BatchNormVariant variant);  // "block_per_channel"
+inline constexpr BatchNormVariant kBatchNormVariants[] = {BatchNormVariant::kBlockPerChannel,
+                                                          BatchNormVariant::kSplit};
+const char* variant_name(BatchNormVariant variant);  // "block_per_channel", "split"
+// The variant called `name` (as variant_name spells it); throws naming the known ones otherwise.
+BatchNormVariant batch_norm_variant_named(const std::string& name);
+
+// Kernel launches of one call of each operation.
+struct BatchNormLaunches {
+  int forward_train, forward_eval, backward;
+};
+BatchNormLaunches batch_norm_launches(BatchNormVariant variant);
+// Device doubles that BatchNorm::partials must hold for this variant at [n, c, h·w] (0: not used).
+// One buffer sized for the largest layer serves every layer of a Context (its calls are ordered).
+size_t batch_norm_partials_doubles(BatchNormVariant variant, int n, int c, int hw);
 
 // One BN(+ReLU) layer of the network: where its parameters, gradients and saved statistics live.
 struct BatchNorm {
@@ -49,12 +69,15 @@ struct BatchNorm {
   float* dbeta = nullptr;
   float* save_mean = nullptr;     // [c], written by forward_train, read by backward
   float* save_inv_std = nullptr;  // [c]
+  double* partials = nullptr;     // scratch of the split variant (batch_norm_partials_doubles)
   bool relu = false;
   BatchNormVariant variant = BatchNormVariant::kBlockPerChannel;
 
   // x, y: [n, c, h, w]; y may alias x. Without running pointers the running statistics stay.
   void forward_train(Context& ctx, const DeviceTensor& x, const DeviceTensor& y) const;
-  void forward_eval(Context& ctx, const DeviceTensor& x, const DeviceTensor& y) const;
+  // y = output_scale · ReLU?(BN(x)), output_scale ≥ 0: a block's survival probability p_l folded
+  // into the per-channel scale and shift of its branch's last BN (the join then adds with scale 1).
+  void forward_eval(Context& ctx, const DeviceTensor& x, const DeviceTensor& y, double output_scale = 1.0) const;
   // x: the forward's input; y: its output (for the ReLU mask); dx may alias dy.
   void backward(Context& ctx, const DeviceTensor& x, const DeviceTensor& y, const DeviceTensor& dy,
                 const DeviceTensor& dx) const;

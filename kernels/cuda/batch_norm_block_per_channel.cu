@@ -57,12 +57,13 @@ __global__ void bn_forward_train_kernel(int n, int C, int hw, const float* x, co
 
 __global__ void bn_forward_eval_kernel(long long count, int C, int hw, const float* x, const float* gamma,
                                        const float* beta, const float* running_mean, const float* running_var,
-                                       float* y, double eps, int relu) {
+                                       float* y, double eps, double scale, int relu) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < count; i += (long long)gridDim.x * blockDim.x) {
     const int c = int((i / hw) % C);
+    // scale·ReLU?(a·x + shift) = ReLU?(scale·a·x + scale·shift) for scale ≥ 0.
     const double a = double(gamma[c]) / sqrt(double(running_var[c]) + eps);
     const double shift = double(beta[c]) - double(running_mean[c]) * a;
-    float v = float(double(x[i]) * a + shift);
+    float v = float(double(x[i]) * (a * scale) + shift * scale);
     if (relu) v = v > 0.0f ? v : 0.0f;
     y[i] = v;
   }
@@ -108,10 +109,11 @@ void forward_train(Context& ctx, int n, int c, int hw, const float* x, const flo
 }
 
 void forward_eval(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
-                  const float* running_mean, const float* running_var, float* y, bool relu, double eps) {
+                  const float* running_mean, const float* running_var, float* y, bool relu, double eps,
+                  double scale) {
   const long long count = (long long)n * c * hw;
   SD_LAUNCH(ctx, bn_forward_eval_kernel, blocks_for(count), kThreads, 0, count, c, hw, x, gamma, beta, running_mean,
-            running_var, y, eps, relu ? 1 : 0);
+            running_var, y, eps, scale, relu ? 1 : 0);
 }
 
 void backward(Context& ctx, int n, int c, int hw, const float* x, const float* relu_output, const float* dy,

@@ -29,6 +29,16 @@ bool is_transform(cudnnConvolutionBwdFilterAlgo_t a) {
          a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
 }
 
+// What a descriptor must say for a measured algorithm of this math type to run as measured.
+cudnnMathType_t cudnn_math(ConvMath m) {
+  switch (m) {
+    case ConvMath::kFma: return CUDNN_FMA_MATH;
+    case ConvMath::kDefault: return CUDNN_DEFAULT_MATH;
+    case ConvMath::kTensorOp: return CUDNN_TENSOR_OP_MATH;
+  }
+  return CUDNN_FMA_MATH;
+}
+
 ConvMath conv_math(cudnnMathType_t m) {
   switch (m) {
     case CUDNN_FMA_MATH: return ConvMath::kFma;
@@ -76,7 +86,7 @@ std::string PlanningStats::describe() const {
 
 ConvPlan::ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspace_cap, ConvAlgoPolicy policy,
                    PlanCache& cache)
-    : shape_(shape), max_batch_(max_batch) {
+    : shape_(shape), max_batch_(max_batch), tf32_(ctx.math() == MathMode::kTf32) {
   const auto t0 = Clock::now();
   if (shape.in_channels <= 0 || shape.out_channels <= 0 || shape.in_side <= 0 || (shape.stride != 1 && shape.stride != 2) ||
       max_batch <= 0)
@@ -91,15 +101,19 @@ ConvPlan::ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspac
                                               shape.in_channels, 3, 3));
     SD_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv_desc_, 1, 1, shape.stride, shape.stride, 1, 1,
                                                    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    // FMA only: CUDNN_DEFAULT_MATH would allow TF32 tensor cores for fp32 data on Ampere and later.
-    SD_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_desc_, CUDNN_FMA_MATH));
+    // Exact: FMA only (CUDNN_DEFAULT_MATH would allow TF32 tensor cores for fp32 data on Ampere and
+    // later). TF32: CUDNN_TENSOR_OP_MATH while measuring, so that cudnnFind* offers tensor-op kernels
+    // (cuDNN's legacy API triggers tensor cores only under TENSOR_OP_MATH or ..._ALLOW_CONVERSION; the
+    // latter would also allow fp16 conversion, more than TF32); each call then runs under the math
+    // type of its direction's choice (run_as).
+    SD_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_desc_, tf32_ ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
     bind_batch(max_batch);
     int n = 0, c = 0, h = 0, w = 0;
     SD_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv_desc_, x_desc_, w_desc_, &n, &c, &h, &w));
     if (n != max_batch || c != shape.out_channels || h != shape.out_side() || w != shape.out_side())
       throw Error(cat("conv plan: cuDNN says the output is ", n, "×", c, "×", h, "×", w, ", expected ", max_batch,
                       "×", shape.out_channels, "×", shape.out_side(), "×", shape.out_side()));
-    const PlanKey key{shape, max_batch, policy, workspace_cap, ctx.device()};
+    const PlanKey key{shape, max_batch, policy, workspace_cap, ctx.device(), tf32_};
     if (const std::optional<PlanChoice> known = cache.find(key)) {
       choice_ = *known;
       stats_.reused = 1;
@@ -125,6 +139,11 @@ void ConvPlan::release() noexcept {
   conv_desc_ = nullptr, w_desc_ = nullptr, y_desc_ = nullptr, x_desc_ = nullptr;
 }
 
+void ConvPlan::run_as(ConvMath math) {
+  if (!tf32_) return;  // exact: the descriptor stays FMA, whatever label the choice carries
+  SD_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_desc_, cudnn_math(math)));
+}
+
 void ConvPlan::bind_batch(int n) {
   if (n == bound_batch_) return;
   SD_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x_desc_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, shape_.in_channels,
@@ -141,9 +160,10 @@ DirectionChoice ConvPlan::pick(const char* direction, const Perf* perf, int coun
   // The failures Find measured (algorithms that do not apply) are expected: their cuDNN error text
   // must not stand in a later, real error's message.
   clear_cudnn_error_text();
-  for (const MeasuredAlgo& cand : rank_candidates(measured(perf, count), policy)) {
+  for (const MeasuredAlgo& cand : rank_candidates(measured(perf, count), policy, tf32_)) {
     size_t most = 0, bytes = 0;
     bool ok = true;
+    run_as(cand.math);  // the workspace a kernel needs depends on its math type
     for (int n = 1; n <= max_batch && ok; ++n) {
       bind_batch(n);
       const cudnnStatus_t status = workspace_of(cand.algo, &bytes);
@@ -153,13 +173,15 @@ DirectionChoice ConvPlan::pick(const char* direction, const Perf* perf, int coun
       if (ok) most = std::max(most, bytes);
     }
     bind_batch(max_batch);
+    run_as(ConvMath::kTensorOp);  // TF32: the next direction's cudnnFind* offers every math type again
     if (ok) {
       choice_.workspace = std::max(choice_.workspace, most);
       return DirectionChoice{cand.algo, cand.math, cand.deterministic, cand.ms};
     }
   }
   throw Error(cat("conv plan ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "² stride ",
-                  shape_.stride, ": no usable ", direction, " algorithm (FMA or DEFAULT math, workspace ≤ ", cap >> 20,
+                  shape_.stride, ": no usable ", direction, " algorithm (", tf32_ ? "any" : "FMA or DEFAULT",
+                  " math, workspace ≤ ", cap >> 20,
                   " MiB, every batch 1..", max_batch, "); cuDNN measured: ", count ? list(perf, count) : "nothing"));
 }
 
@@ -228,6 +250,7 @@ void ConvPlan::forward(Context& ctx, const DeviceTensor& x, const float* w, cons
   check(y, shape_.out_channels, shape_.out_side(), "y");
   if (x.n != y.n) throw Error("conv forward: x and y batches differ");
   bind_batch(x.n);
+  run_as(choice_.forward.math);
   const float one = 1.0f, zero = 0.0f;
   const auto algo = cudnnConvolutionFwdAlgo_t(choice_.forward.algo);
   SD_CUDNN_CHECK(cudnnConvolutionForward(ctx.cudnn(), &one, x_desc_, x.data, w_desc_, w, conv_desc_, algo, workspace_,
@@ -242,6 +265,7 @@ void ConvPlan::backward_data(Context& ctx, const DeviceTensor& dy, const float* 
   check(dx, shape_.in_channels, shape_.in_side, "dx");
   if (dx.n != dy.n) throw Error("conv backward-data: dx and dy batches differ");
   bind_batch(dy.n);
+  run_as(choice_.backward_data.math);
   const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   const auto algo = cudnnConvolutionBwdDataAlgo_t(choice_.backward_data.algo);
   SD_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cudnn(), &one, w_desc_, w, y_desc_, dy.data, conv_desc_, algo,
@@ -254,6 +278,7 @@ void ConvPlan::backward_filter(Context& ctx, const DeviceTensor& x, const Device
   check(dy, shape_.out_channels, shape_.out_side(), "dy");
   if (x.n != dy.n) throw Error("conv backward-filter: x and dy batches differ");
   bind_batch(x.n);
+  run_as(choice_.backward_filter.math);
   const float one = 1.0f, zero = 0.0f;
   const auto algo = cudnnConvolutionBwdFilterAlgo_t(choice_.backward_filter.algo);
   SD_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cudnn(), &one, x_desc_, x.data, y_desc_, dy.data, conv_desc_, algo,
@@ -296,8 +321,9 @@ bool ConvPlanner::deterministic() const {
 }
 
 std::string ConvPlanner::describe() const {
-  std::string s = cat(policy_ == ConvAlgoPolicy::kNoTransforms ? "cuDNN algorithms (no FFT/Winograd), "
-                                                                 : "cuDNN algorithms, ",
+  std::string s = cat(ctx_.math() == MathMode::kTf32 ? "TF32 " : "exact fp32 ",
+                      policy_ == ConvAlgoPolicy::kNoTransforms ? "cuDNN algorithms (no FFT/Winograd), "
+                                                               : "cuDNN algorithms, ",
                       stats_.describe(), ":\n");
   for (const auto& [shape, plan] : plans_) s += "  " + plan->describe() + "\n";
   return s;

@@ -8,12 +8,14 @@
 // measurement (cudnnFind*) at the largest batch, among the candidates that
 //   - run in FMA arithmetic: the descriptor says CUDNN_FMA_MATH (no TF32, so results match the CPU
 //     reference); results cuDNN labels FMA come first, those labelled DEFAULT (which still run
-//     under the FMA descriptor) are the fallback, tensor-op ones are never used,
+//     under the FMA descriptor) are the fallback, tensor-op ones are never used — unless the
+//     Context's math is MathMode::kTf32: then every math type competes (tensor-op kernels with
+//     inputs rounded to TF32, fp32 accumulation) and each direction runs under its choice's type,
 //   - work for every batch size 1..max_batch (the last batch of an epoch is smaller),
 //   - need at most ConvPlanner's workspace cap,
 // preferring deterministic algorithms (bit-reproducible runs) and then the fastest
 // (rank_candidates in kernels/cuda/conv_choice.h). The choice goes into the process's PlanCache: a
-// later plan with the same shape, batch bound, policy, cap and device measures nothing.
+// later plan with the same shape, batch bound, policy, cap, device and math mode measures nothing.
 // All plans share one workspace, taken from the arena, sized for the largest need.
 //
 // Conv3x3: one layer (its weight and weight-gradient pointers) bound to its shape's plan.
@@ -69,6 +71,7 @@ class ConvPlan {
  private:
   void release() noexcept;
   void bind_batch(int n);  // points the x/y descriptors at batch n (host-only, cheap)
+  void run_as(ConvMath math);  // TF32: the descriptor's math type for an algorithm of this label (host-only)
   void check(const DeviceTensor& x_like, int channels, int side, const char* what) const;
   void choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAlgoPolicy policy);
   // After one cudnnFind* of a direction: the first ranked candidate whose workspace query
@@ -81,6 +84,7 @@ class ConvPlan {
   ConvShape shape_;
   int max_batch_ = 0;
   int bound_batch_ = -1;
+  bool tf32_ = false;  // planned and run for MathMode::kTf32
   cudnnTensorDescriptor_t x_desc_ = nullptr, y_desc_ = nullptr;
   cudnnFilterDescriptor_t w_desc_ = nullptr;
   cudnnConvolutionDescriptor_t conv_desc_ = nullptr;

@@ -15,16 +15,17 @@ const char* to_string(ConvMath math) {
   return "?";
 }
 
-std::vector<MeasuredAlgo> rank_candidates(std::span<const MeasuredAlgo> measured, ConvAlgoPolicy policy) {
+std::vector<MeasuredAlgo> rank_candidates(std::span<const MeasuredAlgo> measured, ConvAlgoPolicy policy, bool tf32) {
   std::vector<MeasuredAlgo> out;
   for (const MeasuredAlgo& m : measured) {
-    if (!m.ok || m.math == ConvMath::kTensorOp) continue;
+    if (!m.ok || (m.math == ConvMath::kTensorOp && !tf32)) continue;
     if (policy == ConvAlgoPolicy::kNoTransforms && m.transform) continue;
     out.push_back(m);
   }
   // Stable: within a group cuDNN's order, fastest first, stays.
-  std::stable_sort(out.begin(), out.end(), [](const MeasuredAlgo& a, const MeasuredAlgo& b) {
-    return std::tuple(a.math != ConvMath::kFma, !a.deterministic) < std::tuple(b.math != ConvMath::kFma, !b.deterministic);
+  std::stable_sort(out.begin(), out.end(), [tf32](const MeasuredAlgo& a, const MeasuredAlgo& b) {
+    const bool a_later = !tf32 && a.math != ConvMath::kFma, b_later = !tf32 && b.math != ConvMath::kFma;
+    return std::tuple(a_later, !a.deterministic) < std::tuple(b_later, !b.deterministic);
   });
   return out;
 }

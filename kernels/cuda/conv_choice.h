@@ -28,8 +28,9 @@ struct ConvShape {
 // their rounding ever shows against the reference; SD_CUDNN_NO_TRANSFORMS=1 selects it).
 enum class ConvAlgoPolicy { kFastest, kNoTransforms };
 
-// The math type cuDNN reports for a measured algorithm. Every convolution runs under a descriptor
-// set to CUDNN_FMA_MATH (no TF32); kDefault results still run so, kTensorOp ones are never used.
+// The math type cuDNN reports for a measured algorithm. In exact fp32 every convolution runs under a
+// descriptor set to CUDNN_FMA_MATH (no TF32); kDefault results still run so, kTensorOp ones are
+// never used. In TF32 (MathMode::kTf32) each direction runs under the math type of its choice.
 enum class ConvMath { kFma, kDefault, kTensorOp };
 const char* to_string(ConvMath math);  // "FMA", "DEFAULT", "TENSOR_OP"
 
@@ -43,10 +44,13 @@ struct MeasuredAlgo {
   float ms = 0;
 };
 
-// The candidates a plan may use, in the order to try them: measured successfully, never tensor-op
-// math, transforms only under kFastest; those labelled FMA before those labelled DEFAULT, within
-// each deterministic ones first (bit-reproducible steps), then cuDNN's order (fastest first).
-std::vector<MeasuredAlgo> rank_candidates(std::span<const MeasuredAlgo> measured, ConvAlgoPolicy policy);
+// The candidates a plan may use, in the order to try them: measured successfully, transforms only
+// under kFastest. Exact fp32 (tf32 false): never tensor-op math; those labelled FMA before those
+// labelled DEFAULT, within each deterministic ones first (bit-reproducible steps), then cuDNN's
+// order (fastest first). TF32: every math type; deterministic ones first, then cuDNN's order — the
+// measurement alone decides between tensor-op and FMA kernels.
+std::vector<MeasuredAlgo> rank_candidates(std::span<const MeasuredAlgo> measured, ConvAlgoPolicy policy,
+                                          bool tf32 = false);
 
 // The algorithm chosen for one direction.
 struct DirectionChoice {
@@ -74,7 +78,8 @@ struct PlanKey {
   ConvAlgoPolicy policy = ConvAlgoPolicy::kFastest;
   size_t workspace_cap = 0;
   int device = 0;
-  auto tie() const { return std::tuple(shape.key(), max_batch, policy, workspace_cap, device); }
+  bool tf32 = false;  // planned for MathMode::kTf32
+  auto tie() const { return std::tuple(shape.key(), max_batch, policy, workspace_cap, device, tf32); }
   bool operator<(const PlanKey& o) const { return tie() < o.tie(); }
 };
 

@@ -273,7 +273,10 @@ constexpr int kEvalChunk = 256;
 }  // namespace
 
 CpuResNet::CpuResNet(const BackendOptions& options)
-    : options_(options), net_(make_resnet_spec(options.model), options.seed), conv1_weight_(net_.index_of("conv1.weight")) {}
+    : options_(options), net_(make_resnet_spec(options.model), options.seed), conv1_weight_(net_.index_of("conv1.weight")) {
+  if (options.precision != "fp32")
+    throw std::invalid_argument("CpuResNet: precision " + options.precision + ": the CPU reference computes in fp32 only");
+}
 
 void CpuResNet::do_train_step(const StepInput& in) {
   const ImageSet& train = sets_[int(ImageSetRole::kTrain)];

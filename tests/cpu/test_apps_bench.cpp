@@ -20,6 +20,7 @@ TEST_CASE("sd_bench times both modes and writes JSON", "[apps]") {
 
   const nlohmann::json j = nlohmann::json::parse(sd::test::read_file(out));
   CHECK(j["depth"] == 8);
+  CHECK(j["precision"] == "fp32");
   CHECK(j["ideal_ratio"].get<double>() == Approx(1.5));  // p = 5/6, 2/3, 1/2: Σ = 2 of 3 blocks
   CHECK(j["ratio"].get<double>() > 0);
   for (const char* mode : {"stochastic_depth", "full_depth"}) {
@@ -36,6 +37,8 @@ TEST_CASE("sd_bench refuses bad settings with one line", "[apps]") {
       {"--depth 9", "--depth: depth 9"},
       {"--death-rate 0", "--death-rate 0"},
       {"--steps 0", "--steps 0"},
+      {"--precision tf32", "--precision tf32: a tensor-core mode of the GPU"},
+      {"--precision fp16", "--precision fp16: not supported"},
       {"--batch-size 100", "--batch-size 100 is larger"},
       {"--device cuda", "--device cuda: "},
       {"--exec graph", "--exec graph: the CPU reference"},

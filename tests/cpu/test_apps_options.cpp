@@ -36,6 +36,14 @@ std::string usage_error(std::vector<std::string> args) {
 
 }  // namespace
 
+TEST_CASE("sd_train --precision tf32 on the GPU: recorded in the run config, its own run folder", "[apps]") {
+  const sd::apps::TrainOptions o = parse({"--precision", "tf32", "--device", "cuda:0"});
+  CHECK(o.run.precision == "tf32");
+  CHECK(o.out == "runs/d110-lin_decay0.5-paper-s31415-tf32");
+  CHECK(sd::to_json(o.run).at("precision") == "tf32");  // the checkpoints' "config" metadata
+  CHECK(sd::run_config_from_json(sd::to_json(o.run)).precision == "tf32");
+}
+
 TEST_CASE("sd_train defaults are the paper's", "[apps]") {
   const sd::apps::TrainOptions o = parse({});
   CHECK(o.run.model.depth == 110);
@@ -96,6 +104,8 @@ TEST_CASE("sd_train refuses bad values, naming the flag", "[apps]") {
              Catch::StartsWith("--bn-gamma-init: unknown BN gamma initialisation 'zero' (one or uniform)"));
   CHECK_THAT(usage_error(Args{"--split", "half"}), Catch::StartsWith("--split: unknown split 'half'"));
   CHECK_THAT(usage_error(Args{"--precision", "bf16"}), Catch::StartsWith("--precision bf16: not supported"));
+  CHECK_THAT(usage_error(Args{"--precision", "tf32", "--device", "cpu"}),
+             Catch::StartsWith("--precision tf32: a tensor-core mode of the GPU"));
   CHECK_THAT(usage_error(Args{"--subset", "-1"}), Catch::StartsWith("--subset -1"));
   CHECK_THAT(usage_error(Args{"--momentum", "1.5"}), Catch::StartsWith("--momentum"));
   CHECK_THAT(usage_error(Args{"--device", "tpu"}), Catch::Contains("--device"));

@@ -27,6 +27,7 @@ sd::Checkpoint sample_checkpoint(int depth = 8) {
   ck.config.train.lr_steps = {0.25, 0.5, 0.9};
   ck.config.train.seed = 0xFFFFFFFFFFFFFFF1ull;  // needs all 64 bits
   ck.config.split = "full";
+  ck.config.precision = "tf32";
   ck.config.subset = 100;
   ck.config.synthetic = 256;
   ck.config.sgd.nesterov = false;
@@ -105,6 +106,7 @@ TEST_CASE("a last checkpoint loads back exactly, with config and trainer state",
   CHECK(back.config.model.bn_gamma_init == sd::BnGammaInit::kUniform);
   CHECK(raw.metadata.at("epoch") == "3");
   CHECK(raw.metadata.at("split") == "full");
+  CHECK(raw.metadata.at("precision") == "tf32");
   // The std reads back exactly, as a float and as a double (Python's float()): 63.12345504760742.
   CHECK(std::stof(raw.metadata.at("normalization.std")) == ck.normalization.std);
   CHECK(std::stod(raw.metadata.at("normalization.std")) == double(ck.normalization.std));

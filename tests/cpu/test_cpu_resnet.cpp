@@ -334,3 +334,10 @@ TEST_CASE("CpuResNet reports the first convolution's mean |gradient| of every st
   CHECK(empty.steps == 0);
   CHECK(empty.conv1_grad_abs_mean_sum == 0.0);
 }
+
+TEST_CASE("the CPU reference refuses a precision other than fp32", "[ref]") {
+  BackendOptions options;
+  options.model.depth = 8;
+  options.precision = "tf32";
+  CHECK_THROWS_WITH(CpuResNet(options), Catch::Contains("computes in fp32 only"));
+}

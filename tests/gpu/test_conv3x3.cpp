@@ -2,6 +2,18 @@
 // for every shape of the network at batch 128 and at the odd batch 72 (the same plan, measured at
 // 128, serves both): forward, backward-data (overwriting and accumulating), backward-filter.
 // Relative error ≤ 1e-4; exact fp32 gives ~1e-6, TF32 would give ~1e-3 and fail.
+//
+// The TF32 mode (Context with MathMode::kTf32) is held to kTf32Tol, argued from the format: TF32
+// keeps 10 explicit mantissa bits, so converting an fp32 input costs a relative error of at most
+// 2⁻¹¹ when rounded to nearest and 2⁻¹⁰ when truncated (either may happen inside cuDNN). A product
+// of two converted inputs is then off by up to 2·2⁻¹⁰; truncation errs in one direction, so its
+// mean, 2⁻¹⁰ per product, does not average out over a sum, while the spread around it (σ ≈ 0.4·2⁻¹⁰
+// per product, independent signs) stays at that relative size in ‖·‖₂ however long the sum. Hence
+// ≈ 1.1·2⁻¹⁰ ≈ 1.1e-3 expected at worst, ≈ 4e-4 with rounding; the bound 2⁻⁸ ≈ 3.9e-3 leaves a
+// factor 3.5 over the worst case, and accumulation stays fp32 (its error, ~1e-6, is negligible).
+// Where the plan chose a TENSOR_OP algorithm, the error must also exceed 2⁻¹⁴ ≈ 6e-5 — far above
+// exact fp32's — or TF32 was not in effect. (The emulated device rounds inputs to TF32 where the
+// descriptor allows tensor cores, so both bounds are checked in CI too.)
 #include <catch2/catch.hpp>
 
 #include <iostream>
@@ -19,11 +31,25 @@ using sd::gpu_test::DeviceVec;
 namespace {
 
 constexpr double kTol = 1e-4;
+constexpr double kTf32Tol = 1.0 / 256;      // 2⁻⁸
+constexpr double kTf32Floor = 1.0 / 16384;  // 2⁻¹⁴
 
-void check_conv_shape(cuda::Context& ctx, const cuda::ConvShape& shape) {
+// The error of one direction's result: ≤ tol, and above the TF32 floor when `tf32` (the plan chose
+// a tensor-op algorithm for it).
+#define SD_CHECK_CONV(what, gpu_vec, ref_vec, tol, tf32)                                          \
+  do {                                                                                            \
+    SD_CHECK_CLOSE(what, gpu_vec, ref_vec, tol);                                                  \
+    if (tf32) CHECK(::sd::gpu_test::compare(gpu_vec, ref_vec).rel >= kTf32Floor);                 \
+  } while (0)
+
+void check_conv_shape(cuda::Context& ctx, const cuda::ConvShape& shape, double tol = kTol) {
   const int max_batch = 128;
   cuda::ConvPlan plan(ctx, shape, max_batch, cuda::ConvPlanner::kDefaultWorkspaceCap, cuda::ConvAlgoPolicy::kFastest);
   std::cout << plan.describe() << std::endl;
+  const bool tensor_op_fwd = plan.choice().forward.math == cuda::ConvMath::kTensorOp,
+             tensor_op_bwd_data = plan.choice().backward_data.math == cuda::ConvMath::kTensorOp,
+             tensor_op_bwd_filter = plan.choice().backward_filter.math == cuda::ConvMath::kTensorOp;
+  if (ctx.math() == cuda::MathMode::kExactFp32) CHECK_FALSE((tensor_op_fwd || tensor_op_bwd_data || tensor_op_bwd_filter));
   DeviceVec<char> workspace(plan.workspace_needed() + 1);
   plan.set_workspace(workspace.get(), plan.workspace_needed());
 
@@ -53,16 +79,16 @@ void check_conv_shape(cuda::Context& ctx, const cuda::ConvShape& shape) {
     plan.backward_data(ctx, tdy, d_w.get(), tdx, false);
     plan.backward_filter(ctx, tx, tdy, d_dw.get());
     CHECK(ctx.launches() == before + 3);
-    SD_CHECK_CLOSE("forward y", d_y.download(), y_ref, kTol);
-    SD_CHECK_CLOSE("backward-data dx", d_dx.download(), dx_ref, kTol);
-    SD_CHECK_CLOSE("backward-filter dw", d_dw.download(), dw_ref, kTol);
+    SD_CHECK_CONV("forward y", d_y.download(), y_ref, tol, tensor_op_fwd);
+    SD_CHECK_CONV("backward-data dx", d_dx.download(), dx_ref, tol, tensor_op_bwd_data);
+    SD_CHECK_CONV("backward-filter dw", d_dw.download(), dw_ref, tol, tensor_op_bwd_filter);
 
     // Accumulating: dx = prior + convᵀ(dy).
     d_dx.upload(prior);
     plan.backward_data(ctx, tdy, d_w.get(), tdx, true);
     std::vector<double> acc_ref(dx_ref.size());
     for (size_t i = 0; i < acc_ref.size(); ++i) acc_ref[i] = double(prior[i]) + dx_ref[i];
-    SD_CHECK_CLOSE("backward-data dx += ...", d_dx.download(), acc_ref, kTol);
+    SD_CHECK_CLOSE("backward-data dx += ...", d_dx.download(), acc_ref, tol);
   }
 }
 
@@ -111,4 +137,13 @@ TEST_CASE("gpu conv plan refuses wrong shapes and batches above its maximum", "[
   CHECK_THROWS_AS(plan.forward(ctx, wrong_channels, w.get(), ok), cuda::Error);
   CHECK_NOTHROW(plan.forward(ctx, cuda::DeviceTensor{x.get(), 8, 16, 32, 32}, w.get(), ok));
   CHECK_NOTHROW(ctx.synchronize());
+}
+
+TEST_CASE("gpu conv 3x3 in TF32 stays within the format's bound, and shows it where tensor ops were chosen",
+          "[gpu][conv][tf32]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx(0, cuda::MathMode::kTf32);
+  check_conv_shape(ctx, {16, 16, 32, 1}, kTf32Tol);
+  check_conv_shape(ctx, {16, 32, 32, 2}, kTf32Tol);
+  check_conv_shape(ctx, {64, 64, 8, 1}, kTf32Tol);
 }

@@ -4,6 +4,7 @@
 
 #include "apps/common/device.h"
 #include "apps/common/environment.h"
+#include "engine/cuda/context.h"
 #include "engine/cuda/device.h"
 #include "tests/gpu/gpu_test.h"
 
@@ -44,4 +45,21 @@ TEST_CASE("gpu --device cuda:N picks GPU N, and one past the last names those pr
   CHECK(v.driver_cuda != "unknown");
   std::cout << "GPUs: " << count << " (" << names.front() << "); driver " << v.driver << " (CUDA " << v.driver_cuda
             << "), runtime " << v.runtime << ", cuDNN " << v.cudnn << ", cuBLAS " << v.cublas << std::endl;
+}
+
+TEST_CASE("gpu --precision tf32 reaches the model's convolutions and cuBLAS, fp32 stays exact", "[gpu][device][tf32]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  BackendOptions o;
+  o.model = {8, DeathMode::kLinDecay, 0.5};
+  o.precision = "tf32";
+  const auto tf32 = apps::make_backend("cuda:0", o, 16);
+  INFO(tf32->describe());
+  CHECK(tf32->describe().find("TF32 cuDNN algorithms") != std::string::npos);
+  CHECK(cuda::default_math_mode() == cuda::MathMode::kExactFp32);  // the scope ended with the construction
+  o.precision = "fp32";
+  const auto exact = apps::make_backend("cuda:0", o, 16);
+  CHECK(exact->describe().find("exact fp32 cuDNN algorithms") != std::string::npos);
+  CHECK(exact->describe().find("TENSOR_OP") == std::string::npos);
+  o.precision = "bf16";
+  CHECK_THROWS_WITH(apps::make_backend("cuda:0", o, 16), Catch::StartsWith("--precision bf16: not supported"));
 }

@@ -53,6 +53,20 @@ TEST_CASE("gpu host: FMA-labelled algorithms first, DEFAULT as fallback, never t
   CHECK(cuda::DirectionChoice{4, ConvMath::kFma, false, 1.5f}.describe() == "algo 4 FMA NON-det (1.5 ms)");
 }
 
+TEST_CASE("gpu host: in TF32 every math type competes, deterministic first, then cuDNN's order", "[cuda-host]") {
+  const std::vector<MeasuredAlgo> measured = {
+      {7, true, ConvMath::kTensorOp, true, false, 0.01f},   // the fastest: tensor cores
+      {6, false, ConvMath::kTensorOp, true, false, 0.02f},  // failed to run
+      {5, true, ConvMath::kTensorOp, false, false, 0.03f},  // not deterministic: after every deterministic one
+      {4, true, ConvMath::kDefault, true, true, 0.04f},     // Winograd
+      {1, true, ConvMath::kFma, true, false, 0.07f},
+  };
+  CHECK(algos(cuda::rank_candidates(measured, ConvAlgoPolicy::kFastest, true)) == std::vector<int>{7, 4, 1, 5});
+  CHECK(algos(cuda::rank_candidates(measured, ConvAlgoPolicy::kNoTransforms, true)) == std::vector<int>{7, 1, 5});
+  CHECK(algos(cuda::rank_candidates(measured, ConvAlgoPolicy::kFastest, false)) == std::vector<int>{1, 4});
+  CHECK(cuda::DirectionChoice{7, ConvMath::kTensorOp, true, 0.01f}.describe() == "algo 7 TENSOR_OP det (0.01 ms)");
+}
+
 TEST_CASE("gpu host: plans are reused by shape, batch bound, policy, cap and device", "[cuda-host]") {
   cuda::PlanCache cache;
   const cuda::ConvShape shape{16, 32, 32, 2};
@@ -82,6 +96,7 @@ TEST_CASE("gpu host: plans are reused by shape, batch bound, policy, cap and dev
   CHECK_FALSE(other([](cuda::PlanKey& k) { k.policy = ConvAlgoPolicy::kNoTransforms; }));
   CHECK_FALSE(other([](cuda::PlanKey& k) { k.workspace_cap = 1 << 20; }));
   CHECK_FALSE(other([](cuda::PlanKey& k) { k.device = 1; }));
+  CHECK_FALSE(other([](cuda::PlanKey& k) { k.tf32 = true; }));  // a TF32 plan is another plan
   CHECK(other([](cuda::PlanKey&) {}));
   CHECK(cache.size() == 1);
   cache.clear();
