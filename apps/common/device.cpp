@@ -72,8 +72,6 @@ std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOp
   const DeviceChoice choice = parse_device(device);
   if (!choice.cuda) return std::make_unique<CpuResNet>(options);  // needs no batch bound
 #ifdef SD_HAVE_CUDA
-  // The model creates its Context from the device number; the scope gives it the precision.
-  const cuda::ScopedMathMode math(cuda::math_mode_named(options.precision));
   return make_cuda_backend(options, max_batch, choice.index);
 #else
   throw std::logic_error("unreachable: check_device refused cuda");

@@ -9,10 +9,6 @@
 
 namespace sd::cuda {
 
-namespace {
-thread_local MathMode t_default_math = MathMode::kExactFp32;
-}  // namespace
-
 const char* precision_name(MathMode math) {
   switch (math) {
     case MathMode::kExactFp32: return "fp32";
@@ -27,9 +23,6 @@ MathMode math_mode_named(const std::string& precision) {
   throw Error("unknown precision '" + precision + "' (known: fp32, tf32)");
 }
 
-MathMode default_math_mode() { return t_default_math; }
-ScopedMathMode::ScopedMathMode(MathMode math) : previous_(t_default_math) { t_default_math = math; }
-ScopedMathMode::~ScopedMathMode() { t_default_math = previous_; }
 
 Context::Context(int device, MathMode math) : device_(device), math_(math) {
   std::string why;

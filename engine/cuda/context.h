@@ -30,24 +30,9 @@ enum class MathMode {
 const char* precision_name(MathMode math);             // "fp32", "tf32" (the --precision values)
 MathMode math_mode_named(const std::string& precision);  // throws Error for any other text
 
-// The math mode of a Context whose creator names none: kExactFp32, or that of the innermost live
-// ScopedMathMode of this thread. The programs wrap the backend's construction in one, so that the
-// model's Context (which it creates from the device number alone) runs at --precision.
-MathMode default_math_mode();
-class ScopedMathMode {
- public:
-  explicit ScopedMathMode(MathMode math);
-  ~ScopedMathMode();
-  ScopedMathMode(const ScopedMathMode&) = delete;
-  ScopedMathMode& operator=(const ScopedMathMode&) = delete;
-
- private:
-  MathMode previous_;
-};
-
 class Context {
  public:
-  explicit Context(int device = 0, MathMode math = default_math_mode());
+  explicit Context(int device = 0, MathMode math = MathMode::kExactFp32);
   ~Context();
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;

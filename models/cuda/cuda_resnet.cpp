@@ -32,7 +32,7 @@ int64_t LaunchFormula::train_step(const ResNetSpec& spec, const std::vector<uint
 CudaResNet::CudaResNet(const BackendOptions& options, int max_batch, int device)
     : options_(options), spec_(make_resnet_spec(options.model)), max_batch_(max_batch) {
   if (max_batch < 1) throw std::invalid_argument(fmt::format("CudaResNet: max_batch {} must be at least 1", max_batch));
-  ctx_ = std::make_unique<cuda::Context>(device);
+  ctx_ = std::make_unique<cuda::Context>(device, cuda::math_mode_named(options.precision));
   versions_ = cuda::query_version_numbers();
   for (const BlockSpec& b : spec_.blocks) block_names_.push_back(b.prefix.substr(0, b.prefix.size() - 1));
   planner_ = std::make_unique<cuda::ConvPlanner>(*ctx_, max_batch_);
