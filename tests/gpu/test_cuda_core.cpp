@@ -117,7 +117,7 @@ TEST_CASE("gpu context binds cuDNN and cuBLAS to its stream, exact math, counted
   CHECK_NOTHROW(ctx.synchronize());
 }
 
-TEST_CASE("gpu context in TF32: cuBLAS tensor-op math; a context that names no math is exact", "[gpu][core][tf32]") {
+TEST_CASE("gpu context in TF32: cuBLAS tensor-op math, and a context that names no math is exact", "[gpu][core][tf32]") {
   SD_REQUIRE_CUDA_DEVICE();
   auto cublas_math = [](const cuda::Context& ctx) {
     cublasMath_t mode{};
