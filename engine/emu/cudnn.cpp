@@ -237,19 +237,32 @@ std::vector<float> input(const void* p, size_t count, bool tf32) {
   return v;
 }
 
+// What the three convolution calls share: the problem their descriptors describe, the handle, the
+// algorithm and its workspace checked, the operands' sizes and whether they enter as TF32.
+struct ConvCall {
+  Problem p;
+  size_t needed = 0, xs = 0, ws = 0, ys = 0;
+  bool tf32 = false;
+};
+
 template <class Algo>
-cudnnStatus_t check_call(cudnnHandle_t h, Direction d, const Problem& p, Algo algo, void* workspace,
-                         size_t workspace_bytes, size_t& needed, const char* call) {
+cudnnStatus_t begin_call(cudnnHandle_t h, Direction d, const cudnnTensorStruct* x_desc, const cudnnFilterStruct* w_desc,
+                         const cudnnConvolutionStruct* conv, const cudnnTensorStruct* y_desc, Algo algo,
+                         void* workspace, size_t workspace_bytes, const char* call, ConvCall& c) {
+  if (cudnnStatus_t s = problem(x_desc, w_desc, conv, y_desc, c.p)) return s;
+  const Problem& p = c.p;
   if (!h) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null handle");
   cudnnStatus_t s;
   const AlgoInfo* a = find_algo(d, int(algo), p, s);
   if (!a) return s;
-  needed = workspace_of(*a, p);
-  if (workspace_bytes < needed)
+  c.needed = workspace_of(*a, p);
+  if (workspace_bytes < c.needed)
     return status(CUDNN_STATUS_BAD_PARAM, std::string(call) + ": workspace of " + std::to_string(workspace_bytes) +
                                               " bytes, algorithm " + std::to_string(int(algo)) + " needs " +
-                                              std::to_string(needed));
-  if (needed) require_device(workspace, needed, call, "the workspace");
+                                              std::to_string(c.needed));
+  if (c.needed) require_device(workspace, c.needed, call, "the workspace");
+  c.xs = size_t(p.shape.x_size()), c.ws = size_t(p.shape.w_size()), c.ys = size_t(p.shape.y_size());
+  c.tf32 = tensor_ops_allowed(p.math);
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -432,16 +445,14 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha, cudnnT
                                       const void* beta, cudnnTensorDescriptor_t y_desc, void* y) {
   std::lock_guard lock(api_mutex());
   const char* call = "cudnnConvolutionForward";
-  Problem p;
-  size_t needed = 0;
-  if (cudnnStatus_t s = problem(x_desc, w_desc, conv, y_desc, p)) return s;
-  if (cudnnStatus_t s = check_call(h, Direction::kForward, p, algo, workspace, workspace_bytes, needed, call)) return s;
-  const auto xs = size_t(p.shape.x_size()), ws = size_t(p.shape.w_size()), ys = size_t(p.shape.y_size());
-  require_device(x, xs * 4, call, "x"), require_device(w, ws * 4, call, "w"), require_device(y, ys * 4, call, "y");
-  const bool tf32 = tensor_ops_allowed(p.math);
-  return run(h, call, alpha, beta, static_cast<float*>(y), ys, workspace, needed, [=](float* out) {
-    const std::vector<float> xv = input(x, xs, tf32), wv = input(w, ws, tf32);
-    sd::ref::conv3x3_forward(p.shape, xv.data(), wv.data(), out);
+  ConvCall c;
+  if (cudnnStatus_t s = begin_call(h, Direction::kForward, x_desc, w_desc, conv, y_desc, algo, workspace,
+                                   workspace_bytes, call, c))
+    return s;
+  require_device(x, c.xs * 4, call, "x"), require_device(w, c.ws * 4, call, "w"), require_device(y, c.ys * 4, call, "y");
+  return run(h, call, alpha, beta, static_cast<float*>(y), c.ys, workspace, c.needed, [=](float* out) {
+    const std::vector<float> xv = input(x, c.xs, c.tf32), wv = input(w, c.ws, c.tf32);
+    sd::ref::conv3x3_forward(c.p.shape, xv.data(), wv.data(), out);
   });
 }
 
@@ -452,16 +463,15 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void* alpha, c
                                            cudnnTensorDescriptor_t dx_desc, void* dx) {
   std::lock_guard lock(api_mutex());
   const char* call = "cudnnConvolutionBackwardData";
-  Problem p;
-  size_t needed = 0;
-  if (cudnnStatus_t s = problem(dx_desc, w_desc, conv, dy_desc, p)) return s;
-  if (cudnnStatus_t s = check_call(h, Direction::kBackwardData, p, algo, workspace, workspace_bytes, needed, call)) return s;
-  const auto xs = size_t(p.shape.x_size()), ws = size_t(p.shape.w_size()), ys = size_t(p.shape.y_size());
-  require_device(dy, ys * 4, call, "dy"), require_device(w, ws * 4, call, "w"), require_device(dx, xs * 4, call, "dx");
-  const bool tf32 = tensor_ops_allowed(p.math);
-  return run(h, call, alpha, beta, static_cast<float*>(dx), xs, workspace, needed, [=](float* out) {
-    const std::vector<float> dyv = input(dy, ys, tf32), wv = input(w, ws, tf32);
-    sd::ref::conv3x3_backward_data(p.shape, dyv.data(), wv.data(), out);
+  ConvCall c;
+  if (cudnnStatus_t s = begin_call(h, Direction::kBackwardData, dx_desc, w_desc, conv, dy_desc, algo, workspace,
+                                   workspace_bytes, call, c))
+    return s;
+  require_device(dy, c.ys * 4, call, "dy"), require_device(w, c.ws * 4, call, "w"),
+      require_device(dx, c.xs * 4, call, "dx");
+  return run(h, call, alpha, beta, static_cast<float*>(dx), c.xs, workspace, c.needed, [=](float* out) {
+    const std::vector<float> dyv = input(dy, c.ys, c.tf32), wv = input(w, c.ws, c.tf32);
+    sd::ref::conv3x3_backward_data(c.p.shape, dyv.data(), wv.data(), out);
   });
 }
 
@@ -472,16 +482,14 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void* alpha,
                                              cudnnFilterDescriptor_t dw_desc, void* dw) {
   std::lock_guard lock(api_mutex());
   const char* call = "cudnnConvolutionBackwardFilter";
-  Problem p;
-  size_t needed = 0;
-  if (cudnnStatus_t s = problem(x_desc, dw_desc, conv, dy_desc, p)) return s;
-  if (cudnnStatus_t s = check_call(h, Direction::kBackwardFilter, p, algo, workspace, workspace_bytes, needed, call))
+  ConvCall c;
+  if (cudnnStatus_t s = begin_call(h, Direction::kBackwardFilter, x_desc, dw_desc, conv, dy_desc, algo, workspace,
+                                   workspace_bytes, call, c))
     return s;
-  const auto xs = size_t(p.shape.x_size()), ws = size_t(p.shape.w_size()), ys = size_t(p.shape.y_size());
-  require_device(x, xs * 4, call, "x"), require_device(dy, ys * 4, call, "dy"), require_device(dw, ws * 4, call, "dw");
-  const bool tf32 = tensor_ops_allowed(p.math);
-  return run(h, call, alpha, beta, static_cast<float*>(dw), ws, workspace, needed, [=](float* out) {
-    const std::vector<float> xv = input(x, xs, tf32), dyv = input(dy, ys, tf32);
-    sd::ref::conv3x3_backward_filter(p.shape, xv.data(), dyv.data(), out);
+  require_device(x, c.xs * 4, call, "x"), require_device(dy, c.ys * 4, call, "dy"),
+      require_device(dw, c.ws * 4, call, "dw");
+  return run(h, call, alpha, beta, static_cast<float*>(dw), c.ws, workspace, c.needed, [=](float* out) {
+    const std::vector<float> xv = input(x, c.xs, c.tf32), dyv = input(dy, c.ys, c.tf32);
+    sd::ref::conv3x3_backward_filter(c.p.shape, xv.data(), dyv.data(), out);
   });
 }
