@@ -1,5 +1,5 @@
-# The emulated CUDA device (engine/emu): the CUDA engine and its GPU tests compiled a second time,
-# by g++, against engine/emu/include (cuda_runtime.h, cudnn.h, cublas_v2.h of the emulated device)
+# The emulated CUDA device (tests/emulator): the CUDA engine and its GPU tests compiled a second time,
+# by g++, against tests/emulator/include (cuda_runtime.h, cudnn.h, cublas_v2.h of the emulated device)
 # instead of the CUDA toolkit, so that they run on any CPU. No nvcc is needed.
 
 # Adds CUDA engine sources to an emulated target: .cpp files as they are, each .cu through a
@@ -20,10 +20,13 @@ endfunction()
 
 find_package(Boost 1.74 REQUIRED COMPONENTS context)
 
-# The engine (engine/cuda, kernels/cuda, models/cuda) and the emulator itself; each folder's
-# CMakeLists.txt adds its sources with sd_add_emulated_sources.
+# The engine (engine/cuda, kernels/cuda, models/cuda: each folder's CMakeLists.txt adds its sources
+# with sd_add_emulated_sources) and the emulator itself (tests/emulator: test apparatus, not product,
+# but every emulated target needs it, tests or not).
 add_library(sdnet_cuda_emu STATIC)
-target_include_directories(sdnet_cuda_emu BEFORE PUBLIC ${CMAKE_SOURCE_DIR}/engine/emu/include)
+file(GLOB emulator_sources CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/emulator/*.cpp)
+target_sources(sdnet_cuda_emu PRIVATE ${emulator_sources})
+target_include_directories(sdnet_cuda_emu BEFORE PUBLIC ${CMAKE_SOURCE_DIR}/tests/emulator/include)
 target_compile_definitions(sdnet_cuda_emu PUBLIC SD_EMULATED_DEVICE=1)
 # __fadd_rn & co. are plain operations: nothing may fuse them into an FMA after inlining.
 target_compile_options(sdnet_cuda_emu PUBLIC -ffp-contract=off PRIVATE ${SD_WARNINGS})

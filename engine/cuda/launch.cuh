@@ -2,7 +2,7 @@
 // SD_LAUNCH: every kernel launch of the engine, checked and counted (engine/cuda/context.h).
 //   SD_LAUNCH(ctx, my_kernel, grid, block, shared_bytes, args...);
 // SD_KERNEL_LAUNCH is the bare launch on a stream, the only `<<<>>>` of the code base: on the
-// emulated device (engine/emu, which g++ compiles: no `<<<>>>`) it is the emulator's launch.
+// emulated device (tests/emulator, which g++ compiles: no `<<<>>>`) it is the emulator's launch.
 #include "engine/cuda/check.h"
 #include "engine/cuda/context.h"
 

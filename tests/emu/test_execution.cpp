@@ -5,7 +5,7 @@
 #include <numeric>
 
 #include "engine/cuda/launch.cuh"
-#include "engine/emu/settings.h"
+#include "tests/emulator/settings.h"
 #include "tests/emu/emu_test.h"
 
 using namespace sd::emu_test;

@@ -10,7 +10,7 @@
 
 #include "engine/data/dataset.h"
 #include "engine/data/synthetic_data.h"
-#include "engine/emu/settings.h"
+#include "tests/emulator/settings.h"
 #include "models/cuda/cuda_resnet.h"
 
 using namespace sd;

@@ -28,7 +28,7 @@
 #include "tests/gpu/model_data.h"
 
 #if defined(SD_EMULATED_DEVICE)
-#include "engine/emu/settings.h"
+#include "tests/emulator/settings.h"
 #endif
 
 using namespace sd;

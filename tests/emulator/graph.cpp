@@ -1,13 +1,13 @@
 // CUDA graphs on the emulated device: capture, graphs, conditional nodes, launch; see graph.h.
-#include "engine/emu/graph.h"
+#include "tests/emulator/graph.h"
 
 #include <algorithm>
 #include <random>
 #include <set>
 
-#include "engine/emu/memory.h"
-#include "engine/emu/report.h"
-#include "engine/emu/settings.h"
+#include "tests/emulator/memory.h"
+#include "tests/emulator/report.h"
+#include "tests/emulator/settings.h"
 
 namespace sd::emu {
 

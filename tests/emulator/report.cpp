@@ -1,4 +1,4 @@
-#include "engine/emu/report.h"
+#include "tests/emulator/report.h"
 
 #include <unistd.h>
 

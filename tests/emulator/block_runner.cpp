@@ -1,5 +1,5 @@
 // Thread blocks as fibers on a worker thread; see block_runner.h.
-#include "engine/emu/block_runner.h"
+#include "tests/emulator/block_runner.h"
 
 #include <signal.h>
 #include <sys/mman.h>
@@ -9,8 +9,8 @@
 #include <memory>
 #include <string>
 
-#include "engine/emu/report.h"
-#include "engine/emu/sanitizer_hooks.h"
+#include "tests/emulator/report.h"
+#include "tests/emulator/sanitizer_hooks.h"
 
 namespace sd::emu {
 

@@ -1,5 +1,5 @@
 // The emulated device's schedule settings; see settings.h.
-#include "engine/emu/settings.h"
+#include "tests/emulator/settings.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -7,9 +7,9 @@
 #include <string>
 #include <thread>
 
-#include "engine/emu/report.h"
-#include "engine/emu/stream.h"
-#include "engine/emu/worker_pool.h"
+#include "tests/emulator/report.h"
+#include "tests/emulator/stream.h"
+#include "tests/emulator/worker_pool.h"
 
 namespace sd::emu {
 

@@ -9,12 +9,12 @@
 
 #include <cuda_runtime.h>
 
-#include "engine/emu/graph.h"
-#include "engine/emu/memory.h"
-#include "engine/emu/report.h"
-#include "engine/emu/settings.h"
-#include "engine/emu/stream.h"
-#include "engine/emu/worker_pool.h"
+#include "tests/emulator/graph.h"
+#include "tests/emulator/memory.h"
+#include "tests/emulator/report.h"
+#include "tests/emulator/settings.h"
+#include "tests/emulator/stream.h"
+#include "tests/emulator/worker_pool.h"
 
 namespace {
 

@@ -1,13 +1,13 @@
 // Streams as queues of recorded operations; see stream.h.
-#include "engine/emu/stream.h"
+#include "tests/emulator/stream.h"
 
 #include <algorithm>
 #include <random>
 
-#include "engine/emu/graph.h"
-#include "engine/emu/memory.h"
-#include "engine/emu/report.h"
-#include "engine/emu/settings.h"
+#include "tests/emulator/graph.h"
+#include "tests/emulator/memory.h"
+#include "tests/emulator/report.h"
+#include "tests/emulator/settings.h"
 
 namespace sd::emu {
 

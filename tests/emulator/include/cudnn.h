@@ -1,5 +1,5 @@
 #pragma once
-// cuDNN on the emulated device (engine/emu/cudnn.cpp): the legacy convolution API that sdnet uses,
+// cuDNN on the emulated device (tests/emulator/cudnn.cpp): the legacy convolution API that sdnet uses,
 // by cuDNN 9's documented contracts — handles bound to streams, tensor/filter/convolution
 // descriptors, output dimensions, workspace sizes per algorithm, cudnnFind* reporting a fixed list
 // of algorithms (with math type, determinism, time and memory), and forward / backward-data /

@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/emu/graph.h"
-#include "engine/emu/memory.h"
-#include "engine/emu/report.h"
-#include "engine/emu/stream.h"
+#include "tests/emulator/graph.h"
+#include "tests/emulator/memory.h"
+#include "tests/emulator/report.h"
+#include "tests/emulator/stream.h"
 #include "kernels/cpu/conv3x3.h"
 
 struct cudnnContext {

@@ -10,7 +10,7 @@
 // with cudaStreamNonBlocking; cudaStreamWaitEvent orders across streams. An operation holds the
 // stream positions it depends on; running it first runs those.
 //
-// `enqueue` is the one place work enters a stream. While a stream captures (engine/emu/graph.h),
+// `enqueue` is the one place work enters a stream. While a stream captures (tests/emulator/graph.h),
 // what it is given becomes a node of the capture's graph instead, and runs only when the graph is
 // launched.
 #include <cstdint>
@@ -25,7 +25,7 @@
 #include <cuda_runtime.h>
 
 namespace sd::emu {
-struct Capture;  // engine/emu/graph.h
+struct Capture;  // tests/emulator/graph.h
 // What an operation is, for the counters (Stats) and for the node a capture makes of it.
 enum class OpKind { kKernel, kLibrary, kMemset, kCopy, kMarker, kGraphLaunch };
 }  // namespace sd::emu

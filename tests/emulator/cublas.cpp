@@ -7,10 +7,10 @@
 #include <cstdio>
 #include <string>
 
-#include "engine/emu/graph.h"
-#include "engine/emu/memory.h"
-#include "engine/emu/report.h"
-#include "engine/emu/stream.h"
+#include "tests/emulator/graph.h"
+#include "tests/emulator/memory.h"
+#include "tests/emulator/report.h"
+#include "tests/emulator/stream.h"
 
 struct cublasContext {
   cudaStream_t stream = nullptr;

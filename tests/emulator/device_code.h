@@ -1,6 +1,6 @@
 #pragma once
 // The device side of CUDA C++ for g++: what a .cu file of the engine may use inside a kernel.
-// Each CUDA thread is a fiber of a worker thread (engine/emu/block_runner.h); the built-in
+// Each CUDA thread is a fiber of a worker thread (tests/emulator/block_runner.h); the built-in
 // variables read the running fiber's coordinates, __syncthreads and the warp operations are real
 // barriers over the block's (or warp's) fibers, and a barrier that not every thread reaches is
 // reported (divergence), not deadlocked.

@@ -1,12 +1,12 @@
 #pragma once
-// The CUDA runtime API of the emulated device (engine/emu): the subset sdnet uses, behaving as the
-// CUDA documentation says it does. Emulated targets put engine/emu/include FIRST on the include
+// The CUDA runtime API of the emulated device (tests/emulator): the subset sdnet uses, behaving as the
+// CUDA documentation says it does. Emulated targets put tests/emulator/include FIRST on the include
 // path, so the engine's `#include <cuda_runtime.h>` lands here and its sources compile unchanged;
 // the real build never sees this directory. docs/CUDA_ENGINE.md says what emulation proves.
 #include <cstddef>
 #include <cstdint>
 
-#include "engine/emu/device_code.h"
+#include "tests/emulator/device_code.h"
 
 enum cudaError_t {
   cudaSuccess = 0,
@@ -131,7 +131,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event);
 cudaError_t cudaEventQuery(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
 
-// ---- CUDA graphs: stream capture, graphs and their nodes, conditional nodes (engine/emu/graph.h) ----
+// ---- CUDA graphs: stream capture, graphs and their nodes, conditional nodes (tests/emulator/graph.h) ----
 struct CUgraph_st;
 struct CUgraphNode_st;
 struct CUgraphExec_st;
@@ -215,7 +215,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsig
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
 
-// Device code: sets the value a conditional node of the running graph reads (engine/emu/graph.cpp).
+// Device code: sets the value a conditional node of the running graph reads (tests/emulator/graph.cpp).
 void cudaGraphSetConditional(cudaGraphConditionalHandle handle, unsigned int value);
 
-#include "engine/emu/launch.h"
+#include "tests/emulator/launch.h"

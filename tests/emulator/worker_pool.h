@@ -2,7 +2,7 @@
 // The persistent worker threads that run thread blocks. The thread that executes a kernel (the
 // host thread, at a synchronisation point) takes blocks too; `workers` counts it, so workers = 1
 // runs everything on the calling thread.
-#include "engine/emu/block_runner.h"
+#include "tests/emulator/block_runner.h"
 
 namespace sd::emu {
 

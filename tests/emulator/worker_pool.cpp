@@ -1,12 +1,12 @@
 // Persistent worker threads for thread blocks; see worker_pool.h.
-#include "engine/emu/worker_pool.h"
+#include "tests/emulator/worker_pool.h"
 
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <vector>
 
-#include "engine/emu/settings.h"
+#include "tests/emulator/settings.h"
 
 namespace sd::emu {
 

@@ -12,13 +12,13 @@
 #include <type_traits>
 #include <utility>
 
-#include "engine/emu/device_code.h"
+#include "tests/emulator/device_code.h"
 
 struct CUstream_st;
 
 namespace sd::emu {
 
-// Runs `thread_body` once per CUDA thread of the grid, in stream order (engine/emu/stream.h).
+// Runs `thread_body` once per CUDA thread of the grid, in stream order (tests/emulator/stream.h).
 void enqueue_kernel(const char* name, dim3 grid, dim3 block, size_t shared_bytes, CUstream_st* stream,
                     std::function<void()> thread_body);
 // Aborts with a clear message unless `p` is null or points into (or one past) a live device allocation.

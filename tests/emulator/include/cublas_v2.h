@@ -1,5 +1,5 @@
 #pragma once
-// cuBLAS on the emulated device (engine/emu/cublas.cpp): handles, streams, workspace, pointer and
+// cuBLAS on the emulated device (tests/emulator/cublas.cpp): handles, streams, workspace, pointer and
 // math modes, and SGEMM — column-major, with transposes and leading dimensions checked as the BLAS
 // contract says (CUBLAS_STATUS_INVALID_VALUE), β = 0 never reading C. TF32 math mode rounds the
 // inputs to TF32 as tensor cores would; pedantic and default modes compute in plain fp32.

@@ -38,7 +38,7 @@
 
 #include <cuda_runtime.h>
 
-#include "engine/emu/stream.h"
+#include "tests/emulator/stream.h"
 
 struct CUgraphNode_st {
   CUgraph_st* owner = nullptr;

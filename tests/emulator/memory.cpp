@@ -1,5 +1,5 @@
 // Device memory of the emulated device; see memory.h.
-#include "engine/emu/memory.h"
+#include "tests/emulator/memory.h"
 
 #include <signal.h>
 #include <sys/mman.h>
@@ -14,9 +14,9 @@
 #include <mutex>
 #include <set>
 
-#include "engine/emu/block_runner.h"
-#include "engine/emu/report.h"
-#include "engine/emu/settings.h"
+#include "tests/emulator/block_runner.h"
+#include "tests/emulator/report.h"
+#include "tests/emulator/settings.h"
 
 namespace sd::emu {
 

@@ -17,7 +17,7 @@
 #include <functional>
 #include <vector>
 
-#include "engine/emu/device_code.h"
+#include "tests/emulator/device_code.h"
 
 namespace sd::emu {
 
