@@ -20,8 +20,8 @@
 #include "engine/train/atomic_file.h"
 #include "engine/core/gates.h"
 #include "engine/train/trainer.h"
-#include "models/spec/resnet_spec.h"
-#include "models/spec/step_cost.h"
+#include "models/network/resnet_spec.h"
+#include "models/network/step_cost.h"
 
 namespace fs = std::filesystem;
 
@@ -46,7 +46,7 @@ struct ModeResult {
   double step_seconds = 0;  // median round / steps
   double epoch_seconds = 0;
   double images_per_second = 0;
-  double conv_flops_per_step = 0;  // of the timed steps' gates (models/spec/step_cost.h)
+  double conv_flops_per_step = 0;  // of the timed steps' gates (models/network/step_cost.h)
   double conv_tflops = 0;          // achieved: conv_flops_per_step / step_seconds
   double planning_seconds = 0;     // choosing the convolution algorithms when the model was built
   std::optional<double> kernels_per_step;     // launches the engine counts (devices only)

@@ -16,8 +16,8 @@
 
 #include "engine/data/image_set.h"
 #include "engine/core/named_tensor.h"
-#include "models/spec/flat_state.h"
-#include "models/spec/resnet_spec.h"
+#include "models/network/flat_state.h"
+#include "models/network/resnet_spec.h"
 
 namespace sd {
 
@@ -140,7 +140,7 @@ class Backend {
   virtual void do_train_step(const StepInput& in) = 0;     // every check of train_step passed
   virtual void do_plan_epoch(std::span<const int32_t>, uint32_t) {}  // checked; nothing by default
   virtual EvalResult do_evaluate(ImageSetRole role) = 0;     // normalisation set, the set not empty
-  virtual FlatState flat_state() const = 0;                  // models/spec/flat_state.h
+  virtual FlatState flat_state() const = 0;                  // models/network/flat_state.h
   virtual void load_flat_state(const FlatState& state) = 0;  // checked: names, shapes, sizes
 
  private:

@@ -12,7 +12,7 @@
 #include "apps/common/app_main.h"
 #include "apps/common/device.h"
 #include "engine/data/dataset.h"
-#include "models/spec/resnet_spec.h"
+#include "models/network/resnet_spec.h"
 
 namespace sd::apps {
 

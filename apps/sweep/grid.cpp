@@ -8,7 +8,7 @@
 
 #include "apps/common/app_main.h"
 #include "engine/core/gates.h"
-#include "models/spec/resnet_spec.h"
+#include "models/network/resnet_spec.h"
 
 namespace sd::apps {
 

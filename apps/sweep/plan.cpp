@@ -7,7 +7,7 @@
 
 #include "apps/common/app_main.h"
 #include "apps/common/device.h"
-#include "models/spec/step_cost.h"
+#include "models/network/step_cost.h"
 
 namespace sd::apps {
 

@@ -7,7 +7,7 @@
 
 #include "apps/common/run_log.h"
 #include "engine/data/dataset.h"
-#include "models/spec/step_cost.h"
+#include "models/network/step_cost.h"
 
 namespace sd::apps {
 
@@ -94,7 +94,7 @@ std::string reproduction_report(const ReportInputs& in) {
   md += "\n## Time and arithmetic\n\n";
   md += fmt::format("- total training wall time of the complete runs: {} ({} epochs{})\n", format_duration(wall), epochs,
                     epochs > 0 ? fmt::format(", {:.2f} s per epoch", wall / double(epochs)) : "");
-  md += fmt::format("- convolution arithmetic (models/spec/step_cost.h), one training image of ResNet-{}: {:.3f} GFLOP "
+  md += fmt::format("- convolution arithmetic (models/network/step_cost.h), one training image of ResNet-{}: {:.3f} GFLOP "
                     "at full depth, {:.3f} GFLOP expected with {} {}\n",
                     c.model.depth, 1e-9 * training_step_conv_flops(spec, 1, std::vector<uint8_t>(spec.blocks.size(), 1)),
                     1e-9 * expected_training_step_conv_flops(spec, 1), to_string(c.model.death_mode), c.model.death_rate);

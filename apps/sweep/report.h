@@ -1,6 +1,6 @@
 #pragma once
 // The reproduction report (scripts/reproduce): a sweep's test error beside the paper's, with what
-// it took (wall time, devices, convolution arithmetic from models/spec/step_cost.h), what it ran on
+// it took (wall time, devices, convolution arithmetic from models/network/step_cost.h), what it ran on
 // (driver, CUDA, cuDNN, cuBLAS: what the engine reports, "unknown" otherwise), the commit, and the
 // best run's checkpoint, chosen by validation error (never by test error).
 #include <string>

@@ -10,7 +10,7 @@
 #include <fmt/ranges.h>
 
 #include "engine/train/safetensors.h"
-#include "models/spec/resnet_spec.h"
+#include "models/network/resnet_spec.h"
 
 namespace sd {
 

@@ -2,7 +2,7 @@
 // sdnet's checkpoints: safetensors files (engine/train/safetensors.h) that PyTorch loads directly.
 //
 // Tensors: the model's parameters and BN running statistics under their PyTorch names
-// (models/spec/resnet_spec.h: "conv1.weight", "stages.0.3.bn2.running_var", "fc.bias", ...), the
+// (models/network/resnet_spec.h: "conv1.weight", "stages.0.3.bn2.running_var", "fc.bias", ...), the
 // normalisation's mean image as "normalization.mean" [3, 32, 32] (byte units), and in `last`
 // checkpoints the momentum buffers ("optimizer.momentum.<parameter>").
 // Metadata (all strings, as the format requires): "format", "kind" (last | best), "depth",

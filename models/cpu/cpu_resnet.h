@@ -20,7 +20,7 @@
 //                           running statistics.
 // The loss is the mean softmax cross-entropy over the batch; gradients are of that mean.
 //
-// The shapes and tensors come from the description (models/spec/resnet_spec.h); the wiring is this
+// The shapes and tensors come from the description (models/network/resnet_spec.h); the wiring is this
 // file's own, independent of the GPU model's. Tensors live in spec order (spec().tensors), one
 // vector each, indexed by that position or by name. Layout is NCHW throughout; images are
 // [n, 3, 32, 32].
@@ -31,8 +31,8 @@
 
 #include "models/backend.h"
 #include "kernels/cpu/sgd.h"
-#include "models/spec/flat_state.h"
-#include "models/spec/resnet_spec.h"
+#include "models/network/flat_state.h"
+#include "models/network/resnet_spec.h"
 
 namespace sd {
 
@@ -56,7 +56,7 @@ class ResNetRef {
   std::vector<T>& momentum(int i) { return momentum_[size_t(i)]; }
   const std::vector<T>& momentum(int i) const { return momentum_[size_t(i)]; }
 
-  // Sets every parameter and running statistic from `state` (models/spec/flat_state.h: checked
+  // Sets every parameter and running statistic from `state` (models/network/flat_state.h: checked
   // first, std::invalid_argument naming a bad or missing tensor, nothing changed then). Momentum
   // buffers in `state` (momentum_name(param)) are loaded too; absent ones become zero.
   void load(std::span<const NamedTensor> state) { load_flat(flatten_state(spec_, state)); }

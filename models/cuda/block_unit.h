@@ -28,7 +28,7 @@
 #include "engine/cuda/tensor.h"
 #include "kernels/cuda/batch_norm.h"
 #include "kernels/cuda/conv3x3.h"
-#include "models/spec/resnet_spec.h"
+#include "models/network/resnet_spec.h"
 
 namespace sd {
 

@@ -65,7 +65,7 @@
 #include "kernels/cuda/step_state.h"
 #include "models/cuda/block_unit.h"
 #include "models/cuda/step_feed.h"
-#include "models/spec/resnet_spec.h"
+#include "models/network/resnet_spec.h"
 
 namespace sd {
 

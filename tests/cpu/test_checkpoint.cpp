@@ -11,7 +11,7 @@
 #include "apps/common/run_log.h"
 #include "engine/train/checkpoint.h"
 #include "engine/train/safetensors.h"
-#include "models/spec/resnet_spec.h"
+#include "models/network/resnet_spec.h"
 #include "test_apps_util.h"
 
 namespace {

@@ -1,4 +1,4 @@
-// The network's description (models/spec/resnet_spec.h): its initialisation.
+// The network's description (models/network/resnet_spec.h): its initialisation.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -6,7 +6,7 @@
 #include <set>
 #include <vector>
 
-#include "models/spec/resnet_spec.h"
+#include "models/network/resnet_spec.h"
 
 using namespace sd;
 

@@ -3,7 +3,7 @@
 
 #include <vector>
 
-#include "models/spec/step_cost.h"
+#include "models/network/step_cost.h"
 
 using namespace sd;
 

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <span>
 
-#include "models/spec/resnet_spec.h"
+#include "models/network/resnet_spec.h"
 
 namespace sd {
 

@@ -1,4 +1,4 @@
-#include "models/spec/resnet_spec.h"
+#include "models/network/resnet_spec.h"
 
 #include <algorithm>
 #include <cmath>

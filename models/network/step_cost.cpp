@@ -1,4 +1,4 @@
-#include "models/spec/step_cost.h"
+#include "models/network/step_cost.h"
 
 #include <stdexcept>
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "engine/core/named_tensor.h"
-#include "models/spec/resnet_spec.h"
+#include "models/network/resnet_spec.h"
 
 namespace sd {
 

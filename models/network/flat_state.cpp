@@ -1,4 +1,4 @@
-#include "models/spec/flat_state.h"
+#include "models/network/flat_state.h"
 
 #include <algorithm>
 #include <stdexcept>

@@ -78,7 +78,7 @@ struct BlockSpec {
 
 enum class TensorKind { kConvWeight, kBnWeight, kBnBias, kBnRunningMean, kBnRunningVar, kFcWeight, kFcBias };
 
-// One tensor and where it lies in the flat buffers of a model's state (models/spec/flat_state.h):
+// One tensor and where it lies in the flat buffers of a model's state (models/network/flat_state.h):
 // a trainable tensor at `offset` in the parameter buffer (and at the same offset in the gradient
 // and momentum buffers), a running statistic at `offset` in the running-statistics buffer.
 struct TensorSpec {
