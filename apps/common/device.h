@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "models/backend.h"
+#include "engine/train/backend.h"
 
 namespace sd::apps {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "engine/train/checkpoint.h"
-#include "models/backend.h"
+#include "engine/train/backend.h"
 
 namespace CLI {
 class App;

@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/backend.h"
+#include "engine/train/backend.h"
 #include "engine/data/image_set.h"
 #include "engine/core/named_tensor.h"
 #include "engine/train/trainer.h"

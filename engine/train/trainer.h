@@ -1,5 +1,5 @@
 #pragma once
-// The training loop, written once against models/backend.h: epochs of shuffled mini-batches with
+// The training loop, written once against engine/train/backend.h: epochs of shuffled mini-batches with
 // per-step stochastic-depth gates, the step learning-rate schedule, validation and test error
 // every epoch (as the official code), and the bookkeeping that a bit-exact resume needs. It does
 // no I/O: the caller (apps/sd_train) prints, logs and checkpoints from the epoch callback.
@@ -10,7 +10,7 @@
 #include <optional>
 #include <vector>
 
-#include "models/backend.h"
+#include "engine/train/backend.h"
 #include "engine/data/data_split.h"
 #include "engine/core/gates.h"
 #include "engine/train/time_limit.h"

@@ -5,7 +5,7 @@
 //   ResNetRef<T>  the network itself (T = double for gradient checks, float for training): one
 //                 training forward + backward for a batch of already-normalised images and a given
 //                 gate pattern, inference, and the SGD update. No data handling.
-//   CpuResNet     Backend (models/backend.h) on ResNetRef<float>: keeps the image sets, gathers,
+//   CpuResNet     Backend (engine/train/backend.h) on ResNetRef<float>: keeps the image sets, gathers,
 //                 normalises and augments each batch (engine/data/augment.h), trains, evaluates.
 //
 // Stochastic depth, as docs/MODEL.md says:
@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "models/backend.h"
+#include "engine/train/backend.h"
 #include "kernels/cpu/sgd.h"
 #include "models/network/flat_state.h"
 #include "models/network/resnet_spec.h"

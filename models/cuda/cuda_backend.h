@@ -1,9 +1,9 @@
 #pragma once
-// The CUDA engine behind the plain Backend interface (models/backend.h). This header needs no CUDA
+// The CUDA engine behind the plain Backend interface (engine/train/backend.h). This header needs no CUDA
 // headers, so apps include it from plain C++ (in builds with SD_HAVE_CUDA).
 #include <memory>
 
-#include "models/backend.h"
+#include "engine/train/backend.h"
 
 namespace sd {
 

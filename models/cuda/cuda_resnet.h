@@ -1,5 +1,5 @@
 #pragma once
-// The stochastic-depth ResNet-(6N+2) on the GPU: the Backend of models/backend.h assembled from the
+// The stochastic-depth ResNet-(6N+2) on the GPU: the Backend of engine/train/backend.h assembled from the
 // layer objects of kernels/cuda/, equal to the CPU reference (models/cpu/cpu_resnet.h) up to rounding.
 //
 // Memory: ONE device arena, sized at construction for the largest batch by running the layout
@@ -51,7 +51,7 @@
 #include <map>
 #include <utility>
 
-#include "models/backend.h"
+#include "engine/train/backend.h"
 #include "engine/cuda/arena.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/graph.h"

@@ -1,6 +1,6 @@
 #pragma once
 // A model's state in three flat buffers laid out by the spec (TensorSpec::offset): the conversion
-// between the named tensors that backends exchange (models/backend.h: state, load_state) and the
+// between the named tensors that backends exchange (engine/train/backend.h: state, load_state) and the
 // buffers a model keeps, written once for every backend.
 //   params    every trainable tensor at its offset (ResNetSpec::num_params floats)
 //   momentum  the optimiser's buffer of each trainable tensor, at the same offset
@@ -32,7 +32,7 @@ struct FlatState {
 FlatState flatten_state(const ResNetSpec& spec, std::span<const NamedTensor> state);
 
 // Parameters and running statistics (spec order), then the momentum buffers (momentum_name(param),
-// spec order): the list models/backend.h's state() returns. Throws std::invalid_argument when the
+// spec order): the list engine/train/backend.h's state() returns. Throws std::invalid_argument when the
 // buffers' sizes are not the spec's.
 std::vector<NamedTensor> unflatten_state(const ResNetSpec& spec, const FlatState& state);
 

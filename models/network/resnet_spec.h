@@ -120,7 +120,7 @@ std::string momentum_name(const std::string& name);
 // "[16, 3, 3, 3]": how error messages print a shape.
 std::string shape_string(const std::vector<int64_t>& shape);
 
-// Checks a state list (models/backend.h: tensors, optionally momentum buffers) against the spec
+// Checks a state list (engine/train/backend.h: tensors, optionally momentum buffers) against the spec
 // before a backend changes anything: every name known, every shape and size right, every tensor of
 // the spec present. Throws std::invalid_argument naming the first bad tensor.
 void validate_state(const ResNetSpec& spec, std::span<const NamedTensor> state);

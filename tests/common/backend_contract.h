@@ -1,5 +1,5 @@
 #pragma once
-// The contract every Backend (models/backend.h) keeps, written once and instantiated for each
+// The contract every Backend (engine/train/backend.h) keeps, written once and instantiated for each
 // backend by one line in the suite that can run it:
 //   SD_BACKEND_CONTRACT_TESTS("cpu", "[ref]", sd::test::cpu_backend(), (void)0)       tests/cpu/
 //   SD_BACKEND_CONTRACT_TESTS("gpu", "[gpu][model]", ..., SD_REQUIRE_CUDA_DEVICE())  tests/gpu/
@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "engine/core/philox.h"
-#include "models/backend.h"
+#include "engine/train/backend.h"
 
 namespace sd::test {
 

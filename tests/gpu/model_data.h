@@ -10,7 +10,7 @@
 #include "engine/data/dataset.h"
 #include "engine/data/image_set.h"
 #include "engine/data/synthetic_data.h"
-#include "models/backend.h"
+#include "engine/train/backend.h"
 #include "tests/gpu/gpu_compare.h"
 
 namespace sd::gpu_test {

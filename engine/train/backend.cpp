@@ -1,4 +1,4 @@
-#include "models/backend.h"
+#include "engine/train/backend.h"
 
 #include <limits>
 #include <stdexcept>
