@@ -72,7 +72,8 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   report_backend("sd_bench", *backend, o.verbose || describe);
   backend->set_normalization(data.normalization);
   backend->set_images(ImageSetRole::kTrain, data.train);
-  const GateSampler gates(run.train.seed, backend->spec().survival);
+  const ResNetSpec spec = make_resnet_spec(run.model);
+  const GateSampler gates(run.train.seed, spec.survival);
   const std::vector<int32_t> order = epoch_order(run.train.seed, 0, data.train.size());
   const int batch = run.train.batch_size;
   backend->plan_epoch(order, 0);  // as the trainer does: graph steps then read their batch on the device
@@ -81,7 +82,7 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   int step = 0;
   // As in the trainer, the host allocates nothing per step.
   std::vector<int32_t> idx(static_cast<size_t>(batch));
-  std::vector<uint8_t> g(backend->spec().survival.size());
+  std::vector<uint8_t> g(spec.survival.size());
   auto one_step = [&] {
     batch_at(order, step, idx);
     gates.draw_step(uint64_t(step), g);
@@ -112,7 +113,7 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   // after the clock stopped.
   double flops = 0;
   for (int s = first_timed_step; s < step; ++s)
-    flops += training_step_conv_flops(backend->spec(), batch, gates.draw_step(uint64_t(s)));
+    flops += training_step_conv_flops(spec, batch, gates.draw_step(uint64_t(s)));
   r.conv_flops_per_step = flops / double(step - first_timed_step);
   std::vector<double> sorted = r.round_seconds;
   std::sort(sorted.begin(), sorted.end());

@@ -15,6 +15,7 @@
 #include "apps/common/run_log.h"
 #include "engine/train/checkpoint.h"
 #include "engine/data/dataset.h"
+#include "models/network/resnet_spec.h"
 
 namespace sd::apps {
 namespace {
@@ -85,7 +86,7 @@ int eval_main(int argc, char** argv) {
   parse_command_line(app, argc, argv);
   const std::set<std::string> given = given_options(app);
 
-  const Checkpoint ck = load_checkpoint(checkpoint_path);
+  const Checkpoint ck = load_checkpoint(checkpoint_path, model_tensors);
   // On stderr: --json keeps stdout one JSON object.
   if (!ck.checksum_verified) std::cerr << "sd_eval: " << unverified_note(checkpoint_path) << std::endl;
   // The data the checkpoint's run used, unless told otherwise: its validation set is only

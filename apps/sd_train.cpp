@@ -22,6 +22,7 @@
 #include "engine/train/checkpoint.h"
 #include "engine/train/time_limit.h"
 #include "engine/train/trainer.h"
+#include "models/network/resnet_spec.h"
 
 namespace fs = std::filesystem;
 
@@ -116,7 +117,7 @@ int train_main(int argc, char** argv) {
     std::error_code ec;
     if (!fs::exists(last_path, ec))
       throw std::runtime_error(fmt::format("--resume: no checkpoint {} to resume (is --out right?)", last_path.string()));
-    resumed = load_checkpoint(last_path);
+    resumed = load_checkpoint(last_path, model_tensors);
     if (!resumed->checksum_verified) note += unverified_note(last_path) + "\n";
     if (resumed->kind != CheckpointKind::kLast)
       throw std::runtime_error(fmt::format("--resume: {} is a best-model checkpoint without optimiser state", last_path.string()));
@@ -182,14 +183,15 @@ int train_main(int argc, char** argv) {
   const std::atomic<bool>& stop = install_stop_handlers();
   std::optional<TimeLimit> limit;
   if (o.time_limit > 0)
-    limit.emplace(o.time_limit, process_start, checkpoint_seconds_guess(backend->spec()), monotonic_seconds);
+    limit.emplace(o.time_limit, process_start, checkpoint_seconds_guess(make_resnet_spec(run.model)),
+                  monotonic_seconds);
   const int first_epoch = trainer.state().epochs_done;
   const uint64_t first_step = trainer.global_step();
   // The progress that last.safetensors holds on disk: what survives if a later write fails.
   std::optional<std::pair<int, int>> saved;
   if (resumed) saved = std::pair(resumed->trainer.epochs_done, resumed->trainer.step_in_epoch);
   const auto save_last = [&](const TrainerState& state) {
-    save_checkpoint(last_path, make_checkpoint(CheckpointKind::kLast, run, state, norm, *backend));
+    save_checkpoint(last_path, make_checkpoint(CheckpointKind::kLast, run, state, norm, *backend), model_tensors);
     saved = std::pair(state.epochs_done, state.step_in_epoch);
   };
   const auto on_epoch = [&](const EpochRecord& rec, const TrainerState& state) {
@@ -197,7 +199,8 @@ int train_main(int argc, char** argv) {
     append_metrics(dir, rec);
     save_last(state);
     if (rec.new_best)
-      save_checkpoint(dir / "best.safetensors", make_checkpoint(CheckpointKind::kBest, run, state, norm, *backend));
+      save_checkpoint(dir / "best.safetensors", make_checkpoint(CheckpointKind::kBest, run, state, norm, *backend),
+                      model_tensors);
     if (o.stop_after > 0 && state.epochs_done - first_epoch >= o.stop_after) request_stop();
   };
 

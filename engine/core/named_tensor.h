@@ -22,6 +22,12 @@ struct NamedTensor {
   }
 };
 
+// A tensor's name and shape, without its values: what a model's description says a state holds.
+struct TensorShape {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+
 // The tensor called `name`; throws std::out_of_range naming it when absent.
 inline const NamedTensor& find_tensor(std::span<const NamedTensor> tensors, const std::string& name) {
   for (const NamedTensor& t : tensors)

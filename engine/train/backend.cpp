@@ -46,9 +46,9 @@ void Backend::train_step(const StepInput& in) {
         max_batch() == std::numeric_limits<int>::max()
             ? fmt::format("{}: batch of {} images", device_name(), n)
             : fmt::format("{}: batch of {} images; this engine was built for 1..{}", device_name(), n, max_batch()));
-  if (in.gates.size() != size_t(spec().num_blocks()))
+  if (in.gates.size() != size_t(num_blocks()))
     throw std::invalid_argument(fmt::format("{}: {} gates for {} blocks", device_name(), in.gates.size(),
-                                            spec().num_blocks()));
+                                            num_blocks()));
   for (size_t i = 0; i < n; ++i) {
     const int32_t idx = in.indices[i];
     if (idx < 0 || size_t(idx) >= train)
@@ -76,9 +76,5 @@ EvalResult Backend::evaluate(ImageSetRole role) {
   if (set_size(role) == 0) return EvalResult{};
   return do_evaluate(role);
 }
-
-std::vector<NamedTensor> Backend::state() const { return unflatten_state(spec(), flat_state()); }
-
-void Backend::load_state(std::span<const NamedTensor> state) { load_flat_state(flatten_state(spec(), state)); }
 
 }  // namespace sd

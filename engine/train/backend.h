@@ -1,7 +1,8 @@
 #pragma once
-// The interface every device implements: the CPU reference (models/cpu/cpu_resnet.h) and the CUDA
-// engine (models/cuda/). The trainer (engine/train/trainer.h) drives either through it, so the training
-// loop is written once and CI, which has no GPU, checks it on the CPU backend.
+// The interface the trainer (engine/train/trainer.h) drives and every model implements: the CPU
+// reference (models/cpu/cpu_resnet.h) and the CUDA engine (models/cuda/). The trainer owns it, so it
+// names nothing of the models: the training loop is written once and CI, which has no GPU, checks it
+// on the CPU backend.
 //
 // A backend owns the model (parameters, BN running statistics, momentum buffers) and keeps the
 // image sets where its steps need them (host memory for the CPU, device memory for the GPU). A
@@ -16,8 +17,7 @@
 
 #include "engine/data/image_set.h"
 #include "engine/core/named_tensor.h"
-#include "models/network/flat_state.h"
-#include "models/network/resnet_spec.h"
+#include "engine/train/network_config.h"
 
 namespace sd {
 
@@ -87,7 +87,9 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string device_name() const = 0;
-  virtual const ResNetSpec& spec() const = 0;
+  // p_l, the survival probability of every block, in order (the trainer draws the gates with them).
+  virtual const std::vector<float>& survival() const = 0;
+  int num_blocks() const { return int(survival().size()); }
   // The largest batch train_step takes (a GPU engine sizes its memory for it); no bound by default.
   virtual int max_batch() const;
   // For logs (--verbose): the device, library versions, what was chosen at start.
@@ -124,12 +126,13 @@ class Backend {
   // An empty (or never set) set gives an empty result. Refused before set_normalization.
   EvalResult evaluate(ImageSetRole role);
 
-  // Parameters and running statistics (spec().tensors order), then momentum buffers
-  // (momentum_name(param)). load_state takes the same list; momentum buffers may be absent (zero).
-  // load_state checks every name and shape before anything changes (std::invalid_argument naming
-  // the first bad tensor: unknown, wrong shape or size, or a tensor of the spec that is missing).
-  std::vector<NamedTensor> state() const;
-  void load_state(std::span<const NamedTensor> state);
+  // Parameters and running statistics (the description's order, models/network/resnet_spec.h), then
+  // momentum buffers (momentum_name(param)). load_state takes the same list; momentum buffers may be
+  // absent (zero). load_state checks every name and shape before anything changes
+  // (std::invalid_argument naming the first bad tensor: unknown, wrong shape or size, or a tensor of
+  // the description that is missing; models/network/flat_state.h checks, once for every model).
+  std::vector<NamedTensor> state() const { return do_state(); }
+  void load_state(std::span<const NamedTensor> state) { do_load_state(state); }
 
   // Launch count and device memory, for benchmarks; nothing for a backend without a device.
   virtual std::optional<DeviceUsage> device_usage() const { return std::nullopt; }
@@ -140,8 +143,8 @@ class Backend {
   virtual void do_train_step(const StepInput& in) = 0;     // every check of train_step passed
   virtual void do_plan_epoch(std::span<const int32_t>, uint32_t) {}  // checked; nothing by default
   virtual EvalResult do_evaluate(ImageSetRole role) = 0;     // normalisation set, the set not empty
-  virtual FlatState flat_state() const = 0;                  // models/network/flat_state.h
-  virtual void load_flat_state(const FlatState& state) = 0;  // checked: names, shapes, sizes
+  virtual std::vector<NamedTensor> do_state() const = 0;
+  virtual void do_load_state(std::span<const NamedTensor> state) = 0;  // checks it, then loads
 
  private:
   size_t set_size(ImageSetRole role) const { return set_sizes_[int(role)]; }

@@ -10,7 +10,6 @@
 #include <fmt/ranges.h>
 
 #include "engine/train/safetensors.h"
-#include "models/network/resnet_spec.h"
 
 namespace sd {
 
@@ -133,10 +132,9 @@ TrainerState trainer_state_from_json(const json& j) {
   return s;
 }
 
-void save_checkpoint(const std::filesystem::path& path, const Checkpoint& ck) {
-  const ResNetSpec spec = make_resnet_spec(ck.config.model);
+void save_checkpoint(const std::filesystem::path& path, const Checkpoint& ck, const ModelTensors& model_tensors) {
   std::set<std::string> model_names;
-  for (const TensorSpec& t : spec.tensors) model_names.insert(t.name);
+  for (const TensorShape& t : model_tensors(ck.config.model)) model_names.insert(t.name);
 
   std::vector<NamedTensor> tensors;
   tensors.reserve(ck.tensors.size() + 1);
@@ -164,7 +162,7 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& ck) {
   save_safetensors(path, tensors, metadata);
 }
 
-Checkpoint load_checkpoint(const std::filesystem::path& path) {
+Checkpoint load_checkpoint(const std::filesystem::path& path, const ModelTensors& model_tensors) {
   const std::string name = path.string();
   Safetensors file = load_safetensors(path);
   auto fail = [&](const std::string& problem) { return std::runtime_error(fmt::format("{}: {}", name, problem)); };
@@ -190,9 +188,9 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
     throw fail(fmt::format("corrupt metadata: {}", e.what()));
   }
 
-  ResNetSpec spec;
+  std::vector<TensorShape> expected;
   try {
-    spec = make_resnet_spec(ck.config.model);
+    expected = model_tensors(ck.config.model);
   } catch (const std::exception& e) {
     throw fail(fmt::format("corrupt metadata: {}", e.what()));
   }
@@ -200,7 +198,7 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   // here rather than deep inside a backend.
   std::map<std::string, const NamedTensor*> by_name;
   for (const NamedTensor& t : file.tensors) by_name[t.name] = &t;
-  for (const TensorSpec& ts : spec.tensors) {
+  for (const TensorShape& ts : expected) {
     const auto it = by_name.find(ts.name);
     if (it == by_name.end())
       throw fail(fmt::format("lacks tensor '{}' of the depth-{} model", ts.name, ck.config.model.depth));

@@ -2,7 +2,7 @@
 // sdnet's checkpoints: safetensors files (engine/train/safetensors.h) that PyTorch loads directly.
 //
 // Tensors: the model's parameters and BN running statistics under their PyTorch names
-// (models/network/resnet_spec.h: "conv1.weight", "stages.0.3.bn2.running_var", "fc.bias", ...), the
+// (the network's description gives them: "conv1.weight", "stages.0.3.bn2.running_var", "fc.bias", ...), the
 // normalisation's mean image as "normalization.mean" [3, 32, 32] (byte units), and in `last`
 // checkpoints the momentum buffers ("optimizer.momentum.<parameter>").
 // Metadata (all strings, as the format requires): "format", "kind" (last | best), "depth",
@@ -12,6 +12,7 @@
 // everything `sd_train --resume` needs to continue bit for bit: the gates, epoch order and
 // augmentation are pure functions of (seed, step, epoch), so no generator state needs saving.
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "engine/train/backend.h"
 #include "engine/data/image_set.h"
 #include "engine/core/named_tensor.h"
+#include "engine/train/network_config.h"
 #include "engine/train/trainer.h"
 
 namespace sd {
@@ -47,6 +49,11 @@ TrainerState trainer_state_from_json(const nlohmann::json& j);
 
 enum class CheckpointKind { kLast, kBest };
 
+// The network's description, passed in by the caller (it lives above this layer:
+// models/network/resnet_spec.h's model_tensors): every tensor, name and shape, of the model `config`
+// builds, parameters and running statistics (no momentum buffers).
+using ModelTensors = std::function<std::vector<TensorShape>(const ResNetConfig& config)>;
+
 struct Checkpoint {
   CheckpointKind kind = CheckpointKind::kLast;
   RunConfig config;
@@ -61,14 +68,15 @@ struct Checkpoint {
 // The note a program prints for a checkpoint loaded without a checksum to verify, naming it.
 std::string unverified_note(const std::filesystem::path& path);
 
-// Writes atomically (engine/train/atomic_file.h). For kBest only the model's own tensors are written
-// (no momentum buffers): a best checkpoint is for evaluation, not for resuming.
-void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkpoint);
+// Writes atomically (engine/train/atomic_file.h). For kBest only the model's own tensors
+// (model_tensors) are written (no momentum buffers): a best checkpoint is for evaluation, not for
+// resuming.
+void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkpoint, const ModelTensors& model_tensors);
 
 // Reads and validates: a safetensors file, written by sdnet, whose data matches its checksum (when
-// it has one: see checksum_verified) and whose every model tensor is present with the shape its
-// depth implies. Throws std::runtime_error, one line naming `path`.
-Checkpoint load_checkpoint(const std::filesystem::path& path);
+// it has one: see checksum_verified) and whose every model tensor (model_tensors of its config) is
+// present with the shape its depth implies. Throws std::runtime_error, one line naming `path`.
+Checkpoint load_checkpoint(const std::filesystem::path& path, const ModelTensors& model_tensors);
 
 // The settings in which `checkpoint` differs from `run`, e.g. {"depth", "depth", "20", "110"};
 // empty when they agree. `field` is the setting's key in to_json(RunConfig); the programs map it to

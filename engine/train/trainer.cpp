@@ -48,7 +48,7 @@ Trainer::Trainer(TrainConfig config, Backend& backend, const DataSplit& data)
       backend_(backend),
       train_size_(data.train.size()),
       has_validation_(data.has_validation()),
-      gates_(config_.seed, backend.spec().survival) {
+      gates_(config_.seed, backend.survival()) {
   validate(config_, train_size_);
   steps_per_epoch_ = int((train_size_ + size_t(config_.batch_size) - 1) / size_t(config_.batch_size));
   backend_.set_normalization(data.normalization);
@@ -85,7 +85,7 @@ void record_best(TrainerState& s, EpochRecord& rec) {
 }  // namespace
 
 bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop, TimeLimit* limit) {
-  std::vector<uint8_t> gates(size_t(backend_.spec().num_blocks()));
+  std::vector<uint8_t> gates(size_t(backend_.num_blocks()));
   // A resumed epoch's earlier steps: the backend's sums continue from them, in the same order.
   if (state_.step_in_epoch > 0) backend_.restore_train_totals(state_.partial);
   state_.partial = TrainTotals{};

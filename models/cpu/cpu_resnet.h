@@ -125,7 +125,8 @@ class CpuResNet : public Backend {
   explicit CpuResNet(const BackendOptions& options);  // parameters from initial_state(spec, options.seed)
 
   std::string device_name() const override { return "cpu"; }
-  const ResNetSpec& spec() const override { return net_.spec(); }
+  const ResNetSpec& spec() const { return net_.spec(); }
+  const std::vector<float>& survival() const override { return spec().survival; }
   TrainTotals take_train_totals() override;
   void restore_train_totals(const TrainTotals& totals) override { totals_ = totals; }
 
@@ -136,8 +137,8 @@ class CpuResNet : public Backend {
   void do_set_images(ImageSetRole role, const ImageSet& images) override { sets_[int(role)] = images; }
   void do_train_step(const StepInput& in) override;
   EvalResult do_evaluate(ImageSetRole role) override;
-  FlatState flat_state() const override { return net_.flat_state(); }
-  void load_flat_state(const FlatState& state) override { net_.load_flat(state); }
+  std::vector<NamedTensor> do_state() const override { return unflatten_state(spec(), net_.flat_state()); }
+  void do_load_state(std::span<const NamedTensor> state) override { net_.load_flat(flatten_state(spec(), state)); }
 
  private:
   BackendOptions options_;

@@ -65,6 +65,7 @@
 #include "kernels/cuda/step_state.h"
 #include "models/cuda/block_unit.h"
 #include "models/cuda/step_feed.h"
+#include "models/network/flat_state.h"
 #include "models/network/resnet_spec.h"
 
 namespace sd {
@@ -98,7 +99,8 @@ class CudaResNet final : public Backend {
   ~CudaResNet() override;
 
   std::string device_name() const override;
-  const ResNetSpec& spec() const override { return spec_; }
+  const ResNetSpec& spec() const { return spec_; }
+  const std::vector<float>& survival() const override { return spec_.survival; }
   int max_batch() const override { return max_batch_; }
   TrainTotals take_train_totals() override;
   void restore_train_totals(const TrainTotals& totals) override;
@@ -139,8 +141,8 @@ class CudaResNet final : public Backend {
   void do_plan_epoch(std::span<const int32_t> order, uint32_t epoch) override;
   void do_train_step(const StepInput& in) override;
   EvalResult do_evaluate(ImageSetRole role) override;
-  FlatState flat_state() const override;
-  void load_flat_state(const FlatState& state) override;
+  std::vector<NamedTensor> do_state() const override { return unflatten_state(spec_, flat_state()); }
+  void do_load_state(std::span<const NamedTensor> state) override { load_flat_state(flatten_state(spec_, state)); }
 
  private:
   struct Buffers {
@@ -167,6 +169,8 @@ class CudaResNet final : public Backend {
     std::vector<uint8_t> host_labels;
   };
 
+  FlatState flat_state() const;
+  void load_flat_state(const FlatState& state);  // checked: names, shapes, sizes
   template <class Alloc>
   Buffers lay_out(Alloc& alloc) const;
   // The plan shape of a convolution of the description (every one but the stem's needs its input

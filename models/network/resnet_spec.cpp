@@ -18,14 +18,6 @@ int blocks_per_stage(int depth) {
   return (depth - 2) / 6;
 }
 
-BnGammaInit parse_bn_gamma_init(const std::string& name) {
-  if (name == "one") return BnGammaInit::kOne;
-  if (name == "uniform") return BnGammaInit::kUniform;
-  throw std::invalid_argument(fmt::format("unknown BN gamma initialisation '{}' (one or uniform)", name));
-}
-
-std::string to_string(BnGammaInit init) { return init == BnGammaInit::kOne ? "one" : "uniform"; }
-
 namespace {
 
 // The paper's CIFAR ResNet: the only place its widths and sides are written.
@@ -147,6 +139,12 @@ std::vector<NamedTensor> initial_state(const ResNetSpec& spec, uint64_t seed) {
     state.push_back(std::move(t));
   }
   return state;
+}
+
+std::vector<TensorShape> model_tensors(const ResNetConfig& config) {
+  std::vector<TensorShape> out;
+  for (const TensorSpec& t : make_resnet_spec(config).tensors) out.push_back({t.name, t.shape});
+  return out;
 }
 
 std::string momentum_name(const std::string& name) { return "optimizer.momentum." + name; }

@@ -15,21 +15,9 @@
 
 #include "engine/core/gates.h"
 #include "engine/core/named_tensor.h"
+#include "engine/train/network_config.h"
 
 namespace sd {
-
-// How BN's scale γ starts. kOne: γ = 1, as most reproductions (the seed's Paddle run among them).
-// kUniform: γ ~ U[0, 1), the default of the Torch the official code ran on (it never set γ).
-enum class BnGammaInit { kOne, kUniform };
-BnGammaInit parse_bn_gamma_init(const std::string& name);  // "one" | "uniform"; throws std::invalid_argument
-std::string to_string(BnGammaInit init);
-
-struct ResNetConfig {
-  int depth = 110;
-  DeathMode death_mode = DeathMode::kLinDecay;
-  double death_rate = 0.5;
-  BnGammaInit bn_gamma_init = BnGammaInit::kOne;
-};
 
 // N for depth = 6N + 2 (N ≥ 1); throws std::invalid_argument naming the depth otherwise.
 int blocks_per_stage(int depth);
@@ -119,6 +107,10 @@ std::string momentum_name(const std::string& name);
 
 // "[16, 3, 3, 3]": how error messages print a shape.
 std::string shape_string(const std::vector<int64_t>& shape);
+
+// Every tensor's name and shape, the parameters and running statistics of spec.tensors in their order:
+// what a checkpoint of this network must hold (engine/train/checkpoint.h takes it as an argument).
+std::vector<TensorShape> model_tensors(const ResNetConfig& config);
 
 // Checks a state list (engine/train/backend.h: tensors, optionally momentum buffers) against the spec
 // before a backend changes anything: every name known, every shape and size right, every tensor of

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/train/checkpoint.h"
+#include "models/network/resnet_spec.h"
 #include "engine/data/cifar10.h"
 #include "engine/train/safetensors.h"
 #include "engine/data/synthetic_data.h"
@@ -65,7 +66,7 @@ std::vector<nlohmann::json> metrics_without_timing(const fs::path& run) {
 }
 
 nlohmann::json trainer_state_without_timing(const fs::path& checkpoint) {
-  nlohmann::json j = sd::to_json(sd::load_checkpoint(checkpoint).trainer);
+  nlohmann::json j = sd::to_json(sd::load_checkpoint(checkpoint, sd::model_tensors).trainer);
   j.erase("elapsed_seconds");
   return j;
 }
@@ -108,10 +109,10 @@ TEST_CASE("sd_train writes the run directory: metrics, summary, checkpoints", "[
   CHECK(ties["mean_test_error"].get<double>() == Approx(std::accumulate(tied.begin(), tied.end(), 0.0) / double(tied.size())));
   CHECK(summary["wall_seconds"].get<double>() > 0);
 
-  const sd::Checkpoint last = sd::load_checkpoint(run / "last.safetensors");
+  const sd::Checkpoint last = sd::load_checkpoint(run / "last.safetensors", sd::model_tensors);
   CHECK(last.trainer.epochs_done == 2);
   CHECK(last.config.model.depth == 8);
-  CHECK(sd::load_checkpoint(run / "best.safetensors").trainer.epochs_done == best);
+  CHECK(sd::load_checkpoint(run / "best.safetensors", sd::model_tensors).trainer.epochs_done == best);
 }
 
 TEST_CASE("sd_train rejects bad options with one line, exit 2, and leaves an existing run alone", "[apps]") {
@@ -252,7 +253,7 @@ TEST_CASE("sd_train resumed after one epoch matches two straight epochs bit for 
   INFO(first.output);
   REQUIRE(first.exit_code == 0);
   CHECK(first.output.find("resume with: ") != std::string::npos);
-  CHECK(sd::load_checkpoint(split / "last.safetensors").trainer.epochs_done == 1);
+  CHECK(sd::load_checkpoint(split / "last.safetensors", sd::model_tensors).trainer.epochs_done == 1);
   CHECK_FALSE(fs::exists(split / "summary.json"));
 
   const RunResult second = run_app("sd_train", args + " --resume");
@@ -291,7 +292,7 @@ TEST_CASE("sd_train stops on SIGINT with a checkpoint and exit 130, and the resu
   CHECK(output.find("resume with: ") != std::string::npos);
   CHECK(output.find("--resume") != std::string::npos);
 
-  const sd::Checkpoint stopped = sd::load_checkpoint(run / "last.safetensors");
+  const sd::Checkpoint stopped = sd::load_checkpoint(run / "last.safetensors", sd::model_tensors);
   REQUIRE(stopped.trainer.epochs_done < 3);
   const RunResult resumed = run_app("sd_train", common + " --epochs 3 --resume --out " + q(run));
   INFO(resumed.output);
@@ -331,7 +332,7 @@ TEST_CASE("sd_train --time-limit cuts an epoch, exits 75, and the resumed run ma
   CHECK(cut.output.find("resume with: ") != std::string::npos);
   CHECK(cut.output.find("--time-limit") != std::string::npos);  // the resume command keeps the limit
   CHECK(cut_wall < limit + 0.5);  // within the budget (the 0.5 s: the shell and process teardown)
-  const sd::Checkpoint stopped = sd::load_checkpoint(sliced / "last.safetensors");
+  const sd::Checkpoint stopped = sd::load_checkpoint(sliced / "last.safetensors", sd::model_tensors);
   REQUIRE(stopped.trainer.epochs_done == 0);
   REQUIRE(stopped.trainer.step_in_epoch > 0);  // cut inside the epoch
   CHECK_FALSE(fs::exists(sliced / "summary.json"));
@@ -359,7 +360,7 @@ TEST_CASE("scripts/train-slice starts, resumes and finishes a run, then has noth
   INFO(none.output);
   CHECK(none.exit_code == 75);
   CHECK(none.output.find("left no room for a single step") != std::string::npos);
-  CHECK(sd::load_checkpoint(run / "last.safetensors").trainer.epochs_done == 0);
+  CHECK(sd::load_checkpoint(run / "last.safetensors", sd::model_tensors).trainer.epochs_done == 0);
 
   const RunResult rest = sh(slice + " 600" + options);  // resumes (last.safetensors exists)
   INFO(rest.output);
@@ -404,7 +405,7 @@ TEST_CASE("sd_train on a full disk names the checkpoint that survives: the previ
                    "last.safetensors: File too large; " + (run / "last.safetensors").string() + " (epoch 2) is kept",
                    1);
   CHECK(read_file(run / "last.safetensors") == before);
-  CHECK(sd::load_checkpoint(run / "last.safetensors").trainer.epochs_done == 2);
+  CHECK(sd::load_checkpoint(run / "last.safetensors", sd::model_tensors).trainer.epochs_done == 2);
 }
 
 TEST_CASE("sd_train reports a diverging run and keeps the last good checkpoint", "[apps]") {

@@ -57,7 +57,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 
 std::string load_error(const std::filesystem::path& p) {
   try {
-    sd::load_checkpoint(p);
+    sd::load_checkpoint(p, sd::model_tensors);
   } catch (const std::runtime_error& e) {
     return e.what();
   }
@@ -70,8 +70,8 @@ TEST_CASE("a last checkpoint loads back exactly, with config and trainer state",
   const sd::test::TempDir dir;
   const auto path = dir.path() / "last.safetensors";
   const sd::Checkpoint ck = sample_checkpoint();
-  sd::save_checkpoint(path, ck);
-  const sd::Checkpoint back = sd::load_checkpoint(path);
+  sd::save_checkpoint(path, ck, sd::model_tensors);
+  const sd::Checkpoint back = sd::load_checkpoint(path, sd::model_tensors);
 
   CHECK(back.kind == sd::CheckpointKind::kLast);
   CHECK(sd::to_json(back.config) == sd::to_json(ck.config));
@@ -152,8 +152,8 @@ TEST_CASE("a best checkpoint holds the model without momentum buffers", "[checkp
   const sd::test::TempDir dir;
   sd::Checkpoint ck = sample_checkpoint();
   ck.kind = sd::CheckpointKind::kBest;
-  sd::save_checkpoint(dir.path() / "best.safetensors", ck);
-  const sd::Checkpoint back = sd::load_checkpoint(dir.path() / "best.safetensors");
+  sd::save_checkpoint(dir.path() / "best.safetensors", ck, sd::model_tensors);
+  const sd::Checkpoint back = sd::load_checkpoint(dir.path() / "best.safetensors", sd::model_tensors);
   CHECK(back.kind == sd::CheckpointKind::kBest);
   CHECK(back.tensors.size() == sd::make_resnet_spec(ck.config.model).tensors.size());
   for (const sd::NamedTensor& t : back.tensors) CHECK(t.name.find("momentum") == std::string::npos);
@@ -162,7 +162,7 @@ TEST_CASE("a best checkpoint holds the model without momentum buffers", "[checkp
 TEST_CASE("checkpoints that are missing, truncated, foreign or incomplete are refused by name", "[checkpoint]") {
   const sd::test::TempDir dir;
   const auto good = dir.path() / "good.safetensors";
-  sd::save_checkpoint(good, sample_checkpoint());
+  sd::save_checkpoint(good, sample_checkpoint(), sd::model_tensors);
   const std::string bytes = sd::test::read_file(good);
 
   CHECK_THAT(load_error(dir.path() / "none.safetensors"), Catch::Contains("none.safetensors: no such file"));
@@ -199,14 +199,14 @@ TEST_CASE("checkpoints that are missing, truncated, foreign or incomplete are re
 TEST_CASE("a checkpoint from before --bn-gamma-init loads as gamma = 1", "[checkpoint]") {
   const sd::test::TempDir dir;
   const auto path = dir.path() / "old.safetensors";
-  sd::save_checkpoint(path, sample_checkpoint());
+  sd::save_checkpoint(path, sample_checkpoint(), sd::model_tensors);
   sd::Safetensors st = sd::load_safetensors(path);
   auto config = nlohmann::json::parse(st.metadata.at("config"));
   config.erase("bn_gamma_init");
   st.metadata["config"] = config.dump();
   st.metadata.erase("bn_gamma_init");
   sd::save_safetensors(path, st.tensors, st.metadata);
-  CHECK(sd::load_checkpoint(path).config.model.bn_gamma_init == sd::BnGammaInit::kOne);
+  CHECK(sd::load_checkpoint(path, sd::model_tensors).config.model.bn_gamma_init == sd::BnGammaInit::kOne);
 
   config["bn_gamma_init"] = "normal";
   st.metadata["config"] = config.dump();
@@ -218,7 +218,7 @@ TEST_CASE("a checkpoint from before --bn-gamma-init loads as gamma = 1", "[check
 TEST_CASE("a checkpoint whose data bytes changed is refused naming the file, one without a checksum loads", "[checkpoint]") {
   const sd::test::TempDir dir;
   const auto path = dir.path() / "last.safetensors";
-  sd::save_checkpoint(path, sample_checkpoint());
+  sd::save_checkpoint(path, sample_checkpoint(), sd::model_tensors);
   const std::string good = sd::test::read_file(path);
   uint64_t header_len = 0;
   std::memcpy(&header_len, good.data(), 8);
@@ -238,7 +238,7 @@ TEST_CASE("a checkpoint whose data bytes changed is refused naming the file, one
 
   // Without a checksum (an older file, another writer): loads, unverified, and the programs say so.
   std::ofstream(path, std::ios::binary | std::ios::trunc) << sd::test::without_checksum(good);
-  const sd::Checkpoint unverified = sd::load_checkpoint(path);
+  const sd::Checkpoint unverified = sd::load_checkpoint(path, sd::model_tensors);
   CHECK_FALSE(unverified.checksum_verified);
   CHECK(unverified.tensors.size() == sample_checkpoint().tensors.size());
   CHECK_THAT(sd::unverified_note(path), Catch::Contains(path.string() + " has no data checksum"));
@@ -264,9 +264,9 @@ TEST_CASE("a ResNet-110 run directory, carried from slice to slice, stays under 
       ck.tensors.push_back(m);
     }
   CHECK(parameters == 1727962);
-  sd::save_checkpoint(dir.path() / "last.safetensors", ck);
+  sd::save_checkpoint(dir.path() / "last.safetensors", ck, sd::model_tensors);
   ck.kind = sd::CheckpointKind::kBest;
-  sd::save_checkpoint(dir.path() / "best.safetensors", ck);
+  sd::save_checkpoint(dir.path() / "best.safetensors", ck, sd::model_tensors);
 
   // Every figure of a metrics line at full length (17 significant digits), ETA in the hours.
   sd::EpochRecord r;

@@ -7,6 +7,8 @@
 #include <set>
 
 #include "engine/train/trainer.h"
+#include "models/network/flat_state.h"
+#include "models/network/resnet_spec.h"
 
 using namespace sd;
 
@@ -26,7 +28,7 @@ class ScriptedBackend : public Backend {
  public:
   explicit ScriptedBackend(int depth) : spec_(make_resnet_spec(ResNetConfig{depth, DeathMode::kLinDecay, 0.5})) {}
   std::string device_name() const override { return "scripted"; }
-  const ResNetSpec& spec() const override { return spec_; }
+  const std::vector<float>& survival() const override { return spec_.survival; }
   TrainTotals take_train_totals() override { return std::exchange(pending, TrainTotals{}); }
   void restore_train_totals(const TrainTotals& totals) override { pending = totals; }
 
@@ -49,8 +51,8 @@ class ScriptedBackend : public Backend {
     r.errors = int64_t(std::lround(rate * double(r.predictions.size())));
     return r;
   }
-  FlatState flat_state() const override { return FlatState(spec_); }
-  void load_flat_state(const FlatState&) override {}
+  std::vector<NamedTensor> do_state() const override { return unflatten_state(spec_, FlatState(spec_)); }
+  void do_load_state(std::span<const NamedTensor>) override {}
 
  public:
   static double next(std::vector<double>& script, double otherwise) {
@@ -166,7 +168,7 @@ TEST_CASE("gates of each step are the sampler's draws for the global step", "[tr
   c.batch_size = 10;
   Trainer trainer(c, backend, tiny_split(50, 10, 10));
   REQUIRE(trainer.run(nullptr));
-  const GateSampler sampler(c.seed, backend.spec().survival);
+  const GateSampler sampler(c.seed, backend.survival());
   for (const RecordedStep& st : backend.steps) CHECK(st.gates == sampler.draw_step(st.step));
 }
 
