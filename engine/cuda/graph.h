@@ -15,7 +15,7 @@
 // drive two — so a block gated twice (forward and backward) gets two.
 //
 // Captured work fixes every pointer, size and kernel argument at capture; what must change from
-// launch to launch has to live in device memory (kernels/cuda/step_state.h). The recording code
+// launch to launch has to live in device memory (models/cuda/step_state.h). The recording code
 // must not synchronise (the capture would fail, with CUDA's error); the context counts captured
 // operations apart from launches (Context::captured), and GraphExec::launch counts one launch.
 #include <cstdint>

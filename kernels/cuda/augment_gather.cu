@@ -40,11 +40,11 @@ __global__ void gather_kernel(IndexChunk chunk, GatherSource src, int augment, u
   gather_image(src, chunk.index[blockIdx.x], blockIdx.x, augment, seed, epoch, images, labels);
 }
 
-__global__ void gather_at_kernel(GatherSource src, const int32_t* order, const DeviceStepState* step, int augment,
+__global__ void gather_at_kernel(GatherSource src, const int32_t* order, BatchPlace place, int augment,
                                  uint64_t seed, float* images, uint8_t* labels) {
-  const int64_t position = step->current.cursor + blockIdx.x;
+  const int64_t position = *place.cursor + blockIdx.x;
   const int32_t idx = order ? order[position] : int32_t(position);
-  gather_image(src, idx, blockIdx.x, augment, seed, step->current.epoch, images, labels);
+  gather_image(src, idx, blockIdx.x, augment, seed, *place.epoch, images, labels);
 }
 
 }  // namespace
@@ -66,12 +66,12 @@ void gather_batch(Context& ctx, const GatherSource& src, std::span<const int32_t
   }
 }
 
-void gather_batch_at(Context& ctx, const GatherSource& src, const int32_t* order, const DeviceStepState* step,
+void gather_batch_at(Context& ctx, const GatherSource& src, const int32_t* order, const BatchPlace& place,
                      const AugmentDraw& draw, int n, float* images, uint8_t* labels) {
   if (n < 1) throw Error("gather_batch_at: empty batch");
-  if (!src.pixels || !src.labels || !src.mean || !step)
-    throw Error("gather_batch_at: the image set, normalisation or step state is not on the device");
-  SD_LAUNCH(ctx, gather_at_kernel, unsigned(n), kGatherThreads, 0, src, order, step, draw.augment ? 1 : 0, draw.seed,
+  if (!src.pixels || !src.labels || !src.mean || !place.cursor || !place.epoch)
+    throw Error("gather_batch_at: the image set, normalisation or the batch's place is not on the device");
+  SD_LAUNCH(ctx, gather_at_kernel, unsigned(n), kGatherThreads, 0, src, order, place, draw.augment ? 1 : 0, draw.seed,
             images, labels);
 }
 

@@ -12,14 +12,14 @@
 //
 // gather_batch_at is the same gathering for a captured step (a CUDA graph fixes kernel arguments):
 // the batch's place is read from device memory when the kernel runs — image b is
-// order[cursor + b] (or image cursor + b without an order), cursor and epoch from a DeviceStepState's current step
-// (kernels/cuda/step_state.h). An index outside the set cannot throw there: that image is NaN and
-// its label 255, which the loss turns into NaN (the host checks indices before they reach the order).
+// order[*cursor + b] (or image *cursor + b without an order), the epoch *epoch (the GPU model keeps
+// both in its step state, models/cuda/step_state.h). An index outside the set cannot throw there:
+// that image is NaN and its label 255, which the loss turns into NaN (the host checks indices before
+// they reach the order).
 #include <cstdint>
 #include <span>
 
 #include "engine/cuda/context.h"
-#include "kernels/cuda/step_state.h"
 
 namespace sd::cuda {
 
@@ -33,6 +33,12 @@ struct GatherSource {
   float stddev = 1.0f;
 };
 
+// Where a captured step's batch lies: device memory, read when the kernel runs.
+struct BatchPlace {
+  const int64_t* cursor = nullptr;  // position of the batch's first image in the order (or the set)
+  const uint32_t* epoch = nullptr;  // the augmentation's epoch
+};
+
 struct AugmentDraw {
   bool augment = false;
   uint64_t seed = 0;
@@ -43,8 +49,8 @@ struct AugmentDraw {
 // outside the set. n = indices.size() ≥ 1.
 void gather_batch(Context& ctx, const GatherSource& src, std::span<const int32_t> indices, const AugmentDraw& draw,
                   float* images, uint8_t* labels);
-// draw.epoch is ignored: the epoch comes from step->epoch.
-void gather_batch_at(Context& ctx, const GatherSource& src, const int32_t* order, const DeviceStepState* step,
+// draw.epoch is ignored: the epoch comes from *place.epoch.
+void gather_batch_at(Context& ctx, const GatherSource& src, const int32_t* order, const BatchPlace& place,
                      const AugmentDraw& draw, int n, float* images, uint8_t* labels);
 
 }  // namespace sd::cuda

@@ -21,7 +21,7 @@ struct SgdHyper {
 
 void sgd_step(Context& ctx, long long count, float* w, const float* grad, float* buf, const SgdHyper& h);
 // The same with the learning rate read from device memory when the kernel runs (a captured step:
-// kernels/cuda/step_state.h); h.lr is not used.
+// models/cuda/step_state.h); h.lr is not used.
 void sgd_step_at(Context& ctx, long long count, float* w, const float* grad, float* buf, const float* lr,
                  const SgdHyper& h);
 

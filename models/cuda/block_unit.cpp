@@ -16,7 +16,8 @@ cuda::DeviceTensor BlockUnit::act(float* p, int n) const {
 
 cuda::DeviceTensor BlockUnit::output(int n) const { return act(buf_.out, n); }
 
-void BlockUnit::record_forward(cuda::Context& ctx, const cuda::DeviceTensor& in, bool training) const {
+void BlockUnit::record_forward(cuda::Context& ctx, const cuda::DeviceTensor& in, Pass pass) const {
+  const bool training = pass == Pass::kTraining;
   const int n = in.n;
   const cuda::DeviceTensor a1 = act(buf_.a1, n), r1 = act(buf_.r1, n), a2 = act(buf_.a2, n);
   const cuda::DeviceTensor branch = act(shared_.branch, n);
@@ -34,11 +35,12 @@ void BlockUnit::record_forward(cuda::Context& ctx, const cuda::DeviceTensor& in,
   cuda::residual_join_forward(ctx, in, &branch, training ? 1.0f : survival_, output(n));
 }
 
-void BlockUnit::record_closed_forward(cuda::Context& ctx, const cuda::DeviceTensor& in, bool copy_identity) const {
+void BlockUnit::record_closed_forward(cuda::Context& ctx, const cuda::DeviceTensor& in,
+                                      ClosedIdentity identity) const {
   const cuda::DeviceTensor out = output(in.n);
   if (spec_->downsamples()) {
     cuda::residual_join_forward(ctx, in, nullptr, 1.0f, out);
-  } else if (copy_identity) {
+  } else if (identity == ClosedIdentity::kCopy) {
     if (!in.same_shape(out)) throw cuda::Error("BlockUnit: a closed identity block's input and output differ in shape");
     SD_CUDA_CHECK(cudaMemcpyAsync(out.data, in.data, size_t(out.numel()) * sizeof(float), cudaMemcpyDeviceToDevice,
                                   ctx.stream()));

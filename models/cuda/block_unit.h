@@ -32,6 +32,14 @@
 
 namespace sd {
 
+// Which forward a piece records: training (batch statistics; the residual added as is) or evaluation
+// (running statistics; the residual scaled by p_l).
+enum class Pass { kTraining, kEvaluation };
+
+// What a closed stride-1 block records for its identity: nothing, the caller aliasing the output to
+// the input (eager execution), or a copy of the input into the output buffer (a graph: fixed addresses).
+enum class ClosedIdentity { kAlias, kCopy };
+
 // Per block: what the backward needs (conv1 output, its BN+ReLU, conv2 output, block output) and
 // the saved BN statistics. Allocated for the largest batch.
 struct BlockBuffers {
@@ -59,9 +67,8 @@ class BlockUnit {
   // The block's output for a batch of n (its buffer).
   cuda::DeviceTensor output(int n) const;
 
-  void record_forward(cuda::Context& ctx, const cuda::DeviceTensor& in, bool training) const;
-  // `copy_identity`: a stride-1 block copies in → out (graph); false records nothing (eager).
-  void record_closed_forward(cuda::Context& ctx, const cuda::DeviceTensor& in, bool copy_identity) const;
+  void record_forward(cuda::Context& ctx, const cuda::DeviceTensor& in, Pass pass) const;
+  void record_closed_forward(cuda::Context& ctx, const cuda::DeviceTensor& in, ClosedIdentity identity) const;
   // in: the forward's input; g: ∂L/∂out (stage gradient); g_in: where ∂L/∂in goes (= g for stride 1).
   void record_backward(cuda::Context& ctx, const cuda::DeviceTensor& in, const cuda::DeviceTensor& g,
                        const cuda::DeviceTensor& g_in) const;

@@ -1,34 +1,20 @@
 #pragma once
-// The stochastic-depth ResNet-(6N+2) on the GPU: the Backend of engine/train/backend.h assembled from the
-// layer objects of kernels/cuda/, equal to the CPU reference (models/cpu/cpu_resnet.h) up to rounding.
+// The stochastic-depth ResNet-(6N+2) on the GPU as a Backend (engine/train/backend.h), equal to the
+// CPU reference (models/cpu/cpu_resnet.h) up to rounding. Three parts, as the CPU side has two
+// (ResNetRef<T> / CpuResNet):
+//   models/cuda/device_network.h   the network on the device: arena layout, layers, the record_*
+//                                  pieces of a step
+//   models/cuda/eager_executor.h   eager execution: every operation launched from the host
+//   models/cuda/graph_executor.h   graph execution: one CUDA graph launch per step, the gates drawn
+//                                  on the device; bit-identical to eager
+// and this adapter: the image sets, the totals, evaluation's results, the choice of execution
+// (BackendOptions::execution).
 //
-// Memory: ONE device arena, sized at construction for the largest batch by running the layout
-// once against an ArenaSizer and once for real (engine/cuda/arena.h): parameters, gradients and
-// momentum as three flat buffers of the same layout (spec order, trainable tensors only: one SGD
-// launch updates all), BN running statistics in a fourth, every activation the backward needs
-// (per block: conv1 output, its BN+ReLU, conv2 output, block output), the per-stage gradient
-// buffers, the convolution workspace and cuBLAS's. Image sets live in device buffers of their own
-// (they arrive after construction). Nothing is allocated, and the host never waits, inside
-// train_step.
-//
-// Stochastic depth: a closed block launches nothing. A closed stride-1 block's output IS its
-// input (the pointer is aliased, forward; the gradient buffer passes through untouched, backward),
-// exactly the reference's identity. A closed downsampling block (first of stages 1 and 2) still
-// has to change the shape: one shortcut kernel forward (2×2 average pool + zero channels) and one
-// backward — 2 launches, counted in the formula below. Each block is a BlockUnit
-// (models/cuda/block_unit.h): its layers, fixed buffers and the work of each of its paths.
-//
-// Execution (BackendOptions::execution): kEager launches every operation from the host, as above.
-// kGraph runs a training step as ONE CUDA graph launch (models/cuda/step_graph.cpp): captured once
-// per batch size, every block's forward and backward the bodies of conditional nodes whose handles
-// the step's first kernel sets from the gates it draws on the device; the step counter, learning
-// rate, epoch and the epoch's order live in device memory (models/cuda/step_feed.h). Results are
-// bit-identical to eager execution; evaluation is one graph launch per batch.
-//
-// Gradient flow (backward): one gradient buffer per stage. For a stride-1 block the join's backward
-// masks it in place (it is then both ∂L/∂branch and the shortcut's share of ∂L/∂x) and conv1's
-// backward-data ADDS the branch's share into it (β = 1): the buffer leaves the block as ∂L/∂x.
-// A downsampling block writes the previous stage's buffer (shortcut's share), then adds into it.
+// Stochastic depth: a closed block launches nothing. A closed stride-1 block is the identity; a
+// closed downsampling block (first of stages 1 and 2) still has to change the shape: one shortcut
+// kernel forward (2×2 average pool + zero channels) and one backward — 2 launches, counted in the
+// formula below. Each block is a BlockUnit (models/cuda/block_unit.h): its layers, fixed buffers
+// and the work of each of its paths.
 //
 // Launches per training step (batch ≤ 512), counted by the engine itself (Context::launches):
 //   14 fixed (grad memset, gather, stem conv+BN, pool, fc GEMM, softmax, 2 fc GEMMs backward,
@@ -43,29 +29,15 @@
 // ("gather", "forward", "loss", "backward", "sgd") and per block ("stages.1.0"), so that an
 // Nsight Systems timeline reads like this file.
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <map>
-#include <utility>
-
-#include "engine/train/backend.h"
-#include "engine/cuda/arena.h"
 #include "engine/cuda/context.h"
-#include "engine/cuda/graph.h"
-#include "engine/cuda/library_versions.h"
-#include "engine/cuda/tensor.h"
-#include "kernels/cuda/augment_gather.h"
-#include "kernels/cuda/batch_norm.h"
-#include "kernels/cuda/classifier.h"
-#include "kernels/cuda/conv3x3.h"
-#include "kernels/cuda/sgd.h"
-#include "kernels/cuda/step_state.h"
-#include "models/cuda/block_unit.h"
-#include "models/cuda/step_feed.h"
-#include "models/network/flat_state.h"
+#include "engine/train/backend.h"
+#include "models/cuda/device_network.h"
+#include "models/cuda/eager_executor.h"
+#include "models/cuda/graph_executor.h"
 #include "models/network/resnet_spec.h"
 
 namespace sd {
@@ -99,27 +71,27 @@ class CudaResNet final : public Backend {
   ~CudaResNet() override;
 
   std::string device_name() const override;
-  const ResNetSpec& spec() const { return spec_; }
-  const std::vector<float>& survival() const override { return spec_.survival; }
-  int max_batch() const override { return max_batch_; }
+  const ResNetSpec& spec() const { return net_.spec(); }
+  const std::vector<float>& survival() const override { return net_.spec().survival; }
+  int max_batch() const override { return net_.max_batch(); }
   TrainTotals take_train_totals() override;
   void restore_train_totals(const TrainTotals& totals) override;
   std::optional<DeviceUsage> device_usage() const override;
 
   // ---- for tests and benchmarks (each of these waits for the device) ----
-  uint64_t launches() const { return ctx_->launches(); }  // engine-issued operations so far
+  uint64_t launches() const { return net_.ctx().launches(); }  // engine-issued operations so far
   static LaunchFormula launch_formula() { return LaunchFormula{}; }
   static GraphLaunchFormula graph_launch_formula() { return GraphLaunchFormula{}; }
-  Execution execution() const { return options_.execution; }
+  Execution execution() const { return execution_; }
   // Switches between eager and graph execution (same layers, same buffers, same algorithms: the
   // tests compare the two on one engine).
   void set_execution(Execution execution);
   // The gates the last graph step ran with, as the device drew them.
-  std::vector<uint8_t> last_device_gates() const;
+  std::vector<uint8_t> last_device_gates() const { return graph_.last_device_gates(); }
   // Graphs captured so far (training: per batch size; evaluation: per set and batch size).
-  int graphs_captured() const { return graphs_captured_; }
+  int graphs_captured() const { return graph_.graphs_captured(); }
   // The gradient of every trainable tensor from the last train_step (spec order, names as spec).
-  std::vector<NamedTensor> gradients() const;
+  std::vector<NamedTensor> gradients() const { return net_.gradients(); }
   // From the last forward (train_step, or the last batch of evaluate): logits [n, 10], the
   // per-image losses [n] (train_step only), the gathered input images [n, 3, 32, 32] and labels.
   std::vector<float> last_logits() const;
@@ -127,13 +99,13 @@ class CudaResNet final : public Backend {
   std::vector<float> last_images() const;
   std::vector<uint8_t> last_labels() const;
   int last_batch_size() const { return last_n_; }
-  size_t arena_bytes() const { return arena_.capacity(); }
+  size_t arena_bytes() const { return net_.arena_bytes(); }
   std::string describe() const override;  // versions, arena size, planning time, the chosen algorithms
-  std::vector<std::string> warnings() const override { return cuda::version_warnings(versions_); }
-  double planning_seconds() const override { return planner_->stats().seconds; }
+  std::vector<std::string> warnings() const override { return cuda::version_warnings(net_.versions()); }
+  double planning_seconds() const override { return net_.planner().stats().seconds; }
   // Whether every chosen convolution algorithm is deterministic (then steps repeat bit for bit).
-  bool deterministic_convolutions() const { return planner_->deterministic(); }
-  cuda::Context& context() { return *ctx_; }
+  bool deterministic_convolutions() const { return net_.planner().deterministic(); }
+  cuda::Context& context() { return net_.ctx(); }
 
  protected:
   void do_set_normalization(const Normalization& norm) override;
@@ -141,111 +113,18 @@ class CudaResNet final : public Backend {
   void do_plan_epoch(std::span<const int32_t> order, uint32_t epoch) override;
   void do_train_step(const StepInput& in) override;
   EvalResult do_evaluate(ImageSetRole role) override;
-  std::vector<NamedTensor> do_state() const override { return unflatten_state(spec_, flat_state()); }
-  void do_load_state(std::span<const NamedTensor> state) override { load_flat_state(flatten_state(spec_, state)); }
+  std::vector<NamedTensor> do_state() const override { return unflatten_state(spec(), net_.flat_state()); }
+  void do_load_state(std::span<const NamedTensor> state) override {
+    net_.load_flat_state(flatten_state(spec(), state));
+  }
 
  private:
-  struct Buffers {
-    float *params = nullptr, *grads = nullptr, *momentum = nullptr, *running = nullptr;
-    float* mean_image = nullptr;
-    float* images = nullptr;
-    uint8_t* labels = nullptr;
-    float *stem_a = nullptr, *stem_r = nullptr, *stem_save_mean = nullptr, *stem_save_inv_std = nullptr;
-    std::vector<BlockBuffers> blocks;
-    SharedBlockBuffers shared;
-    float* stage_grad[3] = {nullptr, nullptr, nullptr};
-    float *pooled = nullptr, *dpooled = nullptr, *logits = nullptr, *dlogits = nullptr, *losses = nullptr;
-    uint8_t* batch_predictions = nullptr;  // graph evaluation: the batch's, before they go to the set's
-    cuda::DeviceStepState *train_state = nullptr, *eval_state = nullptr;
-    float* survival = nullptr;  // p_l per block, for the device's gate draws
-    cudaGraphConditionalHandle* handles = nullptr;  // kTrainGraphSlots × 2 per block
-    cuda::DeviceTotals *train_totals = nullptr, *eval_totals = nullptr;
-    double* conv1_grad_sum = nullptr;  // Σ over steps of mean |∂L/∂w| of conv1.weight (TrainTotals)
-    void *conv_workspace = nullptr, *cublas_workspace = nullptr;
-  };
-  struct DeviceSet {
-    cuda::DeviceBuffer pixels, labels, predictions;
-    int64_t size = 0;
-    std::vector<uint8_t> host_labels;
-  };
-
-  FlatState flat_state() const;
-  void load_flat_state(const FlatState& state);  // checked: names, shapes, sizes
-  template <class Alloc>
-  Buffers lay_out(Alloc& alloc) const;
-  // The plan shape of a convolution of the description (every one but the stem's needs its input
-  // gradient: the stem's input is the image).
-  cuda::ConvShape plan_shape(const ConvSpec& conv) const;
-  void build_layers();
-  // The pieces of a step, shared by both executions. Forward of n gathered images: training
-  // (gates, batch statistics) or evaluation (every block, running statistics, residual scaled by
-  // p_l); eagerly, with closed blocks aliased (views in in_views_/out_views_).
-  void record_stem_forward(int n, bool training);
-  void forward(int n, const uint8_t* gates, bool training);
-  void record_pool(int n, const cuda::DeviceTensor& last);
-  void record_loss(int n);
-  void record_head_backward(int n);
-  void backward(int n, const uint8_t* gates);
-  void record_stem_backward(int n);
-  cuda::SgdHyper sgd_hyper(float lr) const;
-  // A block's input for a batch of n at fixed addresses (graph execution: the previous block's
-  // output buffer, the stem's for block 0) and the gradient buffers of its backward.
-  cuda::DeviceTensor block_input(int l, int n) const;
-  cuda::DeviceTensor block_grad(int l, int n) const;
-  cuda::DeviceTensor block_input_grad(int l, int n) const;
-  cuda::GatherSource gather_source(ImageSetRole role) const;
-
-  // Graph execution (models/cuda/step_graph.cpp).
-  static constexpr int kTrainGraphSlots = 4;  // batch sizes with a training graph at once (LRU)
-  struct TrainGraph {
-    cuda::GraphExec exec;
-    int slot = 0;
-    uint64_t last_use = 0;
-  };
-  void graph_train_step(const StepInput& in);
-  EvalResult graph_evaluate(ImageSetRole role);
-  TrainGraph& training_graph(int n);
-  cuda::GraphExec capture_training_step(int n, int slot);
-  cuda::GraphExec capture_evaluation_batch(ImageSetRole role, int n);
-  void drop_graphs(bool training, bool evaluation);
-  cuda::DeviceTensor act(float* p, int n, int c, int side) const { return cuda::DeviceTensor{p, n, c, side, side}; }
-  template <class T>
-  std::vector<T> download(const T* p, size_t count) const;
-  const DeviceSet& set(ImageSetRole role) const { return sets_[int(role)]; }
-
-  BackendOptions options_;
-  ResNetSpec spec_;
-  int max_batch_;
-  cuda::VersionNumbers versions_;
-  std::unique_ptr<cuda::Context> ctx_;
-  std::unique_ptr<cuda::ConvPlanner> planner_;
-  cuda::DeviceArena arena_;
-  size_t cublas_workspace_bytes_ = size_t(32) << 20;
-  Buffers buf_;
-
-  cuda::Conv3x3 stem_conv_;
-  const float* conv1_grad_ = nullptr;  // the stem convolution's weight gradient, conv1_count_ floats
-  long long conv1_count_ = 0;
-  cuda::BatchNorm stem_bn_;
-  std::vector<BlockUnit> units_;
-  cuda::Classifier fc_;
-
-  float stddev_ = 1.0f;
-  DeviceSet sets_[3];
-  std::vector<std::string> block_names_;  // "stages.1.0": each block's profiler range
-  // Per eager step: the input and output views of every block (closed stride-1 blocks alias).
-  std::vector<cuda::DeviceTensor> in_views_, out_views_;
+  DeviceNetwork net_;  // first: destroyed last, after the executors' buffers and graphs
+  EagerExecutor eager_;
+  GraphExecutor graph_;
+  Execution execution_ = Execution::kEager;
   int last_n_ = 0;
   int64_t steps_since_take_ = 0;  // training steps since take_train_totals
-
-  // Graph execution.
-  cuda::DeviceBuffer order_;  // the training order (StepFeed), allocated with the training set
-  StepFeed feed_;
-  std::map<int, TrainGraph> train_graphs_;                         // by batch size
-  std::map<std::pair<int, int>, cuda::GraphExec> eval_graphs_;     // by (set, batch size)
-  std::vector<std::vector<cudaGraphConditionalHandle>> slot_handles_;  // host copies, per slot
-  uint64_t graph_uses_ = 0;
-  int graphs_captured_ = 0;
 };
 
 }  // namespace sd

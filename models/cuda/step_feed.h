@@ -1,5 +1,5 @@
 #pragma once
-// The host's side of the device-resident step state (kernels/cuda/step_state.h) of graph execution:
+// The host's side of the device-resident step state (models/cuda/step_state.h) of graph execution:
 // it knows what the device's `next` step holds, and launches something only where that is not what
 // the caller's step needs. In the steady state of an epoch — the trainer announced the epoch's
 // order (plan_epoch), the batch is the next slice of it, the gates are the Philox draw — a step
@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "engine/cuda/context.h"
-#include "kernels/cuda/step_state.h"
+#include "models/cuda/step_state.h"
 
 namespace sd {
 

@@ -1,5 +1,5 @@
 // The device-resident step counters and the step's first kernel; see step_state.h.
-#include "kernels/cuda/step_state.h"
+#include "models/cuda/step_state.h"
 
 #include <algorithm>
 

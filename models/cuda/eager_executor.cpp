@@ -1,0 +1,88 @@
+// Eager execution of the GPU model; see eager_executor.h.
+#include "models/cuda/eager_executor.h"
+
+#include <algorithm>
+
+#include "engine/cuda/nvtx.h"
+#include "kernels/cuda/augment_gather.h"
+#include "kernels/cuda/sgd.h"
+
+namespace sd {
+
+void EagerExecutor::train_step(const StepInput& in) {
+  const cuda::NvtxRange range("train_step");
+  const int n = int(in.indices.size());
+  cuda::Context& ctx = net_.ctx();
+  const DeviceBuffers& buf = net_.buffers();
+  {
+    const cuda::NvtxRange gather("gather");
+    net_.record_zero_gradients();
+    cuda::gather_batch(ctx, net_.gather_source(ImageSetRole::kTrain), in.indices,
+                       cuda::AugmentDraw{.augment = true, .seed = net_.options().seed, .epoch = in.epoch}, buf.images,
+                       buf.labels);
+  }
+  forward(n, in.gates);
+  net_.record_loss(n);
+  backward(n, in.gates);
+  {
+    const cuda::NvtxRange sgd("sgd");
+    cuda::sgd_step(ctx, (long long)net_.spec().num_params, buf.params, buf.grads, buf.momentum,
+                   net_.sgd_hyper(in.learning_rate));
+  }
+}
+
+void EagerExecutor::forward(int n, std::span<const uint8_t> gates) {
+  const cuda::NvtxRange range("forward");
+  const int L = net_.num_blocks();
+  in_views_.assign(size_t(L), {});
+  out_views_.assign(size_t(L), {});
+  net_.record_stem_forward(n, Pass::kTraining);
+  cuda::DeviceTensor cur = net_.block_input(0, n);
+  for (int l = 0; l < L; ++l) {
+    const BlockUnit& unit = net_.unit(l);
+    const cuda::NvtxRange block_range(net_.block_name(l));
+    in_views_[size_t(l)] = cur;
+    if (!gates[size_t(l)]) {
+      // Closed: the identity on the shortcut. Stride 1: nothing at all, the output is the input.
+      unit.record_closed_forward(net_.ctx(), cur, ClosedIdentity::kAlias);
+      out_views_[size_t(l)] = unit.spec().downsamples() ? unit.output(n) : cur;
+    } else {
+      unit.record_forward(net_.ctx(), cur, Pass::kTraining);
+      out_views_[size_t(l)] = unit.output(n);
+    }
+    cur = out_views_[size_t(l)];
+  }
+  net_.record_pool(n, cur);
+}
+
+void EagerExecutor::backward(int n, std::span<const uint8_t> gates) {
+  const cuda::NvtxRange range("backward");
+  net_.record_head_backward(n);
+  for (int l = net_.num_blocks() - 1; l >= 0; --l) {
+    const cuda::NvtxRange block_range(net_.block_name(l));
+    if (gates[size_t(l)])
+      net_.unit(l).record_backward(net_.ctx(), in_views_[size_t(l)], net_.block_grad(l, n), net_.block_input_grad(l, n));
+    else
+      net_.unit(l).record_closed_backward(net_.ctx(), net_.block_grad(l, n), net_.block_input_grad(l, n));
+  }
+  net_.record_stem_backward(n);
+}
+
+void EagerExecutor::evaluate(ImageSetRole role) {
+  const cuda::NvtxRange range("evaluate");
+  const DeviceSet& ds = net_.set(role);
+  cuda::Context& ctx = net_.ctx();
+  const DeviceBuffers& buf = net_.buffers();
+  ctx.memset_zero(buf.eval_totals, sizeof(cuda::DeviceTotals));
+  std::vector<int32_t> indices;
+  const int max_batch = net_.max_batch();
+  for (int64_t start = 0; start < ds.size; start += max_batch) {
+    const int n = int(std::min<int64_t>(ds.size - start, max_batch));
+    indices.resize(size_t(n));
+    for (int i = 0; i < n; ++i) indices[size_t(i)] = int32_t(start + i);
+    cuda::gather_batch(ctx, net_.gather_source(role), indices, cuda::AugmentDraw{}, buf.images, buf.labels);
+    net_.record_evaluation(n, ds.predictions.as<uint8_t>() + start);
+  }
+}
+
+}  // namespace sd

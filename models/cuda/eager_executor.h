@@ -1,0 +1,38 @@
+#pragma once
+// Eager execution of the GPU model (BackendOptions::execution = kEager): every operation of a step
+// launched from the host as it is reached, the gates read on the host. A closed block launches
+// nothing: a closed stride-1 block's output IS its input (the views alias, forward; the gradient
+// buffer passes through untouched, backward), exactly the reference's identity; a closed
+// downsampling block still has to change the shape (the shortcut forward and backward).
+// The peer of models/cuda/graph_executor.h over the same network: the same record_* pieces, so
+// the two give the same bits.
+#include <span>
+#include <vector>
+
+#include "engine/cuda/tensor.h"
+#include "engine/train/backend.h"
+#include "models/cuda/device_network.h"
+
+namespace sd {
+
+class EagerExecutor {
+ public:
+  explicit EagerExecutor(DeviceNetwork& net) : net_(net) {}
+
+  // One SGD step (the totals accumulate on the device).
+  void train_step(const StepInput& in);
+  // Every batch of the set: its predictions into the set's device buffer, the loss and errors into
+  // the evaluation totals (zeroed first).
+  void evaluate(ImageSetRole role);
+
+ private:
+  // Forward of n gathered images with the step's gates; closed blocks aliased (in_views_/out_views_).
+  void forward(int n, std::span<const uint8_t> gates);
+  void backward(int n, std::span<const uint8_t> gates);
+
+  DeviceNetwork& net_;
+  // Per step: the input and output views of every block (closed stride-1 blocks alias).
+  std::vector<cuda::DeviceTensor> in_views_, out_views_;
+};
+
+}  // namespace sd
