@@ -21,7 +21,7 @@ inline double lane_sum(int count, F term) {
 }  // namespace
 
 template <typename T>
-void batchnorm_forward_train(const BnShape& s, const T* x, const T* gamma, const T* beta, T* y, T* save_mean,
+void batch_norm_forward_train(const BnShape& s, const T* x, const T* gamma, const T* beta, T* y, T* save_mean,
                              T* save_inv_std, T* running_mean, T* running_var, bool update_running,
                              double momentum, double eps) {
   const double M = double(s.n) * s.hw;
@@ -63,7 +63,7 @@ void batchnorm_forward_train(const BnShape& s, const T* x, const T* gamma, const
 }
 
 template <typename T>
-void batchnorm_forward_eval(const BnShape& s, const T* x, const T* gamma, const T* beta, const T* running_mean,
+void batch_norm_forward_eval(const BnShape& s, const T* x, const T* gamma, const T* beta, const T* running_mean,
                             const T* running_var, T* y, double eps) {
   const long long plane = (long long)s.c * s.hw;
   for (int c = 0; c < s.c; ++c) {
@@ -78,7 +78,7 @@ void batchnorm_forward_eval(const BnShape& s, const T* x, const T* gamma, const 
 }
 
 template <typename T>
-void batchnorm_backward(const BnShape& s, const T* x, const T* dy, const T* gamma, const T* save_mean,
+void batch_norm_backward(const BnShape& s, const T* x, const T* dy, const T* gamma, const T* save_mean,
                         const T* save_inv_std, T* dx, T* dgamma, T* dbeta) {
   const double M = double(s.n) * s.hw;
   const long long plane = (long long)s.c * s.hw;
@@ -110,11 +110,11 @@ void batchnorm_backward(const BnShape& s, const T* x, const T* dy, const T* gamm
 }
 
 #define SD_INSTANTIATE(T)                                                                                    \
-  template void batchnorm_forward_train<T>(const BnShape&, const T*, const T*, const T*, T*, T*, T*, T*, T*, \
+  template void batch_norm_forward_train<T>(const BnShape&, const T*, const T*, const T*, T*, T*, T*, T*, T*, \
                                            bool, double, double);                                           \
-  template void batchnorm_forward_eval<T>(const BnShape&, const T*, const T*, const T*, const T*, const T*,  \
+  template void batch_norm_forward_eval<T>(const BnShape&, const T*, const T*, const T*, const T*, const T*,  \
                                           T*, double);                                                       \
-  template void batchnorm_backward<T>(const BnShape&, const T*, const T*, const T*, const T*, const T*, T*,  \
+  template void batch_norm_backward<T>(const BnShape&, const T*, const T*, const T*, const T*, const T*, T*,  \
                                       T*, T*);
 SD_INSTANTIATE(float)
 SD_INSTANTIATE(double)

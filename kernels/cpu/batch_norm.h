@@ -34,16 +34,16 @@ struct BnShape {
 };
 
 template <typename T>
-void batchnorm_forward_train(const BnShape& s, const T* x, const T* gamma, const T* beta, T* y, T* save_mean,
+void batch_norm_forward_train(const BnShape& s, const T* x, const T* gamma, const T* beta, T* y, T* save_mean,
                              T* save_inv_std, T* running_mean, T* running_var, bool update_running,
                              double momentum = kBnMomentum, double eps = kBnEpsilon);
 
 template <typename T>
-void batchnorm_forward_eval(const BnShape& s, const T* x, const T* gamma, const T* beta, const T* running_mean,
+void batch_norm_forward_eval(const BnShape& s, const T* x, const T* gamma, const T* beta, const T* running_mean,
                             const T* running_var, T* y, double eps = kBnEpsilon);
 
 template <typename T>
-void batchnorm_backward(const BnShape& s, const T* x, const T* dy, const T* gamma, const T* save_mean,
+void batch_norm_backward(const BnShape& s, const T* x, const T* dy, const T* gamma, const T* save_mean,
                         const T* save_inv_std, T* dx, T* dgamma, T* dbeta);
 
 }  // namespace sd::ref

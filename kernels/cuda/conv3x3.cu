@@ -259,14 +259,14 @@ void ConvPlan::forward(Context& ctx, const DeviceTensor& x, const float* w, cons
 }
 
 void ConvPlan::backward_data(Context& ctx, const DeviceTensor& dy, const float* w, const DeviceTensor& dx,
-                             bool accumulate) {
+                             GradWrite write) {
   if (!shape_.input_grad) throw Error("conv backward-data on a plan made without input gradient");
   check(dy, shape_.out_channels, shape_.out_side(), "dy");
   check(dx, shape_.in_channels, shape_.in_side, "dx");
   if (dx.n != dy.n) throw Error("conv backward-data: dx and dy batches differ");
   bind_batch(dy.n);
   run_as(choice_.backward_data.math);
-  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  const float one = 1.0f, beta = write == GradWrite::kAccumulate ? 1.0f : 0.0f;
   const auto algo = cudnnConvolutionBwdDataAlgo_t(choice_.backward_data.algo);
   SD_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cudnn(), &one, w_desc_, w, y_desc_, dy.data, conv_desc_, algo,
                                               workspace_, workspace_bytes_, &beta, x_desc_, dx.data));

@@ -32,6 +32,9 @@
 
 namespace sd::cuda {
 
+// How a backward writes a gradient: it replaces what the buffer held, or adds to it.
+enum class GradWrite { kOverwrite, kAccumulate };
+
 // What planning cost: wall time, plans measured and plans taken from the cache, and cuDNN queries
 // (a cudnnFind* per direction; per candidate tried, a workspace query per batch size 1..max).
 struct PlanningStats {
@@ -60,9 +63,9 @@ class ConvPlan {
 
   // y = conv(x, w).
   void forward(Context& ctx, const DeviceTensor& x, const float* w, const DeviceTensor& y);
-  // dx = convᵀ(dy, w), or dx += convᵀ(dy, w) when `accumulate` (the residual block adds the branch's
+  // dx = convᵀ(dy, w), or dx += convᵀ(dy, w) with GradWrite::kAccumulate (the residual block adds the branch's
   // input gradient onto the shortcut's).
-  void backward_data(Context& ctx, const DeviceTensor& dy, const float* w, const DeviceTensor& dx, bool accumulate);
+  void backward_data(Context& ctx, const DeviceTensor& dy, const float* w, const DeviceTensor& dx, GradWrite write);
   // dw = Σ_batch x ⋆ dy (overwrites dw).
   void backward_filter(Context& ctx, const DeviceTensor& x, const DeviceTensor& dy, float* dw);
 
@@ -126,8 +129,8 @@ class Conv3x3 {
   Conv3x3() = default;
   Conv3x3(ConvPlan* plan, const float* weight, float* weight_grad) : plan_(plan), w_(weight), dw_(weight_grad) {}
   void forward(Context& ctx, const DeviceTensor& x, const DeviceTensor& y) const { plan_->forward(ctx, x, w_, y); }
-  void backward_data(Context& ctx, const DeviceTensor& dy, const DeviceTensor& dx, bool accumulate) const {
-    plan_->backward_data(ctx, dy, w_, dx, accumulate);
+  void backward_data(Context& ctx, const DeviceTensor& dy, const DeviceTensor& dx, GradWrite write) const {
+    plan_->backward_data(ctx, dy, w_, dx, write);
   }
   void backward_filter(Context& ctx, const DeviceTensor& x, const DeviceTensor& dy) const {
     plan_->backward_filter(ctx, x, dy, dw_);

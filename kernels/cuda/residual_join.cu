@@ -85,8 +85,9 @@ void residual_join_forward(Context& ctx, const DeviceTensor& x, const DeviceTens
             branch ? branch->data : nullptr, scale, out.data);
 }
 
-void residual_join_backward(Context& ctx, const DeviceTensor& out, const DeviceTensor& dout, bool mask,
+void residual_join_backward(Context& ctx, const DeviceTensor& out, const DeviceTensor& dout, JoinMask join_mask,
                             const DeviceTensor* dx) {
+  const bool mask = join_mask == JoinMask::kReluMask;
   if (!dout.same_shape(out) || !dout.data || (mask && !out.data))
     throw Error(cat("residual_join_backward: dout ", dims(dout), " differs from out ", dims(out)));
   int stride = 1, c_in = out.c;

@@ -20,18 +20,22 @@
 //     padded channels' gradient is dropped); the caller then adds the branch's input gradient.
 // A closed stride-1 block calls nothing at all (its output aliases its input; the gradient passes
 // unchanged, as in the reference). A closed stride-2 block calls the forward with branch = null and
-// the backward with mask = false (the reference's shortcut_backward).
+// the backward with JoinMask::kNone (the reference's shortcut_backward).
 #include "engine/cuda/context.h"
 #include "engine/cuda/tensor.h"
 
 namespace sd::cuda {
 
+// Whether the join's backward applies the ReLU mask [out > 0] (an open block) or not (the shortcut
+// alone: a closed downsampling block).
+enum class JoinMask { kNone, kReluMask };
+
 void residual_join_forward(Context& ctx, const DeviceTensor& x, const DeviceTensor* branch, float scale,
                            const DeviceTensor& out);
 
-// dout: [n, C_out, S, S], overwritten with g when `mask` (it is d_branch then); untouched otherwise.
+// dout: [n, C_out, S, S], overwritten with g with JoinMask::kReluMask (it is d_branch then); untouched otherwise.
 // out: the forward's output (for the mask). dx: stride 2 only, [n, C_in, 2S, 2S]; pass null for stride 1.
-void residual_join_backward(Context& ctx, const DeviceTensor& out, const DeviceTensor& dout, bool mask,
+void residual_join_backward(Context& ctx, const DeviceTensor& out, const DeviceTensor& dout, JoinMask mask,
                             const DeviceTensor* dx);
 
 }  // namespace sd::cuda

@@ -99,12 +99,12 @@ void ResNetRef<T>::forward_block(int l, int n, const T* x, T* out, bool update_r
       s.inv_std2.resize(size_t(bn.c));
   auto P = [&](int tensor) { return tensors_[size_t(tensor)].data(); };
   ref::conv3x3_forward(conv_shape(b.conv1, n), x, P(b.conv1.weight), s.h1.data());
-  ref::batchnorm_forward_train(bn, s.h1.data(), P(b.bn1.weight), P(b.bn1.bias), s.a1.data(), s.mean1.data(),
+  ref::batch_norm_forward_train(bn, s.h1.data(), P(b.bn1.weight), P(b.bn1.bias), s.a1.data(), s.mean1.data(),
                                s.inv_std1.data(), P(b.bn1.running_mean), P(b.bn1.running_var), update_running);
   ref::relu_forward((long long)count, s.a1.data(), s.a1.data());
   ref::conv3x3_forward(conv_shape(b.conv2, n), s.a1.data(), P(b.conv2.weight), s.h2.data());
   scratch_a_.resize(count), scratch_b_.resize(count);
-  ref::batchnorm_forward_train(bn_shape(b.bn2, n), s.h2.data(), P(b.bn2.weight), P(b.bn2.bias), scratch_a_.data(),
+  ref::batch_norm_forward_train(bn_shape(b.bn2, n), s.h2.data(), P(b.bn2.weight), P(b.bn2.bias), scratch_a_.data(),
                                s.mean2.data(), s.inv_std2.data(), P(b.bn2.running_mean), P(b.bn2.running_var),
                                update_running);
   ref::shortcut_forward(sc, x, scratch_b_.data());
@@ -135,12 +135,12 @@ void ResNetRef<T>::backward_block(int l, int n, const T* x, const T* out, T* dou
   T* da1 = d_a1_.data();
   // dout becomes the shortcut's gradient, `branch` the residual branch's.
   ref::residual_join_backward((long long)count, out, dout, T(1), dout, branch);
-  ref::batchnorm_backward(bn2, s.h2.data(), branch, P(b.bn2.weight), s.mean2.data(), s.inv_std2.data(), branch,
+  ref::batch_norm_backward(bn2, s.h2.data(), branch, P(b.bn2.weight), s.mean2.data(), s.inv_std2.data(), branch,
                           G(b.bn2.weight), G(b.bn2.bias));
   ref::conv3x3_backward_filter(c2, s.a1.data(), branch, G(b.conv2.weight));
   ref::conv3x3_backward_data(c2, branch, P(b.conv2.weight), da1);
   ref::relu_backward((long long)count, s.a1.data(), da1, da1);
-  ref::batchnorm_backward(bn1, s.h1.data(), da1, P(b.bn1.weight), s.mean1.data(), s.inv_std1.data(), da1,
+  ref::batch_norm_backward(bn1, s.h1.data(), da1, P(b.bn1.weight), s.mean1.data(), s.inv_std1.data(), da1,
                           G(b.bn1.weight), G(b.bn1.bias));
   ref::conv3x3_backward_filter(c1, x, da1, G(b.conv1.weight));
   ref::conv3x3_backward_data(c1, da1, P(b.conv1.weight), dx_branch_.data());
@@ -167,7 +167,7 @@ double ResNetRef<T>::train_forward(int n, const T* images, const uint8_t* labels
   act_[0].resize(h0_.size());
   mean0_.resize(size_t(stem.bn.channels)), inv_std0_.resize(size_t(stem.bn.channels));
   ref::conv3x3_forward(stem_conv, images_.data(), P(stem.conv.weight), h0_.data());
-  ref::batchnorm_forward_train(bn_shape(stem.bn, n), h0_.data(), P(stem.bn.weight), P(stem.bn.bias), act_[0].data(),
+  ref::batch_norm_forward_train(bn_shape(stem.bn, n), h0_.data(), P(stem.bn.weight), P(stem.bn.bias), act_[0].data(),
                                mean0_.data(), inv_std0_.data(), P(stem.bn.running_mean), P(stem.bn.running_var),
                                update_running_stats);
   ref::relu_forward((long long)h0_.size(), act_[0].data(), act_[0].data());
@@ -214,7 +214,7 @@ void ResNetRef<T>::backward() {
   }
   const StemSpec& stem = spec_.stem;
   ref::relu_backward((long long)h0_.size(), act_[0].data(), d.data(), d.data());
-  ref::batchnorm_backward(bn_shape(stem.bn, n), h0_.data(), d.data(), P(stem.bn.weight), mean0_.data(),
+  ref::batch_norm_backward(bn_shape(stem.bn, n), h0_.data(), d.data(), P(stem.bn.weight), mean0_.data(),
                           inv_std0_.data(), d.data(), G(stem.bn.weight), G(stem.bn.bias));
   ref::conv3x3_backward_filter(conv_shape(stem.conv, n), images_.data(), d.data(), G(stem.conv.weight));
 }
@@ -230,7 +230,7 @@ void ResNetRef<T>::infer(int n, const T* images, T* logits) const {
   const size_t max_count = size_t(stem_conv.y_size());  // the stem's output is the largest activation
   std::vector<T> x(max_count), out(max_count), h(max_count), sc(max_count);
   ref::conv3x3_forward(stem_conv, images, P(stem.conv.weight), h.data());
-  ref::batchnorm_forward_eval(bn_shape(stem.bn, n), h.data(), P(stem.bn.weight), P(stem.bn.bias),
+  ref::batch_norm_forward_eval(bn_shape(stem.bn, n), h.data(), P(stem.bn.weight), P(stem.bn.bias),
                               P(stem.bn.running_mean), P(stem.bn.running_var), x.data());
   ref::relu_forward((long long)max_count, x.data(), x.data());
   for (int l = 0; l < spec_.num_blocks(); ++l) {
@@ -238,11 +238,11 @@ void ResNetRef<T>::infer(int n, const T* images, T* logits) const {
     const ref::BnShape bn1 = bn_shape(b.bn1, n), bn2 = bn_shape(b.bn2, n);
     const long long count = bn2.size();
     ref::conv3x3_forward(conv_shape(b.conv1, n), x.data(), P(b.conv1.weight), h.data());
-    ref::batchnorm_forward_eval(bn1, h.data(), P(b.bn1.weight), P(b.bn1.bias), P(b.bn1.running_mean),
+    ref::batch_norm_forward_eval(bn1, h.data(), P(b.bn1.weight), P(b.bn1.bias), P(b.bn1.running_mean),
                                 P(b.bn1.running_var), h.data());
     ref::relu_forward(count, h.data(), h.data());
     ref::conv3x3_forward(conv_shape(b.conv2, n), h.data(), P(b.conv2.weight), out.data());
-    ref::batchnorm_forward_eval(bn2, out.data(), P(b.bn2.weight), P(b.bn2.bias), P(b.bn2.running_mean),
+    ref::batch_norm_forward_eval(bn2, out.data(), P(b.bn2.weight), P(b.bn2.bias), P(b.bn2.running_mean),
                                 P(b.bn2.running_var), out.data());
     ref::shortcut_forward(shortcut_shape(b, n), x.data(), sc.data());
     ref::residual_join_forward(count, sc.data(), out.data(), T(spec_.survival[size_t(l)]), out.data());

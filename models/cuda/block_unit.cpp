@@ -54,20 +54,22 @@ void BlockUnit::record_backward(cuda::Context& ctx, const cuda::DeviceTensor& in
   const cuda::DeviceTensor a1 = act(buf_.a1, n), r1 = act(buf_.r1, n), a2 = act(buf_.a2, n);
   const cuda::DeviceTensor s1 = act(shared_.scratch1, n), s2 = act(shared_.scratch2, n);
   // g ← g·[out > 0] in place (= ∂L/∂branch); stride 2 also writes the shortcut's share to g_in.
-  cuda::residual_join_backward(ctx, output(n), g, true, spec_->downsamples() ? &g_in : nullptr);
+  cuda::residual_join_backward(ctx, output(n), g, cuda::JoinMask::kReluMask,
+                               spec_->downsamples() ? &g_in : nullptr);
   layers_.bn2.backward(ctx, a2, a2, g, s1);          // s1 = ∂L/∂a2 (bn2 has no ReLU: y unused)
   layers_.conv2.backward_filter(ctx, r1, s1);        // ∂L/∂w2
-  layers_.conv2.backward_data(ctx, s1, s2, false);   // s2 = ∂L/∂r1
+  layers_.conv2.backward_data(ctx, s1, s2, cuda::GradWrite::kOverwrite);     // s2 = ∂L/∂r1
   layers_.bn1.backward(ctx, a1, r1, s2, s1);         // s1 = ∂L/∂a1 (ReLU mask from r1)
   layers_.conv1.backward_filter(ctx, in, s1);        // ∂L/∂w1
-  layers_.conv1.backward_data(ctx, s1, g_in, true);  // g_in += the branch's share: now ∂L/∂x
+  // g_in += the branch's share: now ∂L/∂x
+  layers_.conv1.backward_data(ctx, s1, g_in, cuda::GradWrite::kAccumulate);
 }
 
 void BlockUnit::record_closed_backward(cuda::Context& ctx, const cuda::DeviceTensor& g,
                                        const cuda::DeviceTensor& g_in) const {
   // Stride 1: the gradient passes through untouched. Downsampling: back through the shortcut,
   // unmasked, as the reference's shortcut_backward does.
-  if (spec_->downsamples()) cuda::residual_join_backward(ctx, output(g.n), g, false, &g_in);
+  if (spec_->downsamples()) cuda::residual_join_backward(ctx, output(g.n), g, cuda::JoinMask::kNone, &g_in);
 }
 
 }  // namespace sd

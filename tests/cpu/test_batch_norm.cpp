@@ -19,7 +19,7 @@ TEST_CASE("batch norm statistics by hand: biased variance to normalise, unbiased
   const BnShape s{2, 1, 2};
   const std::vector<double> x{1, 2, 3, 4}, gamma{2}, beta{0.5};
   std::vector<double> y(4), mean(1), inv_std(1), rm{0.0}, rv{1.0};
-  batchnorm_forward_train(s, x.data(), gamma.data(), beta.data(), y.data(), mean.data(), inv_std.data(), rm.data(),
+  batch_norm_forward_train(s, x.data(), gamma.data(), beta.data(), y.data(), mean.data(), inv_std.data(), rm.data(),
                           rv.data(), true);
   const double is = 1.0 / std::sqrt(1.25 + 1e-5);
   CHECK(mean[0] == Approx(2.5).epsilon(1e-15));
@@ -29,14 +29,14 @@ TEST_CASE("batch norm statistics by hand: biased variance to normalise, unbiased
   CHECK(rv[0] == Approx(0.9 + 0.1 * 5.0 / 3.0).epsilon(1e-15));  // 0.9·1 + 0.1·(5/3)
 
   // update_running = false leaves the running statistics alone (and accepts null pointers).
-  batchnorm_forward_train(s, x.data(), gamma.data(), beta.data(), y.data(), mean.data(), inv_std.data(), rm.data(),
+  batch_norm_forward_train(s, x.data(), gamma.data(), beta.data(), y.data(), mean.data(), inv_std.data(), rm.data(),
                           rv.data(), false);
   CHECK(rm[0] == Approx(0.25).epsilon(1e-15));
-  batchnorm_forward_train(s, x.data(), gamma.data(), beta.data(), y.data(), mean.data(), inv_std.data(),
+  batch_norm_forward_train(s, x.data(), gamma.data(), beta.data(), y.data(), mean.data(), inv_std.data(),
                           static_cast<double*>(nullptr), static_cast<double*>(nullptr), false);
 
   // Eval uses the running statistics: y = γ (x − 0.25) / √(rv + ε) + β.
-  batchnorm_forward_eval(s, x.data(), gamma.data(), beta.data(), rm.data(), rv.data(), y.data());
+  batch_norm_forward_eval(s, x.data(), gamma.data(), beta.data(), rm.data(), rv.data(), y.data());
   for (int i = 0; i < 4; ++i)
     CHECK(y[size_t(i)] == Approx(2 * (x[size_t(i)] - 0.25) / std::sqrt(rv[0] + 1e-5) + 0.5).epsilon(1e-14));
 }
@@ -46,7 +46,7 @@ TEST_CASE("batch norm statistics are per channel over images and pixels", "[ref]
   const BnShape s{2, 2, 1};
   const std::vector<double> x{1, 2, 5, 2}, gamma{1, 1}, beta{0, 0};
   std::vector<double> y(4), mean(2), inv_std(2), rm{0, 0}, rv{1, 1};
-  batchnorm_forward_train(s, x.data(), gamma.data(), beta.data(), y.data(), mean.data(), inv_std.data(), rm.data(),
+  batch_norm_forward_train(s, x.data(), gamma.data(), beta.data(), y.data(), mean.data(), inv_std.data(), rm.data(),
                           rv.data(), true);
   CHECK(mean == std::vector<double>{3, 2});
   CHECK(inv_std[0] == Approx(1 / std::sqrt(4 + 1e-5)));
@@ -62,12 +62,12 @@ TEST_CASE("batch norm training gradients match finite differences", "[ref]") {
   const V r = normal_vector<double>(x.size(), 33);
   V y(x.size()), mean(2), inv_std(2), dx(x.size()), dgamma(2), dbeta(2);
   auto loss = [&] {
-    batchnorm_forward_train(s, x.data(), gamma.data(), beta.data(), y.data(), mean.data(), inv_std.data(),
+    batch_norm_forward_train(s, x.data(), gamma.data(), beta.data(), y.data(), mean.data(), inv_std.data(),
                             static_cast<double*>(nullptr), static_cast<double*>(nullptr), false);
     return dot(r, y);
   };
   loss();
-  batchnorm_backward(s, x.data(), r.data(), gamma.data(), mean.data(), inv_std.data(), dx.data(), dgamma.data(),
+  batch_norm_backward(s, x.data(), r.data(), gamma.data(), mean.data(), inv_std.data(), dx.data(), dgamma.data(),
                      dbeta.data());
   CHECK(max_rel_error(numeric_gradient(x, loss), dx) < kTol);
   CHECK(max_rel_error(numeric_gradient(gamma, loss), dgamma) < kTol);
@@ -75,7 +75,7 @@ TEST_CASE("batch norm training gradients match finite differences", "[ref]") {
 
   // In place (dx aliasing dy) gives the same.
   V inplace = r;
-  batchnorm_backward(s, x.data(), inplace.data(), gamma.data(), mean.data(), inv_std.data(), inplace.data(),
+  batch_norm_backward(s, x.data(), inplace.data(), gamma.data(), mean.data(), inv_std.data(), inplace.data(),
                      dgamma.data(), dbeta.data());
   CHECK(inplace == dx);
 }
@@ -89,7 +89,7 @@ TEST_CASE("batch norm eval gradient is the per-channel scale", "[ref]") {
   const V r = normal_vector<double>(x.size(), 39);
   V y(x.size());
   auto loss = [&] {
-    batchnorm_forward_eval(s, x.data(), gamma.data(), beta.data(), rm.data(), rv.data(), y.data());
+    batch_norm_forward_eval(s, x.data(), gamma.data(), beta.data(), rm.data(), rv.data(), y.data());
     return dot(r, y);
   };
   V expect(x.size());

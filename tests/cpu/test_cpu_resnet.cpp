@@ -176,10 +176,10 @@ std::vector<double> hand_resnet8(const ResNetRef<double>& net, const Batch& b, b
   auto bn = [&](const std::string& p, const BnShape& s, const std::vector<double>& x) {
     std::vector<double> y(x.size()), mean(size_t(s.c)), inv_std(size_t(s.c));
     if (train)
-      batchnorm_forward_train(s, x.data(), P(p + "weight"), P(p + "bias"), y.data(), mean.data(), inv_std.data(),
+      batch_norm_forward_train(s, x.data(), P(p + "weight"), P(p + "bias"), y.data(), mean.data(), inv_std.data(),
                               static_cast<double*>(nullptr), static_cast<double*>(nullptr), false);
     else
-      batchnorm_forward_eval(s, x.data(), P(p + "weight"), P(p + "bias"), P(p + "running_mean"),
+      batch_norm_forward_eval(s, x.data(), P(p + "weight"), P(p + "bias"), P(p + "running_mean"),
                              P(p + "running_var"), y.data());
     return y;
   };

@@ -85,11 +85,11 @@ void check_bn(cuda::Context& ctx, cuda::BatchNormVariant variant, const Case& k)
   const auto xd = gpu_test::to_double(b.x), gd = gpu_test::to_double(b.gamma), bd = gpu_test::to_double(b.beta);
   std::vector<double> y_ref(count), mean_ref(cs), inv_ref(cs), rm_ref = gpu_test::to_double(b.rmean),
       rv_ref = gpu_test::to_double(b.rvar), ye_ref(count);
-  ref::batchnorm_forward_train(s, xd.data(), gd.data(), bd.data(), y_ref.data(), mean_ref.data(), inv_ref.data(),
+  ref::batch_norm_forward_train(s, xd.data(), gd.data(), bd.data(), y_ref.data(), mean_ref.data(), inv_ref.data(),
                                rm_ref.data(), rv_ref.data(), true);
   if (k.relu) ref::relu_forward((long long)count, y_ref.data(), y_ref.data());
   const auto rm0 = gpu_test::to_double(b.rmean), rv0 = gpu_test::to_double(b.rvar);
-  ref::batchnorm_forward_eval(s, xd.data(), gd.data(), bd.data(), rm0.data(), rv0.data(), ye_ref.data());
+  ref::batch_norm_forward_eval(s, xd.data(), gd.data(), bd.data(), rm0.data(), rv0.data(), ye_ref.data());
   if (k.relu) ref::relu_forward((long long)count, ye_ref.data(), ye_ref.data());
 
   // Evaluation first: it must read the running statistics before training updates them.
@@ -121,7 +121,7 @@ void check_bn(cuda::Context& ctx, cuda::BatchNormVariant variant, const Case& k)
   }
   const auto mean_fd = gpu_test::to_double(b.d_mean.download()), inv_fd = gpu_test::to_double(b.d_inv.download());
   std::vector<double> dx_ref(count), dgamma_ref(cs), dbeta_ref(cs);
-  ref::batchnorm_backward(s, xd.data(), g.data(), gd.data(), mean_fd.data(), inv_fd.data(), dx_ref.data(),
+  ref::batch_norm_backward(s, xd.data(), g.data(), gd.data(), mean_fd.data(), inv_fd.data(), dx_ref.data(),
                           dgamma_ref.data(), dbeta_ref.data());
   before = ctx.launches();
   b.bn.backward(ctx, b.tx, b.ty, b.tdy, b.tdx);

@@ -76,7 +76,7 @@ void check_conv_shape(cuda::Context& ctx, const cuda::ConvShape& shape, double t
 
     const uint64_t before = ctx.launches();
     plan.forward(ctx, tx, d_w.get(), ty);
-    plan.backward_data(ctx, tdy, d_w.get(), tdx, false);
+    plan.backward_data(ctx, tdy, d_w.get(), tdx, cuda::GradWrite::kOverwrite);
     plan.backward_filter(ctx, tx, tdy, d_dw.get());
     CHECK(ctx.launches() == before + 3);
     SD_CHECK_CONV("forward y", d_y.download(), y_ref, tol, tensor_op_fwd);
@@ -85,7 +85,7 @@ void check_conv_shape(cuda::Context& ctx, const cuda::ConvShape& shape, double t
 
     // Accumulating: dx = prior + convᵀ(dy).
     d_dx.upload(prior);
-    plan.backward_data(ctx, tdy, d_w.get(), tdx, true);
+    plan.backward_data(ctx, tdy, d_w.get(), tdx, cuda::GradWrite::kAccumulate);
     std::vector<double> acc_ref(dx_ref.size());
     for (size_t i = 0; i < acc_ref.size(); ++i) acc_ref[i] = double(prior[i]) + dx_ref[i];
     SD_CHECK_CLOSE("backward-data dx += ...", d_dx.download(), acc_ref, tol);
@@ -102,7 +102,7 @@ TEST_CASE("gpu conv 3x3 stem 3 to 16 on 32x32 matches the reference", "[gpu][con
   cuda::ConvPlan& stem = planner.plan({3, 16, 32, 1, false});
   gpu_test::DeviceVec<float> dy(8 * 16 * 32 * 32), dx(8 * 3 * 32 * 32), w(16 * 3 * 9);
   CHECK_THROWS_AS(stem.backward_data(ctx, cuda::DeviceTensor{dy.get(), 8, 16, 32, 32}, w.get(),
-                                     cuda::DeviceTensor{dx.get(), 8, 3, 32, 32}, false),
+                                     cuda::DeviceTensor{dx.get(), 8, 3, 32, 32}, cuda::GradWrite::kOverwrite),
                   cuda::Error);
 }
 

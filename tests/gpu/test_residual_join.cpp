@@ -59,7 +59,7 @@ void check_join(cuda::Context& ctx, int n, const JoinShape& js) {
   ref::shortcut_backward(ss, d_short.data(), dx_ref.data());
   DeviceVec<float> d_o(out_ref), d_g(dout), d_dx(in_count);
   const cuda::DeviceTensor tdx = view(shape_x, d_dx.get());
-  cuda::residual_join_backward(ctx, view(shape_o, d_o.get()), view(shape_o, d_g.get()), true,
+  cuda::residual_join_backward(ctx, view(shape_o, d_o.get()), view(shape_o, d_g.get()), cuda::JoinMask::kReluMask,
                                js.stride == 2 ? &tdx : nullptr);
   SD_CHECK_CLOSE("d_branch (in place over dout)", d_g.download(), d_br, kTol);
   if (js.stride == 2) SD_CHECK_CLOSE("dx through the shortcut (every element written)", d_dx.download(), dx_ref, kTol);
@@ -73,13 +73,15 @@ void check_join(cuda::Context& ctx, int n, const JoinShape& js) {
     ref::shortcut_backward(ss, dout.data(), dx_closed.data());
     d_g.upload(dout);
     d_dx.poison();
-    cuda::residual_join_backward(ctx, view(shape_o, d_out.get()), view(shape_o, d_g.get()), false, &tdx);
+    cuda::residual_join_backward(ctx, view(shape_o, d_out.get()), view(shape_o, d_g.get()), cuda::JoinMask::kNone,
+                                 &tdx);
     SD_CHECK_CLOSE("closed block backward = shortcut backward", d_dx.download(), dx_closed, kTol);
     CHECK(gpu_test::bit_equal(d_g.download(), dout));  // dout untouched without the mask
   } else {
     // A closed identity block issues nothing at all.
     const uint64_t before = ctx.launches();
-    cuda::residual_join_backward(ctx, view(shape_o, d_o.get()), view(shape_o, d_g.get()), false, nullptr);
+    cuda::residual_join_backward(ctx, view(shape_o, d_o.get()), view(shape_o, d_g.get()), cuda::JoinMask::kNone,
+                                 nullptr);
     CHECK(ctx.launches() == before);
   }
 }
