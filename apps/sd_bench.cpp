@@ -67,7 +67,12 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   run.model.death_rate = death_rate;
   std::unique_ptr<Backend> backend = make_backend(
       o.device,
-      BackendOptions{run.model, run.sgd, run.train.seed, parse_execution_for(o.device, o.exec), run.precision},
+      BackendOptions{.model = run.model,
+                     .sgd = run.sgd,
+                     .seed = run.train.seed,
+                     .execution = parse_execution_for(o.device, o.exec),
+                     .precision = run.precision,
+                     .bn_variant = run.bn_variant},
       run.train.batch_size);
   report_backend("sd_bench", *backend, o.verbose || describe);
   backend->set_normalization(data.normalization);
@@ -161,6 +166,7 @@ int bench_main(int argc, char** argv) {
   app.add_option("--out", o.out, "JSON file (default runs/bench/<device>-d<depth>-b<batch>.json)");
   add_device_option(app, o.device);
   add_precision_option(app, o.run.precision);
+  add_bn_variant_option(app, o.run.bn_variant);
   add_verbose_option(app, o.verbose);
   add_exec_option(app, o.exec);
   parse_command_line(app, argc, argv);
@@ -181,6 +187,7 @@ int bench_main(int argc, char** argv) {
                                  o.steps, o.rounds, o.warmup));
   check_device(o.device);
   check_precision(o.run.precision, o.device);
+  check_bn_variant(o.run.bn_variant, o.device);
   parse_execution_for(o.device, o.exec);
   const DataSplit data = load_run_split(o.run, o.data_dir);
   if (size_t(o.run.train.batch_size) > data.train.size())

@@ -74,6 +74,7 @@ int eval_main(int argc, char** argv) {
                "sd_eval"};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as sd_train
   std::string checkpoint_path, data_dir = "data/cifar-10-batches-bin", split_name, device = "cuda", precision = "fp32";
+  std::string bn_variant = BackendOptions{}.bn_variant;
   int64_t synthetic = -1;
   bool json = false;
   app.add_option("--checkpoint", checkpoint_path, "a last.safetensors or best.safetensors from sd_train")->required();
@@ -82,6 +83,7 @@ int eval_main(int argc, char** argv) {
   app.add_option("--synthetic", synthetic, "score on generated data (default: what the checkpoint trained on)");
   add_device_option(app, device);
   add_precision_option(app, precision);  // the evaluation's own arithmetic, whatever the run trained in
+  add_bn_variant_option(app, bn_variant);  // the evaluation's own kernels, likewise
   app.add_flag("--json", json, "print JSON instead of tables");
   parse_command_line(app, argc, argv);
   const std::set<std::string> given = given_options(app);
@@ -103,11 +105,19 @@ int eval_main(int argc, char** argv) {
   if (run.synthetic < 0) throw UsageError(fmt::format("--synthetic {}: must be positive", run.synthetic));
   check_device(device);
   check_precision(precision, device);
+  check_bn_variant(bn_variant, device);
   const DataSplit split = load_run_split(run, data_dir);
 
   // Evaluated in batches of the training batch size, as sd_train's own evaluation is, so the two agree.
   std::unique_ptr<Backend> backend = make_backend(
-      device, BackendOptions{ck.config.model, ck.config.sgd, ck.config.train.seed, Execution::kEager, precision}, ck.config.train.batch_size);
+      device,
+      BackendOptions{.model = ck.config.model,
+                     .sgd = ck.config.sgd,
+                     .seed = ck.config.train.seed,
+                     .execution = Execution::kEager,
+                     .precision = precision,
+                     .bn_variant = bn_variant},
+      ck.config.train.batch_size);
   backend->set_normalization(ck.normalization);  // what the model trained with, not a recomputation
   backend->load_state(ck.tensors);
   std::optional<SetScore> validation;

@@ -1,8 +1,10 @@
 #include "apps/common/device.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "apps/common/app_main.h"
 #include "apps/common/options.h"
@@ -64,10 +66,27 @@ Execution parse_execution_for(const std::string& device, const std::string& exec
   return e;
 }
 
+void check_bn_variant(const std::string& variant, const std::string& device) {
+  const std::string standard = BackendOptions{}.bn_variant;
+  if (!parse_device(device).cuda) {
+    if (variant != standard)
+      throw UsageError(fmt::format("--bn-variant {}: a GPU kernel variant; the CPU reference (--device {}) has one "
+                                   "batch norm ({})",
+                                   variant, device, standard));
+    return;
+  }
+#ifdef SD_HAVE_CUDA
+  const std::vector<std::string> known = cuda_bn_variant_names();
+  if (std::find(known.begin(), known.end(), variant) == known.end())
+    throw UsageError(fmt::format("--bn-variant {}: unknown (known: {})", variant, fmt::join(known, ", ")));
+#endif
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options,
                                       [[maybe_unused]] int max_batch) {
   check_device(device);
   check_precision(options.precision, device);
+  check_bn_variant(options.bn_variant, device);
   parse_execution_for(device, to_string(options.execution));
   const DeviceChoice choice = parse_device(device);
   if (!choice.cuda) return std::make_unique<CpuResNet>(options);  // needs no batch bound

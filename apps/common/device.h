@@ -32,6 +32,10 @@ void check_device(const std::string& device, const std::string& flag = "--device
 // CPU reference (it runs eagerly only).
 Execution parse_execution_for(const std::string& device, const std::string& exec);
 
+// Throws UsageError naming --bn-variant for a variant this build's GPU engine does not have, or any
+// but the default with a CPU --device (the reference has one batch norm).
+void check_bn_variant(const std::string& variant, const std::string& device);
+
 // `max_batch`: the largest batch it will see (training steps and evaluation alike); the CUDA
 // engine sizes its device memory for it once.
 std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options, int max_batch);

@@ -92,6 +92,14 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
                  "stop before SECONDS of wall time, with last.safetensors written; exit status 75, resumable with "
                  "--resume (for time slices)");
   add_precision_option(app, r.precision);
+  add_bn_variant_option(app, r.bn_variant);
+}
+
+void add_bn_variant_option(CLI::App& app, std::string& bn_variant) {
+  app.add_option("--bn-variant", bn_variant,
+                 "the GPU's batch-norm kernels: block_per_channel or split (the same arithmetic up to rounding; "
+                 "--device cuda only)")
+      ->capture_default_str();
 }
 
 void add_precision_option(CLI::App& app, std::string& precision) {
@@ -192,6 +200,7 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
     throw UsageError(fmt::format("--time-limit {}: must be a positive number of seconds", o.time_limit));
   validate_run_config(o.run);
   check_precision(o.run.precision, o.device);
+  check_bn_variant(o.run.bn_variant, o.device);
   if (o.out.empty()) o.out = default_run_dir(o.run);
 }
 
@@ -203,6 +212,7 @@ std::optional<std::string> flag_for_config_field(const std::string& field) {
       {"epochs", "--epochs"},     {"batch_size", "--batch-size"}, {"lr", "--lr"},
       {"lr_steps", "--lr-steps"}, {"seed", "--seed"},             {"split", "--split"},
       {"subset", "--subset"},     {"synthetic", "--synthetic"},   {"precision", "--precision"},
+      {"bn_variant", "--bn-variant"},
   };
   const auto it = kFlags.find(field);
   if (it == kFlags.end()) return std::nullopt;
@@ -214,6 +224,7 @@ std::string default_run_dir(const RunConfig& r) {
                                 r.model.death_rate, r.split, r.train.seed);
   if (r.model.bn_gamma_init != BnGammaInit::kOne) dir += "-gamma-" + to_string(r.model.bn_gamma_init);
   if (r.precision != "fp32") dir += "-" + r.precision;
+  if (r.bn_variant != RunConfig{}.bn_variant) dir += "-bn-" + r.bn_variant;
   if (r.synthetic > 0) dir += fmt::format("-synthetic{}", r.synthetic);
   return dir;
 }

@@ -78,4 +78,8 @@ void add_precision_option(CLI::App& app, std::string& precision);
 // Throws UsageError naming --precision for an unknown precision, or tf32 with a CPU --device.
 void check_precision(const std::string& precision, const std::string& device);
 
+// "--bn-variant NAME" (sd_train, sd_eval, sd_bench; default block_per_channel): the GPU's batch-norm
+// kernels (kernels/cuda/batch_norm.h). check_bn_variant (apps/common/device.h) checks it.
+void add_bn_variant_option(CLI::App& app, std::string& bn_variant);
+
 }  // namespace sd::apps

@@ -46,6 +46,9 @@ struct BackendOptions {
   // Arithmetic of convolutions and GEMMs: "fp32" (exact) or "tf32" (GPU tensor cores; the CPU
   // reference refuses it). Storage is fp32 either way.
   std::string precision = "fp32";
+  // The GPU's batch-norm kernels (kernels/cuda/batch_norm.h: a row's name); the CPU reference has
+  // one batch norm and refuses any other. Every variant computes the same BN, up to rounding.
+  std::string bn_variant = "block_per_channel";
 };
 
 struct StepInput {

@@ -54,6 +54,7 @@ json to_json(const RunConfig& c) {
       {"subset", c.subset},
       {"synthetic", c.synthetic},
       {"precision", c.precision},
+      {"bn_variant", c.bn_variant},
   };
 }
 
@@ -77,6 +78,7 @@ RunConfig run_config_from_json(const json& j) {
   c.subset = field<int64_t>(j, "subset");
   c.synthetic = field<int64_t>(j, "synthetic");
   c.precision = field<std::string>(j, "precision");
+  c.bn_variant = j.value("bn_variant", std::string("block_per_channel"));
   return c;
 }
 
@@ -153,6 +155,7 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& ck, co
       {"seed", std::to_string(ck.config.train.seed)},
       {"split", ck.config.split},
       {"precision", ck.config.precision},
+      {"bn_variant", ck.config.bn_variant},
       // The float's exact value as the shortest text that reads back as that very double: a float
       // reader (std::stof) and a double reader (Python's float()) both get exactly what trained.
       {"normalization.std", fmt::format("{}", double(ck.normalization.std))},
@@ -244,6 +247,7 @@ std::vector<ConfigDifference> config_differences(const RunConfig& a, const RunCo
   cmp("subset", "subset", a.subset, b.subset);
   cmp("synthetic", "synthetic", a.synthetic, b.synthetic);
   cmp("precision", "precision", a.precision, b.precision);
+  cmp("bn_variant", "batch-norm variant", a.bn_variant, b.bn_variant);
   return out;
 }
 

@@ -6,7 +6,7 @@
 // normalisation's mean image as "normalization.mean" [3, 32, 32] (byte units), and in `last`
 // checkpoints the momentum buffers ("optimizer.momentum.<parameter>").
 // Metadata (all strings, as the format requires): "format", "kind" (last | best), "depth",
-// "death_mode", "death_rate", "bn_gamma_init" (one | uniform), "epoch" (epochs completed), "seed", "split", "precision" (fp32 | tf32),
+// "death_mode", "death_rate", "bn_gamma_init" (one | uniform), "epoch" (epochs completed), "seed", "split", "precision" (fp32 | tf32), "bn_variant",
 // "normalization.std",
 // "config" (RunConfig as JSON) and "trainer_state" (TrainerState as JSON). Together they are
 // everything `sd_train --resume` needs to continue bit for bit: the gates, epoch order and
@@ -38,10 +38,12 @@ struct RunConfig {
   int64_t subset = 0;           // > 0: only the first `subset` training images (smoke tests)
   int64_t synthetic = 0;        // > 0: generated data with this many training images, not CIFAR-10
   std::string precision = "fp32";
+  std::string bn_variant = "block_per_channel";
 };
 
 nlohmann::json to_json(const RunConfig& config);
-// Throws std::runtime_error on a missing field; "bn_gamma_init", absent before it existed, means "one".
+// Throws std::runtime_error on a missing field; "bn_gamma_init" and "bn_variant", absent before they
+// existed, mean "one" and "block_per_channel".
 RunConfig run_config_from_json(const nlohmann::json& j);
 // Non-finite values (no best yet: ∞; no test error yet: NaN) are stored as null and restored.
 nlohmann::json to_json(const TrainerState& state);

@@ -1,9 +1,8 @@
-// The BatchNorm layer (kernels/cuda/batch_norm.h): shape checks, then the chosen variant's launch.
+// The BatchNorm layer (kernels/cuda/batch_norm.h): shape checks, then the variant's row's launcher.
 #include "kernels/cuda/batch_norm.h"
 
 #include "engine/cuda/check.h"
 #include "engine/cuda/format.h"
-#include "kernels/cuda/batch_norm_variants.h"
 
 namespace sd::cuda {
 
@@ -17,69 +16,71 @@ void check_pair(const DeviceTensor& a, const DeviceTensor& b, const char* what) 
     throw Error(cat(what, ": bad shape n=", a.n, " c=", a.c, " hw=", a.h * a.w));
 }
 
-[[noreturn]] void unknown(BatchNormVariant v) { throw Error(cat("BatchNorm: unknown variant ", int(v))); }
+// The row of the variant a call runs, refused where this device cannot run it.
+const BatchNormVariantRow& runnable_row(BatchNormVariant variant) {
+  const BatchNormVariantRow& row = batch_norm_row(variant);
+  if (!runs_on_this_device(row)) throw Error(cat("BatchNorm: the emulated device cannot run the '", row.name, "' variant"));
+  return row;
+}
+
+BnShape shape_of(const DeviceTensor& x) { return BnShape{x.n, x.c, x.h * x.w}; }
 
 }  // namespace
 
-const char* variant_name(BatchNormVariant v) {
-  switch (v) {
-    case BatchNormVariant::kBlockPerChannel: return "block_per_channel";
-    case BatchNormVariant::kSplit: return "split";
-  }
-  unknown(v);
+const BatchNormVariantRow& batch_norm_row(BatchNormVariant variant) {
+  for (const BatchNormVariantRow& row : kBatchNormVariantRows)
+    if (row.variant == variant) return row;
+  throw Error(cat("BatchNorm: unknown variant ", int(variant)));
 }
+
+const char* variant_name(BatchNormVariant variant) { return batch_norm_row(variant).name; }
 
 BatchNormVariant batch_norm_variant_named(const std::string& name) {
   std::string known;
-  for (const BatchNormVariant v : kBatchNormVariants) {
-    if (name == variant_name(v)) return v;
-    known += known.empty() ? variant_name(v) : cat(", ", variant_name(v));
+  for (const BatchNormVariantRow& row : kBatchNormVariantRows) {
+    if (name == row.name) return row.variant;
+    known += known.empty() ? row.name : cat(", ", row.name);
   }
   throw Error(cat("unknown batch-norm variant '", name, "' (known: ", known, ")"));
 }
 
-BatchNormLaunches batch_norm_launches(BatchNormVariant v) {
-  switch (v) {
-    case BatchNormVariant::kBlockPerChannel: return {1, 1, 1};
-    case BatchNormVariant::kSplit: return {2, 1, 2};  // partials, then combine + apply
-  }
-  unknown(v);
-}
+BatchNormLaunches batch_norm_launches(BatchNormVariant variant) { return batch_norm_row(variant).launches; }
 
-size_t batch_norm_partials_doubles(BatchNormVariant v, int n, int c, int hw) {
-  switch (v) {
-    case BatchNormVariant::kBlockPerChannel: return 0;
-    case BatchNormVariant::kSplit: return bn_split::partials_doubles(n, c, hw);
-  }
-  unknown(v);
+size_t batch_norm_partials_doubles(BatchNormVariant variant, int n, int c, int hw) {
+  const BatchNormVariantRow& row = batch_norm_row(variant);
+  return row.partials_doubles ? row.partials_doubles(n, c, hw) : 0;
 }
 
 void BatchNorm::forward_train(Context& ctx, const DeviceTensor& x, const DeviceTensor& y) const {
   check_pair(x, y, "BatchNorm::forward_train");
-  switch (variant) {
-    case BatchNormVariant::kBlockPerChannel:
-      return bn_block_per_channel::forward_train(ctx, x.n, x.c, x.h * x.w, x.data, gamma, beta, y.data, save_mean,
-                                                 save_inv_std, running_mean, running_var, relu, kBnMomentum,
-                                                 kBnEpsilon);
-    case BatchNormVariant::kSplit:
-      return bn_split::forward_train(ctx, x.n, x.c, x.h * x.w, x.data, gamma, beta, y.data, save_mean, save_inv_std,
-                                     running_mean, running_var, partials, relu, kBnMomentum, kBnEpsilon);
-  }
-  unknown(variant);
+  runnable_row(variant).forward_train(ctx, BnForwardTrainArgs{.shape = shape_of(x),
+                                                              .x = x.data,
+                                                              .gamma = gamma,
+                                                              .beta = beta,
+                                                              .y = y.data,
+                                                              .save_mean = save_mean,
+                                                              .save_inv_std = save_inv_std,
+                                                              .running_mean = running_mean,
+                                                              .running_var = running_var,
+                                                              .partials = partials,
+                                                              .relu = relu,
+                                                              .momentum = kBnMomentum,
+                                                              .eps = kBnEpsilon});
 }
 
 void BatchNorm::forward_eval(Context& ctx, const DeviceTensor& x, const DeviceTensor& y, double output_scale) const {
   check_pair(x, y, "BatchNorm::forward_eval");
   if (!(output_scale >= 0.0)) throw Error(cat("BatchNorm::forward_eval: output scale ", output_scale, " (need >= 0)"));
-  switch (variant) {
-    case BatchNormVariant::kBlockPerChannel:
-      return bn_block_per_channel::forward_eval(ctx, x.n, x.c, x.h * x.w, x.data, gamma, beta, running_mean,
-                                                running_var, y.data, relu, kBnEpsilon, output_scale);
-    case BatchNormVariant::kSplit:
-      return bn_split::forward_eval(ctx, x.n, x.c, x.h * x.w, x.data, gamma, beta, running_mean, running_var, y.data,
-                                    relu, kBnEpsilon, output_scale);
-  }
-  unknown(variant);
+  runnable_row(variant).forward_eval(ctx, BnForwardEvalArgs{.shape = shape_of(x),
+                                                            .x = x.data,
+                                                            .gamma = gamma,
+                                                            .beta = beta,
+                                                            .running_mean = running_mean,
+                                                            .running_var = running_var,
+                                                            .y = y.data,
+                                                            .relu = relu,
+                                                            .eps = kBnEpsilon,
+                                                            .scale = output_scale});
 }
 
 void BatchNorm::backward(Context& ctx, const DeviceTensor& x, const DeviceTensor& y, const DeviceTensor& dy,
@@ -87,15 +88,17 @@ void BatchNorm::backward(Context& ctx, const DeviceTensor& x, const DeviceTensor
   check_pair(x, dy, "BatchNorm::backward");
   check_pair(x, dx, "BatchNorm::backward");
   if (relu) check_pair(x, y, "BatchNorm::backward");
-  switch (variant) {
-    case BatchNormVariant::kBlockPerChannel:
-      return bn_block_per_channel::backward(ctx, x.n, x.c, x.h * x.w, x.data, relu ? y.data : nullptr, dy.data, gamma,
-                                            save_mean, save_inv_std, dx.data, dgamma, dbeta);
-    case BatchNormVariant::kSplit:
-      return bn_split::backward(ctx, x.n, x.c, x.h * x.w, x.data, relu ? y.data : nullptr, dy.data, gamma, save_mean,
-                                save_inv_std, partials, dx.data, dgamma, dbeta);
-  }
-  unknown(variant);
+  runnable_row(variant).backward(ctx, BnBackwardArgs{.shape = shape_of(x),
+                                                     .x = x.data,
+                                                     .relu_output = relu ? y.data : nullptr,
+                                                     .dy = dy.data,
+                                                     .gamma = gamma,
+                                                     .save_mean = save_mean,
+                                                     .save_inv_std = save_inv_std,
+                                                     .partials = partials,
+                                                     .dx = dx.data,
+                                                     .dgamma = dgamma,
+                                                     .dbeta = dbeta});
 }
 
 }  // namespace sd::cuda

@@ -17,14 +17,17 @@
 // batch_norm_launches(variant) (the launch formula of models/cuda/cuda_resnet.h counts the default's).
 //
 // Variants: each in its own kernels/cuda/batch_norm_<variant>.cu behind BatchNormVariant, chosen per
-// layer; tests/gpu/test_batch_norm.cpp checks every one against the reference and
-// bench/sd_kernel_bench times every one at the network's shapes. A new variant adds a value here,
-// its launchers to batch_norm_variants.h, its .cu, and a case in batch_norm.cu's dispatch.
+// layer (the model: --bn-variant); one row of kBatchNormVariantRows says everything about it.
+// tests/gpu/test_batch_norm.cpp checks every row against the reference and bench/sd_kernel_bench
+// times every one at the network's shapes. A new variant: a value of BatchNormVariant, its .cu with
+// the three launchers of batch_norm_variants.h, and its row.
+#include <array>
 #include <cstddef>
 #include <string>
 
 #include "engine/cuda/context.h"
 #include "engine/cuda/tensor.h"
+#include "kernels/cuda/batch_norm_variants.h"
 
 namespace sd::cuda {
 
@@ -44,16 +47,52 @@ enum class BatchNormVariant {
   // where aligned). Needs BatchNorm::partials (kernels/cuda/batch_norm_split.cu).
   kSplit,
 };
-inline constexpr BatchNormVariant kBatchNormVariants[] = {BatchNormVariant::kBlockPerChannel,
-                                                          BatchNormVariant::kSplit};
-const char* variant_name(BatchNormVariant variant);  // "block_per_channel", "split"
-// The variant called `name` (as variant_name spells it); throws naming the known ones otherwise.
-BatchNormVariant batch_norm_variant_named(const std::string& name);
 
 // Kernel launches of one call of each operation.
 struct BatchNormLaunches {
   int forward_train, forward_eval, backward;
 };
+
+// Everything about one variant: the layer calls its launchers, the model sizes its scratch and
+// counts its launches (models/cuda/cuda_resnet.h: LaunchFormula), the tests and the benchmark run
+// every row.
+struct BatchNormVariantRow {
+  BatchNormVariant variant;
+  const char* name;                                  // as --bn-variant and the benchmark spell it
+  BatchNormLaunches launches;                        // per call
+  size_t (*partials_doubles)(int n, int c, int hw);  // device scratch (BatchNorm::partials) at a shape; null: none
+  void (*forward_train)(Context&, const BnForwardTrainArgs&);
+  void (*forward_eval)(Context&, const BnForwardEvalArgs&);
+  void (*backward)(Context&, const BnBackwardArgs&);
+  bool emulated;  // whether the emulated device (tests/emulator) runs it; elsewhere a call throws
+};
+
+inline constexpr BatchNormVariantRow kBatchNormVariantRows[] = {
+    {BatchNormVariant::kBlockPerChannel, "block_per_channel", {1, 1, 1}, nullptr,
+     bn_block_per_channel::forward_train, bn_block_per_channel::forward_eval, bn_block_per_channel::backward, true},
+    // partials, then combine + apply; evaluation is one kernel
+    {BatchNormVariant::kSplit, "split", {2, 1, 2}, bn_split::partials_doubles, bn_split::forward_train,
+     bn_split::forward_eval, bn_split::backward, true},
+};
+inline constexpr auto kBatchNormVariants = [] {
+  std::array<BatchNormVariant, std::size(kBatchNormVariantRows)> out{};
+  for (size_t i = 0; i < out.size(); ++i) out[i] = kBatchNormVariantRows[i].variant;
+  return out;
+}();
+
+// The row of `variant`; throws (Error) for a value without one.
+const BatchNormVariantRow& batch_norm_row(BatchNormVariant variant);
+// Whether this device runs the row: always on a GPU; on the emulated device, where row.emulated.
+constexpr bool runs_on_this_device(const BatchNormVariantRow& row) {
+#if defined(SD_EMULATED_DEVICE)
+  return row.emulated;
+#else
+  return (void)row, true;
+#endif
+}
+const char* variant_name(BatchNormVariant variant);  // the row's name
+// The variant called `name` (as variant_name spells it); throws naming the known ones otherwise.
+BatchNormVariant batch_norm_variant_named(const std::string& name);
 BatchNormLaunches batch_norm_launches(BatchNormVariant variant);
 // Device doubles that BatchNorm::partials must hold for this variant at [n, c, h·w] (0: not used).
 // One buffer sized for the largest layer serves every layer of a Context (its calls are ordered).

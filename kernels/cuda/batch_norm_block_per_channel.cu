@@ -101,26 +101,23 @@ __global__ void bn_backward_kernel(int n, int C, int hw, const float* x, const f
 
 }  // namespace
 
-void forward_train(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta, float* y,
-                   float* save_mean, float* save_inv_std, float* running_mean, float* running_var, bool relu,
-                   double momentum, double eps) {
-  SD_LAUNCH(ctx, bn_forward_train_kernel, c, kBnThreads, 0, n, c, hw, x, gamma, beta, y, save_mean, save_inv_std,
-            running_mean, running_var, momentum, eps, relu ? 1 : 0);
+void forward_train(Context& ctx, const BnForwardTrainArgs& a) {
+  const auto [n, c, hw] = a.shape;
+  SD_LAUNCH(ctx, bn_forward_train_kernel, c, kBnThreads, 0, n, c, hw, a.x, a.gamma, a.beta, a.y, a.save_mean,
+            a.save_inv_std, a.running_mean, a.running_var, a.momentum, a.eps, a.relu ? 1 : 0);
 }
 
-void forward_eval(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
-                  const float* running_mean, const float* running_var, float* y, bool relu, double eps,
-                  double scale) {
+void forward_eval(Context& ctx, const BnForwardEvalArgs& a) {
+  const auto [n, c, hw] = a.shape;
   const long long count = (long long)n * c * hw;
-  SD_LAUNCH(ctx, bn_forward_eval_kernel, blocks_for(count), kThreads, 0, count, c, hw, x, gamma, beta, running_mean,
-            running_var, y, eps, scale, relu ? 1 : 0);
+  SD_LAUNCH(ctx, bn_forward_eval_kernel, blocks_for(count), kThreads, 0, count, c, hw, a.x, a.gamma, a.beta,
+            a.running_mean, a.running_var, a.y, a.eps, a.scale, a.relu ? 1 : 0);
 }
 
-void backward(Context& ctx, int n, int c, int hw, const float* x, const float* relu_output, const float* dy,
-              const float* gamma, const float* save_mean, const float* save_inv_std, float* dx, float* dgamma,
-              float* dbeta) {
-  SD_LAUNCH(ctx, bn_backward_kernel, c, kBnThreads, 0, n, c, hw, x, relu_output, dy, gamma, save_mean, save_inv_std,
-            dx, dgamma, dbeta);
+void backward(Context& ctx, const BnBackwardArgs& a) {
+  const auto [n, c, hw] = a.shape;
+  SD_LAUNCH(ctx, bn_backward_kernel, c, kBnThreads, 0, n, c, hw, a.x, a.relu_output, a.dy, a.gamma, a.save_mean,
+            a.save_inv_std, a.dx, a.dgamma, a.dbeta);
 }
 
 }  // namespace sd::cuda::bn_block_per_channel

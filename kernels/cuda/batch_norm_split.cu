@@ -285,54 +285,53 @@ dim3 grid_of(const Plan& plan, int c) { return dim3(unsigned(plan.splits), unsig
 
 size_t partials_doubles(int n, int c, int hw) { return 2 * size_t(c) * size_t(split_count(n, c, hw)); }
 
-void forward_train(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta, float* y,
-                   float* save_mean, float* save_inv_std, float* running_mean, float* running_var, double* partials,
-                   bool relu, double momentum, double eps) {
-  require_partials(partials, "forward_train");
-  const int vec = vector_width(hw, {x, y});
+void forward_train(Context& ctx, const BnForwardTrainArgs& a) {
+  require_partials(a.partials, "forward_train");
+  const auto [n, c, hw] = a.shape;
+  const int vec = vector_width(hw, {a.x, a.y});
   const Plan plan = plan_for(n, c, hw, vec);
   const dim3 grid = grid_of(plan, c);
+  const int relu = a.relu ? 1 : 0;
   if (vec == 4) {
-    SD_LAUNCH(ctx, bn_split_moments_kernel<4>, grid, kSplitThreads, 0, plan, c, hw, x, partials);
-    SD_LAUNCH(ctx, bn_split_normalize_kernel<4>, grid, kSplitThreads, 0, plan, c, hw, x, gamma, beta, y, partials,
-              save_mean, save_inv_std, running_mean, running_var, momentum, eps, relu ? 1 : 0);
+    SD_LAUNCH(ctx, bn_split_moments_kernel<4>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.partials);
+    SD_LAUNCH(ctx, bn_split_normalize_kernel<4>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.gamma, a.beta, a.y,
+              a.partials, a.save_mean, a.save_inv_std, a.running_mean, a.running_var, a.momentum, a.eps, relu);
   } else {
-    SD_LAUNCH(ctx, bn_split_moments_kernel<1>, grid, kSplitThreads, 0, plan, c, hw, x, partials);
-    SD_LAUNCH(ctx, bn_split_normalize_kernel<1>, grid, kSplitThreads, 0, plan, c, hw, x, gamma, beta, y, partials,
-              save_mean, save_inv_std, running_mean, running_var, momentum, eps, relu ? 1 : 0);
+    SD_LAUNCH(ctx, bn_split_moments_kernel<1>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.partials);
+    SD_LAUNCH(ctx, bn_split_normalize_kernel<1>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.gamma, a.beta, a.y,
+              a.partials, a.save_mean, a.save_inv_std, a.running_mean, a.running_var, a.momentum, a.eps, relu);
   }
 }
 
-void forward_eval(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
-                  const float* running_mean, const float* running_var, float* y, bool relu, double eps,
-                  double scale) {
-  const int vec = vector_width(hw, {x, y});
+void forward_eval(Context& ctx, const BnForwardEvalArgs& a) {
+  const auto [n, c, hw] = a.shape;
+  const int vec = vector_width(hw, {a.x, a.y});
   const Plan plan = plan_for(n, c, hw, vec);
+  const int relu = a.relu ? 1 : 0;
   if (vec == 4)
-    SD_LAUNCH(ctx, bn_split_eval_kernel<4>, grid_of(plan, c), kSplitThreads, 0, plan, c, hw, x, gamma, beta,
-              running_mean, running_var, y, eps, scale, relu ? 1 : 0);
+    SD_LAUNCH(ctx, bn_split_eval_kernel<4>, grid_of(plan, c), kSplitThreads, 0, plan, c, hw, a.x, a.gamma, a.beta,
+              a.running_mean, a.running_var, a.y, a.eps, a.scale, relu);
   else
-    SD_LAUNCH(ctx, bn_split_eval_kernel<1>, grid_of(plan, c), kSplitThreads, 0, plan, c, hw, x, gamma, beta,
-              running_mean, running_var, y, eps, scale, relu ? 1 : 0);
+    SD_LAUNCH(ctx, bn_split_eval_kernel<1>, grid_of(plan, c), kSplitThreads, 0, plan, c, hw, a.x, a.gamma, a.beta,
+              a.running_mean, a.running_var, a.y, a.eps, a.scale, relu);
 }
 
-void backward(Context& ctx, int n, int c, int hw, const float* x, const float* relu_output, const float* dy,
-              const float* gamma, const float* save_mean, const float* save_inv_std, double* partials, float* dx,
-              float* dgamma, float* dbeta) {
-  require_partials(partials, "backward");
-  const int vec = vector_width(hw, {x, relu_output, dy, dx});
+void backward(Context& ctx, const BnBackwardArgs& a) {
+  require_partials(a.partials, "backward");
+  const auto [n, c, hw] = a.shape;
+  const int vec = vector_width(hw, {a.x, a.relu_output, a.dy, a.dx});
   const Plan plan = plan_for(n, c, hw, vec);
   const dim3 grid = grid_of(plan, c);
   if (vec == 4) {
-    SD_LAUNCH(ctx, bn_split_grad_sums_kernel<4>, grid, kSplitThreads, 0, plan, c, hw, x, relu_output, dy, save_mean,
-              save_inv_std, partials);
-    SD_LAUNCH(ctx, bn_split_input_grad_kernel<4>, grid, kSplitThreads, 0, plan, c, hw, x, relu_output, dy, gamma,
-              save_mean, save_inv_std, partials, dx, dgamma, dbeta);
+    SD_LAUNCH(ctx, bn_split_grad_sums_kernel<4>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.relu_output, a.dy,
+              a.save_mean, a.save_inv_std, a.partials);
+    SD_LAUNCH(ctx, bn_split_input_grad_kernel<4>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.relu_output, a.dy,
+              a.gamma, a.save_mean, a.save_inv_std, a.partials, a.dx, a.dgamma, a.dbeta);
   } else {
-    SD_LAUNCH(ctx, bn_split_grad_sums_kernel<1>, grid, kSplitThreads, 0, plan, c, hw, x, relu_output, dy, save_mean,
-              save_inv_std, partials);
-    SD_LAUNCH(ctx, bn_split_input_grad_kernel<1>, grid, kSplitThreads, 0, plan, c, hw, x, relu_output, dy, gamma,
-              save_mean, save_inv_std, partials, dx, dgamma, dbeta);
+    SD_LAUNCH(ctx, bn_split_grad_sums_kernel<1>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.relu_output, a.dy,
+              a.save_mean, a.save_inv_std, a.partials);
+    SD_LAUNCH(ctx, bn_split_input_grad_kernel<1>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.relu_output, a.dy,
+              a.gamma, a.save_mean, a.save_inv_std, a.partials, a.dx, a.dgamma, a.dbeta);
   }
 }
 

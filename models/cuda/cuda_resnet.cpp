@@ -8,6 +8,16 @@
 
 namespace sd {
 
+LaunchFormula LaunchFormula::for_variant(cuda::BatchNormVariant variant) {
+  const cuda::BatchNormLaunches bn = cuda::batch_norm_launches(variant);
+  LaunchFormula f;
+  f.train_fixed = 12 + bn.forward_train + bn.backward;
+  f.train_per_open_block = 8 + 2 * (bn.forward_train + bn.backward);
+  f.eval_fixed_per_batch = 5 + bn.forward_eval;
+  f.eval_per_block_per_batch = 3 + 2 * bn.forward_eval;
+  return f;
+}
+
 int64_t LaunchFormula::train_step(const ResNetSpec& spec, const std::vector<uint8_t>& gates) const {
   int64_t n = train_fixed;
   for (int l = 0; l < spec.num_blocks(); ++l) {
@@ -118,6 +128,12 @@ EvalResult CudaResNet::do_evaluate(ImageSetRole role) {
   r.loss_sum = t[0].loss_sum;
   r.errors = t[0].errors;
   return r;
+}
+
+std::vector<std::string> cuda_bn_variant_names() {
+  std::vector<std::string> names;
+  for (const cuda::BatchNormVariantRow& row : cuda::kBatchNormVariantRows) names.push_back(row.name);
+  return names;
 }
 
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options, int max_batch, int device) {

@@ -16,14 +16,17 @@
 // formula below. Each block is a BlockUnit (models/cuda/block_unit.h): its layers, fixed buffers
 // and the work of each of its paths.
 //
-// Launches per training step (batch ≤ 512), counted by the engine itself (Context::launches):
-//   14 fixed (grad memset, gather, stem conv+BN, pool, fc GEMM, softmax, 2 fc GEMMs backward,
-//            pool backward, stem BN backward, stem conv filter gradient, its mean |gradient|, SGD)
-//   + 12 per open block (forward: conv, BN+ReLU, conv, BN, join; backward: join, BN, conv filter,
-//            conv data, BN+ReLU, conv filter, conv data)
+// Launches per training step (batch ≤ 512), counted by the engine itself (Context::launches), for a
+// batch-norm variant whose calls launch f (training forward), e (evaluation) and b (backward)
+// kernels (its row in kernels/cuda/batch_norm.h; 1, 1, 1 for the default):
+//   12 + f + b fixed (grad memset, gather, stem conv, stem BN, pool, fc GEMM, softmax, 2 fc GEMMs
+//            backward, pool backward, stem BN backward, stem conv filter gradient, its mean
+//            |gradient|, SGD)
+//   + 8 + 2f + 2b per open block (forward: conv, BN+ReLU, conv, BN, join; backward: join, BN, conv
+//            filter, conv data, BN+ReLU, conv filter, conv data)
 //   + 2 per closed downsampling block; 0 per closed stride-1 block.
-// Evaluation, per batch: 6 fixed (gather, stem conv+BN, pool, GEMM, softmax) + 5 per block, plus
-// one memset per evaluate() call.
+// Evaluation, per batch: 5 + e fixed (gather, stem conv, stem BN, pool, GEMM, softmax) + 3 + 2e per
+// block, plus one memset per evaluate() call.
 //
 // Profiling: NVTX ranges (engine/cuda/nvtx.h) per step ("train_step", "evaluate"), per phase
 // ("gather", "forward", "loss", "backward", "sgd") and per block ("stages.1.0"), so that an
@@ -43,12 +46,15 @@
 namespace sd {
 
 struct LaunchFormula {
-  int train_fixed = 14;
-  int train_per_open_block = 12;
+  int train_fixed = 0;
+  int train_per_open_block = 0;
   int train_per_closed_downsampling_block = 2;
-  int eval_fixed_per_batch = 6;
-  int eval_per_block_per_batch = 5;
+  int eval_fixed_per_batch = 0;
+  int eval_per_block_per_batch = 0;
   int eval_fixed_per_call = 1;
+
+  // The counts above for a batch-norm variant, from its row's launches per call.
+  static LaunchFormula for_variant(cuda::BatchNormVariant variant);
 
   // Launches of one training step with these gates.
   int64_t train_step(const ResNetSpec& spec, const std::vector<uint8_t>& gates) const;
@@ -80,7 +86,10 @@ class CudaResNet final : public Backend {
 
   // ---- for tests and benchmarks (each of these waits for the device) ----
   uint64_t launches() const { return net_.ctx().launches(); }  // engine-issued operations so far
-  static LaunchFormula launch_formula() { return LaunchFormula{}; }
+  static LaunchFormula launch_formula(cuda::BatchNormVariant variant = cuda::BatchNormVariant::kBlockPerChannel) {
+    return LaunchFormula::for_variant(variant);
+  }
+  cuda::BatchNormVariant bn_variant() const { return net_.bn_variant(); }
   static GraphLaunchFormula graph_launch_formula() { return GraphLaunchFormula{}; }
   Execution execution() const { return execution_; }
   // Switches between eager and graph execution (same layers, same buffers, same algorithms: the

@@ -18,7 +18,10 @@ enum class BnActivation { kNone, kRelu };  // what follows a BN layer: nothing (
 }  // namespace
 
 DeviceNetwork::DeviceNetwork(const BackendOptions& options, int max_batch, int device)
-    : options_(options), spec_(make_resnet_spec(options.model)), max_batch_(max_batch) {
+    : options_(options),
+      spec_(make_resnet_spec(options.model)),
+      bn_variant_(cuda::batch_norm_variant_named(options.bn_variant)),
+      max_batch_(max_batch) {
   if (max_batch < 1) throw std::invalid_argument(fmt::format("DeviceNetwork: max_batch {} must be at least 1", max_batch));
   ctx_ = std::make_unique<cuda::Context>(device, cuda::math_mode_named(options.precision));
   versions_ = cuda::query_version_numbers();
@@ -89,6 +92,12 @@ DeviceBuffers DeviceNetwork::lay_out(Alloc& a) const {
     b.blocks.push_back(bb);
   }
   b.shared.branch = a.template take<float>(largest);
+  // One scratch for every BN layer (their calls are ordered on the stream): the largest any needs.
+  size_t partials = batch_norm_partials_doubles(bn_variant_, int(B), stem_bn.channels, stem_bn.side * stem_bn.side);
+  for (const BlockSpec& blk : spec_.blocks)
+    partials = std::max(partials, batch_norm_partials_doubles(bn_variant_, int(B), blk.out_channels,
+                                                              blk.out_side * blk.out_side));
+  if (partials > 0) b.bn_partials = a.template take<double>(partials);
   for (size_t s = 0; s < spec_.stages.size(); ++s) {
     const StageSpec& stage = spec_.stages[s];
     b.stage_grad[s] = a.template take<float>(B * size_t(stage.channels) * stage.side * stage.side);
@@ -135,6 +144,8 @@ void DeviceNetwork::build_layers() {
     l.save_mean = save_mean;
     l.save_inv_std = save_inv_std;
     l.relu = activation == BnActivation::kRelu;
+    l.partials = buf_.bn_partials;
+    l.variant = bn_variant_;
     return l;
   };
   stem_conv_ = conv(spec_.stem.conv);

@@ -52,6 +52,7 @@ struct DeviceBuffers {
   float *stem_a = nullptr, *stem_r = nullptr, *stem_save_mean = nullptr, *stem_save_inv_std = nullptr;
   std::vector<BlockBuffers> blocks;
   SharedBlockBuffers shared;
+  double* bn_partials = nullptr;  // the BN variant's scratch, for the largest BN layer (null: none needed)
   float* stage_grad[3] = {nullptr, nullptr, nullptr};
   float *pooled = nullptr, *dpooled = nullptr, *logits = nullptr, *dlogits = nullptr, *losses = nullptr;
   uint8_t* batch_predictions = nullptr;  // graph evaluation: the batch's, before they go to the set's
@@ -79,6 +80,7 @@ class DeviceNetwork {
   DeviceNetwork& operator=(const DeviceNetwork&) = delete;
 
   const ResNetSpec& spec() const { return spec_; }
+  cuda::BatchNormVariant bn_variant() const { return bn_variant_; }
   const BackendOptions& options() const { return options_; }
   int max_batch() const { return max_batch_; }
   int num_blocks() const { return spec_.num_blocks(); }
@@ -132,6 +134,7 @@ class DeviceNetwork {
 
   BackendOptions options_;
   ResNetSpec spec_;
+  cuda::BatchNormVariant bn_variant_;
   int max_batch_;
   cuda::VersionNumbers versions_;
   std::unique_ptr<cuda::Context> ctx_;

@@ -28,3 +28,13 @@
   do {                              \
   } while (0)
 #endif
+
+// A kernel variant this device cannot run (a row of kernels/cuda/batch_norm.h that the emulated
+// device does not): the case reports skipped, naming it, instead of aborting the suite.
+#define SD_REQUIRE_RUNNABLE_VARIANT(row)                                                               \
+  do {                                                                                                 \
+    if (!sd::cuda::runs_on_this_device(row)) {                                                         \
+      std::cout << "SKIPPED: emulated device (cannot run the '" << (row).name << "' variant)" << std::endl; \
+      return;                                                                                          \
+    }                                                                                                  \
+  } while (0)

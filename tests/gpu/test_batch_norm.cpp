@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <iostream>
 
 #include "engine/cuda/context.h"
 #include "kernels/cpu/batch_norm.h"
@@ -77,6 +78,10 @@ void check_bn(cuda::Context& ctx, cuda::BatchNormVariant variant, const Case& k)
   const size_t count = k.count(), cs = size_t(k.c);
   INFO("BN" << (k.relu ? "+ReLU" : "") << " " << k.n << "×" << k.c << "×" << k.h << "×" << k.w << " offset " << k.offset
             << ", variant " << cuda::variant_name(variant));
+  if (!cuda::runs_on_this_device(cuda::batch_norm_row(variant))) {
+    std::cout << "SKIPPED: emulated device (cannot run the '" << cuda::variant_name(variant) << "' variant)\n";
+    return;
+  }
   Buffers b(k, variant);
   const cuda::BatchNormLaunches launches = cuda::batch_norm_launches(variant);
 

@@ -135,7 +135,7 @@ void check_step(CpuResNet& cpu, CudaResNet& gpu, const Data& data, const StepInp
   cpu.train_step(in);
   gpu.train_step(in);
   const uint64_t launches = gpu.launches() - launches_before;
-  CHECK(int64_t(launches) == CudaResNet::launch_formula().train_step(spec, gates));
+  CHECK(int64_t(launches) == CudaResNet::launch_formula(gpu.bn_variant()).train_step(spec, gates));
 
   // The batch: gathered and augmented bit for bit as the CPU does.
   std::vector<float> images(size_t(n) * kImageBytes);
@@ -379,6 +379,44 @@ TEST_CASE("gpu ResNet-8 steps and evaluation, small enough for compute-sanitizer
   const EvalResult rc = cpu.evaluate(ImageSetRole::kTest), rg = gpu.evaluate(ImageSetRole::kTest);  // 24 + 6
   REQUIRE(rg.predictions.size() == 30);
   CHECK(std::fabs(rg.loss_sum - rc.loss_sum) <= kResNet20.forward * std::fabs(rc.loss_sum));
+}
+
+// Every batch-norm variant in the whole model (--bn-variant): the steps and the evaluation of the
+// ResNet-8 case above, with the same bounds, and the launch count its row implies (check_step).
+TEST_CASE("gpu ResNet-8 with each batch-norm variant matches the CPU model", "[gpu][model][bn]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  for (const cuda::BatchNormVariantRow& row : cuda::kBatchNormVariantRows) {
+    INFO("batch-norm variant " << row.name);
+    SD_REQUIRE_RUNNABLE_VARIANT(row);
+    const Data data = make_data(64, 30);
+    BackendOptions o = options_for(8);
+    o.bn_variant = row.name;
+    CpuResNet cpu(options_for(8));
+    CudaResNet gpu(o, 24);
+    REQUIRE(gpu.bn_variant() == row.variant);
+    for (Backend* b : {static_cast<Backend*>(&cpu), static_cast<Backend*>(&gpu)}) {
+      b->set_normalization(data.norm);
+      b->set_images(ImageSetRole::kTrain, data.train);
+      b->set_images(ImageSetRole::kTest, data.test);
+    }
+    check_step(cpu, gpu, data, step_input(batch_indices(64, 24, 0), {1, 1, 1}, 0, 0, 0.1f), kResNet20);
+    check_step(cpu, gpu, data, step_input(batch_indices(64, 17, 1), {0, 1, 1}, 1, 1, 0.1f), kResNet20);
+    gpu.load_state(cpu.state());
+    const EvalResult rc = cpu.evaluate(ImageSetRole::kTest), rg = gpu.evaluate(ImageSetRole::kTest);
+    REQUIRE(rg.predictions.size() == 30);
+    CHECK(std::fabs(rg.loss_sum - rc.loss_sum) <= kResNet20.forward * std::fabs(rc.loss_sum));
+  }
+}
+
+TEST_CASE("gpu batch norm: a variant the emulated device cannot run is one it does not run", "[gpu][bn]") {
+  cuda::BatchNormVariantRow row = cuda::batch_norm_row(cuda::BatchNormVariant::kSplit);
+  CHECK(cuda::runs_on_this_device(row));
+  row.emulated = false;
+#if defined(SD_EMULATED_DEVICE)
+  CHECK_FALSE(cuda::runs_on_this_device(row));  // SD_REQUIRE_RUNNABLE_VARIANT then reports the case skipped
+#else
+  CHECK(cuda::runs_on_this_device(row));  // a GPU runs every row
+#endif
 }
 
 // The backend contract (state, load_state, argument checks) runs in test_backend_contract.cpp.
