@@ -34,6 +34,7 @@ struct BenchOptions {
   RunConfig run;
   std::string death_mode = "lin_decay", data_dir, device = "cuda", out;
   std::string exec = "eager";
+  Execution execution = Execution::kEager;  // `exec`, checked against the device once
   int steps = 352, rounds = 5, warmup = 20;
   bool verbose = false;
 };
@@ -67,12 +68,7 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   run.model.death_rate = death_rate;
   std::unique_ptr<Backend> backend = make_backend(
       o.device,
-      BackendOptions{.model = run.model,
-                     .sgd = run.sgd,
-                     .seed = run.train.seed,
-                     .execution = parse_execution_for(o.device, o.exec),
-                     .precision = run.precision,
-                     .bn_variant = run.bn_variant},
+      backend_options(run, o.execution),
       run.train.batch_size);
   report_backend("sd_bench", *backend, o.verbose || describe);
   backend->set_normalization(data.normalization);
@@ -188,7 +184,7 @@ int bench_main(int argc, char** argv) {
   check_device(o.device);
   check_precision(o.run.precision, o.device);
   check_bn_variant(o.run.bn_variant, o.device);
-  parse_execution_for(o.device, o.exec);
+  o.execution = parse_execution_for(o.device, o.exec);
   const DataSplit data = load_run_split(o.run, o.data_dir);
   if (size_t(o.run.train.batch_size) > data.train.size())
     throw UsageError(fmt::format("--batch-size {} is larger than the {} training images", o.run.train.batch_size,

@@ -99,69 +99,91 @@ double monotonic_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-int train_main(int argc, char** argv) {
-  const double process_start = monotonic_seconds();  // --time-limit counts from here
-  CLI::App app{"Trains the stochastic-depth ResNet on CIFAR-10 (paper defaults). See docs/USAGE.md.", "sd_train"};
-  TrainOptions o;
-  add_train_options(app, o);
-  parse_command_line(app, argc, argv);
-  finish_train_options(app, o);
+// What "check everything" gives "train": every setting checked, the data loaded and checked, the run
+// directory writable; nothing written yet, so that a mistake never costs an existing run.
+struct TrainPlan {
+  RunConfig run;
+  fs::path dir, last_path;
+  std::optional<Checkpoint> resumed;  // --resume: the checkpoint the run continues from
+  std::string note;                   // printed once every check has passed: an error stays the only line
+  DataSplit split;
+  // The normalisation the run trains with and saves with every checkpoint: on resume the checkpoint's
+  // (checked to match the data up to rounding), so that the continued run, sd_eval and PyTorch all see
+  // exactly what the model saw.
+  Normalization normalization;
+  BackendOptions backend;
+};
 
-  // Everything is checked before anything is written: a mistake never costs an existing run.
-  const fs::path dir = o.out;
-  const fs::path last_path = dir / "last.safetensors";
-  RunConfig run = o.run;
-  std::optional<Checkpoint> resumed;
-  std::string note;  // printed once every check has passed: an error stays the only line
+// A resumed run that has nothing left to train (another time slice after the last, say): its summary,
+// without data or device.
+void report_finished(const RunConfig& run, const Checkpoint& ck, const fs::path& dir, const fs::path& last_path,
+                    const std::string& note) {
+  std::cout << note << fmt::format("{}: the run is finished ({} of {} epochs)\n", last_path.string(),
+                                   ck.trainer.epochs_done, run.train.epochs);
+  write_file_atomically(dir / "summary.json", summary_json(run, ck.trainer).dump(2) + "\n");
+  std::cout << summary_line(ck.trainer) << std::endl;
+}
+
+// Check everything and make a plan: the settings (from the command line, or with --resume from the
+// checkpoint), the device, the data, the run directory. Nothing is written. Empty when a resumed run
+// is already finished (after reporting it).
+std::optional<TrainPlan> check_and_plan(const TrainOptions& o) {
+  TrainPlan p;
+  p.dir = o.out;
+  p.last_path = p.dir / "last.safetensors";
+  p.run = o.run;
   if (o.resume) {
     std::error_code ec;
-    if (!fs::exists(last_path, ec))
-      throw std::runtime_error(fmt::format("--resume: no checkpoint {} to resume (is --out right?)", last_path.string()));
-    resumed = load_checkpoint(last_path, model_tensors);
-    if (!resumed->checksum_verified) note += unverified_note(last_path) + "\n";
-    if (resumed->kind != CheckpointKind::kLast)
-      throw std::runtime_error(fmt::format("--resume: {} is a best-model checkpoint without optimiser state", last_path.string()));
-    run = settings_for_resume(*resumed, o, last_path, note);
-    validate_run_config(run);
-    if (resumed->trainer.epochs_done >= run.train.epochs) {
-      // Nothing left to train (another time slice after the last, say): no data, no device needed.
-      std::cout << note << fmt::format("{}: the run is finished ({} of {} epochs)\n", last_path.string(),
-                                       resumed->trainer.epochs_done, run.train.epochs);
-      write_file_atomically(dir / "summary.json", summary_json(run, resumed->trainer).dump(2) + "\n");
-      std::cout << summary_line(resumed->trainer) << std::endl;
-      return kExitOk;
+    if (!fs::exists(p.last_path, ec))
+      throw std::runtime_error(
+          fmt::format("--resume: no checkpoint {} to resume (is --out right?)", p.last_path.string()));
+    p.resumed = load_checkpoint(p.last_path, model_tensors);
+    if (!p.resumed->checksum_verified) p.note += unverified_note(p.last_path) + "\n";
+    if (p.resumed->kind != CheckpointKind::kLast)
+      throw std::runtime_error(
+          fmt::format("--resume: {} is a best-model checkpoint without optimiser state", p.last_path.string()));
+    p.run = settings_for_resume(*p.resumed, o, p.last_path, p.note);
+    validate_run_config(p.run);
+    if (p.resumed->trainer.epochs_done >= p.run.train.epochs) {
+      report_finished(p.run, *p.resumed, p.dir, p.last_path, p.note);
+      return std::nullopt;
     }
-  } else if (std::error_code ec; fs::exists(last_path, ec)) {
+  } else if (std::error_code ec; fs::exists(p.last_path, ec)) {
     throw std::runtime_error(fmt::format("{} already holds a run ({} exists): add --resume to continue it, or choose "
                                          "another --out",
-                                         dir.string(), last_path.string()));
+                                         p.dir.string(), p.last_path.string()));
   }
   check_device(o.device);
 
-  const DataSplit split = load_run_split(run, o.data_dir);
+  p.split = load_run_split(p.run, o.data_dir);
   try {
-    validate(run.train, split.train.size());
+    validate(p.run.train, p.split.train.size());
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
-  if (resumed)
-    check_same_data(split.normalization, resumed->normalization,
-                    run.synthetic > 0 ? std::string("the synthetic images")
-                                      : fmt::format("the training images in {}", o.data_dir));
-  ensure_writable_directory(dir);
+  if (p.resumed)
+    check_same_data(p.split.normalization, p.resumed->normalization,
+                    p.run.synthetic > 0 ? std::string("the synthetic images")
+                                        : fmt::format("the training images in {}", o.data_dir));
+  ensure_writable_directory(p.dir);
+  p.normalization = p.resumed ? p.resumed->normalization : p.split.normalization;
+  p.backend = backend_options(p.run, o.execution);
+  return p;
+}
 
-  std::unique_ptr<Backend> backend =
-      make_backend(o.device,
-                   BackendOptions{run.model, run.sgd, run.train.seed, parse_execution_for(o.device, o.exec), run.precision},
-                   run.train.batch_size);
+// Train: the backend, the data handed to it once, the resumed state, then epochs until done or stopped.
+int train(const TrainPlan& p, const TrainOptions& o, double process_start, int argc, char** argv) {
+  const RunConfig& run = p.run;
+  const fs::path& dir = p.dir;
+  const fs::path& last_path = p.last_path;
+  const std::optional<Checkpoint>& resumed = p.resumed;
+  const Normalization& norm = p.normalization;
+  const DataSplit& split = p.split;
+  std::unique_ptr<Backend> backend = make_backend(o.device, p.backend, run.train.batch_size);
+  hand_data_to(*backend, split, norm);
   Trainer trainer(run.train, *backend, split);
-  // The normalisation saved with every checkpoint is the one this run trains with: on resume the
-  // checkpoint's (checked above to match the data up to rounding), so that the continued run, sd_eval
-  // and PyTorch all see exactly what the model saw.
-  const Normalization norm = resumed ? resumed->normalization : split.normalization;
-  std::cout << note;
+  std::cout << p.note;
   if (resumed) {
-    backend->set_normalization(norm);
     backend->load_state(resumed->tensors);
     trainer.restore(resumed->trainer);
     keep_metrics_through(dir, resumed->trainer.epochs_done);
@@ -233,6 +255,19 @@ int train_main(int argc, char** argv) {
         saved ? fmt::format("{} ({}) is kept", last_path.string(), progress_text(saved->first, saved->second))
               : std::string("no checkpoint was written")));
   }
+}
+
+
+int train_main(int argc, char** argv) {
+  const double process_start = monotonic_seconds();  // --time-limit counts from here
+  CLI::App app{"Trains the stochastic-depth ResNet on CIFAR-10 (paper defaults). See docs/USAGE.md.", "sd_train"};
+  TrainOptions o;
+  add_train_options(app, o);
+  parse_command_line(app, argc, argv);
+  finish_train_options(app, o);
+  const std::optional<TrainPlan> plan = check_and_plan(o);
+  if (!plan) return kExitOk;  // a resumed run with nothing left to train (reported)
+  return train(*plan, o, process_start, argc, argv);
 }
 
 }  // namespace

@@ -84,7 +84,6 @@ void check_bn_variant(const std::string& variant, const std::string& device) {
 
 std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options,
                                       [[maybe_unused]] int max_batch) {
-  check_device(device);
   check_precision(options.precision, device);
   check_bn_variant(options.bn_variant, device);
   parse_execution_for(device, to_string(options.execution));

@@ -37,7 +37,9 @@ Execution parse_execution_for(const std::string& device, const std::string& exec
 void check_bn_variant(const std::string& variant, const std::string& device);
 
 // `max_batch`: the largest batch it will see (training steps and evaluation alike); the CUDA
-// engine sizes its device memory for it once.
+// engine sizes its device memory for it once. The caller has checked the device (check_device:
+// the programs do, once, with everything else, before loading data); the options' settings are
+// checked against it here (UsageError naming the flag).
 std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options, int max_batch);
 
 }  // namespace sd::apps

@@ -194,7 +194,7 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
     throw UsageError(fmt::format("--bn-gamma-init: {}", e.what()));
   }
   o.run.train.lr_steps = parse_lr_steps(o.lr_steps);
-  parse_execution_for(o.device, o.exec);
+  o.execution = parse_execution_for(o.device, o.exec);
   if (o.stop_after < 0) throw UsageError(fmt::format("--stop-after {}: must be positive", o.stop_after));
   if (o.given.count("--time-limit") && !(o.time_limit > 0 && o.time_limit < 1e9))
     throw UsageError(fmt::format("--time-limit {}: must be a positive number of seconds", o.time_limit));
@@ -202,6 +202,15 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
   check_precision(o.run.precision, o.device);
   check_bn_variant(o.run.bn_variant, o.device);
   if (o.out.empty()) o.out = default_run_dir(o.run);
+}
+
+BackendOptions backend_options(const RunConfig& run, Execution execution) {
+  return BackendOptions{.model = run.model,
+                        .sgd = run.sgd,
+                        .seed = run.train.seed,
+                        .execution = execution,
+                        .precision = run.precision,
+                        .bn_variant = run.bn_variant};
 }
 
 std::optional<std::string> flag_for_config_field(const std::string& field) {

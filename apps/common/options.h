@@ -25,6 +25,7 @@ struct TrainOptions {
   std::string out;  // empty until finish_train_options: then default_run_dir(run) if not given
   std::string device = "cuda";
   std::string exec = "eager";  // --exec: how the CUDA engine issues a step (no effect on the results)
+  Execution execution = Execution::kEager;  // `exec`, checked against the device (finish_train_options)
   bool resume = false;
   int stop_after = 0;  // > 0: stop (resumably) after this many epochs of this invocation
   double time_limit = 0;  // > 0: stop (resumably) before this many seconds of wall time have passed
@@ -36,6 +37,8 @@ void add_train_options(CLI::App& app, TrainOptions& options);
 // After parsing: converts the texts, fills `given`, and validates everything that needs no data.
 // Throws UsageError naming the flag.
 void finish_train_options(const CLI::App& app, TrainOptions& options);
+// What the options ask of the backend, named field by field.
+BackendOptions backend_options(const RunConfig& run, Execution execution);
 
 // "--device cpu|cuda|cuda:N" (default cuda, which is cuda:0).
 void add_device_option(CLI::App& app, std::string& device);

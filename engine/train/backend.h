@@ -107,6 +107,8 @@ class Backend {
   // pixel bytes that do not match the labels, or a label that is not a class (0..9).
   void set_normalization(const Normalization& norm);
   void set_images(ImageSetRole role, const ImageSet& images);
+  // Whether it holds a normalisation and training images (what train_step needs).
+  bool holds_training_data() const { return have_normalization_ && set_size(ImageSetRole::kTrain) > 0; }
 
   // One SGD step: forward with the given gates (closed blocks are the identity and do no work),
   // backward, then the update of every parameter (closed blocks' parameters get no gradient but

@@ -43,6 +43,13 @@ double learning_rate_at(const TrainConfig& c, int epoch) {
   return lr;
 }
 
+void hand_data_to(Backend& backend, const DataSplit& data, const Normalization& normalization) {
+  backend.set_normalization(normalization);
+  backend.set_images(ImageSetRole::kTrain, data.train);
+  if (data.has_validation()) backend.set_images(ImageSetRole::kValidation, data.validation);
+  if (!data.test.empty()) backend.set_images(ImageSetRole::kTest, data.test);
+}
+
 Trainer::Trainer(TrainConfig config, Backend& backend, const DataSplit& data)
     : config_(std::move(config)),
       backend_(backend),
@@ -51,10 +58,7 @@ Trainer::Trainer(TrainConfig config, Backend& backend, const DataSplit& data)
       gates_(config_.seed, backend.survival()) {
   validate(config_, train_size_);
   steps_per_epoch_ = int((train_size_ + size_t(config_.batch_size) - 1) / size_t(config_.batch_size));
-  backend_.set_normalization(data.normalization);
-  backend_.set_images(ImageSetRole::kTrain, data.train);
-  if (has_validation_) backend_.set_images(ImageSetRole::kValidation, data.validation);
-  if (!data.test.empty()) backend_.set_images(ImageSetRole::kTest, data.test);
+  if (!backend_.holds_training_data()) hand_data_to(backend_, data, data.normalization);
   has_test_ = !data.test.empty();
   const auto batches = [&](size_t n) { return int((n + size_t(config_.batch_size) - 1) / size_t(config_.batch_size)); };
   eval_batches_ = batches(data.validation.size()) + batches(data.test.size());

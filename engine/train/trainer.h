@@ -74,9 +74,16 @@ struct TrainerState {
   double elapsed_seconds = 0;  // wall time of all epochs so far, across resumes
 };
 
+// Hands a run's data to `backend`, once, before its first step: `normalization` (the split's, or a
+// resumed run's: the one it trained with), then the training, validation and test images.
+void hand_data_to(Backend& backend, const DataSplit& data, const Normalization& normalization);
+
 class Trainer {
  public:
-  // Hands the split's normalisation and images to the backend.
+  // Trains `backend` on `data`, which the caller hands to it first (hand_data_to: sd_train does,
+  // visibly, with the normalisation it saves). A backend that holds no training data yet gets
+  // `data` with its own normalisation here, never a second time: a new normalisation would drop a
+  // GPU engine's captured graphs.
   Trainer(TrainConfig config, Backend& backend, const DataSplit& data);
 
   int steps_per_epoch() const { return steps_per_epoch_; }
