@@ -12,7 +12,10 @@
 
 namespace sd::apps {
 
-// The published numbers the report compares with (../shared/DESIGN-NOTES.md).
+// The published numbers the report compares with: the paper's Table 1 (Huang et al., "Deep Networks
+// with Stochastic Depth", ECCV 2016: 5.25 % for ResNet-110 with stochastic depth), and the README of
+// the authors' official Torch code (github.com/yueatsprograms/Stochastic_Depth), which said 5.23 %
+// before July 2016 and 5.25 % since.
 inline constexpr double kPaperTestError = 0.0525;              // Huang et al. 2016, ResNet-110, p_L = 0.5
 inline constexpr double kOfficialReadmeBeforeJuly2016 = 0.0523; // the official code's README
 inline constexpr double kOfficialReadmeSinceJuly2016 = 0.0525;

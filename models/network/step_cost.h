@@ -1,5 +1,5 @@
 #pragma once
-// The arithmetic of one training step, for the compute half of a roofline (issue 5): the floating-
+// The arithmetic of one training step, for the compute half of a roofline: the floating-
 // point operations of every convolution — forward, backward-data (all but the stem, whose input is
 // the image), backward-filter. Everything else (BN, joins, pool, fc, SGD) is under 0.1 % of the
 // operations and is bound by memory traffic instead.
