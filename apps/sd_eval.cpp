@@ -74,7 +74,7 @@ int eval_main(int argc, char** argv) {
                "sd_eval"};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as sd_train
   std::string checkpoint_path, data_dir = "data/cifar-10-batches-bin", split_name, device = "cuda", precision = "fp32";
-  std::string bn_variant = BackendOptions{}.bn_variant;
+  std::string bn_variant = kDefaultBnVariant;
   int64_t synthetic = -1;
   bool json = false;
   app.add_option("--checkpoint", checkpoint_path, "a last.safetensors or best.safetensors from sd_train")->required();

@@ -67,7 +67,7 @@ Execution parse_execution_for(const std::string& device, const std::string& exec
 }
 
 void check_bn_variant(const std::string& variant, const std::string& device) {
-  const std::string standard = BackendOptions{}.bn_variant;
+  const std::string standard = kDefaultBnVariant;
   if (!parse_device(device).cuda) {
     if (variant != standard)
       throw UsageError(fmt::format("--bn-variant {}: a GPU kernel variant; the CPU reference (--device {}) has one "

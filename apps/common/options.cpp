@@ -233,7 +233,7 @@ std::string default_run_dir(const RunConfig& r) {
                                 r.model.death_rate, r.split, r.train.seed);
   if (r.model.bn_gamma_init != BnGammaInit::kOne) dir += "-gamma-" + to_string(r.model.bn_gamma_init);
   if (r.precision != "fp32") dir += "-" + r.precision;
-  if (r.bn_variant != RunConfig{}.bn_variant) dir += "-bn-" + r.bn_variant;
+  if (r.bn_variant != kDefaultBnVariant) dir += "-bn-" + r.bn_variant;
   if (r.synthetic > 0) dir += fmt::format("-synthetic{}", r.synthetic);
   return dir;
 }

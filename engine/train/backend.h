@@ -36,6 +36,9 @@ enum class Execution { kEager, kGraph };
 Execution parse_execution(const std::string& name);  // "eager" | "graph"; throws std::invalid_argument
 std::string to_string(Execution execution);
 
+// The batch-norm variant every device has (the CPU reference's only one; the GPU's default).
+inline constexpr char kDefaultBnVariant[] = "block_per_channel";
+
 struct BackendOptions {
   ResNetConfig model;
   SgdConfig sgd;
@@ -48,7 +51,7 @@ struct BackendOptions {
   std::string precision = "fp32";
   // The GPU's batch-norm kernels (kernels/cuda/batch_norm.h: a row's name); the CPU reference has
   // one batch norm and refuses any other. Every variant computes the same BN, up to rounding.
-  std::string bn_variant = "block_per_channel";
+  std::string bn_variant = kDefaultBnVariant;
 };
 
 struct StepInput {

@@ -38,7 +38,7 @@ struct RunConfig {
   int64_t subset = 0;           // > 0: only the first `subset` training images (smoke tests)
   int64_t synthetic = 0;        // > 0: generated data with this many training images, not CIFAR-10
   std::string precision = "fp32";
-  std::string bn_variant = "block_per_channel";
+  std::string bn_variant = kDefaultBnVariant;
 };
 
 nlohmann::json to_json(const RunConfig& config);

@@ -274,7 +274,7 @@ constexpr int kEvalChunk = 256;
 
 CpuResNet::CpuResNet(const BackendOptions& options)
     : options_(options), net_(make_resnet_spec(options.model), options.seed), conv1_weight_(net_.index_of("conv1.weight")) {
-  if (options.bn_variant != BackendOptions{}.bn_variant)
+  if (options.bn_variant != kDefaultBnVariant)
     throw std::invalid_argument("CpuResNet: batch-norm variant " + options.bn_variant +
                                 ": a GPU kernel; the CPU reference has one batch norm");
   if (options.precision != "fp32")

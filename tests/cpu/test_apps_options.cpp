@@ -44,6 +44,16 @@ TEST_CASE("sd_train --precision tf32 on the GPU: recorded in the run config, its
   CHECK(sd::run_config_from_json(sd::to_json(o.run)).precision == "tf32");
 }
 
+TEST_CASE("sd_train --bn-variant split on the GPU: recorded in the run config, its own run folder", "[apps]") {
+  const sd::apps::TrainOptions o = parse({"--bn-variant", "split", "--device", "cuda:0"});
+  CHECK(o.run.bn_variant == "split");
+  CHECK(o.out == "runs/d110-lin_decay0.5-paper-s31415-bn-split");
+  CHECK(sd::run_config_from_json(sd::to_json(o.run)).bn_variant == "split");  // the checkpoints' "config"
+  CHECK(parse({}).run.bn_variant == "block_per_channel");
+  CHECK_THAT(usage_error(std::vector<std::string>{"--bn-variant", "split", "--device", "cpu"}),
+             Catch::StartsWith("--bn-variant split: a GPU kernel variant; the CPU reference"));
+}
+
 TEST_CASE("sd_train defaults are the paper's", "[apps]") {
   const sd::apps::TrainOptions o = parse({});
   CHECK(o.run.model.depth == 110);
@@ -160,6 +170,7 @@ TEST_CASE("every run setting config_differences reports has the flag sd_train se
   b.subset = 10;
   b.synthetic = 20;
   b.precision = "tf32";
+  b.bn_variant = "split";
   std::set<std::string> reported, keys;
   for (const sd::ConfigDifference& d : sd::config_differences(a, b)) reported.insert(d.field);
   const nlohmann::json config = sd::to_json(a);
