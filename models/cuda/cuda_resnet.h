@@ -45,6 +45,7 @@
 
 namespace sd {
 
+// Built by for_variant (the counts depend on the batch-norm variant's row).
 struct LaunchFormula {
   int train_fixed = 0;
   int train_per_open_block = 0;

@@ -61,13 +61,20 @@ TEST_CASE("gpu host: arena sizer does the arena's bump arithmetic", "[cuda-host]
 
 TEST_CASE("gpu host: launch formula counts per open block and per closed downsampling block", "[cuda-host]") {
   const ResNetSpec spec = make_resnet_spec(ResNetConfig{20, DeathMode::kLinDecay, 0.5});
-  const LaunchFormula f;
+  const LaunchFormula f = LaunchFormula::for_variant(cuda::BatchNormVariant::kBlockPerChannel);
   std::vector<uint8_t> open(9, 1), closed(9, 0);
   CHECK(f.train_step(spec, open) == 14 + 12 * 9);
   CHECK(f.train_step(spec, closed) == 14 + 2 * 2);  // blocks 3 and 6 downsample
   std::vector<uint8_t> one_closed = open;
   one_closed[4] = 0;
   CHECK(f.train_step(spec, one_closed) == 14 + 12 * 8);
+  // From the split variant's row (2 launches per training forward and per backward): 2 more fixed
+  // (the stem BN's), 4 more per open block (its two BNs'); evaluation as many as the default.
+  const LaunchFormula split = LaunchFormula::for_variant(cuda::BatchNormVariant::kSplit);
+  CHECK(split.train_step(spec, open) == 16 + 16 * 9);
+  CHECK(split.train_step(spec, one_closed) == 16 + 16 * 8);
+  CHECK(split.eval_fixed_per_batch == f.eval_fixed_per_batch);
+  CHECK(split.eval_per_block_per_batch == f.eval_per_block_per_batch);
 }
 
 TEST_CASE("gpu device arena hands out aligned memory and says when it is exhausted", "[gpu][core][sanitize]") {
