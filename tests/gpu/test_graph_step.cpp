@@ -1,4 +1,4 @@
-// Graph execution (models/cuda/step_graph.cpp) against eager execution. Both run on ONE engine,
+// Graph execution (models/cuda/graph_executor.h) against eager execution. Both run on ONE engine,
 // restarted from the same state: the same layers, buffers and cuDNN algorithms, so exact fp32
 // must give the same bits — parameters, momentum, running statistics, gradients, logits, losses
 // and the device's totals. The gate patterns close chains of identity blocks, a downsampling
