@@ -39,6 +39,7 @@ resume=()
 # Slurm's warning before the time limit reaches this shell only: pass it on. sd_train finishes its
 # step, saves last.safetensors and exits 75. (scancel's SIGTERM reaches sd_train itself.)
 trap 'kill -USR1 "$pid" 2> /dev/null' USR1
+trap 'echo "$(date '\''+%F %T'\'') SIGTERM (scancel, or the time limit itself): sd_train saves and stops"' TERM
 {program} "${{args[@]}}" "${{resume[@]}}" >> "$run/train.log" 2>&1 < /dev/null &
 pid=$!
 while :; do
