@@ -242,3 +242,18 @@ TEST_CASE("sd_sweep --launcher slurm: a task past its time limit checkpoints, re
   REQUIRE(l.exit_code == 0);
   check_same_runs(local, slurm, 1);
 }
+
+TEST_CASE("scripts/reproduce --launcher slurm passes sd_sweep's Slurm options through", "[apps][sweep]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "repro";
+  const RunResult r = sd::test::run_command(
+      std::string("SD_BIN_DIR=") + SD_BIN_DIR + " " + SD_SOURCE_DIR + "/scripts/reproduce -k 2 --depth 8 --devices cpu " +
+      "--launcher slurm --slurm-arg --account=lab --slurm-arg=--time=1:00:00 --max-running 1 --dry-run --out " + q(out) +
+      " -- " + kData + " --epochs 2 2>&1");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  for (const char* part : {"on Slurm, cpu", "#SBATCH --array=0-1%1", "--epochs 500 --split paper --synthetic 256",
+                           "sbatch --parsable --account=lab --time=1:00:00 "})
+    CHECK(contains(r.output, part));
+  CHECK_FALSE(fs::exists(out));
+}
