@@ -254,7 +254,8 @@ int sweep_main(int argc, char** argv) {
   const bool slurm = s.launcher == "slurm";
   const std::vector<std::string> devices = slurm ? std::vector<std::string>{slurm_device(parse_words("--devices", s.devices))}
                                                  : check_devices(parse_words("--devices", s.devices));
-  if (!slurm && !s.slurm.site_args.empty()) throw UsageError("--slurm-arg: only with --launcher slurm");
+  for (const char* flag : {"--slurm-arg", "--max-running", "--time-signal", "--wait", "--poll-seconds"})
+    if (!slurm && app.count(flag)) throw UsageError(fmt::format("{}: only with --launcher slurm", flag));
   std::vector<PlannedRun> runs = plan_sweep(s.sweep);
   const fs::path program = sibling_program("sd_train");
 

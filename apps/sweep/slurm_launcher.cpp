@@ -225,8 +225,7 @@ SlurmOutcome run_on_slurm(const SweepOptions& sweep, const std::vector<PlannedRu
 
 void refuse_if_held_by_slurm(const fs::path& sweep_dir) {
   const std::optional<SlurmRecord> record = read_slurm_record(sweep_dir);
-  if (!record) return;
-  require_program("squeue");
+  if (!record || !find_on_path("squeue")) return;  // no Slurm here: the sweep has moved to a machine of its own
   const std::map<std::string, std::string> queued = queued_tasks(job_ids(*record));
   for (auto job = record->jobs.rbegin(); job != record->jobs.rend(); ++job)
     for (const std::string& run : job->runs) {

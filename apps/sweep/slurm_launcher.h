@@ -37,7 +37,8 @@ SlurmOutcome run_on_slurm(const SweepOptions& sweep, const std::vector<PlannedRu
                           const SlurmOptions& options, const std::filesystem::path& program, bool dry_run);
 
 // For the local launcher: refuses (std::runtime_error) a sweep directory one of whose runs a Slurm
-// task still holds (pending or running).
+// task still holds (pending or running). Where there is no squeue (the sweep directory was taken
+// to a machine without Slurm) there is no task to ask about.
 void refuse_if_held_by_slurm(const std::filesystem::path& sweep_dir);
 
 }  // namespace sd::apps
