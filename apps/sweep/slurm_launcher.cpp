@@ -94,9 +94,15 @@ RunLook look_at(const PlannedRun& r, const std::optional<SlurmRecord>& record,
 void follow(const SlurmRecord& record, const std::vector<PlannedRun>& runs, std::map<std::string, std::string> queued,
             double poll_seconds) {
   const std::atomic<bool>& stop = install_stop_handlers();
-  std::map<std::string, std::string> run_of_task;
+  std::map<std::string, const PlannedRun*> run_of_task;
   for (const PlannedRun& r : runs)
-    if (std::optional<std::string> t = latest_task(record, r.point.run_name())) run_of_task[*t] = r.point.run_name();
+    if (std::optional<std::string> t = latest_task(record, r.point.run_name())) run_of_task[*t] = &r;
+  // What a task that left the queue left behind.
+  const auto ended = [](const PlannedRun& r) {
+    if (summary_complete(read_json_file(r.dir / "summary.json"), r.config.train.epochs)) return std::string("done");
+    const std::string said = last_log_line(r.dir / "train.log");
+    return "left the queue before its last epoch" + (said.empty() ? "" : " (train.log: " + said + ")");
+  };
   const auto ours = [&](const std::map<std::string, std::string>& q) {
     std::map<std::string, std::string> mine;
     for (const auto& [task, state] : q)
@@ -115,7 +121,8 @@ void follow(const SlurmRecord& record, const std::vector<PlannedRun>& runs, std:
       const auto after = now.find(task);
       const std::string was = before == queued.end() ? "" : before->second, is = after == now.end() ? "" : after->second;
       if (was == is) continue;
-      std::cout << fmt::format("{} {}: {}\n", now_text(), run, is.empty() ? "left the queue" : lower(is) + " (task " + task + ")");
+      std::cout << fmt::format("{} {}: {}\n", now_text(), run->point.run_name(),
+                               is.empty() ? ended(*run) : lower(is) + " (task " + task + ")");
     }
     std::cout << std::flush;
     queued = now;
