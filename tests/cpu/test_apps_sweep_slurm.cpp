@@ -257,3 +257,33 @@ TEST_CASE("scripts/reproduce --launcher slurm passes sd_sweep's Slurm options th
     CHECK(contains(r.output, part));
   CHECK_FALSE(fs::exists(out));
 }
+
+TEST_CASE("sd_sweep's Slurm options: GPU tasks, and refusals before anything is written", "[apps][sweep]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "sweep";
+  const std::string base = "--seeds 1 --depths 8 --out " + q(out) + " ";
+  const std::string train = " -- " + kData + " --epochs 1";
+  // GPU runs: one GPU per task, the task's own (cuda), whatever this machine has.
+  const RunResult gpu = run_app("sd_sweep", base + "--launcher slurm --devices cuda --time-signal 120 --dry-run" + train);
+  INFO(gpu.output);
+  CHECK(gpu.exit_code == 0);
+  for (const char* part : {"#SBATCH --gres=gpu:1", "#SBATCH --signal=B:USR1@120", "--device cuda --out "})
+    CHECK(contains(gpu.output, part));
+  struct Case {
+    std::string args, expect;
+  };
+  const Case cases[] = {
+      {"--launcher slurm --devices cuda:1", "--devices cuda:1: with --launcher slurm, cpu or cuda"},
+      {"--launcher slurm --devices cpu,cuda", "--devices cpu,cuda: with --launcher slurm, cpu or cuda"},
+      {"--launcher pbs --devices cpu", "--launcher: pbs not in {local,slurm}"},
+      {"--devices cpu --wait", "--wait: only with --launcher slurm"},
+      {"--devices cpu --slurm-arg=--time=1", "--slurm-arg: only with --launcher slurm"},
+  };
+  for (const Case& c : cases) {
+    const RunResult r = run_app("sd_sweep", base + c.args + train);
+    INFO(c.args << "\n" << r.output);
+    CHECK(r.exit_code == 2);
+    CHECK(contains(r.output, "sd_sweep: error: " + c.expect));
+  }
+  CHECK_FALSE(fs::exists(out));
+}
