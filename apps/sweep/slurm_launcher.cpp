@@ -78,11 +78,13 @@ RunLook look_at(const PlannedRun& r, const std::optional<SlurmRecord>& record,
     if (accounted)
       if (const auto a = accounted->find(*task); a != accounted->end()) how = "ended " + a->second;
     if (r.found.state == RunState::kStarted)
-      return {"stopped", fmt::format("stopped: task {} {} after {} epochs; resubmitting (continues from last.safetensors)", *task,
+      return {"stopped",
+              fmt::format("stopped: task {} {} after {} epochs; resubmitting (continues from last.safetensors)", *task,
                           how, r.found.epochs_done),
               false, true};
     const std::string said = last_log_line(r.dir / "train.log");
-    return {"failed", fmt::format("failed: task {} {}{}; resubmitting", *task, how, said.empty() ? "" : " (train.log: " + said + ")"),
+    return {"failed",
+            fmt::format("failed: task {} {}{}; resubmitting", *task, how, said.empty() ? "" : " (train.log: " + said + ")"),
             false, true};
   }
   if (r.found.state == RunState::kStarted)
