@@ -96,18 +96,29 @@ bool wait_until(Done done, double seconds) {
   return true;
 }
 
+// One grid for both launchers: `local` is trained on this machine, the numbers `slurm` must match.
+struct BothLaunchers {
+  BothLaunchers(std::string grid_, const std::string& train_) : grid(std::move(grid_)), train(" -- " + kData + train_) {}
+  RunResult run_locally() const { return run_app("sd_sweep", grid + " --out " + q(local) + train); }
+  void require_local_reference() const {
+    const RunResult l = run_locally();
+    INFO(l.output);
+    REQUIRE(l.exit_code == 0);
+  }
+
+  const sd::test::TempDir tmp;
+  const std::string grid, train;  // sd_sweep's grid, and sd_train's options with their "--"
+  const fs::path local = tmp.path() / "local", slurm = tmp.path() / "slurm";
+};
+
 }  // namespace
 
 TEST_CASE("sd_sweep --launcher slurm: a CPU grid on a one-node cluster ends with the local launcher's numbers",
           "[apps][sweep][slurm]") {
   SD_SLURM_CLUSTER(cluster);
-  const sd::test::TempDir tmp;
-  const std::string grid = "--seeds 1,2 --death-rates 0.2,0.5 --depths 8 --devices cpu";
-  const std::string train = " -- " + kData + " --epochs 2";
-  const fs::path local = tmp.path() / "local", slurm = tmp.path() / "slurm";
-  const RunResult l = run_app("sd_sweep", grid + " --out " + q(local) + train);
-  INFO(l.output);
-  REQUIRE(l.exit_code == 0);
+  const BothLaunchers both("--seeds 1,2 --death-rates 0.2,0.5 --depths 8 --devices cpu", " --epochs 2");
+  const auto& [tmp, grid, train, local, slurm] = both;
+  both.require_local_reference();
 
   // The dry run: the batch script and the sbatch line, nothing submitted or written.
   const std::string slurm_args = grid + " --out " + q(slurm) + " --launcher slurm --max-running 2";
@@ -167,13 +178,9 @@ TEST_CASE("sd_sweep --launcher slurm: a CPU grid on a one-node cluster ends with
 TEST_CASE("sd_sweep --launcher slurm: a task cancelled mid-run is resubmitted and its run continues bit for bit",
           "[apps][sweep][slurm]") {
   SD_SLURM_CLUSTER(cluster);
-  const sd::test::TempDir tmp;
-  const std::string grid = "--seeds 1 --death-rates 0.5 --depths 8 --devices cpu";
-  const std::string train = " -- " + kData + " --epochs 12";
-  const fs::path local = tmp.path() / "local", slurm = tmp.path() / "slurm";
-  const RunResult l = run_app("sd_sweep", grid + " --out " + q(local) + train);
-  INFO(l.output);
-  REQUIRE(l.exit_code == 0);
+  const BothLaunchers both("--seeds 1 --death-rates 0.5 --depths 8 --devices cpu", " --epochs 12");
+  const auto& [tmp, grid, train, local, slurm] = both;
+  both.require_local_reference();
 
   const std::string slurm_args = grid + " --out " + q(slurm) + " --launcher slurm";
   const RunResult submitted = sweep_on(cluster, slurm_args + train);
@@ -208,14 +215,11 @@ TEST_CASE("sd_sweep --launcher slurm: a task cancelled mid-run is resubmitted an
 TEST_CASE("sd_sweep --launcher slurm: a task past its time limit checkpoints, requeues itself and ends bit for bit",
           "[apps][sweep][slurm]") {
   SD_SLURM_CLUSTER(cluster);
-  const sd::test::TempDir tmp;
-  const std::string grid = "--seeds 1 --death-rates 0.5 --depths 8 --devices cpu";
-  // Long enough that the warning surely comes while it trains (below); a few seconds on one CPU.
-  const std::string train = " -- " + kData + " --epochs 60";
-  const fs::path local = tmp.path() / "local", slurm = tmp.path() / "slurm";
+  // Long enough that the warning surely comes while it trains (below); seconds on one CPU.
+  const BothLaunchers both("--seeds 1 --death-rates 0.5 --depths 8 --devices cpu", " --epochs 60");
+  const auto& [tmp, grid, train, local, slurm] = both;
   // The reference, meanwhile.
-  std::future<RunResult> reference =
-      std::async(std::launch::async, [&] { return run_app("sd_sweep", grid + " --out " + q(local) + train); });
+  std::future<RunResult> reference = std::async(std::launch::async, [&] { return both.run_locally(); });
 
   // A one-minute limit with the warning asked 45 s before it: slurmctld sends it in its first
   // time-limit pass after the task starts. Submitted a few seconds before a pass, the task is
