@@ -3,7 +3,10 @@
 // the sweep directory, spread over the listed devices one run at a time each; finished runs are
 // never repeated, and the same command run again continues an interrupted sweep. At the end (and
 // when interrupted) sweep.json, sweep.md and the plots summarise every cell as mean ± std over its
-// seeds. docs/USAGE.md describes options and outputs; apps/sweep/ holds the pieces.
+// seeds. With --launcher slurm the runs go to a Slurm cluster as one job array instead, and the same
+// command again shows where they are, resubmits what stopped and aggregates what is done
+// (apps/sweep/slurm_launcher.h). docs/USAGE.md describes options and outputs; apps/sweep/ holds the
+// pieces.
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -24,10 +27,12 @@
 #include "apps/common/stop_signal.h"
 #include "apps/sweep/aggregate.h"
 #include "apps/sweep/child_process.h"
+#include "apps/sweep/command_output.h"
 #include "apps/sweep/eta.h"
 #include "apps/sweep/plan.h"
 #include "apps/sweep/plots.h"
 #include "apps/sweep/report.h"
+#include "apps/sweep/slurm_launcher.h"
 #include "engine/train/atomic_file.h"
 
 namespace fs = std::filesystem;
@@ -40,28 +45,10 @@ using Clock = std::chrono::steady_clock;
 struct Settings {
   SweepOptions sweep;
   std::string seeds = "1,2,3", rates = "0.5", modes = "lin_decay", depths = "110", devices = "cuda";
-  std::string report, commit = "unknown";
+  std::string report, commit = "unknown", launcher = "local";
+  SlurmOptions slurm;
   bool dry_run = false;
 };
-
-// The command line as a shell would take it back.
-std::string command_line(const std::vector<std::string>& args) {
-  std::string cmd;
-  for (const std::string& a : args) {
-    const bool plain = !a.empty() && a.find_first_of(" \t'\"\\$`!*?;&|<>(){}") == std::string::npos;
-    cmd += (cmd.empty() ? "" : " ") + (plain ? a : "'" + a + "'");
-  }
-  return cmd;
-}
-
-// The last non-empty line of a run's log: what sd_train said when it failed.
-std::string last_line(const fs::path& log) {
-  std::ifstream in(log);
-  std::string line, last;
-  while (std::getline(in, line))
-    if (!line.empty()) last = line;
-  return last;
-}
 
 struct Active {
   size_t run = 0;
@@ -169,7 +156,7 @@ Outcome run_all(const fs::path& sweep_dir, std::vector<PlannedRun>& runs, const 
       line = fmt::format("{} FAILED on {} after {} ({}): {} (log: {})", r.point.run_name(), a.device,
                          format_duration(seconds),
                          ended->signal ? fmt::format("signal {}", ended->signal) : fmt::format("exit {}", ended->exit_code),
-                         last_line(r.dir / "train.log"), (r.dir / "train.log").string());
+                         last_log_line(r.dir / "train.log"), (r.dir / "train.log").string());
     }
     std::cout << line << std::endl;
   }
@@ -178,8 +165,9 @@ Outcome run_all(const fs::path& sweep_dir, std::vector<PlannedRun>& runs, const 
 }
 
 // sweep.json, sweep.md, the plots and (when asked) the reproduction report, from the run directories.
-void write_results(const Settings& s, const std::vector<PlannedRun>& runs, const std::vector<std::string>& devices,
-                   const std::string& command) {
+// Returns how many runs are complete.
+int write_results(const Settings& s, const std::vector<PlannedRun>& runs, const std::vector<std::string>& devices,
+                  const std::string& command) {
   const fs::path& dir = s.sweep.out;
   std::vector<RunResult> results(runs.size());  // in the grid's order, however they ran
   for (const PlannedRun& r : runs) results[r.grid_index] = read_run(dir, r.point, r.config.train.epochs);
@@ -192,6 +180,7 @@ void write_results(const Settings& s, const std::vector<PlannedRun>& runs, const
                                {"death_modes", s.sweep.grid.death_modes},
                                {"depths", s.sweep.grid.depths}}},
                              {"devices", devices},
+                             {"launcher", s.launcher},
                              {"train_args", s.sweep.train_args},
                              {"command", command},
                              {"environment", to_json(env)}};
@@ -208,6 +197,7 @@ void write_results(const Settings& s, const std::vector<PlannedRun>& runs, const
     std::cout << "wrote " << s.report << "\n";
   }
   std::cout << std::flush;
+  return int(std::count_if(results.begin(), results.end(), [](const RunResult& r) { return r.complete; }));
 }
 
 int sweep_main(int argc, char** argv) {
@@ -236,13 +226,36 @@ int sweep_main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--report", s.report, "also write the reproduction report (markdown) to this file");
   app.add_option("--commit", s.commit, "the source commit, for the report")->capture_default_str();
-  app.add_flag("--dry-run", s.dry_run, "check everything, print the runs' commands, run nothing");
+  app.add_flag("--dry-run", s.dry_run,
+               "check everything, print the runs' commands (slurm: the batch script and sbatch line), run nothing");
+  app.add_option("--launcher", s.launcher, "local: on this machine's --devices; slurm: one Slurm job array")
+      ->check(CLI::IsMember({"local", "slurm"}))
+      ->capture_default_str();
+  app.add_option("--slurm-arg", s.slurm.site_args,
+                 "an sbatch option for the site, e.g. --slurm-arg=--partition=gpu --slurm-arg=--time=24:00:00 (repeat)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->allow_extra_args(false);
+  app.add_option("--max-running", s.slurm.max_running, "slurm: at most this many runs at once (0: no limit)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--time-signal", s.slurm.signal_seconds,
+                 "slurm: seconds before a task's time limit that it saves and requeues itself")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_flag("--wait", s.slurm.wait, "slurm: after submitting, follow the tasks until none is queued, then aggregate");
+  app.add_option("--poll-seconds", s.slurm.poll_seconds, "slurm --wait: how often to ask squeue")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   parse_command_line(app, own, argv);
 
   s.sweep.out = out;
   s.sweep.grid = SweepGrid{parse_seeds("--seeds", s.seeds), parse_rates("--death-rates", s.rates),
                            parse_words("--death-modes", s.modes), parse_depths("--depths", s.depths)};
-  const std::vector<std::string> devices = check_devices(parse_words("--devices", s.devices));
+  const bool slurm = s.launcher == "slurm";
+  const std::vector<std::string> devices = slurm ? std::vector<std::string>{slurm_device(parse_words("--devices", s.devices))}
+                                                 : check_devices(parse_words("--devices", s.devices));
+  for (const char* flag : {"--slurm-arg", "--max-running", "--time-signal", "--wait", "--poll-seconds"})
+    if (!slurm && app.count(flag)) throw UsageError(fmt::format("{}: only with --launcher slurm", flag));
   std::vector<PlannedRun> runs = plan_sweep(s.sweep);
   const fs::path program = sibling_program("sd_train");
 
@@ -262,33 +275,50 @@ int sweep_main(int argc, char** argv) {
     }
   }
   const SweepGrid& g = s.sweep.grid;
-  std::cout << fmt::format("sd_sweep: {} runs ({} seeds x {} death rates x {} modes x {} depths) on {} -> {}: {} "
+  std::cout << fmt::format("sd_sweep: {} runs ({} seeds x {} death rates x {} modes x {} depths) on {}{} -> {}: {} "
                            "complete, {} to resume, {} to start\n",
                            runs.size(), g.seeds.size(), g.death_rates.size(), g.death_modes.size(), g.depths.size(),
-                           fmt::join(devices, ", "), s.sweep.out.string(), complete, started,
+                           slurm ? "Slurm, " : "", fmt::join(devices, ", "), s.sweep.out.string(), complete, started,
                            int(runs.size()) - complete - started)
             << std::flush;
   std::vector<std::string> all_args(argv, argv + argc);
   all_args[0] = "sd_sweep";
-  const std::string command = command_line(all_args);
+  const std::string command = shell_words(all_args);
+  if (slurm) {
+    if (!s.dry_run) ensure_writable_directory(s.sweep.out / "runs");
+    const SlurmOutcome o = run_on_slurm(s.sweep, runs, devices.front(), s.slurm, program, s.dry_run);
+    if (s.dry_run) return kExitOk;
+    const int done = write_results(s, runs, devices, command);
+    std::cout << fmt::format("sd_sweep: {} of {} runs complete, {} in Slurm's queue\n", done, runs.size(), o.queued);
+    if (done == int(runs.size())) return kExitOk;
+    if (done + o.queued == int(runs.size())) {
+      std::cout << "run the same command again to see where they are, continue what stopped and aggregate" << std::endl;
+      return kExitOk;
+    }
+    print_error("sd_sweep", fmt::format("{} of {} runs neither complete nor queued; see the lines above and each run's "
+                                        "train.log and slurm.log; the same command resubmits them",
+                                        int(runs.size()) - done - o.queued, runs.size()));
+    return kExitFailure;
+  }
   if (s.dry_run) {  // the devices as a sweep would hand them out if every run took as long
     size_t k = 0;
     for (const PlannedRun& r : runs)
       if (r.found.state != RunState::kComplete)
-        std::cout << command_line(std::vector<std::string>{program.string()}) << " "
-                  << command_line(run_command(r, devices[k++ % devices.size()])) << "\n";
+        std::cout << shell_words(std::vector<std::string>{program.string()}) << " "
+                  << shell_words(run_command(r, devices[k++ % devices.size()])) << "\n";
     return kExitOk;
   }
 
+  refuse_if_held_by_slurm(s.sweep.out);
   ensure_writable_directory(s.sweep.out / "runs");
   const auto t0 = Clock::now();
   const Outcome o = run_all(s.sweep.out, runs, devices, program);
-  write_results(s, runs, devices, command);
-  int now_complete = 0;
-  for (const PlannedRun& r : runs) now_complete += read_run(s.sweep.out, r.point, r.config.train.epochs).complete;
+  const int now_complete = write_results(s, runs, devices, command);
   std::cout << fmt::format("sd_sweep: {} of {} runs complete; this invocation took {}\n", now_complete, runs.size(),
                            format_duration(seconds_since(t0)));
-  if (o.interrupted) {
+  // A signal that came while the last runs were finishing (their last evaluation, say) stopped
+  // nothing: every run is complete, and the sweep is a success.
+  if (o.interrupted && now_complete < int(runs.size())) {
     std::cout << "interrupted: run the same command again to continue" << std::endl;
     return kExitInterrupted;
   }

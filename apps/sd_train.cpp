@@ -235,6 +235,7 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
     const TrainerState& s = trainer.state();
     if (saved != std::pair(s.epochs_done, s.step_in_epoch)) save_last(s);  // (at an epoch's end it is saved)
     const bool timed_out = !stop_signal() && limit && limit->expired();
+    if (stopped_for_time_limit()) std::cout << "time limit: the scheduler's warning signal (SIGUSR1) came\n";
     if (timed_out)
       std::cout << fmt::format("time limit: {:.1f} s of {} s used, the next step would not fit (steps take up to "
                                "{:.3f} s)\n",
@@ -246,8 +247,9 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
                              started ? "after " + progress_text(s.epochs_done, s.step_in_epoch) : "before the first step",
                              last_path.string(), resume_command(argc, argv))
               << std::flush;
-    // A stop asked for with --stop-after is success; one by a signal or the time limit is not.
-    return stop_signal() ? kExitInterrupted : timed_out ? kExitTimeLimit : kExitOk;
+    // A stop asked for with --stop-after is success; one by a signal or the time limit (its own, or
+    // the scheduler's warning) is not.
+    return stopped_for_time_limit() || timed_out ? kExitTimeLimit : stop_signal() ? kExitInterrupted : kExitOk;
   } catch (const std::runtime_error& e) {
     // Name what actually survives on disk: the last checkpoint written, or none.
     throw std::runtime_error(fmt::format(

@@ -44,12 +44,12 @@ void check_device(const std::string& device, const std::string& flag) {
   std::string why;
   if (!sd::cuda::device_available(&why))
     throw std::runtime_error(
-        fmt::format("{} {}: no usable CUDA device ({}); use --device cpu for the CPU reference", flag, device, why));
+        fmt::format("{} {}: no usable CUDA device ({}); use {} cpu for the CPU reference", flag, device, why, flag));
   const std::vector<std::string> names = sd::cuda::device_names();
   if (choice.index >= int(names.size())) throw std::runtime_error(missing_device_message(flag, choice.index, names));
 #else
   throw std::runtime_error(fmt::format(
-      "{} {}: this build has no CUDA engine (configured with SD_BUILD_CUDA=OFF); use --device cpu", flag, device));
+      "{} {}: this build has no CUDA engine (configured with SD_BUILD_CUDA=OFF); use {} cpu", flag, device, flag));
 #endif
 }
 

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "apps/sweep/command_output.h"
 #include "engine/train/atomic_file.h"
 
 namespace sd::apps {
@@ -13,12 +14,6 @@ namespace sd::apps {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
 
 std::string num(double v) { return std::isfinite(v) ? fmt::format("{:.8g}", v) : "NaN"; }
 
@@ -75,6 +70,7 @@ plot {}
 }
 
 // Learning curves: one data block per cell: epoch, error mean, band low/high, gradient mean, band.
+// Every epoch is also a point, so that a one-epoch sweep (a line needs two) still shows its values.
 std::string curves(const fs::path& plots, const std::vector<CellResult>& cells, const std::string& quantity) {
   std::string data, errors, grads;
   int index = 0;
@@ -93,10 +89,10 @@ std::string curves(const fs::path& plots, const std::vector<CellResult>& cells, 
     data += "\n\n";
     const std::string sep = index ? ", " : "";
     errors += fmt::format("{}'curves.dat' index {} using 1:3:4 with filledcurves fs transparent solid 0.2 lc {} notitle, "
-                          "'' index {} using 1:2 with lines lw 2 lc {} title '{}'",
+                          "'' index {} using 1:2 with linespoints lw 2 pt 7 ps 0.8 lc {} title '{}'",
                           sep, index, index + 1, index, index + 1, c.name);
     grads += fmt::format("{}'curves.dat' index {} using 1:6:7 with filledcurves fs transparent solid 0.2 lc {} notitle, "
-                         "'' index {} using 1:5 with lines lw 2 lc {} title '{}'",
+                         "'' index {} using 1:5 with linespoints lw 2 pt 7 ps 0.8 lc {} title '{}'",
                          sep, index, index + 1, index, index + 1, c.name);
     ++index;
   }
@@ -109,7 +105,7 @@ set output 'learning-curves.png'
 set multiplot layout 2,1 title 'learning curves: mean over seeds, band ± std'
 set grid
 set key top right
-set xrange [1:*]
+set xrange [{}]
 {}set xlabel 'epoch'
 set ylabel '{} (%)'
 plot {}
@@ -118,7 +114,8 @@ set logscale y
 plot {}
 unset multiplot
 )",
-                                     epochs <= 20 ? "set xtics 1\n" : "", label, errors, grads);
+                                     epochs <= 1 ? "0.5:1.5" : "1:*", epochs <= 20 ? "set xtics 1\n" : "", label,
+                                     errors, grads);
   write_file_atomically(plots / "curves.gp", gp);
   return "curves.gp";
 }

@@ -31,6 +31,14 @@ nlohmann::json read_json_file(const fs::path& path) {
   return nlohmann::json::parse(s.str(), nullptr, /*allow_exceptions=*/false);
 }
 
+std::string last_log_line(const fs::path& log) {
+  std::ifstream in(log);
+  std::string line, last;
+  while (std::getline(in, line))
+    if (!line.empty()) last = line;
+  return last;
+}
+
 bool summary_complete(const nlohmann::json& summary, int epochs) {
   return summary.is_object() && summary.contains("epochs") && summary["epochs"].is_number_integer() &&
          summary["epochs"].get<int>() == epochs;

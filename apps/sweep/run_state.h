@@ -2,6 +2,7 @@
 // What a sweep finds in a run directory before it schedules the run: nothing yet, a run to resume
 // (last.safetensors), or a finished run (summary.json for all its epochs), which is never repeated.
 #include <filesystem>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -24,6 +25,9 @@ RunInspection inspect_run(const std::filesystem::path& dir, const RunConfig& wan
 
 // A file's JSON, or null when it is absent or does not parse (a run killed while writing it).
 nlohmann::json read_json_file(const std::filesystem::path& path);
+
+// The last non-empty line of a log: what sd_train said when it stopped or failed.
+std::string last_log_line(const std::filesystem::path& log);
 
 // Whether a run's summary.json says it trained all `epochs` epochs.
 bool summary_complete(const nlohmann::json& summary, int epochs);

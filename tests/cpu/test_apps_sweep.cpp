@@ -242,6 +242,7 @@ TEST_CASE("sd_sweep refuses bad grids with one line, before any run starts", "[a
     CHECK(r.output.rfind("sd_sweep: error: ", 0) == 0);
     CHECK(r.output.find(c.expect) != std::string::npos);
     CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+    CHECK(r.output.find("use --device cpu") == std::string::npos);  // sd_sweep's flag is --devices
     CHECK_FALSE(fs::exists(out));  // nothing written, no run started
   }
   const RunResult owned = run_app("sd_sweep", base + "-- --seed 3 --synthetic 256");
@@ -265,12 +266,35 @@ TEST_CASE("sd_sweep refuses bad grids with one line, before any run starts", "[a
     CHECK(dry.output.find(run) != std::string::npos);
   CHECK_FALSE(fs::exists(out));
 
-  // A run directory holding another experiment is not continued.
+  // A one-epoch sweep: its learning curves are points (a line needs two epochs) on a valid range.
   REQUIRE(run_app("sd_sweep", base + data).exit_code == 0);
+  const std::string curves = read_file(out / "plots" / "curves.gp");
+  INFO(curves);
+  CHECK(curves.find("using 1:2 with linespoints") != std::string::npos);
+  CHECK(curves.find("set xrange [0.5:1.5]") != std::string::npos);
+
+  // A run directory holding another experiment is not continued.
   const RunResult other = run_app("sd_sweep", base + " -- --synthetic 256 --subset 64 --batch-size 32 --epochs 1 --lr 0.05");
   INFO(other.output);
   CHECK(other.exit_code == 1);
   CHECK(other.output.find("holds a run with lr 0.1, this sweep asks for lr 0.05") != std::string::npos);
+}
+
+TEST_CASE("sd_sweep whose runs all finished succeeds, whatever signal comes at the end", "[apps][sweep]") {
+  // The signal comes once the last run has written its summary: while sd_sweep still waits for
+  // that child, or aggregates. Nothing is left to stop, so the sweep is complete, not interrupted.
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "sweep";
+  const fs::path summary = out / "runs" / "d8-lin_decay0.5-s1" / "summary.json";
+  const sd::test::Interrupted stop = sd::test::interrupt_when(
+      std::string(SD_BIN_DIR) + "/sd_sweep --seeds 1 --depths 8 --devices cpu --out " + q(out) +
+          " -- --synthetic 256 --subset 64 --batch-size 32 --epochs 2 > " + q(tmp.path() / "log") + " 2>&1",
+      [&] { return fs::exists(summary); }, std::chrono::seconds(60));
+  const std::string log = read_file(tmp.path() / "log");
+  INFO(log);
+  REQUIRE(stop.was_ready);
+  CHECK(stop.exit_code == 0);
+  CHECK(log.find("interrupted: run the same command again") == std::string::npos);
 }
 
 TEST_CASE("scripts/reproduce runs the protocol over K seeds through sd_sweep and writes the report", "[apps][sweep]") {

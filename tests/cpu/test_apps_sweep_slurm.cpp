@@ -1,0 +1,293 @@
+// sd_sweep --launcher slurm against a real one-node Slurm cluster (tests/slurm/one-node-cluster):
+// a CPU grid through a job array ends with the local launcher's numbers bit for bit; a task
+// cancelled mid-run is resubmitted by the next sd_sweep and its run continues to the same numbers;
+// a task given a one-minute time limit is warned, checkpoints, requeues itself and finishes the
+// same too. Also the launcher's refusals: no sbatch, a refused submission (Slurm's message), a
+// sweep directory of another grid, a run that a live task holds.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <future>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "slurm_cluster.h"
+#include "test_apps_util.h"
+
+namespace fs = std::filesystem;
+using sd::test::q;
+using sd::test::read_file;
+using sd::test::run_app;
+using sd::test::RunResult;
+
+namespace {
+
+const std::string kData = "--synthetic 256 --subset 64 --batch-size 32";
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// The tensors of a checkpoint: its data, after the header (whose metadata holds wall-clock times).
+std::string tensor_bytes(const fs::path& file) {
+  const std::string bytes = read_file(file);
+  REQUIRE(bytes.size() > 8);
+  uint64_t header = 0;
+  std::memcpy(&header, bytes.data(), 8);
+  return bytes.substr(8 + header);
+}
+
+// A record without what measures time rather than training.
+nlohmann::json without_timings(nlohmann::json j) {
+  for (const char* key : {"seconds", "eta_seconds", "images_per_second", "wall_seconds"}) j.erase(key);
+  return j;
+}
+
+std::vector<nlohmann::json> metrics(const fs::path& run) {
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(read_file(run / "metrics.jsonl"));
+  for (std::string line; std::getline(in, line);) lines.push_back(without_timings(nlohmann::json::parse(line)));
+  return lines;
+}
+
+// Every run of two sweeps trained the same, bit for bit: weights, momentum and running statistics,
+// every epoch's record, and the sweep's per-run numbers.
+void check_same_runs(const fs::path& local, const fs::path& slurm, size_t runs) {
+  const nlohmann::json a = nlohmann::json::parse(read_file(local / "sweep.json"));
+  const nlohmann::json b = nlohmann::json::parse(read_file(slurm / "sweep.json"));
+  REQUIRE(a["runs"].size() == runs);
+  REQUIRE(b["runs"].size() == runs);
+  CHECK(b["complete"] == true);
+  for (size_t i = 0; i < runs; ++i) {
+    const std::string name = a["runs"][i]["name"];
+    INFO("run " << name);
+    CHECK(without_timings(a["runs"][i]) == without_timings(b["runs"][i]));
+    CHECK(metrics(local / "runs" / name) == metrics(slurm / "runs" / name));
+    CHECK(tensor_bytes(local / "runs" / name / "last.safetensors") ==
+          tensor_bytes(slurm / "runs" / name / "last.safetensors"));
+    CHECK(tensor_bytes(local / "runs" / name / "best.safetensors") ==
+          tensor_bytes(slurm / "runs" / name / "best.safetensors"));
+  }
+  for (const nlohmann::json& cell : a["cells"]) INFO(cell.dump());
+  CHECK(a["cells"].size() == b["cells"].size());
+}
+
+// sd_sweep as a client of `cluster`.
+RunResult sweep_on(const sd::test::SlurmCluster& cluster, const std::string& args) {
+  return sd::test::run_command(cluster.env() + std::string(SD_BIN_DIR) + "/sd_sweep " + args + " 2>&1");
+}
+
+std::string first_job(const fs::path& sweep) {
+  return nlohmann::json::parse(read_file(sweep / "slurm" / "jobs.json"))["jobs"][0]["id"];
+}
+
+// Waits until `done()` holds, at most `seconds`.
+template <class Done>
+bool wait_until(Done done, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return true;
+}
+
+// One grid for both launchers: `local` is trained on this machine, the numbers `slurm` must match.
+struct BothLaunchers {
+  BothLaunchers(std::string grid_, const std::string& train_) : grid(std::move(grid_)), train(" -- " + kData + train_) {}
+  RunResult run_locally() const { return run_app("sd_sweep", grid + " --out " + q(local) + train); }
+  void require_local_reference() const {
+    const RunResult l = run_locally();
+    INFO(l.output);
+    REQUIRE(l.exit_code == 0);
+  }
+
+  const sd::test::TempDir tmp;
+  const std::string grid, train;  // sd_sweep's grid, and sd_train's options with their "--"
+  const fs::path local = tmp.path() / "local", slurm = tmp.path() / "slurm";
+};
+
+}  // namespace
+
+TEST_CASE("sd_sweep --launcher slurm: a CPU grid on a one-node cluster ends with the local launcher's numbers",
+          "[apps][sweep][slurm]") {
+  SD_SLURM_CLUSTER(cluster);
+  const BothLaunchers both("--seeds 1,2 --death-rates 0.2,0.5 --depths 8 --devices cpu", " --epochs 2");
+  const auto& [tmp, grid, train, local, slurm] = both;
+  both.require_local_reference();
+
+  // The dry run: the batch script and the sbatch line, nothing submitted or written.
+  const std::string slurm_args = grid + " --out " + q(slurm) + " --launcher slurm --max-running 2";
+  const RunResult dry = sweep_on(cluster, slurm_args + " --slurm-arg=--time=10 --dry-run" + train);
+  INFO(dry.output);
+  CHECK(dry.exit_code == 0);
+  for (const char* part : {"#SBATCH --array=0-3%2", "#SBATCH --signal=B:USR1@300", "#SBATCH --requeue",
+                           "--death-rate 0.5 --seed 2 --device cpu --out ", "sbatch --parsable --time=10 "})
+    CHECK(contains(dry.output, part));
+  CHECK_FALSE(contains(dry.output, "--gres=gpu:1"));  // CPU runs ask for no GPU
+  CHECK_FALSE(fs::exists(slurm));
+
+  // Clear refusals: no sbatch on the path; Slurm refusing the submission, in its words.
+  const RunResult no_sbatch =
+      sd::test::run_command("PATH=/nonexistent " + std::string(SD_BIN_DIR) + "/sd_sweep " + slurm_args + train + " 2>&1");
+  CHECK(no_sbatch.exit_code == 1);
+  CHECK(contains(no_sbatch.output, "sd_sweep: error: sbatch not found on PATH"));
+  const fs::path refused_dir = tmp.path() / "refused";
+  const RunResult refused = sweep_on(
+      cluster, grid + " --out " + q(refused_dir) + " --launcher slurm --slurm-arg=--partition=nosuch" + train);
+  INFO(refused.output);
+  CHECK(refused.exit_code == 1);
+  CHECK(contains(refused.output, "sd_sweep: error: sbatch refused the submission"));
+  CHECK(contains(refused.output, "Invalid partition"));
+
+  // The grid through Slurm, followed to its end: the same numbers as on this machine.
+  const RunResult s = sweep_on(cluster, slurm_args + " --wait --poll-seconds 1" + train);
+  INFO(s.output);
+  REQUIRE(s.exit_code == 0);
+  CHECK(contains(s.output, "submitted job "));
+  CHECK(contains(s.output, "4 of 4 runs complete"));
+  CHECK(contains(read_file(slurm / "slurm" / "array-1.sbatch"), "#SBATCH --array=0-3%2"));
+  for (const auto& run : fs::directory_iterator(slurm / "runs")) {
+    INFO(run.path());
+    CHECK(contains(read_file(run.path() / "slurm.log"), "sd_train exited with status 0"));
+    CHECK(contains(read_file(run.path() / "train.log"), "done: test error at best validation"));
+  }
+  check_same_runs(local, slurm, 4);
+  for (const char* file : {"sweep.md", "plots/learning-curves.png", "plots/test-error-vs-death-rate.png"})
+    CHECK(fs::exists(slurm / file) == fs::exists(local / file));
+
+  // Again: it looks, finds everything done, submits nothing.
+  const RunResult again = sweep_on(cluster, slurm_args + train);
+  INFO(again.output);
+  CHECK(again.exit_code == 0);
+  CHECK(contains(again.output, "slurm: 4 done"));
+  CHECK_FALSE(contains(again.output, "submitted job"));
+
+  // The same directory with another grid is refused.
+  const RunResult other = sweep_on(cluster, "--seeds 1,2,3 --death-rates 0.2,0.5 --depths 8 --devices "
+                                                              "cpu --out " + q(slurm) + " --launcher slurm" + train);
+  INFO(other.output);
+  CHECK(other.exit_code == 1);
+  CHECK(contains(other.output, "was submitted to Slurm with seeds [1,2], this command gives seeds [1,2,3]"));
+}
+
+TEST_CASE("sd_sweep --launcher slurm: a task cancelled mid-run is resubmitted and its run continues bit for bit",
+          "[apps][sweep][slurm]") {
+  SD_SLURM_CLUSTER(cluster);
+  const BothLaunchers both("--seeds 1 --death-rates 0.5 --depths 8 --devices cpu", " --epochs 12");
+  const auto& [tmp, grid, train, local, slurm] = both;
+  both.require_local_reference();
+
+  const std::string slurm_args = grid + " --out " + q(slurm) + " --launcher slurm";
+  const RunResult submitted = sweep_on(cluster, slurm_args + train);
+  INFO(submitted.output);
+  REQUIRE(submitted.exit_code == 0);
+  CHECK(contains(submitted.output, "0 of 1 runs complete, 1 in Slurm's queue"));
+  const fs::path run = slurm / "runs" / "d8-lin_decay0.5-s1";
+  REQUIRE(wait_until([&] { return !read_file(run / "metrics.jsonl").empty(); }, 60));
+
+  // While the task holds the run, the local launcher keeps off it.
+  const RunResult held = sweep_on(cluster, grid + " --out " + q(slurm) + train);
+  INFO(held.output);
+  CHECK(held.exit_code == 1);
+  CHECK(contains(held.output, "is held by Slurm task " + first_job(slurm) + "_0 (running)"));
+
+  REQUIRE(cluster.client("scancel " + first_job(slurm) + "_0").exit_code == 0);
+  REQUIRE(wait_until([&] { return cluster.client("squeue --noheader").output.empty(); }, 30));
+  REQUIRE_FALSE(fs::exists(run / "summary.json"));  // cut off mid-run
+  REQUIRE(fs::exists(run / "last.safetensors"));
+
+  const RunResult resumed = sweep_on(cluster, slurm_args + " --wait --poll-seconds 1" + train);
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK(contains(resumed.output, "d8-lin_decay0.5-s1  stopped: task " + first_job(slurm) + "_0 left the queue after "));
+  CHECK(contains(resumed.output, "resubmitting (continues from last.safetensors)"));
+  CHECK(contains(resumed.output, "1 of 1 runs complete"));
+  CHECK(contains(read_file(run / "train.log"), "interrupt: stopping after the current step"));
+  CHECK(contains(read_file(run / "train.log"), "resuming "));
+  check_same_runs(local, slurm, 1);
+}
+
+TEST_CASE("sd_sweep --launcher slurm: a task past its time limit checkpoints, requeues itself and ends bit for bit",
+          "[apps][sweep][slurm]") {
+  SD_SLURM_CLUSTER(cluster);
+  // Long enough that the warning surely comes while it trains (below); seconds on one CPU.
+  const BothLaunchers both("--seeds 1 --death-rates 0.5 --depths 8 --devices cpu", " --epochs 60");
+  const auto& [tmp, grid, train, local, slurm] = both;
+  // The reference, meanwhile.
+  std::future<RunResult> reference = std::async(std::launch::async, [&] { return both.run_locally(); });
+
+  // A one-minute limit with the warning asked 45 s before it: slurmctld sends it in its first
+  // time-limit pass after the task starts. Submitted a few seconds before a pass, the task is
+  // warned within seconds of its start, well inside its run.
+  double wait = cluster.seconds_to_next_time_check() - 5;
+  if (wait < -2) wait += 30;
+  if (wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+  const RunResult s = sweep_on(cluster, grid + " --out " + q(slurm) +
+                                              " --launcher slurm --slurm-arg=--time=1 --time-signal 45 --wait "
+                                              "--poll-seconds 1" + train);
+  INFO(s.output);
+  REQUIRE(s.exit_code == 0);
+  CHECK(contains(s.output, "1 of 1 runs complete"));
+  const fs::path run = slurm / "runs" / "d8-lin_decay0.5-s1";
+  const std::string slurm_log = read_file(run / "slurm.log"), train_log = read_file(run / "train.log");
+  INFO(slurm_log << "\n" << train_log);
+  CHECK(contains(train_log, "time limit signal (SIGUSR1): stopping after the current step"));
+  CHECK(contains(slurm_log, "sd_train exited with status 75"));
+  CHECK(contains(slurm_log, "time limit: requeueing "));
+  CHECK(contains(slurm_log, ", start 2) on "));
+  CHECK(contains(train_log, "resuming "));
+  const RunResult l = reference.get();
+  INFO(l.output);
+  REQUIRE(l.exit_code == 0);
+  check_same_runs(local, slurm, 1);
+}
+
+TEST_CASE("scripts/reproduce --launcher slurm passes sd_sweep's Slurm options through", "[apps][sweep]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "repro";
+  const RunResult r = sd::test::run_command(
+      std::string("SD_BIN_DIR=") + SD_BIN_DIR + " " + SD_SOURCE_DIR + "/scripts/reproduce -k 2 --depth 8 --devices cpu " +
+      "--launcher slurm --slurm-arg --account=lab --slurm-arg=--time=1:00:00 --max-running 1 --dry-run --out " + q(out) +
+      " -- " + kData + " --epochs 2 2>&1");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  for (const char* part : {"on Slurm, cpu", "#SBATCH --array=0-1%1", "--epochs 500 --split paper --synthetic 256",
+                           "sbatch --parsable --account=lab --time=1:00:00 "})
+    CHECK(contains(r.output, part));
+  CHECK_FALSE(fs::exists(out));
+}
+
+TEST_CASE("sd_sweep's Slurm options: GPU tasks, and refusals before anything is written", "[apps][sweep]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "sweep";
+  const std::string base = "--seeds 1 --depths 8 --out " + q(out) + " ";
+  const std::string train = " -- " + kData + " --epochs 1";
+  // GPU runs: one GPU per task, the task's own (cuda), whatever this machine has.
+  const RunResult gpu = run_app("sd_sweep", base + "--launcher slurm --devices cuda --time-signal 120 --dry-run" + train);
+  INFO(gpu.output);
+  CHECK(gpu.exit_code == 0);
+  for (const char* part : {"#SBATCH --gres=gpu:1", "#SBATCH --signal=B:USR1@120", "--device cuda --out "})
+    CHECK(contains(gpu.output, part));
+  struct Case {
+    std::string args, expect;
+  };
+  const Case cases[] = {
+      {"--launcher slurm --devices cuda:1", "--devices cuda:1: with --launcher slurm, cpu or cuda"},
+      {"--launcher slurm --devices cpu,cuda", "--devices cpu,cuda: with --launcher slurm, cpu or cuda"},
+      {"--launcher pbs --devices cpu", "--launcher: pbs not in {local,slurm}"},
+      {"--devices cpu --wait", "--wait: only with --launcher slurm"},
+      {"--devices cpu --slurm-arg=--time=1", "--slurm-arg: only with --launcher slurm"},
+  };
+  for (const Case& c : cases) {
+    const RunResult r = run_app("sd_sweep", base + c.args + train);
+    INFO(c.args << "\n" << r.output);
+    CHECK(r.exit_code == 2);
+    CHECK(contains(r.output, "sd_sweep: error: " + c.expect));
+  }
+  CHECK_FALSE(fs::exists(out));
+}

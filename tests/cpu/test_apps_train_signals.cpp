@@ -1,0 +1,80 @@
+// The signals that end an sd_train run cleanly besides Ctrl-C: a closed output pipe (SIGPIPE,
+// `sd_train ... | head`) stops it like SIGINT, with its checkpoint; a batch scheduler's time-limit
+// warning (SIGUSR1) stops it like --time-limit, exit status 75. Either run then resumes to its end.
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "test_apps_util.h"
+
+namespace fs = std::filesystem;
+using sd::test::q;
+using sd::test::read_file;
+using sd::test::run_app;
+using sd::test::RunResult;
+
+namespace {
+
+// Long enough that the signal comes well before the end; short, since the resumed run trains the rest.
+const std::string kLong = sd::test::kTiny + " --epochs 8";
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+void check_resumes_to_the_end(const fs::path& out) {
+  const RunResult resumed = run_app("sd_train", kLong + " --out " + q(out) + " --resume");
+  INFO(resumed.output);
+  CHECK(resumed.exit_code == 0);
+  CHECK(contains(resumed.output, "resuming "));
+  CHECK(fs::exists(out / "summary.json"));
+}
+
+}  // namespace
+
+TEST_CASE("sd_train stops like SIGINT when its output pipe closes (SIGPIPE), with its checkpoint", "[apps][train]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "run";
+  const fs::path err = tmp.path() / "stderr";
+  // head takes the first line and leaves; sd_train's next line meets a closed pipe.
+  const RunResult r = sd::test::run_command("bash -c " +
+                                            q(std::string(SD_BIN_DIR) + "/sd_train " + kLong + " --out " + q(out) +
+                                              " 2> " + q(err) + " | head -n 1 > /dev/null; echo \"status ${PIPESTATUS[0]}\""));
+  const std::string said = read_file(err);
+  INFO(r.output << said);
+  CHECK(contains(r.output, "status 130"));
+  CHECK(contains(said, "output closed (SIGPIPE): stopping after the current step"));
+  CHECK_FALSE(contains(said, "second interrupt"));
+  REQUIRE(fs::exists(out / "last.safetensors"));
+  REQUIRE_FALSE(fs::exists(out / "summary.json"));
+  check_resumes_to_the_end(out);
+}
+
+TEST_CASE("sd_train stops like --time-limit on a scheduler's warning (SIGUSR1): exit 75, checkpoint", "[apps][train]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "run";
+  const std::string cmd = "exec " + std::string(SD_BIN_DIR) + "/sd_train " + kLong + " --out " + q(out) + " > " +
+                          q(tmp.path() / "log") + " 2>&1";
+  const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+  pid_t pid;
+  REQUIRE(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ) == 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (read_file(out / "metrics.jsonl").empty() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  kill(pid, SIGUSR1);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  const std::string log = read_file(tmp.path() / "log");
+  INFO(log);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 75);
+  CHECK(contains(log, "time limit: the scheduler's warning signal (SIGUSR1) came"));
+  CHECK(contains(log, "resume with: "));
+  REQUIRE(fs::exists(out / "last.safetensors"));
+  REQUIRE_FALSE(fs::exists(out / "summary.json"));
+  check_resumes_to_the_end(out);
+}
