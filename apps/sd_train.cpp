@@ -14,8 +14,10 @@
 
 #include "apps/common/app_main.h"
 #include "apps/common/device.h"
+#include "apps/common/lr_schedule_text.h"
 #include "apps/common/options.h"
 #include "apps/common/run_data.h"
+#include "apps/common/run_folder.h"
 #include "apps/common/run_log.h"
 #include "apps/common/stop_signal.h"
 #include "engine/train/atomic_file.h"
@@ -137,7 +139,8 @@ int train_main(int argc, char** argv) {
   }
   check_device(o.device);
 
-  const DataSplit split = load_run_split(run, o.data_dir);
+  DataSplit split = load_run_split(run, o.data_dir);
+  limit_evaluation_sets(split, run.eval_subset);
   try {
     validate(run.train, split.train.size());
   } catch (const std::invalid_argument& e) {
@@ -148,6 +151,7 @@ int train_main(int argc, char** argv) {
                     run.synthetic > 0 ? std::string("the synthetic images")
                                       : fmt::format("the training images in {}", o.data_dir));
   ensure_writable_directory(dir);
+  copy_console_to(dir / "train.log", command_line(argc, argv));  // from here on, the console goes there too
 
   std::unique_ptr<Backend> backend =
       make_backend(o.device,
@@ -167,9 +171,15 @@ int train_main(int argc, char** argv) {
     std::cout << fmt::format("resuming {} after epoch {}{}\n", last_path.string(), resumed->trainer.epochs_done,
                              resumed->trainer.step_in_epoch ? fmt::format(", step {}", resumed->trainer.step_in_epoch) : "");
   } else {
-    write_file_atomically(dir / "config.json", to_json(run).dump(2) + "\n");
     write_file_atomically(dir / "metrics.jsonl", "");
   }
+  // Every invocation: the settings as this one runs them (--epochs may have changed) and what ran them.
+  write_file_atomically(dir / "config.json",
+                        config_file_json(run, Invocation{"sd_train", command_line(argc, argv), o.device,
+                                                         backend->device_name(), o.exec,
+                                                         data_provenance(run, o.data_dir)})
+                                .dump(2) +
+                            "\n");
   report_backend("sd_train", *backend, o.verbose);
   const double planning = backend->planning_seconds();
   std::cout << fmt::format("sd_train: ResNet-{} ({} {}), {}, {} backend{}, batch {}, {} steps/epoch, {} epochs -> {}\n",
@@ -177,12 +187,21 @@ int train_main(int argc, char** argv) {
                            backend->device_name(),
                            planning > 0 ? fmt::format(" (convolutions planned in {:.1f} s)", planning) : "",
                            run.train.batch_size, trainer.steps_per_epoch(), run.train.epochs, dir.string())
-            << std::flush;
+            << lr_schedule_text(run.train) << "\n";
+  if (run.eval_subset > 0)
+    std::cout << fmt::format("evaluating on the first {} validation and test images only (--eval-subset)\n", run.eval_subset);
+  if (const std::optional<std::string> warning = unused_lr_warning(run.train)) std::cerr << "sd_train: " << *warning << "\n";
+  std::cout << std::flush;
+  if (o.log_interval > 0)
+    trainer.report_progress_every(o.log_interval, [&](const StepProgress& p) {
+      std::cout << progress_line(p, run.train.epochs) << std::endl;
+    });
 
   const std::atomic<bool>& stop = install_stop_handlers();
   std::optional<TimeLimit> limit;
   if (o.time_limit > 0)
-    limit.emplace(o.time_limit, process_start, checkpoint_seconds_guess(backend->spec()), monotonic_seconds);
+    limit.emplace(o.time_limit, process_start, checkpoint_seconds_guess(backend->spec()), monotonic_seconds,
+                  trainer.state().costs);  // what the run's earlier slices measured
   const int first_epoch = trainer.state().epochs_done;
   const uint64_t first_step = trainer.global_step();
   // The progress that last.safetensors holds on disk: what survives if a later write fails.
@@ -211,11 +230,12 @@ int train_main(int argc, char** argv) {
     if (saved != std::pair(s.epochs_done, s.step_in_epoch)) save_last(s);  // (at an epoch's end it is saved)
     const bool timed_out = !stop_signal() && limit && limit->expired();
     if (timed_out)
-      std::cout << fmt::format("time limit: {:.1f} s of {} s used, the next step would not fit (steps take up to "
-                               "{:.3f} s)\n",
-                               limit->elapsed(), o.time_limit, limit->step_seconds());
+      std::cout << fmt::format("time limit: {:.1f} s of {} s used; {} would not fit\n", limit->elapsed(), o.time_limit,
+                               limit->what_did_not_fit());
     if (timed_out && trainer.global_step() == first_step)
-      std::cout << "warning: the time limit left no room for a single step; give more time\n";
+      std::cout << fmt::format("warning: the time limit left no room for a single step; give more time (it needed "
+                               "{:.1f} s)\n",
+                               limit->seconds_needed());
     const bool started = s.epochs_done > 0 || s.step_in_epoch > 0;
     std::cout << fmt::format("stopped {}; saved {}\nresume with: {}\n",
                              started ? "after " + progress_text(s.epochs_done, s.step_in_epoch) : "before the first step",

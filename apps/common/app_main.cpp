@@ -5,14 +5,27 @@
 
 #include <CLI/CLI.hpp>
 
+#include "apps/common/did_you_mean.h"
+#include "apps/common/version.h"
+
 namespace sd::apps {
 
 void parse_command_line(CLI::App& app, int argc, char** argv) {
+  app.set_version_flag("--version", version_text(app.get_name()), "print the program and the source commit it was built from");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
     std::cout << app.help();
     throw;
+  } catch (const CLI::CallForVersion& e) {
+    std::cout << e.what() << "\n";
+    throw;
+  } catch (const CLI::ExtrasError&) {
+    // CLI11 lists them reversed and guesses nothing: name them in order, with the likely flag.
+    std::vector<std::string> known;
+    for (const CLI::Option* opt : app.get_options())
+      for (const std::string& name : opt->get_lnames()) known.push_back("--" + name);
+    throw UsageError(unknown_arguments_message(app.remaining(), known) + " (see --help)");
   }
 }
 
