@@ -190,7 +190,8 @@ int train_main(int argc, char** argv) {
             << lr_schedule_text(run.train) << "\n";
   if (run.eval_subset > 0)
     std::cout << fmt::format("evaluating on the first {} validation and test images only (--eval-subset)\n", run.eval_subset);
-  if (const std::optional<std::string> warning = unused_lr_warning(run.train)) std::cerr << "sd_train: " << *warning << "\n";
+  // In the banner, below the schedule it is about (stderr stays for errors and the backend's warnings).
+  if (const std::optional<std::string> warning = unused_lr_warning(run.train)) std::cout << *warning << "\n";
   std::cout << std::flush;
   if (o.log_interval > 0)
     trainer.report_progress_every(o.log_interval, [&](const StepProgress& p) {

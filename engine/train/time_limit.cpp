@@ -28,7 +28,8 @@ double TimeLimit::save_estimate() const {
 
 double TimeLimit::evaluation_estimate(int eval_batches) const {
   const MeasuredCosts c = costs();
-  const double batch = c.evaluation_batch > 0 ? c.evaluation_batch : c.step * kEvalBatchPerStep;
+  const double step = typical_step_ > 0 ? typical_step_ : c.step;
+  const double batch = c.evaluation_batch > 0 ? c.evaluation_batch : step * kEvalBatchPerStep;
   return batch * eval_batches;
 }
 
@@ -62,6 +63,12 @@ bool TimeLimit::fits_evaluation(int eval_batches) {
 }
 
 void TimeLimit::step_took(double seconds) { measured_.step = std::max(measured_.step, seconds); }
+
+void TimeLimit::steps_took(double seconds, int steps) {
+  if (steps <= 0) return;
+  typical_step_ = seconds / steps;
+  step_took(typical_step_);
+}
 
 void TimeLimit::evaluation_took(double seconds, int batches) {
   if (batches > 0) measured_.evaluation_batch = std::max(measured_.evaluation_batch, seconds / batches);

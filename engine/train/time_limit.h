@@ -12,8 +12,8 @@
 // not overrun the slice). The measurements travel with the run (TrainerState::costs, in the
 // checkpoint), so a resumed slice knows them before it has timed anything itself; its own
 // measurements replace them as they come. An unmeasured piece is never costed at 0: an evaluation
-// batch before any evaluation was timed is estimated from the step (kEvalBatchPerStep), a checkpoint
-// by `save_seconds_guess`. Only a run's very first step is taken on trust: nothing can estimate it,
+// batch before any evaluation was timed is estimated from a typical step (kEvalBatchPerStep times an
+// epoch's mean step, which a slow first step does not inflate), a checkpoint by `save_seconds_guess`. Only a run's very first step is taken on trust: nothing can estimate it,
 // and once it is timed the epoch's evaluation is checked again before it starts.
 // A backend may run asynchronously (the GPU queues a step or two ahead of the host, and only the
 // epoch's end or a checkpoint waits for it), so kQueuedSteps more step times stay in reserve.
@@ -36,9 +36,10 @@ class TimeLimit {
   static constexpr int kQueuedSteps = 2;
   // An evaluation batch (forward only, every block) against a training step (forward of the
   // surviving blocks, backward, update), used until an evaluation has been timed. Measured on the
-  // CPU reference (ResNet-8 and -20: 0.25-0.3) and cuDNN (about 0.3); rounded up, so a first epoch's
-  // evaluation is costed a little high rather than low.
-  static constexpr double kEvalBatchPerStep = 0.5;
+  // CPU reference, 2 busy cores, batch 128: ResNet-8 0.6-0.75, ResNet-20 0.35-0.45 (per batch of an
+  // evaluation of 200 + 400 images); a forward pass alone is about a third of a step. The largest,
+  // so that a first evaluation is costed high rather than low.
+  static constexpr double kEvalBatchPerStep = 0.75;
 
   // `limit_seconds` from `start` (a reading of `clock`: the process's start, so that loading the
   // data and planning count too); `carried`: what earlier invocations of the run measured.
@@ -54,6 +55,9 @@ class TimeLimit {
   // Measurements: one step (or an epoch's training time over its steps), one evaluation of
   // `batches` batches, one epoch-end or final checkpoint with its log lines.
   void step_took(double seconds);
+  // An epoch's training time over its `steps` steps (an asynchronous device's included): a step's
+  // largest time and its typical one.
+  void steps_took(double seconds, int steps);
   void evaluation_took(double seconds, int batches);
   void save_took(double seconds);
 
@@ -81,6 +85,7 @@ class TimeLimit {
   double limit_, start_, save_guess_;
   Clock clock_;
   MeasuredCosts carried_, measured_;  // measured_: this invocation's, 0 where not yet
+  double typical_step_ = 0;           // the last epoch's mean step in this invocation, 0 before
   bool expired_ = false;
   std::string refused_;
   double needed_ = 0;

@@ -136,7 +136,7 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop, 
     }
     const TrainTotals totals = backend_.take_train_totals();  // waits for an asynchronous backend
     const double train_seconds = state_.partial_seconds + seconds_since(t0);
-    if (limit && first_step < steps_per_epoch_) limit->step_took((limit_now() - limit_t0) / (steps_per_epoch_ - first_step));
+    if (limit) limit->steps_took(limit_now() - limit_t0, steps_per_epoch_ - first_step);
     if (!std::isfinite(totals.loss_sum))
       throw std::runtime_error(fmt::format(
           "epoch {}: the training loss is {} (diverged); stopping before the epoch is reported", epoch + 1,

@@ -164,6 +164,7 @@ TEST_CASE("every run setting config_differences reports has the flag sd_train se
   b.subset = 10;
   b.synthetic = 20;
   b.precision = "tf32";
+  b.eval_subset = 100;
   std::set<std::string> reported, keys;
   for (const sd::ConfigDifference& d : sd::config_differences(a, b)) reported.insert(d.field);
   const nlohmann::json config = sd::to_json(a);

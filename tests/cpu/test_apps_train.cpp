@@ -321,7 +321,7 @@ TEST_CASE("the run folder says what ran: train.log, config.json with the invocat
   CHECK(log.rfind("=== ", 0) == 0);  // the invocation's header line first
   CHECK(log.find("sd_train: ResNet-8") != std::string::npos);
   CHECK(log.find("lr 0.01 for epoch 1, 0.001 for 2") != std::string::npos);  // the schedule in the banner
-  CHECK(log.find("warning: --lr 0.1 is never used") != std::string::npos);    // stderr too
+  CHECK(log.find("warning: --lr 0.1 is never used") != std::string::npos);
   CHECK(log.find("epoch 2/2") != std::string::npos);
   CHECK(log.find("done: ") != std::string::npos);
 

@@ -84,6 +84,21 @@ DataSplit tiny_split(size_t train, size_t validation, size_t test) {
   return d;
 }
 
+// `epochs` epochs of 10-image batches.
+TrainConfig tiny_config(int epochs) {
+  TrainConfig c;
+  c.epochs = epochs;
+  c.batch_size = 10;
+  return c;
+}
+
+// Each step of `backend` advances `now` by `step_cost` seconds, each evaluation of a set by `eval_cost`.
+void on_fake_clock(ScriptedBackend& backend, double& now, double step_cost, double eval_cost) {
+  backend.clock = &now;
+  backend.step_cost = step_cost;
+  backend.eval_cost = eval_cost;
+}
+
 // Continues a stopped run (`stopped`, trained on `before`) on a fresh backend; checks that the two
 // parts take exactly the steps of the run never stopped (`straight`), and returns the continuation's
 // epoch records.
@@ -254,21 +269,17 @@ TEST_CASE("a run stopped mid-epoch and resumed takes exactly the same steps", "[
 TEST_CASE("a time limit stops before the step that would not fit, and the run resumes exactly", "[trainer]") {
   // A fake clock: a step takes 1 s, an evaluation 0.5 s (validation and test: 1 s an epoch), the
   // epoch's checkpoint 2 s; before one is timed the guess is 3 s. Limit 15 s.
-  //   epoch 1: steps at t = 0..3 fit (the last needs 3 steps + the evaluation's 2 batches at half a
-  //            step each + 2 checkpoints: 3 + 10 = 13 <= 15); after it the evaluation and its
-  //            checkpoint (1 + 3) fit too; eval to t = 5, checkpoint to t = 7.
+  //   epoch 1: steps at t = 0..3 fit (the last needs 3 steps + the evaluation's 2 batches at 0.75
+  //            of a step each + 2 checkpoints: 3 + 10.5 = 13.5 <= 15); after it the evaluation and
+  //            its checkpoint (1.5 + 3) fit too; eval to t = 5, checkpoint to t = 7.
   //   epoch 2: steps at t = 7, 8, 9 fit (1 + 2 queued + 2 checkpoint = 5: 14 <= 15); the last
   //            one would end at 10 + 3 + 1 + 2 + 2 = 18: stop after step 3 of epoch 2, at t = 10,
   //            leaving the 2 s the checkpoint on stopping takes (12 <= 15).
-  TrainConfig c;
-  c.epochs = 3;
-  c.batch_size = 10;
+  const TrainConfig c = tiny_config(3);
   const DataSplit data = tiny_split(40, 10, 10);
   double now = 0;
   ScriptedBackend sliced(8);
-  sliced.clock = &now;
-  sliced.step_cost = 1.0;
-  sliced.eval_cost = 0.5;
+  on_fake_clock(sliced, now, 1.0, 0.5);
   TimeLimit limit(15.0, 0.0, 3.0, [&] { return now; });
   Trainer first(c, sliced, data);
   int epochs_seen = 0;
@@ -292,22 +303,18 @@ TEST_CASE("a time limit stops before the step that would not fit, and the run re
 
 TEST_CASE("a first slice costs the unmeasured evaluation from the step: it neither stops early nor overruns", "[trainer]") {
   // A step takes 1 s, an evaluation batch 0.25 s (4 of validation and 4 of test: 2 s), a checkpoint
-  // 2 s (guess 3 s). Limit 17 s.
-  //   epoch 1, last step at t = 3: step 1 + queue 2 + evaluation est. 8 x 0.5 = 4 + 2 checkpoints 6:
-  //            16 <= 17, it runs (costing each evaluation batch as a whole step, 20 > 17, it would
-  //            have stopped there). The evaluation runs to t = 6, the checkpoint to t = 8.
+  // 2 s (guess 3 s). Limit 18 s.
+  //   epoch 1, last step at t = 3: step 1 + queue 2 + evaluation est. 8 x 0.75 = 6 + 2 checkpoints
+  //            6: 18 <= 18, it runs (costing each evaluation batch as a whole step, 20 > 18, it
+  //            would have stopped there). The evaluation runs to t = 6, the checkpoint to t = 8.
   //   epoch 2: steps at t = 8, 9, 10 fit (5 s each); the last, at t = 11, needs 1 + 2 + 2 + 2 + 2 =
   //            9 with the evaluation now measured: stop, the checkpoint on stopping ends at t = 13.
-  TrainConfig c;
-  c.epochs = 3;
-  c.batch_size = 10;
+  const TrainConfig c = tiny_config(3);
   const DataSplit data = tiny_split(40, 40, 40);
   double now = 0;
   ScriptedBackend backend(8);
-  backend.clock = &now;
-  backend.step_cost = 1.0;
-  backend.eval_cost = 1.0;  // per set: 4 batches
-  TimeLimit limit(17.0, 0.0, 3.0, [&] { return now; });
+  on_fake_clock(backend, now, 1.0, 1.0);
+  TimeLimit limit(18.0, 0.0, 3.0, [&] { return now; });
   Trainer trainer(c, backend, data);
   const auto checkpoint = [&](const EpochRecord&, const TrainerState&) { now += 2.0; };
   CHECK_FALSE(trainer.run(checkpoint, nullptr, &limit));
@@ -328,18 +335,15 @@ TEST_CASE("a resumed slice whose first step ends an epoch costs it with the carr
   // evaluation batch at 0.5 s (2 batches) and a checkpoint at 2 s. This slice has 6 s: the step (1 +
   // 2 queued), the evaluation (1) and two checkpoints (4) need 8, so it stops before the step.
   // (Costing what it had not measured itself at 0, it took the step and overran: 1 + 1 + 2 + 2.)
-  TrainConfig c;
-  c.epochs = 2;
-  c.batch_size = 10;
+  const TrainConfig c = tiny_config(2);
   const DataSplit data = tiny_split(40, 10, 10);
   ScriptedBackend straight(8);
   REQUIRE(Trainer(c, straight, data).run(nullptr));
   // The first slice: 1 s steps, 12 s; the 4th step, which ends the epoch, would need 1 + 2 queued +
-  // the evaluation's estimate 1 + 2 checkpoint guesses of 3 s: 13 > 12 - 3.
+  // the evaluation's estimate 1.5 + 2 checkpoint guesses of 3 s: 10.5 > 12 - 3.
   ScriptedBackend first(8);
   double first_clock = 0;
-  first.clock = &first_clock;
-  first.step_cost = 1.0;
+  on_fake_clock(first, first_clock, 1.0, 0.0);
   TimeLimit first_limit(12.0, 0.0, 3.0, [&] { return first_clock; });
   Trainer first_slice(c, first, data);
   CHECK_FALSE(first_slice.run(nullptr, nullptr, &first_limit));
@@ -349,8 +353,7 @@ TEST_CASE("a resumed slice whose first step ends an epoch costs it with the carr
   stopped.costs = MeasuredCosts{1.0, 0.5, 2.0};  // as if its evaluation and a checkpoint were timed too
   double now = 0;
   ScriptedBackend tight(8);
-  tight.clock = &now;
-  tight.step_cost = 1.0, tight.eval_cost = 0.5;
+  on_fake_clock(tight, now, 1.0, 0.5);
   TimeLimit limit(6.0, 0.0, 3.0, [&] { return now; }, stopped.costs);
   Trainer resumed(c, tight, data);
   resumed.restore(stopped);
@@ -373,23 +376,20 @@ TEST_CASE("a resumed slice whose first step ends an epoch costs it with the carr
 
 TEST_CASE("a slice may stop between an epoch's last step and its evaluation, and resumes with it", "[trainer]") {
   // One step per epoch, 1 s; the first step of a run is taken on trust (nothing measured), then its
-  // evaluation is costed from it (2 batches x 0.5 s) with the checkpoint guess (3 s): 1 + 4 > 4.5.
-  TrainConfig c;
-  c.epochs = 2;
-  c.batch_size = 10;
+  // evaluation is costed from it (2 batches x 0.75 s) with the checkpoint guess (3 s): 1 + 4.5 > 5.
+  const TrainConfig c = tiny_config(2);
   const DataSplit data = tiny_split(10, 10, 10);
   double now = 0;
   ScriptedBackend sliced(8);
-  sliced.clock = &now;
-  sliced.step_cost = 1.0, sliced.eval_cost = 0.25;
-  TimeLimit limit(4.5, 0.0, 3.0, [&] { return now; });
+  on_fake_clock(sliced, now, 1.0, 0.25);
+  TimeLimit limit(5.0, 0.0, 3.0, [&] { return now; });
   Trainer first(c, sliced, data);
   CHECK_FALSE(first.run(nullptr, nullptr, &limit));
   CHECK(sliced.steps.size() == 1);
   CHECK(sliced.evaluations.empty());
   CHECK(first.state().epochs_done == 0);
   CHECK(first.state().step_in_epoch == 1);  // every step done, the evaluation left
-  CHECK(limit.what_did_not_fit().find("the epoch's evaluation (est. 1.0 s)") != std::string::npos);
+  CHECK(limit.what_did_not_fit().find("the epoch's evaluation (est. 1.5 s)") != std::string::npos);
 
   ScriptedBackend straight(8);
   std::vector<EpochRecord> expected;
