@@ -204,7 +204,8 @@ int train_main(int argc, char** argv) {
     limit.emplace(o.time_limit, process_start, checkpoint_seconds_guess(backend->spec()), monotonic_seconds,
                   trainer.state().costs);  // what the run's earlier slices measured
   const int first_epoch = trainer.state().epochs_done;
-  const uint64_t first_step = trainer.global_step();
+  // Where this invocation starts (an epoch's evaluation alone, left by the slice before, is progress too).
+  const std::pair<int, int> start = {trainer.state().epochs_done, trainer.state().step_in_epoch};
   // The progress that last.safetensors holds on disk: what survives if a later write fails.
   std::optional<std::pair<int, int>> saved;
   if (resumed) saved = std::pair(resumed->trainer.epochs_done, resumed->trainer.step_in_epoch);
@@ -233,9 +234,9 @@ int train_main(int argc, char** argv) {
     if (timed_out)
       std::cout << fmt::format("time limit: {:.1f} s of {} s used; {} would not fit\n", limit->elapsed(), o.time_limit,
                                limit->what_did_not_fit());
-    if (timed_out && trainer.global_step() == first_step)
-      std::cout << fmt::format("warning: the time limit left no room for a single step; give more time (it needed "
-                               "{:.1f} s)\n",
+    if (timed_out && std::pair(s.epochs_done, s.step_in_epoch) == start)
+      std::cout << fmt::format("warning: the time limit left no room for a single step or evaluation; give more "
+                               "time (it needed {:.1f} s)\n",
                                limit->seconds_needed());
     const bool started = s.epochs_done > 0 || s.step_in_epoch > 0;
     std::cout << fmt::format("stopped {}; saved {}\nresume with: {}\n",

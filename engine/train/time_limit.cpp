@@ -41,19 +41,11 @@ bool TimeLimit::decide(double need, std::string what) {
   return !expired_;
 }
 
-bool TimeLimit::fits_step(bool ends_epoch, int eval_batches) {
+bool TimeLimit::fits_step() {
   const double step = costs().step, save = save_estimate();
-  double need = step * (1 + kQueuedSteps) + save;  // this step, the queue, the checkpoint on stopping
-  std::string what = fmt::format("the next step (est. {:.3f} s) and the checkpoint on stopping (est. {:.1f} s)", step, save);
-  // The epoch's end: known once a step is (else fits_evaluation checks it after this step).
-  const double evaluation = ends_epoch ? evaluation_estimate(eval_batches) : 0;
-  if (evaluation > 0) {
-    need += evaluation + save;
-    what = fmt::format("the epoch's last step (est. {:.3f} s), its evaluation (est. {:.1f} s) and checkpoints (est. "
-                       "{:.1f} s each)",
-                       step, evaluation, save);
-  }
-  return decide(need, std::move(what));
+  // This step, the queue, the checkpoint on stopping.
+  return decide(step * (1 + kQueuedSteps) + save,
+                fmt::format("the next step (est. {:.3f} s) and the checkpoint on stopping (est. {:.1f} s)", step, save));
 }
 
 bool TimeLimit::fits_evaluation(int eval_batches) {

@@ -2,11 +2,12 @@
 // A wall-clock budget for one training invocation (sd_train --time-limit): GPU time comes in slices,
 // and a run must stop cleanly, with its checkpoint written, before its slice ends.
 //
-// Before every training step the trainer asks fits_step(): the step itself, when it ends the epoch
-// the evaluation and the epoch's checkpoint, and in any case the checkpoint written on stopping must
-// all end before the limit. After an epoch's last step it asks fits_evaluation() (the evaluation and
-// the epoch's checkpoint): a run may stop there, between its last step and its evaluation, and the
-// next slice starts with that evaluation.
+// Before every training step the trainer asks fits_step(): the step and the checkpoint written on
+// stopping must end before the limit. After an epoch's last step it asks fits_evaluation(): the
+// evaluation and the epoch's checkpoint. A run may stop there, between its last step and its
+// evaluation, and the next slice starts with that evaluation: the pieces are asked for one at a
+// time, so that any slice in which each piece fits makes progress (asking for the last step and the
+// evaluation together, a slice shorter than both would never get past them).
 //
 // What each piece costs is what was measured (the largest seen, not the mean: a slow outlier must
 // not overrun the slice). The measurements travel with the run (TrainerState::costs, in the
@@ -45,9 +46,8 @@ class TimeLimit {
   // data and planning count too); `carried`: what earlier invocations of the run measured.
   TimeLimit(double limit_seconds, double start, double save_seconds_guess, Clock clock, MeasuredCosts carried = {});
 
-  // Whether one more step fits; `ends_epoch`: it is the last of its epoch, followed by an evaluation
-  // of `eval_batches` batches. Once it says no, it stays no and expired() is true.
-  bool fits_step(bool ends_epoch, int eval_batches);
+  // Whether one more step fits. Once it says no, it stays no and expired() is true.
+  bool fits_step();
   // Whether the epoch's evaluation of `eval_batches` batches and its checkpoint fit (asked after the
   // epoch's last step, the device's queue drained). Says no, and expires, like fits_step.
   bool fits_evaluation(int eval_batches);
@@ -79,7 +79,7 @@ class TimeLimit {
 
  private:
   double save_estimate() const;
-  double evaluation_estimate(int eval_batches) const;  // 0 only while no step is known either
+  double evaluation_estimate(int eval_batches) const;
   bool decide(double need, std::string what);
 
   double limit_, start_, save_guess_;

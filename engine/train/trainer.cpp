@@ -111,7 +111,7 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop, 
 
     // Training: the last batch of an epoch is smaller when the set is not a multiple of the batch.
     for (int s = state_.step_in_epoch; s < steps_per_epoch_; ++s) {
-      if (limit && !limit->fits_step(s + 1 == steps_per_epoch_, eval_batches_)) return pause();
+      if (limit && !limit->fits_step()) return pause();
       const double step_start = limit_now();
       const size_t begin = size_t(s) * size_t(config_.batch_size);
       const size_t end = std::min(begin + size_t(config_.batch_size), train_size_);
@@ -141,8 +141,8 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop, 
       throw std::runtime_error(fmt::format(
           "epoch {}: the training loss is {} (diverged); stopping before the epoch is reported", epoch + 1,
           totals.loss_sum));
-    // The epoch's evaluation is checked again now that a step has surely been timed (a run's first
-    // step is taken on trust): when it does not fit, the run stops before it, and resumes with it.
+    // The epoch's evaluation, costed now that its steps have been timed: when it does not fit, the
+    // run stops before it, and resumes with it.
     if (limit && !limit->fits_evaluation(eval_batches_)) return pause_with(totals);
 
     EpochRecord rec;
