@@ -32,16 +32,8 @@ namespace {
 
 // The command to continue this run: the same arguments, plus --resume.
 std::string resume_command(int argc, char** argv) {
-  std::string cmd = argv[0];
-  bool has_resume = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    has_resume |= a == "--resume";
-    const bool plain = a.find_first_of(" \t'\"\\$`!*?;&|<>()") == std::string::npos && !a.empty();
-    cmd += " " + (plain ? a : "'" + a + "'");
-  }
-  if (!has_resume) cmd += " --resume";
-  return cmd;
+  const bool has_resume = std::any_of(argv + 1, argv + argc, [](const char* a) { return std::string(a) == "--resume"; });
+  return command_line(argc, argv) + (has_resume ? "" : " --resume");
 }
 
 // With --resume the run's settings come from the checkpoint; a flag given explicitly with another

@@ -404,12 +404,21 @@ TEST_CASE("sd_train --time-limit cuts an epoch, exits 75, and the resumed run ma
   std::getline(lines, first_line);
   const double epoch = nlohmann::json::parse(first_line)["seconds"];
   const double start_up = std::max(0.0, wall - 2 * epoch);
-  const double limit = start_up + 1.0 + 0.5 * epoch;
+  // On a busy machine start-up varies from run to run: a limit that lets the run finish, or cuts it
+  // at an epoch's end, is retried shorter or longer (at most a few times).
+  double limit = start_up + 1.0 + 0.5 * epoch;
+  RunResult cut;
+  double cut_wall = 0;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    fs::remove_all(sliced);
+    const auto s0 = std::chrono::steady_clock::now();
+    cut = run_app("sd_train", args + " --out " + q(sliced) + fmt::format(" --time-limit {:.3f}", limit));
+    cut_wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+    const bool inside = cut.exit_code == 75 && sd::load_checkpoint(sliced / "last.safetensors").trainer.step_in_epoch > 0;
+    if (inside || (cut.exit_code != 0 && cut.exit_code != 75)) break;
+    limit *= cut.exit_code == 0 ? 0.7 : 1.3;  // finished: shorter; cut at no step or an epoch's end: longer
+  }
   INFO("epoch " << epoch << " s, start-up " << start_up << " s, limit " << limit << " s");
-
-  const auto s0 = std::chrono::steady_clock::now();
-  const RunResult cut = run_app("sd_train", args + " --out " + q(sliced) + fmt::format(" --time-limit {:.3f}", limit));
-  const double cut_wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
   INFO(cut.output);
   REQUIRE(cut.exit_code == 75);
   CHECK(cut.output.find("time limit: ") != std::string::npos);
@@ -417,8 +426,8 @@ TEST_CASE("sd_train --time-limit cuts an epoch, exits 75, and the resumed run ma
   CHECK(cut.output.find("--time-limit") != std::string::npos);  // the resume command keeps the limit
   CHECK(cut_wall < limit + 0.5);  // within the budget (the 0.5 s: the shell and process teardown)
   const sd::Checkpoint stopped = sd::load_checkpoint(sliced / "last.safetensors");
-  REQUIRE(stopped.trainer.epochs_done == 0);
-  REQUIRE(stopped.trainer.step_in_epoch > 0);  // cut inside the epoch
+  REQUIRE(stopped.trainer.epochs_done < 2);
+  REQUIRE(stopped.trainer.step_in_epoch > 0);  // cut inside an epoch
   CHECK_FALSE(fs::exists(sliced / "summary.json"));
 
   const RunResult rest = run_app("sd_train", args + " --out " + q(sliced) + " --resume");
