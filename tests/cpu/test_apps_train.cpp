@@ -368,6 +368,8 @@ TEST_CASE("every program tells its version, and a mistyped flag the likely one",
   const RunResult typo = run_app("sd_train", "--epoch 3 --device cpu");
   check_error_line(typo, "sd_train", "unknown option --epoch (did you mean --epochs?) (see --help)", 2);
   check_error_line(run_app("sd_bench", "--round 3"), "sd_bench", "unknown option --round (did you mean --rounds?)", 2);
+  // Also when the typo leaves a required option missing: the typo is the error to name.
+  check_error_line(run_app("sd_eval", "--checkpiont x"), "sd_eval", "unknown option --checkpiont (did you mean --checkpoint?)", 2);
 }
 
 TEST_CASE("sd_train --eval-subset evaluates on the first N images and records it", "[apps]") {
