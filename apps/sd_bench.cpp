@@ -54,6 +54,25 @@ struct ModeResult {
   std::optional<double> device_memory_bytes;  // in use on the device after the rounds (devices only)
 };
 
+struct Spread {
+  double min = 0, median = 0, max = 0;
+};
+
+Spread spread_of(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return {values.front(), n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]), values.back()};
+}
+
+// The speed-up of each round: round k of full depth over round k of stochastic depth. How far these
+// spread says how far to trust the ratio of the medians (a loaded machine spreads them wide).
+Spread round_ratios(const ModeResult& sd, const ModeResult& full) {
+  std::vector<double> ratios;
+  for (size_t k = 0; k < sd.round_seconds.size() && k < full.round_seconds.size(); ++k)
+    ratios.push_back(full.round_seconds[k] / sd.round_seconds[k]);
+  return spread_of(ratios);
+}
+
 // The step indices of the timed sequence: the first epoch's order, batch after batch, wrapping, so
 // every step has a full batch.
 void batch_at(const std::vector<int32_t>& order, int step, std::span<int32_t> idx) {
@@ -70,7 +89,8 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
       o.device,
       backend_options(run, o.execution),
       run.train.batch_size);
-  report_backend("sd_bench", *backend, o.verbose || describe);
+  // (The CPU reference's description is its name alone: nothing to add to the banner.)
+  report_backend("sd_bench", *backend, o.verbose || (describe && backend->describe() != backend->device_name()));
   backend->set_normalization(data.normalization);
   backend->set_images(ImageSetRole::kTrain, data.train);
   const ResNetSpec spec = make_resnet_spec(run.model);
@@ -116,11 +136,7 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   for (int s = first_timed_step; s < step; ++s)
     flops += training_step_conv_flops(spec, batch, gates.draw_step(uint64_t(s)));
   r.conv_flops_per_step = flops / double(step - first_timed_step);
-  std::vector<double> sorted = r.round_seconds;
-  std::sort(sorted.begin(), sorted.end());
-  const size_t n = sorted.size();
-  const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
-  r.step_seconds = median / o.steps;
+  r.step_seconds = spread_of(r.round_seconds).median / o.steps;
   r.epoch_seconds = r.step_seconds * kEpochImages / batch;
   r.images_per_second = batch / r.step_seconds;
   r.conv_tflops = r.conv_flops_per_step / r.step_seconds / 1e12;
@@ -212,8 +228,11 @@ int bench_main(int argc, char** argv) {
                              r->conv_tflops,
                              r->kernels_per_step ? fmt::format("{:.1f}", *r->kernels_per_step) : "n/a",
                              r->device_memory_bytes ? fmt::format("{:.0f}", *r->device_memory_bytes / 1048576) : "n/a");
+  const Spread rounds = round_ratios(sd, full);
   std::cout << fmt::format("\nspeed-up of stochastic depth: {:.3f}x (ideal from sum p_l / L = {:.2f} / {}: {:.3f}x)\n",
-                           ratio, sd.expected_active_blocks, blocks, ideal);
+                           ratio, sd.expected_active_blocks, blocks, ideal)
+            << fmt::format("  round by round: min {:.3f}x, median {:.3f}x, max {:.3f}x over {} rounds\n", rounds.min,
+                           rounds.median, rounds.max, o.rounds);
   if (sd.planning_seconds > 0 || full.planning_seconds > 0)
     std::cout << fmt::format("convolution planning: {:.2f} s for the first model, {:.2f} s for the second (plans reused)\n",
                              sd.planning_seconds, full.planning_seconds);
@@ -232,6 +251,7 @@ int bench_main(int argc, char** argv) {
                               {"stochastic_depth", to_json(sd)},
                               {"full_depth", to_json(full)},
                               {"ratio", ratio},
+                              {"ratio_rounds", {{"min", rounds.min}, {"median", rounds.median}, {"max", rounds.max}}},
                               {"ideal_ratio", ideal}};
   write_file_atomically(out, result.dump(2) + "\n");
   std::cout << "wrote " << out.string() << std::endl;

@@ -14,8 +14,10 @@
 
 #include "apps/common/app_main.h"
 #include "apps/common/device.h"
+#include "apps/common/lr_schedule_text.h"
 #include "apps/common/options.h"
 #include "apps/common/run_data.h"
+#include "apps/common/run_folder.h"
 #include "apps/common/run_log.h"
 #include "apps/common/stop_signal.h"
 #include "engine/train/atomic_file.h"
@@ -31,16 +33,8 @@ namespace {
 
 // The command to continue this run: the same arguments, plus --resume.
 std::string resume_command(int argc, char** argv) {
-  std::string cmd = argv[0];
-  bool has_resume = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    has_resume |= a == "--resume";
-    const bool plain = a.find_first_of(" \t'\"\\$`!*?;&|<>()") == std::string::npos && !a.empty();
-    cmd += " " + (plain ? a : "'" + a + "'");
-  }
-  if (!has_resume) cmd += " --resume";
-  return cmd;
+  const bool has_resume = std::any_of(argv + 1, argv + argc, [](const char* a) { return std::string(a) == "--resume"; });
+  return command_line(argc, argv) + (has_resume ? "" : " --resume");
 }
 
 // With --resume the run's settings come from the checkpoint; a flag given explicitly with another
@@ -156,6 +150,7 @@ std::optional<TrainPlan> check_and_plan(const TrainOptions& o) {
   check_device(o.device);
 
   p.split = load_run_split(p.run, o.data_dir);
+  limit_evaluation_sets(p.split, p.run.eval_subset);
   try {
     validate(p.run.train, p.split.train.size());
   } catch (const std::invalid_argument& e) {
@@ -179,6 +174,7 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
   const std::optional<Checkpoint>& resumed = p.resumed;
   const Normalization& norm = p.normalization;
   const DataSplit& split = p.split;
+  copy_console_to(dir / "train.log", command_line(argc, argv));  // from here on, the console goes there too
   std::unique_ptr<Backend> backend = make_backend(o.device, p.backend, run.train.batch_size);
   hand_data_to(*backend, split, norm);
   Trainer trainer(run.train, *backend, split);
@@ -190,9 +186,15 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
     std::cout << fmt::format("resuming {} after epoch {}{}\n", last_path.string(), resumed->trainer.epochs_done,
                              resumed->trainer.step_in_epoch ? fmt::format(", step {}", resumed->trainer.step_in_epoch) : "");
   } else {
-    write_file_atomically(dir / "config.json", to_json(run).dump(2) + "\n");
     write_file_atomically(dir / "metrics.jsonl", "");
   }
+  // Every invocation: the settings as this one runs them (--epochs may have changed) and what ran them.
+  write_file_atomically(dir / "config.json",
+                        config_file_json(run, Invocation{"sd_train", command_line(argc, argv), o.device,
+                                                         backend->device_name(), o.exec,
+                                                         data_provenance(run, o.data_dir)})
+                                .dump(2) +
+                            "\n");
   report_backend("sd_train", *backend, o.verbose);
   const double planning = backend->planning_seconds();
   std::cout << fmt::format("sd_train: ResNet-{} ({} {}), {}, {} backend{}, batch {}, {} steps/epoch, {} epochs -> {}\n",
@@ -200,15 +202,26 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
                            backend->device_name(),
                            planning > 0 ? fmt::format(" (convolutions planned in {:.1f} s)", planning) : "",
                            run.train.batch_size, trainer.steps_per_epoch(), run.train.epochs, dir.string())
-            << std::flush;
+            << lr_schedule_text(run.train) << "\n";
+  if (run.eval_subset > 0)
+    std::cout << fmt::format("evaluating on the first {} validation and test images only (--eval-subset)\n", run.eval_subset);
+  // In the banner, below the schedule it is about (stderr stays for errors and the backend's warnings).
+  if (const std::optional<std::string> warning = unused_lr_warning(run.train)) std::cout << *warning << "\n";
+  std::cout << std::flush;
+  if (o.log_interval > 0)
+    trainer.report_progress_every(o.log_interval, [&](const StepProgress& progress) {
+      std::cout << progress_line(progress, run.train.epochs) << std::endl;
+    });
 
   const std::atomic<bool>& stop = install_stop_handlers();
   std::optional<TimeLimit> limit;
   if (o.time_limit > 0)
     limit.emplace(o.time_limit, process_start, checkpoint_seconds_guess(make_resnet_spec(run.model)),
-                  monotonic_seconds);
+                  monotonic_seconds,
+                  trainer.state().costs);  // what the run's earlier slices measured
   const int first_epoch = trainer.state().epochs_done;
-  const uint64_t first_step = trainer.global_step();
+  // Where this invocation starts (an epoch's evaluation alone, left by the slice before, is progress too).
+  const std::pair<int, int> start = {trainer.state().epochs_done, trainer.state().step_in_epoch};
   // The progress that last.safetensors holds on disk: what survives if a later write fails.
   std::optional<std::pair<int, int>> saved;
   if (resumed) saved = std::pair(resumed->trainer.epochs_done, resumed->trainer.step_in_epoch);
@@ -237,11 +250,12 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
     const bool timed_out = !stop_signal() && limit && limit->expired();
     if (stopped_for_time_limit()) std::cout << "time limit: the scheduler's warning signal (SIGUSR1) came\n";
     if (timed_out)
-      std::cout << fmt::format("time limit: {:.1f} s of {} s used, the next step would not fit (steps take up to "
-                               "{:.3f} s)\n",
-                               limit->elapsed(), o.time_limit, limit->step_seconds());
-    if (timed_out && trainer.global_step() == first_step)
-      std::cout << "warning: the time limit left no room for a single step; give more time\n";
+      std::cout << fmt::format("time limit: {:.1f} s of {} s used; {} would not fit\n", limit->elapsed(), o.time_limit,
+                               limit->what_did_not_fit());
+    if (timed_out && std::pair(s.epochs_done, s.step_in_epoch) == start)
+      std::cout << fmt::format("warning: the time limit left no room for a single step or evaluation; give more "
+                               "time (it needed {:.1f} s)\n",
+                               limit->seconds_needed());
     const bool started = s.epochs_done > 0 || s.step_in_epoch > 0;
     std::cout << fmt::format("stopped {}; saved {}\nresume with: {}\n",
                              started ? "after " + progress_text(s.epochs_done, s.step_in_epoch) : "before the first step",

@@ -14,8 +14,11 @@ import statistics
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError as missing:  # one line, not a traceback: what to install
+    sys.exit(f"pytorch_bench.py: error: needs torch (python3 -m pip install torch): {missing}")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sdnet_torch import ResNet  # noqa: E402

@@ -11,8 +11,11 @@ import json
 import os
 import sys
 
-import numpy as np
-import torch
+try:
+    import numpy as np
+    import torch
+except ImportError as missing:  # one line, not a traceback: what to install
+    sys.exit(f"pytorch_eval.py: error: needs numpy and torch (python3 -m pip install numpy torch): {missing}")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sdnet_torch import ResNet, load_checkpoint  # noqa: E402

@@ -80,7 +80,13 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--seed", r.train.seed, "seed of everything random")->capture_default_str();
   app.add_option("--data-dir", o.data_dir, "CIFAR-10 binary files (scripts/fetch-cifar10)")->capture_default_str();
   app.add_option("--synthetic", r.synthetic, "train on N generated images instead of CIFAR-10 (tests, smoke runs)");
-  app.add_option("--subset", r.subset, "use only the first N training images (smoke tests)");
+  app.add_option("--subset", r.subset, "use only the first N training images, N >= 1 (smoke tests; default: all)");
+  app.add_option("--eval-subset", r.eval_subset,
+                 "evaluate each epoch on the first N validation and N test images only (cheaper smoke runs; "
+                 "default: all, the paper's protocol)");
+  app.add_option("--log-interval", o.log_interval,
+                 "a progress line (step, loss, img/s) every N steps inside an epoch (default: off, one line per "
+                 "epoch)");
   app.add_option("--out", o.out, "run directory (default runs/d<depth>-<mode><rate>-<split>-s<seed>)");
   add_device_option(app, o.device);
   add_verbose_option(app, o.verbose);
@@ -158,7 +164,9 @@ void validate_run_config(const RunConfig& r) {
   check("--split", [&] { parse_split(r.split); });
   if (std::find(kPrecisions.begin(), kPrecisions.end(), r.precision) == kPrecisions.end())
     throw UsageError(fmt::format("--precision {}: not supported; this build computes in fp32 or tf32", r.precision));
-  if (r.subset < 0) throw UsageError(fmt::format("--subset {}: must be positive (or 0 for all images)", r.subset));
+  if (r.subset < 0) throw UsageError(fmt::format("--subset {}: must be positive (leave it out for all images)", r.subset));
+  if (r.eval_subset < 0)
+    throw UsageError(fmt::format("--eval-subset {}: must be positive (leave it out for the whole sets)", r.eval_subset));
   if (r.synthetic < 0) throw UsageError(fmt::format("--synthetic {}: must be positive", r.synthetic));
   if (!(r.sgd.momentum >= 0 && r.sgd.momentum < 1))
     throw UsageError(fmt::format("--momentum {}: must lie in [0, 1)", r.sgd.momentum));
@@ -195,6 +203,12 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
   }
   o.run.train.lr_steps = parse_lr_steps(o.lr_steps);
   o.execution = parse_execution_for(o.device, o.exec);
+  // 0 is how a run without --subset is stored ("all"): given, it is almost surely a mistake.
+  if (o.given.count("--subset") && o.run.subset == 0)
+    throw UsageError("--subset 0: give a positive number of images (leave --subset out to train on all of them)");
+  if (o.given.count("--eval-subset") && o.run.eval_subset == 0)
+    throw UsageError("--eval-subset 0: give a positive number of images (leave it out to evaluate on all of them)");
+  if (o.log_interval < 0) throw UsageError(fmt::format("--log-interval {}: must be positive", o.log_interval));
   if (o.stop_after < 0) throw UsageError(fmt::format("--stop-after {}: must be positive", o.stop_after));
   if (o.given.count("--time-limit") && !(o.time_limit > 0 && o.time_limit < 1e9))
     throw UsageError(fmt::format("--time-limit {}: must be a positive number of seconds", o.time_limit));
@@ -222,6 +236,7 @@ std::optional<std::string> flag_for_config_field(const std::string& field) {
       {"lr_steps", "--lr-steps"}, {"seed", "--seed"},             {"split", "--split"},
       {"subset", "--subset"},     {"synthetic", "--synthetic"},   {"precision", "--precision"},
       {"bn_variant", "--bn-variant"},
+      {"eval_subset", "--eval-subset"},
   };
   const auto it = kFlags.find(field);
   if (it == kFlags.end()) return std::nullopt;

@@ -30,6 +30,7 @@ struct TrainOptions {
   int stop_after = 0;  // > 0: stop (resumably) after this many epochs of this invocation
   double time_limit = 0;  // > 0: stop (resumably) before this many seconds of wall time have passed
   bool verbose = false;   // print the backend's description (versions, planning, algorithms) at start
+  int log_interval = 0;   // > 0: a progress line every this many steps inside an epoch
   std::set<std::string> given;  // the flags given on the command line ("--depth", ...)
 };
 

@@ -27,6 +27,15 @@ DataSplit load_run_split(const RunConfig& run, const std::string& data_dir) {
   }
 }
 
+void limit_evaluation_sets(DataSplit& split, int64_t eval_subset) {
+  if (eval_subset <= 0) return;
+  for (ImageSet* set : {&split.validation, &split.test}) {
+    const size_t n = std::min(set->size(), size_t(eval_subset));
+    set->labels.resize(n);
+    set->pixels.resize(n * kImageBytes);
+  }
+}
+
 std::string describe_split(const DataSplit& s) {
   return fmt::format("{} split: {} train / {} validation / {} test", s.name, s.train.size(), s.validation.size(),
                      s.test.size());

@@ -58,6 +58,12 @@ std::string epoch_line(const EpochRecord& r, int epochs) {
   return line;
 }
 
+std::string progress_line(const StepProgress& p, int epochs) {
+  const int width = int(std::to_string(epochs).size()), step_width = int(std::to_string(p.steps_per_epoch).size());
+  return fmt::format("  epoch {:>{}}/{}  step {:>{}}/{}  loss {:.4f}  {:.0f} img/s", p.epoch, width, epochs, p.step,
+                     step_width, p.steps_per_epoch, p.train_loss, p.images_per_second);
+}
+
 void append_metrics(const std::filesystem::path& dir, const EpochRecord& r) {
   append_to_file(dir / "metrics.jsonl", epoch_json(r).dump() + "\n");
 }

@@ -23,6 +23,9 @@ nlohmann::json epoch_json(const EpochRecord& record);
 // "epoch   3/500  lr 0.1  loss 1.2345  train 43.21%  val 40.12% *  test 39.80%  12.3s  3653 img/s  ETA 1h42m"
 std::string epoch_line(const EpochRecord& record, int epochs);
 
+// Inside an epoch (--log-interval): "  epoch 3/500  step 100/352  loss 1.2345  3210 img/s"
+std::string progress_line(const StepProgress& progress, int epochs);
+
 void append_metrics(const std::filesystem::path& dir, const EpochRecord& record);
 // On resume: drops lines of epochs after `epochs_done` (written after the checkpoint being resumed
 // from, by a run that then crashed), so that every epoch appears once.

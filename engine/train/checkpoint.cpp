@@ -55,6 +55,7 @@ json to_json(const RunConfig& c) {
       {"synthetic", c.synthetic},
       {"precision", c.precision},
       {"bn_variant", c.bn_variant},
+      {"eval_subset", c.eval_subset},
   };
 }
 
@@ -79,6 +80,7 @@ RunConfig run_config_from_json(const json& j) {
   c.synthetic = field<int64_t>(j, "synthetic");
   c.precision = field<std::string>(j, "precision");
   c.bn_variant = j.value("bn_variant", std::string("block_per_channel"));
+  c.eval_subset = j.value("eval_subset", int64_t(0));  // absent before it existed: the whole sets
   return c;
 }
 
@@ -102,6 +104,9 @@ json to_json(const TrainerState& s) {
       {"partial_seconds", s.partial_seconds},
       {"partial_steps", s.partial.steps},
       {"partial_conv1_grad_abs_mean_sum", finite_or_null(s.partial.conv1_grad_abs_mean_sum)},
+      // What --time-limit measured, for the next slice; 0 where nothing was measured.
+      {"measured_seconds",
+       json{{"step", s.costs.step}, {"evaluation_batch", s.costs.evaluation_batch}, {"checkpoint", s.costs.save}}},
   };
 }
 
@@ -131,6 +136,11 @@ TrainerState trainer_state_from_json(const json& j) {
   s.partial.steps = j.value("partial_steps", int64_t(0));
   s.partial.conv1_grad_abs_mean_sum =
       j.contains("partial_conv1_grad_abs_mean_sum") ? number_or(j.at("partial_conv1_grad_abs_mean_sum"), kNaN) : 0.0;
+  // Absent before --time-limit carried its measurements: the next slice then measures afresh.
+  if (j.contains("measured_seconds")) {
+    const json& m = j.at("measured_seconds");
+    s.costs = MeasuredCosts{m.value("step", 0.0), m.value("evaluation_batch", 0.0), m.value("checkpoint", 0.0)};
+  }
   return s;
 }
 
@@ -248,6 +258,7 @@ std::vector<ConfigDifference> config_differences(const RunConfig& a, const RunCo
   cmp("synthetic", "synthetic", a.synthetic, b.synthetic);
   cmp("precision", "precision", a.precision, b.precision);
   cmp("bn_variant", "batch-norm variant", a.bn_variant, b.bn_variant);
+  cmp("eval_subset", "evaluation subset", a.eval_subset, b.eval_subset);
   return out;
 }
 

@@ -37,6 +37,7 @@ struct RunConfig {
   std::string split = "paper";  // engine/data/dataset.h: "paper" | "full"
   int64_t subset = 0;           // > 0: only the first `subset` training images (smoke tests)
   int64_t synthetic = 0;        // > 0: generated data with this many training images, not CIFAR-10
+  int64_t eval_subset = 0;      // > 0: each epoch evaluates only the first N validation and N test images
   std::string precision = "fp32";
   std::string bn_variant = kDefaultBnVariant;
 };

@@ -103,17 +103,19 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop, 
     const auto limit_now = [&] { return limit ? limit->now() : 0.0; };
     const double limit_t0 = limit_now();
     // Stops inside the epoch, after step_in_epoch steps: the sums so far go into the state.
-    auto pause = [&] {
-      state_.partial = backend_.take_train_totals();
+    auto pause_with = [&](const TrainTotals& totals) {
+      state_.partial = totals;
+      if (limit) state_.costs = limit->costs();
       state_.partial_seconds += seconds_since(t0);
       state_.elapsed_seconds += seconds_since(t0);
       return false;
     };
+    auto pause = [&] { return pause_with(backend_.take_train_totals()); };
     backend_.plan_epoch(order, uint32_t(epoch));  // a graph-executing engine uploads it once
 
     // Training: the last batch of an epoch is smaller when the set is not a multiple of the batch.
     for (int s = state_.step_in_epoch; s < steps_per_epoch_; ++s) {
-      if (limit && !limit->fits_step(s + 1 == steps_per_epoch_, eval_batches_)) return pause();
+      if (limit && !limit->fits_step()) return pause();
       const double step_start = limit_now();
       const size_t begin = size_t(s) * size_t(config_.batch_size);
       const size_t end = std::min(begin + size_t(config_.batch_size), train_size_);
@@ -124,15 +126,28 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop, 
                                     float(lr)});
       state_.step_in_epoch = s + 1;
       if (limit) limit->step_took(limit_now() - step_start);
+      if (progress_every_ > 0 && (s + 1) % progress_every_ == 0 && s + 1 < steps_per_epoch_) {
+        // Taking the sums and putting them back leaves them as they were (the resume path relies on it).
+        const TrainTotals sums = backend_.take_train_totals();
+        backend_.restore_train_totals(sums);
+        const double seconds = seconds_since(t0);
+        const double images = double(std::min(size_t(s + 1) * size_t(config_.batch_size), train_size_) -
+                                     size_t(first_step) * size_t(config_.batch_size));
+        progress_(StepProgress{epoch + 1, s + 1, steps_per_epoch_, sums.count ? sums.loss_sum / double(sums.count) : 0.0,
+                               seconds > 0 ? images / seconds : 0.0});
+      }
       if (stop && stop->load() && s + 1 < steps_per_epoch_) return pause();
     }
     const TrainTotals totals = backend_.take_train_totals();  // waits for an asynchronous backend
     const double train_seconds = state_.partial_seconds + seconds_since(t0);
-    if (limit) limit->step_took((limit_now() - limit_t0) / std::max(1, steps_per_epoch_ - first_step));
+    if (limit) limit->steps_took(limit_now() - limit_t0, steps_per_epoch_ - first_step);
     if (!std::isfinite(totals.loss_sum))
       throw std::runtime_error(fmt::format(
           "epoch {}: the training loss is {} (diverged); stopping before the epoch is reported", epoch + 1,
           totals.loss_sum));
+    // The epoch's evaluation, costed now that its steps have been timed: when it does not fit, the
+    // run stops before it, and resumes with it.
+    if (limit && !limit->fits_evaluation(eval_batches_)) return pause_with(totals);
 
     EpochRecord rec;
     rec.epoch = epoch + 1;
@@ -155,7 +170,7 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop, 
       rec.test_error = backend_.evaluate(ImageSetRole::kTest).error_rate();
       state_.last_test_error = *rec.test_error;
     }
-    if (limit) limit->evaluation_took(limit_now() - eval_start);
+    if (limit) limit->evaluation_took(limit_now() - eval_start, eval_batches_);
     record_best(state_, rec);
 
     rec.seconds = state_.partial_seconds + seconds_since(t0);
@@ -165,9 +180,10 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop, 
     state_.partial_active_blocks = 0;
     state_.elapsed_seconds += rec.seconds - state_.partial_seconds;  // the partial part is counted already
     state_.partial_seconds = 0;
+    if (limit) state_.costs = limit->costs();  // the epoch's checkpoint carries them
     const double save_start = limit_now();
     if (on_epoch) on_epoch(rec, state_);
-    if (limit) limit->save_took(limit_now() - save_start);
+    if (limit) limit->save_took(limit_now() - save_start), state_.costs = limit->costs();
     if (stop && stop->load() && state_.epochs_done < config_.epochs) return false;
   }
   return true;

@@ -72,6 +72,17 @@ struct TrainerState {
   double test_error_sum_at_best = std::numeric_limits<double>::quiet_NaN();
   double last_test_error = std::numeric_limits<double>::quiet_NaN();
   double elapsed_seconds = 0;  // wall time of all epochs so far, across resumes
+  // What --time-limit measured (step, evaluation batch, checkpoint), for the run's next time slice.
+  MeasuredCosts costs;
+};
+
+// Where an epoch stands, for a progress line inside long epochs (sd_train --log-interval).
+struct StepProgress {
+  int epoch = 0;  // 1-based
+  int step = 0;   // steps of the epoch done
+  int steps_per_epoch = 0;
+  double train_loss = 0;          // mean over the epoch's steps so far
+  double images_per_second = 0;   // this invocation's steps of the epoch
 };
 
 // Hands a run's data to `backend`, once, before its first step: `normalization` (the split's, or a
@@ -92,9 +103,17 @@ class Trainer {
   void restore(const TrainerState& state) { state_ = state; }
   const TrainConfig& config() const { return config_; }
 
+  using ProgressCallback = std::function<void(const StepProgress&)>;
+  // Calls `callback` after every `steps`-th step of an epoch (not after its last: the epoch's own
+  // report follows). It reads the backend's running sums, which waits for an asynchronous one.
+  void report_progress_every(int steps, ProgressCallback callback) {
+    progress_every_ = steps, progress_ = std::move(callback);
+  }
+
   using EpochCallback = std::function<void(const EpochRecord&, const TrainerState&)>;
   // Trains until all epochs are done (returns true), or until `*stop` is seen set after a step or
-  // `limit` says the next step does not fit (returns false; state() then says where to continue).
+  // `limit` says the next step, or the epoch's evaluation, does not fit (returns false; state() then
+  // says where to continue: step_in_epoch == steps_per_epoch() when only the evaluation is left).
   // The callback's time counts as the checkpoint's for `limit`. Throws std::runtime_error when an
   // epoch's training loss is not finite, before the callback of that epoch, so no checkpoint of it
   // is written.
@@ -110,6 +129,8 @@ class Trainer {
   int steps_per_epoch_;
   GateSampler gates_;
   TrainerState state_;
+  int progress_every_ = 0;
+  ProgressCallback progress_;
 };
 
 // The shuffled order of the training set in 0-based epoch `epoch` (Fisher–Yates on kEpochOrder).

@@ -9,7 +9,11 @@
 #include <catch2/catch.hpp>
 
 #include "apps/common/app_main.h"
+#include "apps/common/did_you_mean.h"
+#include "apps/common/lr_schedule_text.h"
+#include "apps/common/md5.h"
 #include "apps/common/options.h"
+#include "apps/common/run_folder.h"
 
 namespace {
 
@@ -171,6 +175,7 @@ TEST_CASE("every run setting config_differences reports has the flag sd_train se
   b.synthetic = 20;
   b.precision = "tf32";
   b.bn_variant = "split";
+  b.eval_subset = 100;
   std::set<std::string> reported, keys;
   for (const sd::ConfigDifference& d : sd::config_differences(a, b)) reported.insert(d.field);
   const nlohmann::json config = sd::to_json(a);
@@ -189,4 +194,78 @@ TEST_CASE("every run setting config_differences reports has the flag sd_train se
     }
     CHECK_NOTHROW(app.get_option(*flag));
   }
+}
+
+TEST_CASE("sd_train refuses --subset 0 and --eval-subset 0 (0 would silently mean all)", "[apps]") {
+  using Args = std::vector<std::string>;
+  CHECK_THAT(usage_error(Args{"--subset", "0"}), Catch::StartsWith("--subset 0: give a positive number"));
+  CHECK_THAT(usage_error(Args{"--eval-subset", "0"}), Catch::StartsWith("--eval-subset 0: give a positive number"));
+  CHECK_THAT(usage_error(Args{"--eval-subset", "-5"}), Catch::StartsWith("--eval-subset -5"));
+  CHECK_THAT(usage_error(Args{"--log-interval", "-1"}), Catch::StartsWith("--log-interval -1"));
+  CHECK(parse({}).run.subset == 0);  // left out: all images
+  const sd::apps::TrainOptions o = parse({"--eval-subset", "500", "--log-interval", "50"});
+  CHECK(o.run.eval_subset == 500);
+  CHECK(o.log_interval == 50);
+  CHECK(sd::to_json(o.run).at("eval_subset") == 500);  // recorded in the config and the checkpoints
+  CHECK(sd::run_config_from_json(sd::to_json(o.run)).eval_subset == 500);
+  nlohmann::json old = sd::to_json(o.run);
+  old.erase("eval_subset");  // a run from before the option: the whole sets
+  CHECK(sd::run_config_from_json(old).eval_subset == 0);
+  CHECK(sd::apps::flag_for_config_field("eval_subset") == "--eval-subset");
+}
+
+TEST_CASE("a mistyped flag gets the likely one; unknown arguments are named in order", "[apps]") {
+  using sd::apps::closest_option;
+  const std::vector<std::string> known = {"--epochs", "--depth", "--lr", "--lr-steps", "--seed", "--subset", "--synthetic",
+                                          "--warmup", "--eval-subset"};
+  CHECK(sd::apps::edit_distance("--epoch", "--epochs") == 1);
+  CHECK(sd::apps::edit_distance("--dpeth", "--depth") == 1);  // a transposition is one edit
+  CHECK(sd::apps::edit_distance("", "abc") == 3);
+  CHECK(closest_option("--epoch", known) == "--epochs");
+  CHECK(closest_option("--epochs=3", known) == "--epochs");
+  CHECK(closest_option("--lr-setps", known) == "--lr-steps");
+  CHECK(closest_option("--sead", known) == "--seed");
+  CHECK(closest_option("--warm", known) == "--warmup");   // cut short: the only option it begins
+  CHECK_FALSE(closest_option("--xyz", known));            // nothing convincing
+  CHECK_FALSE(closest_option("--s", known));              // too short to guess
+  CHECK(sd::apps::unknown_arguments_message({"--epoch", "3"}, known) == "unknown option --epoch (did you mean --epochs?)");
+  CHECK(sd::apps::unknown_arguments_message({"--foo", "--dpeth"}, known) ==
+        "unknown options --foo, --dpeth (did you mean --depth?)");
+  CHECK(sd::apps::unknown_arguments_message({"3", "4"}, known) == "unexpected arguments 3 4");
+}
+
+TEST_CASE("the lr schedule in words, and the warning when --lr is never used", "[apps]") {
+  sd::TrainConfig c;  // the paper's: 500 epochs, steps at 0.5 and 0.75
+  CHECK(sd::apps::lr_schedule_text(c) == "lr 0.1 for epochs 1-249, 0.01 for 250-374, 0.001 for 375-500");
+  CHECK_FALSE(sd::apps::unused_lr_warning(c));
+  c.epochs = 2;  // 1 >= 0.5 * 2: the first epoch already runs at 0.01
+  CHECK(sd::apps::lr_schedule_text(c) == "lr 0.01 for epoch 1, 0.001 for 2");
+  CHECK_THAT(*sd::apps::unused_lr_warning(c), Catch::StartsWith("warning: --lr 0.1 is never used: with --epochs 2") &&
+                                                  Catch::Contains("the first epoch already runs at 0.01"));
+  c.epochs = 1;
+  CHECK(sd::apps::lr_schedule_text(c) == "lr 0.001 for epoch 1");
+  CHECK_THAT(*sd::apps::unused_lr_warning(c), Catch::Contains("every epoch runs at 0.001"));
+  c.epochs = 3;
+  c.lr_steps = {};
+  CHECK(sd::apps::lr_schedule_text(c) == "lr 0.1 for epochs 1-3");
+  CHECK_FALSE(sd::apps::unused_lr_warning(c));
+}
+
+TEST_CASE("MD5 of the RFC 1321 test suite, in one piece and in chunks", "[apps]") {
+  CHECK(sd::apps::md5_hex("") == "d41d8cd98f00b204e9800998ecf8427e");
+  CHECK(sd::apps::md5_hex("abc") == "900150983cd24fb0d6963f7d28e17f72");
+  CHECK(sd::apps::md5_hex("message digest") == "f96b697d7cb7938d525a2f31aaf161d0");
+  const std::string digits = "12345678901234567890123456789012345678901234567890123456789012345678901234567890";
+  CHECK(sd::apps::md5_hex(digits) == "57edf4a22be3c955ac49da2e2107b67a");
+  sd::apps::Md5 chunked;
+  for (size_t i = 0; i < digits.size(); i += 7) chunked.update(std::string_view(digits).substr(i, 7));
+  CHECK(chunked.hex_digest() == "57edf4a22be3c955ac49da2e2107b67a");
+}
+
+TEST_CASE("command_line quotes what the shell would split or expand", "[apps]") {
+  std::vector<std::string> args = {"sd_train", "--out", "my runs/a", "--lr-steps", "0.5,0.75", "it's"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  CHECK(sd::apps::command_line(int(argv.size()), argv.data()) ==
+        "sd_train --out 'my runs/a' --lr-steps 0.5,0.75 'it'\\''s'");
 }

@@ -36,6 +36,7 @@ sd::Checkpoint sample_checkpoint(int depth = 8) {
   ck.trainer.partial = {1.0 / 3.0, 5, 64, 2, 1.0 / 7.0};
   ck.trainer.partial_active_blocks = 11;
   ck.trainer.elapsed_seconds = 12.345678901234567;
+  ck.trainer.costs = {0.125, 0.03125, 1.5};  // what --time-limit measured, for the next slice
   // best_validation_error stays ∞ and the test errors NaN: the "none yet" values must survive.
   ck.normalization.mean.resize(sd::kImageBytes);
   for (int i = 0; i < sd::kImageBytes; ++i) ck.normalization.mean[size_t(i)] = 100.0f + float(i) / 7.0f;
@@ -85,6 +86,9 @@ TEST_CASE("a last checkpoint loads back exactly, with config and trainer state",
   CHECK(back.trainer.partial.conv1_grad_abs_mean_sum == 1.0 / 7.0);
   CHECK(back.trainer.partial_active_blocks == 11);
   CHECK(back.trainer.elapsed_seconds == ck.trainer.elapsed_seconds);
+  CHECK(back.trainer.costs.step == 0.125);
+  CHECK(back.trainer.costs.evaluation_batch == 0.03125);
+  CHECK(back.trainer.costs.save == 1.5);
   CHECK(std::isinf(back.trainer.best_validation_error));
   CHECK(std::isnan(back.trainer.test_error_at_best));
   CHECK(std::isnan(back.trainer.last_test_error));

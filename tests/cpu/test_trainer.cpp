@@ -86,6 +86,21 @@ DataSplit tiny_split(size_t train, size_t validation, size_t test) {
   return d;
 }
 
+// `epochs` epochs of 10-image batches.
+TrainConfig tiny_config(int epochs) {
+  TrainConfig c;
+  c.epochs = epochs;
+  c.batch_size = 10;
+  return c;
+}
+
+// Each step of `backend` advances `now` by `step_cost` seconds, each evaluation of a set by `eval_cost`.
+void on_fake_clock(ScriptedBackend& backend, double& now, double step_cost, double eval_cost) {
+  backend.clock = &now;
+  backend.step_cost = step_cost;
+  backend.eval_cost = eval_cost;
+}
+
 // Continues a stopped run (`stopped`, trained on `before`) on a fresh backend; checks that the two
 // parts take exactly the steps of the run never stopped (`straight`), and returns the continuation's
 // epoch records.
@@ -255,40 +270,140 @@ TEST_CASE("a run stopped mid-epoch and resumed takes exactly the same steps", "[
 
 TEST_CASE("a time limit stops before the step that would not fit, and the run resumes exactly", "[trainer]") {
   // A fake clock: a step takes 1 s, an evaluation 0.5 s (validation and test: 1 s an epoch), the
-  // epoch's checkpoint 2 s; before one is timed the guess is 3 s. Limit 15 s.
-  //   epoch 1: steps at t = 0..3 fit (the last needs 3 steps + eval 2 batches + 2 checkpoints:
-  //            3 + 11 = 14 <= 15); eval to t = 5, checkpoint to t = 7.
-  //   epoch 2: steps at t = 7, 8, 9 fit (1 + 2 queued + 2 checkpoint = 5: 14 <= 15); the last
-  //            one would end at 10 + 3 + 1 + 2 + 2 = 18: stop after step 3 of epoch 2, at t = 10,
-  //            leaving the 2 s the checkpoint on stopping takes (12 <= 15).
-  TrainConfig c;
-  c.epochs = 3;
-  c.batch_size = 10;
+  // epoch's checkpoint 2 s; before one is timed the guess is 3 s. Limit 13 s.
+  //   epoch 1: steps at t = 0..3 fit (each: 1 + 2 queued + the checkpoint on stopping 3: 9 <= 13 at
+  //            t = 3); after the last, the evaluation (2 batches at 0.75 of the epoch's mean step:
+  //            1.5) and its checkpoint (3) fit too: 8.5; eval to t = 5, checkpoint to t = 7.
+  //   epoch 2: steps at t = 7, 8 fit (1 + 2 + 2 = 5: 13 <= 13); the next would end at 14: stop
+  //            after step 2 of epoch 2, at t = 9, leaving the 2 s of the checkpoint on stopping.
+  const TrainConfig c = tiny_config(3);
   const DataSplit data = tiny_split(40, 10, 10);
   double now = 0;
   ScriptedBackend sliced(8);
-  sliced.clock = &now;
-  sliced.step_cost = 1.0;
-  sliced.eval_cost = 0.5;
-  TimeLimit limit(15.0, 0.0, 3.0, [&] { return now; });
+  on_fake_clock(sliced, now, 1.0, 0.5);
+  TimeLimit limit(13.0, 0.0, 3.0, [&] { return now; });
   Trainer first(c, sliced, data);
   int epochs_seen = 0;
   CHECK_FALSE(first.run([&](const EpochRecord&, const TrainerState&) { now += 2.0, ++epochs_seen; }, nullptr, &limit));
   CHECK(limit.expired());
-  CHECK_FALSE(limit.fits_step(false, 0));  // it stays expired
+  CHECK_FALSE(limit.fits_step());  // it stays expired
   CHECK(epochs_seen == 1);
   CHECK(first.state().epochs_done == 1);
-  CHECK(first.state().step_in_epoch == 3);
-  CHECK(first.state().partial.count == 30);
-  CHECK(now == 10.0);
+  CHECK(first.state().step_in_epoch == 2);
+  CHECK(first.state().partial.count == 20);
+  CHECK(now == 9.0);
   CHECK(limit.step_seconds() == 1.0);
+  CHECK(limit.seconds_needed() == 14.0);
+  CHECK(limit.what_did_not_fit() == "the next step (est. 1.000 s) and the checkpoint on stopping (est. 2.0 s)");
 
   ScriptedBackend straight(8);
   REQUIRE(Trainer(c, straight, data).run(nullptr));
   const std::vector<EpochRecord> records = resume_rest(c, data, first.state(), sliced, straight);
   REQUIRE(records.size() == 2);
   CHECK(records[0].epoch == 2);
-  CHECK(records[0].train_loss == 1.0);  // the backend's sums continued from the 30 images before the stop
+  CHECK(records[0].train_loss == 1.0);  // the backend's sums continued from the 20 images before the stop
+}
+
+TEST_CASE("a first slice costs the unmeasured evaluation from the mean step: it neither stops early nor overruns", "[trainer]") {
+  // A step takes 1 s, an evaluation batch 0.25 s (4 of validation and 4 of test: 2 s), a checkpoint
+  // 2 s (guess 3 s). Limit 14 s.
+  //   epoch 1: after the last step, at t = 4, the evaluation is estimated at 8 x 0.75 x 1 = 6, with
+  //            its checkpoint 9: 13 <= 14, it runs (costing each evaluation batch as a whole step,
+  //            15 > 14, it would have stopped there). The evaluation runs to t = 6, the checkpoint to 8.
+  //   epoch 2: steps at t = 8, 9 fit (1 + 2 + 2 = 5); the next would end at 15: stop at t = 10, the
+  //            checkpoint on stopping ends at 12.
+  const TrainConfig c = tiny_config(3);
+  const DataSplit data = tiny_split(40, 40, 40);
+  double now = 0;
+  ScriptedBackend backend(8);
+  on_fake_clock(backend, now, 1.0, 1.0);  // an evaluation of a set: 4 batches
+  TimeLimit limit(14.0, 0.0, 3.0, [&] { return now; });
+  Trainer trainer(c, backend, data);
+  const auto checkpoint = [&](const EpochRecord&, const TrainerState&) { now += 2.0; };
+  CHECK_FALSE(trainer.run(checkpoint, nullptr, &limit));
+  CHECK(trainer.state().epochs_done == 1);
+  CHECK(trainer.state().step_in_epoch == 2);
+  CHECK(now == 10.0);
+  now += 2.0;  // the checkpoint on stopping
+  CHECK(now <= limit.limit());
+  // The state carries what was measured, for the next slice.
+  CHECK(trainer.state().costs.step == 1.0);
+  CHECK(trainer.state().costs.evaluation_batch == 0.25);
+  CHECK(trainer.state().costs.save == 2.0);
+}
+
+TEST_CASE("a resumed slice whose first step ends an epoch costs it with the carried measurements", "[trainer]") {
+  // The run stopped before the last step of epoch 1; the slices before measured a step at 1 s, an
+  // evaluation batch at 0.5 s (2 batches) and a checkpoint at 2 s. This slice has 3.5 s: the step (1
+  // + 2 queued) and the checkpoint on stopping (2) need 5, so it stops before the step. (Costing what
+  // it had not measured itself at 0, it took the step and overran: 1 + 1 + 2 = 4 > 3.5.)
+  const TrainConfig c = tiny_config(2);
+  const DataSplit data = tiny_split(40, 10, 10);
+  ScriptedBackend straight(8);
+  REQUIRE(Trainer(c, straight, data).run(nullptr));
+  // The first slice: 1 s steps, 8.5 s: the 4th step would need 1 + 2 queued + the checkpoint guess
+  // 3 from t = 3: 9 > 8.5.
+  ScriptedBackend first(8);
+  double first_clock = 0;
+  on_fake_clock(first, first_clock, 1.0, 0.0);
+  TimeLimit first_limit(8.5, 0.0, 3.0, [&] { return first_clock; });
+  Trainer first_slice(c, first, data);
+  CHECK_FALSE(first_slice.run(nullptr, nullptr, &first_limit));
+  REQUIRE(first_slice.state().step_in_epoch == 3);
+  TrainerState stopped = first_slice.state();
+  CHECK(stopped.costs.step == 1.0);
+  stopped.costs = MeasuredCosts{1.0, 0.5, 2.0};  // as if its evaluation and a checkpoint were timed too
+
+  double now = 0;
+  ScriptedBackend tight(8);
+  on_fake_clock(tight, now, 1.0, 0.5);
+  TimeLimit limit(3.5, 0.0, 3.0, [&] { return now; }, stopped.costs);
+  Trainer resumed(c, tight, data);
+  resumed.restore(stopped);
+  CHECK_FALSE(resumed.run([&](const EpochRecord&, const TrainerState&) { now += 2.0; }, nullptr, &limit));
+  CHECK(tight.steps.empty());
+  CHECK(limit.what_did_not_fit().find("the next step (est. 1.000 s)") != std::string::npos);
+  CHECK(limit.seconds_needed() == 5.0);  // what to give instead
+
+  // With 9 s: the step ends at t = 1, the evaluation (1, with its checkpoint 2: 4 <= 9) at 2, the
+  // epoch's checkpoint at 4; one more step fits (4 + 3 + 2 = 9), the next does not; the checkpoint
+  // on stopping ends at 7.
+  now = 0;
+  TimeLimit enough(9.0, 0.0, 3.0, [&] { return now; }, stopped.costs);
+  Trainer again(c, tight, data);
+  again.restore(stopped);
+  CHECK_FALSE(again.run([&](const EpochRecord&, const TrainerState&) { now += 2.0; }, nullptr, &enough));
+  CHECK(again.state().epochs_done == 1);
+  CHECK(again.state().step_in_epoch == 1);
+  CHECK(now == 5.0);
+}
+
+TEST_CASE("a slice may stop between an epoch's last step and its evaluation, and resumes with it", "[trainer]") {
+  // One step per epoch, 1 s; the first step of a run is taken on trust (nothing measured), then its
+  // evaluation is costed from it (2 batches x 0.75 s) with the checkpoint guess (3 s): 1 + 4.5 > 5.
+  const TrainConfig c = tiny_config(2);
+  const DataSplit data = tiny_split(10, 10, 10);
+  double now = 0;
+  ScriptedBackend sliced(8);
+  on_fake_clock(sliced, now, 1.0, 0.25);
+  TimeLimit limit(5.0, 0.0, 3.0, [&] { return now; });
+  Trainer first(c, sliced, data);
+  CHECK_FALSE(first.run(nullptr, nullptr, &limit));
+  CHECK(sliced.steps.size() == 1);
+  CHECK(sliced.evaluations.empty());
+  CHECK(first.state().epochs_done == 0);
+  CHECK(first.state().step_in_epoch == 1);  // every step done, the evaluation left
+  CHECK(limit.what_did_not_fit() == "the epoch's evaluation (est. 1.5 s) and its checkpoint (est. 3.0 s)");
+
+  ScriptedBackend straight(8);
+  std::vector<EpochRecord> expected;
+  REQUIRE(Trainer(c, straight, data).run([&](const EpochRecord& r, const TrainerState&) { expected.push_back(r); }));
+  const std::vector<EpochRecord> records = resume_rest(c, data, first.state(), sliced, straight);
+  REQUIRE(records.size() == 2);
+  CHECK(records[0].epoch == 1);
+  CHECK(records[0].train_loss == expected[0].train_loss);
+  CHECK(records[0].train_error == expected[0].train_error);
+  CHECK(records[0].validation_error == expected[0].validation_error);
 }
 
 TEST_CASE("a time limit too short for any step stops before the first", "[trainer]") {
@@ -361,4 +476,34 @@ TEST_CASE("the epoch's mean first-convolution gradient averages the steps, acros
   records.clear();
   REQUIRE(Trainer(c, silent, data).run(keep));
   CHECK_FALSE(records.front().conv1_grad_abs_mean.has_value());
+}
+
+TEST_CASE("progress inside an epoch every N steps, without changing what is trained", "[trainer]") {
+  TrainConfig c;
+  c.epochs = 2;
+  c.batch_size = 10;
+  const DataSplit data = tiny_split(50, 10, 10);  // 5 steps an epoch
+  ScriptedBackend straight(8);
+  REQUIRE(Trainer(c, straight, data).run(nullptr));
+
+  ScriptedBackend logged(8);
+  Trainer trainer(c, logged, data);
+  std::vector<StepProgress> seen;
+  trainer.report_progress_every(2, [&](const StepProgress& p) {
+    seen.push_back(p);
+    logged.loss_per_image = 3.0;  // the epoch's later steps weigh more: its mean shows whether the sums survived
+  });
+  std::vector<EpochRecord> records;
+  REQUIRE(trainer.run([&](const EpochRecord& r, const TrainerState&) { records.push_back(r); }));
+  REQUIRE(seen.size() == 4);  // steps 2 and 4 of each epoch (after the last, the epoch's line follows)
+  CHECK(seen[0].epoch == 1);
+  CHECK(seen[0].step == 2);
+  CHECK(seen[1].step == 4);
+  CHECK(seen[2].epoch == 2);
+  CHECK(seen[0].steps_per_epoch == 5);
+  CHECK(seen[0].train_loss == 1.0);
+  CHECK(logged.steps == straight.steps);
+  REQUIRE(records.size() == 2);
+  CHECK(records[0].train_loss == Approx((20 * 1.0 + 30 * 3.0) / 50));  // the sums were put back as they were
+  CHECK(seen[2].train_loss == 3.0);
 }
