@@ -142,7 +142,7 @@ void check_bn(cuda::Context& ctx, cuda::BatchNormVariant variant, const Case& k)
 
 }  // namespace
 
-// [network-shapes]: the two cases at full size, which the time-boxed sanitizer runs leave out
+// [network-shapes]: the two cases at full size, which the sanitizer runs leave out
 // (scripts/test-sanitized): the case after them exercises the same code paths at small sizes.
 TEST_CASE("gpu batch norm with and without ReLU matches the reference at the network shapes",
           "[gpu][bn][sanitize][network-shapes]") {
