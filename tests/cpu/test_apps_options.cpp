@@ -214,7 +214,7 @@ TEST_CASE("sd_train refuses --subset 0 and --eval-subset 0 (0 would silently mea
   CHECK(sd::apps::flag_for_config_field("eval_subset") == "--eval-subset");
 }
 
-TEST_CASE("a mistyped flag gets the likely one; unknown arguments are named in order", "[apps]") {
+TEST_CASE("a mistyped flag gets the likely one, and unknown arguments are named in order", "[apps]") {
   using sd::apps::closest_option;
   const std::vector<std::string> known = {"--epochs", "--depth", "--lr", "--lr-steps", "--seed", "--subset", "--synthetic",
                                           "--warmup", "--eval-subset"};
