@@ -34,8 +34,11 @@ GraphBuilder::~GraphBuilder() {
   if (graph_) cudaGraphDestroy(graph_);
 }
 
-std::vector<cudaGraphNode_t> GraphBuilder::capture_into(cudaGraph_t graph, const std::vector<cudaGraphNode_t>& after,
-                                                        const std::function<void()>& record) {
+namespace {
+// One capture into `graph` after `after`; the captured chain's last nodes. A failure ends the
+// capture (CUDA's error thrown as it came).
+std::vector<cudaGraphNode_t> capture_chain(Context& ctx_, cudaGraph_t graph, const std::vector<cudaGraphNode_t>& after,
+                                           const std::function<void()>& record) {
   cudaStream_t s = ctx_.stream();
   // Thread-local: only a synchronising call of this thread breaks the capture (as probed on the H200).
   SD_CUDA_CHECK(cudaStreamBeginCaptureToGraph(s, graph, after.data(), nullptr, after.size(),
@@ -63,10 +66,21 @@ std::vector<cudaGraphNode_t> GraphBuilder::capture_into(cudaGraph_t graph, const
   if (captured != graph) throw Error("graph capture: cudaStreamEndCapture returned another graph");
   return leaves;
 }
+}  // namespace
 
-void GraphBuilder::capture(const std::function<void()>& record) {
+std::vector<cudaGraphNode_t> GraphBuilder::capture_into(cudaGraph_t graph, const std::vector<cudaGraphNode_t>& after,
+                                                        const std::function<void()>& record, const std::string& where) {
+  try {
+    return capture_chain(ctx_, graph, after, record);
+  } catch (const std::exception& e) {
+    if (where.empty()) throw;
+    throw Error(where + ": " + e.what());
+  }
+}
+
+void GraphBuilder::capture(const std::function<void()>& record, const std::string& where) {
   if (!graph_) throw Error("GraphBuilder used after instantiate");
-  tail_ = capture_into(graph_, tail_, record);
+  tail_ = capture_into(graph_, tail_, record, where);
 }
 
 cudaGraphConditionalHandle GraphBuilder::make_handle() {
@@ -77,7 +91,7 @@ cudaGraphConditionalHandle GraphBuilder::make_handle() {
 }
 
 void GraphBuilder::add_if(cudaGraphConditionalHandle handle, const std::function<void()>& then_record,
-                          const std::function<void()>& else_record) {
+                          const std::function<void()>& else_record, const std::string& where) {
   if (!graph_) throw Error("GraphBuilder used after instantiate");
   cudaGraphNodeParams p{};
   p.type = cudaGraphNodeTypeConditional;
@@ -87,8 +101,8 @@ void GraphBuilder::add_if(cudaGraphConditionalHandle handle, const std::function
   cudaGraphNode_t node = nullptr;
   SD_CUDA_CHECK(cudaGraphAddNode(&node, graph_, tail_.data(), nullptr, tail_.size(), &p));
   // The bodies are graphs of the conditional node; capture each from an empty start.
-  capture_into(p.conditional.phGraph_out[0], {}, then_record);
-  if (else_record) capture_into(p.conditional.phGraph_out[1], {}, else_record);
+  capture_into(p.conditional.phGraph_out[0], {}, then_record, where.empty() ? where : where + " (THEN)");
+  if (else_record) capture_into(p.conditional.phGraph_out[1], {}, else_record, where.empty() ? where : where + " (ELSE)");
   tail_ = {node};
 }
 

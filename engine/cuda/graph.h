@@ -20,6 +20,7 @@
 // operations apart from launches (Context::captured), and GraphExec::launch counts one launch.
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include <cuda_runtime.h>
@@ -58,17 +59,19 @@ class GraphBuilder {
   GraphBuilder(const GraphBuilder&) = delete;
   GraphBuilder& operator=(const GraphBuilder&) = delete;
 
-  void capture(const std::function<void()>& record);
+  // `where` names the work for errors ("block stages.1.0, forward"): a failure while capturing it
+  // throws Error("<where> (THEN|ELSE): <what failed>"), the capture ended and the builder unusable.
+  void capture(const std::function<void()>& record, const std::string& where = "");
   cudaGraphConditionalHandle make_handle();
   void add_if(cudaGraphConditionalHandle handle, const std::function<void()>& then_record,
-              const std::function<void()>& else_record = {});
+              const std::function<void()>& else_record = {}, const std::string& where = "");
   // The executable graph; the builder is spent afterwards.
   GraphExec instantiate();
 
  private:
   // Captures `record` into `graph` after `after`; returns the captured chain's last nodes.
   std::vector<cudaGraphNode_t> capture_into(cudaGraph_t graph, const std::vector<cudaGraphNode_t>& after,
-                                            const std::function<void()>& record);
+                                            const std::function<void()>& record, const std::string& where);
 
   Context& ctx_;
   cudaGraph_t graph_ = nullptr;

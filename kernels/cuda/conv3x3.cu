@@ -309,6 +309,29 @@ size_t ConvPlanner::workspace_needed() const {
   return most;
 }
 
+void ConvPlanner::prime(int n) {
+  if (plans_.empty()) return;
+  int64_t x_max = 0, y_max = 0, w_max = 0;
+  for (const auto& [shape, plan] : plans_) {
+    x_max = std::max<int64_t>(x_max, int64_t(n) * shape.in_channels * shape.in_side * shape.in_side);
+    y_max = std::max<int64_t>(y_max, int64_t(n) * shape.out_channels * shape.out_side() * shape.out_side());
+    w_max = std::max<int64_t>(w_max, shape.weight_numel());
+  }
+  const size_t floats = size_t(x_max + y_max + 2 * w_max);
+  DeviceBuffer scratch(floats * sizeof(float), "convolution priming scratch");
+  float* base = scratch.as<float>();
+  ctx_.memset_zero(base, floats * sizeof(float));  // initialised: memory checkers stay quiet
+  float *x = base, *y = x + x_max, *w = y + y_max, *dw = w + w_max;
+  for (const auto& [shape, plan] : plans_) {
+    const DeviceTensor xt{x, n, shape.in_channels, shape.in_side, shape.in_side};
+    const DeviceTensor yt{y, n, shape.out_channels, shape.out_side(), shape.out_side()};
+    plan->forward(ctx_, xt, w, yt);
+    if (shape.input_grad) plan->backward_data(ctx_, yt, w, xt, GradWrite::kOverwrite);
+    plan->backward_filter(ctx_, xt, yt, dw);
+  }
+  ctx_.synchronize();  // before the scratch goes
+}
+
 void ConvPlanner::set_workspace(void* workspace, size_t bytes) {
   workspace_ = workspace, workspace_bytes_ = bytes;
   for (auto& [shape, plan] : plans_) plan->set_workspace(workspace, bytes);

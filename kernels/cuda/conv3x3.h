@@ -26,6 +26,7 @@
 
 #include <cudnn.h>
 
+#include "engine/cuda/arena.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/tensor.h"
 #include "kernels/cuda/conv_choice.h"
@@ -111,6 +112,10 @@ class ConvPlanner {
   std::string describe() const;
   bool deterministic() const;  // every plan's algorithms are deterministic (bit-reproducible steps)
   const PlanningStats& stats() const { return stats_; }  // all plans of this planner
+  // Runs every plan's directions once at batch n, eagerly, on zeroed scratch memory, and waits: a
+  // library's first use of a batch size (it may allocate or load kernels) then never happens inside
+  // a graph capture. Launches (counted) 1 memset + 3 calls per plan (2 without input gradient).
+  void prime(int n);
 
  private:
   Context& ctx_;

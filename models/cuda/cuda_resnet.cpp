@@ -30,7 +30,7 @@ int64_t LaunchFormula::train_step(const ResNetSpec& spec, const std::vector<uint
 }
 
 CudaResNet::CudaResNet(const BackendOptions& options, int max_batch, int device)
-    : net_(options, max_batch, device), eager_(net_), graph_(net_) {
+    : net_(options, max_batch, device), eager_(net_), graph_(net_, eager_) {
   set_execution(options.execution);
 }
 
