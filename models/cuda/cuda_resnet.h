@@ -104,7 +104,7 @@ class CudaResNet final : public Backend {
   // Launches of the convolution priming before first captures (ConvPlanner::prime).
   uint64_t graph_priming_launches() const { return graph_.priming_launches(); }
   // Which batch sizes ran as graphs, which fell back to eager execution and why.
-  const GraphExecutor::Coverage& graph_coverage() const { return graph_.coverage(); }
+  const GraphExecutor::Coverage& graph_batches() const { return graph_.coverage(); }
   // The gradient of every trainable tensor from the last train_step (spec order, names as spec).
   std::vector<NamedTensor> gradients() const { return net_.gradients(); }
   // From the last forward (train_step, or the last batch of evaluate): logits [n, 10], the
@@ -118,6 +118,7 @@ class CudaResNet final : public Backend {
   std::string describe() const override;  // versions, arena size, planning time, the chosen algorithms
   std::vector<std::string> warnings() const override { return cuda::version_warnings(net_.versions()); }
   double planning_seconds() const override { return net_.planner().stats().seconds; }
+  std::string graph_coverage() const override;
   // Whether every chosen convolution algorithm is deterministic (then steps repeat bit for bit).
   bool deterministic_convolutions() const { return net_.planner().deterministic(); }
   cuda::Context& context() { return net_.ctx(); }

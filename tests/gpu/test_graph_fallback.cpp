@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "engine/cuda/graph.h"
 #include "engine/train/trainer.h"
+#include "kernels/cuda/conv3x3.h"
 #include "models/cuda/cuda_resnet.h"
 #include "tests/common/backend_contract.h"
 #include "tests/gpu/gpu_compare.h"
@@ -103,7 +105,7 @@ TEST_CASE("gpu graph mode captures cold: plans from the cache, no eager call bef
   CHECK(emu::cudnn_faults_triggered() == 0);
   emu::inject_cudnn_faults({});
 #endif
-  const GraphExecutor::Coverage& c = graph.graph_coverage();
+  const GraphExecutor::Coverage& c = graph.graph_batches();
   INFO(c.describe());
   CHECK(c.fallbacks.empty());
   CHECK(c.train_graph == std::set<int>{40, 72});
@@ -119,6 +121,29 @@ TEST_CASE("gpu graph mode captures cold: plans from the cache, no eager call bef
 
 #if defined(SD_EMULATED_DEVICE)
 
+TEST_CASE("gpu priming takes cuDNN's first use of a batch size out of the capture", "[gpu][conv][graph]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  cuda::ConvPlanner planner(ctx, 8);
+  cuda::ConvPlan& plan = planner.plan({16, 16, 32, 1});
+  gpu_test::DeviceVec<char> workspace(planner.workspace_needed() + 1);
+  planner.set_workspace(workspace.get(), planner.workspace_needed());
+  gpu_test::DeviceVec<float> x(std::vector<float>(8 * 16 * 32 * 32, 0.5f)), y(8 * 16 * 32 * 32),
+      w(std::vector<float>(16 * 16 * 9, 0.25f));
+  auto capture_forward = [&](int n) {
+    cuda::GraphBuilder b(ctx);
+    b.capture([&] { plan.forward(ctx, {x.get(), n, 16, 32, 32}, w.get(), {y.get(), n, 16, 32, 32}); }, "conv forward");
+    return b.instantiate();
+  };
+  emu::inject_cudnn_faults({{.kind = emu::CudnnFault::Kind::kFirstUseAllocation}});
+  CHECK_THROWS_WITH(capture_forward(8), Catch::Contains("conv forward: ") && Catch::Contains("first use of batch size 8"));
+  planner.prime(4);
+  CHECK_NOTHROW(capture_forward(4).launch(ctx));
+  CHECK_NOTHROW(ctx.synchronize());
+  CHECK(emu::cudnn_faults_triggered() == 1);
+  emu::inject_cudnn_faults({});
+}
+
 TEST_CASE("gpu a graph capture that fails falls back to eager: the Trainer run keeps its bits",
           "[gpu][model][graph]") {
   SD_REQUIRE_CUDA_DEVICE();
@@ -132,8 +157,9 @@ TEST_CASE("gpu a graph capture that fails falls back to eager: the Trainer run k
   CHECK(emu::cudnn_faults_triggered() == 1);  // tried once; the batch size then runs eagerly
   emu::inject_cudnn_faults({});
 
-  const GraphExecutor::Coverage& c = gpu.graph_coverage();
+  const GraphExecutor::Coverage& c = gpu.graph_batches();
   INFO(c.describe());
+  CHECK_THAT(gpu.graph_coverage(), Catch::Contains("eager fallback: train 4;"));
   CHECK(c.train_graph == std::set<int>{32});
   CHECK(c.train_eager == std::set<int>{4});
   CHECK(c.eval_graph == std::set<int>{30});
@@ -165,7 +191,7 @@ TEST_CASE("gpu an evaluation graph that fails falls back to eager evaluation", "
   gpu.set_execution(Execution::kGraph);
   const EvalResult got = gpu.evaluate(ImageSetRole::kTest);
   emu::inject_cudnn_faults({});
-  const GraphExecutor::Coverage& c = gpu.graph_coverage();
+  const GraphExecutor::Coverage& c = gpu.graph_batches();
   INFO(c.describe());
   CHECK(c.eval_eager == std::set<int>{28});
   REQUIRE(c.fallbacks.size() == 1);
@@ -190,7 +216,7 @@ TEST_CASE("gpu SD_GRAPH_STRICT=1 makes a failed graph capture fatal, naming bloc
                         Catch::Contains("block stages.2.0") && Catch::Contains("SD_GRAPH_STRICT=1"));
   ::unsetenv("SD_GRAPH_STRICT");
   emu::inject_cudnn_faults({});
-  CHECK(gpu.graph_coverage().fallbacks.empty());
+  CHECK(gpu.graph_batches().fallbacks.empty());
 }
 
 #endif  // SD_EMULATED_DEVICE
