@@ -37,22 +37,27 @@ GraphBuilder::~GraphBuilder() {
 namespace {
 // One capture into `graph` after `after`; the captured chain's last nodes. A failure ends the
 // capture (CUDA's error thrown as it came).
-std::vector<cudaGraphNode_t> capture_chain(Context& ctx_, cudaGraph_t graph, const std::vector<cudaGraphNode_t>& after,
-                                           const std::function<void()>& record) {
+GraphBuilder::Tail capture_chain(Context& ctx_, cudaGraph_t graph, const GraphBuilder::Tail& after,
+                                 const std::function<void()>& record) {
   cudaStream_t s = ctx_.stream();
   // Thread-local: only a synchronising call of this thread breaks the capture (as probed on the H200).
-  SD_CUDA_CHECK(cudaStreamBeginCaptureToGraph(s, graph, after.data(), nullptr, after.size(),
+  SD_CUDA_CHECK(cudaStreamBeginCaptureToGraph(s, graph, after.nodes.data(), after.edges.data(), after.nodes.size(),
                                               cudaStreamCaptureModeThreadLocal));
   ctx_.set_capturing(true);
-  std::vector<cudaGraphNode_t> leaves;
+  GraphBuilder::Tail leaves;
   try {
     record();
     cudaStreamCaptureStatus status{};
     const cudaGraphNode_t* deps = nullptr;
+    const cudaGraphEdgeData* edges = nullptr;
     size_t count = 0;
-    SD_CUDA_CHECK(cudaStreamGetCaptureInfo(s, &status, nullptr, nullptr, &deps, nullptr, &count));
+    SD_CUDA_CHECK(cudaStreamGetCaptureInfo(s, &status, nullptr, nullptr, &deps, &edges, &count));
     if (status != cudaStreamCaptureStatusActive) throw Error("graph capture: the capture was invalidated");
-    leaves.assign(deps, deps + count);
+    leaves.nodes.assign(deps, deps + count);
+    if (edges)
+      leaves.edges.assign(edges, edges + count);
+    else
+      leaves.edges.assign(count, cudaGraphEdgeData{});
   } catch (...) {
     ctx_.set_capturing(false);
     cudaGraph_t ignored = nullptr;
@@ -68,8 +73,8 @@ std::vector<cudaGraphNode_t> capture_chain(Context& ctx_, cudaGraph_t graph, con
 }
 }  // namespace
 
-std::vector<cudaGraphNode_t> GraphBuilder::capture_into(cudaGraph_t graph, const std::vector<cudaGraphNode_t>& after,
-                                                        const std::function<void()>& record, const std::string& where) {
+GraphBuilder::Tail GraphBuilder::capture_into(cudaGraph_t graph, const Tail& after, const std::function<void()>& record,
+                                              const std::string& where) {
   try {
     return capture_chain(ctx_, graph, after, record);
   } catch (const std::exception& e) {
@@ -99,11 +104,11 @@ void GraphBuilder::add_if(cudaGraphConditionalHandle handle, const std::function
   p.conditional.type = cudaGraphCondTypeIf;
   p.conditional.size = else_record ? 2 : 1;
   cudaGraphNode_t node = nullptr;
-  SD_CUDA_CHECK(cudaGraphAddNode(&node, graph_, tail_.data(), nullptr, tail_.size(), &p));
+  SD_CUDA_CHECK(cudaGraphAddNode(&node, graph_, tail_.nodes.data(), tail_.edges.data(), tail_.nodes.size(), &p));
   // The bodies are graphs of the conditional node; capture each from an empty start.
   capture_into(p.conditional.phGraph_out[0], {}, then_record, where.empty() ? where : where + " (THEN)");
   if (else_record) capture_into(p.conditional.phGraph_out[1], {}, else_record, where.empty() ? where : where + " (ELSE)");
-  tail_ = {node};
+  tail_ = Tail{{node}, {cudaGraphEdgeData{}}};
 }
 
 GraphExec GraphBuilder::instantiate() {

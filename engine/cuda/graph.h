@@ -54,6 +54,14 @@ class GraphExec {
 
 class GraphBuilder {
  public:
+  // The last nodes of the chain so far and their edge data (cudaStreamGetCaptureInfo's, carried on
+  // to the next capture or node: a capture ending in a library kernel with a programmatic edge
+  // keeps it; without the edge data the query would fail with cudaErrorLossyQuery).
+  struct Tail {
+    std::vector<cudaGraphNode_t> nodes;
+    std::vector<cudaGraphEdgeData> edges;  // one per node
+  };
+
   explicit GraphBuilder(Context& ctx);
   ~GraphBuilder();
   GraphBuilder(const GraphBuilder&) = delete;
@@ -70,12 +78,11 @@ class GraphBuilder {
 
  private:
   // Captures `record` into `graph` after `after`; returns the captured chain's last nodes.
-  std::vector<cudaGraphNode_t> capture_into(cudaGraph_t graph, const std::vector<cudaGraphNode_t>& after,
-                                            const std::function<void()>& record, const std::string& where);
+  Tail capture_into(cudaGraph_t graph, const Tail& after, const std::function<void()>& record, const std::string& where);
 
   Context& ctx_;
   cudaGraph_t graph_ = nullptr;
-  std::vector<cudaGraphNode_t> tail_;  // what the next step depends on
+  Tail tail_;  // what the next step depends on
   uint64_t captured_before_ = 0;
 };
 

@@ -282,9 +282,21 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mo
   return cudaSuccess;
 }
 
+namespace {
+// Edge data: the emulated device knows only plain (full) dependencies; a programmatic edge (what a
+// library kernel with programmatic dependent launch would leave) it cannot honour.
+const std::string kEdgeNote = "the emulated device has only plain dependencies (zeroed cudaGraphEdgeData)";
+bool plain_edges(const cudaGraphEdgeData* edges, size_t count) {
+  for (size_t i = 0; edges && i < count; ++i)
+    if (edges[i].type != 0 || edges[i].from_port != 0 || edges[i].to_port != 0) return false;
+  return true;
+}
+}  // namespace
+
 cudaError_t cudaStreamBeginCaptureToGraph(cudaStream_t stream, cudaGraph_t graph, const cudaGraphNode_t* deps,
-                                          const cudaGraphEdgeData*, size_t count, cudaStreamCaptureMode mode) {
+                                          const cudaGraphEdgeData* edges, size_t count, cudaStreamCaptureMode mode) {
   std::lock_guard lock(api_mutex());
+  if (!plain_edges(edges, count)) return api_error(cudaErrorNotSupported, "cudaStreamBeginCaptureToGraph: " + kEdgeNote);
   if (!is_live(stream)) return api_error(cudaErrorInvalidResourceHandle);
   if (!graph) return api_error(cudaErrorInvalidValue, "cudaStreamBeginCaptureToGraph: null graph");
   std::vector<CUgraphNode_st*> d;
@@ -334,7 +346,10 @@ cudaError_t cudaStreamGetCaptureInfo(cudaStream_t stream, cudaStreamCaptureStatu
   if (id) *id = c ? c->id : 0;
   if (graph) *graph = c ? c->graph : nullptr;
   if (deps) *deps = c ? c->dependencies.data() : nullptr;  // valid until the stream's next capture call
-  if (edges) *edges = nullptr;                              // every edge is a plain dependency
+  if (edges) {  // every edge is a plain dependency: zeroed edge data, one per dependency
+    if (c) c->edge_data.assign(c->dependencies.size(), cudaGraphEdgeData{});
+    *edges = c ? c->edge_data.data() : nullptr;
+  }
   if (count) *count = c ? c->dependencies.size() : 0;
   return cudaSuccess;
 }
@@ -370,8 +385,9 @@ cudaError_t cudaGraphConditionalHandleCreate(cudaGraphConditionalHandle* handle,
 }
 
 cudaError_t cudaGraphAddNode(cudaGraphNode_t* node, cudaGraph_t graph, const cudaGraphNode_t* deps,
-                             const cudaGraphEdgeData*, size_t count, cudaGraphNodeParams* params) {
+                             const cudaGraphEdgeData* edges, size_t count, cudaGraphNodeParams* params) {
   std::lock_guard lock(api_mutex());
+  if (!plain_edges(edges, count)) return api_error(cudaErrorNotSupported, "cudaGraphAddNode: " + kEdgeNote);
   if (!node || !graph || !params) return api_error(cudaErrorInvalidValue);
   std::vector<CUgraphNode_st*> d;
   if (cudaError_t e = dependencies(graph, deps, count, "cudaGraphAddNode", d)) return e;
