@@ -92,7 +92,9 @@ TrainerRun trainer_run(CudaResNet& gpu, Execution execution, const std::vector<N
 TEST_CASE("gpu graph mode captures cold: plans from the cache, no eager call before", "[gpu][model][graph]") {
   SD_REQUIRE_CUDA_DEVICE();
   const gpu_test::ModelData data = gpu_test::make_model_data(152, 100);
-  CudaResNet eager(options(14, Execution::kEager), 72);  // fills the process's plan cache
+  // Built for graph execution (its plans fill the process's cache), run eagerly: the same plans.
+  CudaResNet eager(options(14, Execution::kGraph), 72);
+  eager.set_execution(Execution::kEager);
   const ColdRun want = cold_run(eager, data);
 #if defined(SD_EMULATED_DEVICE)
   // cuDNN's first use of each batch size allocates (forgotten: the eager engine's uses do not count):
@@ -142,6 +144,31 @@ TEST_CASE("gpu priming takes cuDNN's first use of a batch size out of the captur
   CHECK_NOTHROW(ctx.synchronize());
   CHECK(emu::cudnn_faults_triggered() == 1);
   emu::inject_cudnn_faults({});
+}
+
+TEST_CASE("gpu the planner for graph execution passes over an algorithm that cannot be captured", "[gpu][conv][graph]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  const cuda::ConvShape shape{16, 16, 32, 1};
+  const int max_batch = 7;  // a plan key no other test uses: nothing comes from the process's cache
+  cuda::ConvPlanner eager(ctx, max_batch);
+  const cuda::PlanChoice usual = eager.plan(shape).choice();
+  emu::inject_cudnn_faults({{.kind = emu::CudnnFault::Kind::kRefuseCapture, .direction = 0, .algo = usual.forward.algo},
+                            {.kind = emu::CudnnFault::Kind::kRefuseCapture, .direction = 2,
+                             .algo = usual.backward_filter.algo}});
+  cuda::ConvPlanner graphs(ctx, max_batch, cuda::ConvPlanner::kDefaultWorkspaceCap, true);
+  const cuda::PlanChoice filtered = graphs.plan(shape).choice();
+  CHECK(emu::cudnn_faults_triggered() == 2);
+  emu::inject_cudnn_faults({});
+  CHECK(filtered.forward.algo != usual.forward.algo);
+  CHECK(filtered.backward_data.algo == usual.backward_data.algo);
+  CHECK(filtered.backward_filter.algo != usual.backward_filter.algo);
+  CHECK(graphs.stats().refused_capture == 2);
+  CHECK_THAT(graphs.stats().describe(), Catch::Contains("2 candidates refused"));
+  // The verdict is cached with the execution mode in the key: a second graph planner measures nothing.
+  cuda::ConvPlanner again(ctx, max_batch, cuda::ConvPlanner::kDefaultWorkspaceCap, true);
+  CHECK(again.plan(shape).choice().forward.algo == filtered.forward.algo);
+  CHECK(again.stats().reused == 1);
 }
 
 TEST_CASE("gpu a graph capture that fails falls back to eager: the Trainer run keeps its bits",
