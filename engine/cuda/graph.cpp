@@ -1,6 +1,10 @@
 // CUDA graphs for the engine; see graph.h.
 #include "engine/cuda/graph.h"
 
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
 #include "engine/cuda/check.h"
 
 namespace sd::cuda {
@@ -111,10 +115,27 @@ void GraphBuilder::add_if(cudaGraphConditionalHandle handle, const std::function
   tail_ = Tail{{node}, {cudaGraphEdgeData{}}};
 }
 
-GraphExec GraphBuilder::instantiate() {
+GraphExec GraphBuilder::instantiate(const std::string& name) {
   if (!graph_) throw Error("GraphBuilder::instantiate called twice");
+  if (const char* dir = std::getenv("SD_GRAPH_DOT_DIR"); dir && dir[0] != '\0') {
+    const std::string path = std::string(dir) + "/" + name + ".dot";
+    if (cudaGraphDebugDotPrint(graph_, path.c_str(), cudaGraphDebugDotFlagsVerbose) != cudaSuccess) {
+      std::fprintf(stderr, "warning: could not write %s (%s)\n", path.c_str(), cudaGetErrorString(cudaGetLastError()));
+    }
+  }
   cudaGraphExec_t exec = nullptr;
-  SD_CUDA_CHECK(cudaGraphInstantiate(&exec, graph_, 0));
+  cudaGraphInstantiateParams params{};
+  if (const cudaError_t e = cudaGraphInstantiateWithParams(&exec, graph_, &params); e != cudaSuccess) {
+    cudaGetLastError();
+    std::string node = "none named";
+    if (params.errNode_out) {
+      cudaGraphNodeType type{};
+      node = cudaGraphNodeGetType(params.errNode_out, &type) == cudaSuccess ? "type " + std::to_string(int(type))
+                                                                              : "unknown";
+    }
+    throw Error(name + " instantiation: " + cudaGetErrorString(e) + " (result " + std::to_string(int(params.result_out)) +
+                ", failing node: " + node + ")");
+  }
   SD_CUDA_CHECK(cudaGraphDestroy(graph_));
   graph_ = nullptr;
   return GraphExec(exec, ctx_.captured() - captured_before_);

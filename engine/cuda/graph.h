@@ -73,8 +73,10 @@ class GraphBuilder {
   cudaGraphConditionalHandle make_handle();
   void add_if(cudaGraphConditionalHandle handle, const std::function<void()>& then_record,
               const std::function<void()>& else_record = {}, const std::string& where = "");
-  // The executable graph; the builder is spent afterwards.
-  GraphExec instantiate();
+  // The executable graph; the builder is spent afterwards. With SD_GRAPH_DOT_DIR set, the graph is
+  // first written there as <name>.dot (cudaGraphDebugDotPrint, verbose). A failure throws with
+  // cudaGraphInstantiateWithParams' result and the failing node's type, where CUDA names one.
+  GraphExec instantiate(const std::string& name = "graph");
 
  private:
   // Captures `record` into `graph` after `after`; returns the captured chain's last nodes.

@@ -131,7 +131,7 @@ cuda::GraphExec GraphExecutor::capture_training_step(int n, int slot) {
     cuda::sgd_step_at(ctx, (long long)net_.spec().num_params, buf.params, buf.grads, buf.momentum, &current->lr,
                       net_.sgd_hyper(0.0f));
   }, "stem, backward and SGD");
-  cuda::GraphExec exec = b.instantiate();
+  cuda::GraphExec exec = b.instantiate(fmt::format("train-batch-{}", n));
   // The gate kernel finds the handles in device memory. From a host vector that lives as long as
   // the graph; stream-ordered after any launch of the graph this slot held before.
   SD_CUDA_CHECK(cudaMemcpyAsync(device_handles, handles.data(), handles.size() * sizeof(cudaGraphConditionalHandle),
@@ -207,7 +207,7 @@ cuda::GraphExec GraphExecutor::capture_evaluation_batch(ImageSetRole role, int n
     cuda::scatter_predictions(ctx, buf.eval_state, buf.batch_predictions, ds.predictions.as<uint8_t>(), n);
   }, "evaluation, forward");
   ++graphs_captured_;
-  return b.instantiate();
+  return b.instantiate(fmt::format("evaluation-{}-batch-{}", int(role), n));
 }
 
 bool GraphExecutor::evaluation_graph_ready(ImageSetRole role, int n) {

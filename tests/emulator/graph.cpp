@@ -2,6 +2,7 @@
 #include "tests/emulator/graph.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <random>
 #include <set>
 
@@ -503,6 +504,45 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsig
   ++graph->instantiations;
   live_execs().insert(state.get());
   *exec = new CUgraphExec_st{std::move(state)};
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiateWithParams(cudaGraphExec_t* exec, cudaGraph_t graph, cudaGraphInstantiateParams* params) {
+  std::lock_guard lock(api_mutex());
+  if (!params) return api_error(cudaErrorInvalidValue, "cudaGraphInstantiateWithParams: null params");
+  params->errNode_out = nullptr;  // the emulator's checks concern the graph as a whole
+  const cudaError_t e = cudaGraphInstantiate(exec, graph, params->flags);
+  params->result_out = e == cudaSuccess ? cudaGraphInstantiateSuccess : cudaGraphInstantiateError;
+  return e;
+}
+
+namespace {
+void dot_graph(std::FILE* f, const CUgraph_st* g, const std::string& prefix, int& cluster) {
+  for (size_t i = 0; i < g->nodes.size(); ++i) {
+    const CUgraphNode_st* n = g->nodes[i].get();
+    std::fprintf(f, "  \"%s%zu\" [label=\"%s\"];\n", prefix.c_str(), i, n->name.c_str());
+    for (const CUgraphNode_st* d : n->deps)
+      for (size_t j = 0; j < g->nodes.size(); ++j)
+        if (g->nodes[j].get() == d) std::fprintf(f, "  \"%s%zu\" -> \"%s%zu\";\n", prefix.c_str(), j, prefix.c_str(), i);
+    for (size_t b = 0; b < n->bodies.size(); ++b) {
+      std::fprintf(f, "  subgraph cluster_%d {\n  label=\"%s%zu body %zu\";\n", cluster++, prefix.c_str(), i, b);
+      dot_graph(f, n->bodies[b].get(), prefix + std::to_string(i) + "." + std::to_string(b) + ".", cluster);
+      std::fprintf(f, "  }\n");
+    }
+  }
+}
+}  // namespace
+
+cudaError_t cudaGraphDebugDotPrint(cudaGraph_t graph, const char* path, unsigned int) {
+  std::lock_guard lock(api_mutex());
+  if (!graph || !path) return api_error(cudaErrorInvalidValue, "cudaGraphDebugDotPrint: null graph or path");
+  std::FILE* f = std::fopen(path, "w");
+  if (!f) return api_error(cudaErrorOperatingSystem, std::string("cudaGraphDebugDotPrint: cannot write ") + path);
+  std::fprintf(f, "digraph sdnet {\n");
+  int cluster = 0;
+  dot_graph(f, graph, "n", cluster);
+  std::fprintf(f, "}\n");
+  std::fclose(f);
   return cudaSuccess;
 }
 

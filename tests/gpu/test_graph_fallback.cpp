@@ -7,6 +7,9 @@
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <string>
 #include <vector>
@@ -247,3 +250,23 @@ TEST_CASE("gpu SD_GRAPH_STRICT=1 makes a failed graph capture fatal, naming bloc
 }
 
 #endif  // SD_EMULATED_DEVICE
+
+TEST_CASE("gpu SD_GRAPH_DOT_DIR writes each graph before it is instantiated", "[gpu][model][graph]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const gpu_test::ModelData data = gpu_test::make_model_data(48, 0);
+  CudaResNet gpu(options(8, Execution::kGraph), 16);
+  gpu.set_normalization(data.norm);
+  gpu.set_images(ImageSetRole::kTrain, data.train);
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "sdnet-graph-dot-test";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  ::setenv("SD_GRAPH_DOT_DIR", dir.c_str(), 1);
+  gpu.train_step(step_input(gpu_test::batch_indices(48, 16, 0), {1, 0, 1}, 0, 0, 0.1f));
+  ::unsetenv("SD_GRAPH_DOT_DIR");
+  gpu.gradients();  // waits for the device
+  std::ifstream dot(dir / "train-batch-16.dot");
+  REQUIRE(dot.good());
+  const std::string text((std::istreambuf_iterator<char>(dot)), std::istreambuf_iterator<char>());
+  CHECK_THAT(text, Catch::Contains("digraph"));
+  std::filesystem::remove_all(dir);
+}
