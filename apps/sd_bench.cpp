@@ -52,6 +52,7 @@ struct ModeResult {
   double planning_seconds = 0;     // choosing the convolution algorithms when the model was built
   std::optional<double> kernels_per_step;     // launches the engine counts (devices only)
   std::optional<double> device_memory_bytes;  // in use on the device after the rounds (devices only)
+  std::string graph_coverage;  // graph execution: batch sizes run as graphs, and any eager fallback
 };
 
 struct Spread {
@@ -136,6 +137,7 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   for (int s = first_timed_step; s < step; ++s)
     flops += training_step_conv_flops(spec, batch, gates.draw_step(uint64_t(s)));
   r.conv_flops_per_step = flops / double(step - first_timed_step);
+  r.graph_coverage = backend->graph_coverage();
   r.step_seconds = spread_of(r.round_seconds).median / o.steps;
   r.epoch_seconds = r.step_seconds * kEpochImages / batch;
   r.images_per_second = batch / r.step_seconds;
@@ -154,6 +156,7 @@ nlohmann::json to_json(const ModeResult& r) {
           {"conv_flops_per_step", r.conv_flops_per_step},
           {"conv_tflops", r.conv_tflops},
           {"planning_seconds", r.planning_seconds},
+          {"graph_coverage", r.graph_coverage},
           // null where the backend does not count (the CPU reference)
           {"kernels_per_step", r.kernels_per_step ? nlohmann::json(*r.kernels_per_step) : nlohmann::json()},
           {"device_memory_bytes", r.device_memory_bytes ? nlohmann::json(*r.device_memory_bytes) : nlohmann::json()}};
@@ -236,6 +239,8 @@ int bench_main(int argc, char** argv) {
   if (sd.planning_seconds > 0 || full.planning_seconds > 0)
     std::cout << fmt::format("convolution planning: {:.2f} s for the first model, {:.2f} s for the second (plans reused)\n",
                              sd.planning_seconds, full.planning_seconds);
+  for (const ModeResult* r : {&sd, &full})
+    if (!r->graph_coverage.empty()) std::cout << fmt::format("{}: {}\n", r->mode, r->graph_coverage);
 
   const nlohmann::json result{{"device", o.device},
                               {"exec", o.exec},

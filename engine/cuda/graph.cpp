@@ -1,6 +1,10 @@
 // CUDA graphs for the engine; see graph.h.
 #include "engine/cuda/graph.h"
 
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
 #include "engine/cuda/check.h"
 
 namespace sd::cuda {
@@ -34,22 +38,30 @@ GraphBuilder::~GraphBuilder() {
   if (graph_) cudaGraphDestroy(graph_);
 }
 
-std::vector<cudaGraphNode_t> GraphBuilder::capture_into(cudaGraph_t graph, const std::vector<cudaGraphNode_t>& after,
-                                                        const std::function<void()>& record) {
+namespace {
+// One capture into `graph` after `after`; the captured chain's last nodes. A failure ends the
+// capture (CUDA's error thrown as it came).
+GraphBuilder::Tail capture_chain(Context& ctx_, cudaGraph_t graph, const GraphBuilder::Tail& after,
+                                 const std::function<void()>& record) {
   cudaStream_t s = ctx_.stream();
   // Thread-local: only a synchronising call of this thread breaks the capture (as probed on the H200).
-  SD_CUDA_CHECK(cudaStreamBeginCaptureToGraph(s, graph, after.data(), nullptr, after.size(),
+  SD_CUDA_CHECK(cudaStreamBeginCaptureToGraph(s, graph, after.nodes.data(), after.edges.data(), after.nodes.size(),
                                               cudaStreamCaptureModeThreadLocal));
   ctx_.set_capturing(true);
-  std::vector<cudaGraphNode_t> leaves;
+  GraphBuilder::Tail leaves;
   try {
     record();
     cudaStreamCaptureStatus status{};
     const cudaGraphNode_t* deps = nullptr;
+    const cudaGraphEdgeData* edges = nullptr;
     size_t count = 0;
-    SD_CUDA_CHECK(cudaStreamGetCaptureInfo(s, &status, nullptr, nullptr, &deps, nullptr, &count));
+    SD_CUDA_CHECK(cudaStreamGetCaptureInfo(s, &status, nullptr, nullptr, &deps, &edges, &count));
     if (status != cudaStreamCaptureStatusActive) throw Error("graph capture: the capture was invalidated");
-    leaves.assign(deps, deps + count);
+    leaves.nodes.assign(deps, deps + count);
+    if (edges)
+      leaves.edges.assign(edges, edges + count);
+    else
+      leaves.edges.assign(count, cudaGraphEdgeData{});
   } catch (...) {
     ctx_.set_capturing(false);
     cudaGraph_t ignored = nullptr;
@@ -63,10 +75,21 @@ std::vector<cudaGraphNode_t> GraphBuilder::capture_into(cudaGraph_t graph, const
   if (captured != graph) throw Error("graph capture: cudaStreamEndCapture returned another graph");
   return leaves;
 }
+}  // namespace
 
-void GraphBuilder::capture(const std::function<void()>& record) {
+GraphBuilder::Tail GraphBuilder::capture_into(cudaGraph_t graph, const Tail& after, const std::function<void()>& record,
+                                              const std::string& where) {
+  try {
+    return capture_chain(ctx_, graph, after, record);
+  } catch (const std::exception& e) {
+    if (where.empty()) throw;
+    throw Error(where + ": " + e.what());
+  }
+}
+
+void GraphBuilder::capture(const std::function<void()>& record, const std::string& where) {
   if (!graph_) throw Error("GraphBuilder used after instantiate");
-  tail_ = capture_into(graph_, tail_, record);
+  tail_ = capture_into(graph_, tail_, record, where);
 }
 
 cudaGraphConditionalHandle GraphBuilder::make_handle() {
@@ -77,7 +100,7 @@ cudaGraphConditionalHandle GraphBuilder::make_handle() {
 }
 
 void GraphBuilder::add_if(cudaGraphConditionalHandle handle, const std::function<void()>& then_record,
-                          const std::function<void()>& else_record) {
+                          const std::function<void()>& else_record, const std::string& where) {
   if (!graph_) throw Error("GraphBuilder used after instantiate");
   cudaGraphNodeParams p{};
   p.type = cudaGraphNodeTypeConditional;
@@ -85,17 +108,34 @@ void GraphBuilder::add_if(cudaGraphConditionalHandle handle, const std::function
   p.conditional.type = cudaGraphCondTypeIf;
   p.conditional.size = else_record ? 2 : 1;
   cudaGraphNode_t node = nullptr;
-  SD_CUDA_CHECK(cudaGraphAddNode(&node, graph_, tail_.data(), nullptr, tail_.size(), &p));
+  SD_CUDA_CHECK(cudaGraphAddNode(&node, graph_, tail_.nodes.data(), tail_.edges.data(), tail_.nodes.size(), &p));
   // The bodies are graphs of the conditional node; capture each from an empty start.
-  capture_into(p.conditional.phGraph_out[0], {}, then_record);
-  if (else_record) capture_into(p.conditional.phGraph_out[1], {}, else_record);
-  tail_ = {node};
+  capture_into(p.conditional.phGraph_out[0], {}, then_record, where.empty() ? where : where + " (THEN)");
+  if (else_record) capture_into(p.conditional.phGraph_out[1], {}, else_record, where.empty() ? where : where + " (ELSE)");
+  tail_ = Tail{{node}, {cudaGraphEdgeData{}}};
 }
 
-GraphExec GraphBuilder::instantiate() {
+GraphExec GraphBuilder::instantiate(const std::string& name) {
   if (!graph_) throw Error("GraphBuilder::instantiate called twice");
+  if (const char* dir = std::getenv("SD_GRAPH_DOT_DIR"); dir && dir[0] != '\0') {
+    const std::string path = std::string(dir) + "/" + name + ".dot";
+    if (cudaGraphDebugDotPrint(graph_, path.c_str(), cudaGraphDebugDotFlagsVerbose) != cudaSuccess) {
+      std::fprintf(stderr, "warning: could not write %s (%s)\n", path.c_str(), cudaGetErrorString(cudaGetLastError()));
+    }
+  }
   cudaGraphExec_t exec = nullptr;
-  SD_CUDA_CHECK(cudaGraphInstantiate(&exec, graph_, 0));
+  cudaGraphInstantiateParams params{};
+  if (const cudaError_t e = cudaGraphInstantiateWithParams(&exec, graph_, &params); e != cudaSuccess) {
+    cudaGetLastError();
+    std::string node = "none named";
+    if (params.errNode_out) {
+      cudaGraphNodeType type{};
+      node = cudaGraphNodeGetType(params.errNode_out, &type) == cudaSuccess ? "type " + std::to_string(int(type))
+                                                                              : "unknown";
+    }
+    throw Error(name + " instantiation: " + cudaGetErrorString(e) + " (result " + std::to_string(int(params.result_out)) +
+                ", failing node: " + node + ")");
+  }
   SD_CUDA_CHECK(cudaGraphDestroy(graph_));
   graph_ = nullptr;
   return GraphExec(exec, ctx_.captured() - captured_before_);

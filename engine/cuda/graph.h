@@ -20,6 +20,7 @@
 // operations apart from launches (Context::captured), and GraphExec::launch counts one launch.
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include <cuda_runtime.h>
@@ -53,26 +54,37 @@ class GraphExec {
 
 class GraphBuilder {
  public:
+  // The last nodes of the chain so far and their edge data (cudaStreamGetCaptureInfo's, carried on
+  // to the next capture or node: a capture ending in a library kernel with a programmatic edge
+  // keeps it; without the edge data the query would fail with cudaErrorLossyQuery).
+  struct Tail {
+    std::vector<cudaGraphNode_t> nodes;
+    std::vector<cudaGraphEdgeData> edges;  // one per node
+  };
+
   explicit GraphBuilder(Context& ctx);
   ~GraphBuilder();
   GraphBuilder(const GraphBuilder&) = delete;
   GraphBuilder& operator=(const GraphBuilder&) = delete;
 
-  void capture(const std::function<void()>& record);
+  // `where` names the work for errors ("block stages.1.0, forward"): a failure while capturing it
+  // throws Error("<where> (THEN|ELSE): <what failed>"), the capture ended and the builder unusable.
+  void capture(const std::function<void()>& record, const std::string& where = "");
   cudaGraphConditionalHandle make_handle();
   void add_if(cudaGraphConditionalHandle handle, const std::function<void()>& then_record,
-              const std::function<void()>& else_record = {});
-  // The executable graph; the builder is spent afterwards.
-  GraphExec instantiate();
+              const std::function<void()>& else_record = {}, const std::string& where = "");
+  // The executable graph; the builder is spent afterwards. With SD_GRAPH_DOT_DIR set, the graph is
+  // first written there as <name>.dot (cudaGraphDebugDotPrint, verbose). A failure throws with
+  // cudaGraphInstantiateWithParams' result and the failing node's type, where CUDA names one.
+  GraphExec instantiate(const std::string& name = "graph");
 
  private:
   // Captures `record` into `graph` after `after`; returns the captured chain's last nodes.
-  std::vector<cudaGraphNode_t> capture_into(cudaGraph_t graph, const std::vector<cudaGraphNode_t>& after,
-                                            const std::function<void()>& record);
+  Tail capture_into(cudaGraph_t graph, const Tail& after, const std::function<void()>& record, const std::string& where);
 
   Context& ctx_;
   cudaGraph_t graph_ = nullptr;
-  std::vector<cudaGraphNode_t> tail_;  // what the next step depends on
+  Tail tail_;  // what the next step depends on
   uint64_t captured_before_ = 0;
 };
 

@@ -104,6 +104,9 @@ class Backend {
   virtual std::vector<std::string> warnings() const { return {}; }
   // Seconds spent at construction choosing algorithms by measurement (0 when nothing is measured).
   virtual double planning_seconds() const { return 0; }
+  // Graph execution: which batch sizes ran as graphs and which fell back to eager execution, one
+  // line (empty when the backend has no graph execution or never ran one).
+  virtual std::string graph_coverage() const { return {}; }
 
   // The normalisation and the image sets; the backend keeps a copy. Call before stepping.
   // Refused (std::invalid_argument): a mean image of the wrong size or a std that is not positive;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -76,17 +77,20 @@ PlanningStats& PlanningStats::operator+=(const PlanningStats& o) {
   reused += o.reused;
   find_calls += o.find_calls;
   workspace_queries += o.workspace_queries;
+  refused_capture += o.refused_capture;
   return *this;
 }
 
 std::string PlanningStats::describe() const {
   return cat("planning ", seconds, " s: ", measured, " plans measured, ", reused, " reused; ", find_calls,
-             " cudnnFind, ", workspace_queries, " workspace queries");
+             " cudnnFind, ", workspace_queries, " workspace queries",
+             refused_capture ? cat("; ", refused_capture, " candidates refused: no capture into a conditional body")
+                             : std::string());
 }
 
 ConvPlan::ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspace_cap, ConvAlgoPolicy policy,
-                   PlanCache& cache)
-    : shape_(shape), max_batch_(max_batch), tf32_(ctx.math() == MathMode::kTf32) {
+                   PlanCache& cache, bool for_graphs)
+    : shape_(shape), max_batch_(max_batch), tf32_(ctx.math() == MathMode::kTf32), for_graphs_(for_graphs) {
   const auto t0 = Clock::now();
   if (shape.in_channels <= 0 || shape.out_channels <= 0 || shape.in_side <= 0 || (shape.stride != 1 && shape.stride != 2) ||
       max_batch <= 0)
@@ -113,7 +117,7 @@ ConvPlan::ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspac
     if (n != max_batch || c != shape.out_channels || h != shape.out_side() || w != shape.out_side())
       throw Error(cat("conv plan: cuDNN says the output is ", n, "×", c, "×", h, "×", w, ", expected ", max_batch,
                       "×", shape.out_channels, "×", shape.out_side(), "×", shape.out_side()));
-    const PlanKey key{shape, max_batch, policy, workspace_cap, ctx.device(), tf32_};
+    const PlanKey key{shape, max_batch, policy, workspace_cap, ctx.device(), tf32_, for_graphs};
     if (const std::optional<PlanChoice> known = cache.find(key)) {
       choice_ = *known;
       stats_.reused = 1;
@@ -155,7 +159,8 @@ void ConvPlan::bind_batch(int n) {
 
 template <class Perf, class WorkspaceOf>
 DirectionChoice ConvPlan::pick(const char* direction, const Perf* perf, int count, int max_batch, size_t cap,
-                               ConvAlgoPolicy policy, WorkspaceOf workspace_of) {
+                               ConvAlgoPolicy policy, WorkspaceOf workspace_of,
+                               const std::function<bool(int, ConvMath, size_t)>& capturable) {
   ++stats_.find_calls;
   // The failures Find measured (algorithms that do not apply) are expected: their cuDNN error text
   // must not stand in a later, real error's message.
@@ -173,6 +178,11 @@ DirectionChoice ConvPlan::pick(const char* direction, const Perf* perf, int coun
       if (ok) most = std::max(most, bytes);
     }
     bind_batch(max_batch);
+    if (ok && capturable) {
+      run_as(cand.math);
+      ok = capturable(cand.algo, cand.math, most);
+      if (!ok) ++stats_.refused_capture;
+    }
     run_as(ConvMath::kTensorOp);  // TF32: the next direction's cudnnFind* offers every math type again
     if (ok) {
       choice_.workspace = std::max(choice_.workspace, most);
@@ -185,18 +195,83 @@ DirectionChoice ConvPlan::pick(const char* direction, const Perf* perf, int coun
                   " MiB, every batch 1..", max_batch, "); cuDNN measured: ", count ? list(perf, count) : "nothing"));
 }
 
+namespace {
+// Graph execution's filter for one candidate: run once eagerly (first-use work outside any capture),
+// then captured into the IF body of a throwaway graph and instantiated (never launched). Any failure
+// (cuDNN's status, CUDA's capture or instantiation error) says no; nothing of it stays.
+bool captures_into_conditional_body(Context& ctx, int algo, size_t workspace_bytes,
+                                    const std::function<cudnnStatus_t(int, void*, size_t)>& call) {
+  DeviceBuffer workspace;
+  if (workspace_bytes) workspace = DeviceBuffer(workspace_bytes, "convolution capture probe workspace");
+  if (call(algo, workspace.as<void>(), workspace_bytes) != CUDNN_STATUS_SUCCESS) {
+    clear_cudnn_error_text();
+    return false;
+  }
+  ctx.synchronize();
+  cudaStream_t s = ctx.stream();
+  cudaGraph_t graph = nullptr;
+  if (cudaGraphCreate(&graph, 0) != cudaSuccess) return false;
+  bool ok = false;
+  cudaGraphConditionalHandle handle = 0;
+  cudaGraphNodeParams p{};
+  p.type = cudaGraphNodeTypeConditional;
+  p.conditional.type = cudaGraphCondTypeIf;
+  p.conditional.size = 1;
+  cudaGraphNode_t node = nullptr;
+  if (cudaGraphConditionalHandleCreate(&handle, graph, 0, cudaGraphCondAssignDefault) == cudaSuccess &&
+      (p.conditional.handle = handle, cudaGraphAddNode(&node, graph, nullptr, nullptr, 0, &p) == cudaSuccess) &&
+      cudaStreamBeginCaptureToGraph(s, p.conditional.phGraph_out[0], nullptr, nullptr, 0,
+                                    cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
+    const cudnnStatus_t status = call(algo, workspace.as<void>(), workspace_bytes);
+    cudaGraph_t body = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(s, &body);
+    cudaGraphExec_t exec = nullptr;
+    ok = status == CUDNN_STATUS_SUCCESS && ended == cudaSuccess && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
+    if (exec) cudaGraphExecDestroy(exec);
+  }
+  cudaGraphDestroy(graph);
+  cudaGetLastError();  // the verdict is the answer; no error stays behind
+  clear_cudnn_error_text();
+  return ok;
+}
+}  // namespace
+
 void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAlgoPolicy policy) {
   cudnnHandle_t h = ctx.cudnn();
+  // Graph execution's filter: scratch tensors at the largest batch (zeroed), and a probe per direction.
+  const float one = 1.0f, zero = 0.0f;
+  const int64_t xs = int64_t(max_batch) * shape_.in_channels * shape_.in_side * shape_.in_side;
+  const int64_t ys = int64_t(max_batch) * shape_.out_channels * shape_.out_side() * shape_.out_side();
+  const int64_t wsz = shape_.weight_numel();
+  DeviceBuffer scratch;
+  float *x = nullptr, *y = nullptr, *w = nullptr, *dw = nullptr;
+  if (for_graphs_) {
+    const size_t floats = size_t(xs + ys + 2 * wsz);
+    scratch = DeviceBuffer(floats * sizeof(float), "convolution capture probe");
+    ctx.memset_zero(scratch.as<float>(), floats * sizeof(float));
+    x = scratch.as<float>(), y = x + xs, w = y + ys, dw = w + wsz;
+  }
+  using Call = std::function<cudnnStatus_t(int, void*, size_t)>;
+  auto probe = [&](Call call) -> std::function<bool(int, ConvMath, size_t)> {
+    if (!for_graphs_) return {};
+    return [&ctx, call](int algo, ConvMath, size_t bytes) { return captures_into_conditional_body(ctx, algo, bytes, call); };
+  };
   {
     int max_count = 0, got = 0;
     SD_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
     std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
     SD_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, x_desc_, w_desc_, conv_desc_, y_desc_, max_count, &got,
                                                         perf.data()));
-    choice_.forward = pick("forward", perf.data(), got, max_batch, cap, policy, [&](int algo, size_t* bytes) {
-      return cudnnGetConvolutionForwardWorkspaceSize(h, x_desc_, w_desc_, conv_desc_, y_desc_,
-                                                     cudnnConvolutionFwdAlgo_t(algo), bytes);
-    });
+    choice_.forward = pick(
+        "forward", perf.data(), got, max_batch, cap, policy,
+        [&](int algo, size_t* bytes) {
+          return cudnnGetConvolutionForwardWorkspaceSize(h, x_desc_, w_desc_, conv_desc_, y_desc_,
+                                                         cudnnConvolutionFwdAlgo_t(algo), bytes);
+        },
+        probe([&](int algo, void* ws, size_t bytes) {
+          return cudnnConvolutionForward(h, &one, x_desc_, x, w_desc_, w, conv_desc_, cudnnConvolutionFwdAlgo_t(algo), ws,
+                                         bytes, &zero, y_desc_, y);
+        }));
   }
   if (shape_.input_grad) {
     int max_count = 0, got = 0;
@@ -204,10 +279,16 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAl
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
     SD_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, w_desc_, y_desc_, conv_desc_, x_desc_, max_count,
                                                              &got, perf.data()));
-    choice_.backward_data = pick("backward-data", perf.data(), got, max_batch, cap, policy, [&](int algo, size_t* bytes) {
-      return cudnnGetConvolutionBackwardDataWorkspaceSize(h, w_desc_, y_desc_, conv_desc_, x_desc_,
-                                                          cudnnConvolutionBwdDataAlgo_t(algo), bytes);
-    });
+    choice_.backward_data = pick(
+        "backward-data", perf.data(), got, max_batch, cap, policy,
+        [&](int algo, size_t* bytes) {
+          return cudnnGetConvolutionBackwardDataWorkspaceSize(h, w_desc_, y_desc_, conv_desc_, x_desc_,
+                                                              cudnnConvolutionBwdDataAlgo_t(algo), bytes);
+        },
+        probe([&](int algo, void* ws, size_t bytes) {
+          return cudnnConvolutionBackwardData(h, &one, w_desc_, w, y_desc_, y, conv_desc_,
+                                              cudnnConvolutionBwdDataAlgo_t(algo), ws, bytes, &zero, x_desc_, x);
+        }));
   }
   {
     int max_count = 0, got = 0;
@@ -220,7 +301,12 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAl
                                      return cudnnGetConvolutionBackwardFilterWorkspaceSize(
                                          h, x_desc_, y_desc_, conv_desc_, w_desc_, cudnnConvolutionBwdFilterAlgo_t(algo),
                                          bytes);
-                                   });
+                                   },
+                                   probe([&](int algo, void* ws, size_t bytes) {
+                                     return cudnnConvolutionBackwardFilter(h, &one, x_desc_, x, y_desc_, y, conv_desc_,
+                                                                           cudnnConvolutionBwdFilterAlgo_t(algo), ws,
+                                                                           bytes, &zero, w_desc_, dw);
+                                   }));
   }
   // cudnnFind* measured with its own allocations; make sure nothing of it is still running.
   ctx.synchronize();
@@ -286,8 +372,8 @@ void ConvPlan::backward_filter(Context& ctx, const DeviceTensor& x, const Device
   ctx.launched("cudnnConvolutionBackwardFilter");
 }
 
-ConvPlanner::ConvPlanner(Context& ctx, int max_batch, size_t workspace_cap)
-    : ctx_(ctx), max_batch_(max_batch), cap_(workspace_cap), policy_(ConvAlgoPolicy::kFastest) {
+ConvPlanner::ConvPlanner(Context& ctx, int max_batch, size_t workspace_cap, bool for_graphs)
+    : ctx_(ctx), max_batch_(max_batch), cap_(workspace_cap), policy_(ConvAlgoPolicy::kFastest), for_graphs_(for_graphs) {
   const char* env = std::getenv("SD_CUDNN_NO_TRANSFORMS");
   if (env && env[0] != '\0' && std::strcmp(env, "0") != 0) policy_ = ConvAlgoPolicy::kNoTransforms;
 }
@@ -295,7 +381,7 @@ ConvPlanner::ConvPlanner(Context& ctx, int max_batch, size_t workspace_cap)
 ConvPlan& ConvPlanner::plan(const ConvShape& shape) {
   auto it = plans_.find(shape);
   if (it == plans_.end()) {
-    auto plan = std::make_unique<ConvPlan>(ctx_, shape, max_batch_, cap_, policy_);
+    auto plan = std::make_unique<ConvPlan>(ctx_, shape, max_batch_, cap_, policy_, process_plan_cache(), for_graphs_);
     stats_ += plan->stats();
     if (workspace_) plan->set_workspace(workspace_, workspace_bytes_);
     it = plans_.emplace(shape, std::move(plan)).first;
@@ -307,6 +393,29 @@ size_t ConvPlanner::workspace_needed() const {
   size_t most = 0;
   for (const auto& [shape, plan] : plans_) most = std::max(most, plan->workspace_needed());
   return most;
+}
+
+void ConvPlanner::prime(int n) {
+  if (plans_.empty()) return;
+  int64_t x_max = 0, y_max = 0, w_max = 0;
+  for (const auto& [shape, plan] : plans_) {
+    x_max = std::max<int64_t>(x_max, int64_t(n) * shape.in_channels * shape.in_side * shape.in_side);
+    y_max = std::max<int64_t>(y_max, int64_t(n) * shape.out_channels * shape.out_side() * shape.out_side());
+    w_max = std::max<int64_t>(w_max, shape.weight_numel());
+  }
+  const size_t floats = size_t(x_max + y_max + 2 * w_max);
+  DeviceBuffer scratch(floats * sizeof(float), "convolution priming scratch");
+  float* base = scratch.as<float>();
+  ctx_.memset_zero(base, floats * sizeof(float));  // initialised: memory checkers stay quiet
+  float *x = base, *y = x + x_max, *w = y + y_max, *dw = w + w_max;
+  for (const auto& [shape, plan] : plans_) {
+    const DeviceTensor xt{x, n, shape.in_channels, shape.in_side, shape.in_side};
+    const DeviceTensor yt{y, n, shape.out_channels, shape.out_side(), shape.out_side()};
+    plan->forward(ctx_, xt, w, yt);
+    if (shape.input_grad) plan->backward_data(ctx_, yt, w, xt, GradWrite::kOverwrite);
+    plan->backward_filter(ctx_, xt, yt, dw);
+  }
+  ctx_.synchronize();  // before the scratch goes
 }
 
 void ConvPlanner::set_workspace(void* workspace, size_t bytes) {

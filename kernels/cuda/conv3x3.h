@@ -20,12 +20,14 @@
 //
 // Conv3x3: one layer (its weight and weight-gradient pointers) bound to its shape's plan.
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 
 #include <cudnn.h>
 
+#include "engine/cuda/arena.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/tensor.h"
 #include "kernels/cuda/conv_choice.h"
@@ -41,6 +43,7 @@ struct PlanningStats {
   double seconds = 0;
   int measured = 0, reused = 0;
   long long find_calls = 0, workspace_queries = 0;
+  long long refused_capture = 0;  // graph execution: candidates that did not capture into an IF body
   PlanningStats& operator+=(const PlanningStats& o);
   std::string describe() const;  // "planning 12.3 s: 5 plans measured, 2 reused; 15 cudnnFind, 2310 workspace queries"
 };
@@ -48,8 +51,10 @@ struct PlanningStats {
 class ConvPlan {
  public:
   // Measures, or takes the choice from `cache` when it holds this plan's key (and stores what it measured).
+  // `for_graphs`: graph execution; a candidate is kept only if one call of it, run once eagerly,
+  // then captured into a throwaway IF body at the largest batch, instantiates (not launched).
   ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspace_cap, ConvAlgoPolicy policy,
-           PlanCache& cache = process_plan_cache());
+           PlanCache& cache = process_plan_cache(), bool for_graphs = false);
   ~ConvPlan();
   ConvPlan(const ConvPlan&) = delete;
   ConvPlan& operator=(const ConvPlan&) = delete;
@@ -80,14 +85,17 @@ class ConvPlan {
   // After one cudnnFind* of a direction: the first ranked candidate whose workspace query
   // (workspace_of(algo, &bytes) → status) succeeds within `cap` for every batch size; the plan's
   // workspace grows to its need, and the stats count the queries.
+  // `capturable(algo, math, workspace bytes)`: whether the candidate may be used (graph execution's filter).
   template <class Perf, class WorkspaceOf>
   DirectionChoice pick(const char* direction, const Perf* perf, int count, int max_batch, size_t cap,
-                       ConvAlgoPolicy policy, WorkspaceOf workspace_of);
+                       ConvAlgoPolicy policy, WorkspaceOf workspace_of,
+                       const std::function<bool(int, ConvMath, size_t)>& capturable);
 
   ConvShape shape_;
   int max_batch_ = 0;
   int bound_batch_ = -1;
   bool tf32_ = false;  // planned and run for MathMode::kTf32
+  bool for_graphs_ = false;  // candidates filtered by capture into a conditional body
   cudnnTensorDescriptor_t x_desc_ = nullptr, y_desc_ = nullptr;
   cudnnFilterDescriptor_t w_desc_ = nullptr;
   cudnnConvolutionDescriptor_t conv_desc_ = nullptr;
@@ -101,7 +109,8 @@ class ConvPlan {
 class ConvPlanner {
  public:
   static constexpr size_t kDefaultWorkspaceCap = size_t(256) << 20;
-  ConvPlanner(Context& ctx, int max_batch, size_t workspace_cap = kDefaultWorkspaceCap);
+  // `for_graphs`: the plans keep only algorithms that capture into a conditional body (ConvPlan).
+  ConvPlanner(Context& ctx, int max_batch, size_t workspace_cap = kDefaultWorkspaceCap, bool for_graphs = false);
 
   // The plan of `shape`, measured on first request (or taken from the process's cache). Request
   // every shape before training starts (measuring allocates and synchronises).
@@ -111,12 +120,17 @@ class ConvPlanner {
   std::string describe() const;
   bool deterministic() const;  // every plan's algorithms are deterministic (bit-reproducible steps)
   const PlanningStats& stats() const { return stats_; }  // all plans of this planner
+  // Runs every plan's directions once at batch n, eagerly, on zeroed scratch memory, and waits: a
+  // library's first use of a batch size (it may allocate or load kernels) then never happens inside
+  // a graph capture. Launches (counted) 1 memset + 3 calls per plan (2 without input gradient).
+  void prime(int n);
 
  private:
   Context& ctx_;
   int max_batch_;
   size_t cap_;
   ConvAlgoPolicy policy_;
+  bool for_graphs_ = false;
   std::map<ConvShape, std::unique_ptr<ConvPlan>> plans_;
   PlanningStats stats_;
   void* workspace_ = nullptr;

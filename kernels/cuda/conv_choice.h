@@ -79,7 +79,8 @@ struct PlanKey {
   size_t workspace_cap = 0;
   int device = 0;
   bool tf32 = false;  // planned for MathMode::kTf32
-  auto tie() const { return std::tuple(shape.key(), max_batch, policy, workspace_cap, device, tf32); }
+  bool graph = false;  // for graph execution: only candidates that capture into a conditional body
+  auto tie() const { return std::tuple(shape.key(), max_batch, policy, workspace_cap, device, tf32, graph); }
   bool operator<(const PlanKey& o) const { return tie() < o.tie(); }
 };
 

@@ -30,7 +30,7 @@ int64_t LaunchFormula::train_step(const ResNetSpec& spec, const std::vector<uint
 }
 
 CudaResNet::CudaResNet(const BackendOptions& options, int max_batch, int device)
-    : net_(options, max_batch, device), eager_(net_), graph_(net_) {
+    : net_(options, max_batch, device), eager_(net_), graph_(net_, eager_) {
   set_execution(options.execution);
 }
 
@@ -46,6 +46,12 @@ std::string CudaResNet::device_name() const {
 }
 
 std::string CudaResNet::describe() const { return fmt::format("{}: {}", device_name(), net_.describe()); }
+
+std::string CudaResNet::graph_coverage() const {
+  const GraphExecutor::Coverage& c = graph_.coverage();
+  if (c.train_graph.empty() && c.train_eager.empty() && c.eval_graph.empty() && c.eval_eager.empty()) return {};
+  return c.describe();
+}
 
 void CudaResNet::set_execution(Execution execution) {
   if (execution == Execution::kGraph) GraphExecutor::check_supported(spec());

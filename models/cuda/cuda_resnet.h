@@ -62,8 +62,9 @@ struct LaunchFormula {
 };
 
 // Graph execution: what the host launches per step (the graph) and per evaluation (the reset of the
-// evaluation counters, then one graph per batch). Capturing a batch size's graph launches nothing.
-// A step whose position, step, epoch or learning rate the device cannot foresee adds one launch
+// evaluation counters, then one graph per batch). Capturing a batch size's graph launches nothing
+// itself; priming before a batch size's first capture launches a few eager calls
+// (graph_priming_launches). A step whose position, step, epoch or learning rate the device cannot foresee adds one launch
 // (set_next_step), a batch that is not a slice of the planned order one more, a new epoch one copy.
 struct GraphLaunchFormula {
   int train_per_step = 1;
@@ -100,6 +101,10 @@ class CudaResNet final : public Backend {
   std::vector<uint8_t> last_device_gates() const { return graph_.last_device_gates(); }
   // Graphs captured so far (training: per batch size; evaluation: per set and batch size).
   int graphs_captured() const { return graph_.graphs_captured(); }
+  // Launches of the convolution priming before first captures (ConvPlanner::prime).
+  uint64_t graph_priming_launches() const { return graph_.priming_launches(); }
+  // Which batch sizes ran as graphs, which fell back to eager execution and why.
+  const GraphExecutor::Coverage& graph_batches() const { return graph_.coverage(); }
   // The gradient of every trainable tensor from the last train_step (spec order, names as spec).
   std::vector<NamedTensor> gradients() const { return net_.gradients(); }
   // From the last forward (train_step, or the last batch of evaluate): logits [n, 10], the
@@ -113,6 +118,7 @@ class CudaResNet final : public Backend {
   std::string describe() const override;  // versions, arena size, planning time, the chosen algorithms
   std::vector<std::string> warnings() const override { return cuda::version_warnings(net_.versions()); }
   double planning_seconds() const override { return net_.planner().stats().seconds; }
+  std::string graph_coverage() const override;
   // Whether every chosen convolution algorithm is deterministic (then steps repeat bit for bit).
   bool deterministic_convolutions() const { return net_.planner().deterministic(); }
   cuda::Context& context() { return net_.ctx(); }

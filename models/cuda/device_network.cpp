@@ -26,7 +26,9 @@ DeviceNetwork::DeviceNetwork(const BackendOptions& options, int max_batch, int d
   ctx_ = std::make_unique<cuda::Context>(device, cuda::math_mode_named(options.precision));
   versions_ = cuda::query_version_numbers();
   for (const BlockSpec& b : spec_.blocks) block_names_.push_back(b.prefix.substr(0, b.prefix.size() - 1));
-  planner_ = std::make_unique<cuda::ConvPlanner>(*ctx_, max_batch_);
+  // Built for graph execution: only algorithms that capture into a conditional body.
+  planner_ = std::make_unique<cuda::ConvPlanner>(*ctx_, max_batch_, cuda::ConvPlanner::kDefaultWorkspaceCap,
+                                                 options.execution == Execution::kGraph);
 
   // Measure every convolution shape first: the workspace they need is part of the arena.
   planner_->plan(plan_shape(spec_.stem.conv));

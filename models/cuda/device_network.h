@@ -88,6 +88,7 @@ class DeviceNetwork {
   const DeviceBuffers& buffers() const { return buf_; }
   const BlockUnit& unit(int l) const { return units_[size_t(l)]; }
   const cuda::ConvPlanner& planner() const { return *planner_; }
+  void prime_convolutions(int n) { planner_->prime(n); }  // see ConvPlanner::prime
   const cuda::VersionNumbers& versions() const { return versions_; }
   size_t arena_bytes() const { return arena_.capacity(); }
   std::string describe() const;

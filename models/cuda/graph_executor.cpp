@@ -2,6 +2,9 @@
 #include "models/cuda/graph_executor.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <stdexcept>
 
@@ -24,6 +27,38 @@ void GraphExecutor::check_supported(const ResNetSpec& spec) {
 std::vector<uint8_t> GraphExecutor::last_device_gates() const {
   const std::vector<cuda::DeviceStepState> s = net_.download(net_.buffers().train_state, 1);
   return std::vector<uint8_t>(s[0].gates, s[0].gates + net_.num_blocks());
+}
+
+namespace {
+std::string join_sizes(const std::set<int>& sizes) {
+  if (sizes.empty()) return "-";
+  std::string s;
+  for (int n : sizes) s += (s.empty() ? "" : ", ") + std::to_string(n);
+  return s;
+}
+bool graph_strict() {
+  const char* v = std::getenv("SD_GRAPH_STRICT");
+  return v && std::strcmp(v, "1") == 0;
+}
+}  // namespace
+
+std::string GraphExecutor::Coverage::describe() const {
+  return fmt::format("graphs: train {}; evaluation {} | eager fallback: train {}; evaluation {}", join_sizes(train_graph),
+                     join_sizes(eval_graph), join_sizes(train_eager), join_sizes(eval_eager));
+}
+
+void GraphExecutor::fell_back(const char* what, int n, const std::exception& e) {
+  const std::string line = fmt::format("graph execution: the {} graph of batch size {} failed, {}", what, n, e.what());
+  if (graph_strict()) throw cuda::Error(line + " (SD_GRAPH_STRICT=1)");
+  coverage_.fallbacks.push_back(line + "; that batch size runs eagerly");
+  std::fprintf(stderr, "warning: %s\n", coverage_.fallbacks.back().c_str());
+}
+
+void GraphExecutor::prime(int n) {
+  if (!primed_.insert(n).second) return;
+  const uint64_t before = net_.ctx().launches();
+  net_.prime_convolutions(n);
+  priming_launches_ += net_.ctx().launches() - before;
 }
 
 void GraphExecutor::drop_training_graphs() {
@@ -69,32 +104,34 @@ cuda::GraphExec GraphExecutor::capture_training_step(int n, int slot) {
                           cuda::BatchPlace{.cursor = &current->cursor, .epoch = &current->epoch},
                           cuda::AugmentDraw{.augment = true, .seed = seed}, n, buf.images, buf.labels);
     net_.record_stem_forward(n, Pass::kTraining);
-  });
+  }, "stem, forward");
   for (int l = 0; l < L; ++l) {
     const BlockUnit& unit = net_.unit(l);
     const cuda::DeviceTensor in = net_.block_input(l, n);
     b.add_if(
         handles[size_t(2 * l)], [&] { unit.record_forward(ctx, in, Pass::kTraining); },
-        [&] { unit.record_closed_forward(ctx, in, ClosedIdentity::kCopy); });
+        [&] { unit.record_closed_forward(ctx, in, ClosedIdentity::kCopy); },
+        fmt::format("block {}, forward", net_.block_name(l)));
   }
   b.capture([&] {
     net_.record_pool(n, net_.unit(L - 1).output(n));
     net_.record_loss(n);
     net_.record_head_backward(n);
-  });
+  }, "head, forward and backward");
   for (int l = L - 1; l >= 0; --l) {
     const BlockUnit& unit = net_.unit(l);
     const cuda::DeviceTensor in = net_.block_input(l, n), g = net_.block_grad(l, n), g_in = net_.block_input_grad(l, n);
     std::function<void()> closed;
     if (unit.spec().downsamples()) closed = [&] { unit.record_closed_backward(ctx, g, g_in); };
-    b.add_if(handles[size_t(2 * l + 1)], [&] { unit.record_backward(ctx, in, g, g_in); }, closed);
+    b.add_if(handles[size_t(2 * l + 1)], [&] { unit.record_backward(ctx, in, g, g_in); }, closed,
+             fmt::format("block {}, backward", net_.block_name(l)));
   }
   b.capture([&] {
     net_.record_stem_backward(n);
     cuda::sgd_step_at(ctx, (long long)net_.spec().num_params, buf.params, buf.grads, buf.momentum, &current->lr,
                       net_.sgd_hyper(0.0f));
-  });
-  cuda::GraphExec exec = b.instantiate();
+  }, "stem, backward and SGD");
+  cuda::GraphExec exec = b.instantiate(fmt::format("train-batch-{}", n));
   // The gate kernel finds the handles in device memory. From a host vector that lives as long as
   // the graph; stream-ordered after any launch of the graph this slot held before.
   SD_CUDA_CHECK(cudaMemcpyAsync(device_handles, handles.data(), handles.size() * sizeof(cudaGraphConditionalHandle),
@@ -104,7 +141,8 @@ cuda::GraphExec GraphExecutor::capture_training_step(int n, int slot) {
   return exec;
 }
 
-GraphExecutor::TrainGraph& GraphExecutor::training_graph(int n) {
+GraphExecutor::TrainGraph* GraphExecutor::training_graph(int n) {
+  if (coverage_.train_eager.count(n)) return nullptr;
   auto it = train_graphs_.find(n);
   if (it == train_graphs_.end()) {
     int slot = int(train_graphs_.size());
@@ -116,12 +154,21 @@ GraphExecutor::TrainGraph& GraphExecutor::training_graph(int n) {
     }
     slot_handles_.resize(kTrainGraphSlots);
     TrainGraph g;
-    g.exec = capture_training_step(n, slot);
+    try {
+      prime(n);
+      g.exec = capture_training_step(n, slot);
+    } catch (const std::exception& e) {
+      fell_back("training", n, e);
+      slot_handles_.at(size_t(slot)).clear();  // the slot is free again; nothing of the capture stays
+      coverage_.train_eager.insert(n);
+      return nullptr;
+    }
     g.slot = slot;
     it = train_graphs_.emplace(n, std::move(g)).first;
+    coverage_.train_graph.insert(n);
   }
   it->second.last_use = ++graph_uses_;
-  return it->second;
+  return &it->second;
 }
 
 void GraphExecutor::train_step(const StepInput& in) {
@@ -134,9 +181,14 @@ void GraphExecutor::train_step(const StepInput& in) {
   for (int l = 0; l < L && drawn; ++l)
     drawn = (in.gates[size_t(l)] != 0) == gate_open(net_.options().seed, in.step, l, survival[size_t(l)]);
   const std::span<const uint8_t> forced = drawn ? std::span<const uint8_t>() : in.gates;
-  const TrainGraph& graph = training_graph(n);
+  const TrainGraph* graph = training_graph(n);
+  if (!graph) {  // this batch size runs eagerly: the device's step counters are not what the feed left
+    eager_.train_step(in);
+    feed_.forget();
+    return;
+  }
   feed_.prepare(net_.ctx(), net_.buffers().train_state, in.indices, in.step, in.epoch, in.learning_rate, forced);
-  graph.exec.launch(net_.ctx());
+  graph->exec.launch(net_.ctx());
   feed_.advanced(n);
 }
 
@@ -153,24 +205,45 @@ cuda::GraphExec GraphExecutor::capture_evaluation_batch(ImageSetRole role, int n
                           buf.images, buf.labels);
     net_.record_evaluation(n, buf.batch_predictions);
     cuda::scatter_predictions(ctx, buf.eval_state, buf.batch_predictions, ds.predictions.as<uint8_t>(), n);
-  });
+  }, "evaluation, forward");
   ++graphs_captured_;
-  return b.instantiate();
+  return b.instantiate(fmt::format("evaluation-{}-batch-{}", int(role), n));
+}
+
+bool GraphExecutor::evaluation_graph_ready(ImageSetRole role, int n) {
+  if (coverage_.eval_eager.count(n)) return false;
+  const auto key = std::make_pair(int(role), n);
+  if (eval_graphs_.count(key)) return true;
+  try {
+    prime(n);
+    eval_graphs_.emplace(key, capture_evaluation_batch(role, n));
+  } catch (const std::exception& e) {
+    fell_back("evaluation", n, e);
+    coverage_.eval_eager.insert(n);
+    return false;
+  }
+  coverage_.eval_graph.insert(n);
+  return true;
 }
 
 void GraphExecutor::evaluate(ImageSetRole role) {
   const cuda::NvtxRange range("evaluate (graph)");
   const DeviceSet& ds = net_.set(role);
   cuda::Context& ctx = net_.ctx();
+  const int max_batch = net_.max_batch();
+  // The set's batch sizes (all full but the last); any of them without a graph: the whole
+  // evaluation runs eagerly (the device's evaluation cursor is the graphs' alone).
+  bool graphs = evaluation_graph_ready(role, int(std::min<int64_t>(ds.size, max_batch)));
+  if (ds.size % max_batch != 0 && ds.size > max_batch) graphs = evaluation_graph_ready(role, int(ds.size % max_batch)) && graphs;
+  if (!graphs) {
+    eager_.evaluate(role);
+    return;
+  }
   ctx.memset_zero(net_.buffers().eval_totals, sizeof(cuda::DeviceTotals));
   cuda::set_next_step(ctx, net_.buffers().eval_state, cuda::DeviceStep{}, {});  // the first batch starts at image 0
-  const int max_batch = net_.max_batch();
   for (int64_t start = 0; start < ds.size; start += max_batch) {
     const int n = int(std::min<int64_t>(ds.size - start, max_batch));
-    const auto key = std::make_pair(int(role), n);
-    auto it = eval_graphs_.find(key);
-    if (it == eval_graphs_.end()) it = eval_graphs_.emplace(key, capture_evaluation_batch(role, n)).first;
-    it->second.launch(ctx);
+    eval_graphs_.at(std::make_pair(int(role), n)).launch(ctx);
   }
 }
 

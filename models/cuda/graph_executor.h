@@ -16,8 +16,16 @@
 // The step counter, learning rate, epoch and the epoch's order live in device memory
 // (models/cuda/step_state.h, fed by models/cuda/step_feed.h). The host launches the graph and never
 // waits. Up to kTrainGraphSlots batch sizes keep a graph at once (least recently used goes).
+//
+// A failure never ends a run. Before a batch size is captured, every convolution plan runs its
+// directions once eagerly at that batch (priming: a library's first-use work, which would break a
+// capture, happens outside it). If capture or instantiation still fails, one warning names the batch
+// size, the block, the pass (THEN/ELSE) and CUDA's error, and that batch size runs eagerly from then
+// on (the fallback executor; same bits, only slower). SD_GRAPH_STRICT=1 makes the failure fatal.
 #include <cstdint>
 #include <map>
+#include <set>
+#include <string>
 #include <span>
 #include <utility>
 #include <vector>
@@ -25,13 +33,15 @@
 #include "engine/cuda/graph.h"
 #include "engine/train/backend.h"
 #include "models/cuda/device_network.h"
+#include "models/cuda/eager_executor.h"
 #include "models/cuda/step_feed.h"
 
 namespace sd {
 
 class GraphExecutor {
  public:
-  explicit GraphExecutor(DeviceNetwork& net) : net_(net) {}
+  // `fallback` runs the batch sizes whose graph could not be made.
+  GraphExecutor(DeviceNetwork& net, EagerExecutor& fallback) : net_(net), eager_(fallback) {}
 
   // Throws std::invalid_argument when the network has more blocks than the device's gate draw holds.
   static void check_supported(const ResNetSpec& spec);
@@ -55,18 +65,39 @@ class GraphExecutor {
   // Graphs captured so far (training: per batch size; evaluation: per set and batch size).
   int graphs_captured() const { return graphs_captured_; }
 
+  // Which batch sizes ran as graphs, and which fell back to eager execution (with why).
+  struct Coverage {
+    std::set<int> train_graph, train_eager, eval_graph, eval_eager;
+    std::vector<std::string> fallbacks;  // one line per fallback, as warned
+    std::string describe() const;        // "graphs: train 128, 72; evaluation 128, 8; eager: -"
+  };
+  const Coverage& coverage() const { return coverage_; }
+  // Operations launched by priming (ConvPlanner::prime) so far: counted launches outside the graphs.
+  uint64_t priming_launches() const { return priming_launches_; }
+
  private:
   struct TrainGraph {
     cuda::GraphExec exec;
     int slot = 0;
     uint64_t last_use = 0;
   };
-  TrainGraph& training_graph(int n);
+  // Null when batch size n runs eagerly (its capture failed now or before).
+  TrainGraph* training_graph(int n);
+  // Whether evaluation batches of size n run as graphs; captures what `role` needs on first use.
+  bool evaluation_graph_ready(ImageSetRole role, int n);
+  // Runs every convolution direction once eagerly at batch n (outside any capture).
+  void prime(int n);
+  // A capture or instantiation failed: warn (or throw under SD_GRAPH_STRICT=1).
+  void fell_back(const char* what, int n, const std::exception& e);
   cuda::GraphExec capture_training_step(int n, int slot);
   cuda::GraphExec capture_evaluation_batch(ImageSetRole role, int n);
   void drop_training_graphs();
 
   DeviceNetwork& net_;
+  EagerExecutor& eager_;
+  Coverage coverage_;
+  std::set<int> primed_;  // batch sizes whose convolutions ran once eagerly
+  uint64_t priming_launches_ = 0;
   cuda::DeviceBuffer order_;  // the training order (StepFeed), allocated with the training set
   StepFeed feed_;
   std::map<int, TrainGraph> train_graphs_;                             // by batch size

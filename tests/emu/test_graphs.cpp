@@ -191,3 +191,35 @@ TEST_CASE("emulator: what waits for the device during a capture fails it, as CUD
   CHECK(std::isnan(download(p, 16)[0]));
   cudaFree(p);
 }
+
+TEST_CASE("emulator: capture info gives edge data per dependency; programmatic edges are refused", "[emu][graph]") {
+  Stream st;
+  float* p = device_alloc<float>(16);
+  cudaGraph_t g = nullptr;
+  REQUIRE(cudaGraphCreate(&g, 0) == cudaSuccess);
+  REQUIRE(cudaStreamBeginCaptureToGraph(st.s, g, nullptr, nullptr, 0, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+  SD_KERNEL_LAUNCH(add_kernel, 1, 32, 0, st.s, p, 16, 1.0f);
+  cudaStreamCaptureStatus status{};
+  const cudaGraphNode_t* deps = nullptr;
+  const cudaGraphEdgeData* edges = nullptr;
+  size_t count = 0;
+  REQUIRE(cudaStreamGetCaptureInfo(st.s, &status, nullptr, nullptr, &deps, &edges, &count) == cudaSuccess);
+  REQUIRE(count == 1);
+  REQUIRE(edges != nullptr);
+  CHECK(edges[0].type == 0);
+  CHECK(edges[0].from_port == 0);
+  CHECK(edges[0].to_port == 0);
+  const std::vector<cudaGraphNode_t> tail(deps, deps + count);
+  const std::vector<cudaGraphEdgeData> tail_edges(edges, edges + count);
+  cudaGraph_t out = nullptr;
+  REQUIRE(cudaStreamEndCapture(st.s, &out) == cudaSuccess);
+  // Plain edge data carried on is accepted; a programmatic edge the emulator cannot honour is not.
+  capture_into(st.s, g, tail, [&] { SD_KERNEL_LAUNCH(add_kernel, 1, 32, 0, st.s, p, 16, 1.0f); });
+  cudaGraphEdgeData programmatic = tail_edges[0];
+  programmatic.type = 1;
+  CHECK(cudaStreamBeginCaptureToGraph(st.s, g, tail.data(), &programmatic, 1, cudaStreamCaptureModeThreadLocal) ==
+        cudaErrorNotSupported);
+  cudaGetLastError();
+  REQUIRE(cudaGraphDestroy(g) == cudaSuccess);
+  cudaFree(p);
+}

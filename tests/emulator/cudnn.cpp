@@ -8,9 +8,12 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "tests/emulator/faults.h"
 #include "tests/emulator/graph.h"
 #include "tests/emulator/memory.h"
 #include "tests/emulator/report.h"
@@ -245,6 +248,47 @@ struct ConvCall {
   bool tf32 = false;
 };
 
+// Injected faults (tests/emulator/faults.h), guarded by api_mutex like every call.
+std::vector<sd::emu::CudnnFault>& injected_faults() {
+  static std::vector<sd::emu::CudnnFault> f;
+  return f;
+}
+std::set<std::tuple<int, int, int>>& first_uses_seen() {  // (direction, algorithm, batch)
+  static std::set<std::tuple<int, int, int>> seen;
+  return seen;
+}
+int faults_triggered = 0;
+
+bool fault_matches(const sd::emu::CudnnFault& f, Direction d, int algo, int batch) {
+  return (f.direction < 0 || f.direction == int(d)) && (f.algo < 0 || f.algo == algo) &&
+         (f.batch < 0 || f.batch == batch);
+}
+
+// Applies the injected faults to a convolution call on `h`'s stream; non-success: the call fails.
+cudnnStatus_t injected_fault(cudnnHandle_t h, Direction d, int algo, int batch, const char* call) {
+  CUstream_st* s = sd::emu::resolve(h->stream);
+  for (const sd::emu::CudnnFault& f : injected_faults()) {
+    if (!fault_matches(f, d, algo, batch)) continue;
+    if (f.kind == sd::emu::CudnnFault::Kind::kRefuseCapture) {
+      cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+      cudaStreamIsCapturing(h->stream, &st);
+      if (st == cudaStreamCaptureStatusNone) continue;
+      sd::emu::capture_prohibits("cuDNN (an algorithm that cannot be captured: injected)", s);
+      ++faults_triggered;
+      return status(CUDNN_STATUS_NOT_SUPPORTED, std::string(call) + ": algorithm " + std::to_string(algo) +
+                                                    " cannot be captured (injected fault)");
+    }
+    if (!first_uses_seen().insert({int(d), algo, batch}).second) continue;
+    if (sd::emu::capture_prohibits("cudaMalloc (cuDNN's first use of a batch size: injected)", s)) {
+      first_uses_seen().erase({int(d), algo, batch});  // the work did not happen
+      ++faults_triggered;
+      return status(CUDNN_STATUS_INTERNAL_ERROR, std::string(call) + ": first use of batch size " +
+                                                      std::to_string(batch) + " allocated inside a capture (injected fault)");
+    }
+  }
+  return CUDNN_STATUS_SUCCESS;
+}
+
 template <class Algo>
 cudnnStatus_t begin_call(cudnnHandle_t h, Direction d, const cudnnTensorStruct* x_desc, const cudnnFilterStruct* w_desc,
                          const cudnnConvolutionStruct* conv, const cudnnTensorStruct* y_desc, Algo algo,
@@ -263,7 +307,7 @@ cudnnStatus_t begin_call(cudnnHandle_t h, Direction d, const cudnnTensorStruct* 
   if (c.needed) require_device(workspace, c.needed, call, "the workspace");
   c.xs = size_t(p.shape.x_size()), c.ws = size_t(p.shape.w_size()), c.ys = size_t(p.shape.y_size());
   c.tf32 = tensor_ops_allowed(p.math);
-  return CUDNN_STATUS_SUCCESS;
+  return injected_fault(h, d, int(algo), p.shape.n, call);
 }
 
 template <class T>
@@ -279,6 +323,22 @@ cudnnStatus_t destroy(T* d) {
 }
 
 }  // namespace
+
+namespace sd::emu {
+
+void inject_cudnn_faults(std::vector<CudnnFault> faults) {
+  std::lock_guard lock(api_mutex());
+  injected_faults() = std::move(faults);
+  first_uses_seen().clear();
+  faults_triggered = 0;
+}
+
+int cudnn_faults_triggered() {
+  std::lock_guard lock(api_mutex());
+  return faults_triggered;
+}
+
+}  // namespace sd::emu
 
 size_t cudnnGetVersion() { return CUDNN_VERSION; }
 

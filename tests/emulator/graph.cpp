@@ -2,6 +2,7 @@
 #include "tests/emulator/graph.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <random>
 #include <set>
 
@@ -282,9 +283,21 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mo
   return cudaSuccess;
 }
 
+namespace {
+// Edge data: the emulated device knows only plain (full) dependencies; a programmatic edge (what a
+// library kernel with programmatic dependent launch would leave) it cannot honour.
+const std::string kEdgeNote = "the emulated device has only plain dependencies (zeroed cudaGraphEdgeData)";
+bool plain_edges(const cudaGraphEdgeData* edges, size_t count) {
+  for (size_t i = 0; edges && i < count; ++i)
+    if (edges[i].type != 0 || edges[i].from_port != 0 || edges[i].to_port != 0) return false;
+  return true;
+}
+}  // namespace
+
 cudaError_t cudaStreamBeginCaptureToGraph(cudaStream_t stream, cudaGraph_t graph, const cudaGraphNode_t* deps,
-                                          const cudaGraphEdgeData*, size_t count, cudaStreamCaptureMode mode) {
+                                          const cudaGraphEdgeData* edges, size_t count, cudaStreamCaptureMode mode) {
   std::lock_guard lock(api_mutex());
+  if (!plain_edges(edges, count)) return api_error(cudaErrorNotSupported, "cudaStreamBeginCaptureToGraph: " + kEdgeNote);
   if (!is_live(stream)) return api_error(cudaErrorInvalidResourceHandle);
   if (!graph) return api_error(cudaErrorInvalidValue, "cudaStreamBeginCaptureToGraph: null graph");
   std::vector<CUgraphNode_st*> d;
@@ -334,7 +347,10 @@ cudaError_t cudaStreamGetCaptureInfo(cudaStream_t stream, cudaStreamCaptureStatu
   if (id) *id = c ? c->id : 0;
   if (graph) *graph = c ? c->graph : nullptr;
   if (deps) *deps = c ? c->dependencies.data() : nullptr;  // valid until the stream's next capture call
-  if (edges) *edges = nullptr;                              // every edge is a plain dependency
+  if (edges) {  // every edge is a plain dependency: zeroed edge data, one per dependency
+    if (c) c->edge_data.assign(c->dependencies.size(), cudaGraphEdgeData{});
+    *edges = c ? c->edge_data.data() : nullptr;
+  }
   if (count) *count = c ? c->dependencies.size() : 0;
   return cudaSuccess;
 }
@@ -370,8 +386,9 @@ cudaError_t cudaGraphConditionalHandleCreate(cudaGraphConditionalHandle* handle,
 }
 
 cudaError_t cudaGraphAddNode(cudaGraphNode_t* node, cudaGraph_t graph, const cudaGraphNode_t* deps,
-                             const cudaGraphEdgeData*, size_t count, cudaGraphNodeParams* params) {
+                             const cudaGraphEdgeData* edges, size_t count, cudaGraphNodeParams* params) {
   std::lock_guard lock(api_mutex());
+  if (!plain_edges(edges, count)) return api_error(cudaErrorNotSupported, "cudaGraphAddNode: " + kEdgeNote);
   if (!node || !graph || !params) return api_error(cudaErrorInvalidValue);
   std::vector<CUgraphNode_st*> d;
   if (cudaError_t e = dependencies(graph, deps, count, "cudaGraphAddNode", d)) return e;
@@ -487,6 +504,45 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsig
   ++graph->instantiations;
   live_execs().insert(state.get());
   *exec = new CUgraphExec_st{std::move(state)};
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiateWithParams(cudaGraphExec_t* exec, cudaGraph_t graph, cudaGraphInstantiateParams* params) {
+  std::lock_guard lock(api_mutex());
+  if (!params) return api_error(cudaErrorInvalidValue, "cudaGraphInstantiateWithParams: null params");
+  params->errNode_out = nullptr;  // the emulator's checks concern the graph as a whole
+  const cudaError_t e = cudaGraphInstantiate(exec, graph, params->flags);
+  params->result_out = e == cudaSuccess ? cudaGraphInstantiateSuccess : cudaGraphInstantiateError;
+  return e;
+}
+
+namespace {
+void dot_graph(std::FILE* f, const CUgraph_st* g, const std::string& prefix, int& cluster) {
+  for (size_t i = 0; i < g->nodes.size(); ++i) {
+    const CUgraphNode_st* n = g->nodes[i].get();
+    std::fprintf(f, "  \"%s%zu\" [label=\"%s\"];\n", prefix.c_str(), i, n->name.c_str());
+    for (const CUgraphNode_st* d : n->deps)
+      for (size_t j = 0; j < g->nodes.size(); ++j)
+        if (g->nodes[j].get() == d) std::fprintf(f, "  \"%s%zu\" -> \"%s%zu\";\n", prefix.c_str(), j, prefix.c_str(), i);
+    for (size_t b = 0; b < n->bodies.size(); ++b) {
+      std::fprintf(f, "  subgraph cluster_%d {\n  label=\"%s%zu body %zu\";\n", cluster++, prefix.c_str(), i, b);
+      dot_graph(f, n->bodies[b].get(), prefix + std::to_string(i) + "." + std::to_string(b) + ".", cluster);
+      std::fprintf(f, "  }\n");
+    }
+  }
+}
+}  // namespace
+
+cudaError_t cudaGraphDebugDotPrint(cudaGraph_t graph, const char* path, unsigned int) {
+  std::lock_guard lock(api_mutex());
+  if (!graph || !path) return api_error(cudaErrorInvalidValue, "cudaGraphDebugDotPrint: null graph or path");
+  std::FILE* f = std::fopen(path, "w");
+  if (!f) return api_error(cudaErrorOperatingSystem, std::string("cudaGraphDebugDotPrint: cannot write ") + path);
+  std::fprintf(f, "digraph sdnet {\n");
+  int cluster = 0;
+  dot_graph(f, graph, "n", cluster);
+  std::fprintf(f, "}\n");
+  std::fclose(f);
   return cudaSuccess;
 }
 

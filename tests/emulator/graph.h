@@ -68,6 +68,7 @@ struct Capture {
   CUgraph_st* graph = nullptr;
   bool graph_is_new = false;  // made by cudaStreamBeginCapture (EndCapture hands it over)
   std::vector<CUgraphNode_st*> dependencies;  // what the next captured node depends on
+  std::vector<cudaGraphEdgeData> edge_data;    // cudaStreamGetCaptureInfo's copy (all plain edges)
   cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
   std::thread::id thread;
   unsigned long long id = 0;
