@@ -241,7 +241,13 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
 
   try {
     if (trainer.run(on_epoch, &stop, limit ? &*limit : nullptr)) {
-      write_file_atomically(dir / "summary.json", summary_json(run, trainer.state()).dump(2) + "\n");
+      nlohmann::json summary = summary_json(run, trainer.state());
+      // Graph execution: which batch sizes ran as graphs and which fell back to eager (the same bits).
+      if (const std::string coverage = backend->graph_coverage(); !coverage.empty()) {
+        summary["graph_coverage"] = coverage;
+        std::cout << "graph execution: " << coverage << "\n";
+      }
+      write_file_atomically(dir / "summary.json", summary.dump(2) + "\n");
       std::cout << summary_line(trainer.state()) << std::endl;
       return kExitOk;
     }
