@@ -1,7 +1,8 @@
 // The fused residual join (option-A shortcut + scaled branch + ReLU) against the reference's
 // shortcut and residual_join, forward and backward, for identity and downsampling blocks, open
-// (mask) and closed (shortcut only), batches 128 and 72. The kernels round exactly as the reference
-// (no fused multiply-add), so the results are expected bit-identical; the bound is 1e-6.
+// (mask) and closed (shortcut only), at the training batches 128 and 72 and at a small one. The
+// kernels round exactly as the reference (no fused multiply-add), so the results are expected
+// bit-identical; the bound is 1e-6.
 #include <catch2/catch.hpp>
 
 #include "engine/cuda/context.h"
@@ -86,16 +87,27 @@ void check_join(cuda::Context& ctx, int n, const JoinShape& js) {
   }
 }
 
+void check_every_join_shape(cuda::Context& ctx, int n) {
+  check_join(ctx, n, {16, 16, 32, 1});
+  check_join(ctx, n, {16, 32, 32, 2});
+  check_join(ctx, n, {32, 32, 16, 1});
+  check_join(ctx, n, {32, 64, 16, 2});
+  check_join(ctx, n, {64, 64, 8, 1});
+}
+
 }  // namespace
 
-TEST_CASE("gpu residual join with option-A shortcut matches the reference", "[gpu][join][sanitize]") {
+// [network-shapes]: the training batches, which the sanitizer runs leave out (minutes under
+// ThreadSanitizer). The kernels run one element per thread at any of these sizes, so the small batch
+// below takes every path they have, on every shape, and is what the sanitizers run.
+TEST_CASE("gpu residual join with option-A shortcut matches the reference", "[gpu][join][sanitize][network-shapes]") {
   SD_REQUIRE_CUDA_DEVICE();
   cuda::Context ctx;
-  for (const int n : {128, 72}) {
-    check_join(ctx, n, {16, 16, 32, 1});
-    check_join(ctx, n, {16, 32, 32, 2});
-    check_join(ctx, n, {32, 32, 16, 1});
-    check_join(ctx, n, {32, 64, 16, 2});
-    check_join(ctx, n, {64, 64, 8, 1});
-  }
+  for (const int n : {128, 72}) check_every_join_shape(ctx, n);
+}
+
+TEST_CASE("gpu residual join matches the reference at a small batch on every shape", "[gpu][join][sanitize]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  check_every_join_shape(ctx, 3);
 }
