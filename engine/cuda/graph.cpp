@@ -99,8 +99,8 @@ cudaGraphConditionalHandle GraphBuilder::make_handle() {
   return h;
 }
 
-void GraphBuilder::add_if(cudaGraphConditionalHandle handle, const std::function<void()>& then_record,
-                          const std::function<void()>& else_record, const std::string& where) {
+GraphBuilder::IfBodies GraphBuilder::add_if(cudaGraphConditionalHandle handle, const std::function<void()>& then_record,
+                                            const std::function<void()>& else_record, const std::string& where) {
   if (!graph_) throw Error("GraphBuilder used after instantiate");
   cudaGraphNodeParams p{};
   p.type = cudaGraphNodeTypeConditional;
@@ -113,6 +113,7 @@ void GraphBuilder::add_if(cudaGraphConditionalHandle handle, const std::function
   capture_into(p.conditional.phGraph_out[0], {}, then_record, where.empty() ? where : where + " (THEN)");
   if (else_record) capture_into(p.conditional.phGraph_out[1], {}, else_record, where.empty() ? where : where + " (ELSE)");
   tail_ = Tail{{node}, {cudaGraphEdgeData{}}};
+  return IfBodies{p.conditional.phGraph_out[0], else_record ? p.conditional.phGraph_out[1] : nullptr};
 }
 
 GraphExec GraphBuilder::instantiate(const std::string& name) {
@@ -139,6 +140,37 @@ GraphExec GraphBuilder::instantiate(const std::string& name) {
   SD_CUDA_CHECK(cudaGraphDestroy(graph_));
   graph_ = nullptr;
   return GraphExec(exec, ctx_.captured() - captured_before_);
+}
+
+std::vector<cudaGraphNodeType> graph_node_types(cudaGraph_t graph) {
+  size_t count = 0;
+  SD_CUDA_CHECK(cudaGraphGetNodes(graph, nullptr, &count));
+  std::vector<cudaGraphNode_t> nodes(count);
+  if (count) SD_CUDA_CHECK(cudaGraphGetNodes(graph, nodes.data(), &count));
+  std::vector<cudaGraphNodeType> types(count);
+  for (size_t i = 0; i < count; ++i) SD_CUDA_CHECK(cudaGraphNodeGetType(nodes[i], &types[i]));
+  return types;
+}
+
+std::string node_type_name(cudaGraphNodeType type) {
+  // By number: the emulated device's runtime header names only the types it records.
+  switch (int(type)) {
+    case 0: return "kernel";
+    case 1: return "memcpy";
+    case 2: return "memset";
+    case 3: return "host";
+    case 4: return "child-graph";
+    case 5: return "empty";
+    case 6: return "wait-event";
+    case 7: return "event-record";
+    case 8: return "semaphore-signal";
+    case 9: return "semaphore-wait";
+    case 10: return "mem-alloc";
+    case 11: return "mem-free";
+    case 12: return "batch-memop";
+    case 13: return "conditional";
+  }
+  return "type " + std::to_string(int(type));
 }
 
 }  // namespace sd::cuda

@@ -71,8 +71,13 @@ class GraphBuilder {
   // throws Error("<where> (THEN|ELSE): <what failed>"), the capture ended and the builder unusable.
   void capture(const std::function<void()>& record, const std::string& where = "");
   cudaGraphConditionalHandle make_handle();
-  void add_if(cudaGraphConditionalHandle handle, const std::function<void()>& then_record,
-              const std::function<void()>& else_record = {}, const std::string& where = "");
+  // The bodies of a conditional node (else_body null without ELSE), valid until instantiate: what
+  // graph_node_types looks into.
+  struct IfBodies {
+    cudaGraph_t then_body = nullptr, else_body = nullptr;
+  };
+  IfBodies add_if(cudaGraphConditionalHandle handle, const std::function<void()>& then_record,
+                  const std::function<void()>& else_record = {}, const std::string& where = "");
   // The executable graph; the builder is spent afterwards. With SD_GRAPH_DOT_DIR set, the graph is
   // first written there as <name>.dot (cudaGraphDebugDotPrint, verbose). A failure throws with
   // cudaGraphInstantiateWithParams' result and the failing node's type, where CUDA names one.
@@ -87,5 +92,10 @@ class GraphBuilder {
   Tail tail_;  // what the next step depends on
   uint64_t captured_before_ = 0;
 };
+
+// The types of a graph's nodes (cudaGraphNodeGetType), in cudaGraphGetNodes' order, and a type's
+// name ("kernel", "memcpy", "mem-alloc", ...; "type N" for one without a name here).
+std::vector<cudaGraphNodeType> graph_node_types(cudaGraph_t graph);
+std::string node_type_name(cudaGraphNodeType type);
 
 }  // namespace sd::cuda

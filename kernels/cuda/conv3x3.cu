@@ -30,6 +30,15 @@ bool is_transform(cudnnConvolutionBwdFilterAlgo_t a) {
          a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
 }
 
+const char* cudnn_call_name(ConvDirection d) {
+  switch (d) {
+    case ConvDirection::kForward: return "cudnnConvolutionForward";
+    case ConvDirection::kBackwardData: return "cudnnConvolutionBackwardData";
+    case ConvDirection::kBackwardFilter: return "cudnnConvolutionBackwardFilter";
+  }
+  return "cudnnConvolution?";
+}
+
 // What a descriptor must say for a measured algorithm of this math type to run as measured.
 cudnnMathType_t cudnn_math(ConvMath m) {
   switch (m) {
@@ -90,7 +99,11 @@ std::string PlanningStats::describe() const {
 
 ConvPlan::ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspace_cap, ConvAlgoPolicy policy,
                    PlanCache& cache, bool for_graphs)
-    : shape_(shape), max_batch_(max_batch), tf32_(ctx.math() == MathMode::kTf32), for_graphs_(for_graphs) {
+    : shape_(shape),
+      max_batch_(max_batch),
+      policy_(policy),
+      tf32_(ctx.math() == MathMode::kTf32),
+      for_graphs_(for_graphs) {
   const auto t0 = Clock::now();
   if (shape.in_channels <= 0 || shape.out_channels <= 0 || shape.in_side <= 0 || (shape.stride != 1 && shape.stride != 2) ||
       max_batch <= 0)
@@ -122,7 +135,7 @@ ConvPlan::ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspac
       choice_ = *known;
       stats_.reused = 1;
     } else {
-      choose_algorithms(ctx, max_batch, workspace_cap, policy);
+      choose_algorithms(ctx, max_batch, workspace_cap);
       cache.insert(key, choice_);
       stats_.measured = 1;
     }
@@ -157,157 +170,166 @@ void ConvPlan::bind_batch(int n) {
   bound_batch_ = n;
 }
 
-template <class Perf, class WorkspaceOf>
-DirectionChoice ConvPlan::pick(const char* direction, const Perf* perf, int count, int max_batch, size_t cap,
-                               ConvAlgoPolicy policy, WorkspaceOf workspace_of,
-                               const std::function<bool(int, ConvMath, size_t)>& capturable) {
+ConvPlan::Measured ConvPlan::measure(Context& ctx, ConvDirection d) {
+  cudnnHandle_t h = ctx.cudnn();
+  run_as(ConvMath::kTensorOp);  // TF32: cudnnFind* offers every math type
+  bind_batch(max_batch_);
+  int max_count = 0, got = 0;
+  switch (d) {
+    case ConvDirection::kForward: {
+      SD_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
+      std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
+      SD_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, x_desc_, w_desc_, conv_desc_, y_desc_, max_count, &got,
+                                                          perf.data()));
+      return Measured{measured(perf.data(), got), list(perf.data(), got)};
+    }
+    case ConvDirection::kBackwardData: {
+      SD_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_count));
+      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
+      SD_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, w_desc_, y_desc_, conv_desc_, x_desc_, max_count,
+                                                               &got, perf.data()));
+      return Measured{measured(perf.data(), got), list(perf.data(), got)};
+    }
+    case ConvDirection::kBackwardFilter: {
+      SD_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_count));
+      std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
+      SD_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(h, x_desc_, y_desc_, conv_desc_, w_desc_, max_count,
+                                                                 &got, perf.data()));
+      return Measured{measured(perf.data(), got), list(perf.data(), got)};
+    }
+  }
+  throw Error("conv plan: unknown direction");
+}
+
+std::vector<MeasuredAlgo> ConvPlan::candidates(Context& ctx, ConvDirection d) {
+  std::vector<MeasuredAlgo> ranked = rank_candidates(measure(ctx, d).algos, policy_, tf32_);
+  clear_cudnn_error_text();  // the algorithms that do not apply failed inside cudnnFind*, as expected
+  ctx.synchronize();          // cudnnFind* measured with its own allocations
+  return ranked;
+}
+
+cudnnStatus_t ConvPlan::workspace_size(Context& ctx, ConvDirection d, int algo, ConvMath math, int n, size_t* bytes) {
+  bind_batch(n);
+  run_as(math);  // the workspace a kernel needs depends on its math type
+  cudnnHandle_t h = ctx.cudnn();
+  switch (d) {
+    case ConvDirection::kForward:
+      return cudnnGetConvolutionForwardWorkspaceSize(h, x_desc_, w_desc_, conv_desc_, y_desc_,
+                                                     cudnnConvolutionFwdAlgo_t(algo), bytes);
+    case ConvDirection::kBackwardData:
+      return cudnnGetConvolutionBackwardDataWorkspaceSize(h, w_desc_, y_desc_, conv_desc_, x_desc_,
+                                                          cudnnConvolutionBwdDataAlgo_t(algo), bytes);
+    case ConvDirection::kBackwardFilter:
+      return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, x_desc_, y_desc_, conv_desc_, w_desc_,
+                                                            cudnnConvolutionBwdFilterAlgo_t(algo), bytes);
+  }
+  return CUDNN_STATUS_BAD_PARAM;
+}
+
+cudnnStatus_t ConvPlan::call(Context& ctx, ConvDirection d, int algo, ConvMath math, const Operands& o, void* workspace,
+                             size_t workspace_bytes, float beta) {
+  bind_batch(o.n);
+  run_as(math);
+  const float one = 1.0f;  // α and β are read on the host, at the call (also when captured)
+  cudnnHandle_t h = ctx.cudnn();
+  switch (d) {
+    case ConvDirection::kForward:
+      return cudnnConvolutionForward(h, &one, x_desc_, o.x, w_desc_, o.w, conv_desc_, cudnnConvolutionFwdAlgo_t(algo),
+                                     workspace, workspace_bytes, &beta, y_desc_, o.y);
+    case ConvDirection::kBackwardData:
+      return cudnnConvolutionBackwardData(h, &one, w_desc_, o.w, y_desc_, o.y, conv_desc_,
+                                          cudnnConvolutionBwdDataAlgo_t(algo), workspace, workspace_bytes, &beta,
+                                          x_desc_, o.x);
+    case ConvDirection::kBackwardFilter:
+      return cudnnConvolutionBackwardFilter(h, &one, x_desc_, o.x, y_desc_, o.y, conv_desc_,
+                                            cudnnConvolutionBwdFilterAlgo_t(algo), workspace, workspace_bytes, &beta,
+                                            w_desc_, o.dw);
+  }
+  return CUDNN_STATUS_BAD_PARAM;
+}
+
+bool ConvPlan::capturable(Context& ctx, ConvDirection d, int algo, ConvMath math, const Operands& scratch,
+                          std::string* why) {
+  auto refused = [&](const std::string& what) {
+    if (why) *why = what;
+    cudaGetLastError();
+    clear_cudnn_error_text();
+    return false;
+  };
+  size_t bytes = 0;
+  if (const cudnnStatus_t s = workspace_size(ctx, d, algo, math, scratch.n, &bytes); s != CUDNN_STATUS_SUCCESS)
+    return refused(cat("workspace query: ", cudnnGetErrorString(s)));
+  DeviceBuffer workspace;
+  if (bytes) workspace = DeviceBuffer(bytes, "convolution capture probe workspace");
+  auto run = [&] {
+    check_cudnn(call(ctx, d, algo, math, scratch, workspace.as<void>(), bytes), cudnn_call_name(d), __FILE__, __LINE__);
+  };
+  try {
+    run();  // first-use work happens here, outside the capture (graph execution primes likewise)
+    ctx.synchronize();
+  } catch (const std::exception& e) {
+    return refused(cat("eager call: ", e.what()));
+  }
+  const size_t weight_bytes = size_t(shape_.weight_numel()) * sizeof(float);
+  const ConditionalTrial trial = try_conditional_graph(ctx, run, [&] {
+    SD_CUDA_CHECK(cudaMemcpyAsync(scratch.dw, scratch.w, weight_bytes, cudaMemcpyDeviceToDevice, ctx.stream()));
+  });
+  if (!trial.instantiated()) return refused(cat(to_string(trial.stage), ": ", trial.error));
+  return true;
+}
+
+DirectionChoice ConvPlan::pick(Context& ctx, ConvDirection d, int max_batch, size_t cap,
+                               const std::function<bool(ConvDirection, int, ConvMath)>& keep) {
+  const Measured found = measure(ctx, d);
   ++stats_.find_calls;
   // The failures Find measured (algorithms that do not apply) are expected: their cuDNN error text
   // must not stand in a later, real error's message.
   clear_cudnn_error_text();
-  for (const MeasuredAlgo& cand : rank_candidates(measured(perf, count), policy, tf32_)) {
+  for (const MeasuredAlgo& cand : rank_candidates(found.algos, policy_, tf32_)) {
     size_t most = 0, bytes = 0;
     bool ok = true;
-    run_as(cand.math);  // the workspace a kernel needs depends on its math type
     for (int n = 1; n <= max_batch && ok; ++n) {
-      bind_batch(n);
-      const cudnnStatus_t status = workspace_of(cand.algo, &bytes);
+      const cudnnStatus_t status = workspace_size(ctx, d, cand.algo, cand.math, n, &bytes);
       ++stats_.workspace_queries;
       if (status != CUDNN_STATUS_SUCCESS) clear_cudnn_error_text();  // deliberately swallowed: the candidate is skipped
       ok = status == CUDNN_STATUS_SUCCESS && bytes <= cap;
       if (ok) most = std::max(most, bytes);
     }
-    bind_batch(max_batch);
-    if (ok && capturable) {
-      run_as(cand.math);
-      ok = capturable(cand.algo, cand.math, most);
+    if (ok && keep) {
+      ok = keep(d, cand.algo, cand.math);
       if (!ok) ++stats_.refused_capture;
     }
-    run_as(ConvMath::kTensorOp);  // TF32: the next direction's cudnnFind* offers every math type again
     if (ok) {
       choice_.workspace = std::max(choice_.workspace, most);
       return DirectionChoice{cand.algo, cand.math, cand.deterministic, cand.ms};
     }
   }
   throw Error(cat("conv plan ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "² stride ",
-                  shape_.stride, ": no usable ", direction, " algorithm (", tf32_ ? "any" : "FMA or DEFAULT",
-                  " math, workspace ≤ ", cap >> 20,
-                  " MiB, every batch 1..", max_batch, "); cuDNN measured: ", count ? list(perf, count) : "nothing"));
+                  shape_.stride, ": no usable ", to_string(d), " algorithm (", tf32_ ? "any" : "FMA or DEFAULT",
+                  " math, workspace ≤ ", cap >> 20, " MiB, every batch 1..", max_batch,
+                  for_graphs_ ? ", capturable into a conditional body" : "",
+                  "); cuDNN measured: ", found.algos.empty() ? "nothing" : found.listing));
 }
 
-namespace {
-// Graph execution's filter for one candidate: run once eagerly (first-use work outside any capture),
-// then captured into the IF body of a throwaway graph and instantiated (never launched). Any failure
-// (cuDNN's status, CUDA's capture or instantiation error) says no; nothing of it stays.
-bool captures_into_conditional_body(Context& ctx, int algo, size_t workspace_bytes,
-                                    const std::function<cudnnStatus_t(int, void*, size_t)>& call) {
-  DeviceBuffer workspace;
-  if (workspace_bytes) workspace = DeviceBuffer(workspace_bytes, "convolution capture probe workspace");
-  if (call(algo, workspace.as<void>(), workspace_bytes) != CUDNN_STATUS_SUCCESS) {
-    clear_cudnn_error_text();
-    return false;
-  }
-  ctx.synchronize();
-  cudaStream_t s = ctx.stream();
-  cudaGraph_t graph = nullptr;
-  if (cudaGraphCreate(&graph, 0) != cudaSuccess) return false;
-  bool ok = false;
-  cudaGraphConditionalHandle handle = 0;
-  cudaGraphNodeParams p{};
-  p.type = cudaGraphNodeTypeConditional;
-  p.conditional.type = cudaGraphCondTypeIf;
-  p.conditional.size = 1;
-  cudaGraphNode_t node = nullptr;
-  if (cudaGraphConditionalHandleCreate(&handle, graph, 0, cudaGraphCondAssignDefault) == cudaSuccess &&
-      (p.conditional.handle = handle, cudaGraphAddNode(&node, graph, nullptr, nullptr, 0, &p) == cudaSuccess) &&
-      cudaStreamBeginCaptureToGraph(s, p.conditional.phGraph_out[0], nullptr, nullptr, 0,
-                                    cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
-    const cudnnStatus_t status = call(algo, workspace.as<void>(), workspace_bytes);
-    cudaGraph_t body = nullptr;
-    const cudaError_t ended = cudaStreamEndCapture(s, &body);
-    cudaGraphExec_t exec = nullptr;
-    ok = status == CUDNN_STATUS_SUCCESS && ended == cudaSuccess && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
-    if (exec) cudaGraphExecDestroy(exec);
-  }
-  cudaGraphDestroy(graph);
-  cudaGetLastError();  // the verdict is the answer; no error stays behind
-  clear_cudnn_error_text();
-  return ok;
-}
-}  // namespace
-
-void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAlgoPolicy policy) {
-  cudnnHandle_t h = ctx.cudnn();
-  // Graph execution's filter: scratch tensors at the largest batch (zeroed), and a probe per direction.
-  const float one = 1.0f, zero = 0.0f;
-  const int64_t xs = int64_t(max_batch) * shape_.in_channels * shape_.in_side * shape_.in_side;
-  const int64_t ys = int64_t(max_batch) * shape_.out_channels * shape_.out_side() * shape_.out_side();
-  const int64_t wsz = shape_.weight_numel();
+void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap) {
+  // Graph execution's filter: scratch tensors at the largest batch (zeroed), a probe per candidate.
   DeviceBuffer scratch;
-  float *x = nullptr, *y = nullptr, *w = nullptr, *dw = nullptr;
+  Operands s{.n = max_batch};
+  std::function<bool(ConvDirection, int, ConvMath)> keep;
   if (for_graphs_) {
+    const int64_t xs = int64_t(max_batch) * shape_.in_channels * shape_.in_side * shape_.in_side;
+    const int64_t ys = int64_t(max_batch) * shape_.out_channels * shape_.out_side() * shape_.out_side();
+    const int64_t wsz = shape_.weight_numel();
     const size_t floats = size_t(xs + ys + 2 * wsz);
     scratch = DeviceBuffer(floats * sizeof(float), "convolution capture probe");
     ctx.memset_zero(scratch.as<float>(), floats * sizeof(float));
-    x = scratch.as<float>(), y = x + xs, w = y + ys, dw = w + wsz;
+    float* base = scratch.as<float>();
+    s.x = base, s.y = base + xs, s.w = base + xs + ys, s.dw = base + xs + ys + wsz;
+    keep = [&](ConvDirection d, int algo, ConvMath math) { return capturable(ctx, d, algo, math, s); };
   }
-  using Call = std::function<cudnnStatus_t(int, void*, size_t)>;
-  auto probe = [&](Call call) -> std::function<bool(int, ConvMath, size_t)> {
-    if (!for_graphs_) return {};
-    return [&ctx, call](int algo, ConvMath, size_t bytes) { return captures_into_conditional_body(ctx, algo, bytes, call); };
-  };
-  {
-    int max_count = 0, got = 0;
-    SD_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
-    std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
-    SD_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, x_desc_, w_desc_, conv_desc_, y_desc_, max_count, &got,
-                                                        perf.data()));
-    choice_.forward = pick(
-        "forward", perf.data(), got, max_batch, cap, policy,
-        [&](int algo, size_t* bytes) {
-          return cudnnGetConvolutionForwardWorkspaceSize(h, x_desc_, w_desc_, conv_desc_, y_desc_,
-                                                         cudnnConvolutionFwdAlgo_t(algo), bytes);
-        },
-        probe([&](int algo, void* ws, size_t bytes) {
-          return cudnnConvolutionForward(h, &one, x_desc_, x, w_desc_, w, conv_desc_, cudnnConvolutionFwdAlgo_t(algo), ws,
-                                         bytes, &zero, y_desc_, y);
-        }));
-  }
-  if (shape_.input_grad) {
-    int max_count = 0, got = 0;
-    SD_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_count));
-    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
-    SD_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, w_desc_, y_desc_, conv_desc_, x_desc_, max_count,
-                                                             &got, perf.data()));
-    choice_.backward_data = pick(
-        "backward-data", perf.data(), got, max_batch, cap, policy,
-        [&](int algo, size_t* bytes) {
-          return cudnnGetConvolutionBackwardDataWorkspaceSize(h, w_desc_, y_desc_, conv_desc_, x_desc_,
-                                                              cudnnConvolutionBwdDataAlgo_t(algo), bytes);
-        },
-        probe([&](int algo, void* ws, size_t bytes) {
-          return cudnnConvolutionBackwardData(h, &one, w_desc_, w, y_desc_, y, conv_desc_,
-                                              cudnnConvolutionBwdDataAlgo_t(algo), ws, bytes, &zero, x_desc_, x);
-        }));
-  }
-  {
-    int max_count = 0, got = 0;
-    SD_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_count));
-    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
-    SD_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(h, x_desc_, y_desc_, conv_desc_, w_desc_, max_count,
-                                                               &got, perf.data()));
-    choice_.backward_filter = pick("backward-filter", perf.data(), got, max_batch, cap, policy,
-                                   [&](int algo, size_t* bytes) {
-                                     return cudnnGetConvolutionBackwardFilterWorkspaceSize(
-                                         h, x_desc_, y_desc_, conv_desc_, w_desc_, cudnnConvolutionBwdFilterAlgo_t(algo),
-                                         bytes);
-                                   },
-                                   probe([&](int algo, void* ws, size_t bytes) {
-                                     return cudnnConvolutionBackwardFilter(h, &one, x_desc_, x, y_desc_, y, conv_desc_,
-                                                                           cudnnConvolutionBwdFilterAlgo_t(algo), ws,
-                                                                           bytes, &zero, w_desc_, dw);
-                                   }));
-  }
+  choice_.forward = pick(ctx, ConvDirection::kForward, max_batch, cap, keep);
+  if (shape_.input_grad) choice_.backward_data = pick(ctx, ConvDirection::kBackwardData, max_batch, cap, keep);
+  choice_.backward_filter = pick(ctx, ConvDirection::kBackwardFilter, max_batch, cap, keep);
   // cudnnFind* measured with its own allocations; make sure nothing of it is still running.
   ctx.synchronize();
 }
@@ -335,13 +357,11 @@ void ConvPlan::forward(Context& ctx, const DeviceTensor& x, const float* w, cons
   check(x, shape_.in_channels, shape_.in_side, "x");
   check(y, shape_.out_channels, shape_.out_side(), "y");
   if (x.n != y.n) throw Error("conv forward: x and y batches differ");
-  bind_batch(x.n);
-  run_as(choice_.forward.math);
-  const float one = 1.0f, zero = 0.0f;
-  const auto algo = cudnnConvolutionFwdAlgo_t(choice_.forward.algo);
-  SD_CUDNN_CHECK(cudnnConvolutionForward(ctx.cudnn(), &one, x_desc_, x.data, w_desc_, w, conv_desc_, algo, workspace_,
-                                         workspace_bytes_, &zero, y_desc_, y.data));
-  ctx.launched("cudnnConvolutionForward");
+  const DirectionChoice& c = choice_.forward;
+  check_cudnn(call(ctx, ConvDirection::kForward, c.algo, c.math, {.n = x.n, .w = w, .x = x.data, .y = y.data}, workspace_,
+                   workspace_bytes_),
+              cudnn_call_name(ConvDirection::kForward), __FILE__, __LINE__);
+  ctx.launched(cudnn_call_name(ConvDirection::kForward));
 }
 
 void ConvPlan::backward_data(Context& ctx, const DeviceTensor& dy, const float* w, const DeviceTensor& dx,
@@ -350,26 +370,23 @@ void ConvPlan::backward_data(Context& ctx, const DeviceTensor& dy, const float* 
   check(dy, shape_.out_channels, shape_.out_side(), "dy");
   check(dx, shape_.in_channels, shape_.in_side, "dx");
   if (dx.n != dy.n) throw Error("conv backward-data: dx and dy batches differ");
-  bind_batch(dy.n);
-  run_as(choice_.backward_data.math);
-  const float one = 1.0f, beta = write == GradWrite::kAccumulate ? 1.0f : 0.0f;
-  const auto algo = cudnnConvolutionBwdDataAlgo_t(choice_.backward_data.algo);
-  SD_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cudnn(), &one, w_desc_, w, y_desc_, dy.data, conv_desc_, algo,
-                                              workspace_, workspace_bytes_, &beta, x_desc_, dx.data));
-  ctx.launched("cudnnConvolutionBackwardData");
+  const DirectionChoice& c = choice_.backward_data;
+  const float beta = write == GradWrite::kAccumulate ? 1.0f : 0.0f;
+  check_cudnn(call(ctx, ConvDirection::kBackwardData, c.algo, c.math, {.n = dy.n, .w = w, .x = dx.data, .y = dy.data},
+                   workspace_, workspace_bytes_, beta),
+              cudnn_call_name(ConvDirection::kBackwardData), __FILE__, __LINE__);
+  ctx.launched(cudnn_call_name(ConvDirection::kBackwardData));
 }
 
 void ConvPlan::backward_filter(Context& ctx, const DeviceTensor& x, const DeviceTensor& dy, float* dw) {
   check(x, shape_.in_channels, shape_.in_side, "x");
   check(dy, shape_.out_channels, shape_.out_side(), "dy");
   if (x.n != dy.n) throw Error("conv backward-filter: x and dy batches differ");
-  bind_batch(x.n);
-  run_as(choice_.backward_filter.math);
-  const float one = 1.0f, zero = 0.0f;
-  const auto algo = cudnnConvolutionBwdFilterAlgo_t(choice_.backward_filter.algo);
-  SD_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cudnn(), &one, x_desc_, x.data, y_desc_, dy.data, conv_desc_, algo,
-                                                workspace_, workspace_bytes_, &zero, w_desc_, dw));
-  ctx.launched("cudnnConvolutionBackwardFilter");
+  const DirectionChoice& c = choice_.backward_filter;
+  check_cudnn(call(ctx, ConvDirection::kBackwardFilter, c.algo, c.math, {.n = x.n, .x = x.data, .y = dy.data, .dw = dw},
+                   workspace_, workspace_bytes_),
+              cudnn_call_name(ConvDirection::kBackwardFilter), __FILE__, __LINE__);
+  ctx.launched(cudnn_call_name(ConvDirection::kBackwardFilter));
 }
 
 ConvPlanner::ConvPlanner(Context& ctx, int max_batch, size_t workspace_cap, bool for_graphs)

@@ -24,10 +24,12 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <cudnn.h>
 
 #include "engine/cuda/arena.h"
+#include "engine/cuda/conditional_trial.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/tensor.h"
 #include "kernels/cuda/conv_choice.h"
@@ -51,8 +53,7 @@ struct PlanningStats {
 class ConvPlan {
  public:
   // Measures, or takes the choice from `cache` when it holds this plan's key (and stores what it measured).
-  // `for_graphs`: graph execution; a candidate is kept only if one call of it, run once eagerly,
-  // then captured into a throwaway IF body at the largest batch, instantiates (not launched).
+  // `for_graphs`: graph execution; a candidate is kept only if it is capturable() at the largest batch.
   ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspace_cap, ConvAlgoPolicy policy,
            PlanCache& cache = process_plan_cache(), bool for_graphs = false);
   ~ConvPlan();
@@ -76,24 +77,53 @@ class ConvPlan {
 
   void set_workspace(void* workspace, size_t bytes) { workspace_ = workspace, workspace_bytes_ = bytes; }
 
+  // ---- any candidate, not only the chosen ones: planning's filter, and the tests that examine them ----
+  // The operands of one call at batch n: forward reads x and w and writes y; backward-data reads y
+  // (as dy) and w and writes x (as dx); backward-filter reads x and y (as dy) and writes dw.
+  struct Operands {
+    int n = 0;
+    const float* w = nullptr;
+    float *x = nullptr, *y = nullptr, *dw = nullptr;
+  };
+  // What planning tries for direction d, in its order: rank_candidates over one cudnnFind* at the
+  // largest batch on ctx's handle, with the plan's policy and math mode.
+  std::vector<MeasuredAlgo> candidates(Context& ctx, ConvDirection d);
+  // cuDNN's workspace for `algo` (run as `math`) at batch n; the status, not thrown.
+  cudnnStatus_t workspace_size(Context& ctx, ConvDirection d, int algo, ConvMath math, int n, size_t* bytes);
+  // One call of `algo` on ctx's handle and stream (eagerly, or into a capture), α = 1, β = `beta`:
+  // cuDNN's status, neither thrown nor counted (forward, backward_data, backward_filter do both).
+  cudnnStatus_t call(Context& ctx, ConvDirection d, int algo, ConvMath math, const Operands& o, void* workspace,
+                     size_t workspace_bytes, float beta = 0.0f);
+  // Graph execution's filter, as planning `for_graphs` asks it of a candidate: one eager call on
+  // `scratch` (at its batch; its own workspace), then the same call captured into the THEN body of a
+  // throwaway IF/ELSE graph (the ELSE body copies w to dw, as a closed block copies its input;
+  // engine/cuda/conditional_trial.h) and instantiated, never launched. False: `why` says what refused.
+  bool capturable(Context& ctx, ConvDirection d, int algo, ConvMath math, const Operands& scratch,
+                  std::string* why = nullptr);
+
  private:
   void release() noexcept;
   void bind_batch(int n);  // points the x/y descriptors at batch n (host-only, cheap)
   void run_as(ConvMath math);  // TF32: the descriptor's math type for an algorithm of this label (host-only)
   void check(const DeviceTensor& x_like, int channels, int side, const char* what) const;
-  void choose_algorithms(Context& ctx, int max_batch, size_t cap, ConvAlgoPolicy policy);
-  // After one cudnnFind* of a direction: the first ranked candidate whose workspace query
-  // (workspace_of(algo, &bytes) → status) succeeds within `cap` for every batch size; the plan's
-  // workspace grows to its need, and the stats count the queries.
-  // `capturable(algo, math, workspace bytes)`: whether the candidate may be used (graph execution's filter).
-  template <class Perf, class WorkspaceOf>
-  DirectionChoice pick(const char* direction, const Perf* perf, int count, int max_batch, size_t cap,
-                       ConvAlgoPolicy policy, WorkspaceOf workspace_of,
-                       const std::function<bool(int, ConvMath, size_t)>& capturable);
+  void choose_algorithms(Context& ctx, int max_batch, size_t cap);
+  // One cudnnFind* of direction d at the largest batch: cuDNN's results as plain data, in its order,
+  // and as text for an error message.
+  struct Measured {
+    std::vector<MeasuredAlgo> algos;
+    std::string listing;
+  };
+  Measured measure(Context& ctx, ConvDirection d);
+  // After measuring direction d: the first ranked candidate whose workspace query succeeds within
+  // `cap` for every batch size 1..max_batch and that `keep` accepts (graph execution's filter; none:
+  // every one); the plan's workspace grows to its need, and the stats count the queries.
+  DirectionChoice pick(Context& ctx, ConvDirection d, int max_batch, size_t cap,
+                       const std::function<bool(ConvDirection, int, ConvMath)>& keep);
 
   ConvShape shape_;
   int max_batch_ = 0;
   int bound_batch_ = -1;
+  ConvAlgoPolicy policy_ = ConvAlgoPolicy::kFastest;
   bool tf32_ = false;  // planned and run for MathMode::kTf32
   bool for_graphs_ = false;  // candidates filtered by capture into a conditional body
   cudnnTensorDescriptor_t x_desc_ = nullptr, y_desc_ = nullptr;

@@ -15,6 +15,15 @@ const char* to_string(ConvMath math) {
   return "?";
 }
 
+const char* to_string(ConvDirection direction) {
+  switch (direction) {
+    case ConvDirection::kForward: return "forward";
+    case ConvDirection::kBackwardData: return "backward-data";
+    case ConvDirection::kBackwardFilter: return "backward-filter";
+  }
+  return "?";
+}
+
 std::vector<MeasuredAlgo> rank_candidates(std::span<const MeasuredAlgo> measured, ConvAlgoPolicy policy, bool tf32) {
   std::vector<MeasuredAlgo> out;
   for (const MeasuredAlgo& m : measured) {

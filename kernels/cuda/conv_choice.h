@@ -24,6 +24,10 @@ struct ConvShape {
   int64_t weight_numel() const { return int64_t(out_channels) * in_channels * 9; }
 };
 
+// The three calls of a convolution: y = conv(x, w); dx = convᵀ(dy, w); dw = Σ_batch x ⋆ dy.
+enum class ConvDirection { kForward, kBackwardData, kBackwardFilter };
+const char* to_string(ConvDirection direction);  // "forward", "backward-data", "backward-filter"
+
 // Which algorithms may be measured. kNoTransforms leaves out FFT and Winograd (an escape hatch if
 // their rounding ever shows against the reference; SD_CUDNN_NO_TRANSFORMS=1 selects it).
 enum class ConvAlgoPolicy { kFastest, kNoTransforms };

@@ -31,11 +31,7 @@ DeviceNetwork::DeviceNetwork(const BackendOptions& options, int max_batch, int d
                                                  options.execution == Execution::kGraph);
 
   // Measure every convolution shape first: the workspace they need is part of the arena.
-  planner_->plan(plan_shape(spec_.stem.conv));
-  for (const BlockSpec& b : spec_.blocks) {
-    planner_->plan(plan_shape(b.conv1));
-    planner_->plan(plan_shape(b.conv2));
-  }
+  for (const cuda::ConvShape& shape : conv_plan_shapes(spec_)) planner_->plan(shape);
 
   cuda::ArenaSizer sizer;
   lay_out(sizer);
@@ -124,8 +120,24 @@ DeviceBuffers DeviceNetwork::lay_out(Alloc& a) const {
   return b;
 }
 
-cuda::ConvShape DeviceNetwork::plan_shape(const ConvSpec& c) const {
-  return cuda::ConvShape{c.in_channels, c.out_channels, c.in_side, c.stride, &c != &spec_.stem.conv};
+cuda::ConvShape conv_plan_shape(const ResNetSpec& spec, const ConvSpec& c) {
+  return cuda::ConvShape{c.in_channels, c.out_channels, c.in_side, c.stride, &c != &spec.stem.conv};
+}
+
+std::vector<cuda::ConvShape> conv_plan_shapes(const ResNetSpec& spec) {
+  std::vector<cuda::ConvShape> shapes;
+  auto add = [&](const ConvSpec& c) {
+    const cuda::ConvShape s = conv_plan_shape(spec, c);
+    if (std::find_if(shapes.begin(), shapes.end(), [&](const cuda::ConvShape& o) { return o.key() == s.key(); }) ==
+        shapes.end())
+      shapes.push_back(s);
+  };
+  add(spec.stem.conv);
+  for (const BlockSpec& b : spec.blocks) {
+    add(b.conv1);
+    add(b.conv2);
+  }
+  return shapes;
 }
 
 void DeviceNetwork::build_layers() {
@@ -133,7 +145,7 @@ void DeviceNetwork::build_layers() {
   auto grad = [&](int tensor) { return buf_.grads + spec_.tensors[size_t(tensor)].offset; };
   auto running = [&](int tensor) { return buf_.running + spec_.tensors[size_t(tensor)].offset; };
   auto conv = [&](const ConvSpec& c) {
-    return cuda::Conv3x3(&planner_->plan(plan_shape(c)), param(c.weight), grad(c.weight));
+    return cuda::Conv3x3(&planner_->plan(conv_plan_shape(spec_, c)), param(c.weight), grad(c.weight));
   };
   auto bn = [&](const BnSpec& b, float* save_mean, float* save_inv_std, BnActivation activation) {
     cuda::BatchNorm l;

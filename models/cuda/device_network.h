@@ -70,6 +70,11 @@ struct DeviceSet {
   int64_t size = 0;
 };
 
+// The plan shape of a convolution of `spec` (every one but the stem's needs its input gradient: the
+// stem's input is the image), and every distinct one, in the order the network plans them.
+cuda::ConvShape conv_plan_shape(const ResNetSpec& spec, const ConvSpec& conv);
+std::vector<cuda::ConvShape> conv_plan_shapes(const ResNetSpec& spec);
+
 class DeviceNetwork {
  public:
   // On GPU `device` (the process's current device from then on: one model per process). Uploads
@@ -127,9 +132,6 @@ class DeviceNetwork {
  private:
   template <class Alloc>
   DeviceBuffers lay_out(Alloc& alloc) const;
-  // The plan shape of a convolution of the description (every one but the stem's needs its input
-  // gradient: the stem's input is the image).
-  cuda::ConvShape plan_shape(const ConvSpec& conv) const;
   void build_layers();
   cuda::DeviceTensor act(float* p, int n, int c, int side) const { return cuda::DeviceTensor{p, n, c, side, side}; }
 

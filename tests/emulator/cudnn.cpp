@@ -215,9 +215,10 @@ void round_tf32(std::vector<float>& v) {
 }
 
 // Enqueues out = α·f(in…) + β·out on the handle's stream; f writes `count` values.
+// `corrupt`: an injected fault (kWrongResultInGraph) puts the first value off by one.
 template <class Compute>
 cudnnStatus_t run(cudnnHandle_t h, const char* name, const void* alpha, const void* beta, float* out, size_t count,
-                  void* workspace, size_t workspace_needed, Compute compute) {
+                  void* workspace, size_t workspace_needed, bool corrupt, Compute compute) {
   if (!alpha || !beta) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null alpha or beta");
   const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);  // host memory, read now
   if (sd::emu::capture_admits(sd::emu::resolve(h->stream), name) != cudaSuccess)
@@ -227,6 +228,7 @@ cudnnStatus_t run(cudnnHandle_t h, const char* name, const void* alpha, const vo
     if (workspace_needed) ws[0] = ws[workspace_needed - 1] = 0xFF;  // the workspace is really there
     std::vector<float> r(count);
     compute(r.data());
+    if (corrupt && count) r[0] += 1.0f;
     for (size_t i = 0; i < count; ++i) out[i] = b == 0.0f ? a * r[i] : a * r[i] + b * out[i];  // β = 0: out unread
   });
   return CUDNN_STATUS_SUCCESS;
@@ -246,6 +248,7 @@ struct ConvCall {
   Problem p;
   size_t needed = 0, xs = 0, ws = 0, ys = 0;
   bool tf32 = false;
+  bool corrupt = false;  // an injected wrong result (captured calls only)
 };
 
 // Injected faults (tests/emulator/faults.h), guarded by api_mutex like every call.
@@ -265,13 +268,20 @@ bool fault_matches(const sd::emu::CudnnFault& f, Direction d, int algo, int batc
 }
 
 // Applies the injected faults to a convolution call on `h`'s stream; non-success: the call fails.
-cudnnStatus_t injected_fault(cudnnHandle_t h, Direction d, int algo, int batch, const char* call) {
+// `corrupt` is set when the call, captured, must compute a wrong result when its graph runs.
+cudnnStatus_t injected_fault(cudnnHandle_t h, Direction d, int algo, int batch, const char* call, bool& corrupt) {
   CUstream_st* s = sd::emu::resolve(h->stream);
   for (const sd::emu::CudnnFault& f : injected_faults()) {
     if (!fault_matches(f, d, algo, batch)) continue;
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    cudaStreamIsCapturing(h->stream, &st);
+    if (f.kind == sd::emu::CudnnFault::Kind::kWrongResultInGraph) {
+      if (st == cudaStreamCaptureStatusNone) continue;
+      corrupt = true;
+      ++faults_triggered;
+      continue;
+    }
     if (f.kind == sd::emu::CudnnFault::Kind::kRefuseCapture) {
-      cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
-      cudaStreamIsCapturing(h->stream, &st);
       if (st == cudaStreamCaptureStatusNone) continue;
       sd::emu::capture_prohibits("cuDNN (an algorithm that cannot be captured: injected)", s);
       ++faults_triggered;
@@ -307,7 +317,7 @@ cudnnStatus_t begin_call(cudnnHandle_t h, Direction d, const cudnnTensorStruct* 
   if (c.needed) require_device(workspace, c.needed, call, "the workspace");
   c.xs = size_t(p.shape.x_size()), c.ws = size_t(p.shape.w_size()), c.ys = size_t(p.shape.y_size());
   c.tf32 = tensor_ops_allowed(p.math);
-  return injected_fault(h, d, int(algo), p.shape.n, call);
+  return injected_fault(h, d, int(algo), p.shape.n, call, c.corrupt);
 }
 
 template <class T>
@@ -510,7 +520,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha, cudnnT
                                    workspace_bytes, call, c))
     return s;
   require_device(x, c.xs * 4, call, "x"), require_device(w, c.ws * 4, call, "w"), require_device(y, c.ys * 4, call, "y");
-  return run(h, call, alpha, beta, static_cast<float*>(y), c.ys, workspace, c.needed, [=](float* out) {
+  return run(h, call, alpha, beta, static_cast<float*>(y), c.ys, workspace, c.needed, c.corrupt, [=](float* out) {
     const std::vector<float> xv = input(x, c.xs, c.tf32), wv = input(w, c.ws, c.tf32);
     sd::ref::conv3x3_forward(c.p.shape, xv.data(), wv.data(), out);
   });
@@ -529,7 +539,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void* alpha, c
     return s;
   require_device(dy, c.ys * 4, call, "dy"), require_device(w, c.ws * 4, call, "w"),
       require_device(dx, c.xs * 4, call, "dx");
-  return run(h, call, alpha, beta, static_cast<float*>(dx), c.xs, workspace, c.needed, [=](float* out) {
+  return run(h, call, alpha, beta, static_cast<float*>(dx), c.xs, workspace, c.needed, c.corrupt, [=](float* out) {
     const std::vector<float> dyv = input(dy, c.ys, c.tf32), wv = input(w, c.ws, c.tf32);
     sd::ref::conv3x3_backward_data(c.p.shape, dyv.data(), wv.data(), out);
   });
@@ -548,7 +558,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void* alpha,
     return s;
   require_device(x, c.xs * 4, call, "x"), require_device(dy, c.ys * 4, call, "dy"),
       require_device(dw, c.ws * 4, call, "dw");
-  return run(h, call, alpha, beta, static_cast<float*>(dw), c.ws, workspace, c.needed, [=](float* out) {
+  return run(h, call, alpha, beta, static_cast<float*>(dw), c.ws, workspace, c.needed, c.corrupt, [=](float* out) {
     const std::vector<float> xv = input(x, c.xs, c.tf32), dyv = input(dy, c.ys, c.tf32);
     sd::ref::conv3x3_backward_filter(c.p.shape, xv.data(), dyv.data(), out);
   });

@@ -12,9 +12,11 @@
 #                                        (build/bin/sd_kernel_bench: µs, GB/s, share of 4.8 TB/s; ~10 s)
 #   tests/gpu/device_check.sh apps       sd_train --device cuda:0 (and the one-line error for a GPU
 #                                        number not present), a tiny sd_sweep with its report (~1 min)
-#   tests/gpu/device_check.sh fast       the fast-path measurement (docs/PERFORMANCE.md; ≤ 7 min): the GPU
-#                                        tests (graph == eager among them), then sd_bench ResNet-110 for
-#                                        every --exec × --precision this build has, and PyTorch beside them
+#   tests/gpu/device_check.sh fast       the fast-path measurement (docs/PERFORMANCE.md; ≤ 8½ min): first,
+#                                        alone, which cuDNN algorithms capture into a conditional body
+#                                        ("[capture_candidates]", ~1 min), then the other GPU tests (graph
+#                                        == eager among them), sd_bench ResNet-110 for every --exec ×
+#                                        --precision this build has, and PyTorch beside them
 #   tests/gpu/device_check.sh all        all of them but fast
 # Logs go to $OUT (the device tool brings them back) or /tmp/sd-gpu-out; the summary prints last.
 set -u
@@ -47,7 +49,19 @@ if [ "$mode" = tests ] || [ "$mode" = all ]; then
 fi
 
 if [ "$mode" = fast ]; then
-  timeout 210 "$bin" --durations yes >"$out/tests.txt" 2>&1
+  # Every convolution candidate of ResNet-110 × direction × precision × batch (128, 72, 16, 8)
+  # captured cold into an IF/ELSE body, launched gate open and closed: one line each (~700 expected,
+  # printed as they are known, so a timeout keeps what ran) in capture_candidates.txt; the summary
+  # gets the counts, the node types found in the bodies and the first lines not captured+correct.
+  cands="$out/capture_candidates.txt"
+  timeout 90 "$bin" "[capture_candidates]" >"$cands" 2>&1
+  note "capture candidates rc=$? ($(grep -c "^capture candidate: " "$cands") candidate lines)"
+  grep -E "^capture candidates: [0-9]+ lines|test cases|assertions" "$cands" | tee -a "$summary"
+  note "node types in the bodies (count, types):"
+  grep "^capture candidate: " "$cands" | sed 's/.*: body \[\([^]]*\)\].*/\1/' | sort | uniq -c | sort -rn | head -12 >>"$summary"
+  note "candidates not captured+correct (first 40; all in capture_candidates.txt):"
+  grep "^capture candidate: " "$cands" | grep -v "| captured+correct" | cut -c1-300 | head -40 >>"$summary"
+  timeout 210 "$bin" "~[capture_candidates]" --durations yes >"$out/tests.txt" 2>&1
   note "sd_gpu_tests rc=$?"
   grep -E "^SKIPPED|test cases|assertions" "$out/tests.txt" | sort | uniq -c | tee -a "$summary"
   grep -E "^(ResNet-8 step|closed block in graph mode|launches|stage)" "$out/tests.txt" | head -20 >>"$summary"
