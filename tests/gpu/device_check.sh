@@ -12,9 +12,10 @@
 #                                        (build/bin/sd_kernel_bench: µs, GB/s, share of 4.8 TB/s; ~10 s)
 #   tests/gpu/device_check.sh apps       sd_train --device cuda:0 (and the one-line error for a GPU
 #                                        number not present), a tiny sd_sweep with its report (~1 min)
-#   tests/gpu/device_check.sh fast       the fast-path measurement (docs/PERFORMANCE.md; ≤ 8½ min): first,
+#   tests/gpu/device_check.sh fast       the fast-path measurement (docs/PERFORMANCE.md; ≤ 9¾ min): first,
 #                                        alone, which cuDNN algorithms capture into a conditional body
-#                                        ("[capture_candidates]", ~1 min), then the other GPU tests (graph
+#                                        ("[capture_candidates]", ~1 min), the probe of cuDNN's fused
+#                                        conv + BN engines (sd_fusion_probe, ≤ 75 s), then the other GPU tests (graph
 #                                        == eager among them), sd_bench ResNet-110 for every --exec ×
 #                                        --precision this build has, and PyTorch beside them
 #   tests/gpu/device_check.sh all        all of them but fast
@@ -61,6 +62,13 @@ if [ "$mode" = fast ]; then
   grep "^capture candidate: " "$cands" | sed 's/.*: body \[\([^]]*\)\].*/\1/' | sort | uniq -c | sort -rn | head -12 >>"$summary"
   note "candidates not captured+correct (first 40; all in capture_candidates.txt):"
   grep "^capture candidate: " "$cands" | grep -v "| captured+correct" | cut -c1-300 | head -40 >>"$summary"
+  # cuDNN's fused convolution + batch-norm engines (bench/fusion_probe): which exist for the network's
+  # shapes, whether they match the unfused reference, their time beside the convolution alone. Lines
+  # print as they are known (16-bit precisions first), so a timeout keeps what ran.
+  timeout 75 build/bin/sd_fusion_probe --precisions fp16,bf16,fp32 --json "$out/fusion_probe.json" \
+    >"$out/fusion_probe.txt" 2>&1
+  note "sd_fusion_probe rc=$? ($(grep -c "^fusion " "$out/fusion_probe.txt") pattern lines)"
+  grep -E "^(cuDNN|fusion )" "$out/fusion_probe.txt" | cut -c1-220 | head -70 >>"$summary"
   timeout 210 "$bin" "~[capture_candidates]" --durations yes >"$out/tests.txt" 2>&1
   note "sd_gpu_tests rc=$?"
   grep -E "^SKIPPED|test cases|assertions" "$out/tests.txt" | sort | uniq -c | tee -a "$summary"
