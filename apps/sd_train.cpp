@@ -282,6 +282,9 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
 
 int train_main(int argc, char** argv) {
   const double process_start = monotonic_seconds();  // --time-limit counts from here
+  // First of all: a scheduler's warning (SIGUSR1) or a Ctrl-C while the data loads or the
+  // convolutions are planned then stops the run before its first step, resumable, not killed.
+  install_stop_handlers();
   CLI::App app{"Trains the stochastic-depth ResNet on CIFAR-10 (paper defaults). See docs/USAGE.md.", "sd_train"};
   TrainOptions o;
   add_train_options(app, o);

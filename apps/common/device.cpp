@@ -7,6 +7,7 @@
 #include <fmt/ranges.h>
 
 #include "apps/common/app_main.h"
+#include "apps/common/cuda_architectures.h"
 #include "apps/common/options.h"
 #include "models/cpu/cpu_resnet.h"
 
@@ -37,6 +38,26 @@ std::string missing_device_message(const std::string& flag, int index, const std
   return fmt::format("{} cuda:{}: no such GPU; this machine has {}: {}", flag, index, names.size(), present);
 }
 
+#ifdef SD_HAVE_CUDA
+namespace {
+
+// Throws GpuUnsupported when GPU `index` has no code in this build (SD_CUDA_ARCHITECTURES: the
+// real engine's CMAKE_CUDA_ARCHITECTURES; the emulated device runs any build).
+void check_build_runs_on([[maybe_unused]] const std::string& flag, [[maybe_unused]] int index,
+                         [[maybe_unused]] const std::string& name) {
+#ifdef SD_CUDA_ARCHITECTURES
+  const sd::cuda::ComputeCapability cc = sd::cuda::compute_capability(index);
+  if (cc.major > 0 && !build_runs_on(SD_CUDA_ARCHITECTURES, cc.major, cc.minor))
+    throw GpuUnsupported(fmt::format("{} cuda:{}: this GPU ({}, compute capability {}.{}) cannot run this build, "
+                                     "compiled for CUDA architectures {}; build for it too (cmake "
+                                     "-DCMAKE_CUDA_ARCHITECTURES=\"{}{};90\", docs/USAGE.md) or choose GPUs this build runs on",
+                                     flag, index, name, cc.major, cc.minor, SD_CUDA_ARCHITECTURES, cc.major, cc.minor));
+#endif
+}
+
+}  // namespace
+#endif
+
 void check_device(const std::string& device, const std::string& flag) {
   const DeviceChoice choice = parse_device(device, flag);
   if (!choice.cuda) return;
@@ -47,6 +68,7 @@ void check_device(const std::string& device, const std::string& flag) {
         fmt::format("{} {}: no usable CUDA device ({}); use {} cpu for the CPU reference", flag, device, why, flag));
   const std::vector<std::string> names = sd::cuda::device_names();
   if (choice.index >= int(names.size())) throw std::runtime_error(missing_device_message(flag, choice.index, names));
+  check_build_runs_on(flag, choice.index, names[choice.index]);
 #else
   throw std::runtime_error(fmt::format(
       "{} {}: this build has no CUDA engine (configured with SD_BUILD_CUDA=OFF); use {} cpu", flag, device, flag));
