@@ -118,6 +118,18 @@ struct BothLaunchers {
   const fs::path local = tmp.path() / "local", slurm = tmp.path() / "slurm";
 };
 
+// Submits the one-run grid of `both` to `cluster` and waits until its task has logged an epoch:
+// the run's directory.
+fs::path submit_and_wait_for_an_epoch(const sd::test::SlurmCluster& cluster, const BothLaunchers& both) {
+  const RunResult submitted = sweep_on(cluster, both.grid + " --out " + q(both.slurm) + " --launcher slurm" + both.train);
+  INFO(submitted.output);
+  REQUIRE(submitted.exit_code == 0);
+  CHECK(contains(submitted.output, "0 of 1 runs complete, 1 in Slurm's queue"));
+  const fs::path run = both.slurm / "runs" / "d8-lin_decay0.5-s1";
+  REQUIRE(wait_until([&] { return !read_file(run / "metrics.jsonl").empty(); }, 60));
+  return run;
+}
+
 }  // namespace
 
 TEST_CASE("sd_sweep --launcher slurm: a CPU grid on a one-node cluster ends with the local launcher's numbers",
@@ -190,12 +202,7 @@ TEST_CASE("sd_sweep --launcher slurm: a task cancelled mid-run is resubmitted an
   both.require_local_reference();
 
   const std::string slurm_args = grid + " --out " + q(slurm) + " --launcher slurm";
-  const RunResult submitted = sweep_on(cluster, slurm_args + train);
-  INFO(submitted.output);
-  REQUIRE(submitted.exit_code == 0);
-  CHECK(contains(submitted.output, "0 of 1 runs complete, 1 in Slurm's queue"));
-  const fs::path run = slurm / "runs" / "d8-lin_decay0.5-s1";
-  REQUIRE(wait_until([&] { return !read_file(run / "metrics.jsonl").empty(); }, 60));
+  const fs::path run = submit_and_wait_for_an_epoch(cluster, both);
 
   // While the task holds the run, the local launcher keeps off it.
   const RunResult held = sweep_on(cluster, grid + " --out " + q(slurm) + train);
@@ -416,11 +423,7 @@ TEST_CASE("sd_sweep --launcher slurm: a task on a node that goes down is requeue
   both.require_local_reference();
 
   const std::string slurm_args = grid + " --out " + q(slurm) + " --launcher slurm";
-  const RunResult submitted = sweep_on(cluster, slurm_args + train);
-  INFO(submitted.output);
-  REQUIRE(submitted.exit_code == 0);
-  const fs::path run = slurm / "runs" / "d8-lin_decay0.5-s1";
-  REQUIRE(wait_until([&] { return !read_file(run / "metrics.jsonl").empty(); }, 60));
+  const fs::path run = submit_and_wait_for_an_epoch(cluster, both);
 
   const std::string node = cluster.client("sinfo --noheader --format=%N").output;
   const std::string name = node.substr(0, node.find('\n'));

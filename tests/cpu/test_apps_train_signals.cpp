@@ -34,6 +34,16 @@ void check_resumes_to_the_end(const fs::path& out) {
   CHECK(fs::exists(out / "summary.json"));
 }
 
+// Starts sd_train with `args` in the background, its output to `log`: its PID.
+pid_t start_sd_train(const std::string& args, const fs::path& log) {
+  const std::string cmd = "exec " + std::string(SD_BIN_DIR) + "/sd_train " + args + " > " + q(log) + " 2>&1";
+  const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+  pid_t pid;
+  if (posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ) != 0)
+    throw std::runtime_error("posix_spawn failed: " + cmd);
+  return pid;
+}
+
 }  // namespace
 
 TEST_CASE("sd_train stops like SIGINT when its output pipe closes (SIGPIPE), with its checkpoint", "[apps][train]") {
@@ -57,11 +67,7 @@ TEST_CASE("sd_train stops like SIGINT when its output pipe closes (SIGPIPE), wit
 TEST_CASE("sd_train stops like --time-limit on a scheduler's warning (SIGUSR1): exit 75, checkpoint", "[apps][train]") {
   const sd::test::TempDir tmp;
   const fs::path out = tmp.path() / "run";
-  const std::string cmd = "exec " + std::string(SD_BIN_DIR) + "/sd_train " + kLong + " --out " + q(out) + " > " +
-                          q(tmp.path() / "log") + " 2>&1";
-  const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
-  pid_t pid;
-  REQUIRE(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ) == 0);
+  const pid_t pid = start_sd_train(kLong + " --out " + q(out), tmp.path() / "log");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (read_file(out / "metrics.jsonl").empty() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -84,11 +90,7 @@ TEST_CASE("sd_train stops cleanly on a SIGUSR1 that comes while it is still load
   const fs::path out = tmp.path() / "run";
   // Many generated images: a second of loading before the banner, during which Slurm's warning may come.
   const std::string run = "--depth 8 --synthetic 10000 --subset 64 --eval-subset 64 --batch-size 32 --device cpu --epochs 1";
-  const std::string cmd = "exec " + std::string(SD_BIN_DIR) + "/sd_train " + run + " --out " + q(out) + " > " +
-                          q(tmp.path() / "log") + " 2>&1";
-  const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
-  pid_t pid;
-  REQUIRE(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ) == 0);
+  const pid_t pid = start_sd_train(run + " --out " + q(out), tmp.path() / "log");
   // The run directory exists once sd_train has checked its options, before the data is loaded.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!fs::exists(out) && std::chrono::steady_clock::now() < deadline)
