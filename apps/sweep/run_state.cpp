@@ -51,10 +51,13 @@ std::optional<RunProgress> checkpoint_progress(const fs::path& dir) {
   std::string header(size, '\0');
   if (!in.read(header.data(), std::streamsize(size))) return std::nullopt;
   const nlohmann::json h = nlohmann::json::parse(header, nullptr, false);
-  if (!h.is_object() || !h.contains("__metadata__") || !h["__metadata__"].contains("trainer_state")) return std::nullopt;
-  const nlohmann::json state = nlohmann::json::parse(h["__metadata__"]["trainer_state"].get<std::string>(), nullptr, false);
-  if (!state.is_object()) return std::nullopt;
-  return RunProgress{state.value("epochs_done", 0), state.value("step_in_epoch", 0)};
+  if (!h.is_object() || !h.contains("__metadata__") || !h["__metadata__"].is_object()) return std::nullopt;
+  const nlohmann::json text = h["__metadata__"].value("trainer_state", nlohmann::json());
+  const nlohmann::json state = text.is_string() ? nlohmann::json::parse(text.get<std::string>(), nullptr, false)
+                                                : nlohmann::json();
+  const auto whole = [&](const char* key) { return state.contains(key) && state[key].is_number_integer(); };
+  if (!state.is_object() || !whole("epochs_done") || !whole("step_in_epoch")) return std::nullopt;
+  return RunProgress{state["epochs_done"].get<int>(), state["step_in_epoch"].get<int>()};
 }
 
 bool summary_complete(const nlohmann::json& summary, int epochs) {

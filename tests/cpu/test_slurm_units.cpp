@@ -1,7 +1,8 @@
 // The Slurm launcher's pieces without a cluster: the sbatch command line (what the array needs on
 // it, the GPU request and what replaces it, a sweep path with a space and a '%'), the site options
 // it refuses, the batch script under bash's `set -u` with nothing to resume (bash 4.2 takes an
-// empty array's "${a[@]}" for an unbound variable), and which GPUs a build runs on.
+// empty array's "${a[@]}" for an unbound variable), which GPUs a build runs on, and how far a run's
+// checkpoint is.
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 
 #include "apps/common/app_main.h"
 #include "apps/common/cuda_architectures.h"
+#include "apps/sweep/run_state.h"
 #include "apps/sweep/slurm_batch.h"
 #include "test_apps_util.h"
 
@@ -130,4 +132,15 @@ TEST_CASE("a GPU the build cannot run ends a program with status 69, which the s
   CHECK(sd::apps::run_app("sd_train", [] () -> int { throw sd::apps::GpuUnsupported("cuda:0 cannot run this build"); }) ==
         sd::apps::kExitGpuUnsupported);
   CHECK(sd::apps::kExitGpuUnsupported == 69);
+}
+
+TEST_CASE("a run's progress is read from its last.safetensors's header", "[sweep][slurm-units]") {
+  const std::optional<sd::apps::RunProgress> done = sd::apps::checkpoint_progress(sd::test::reference_run());
+  REQUIRE(done);
+  CHECK(*done == sd::apps::RunProgress{2, 0});
+  CHECK(*done > sd::apps::RunProgress{1, 7});
+  const sd::test::TempDir tmp;
+  CHECK_FALSE(sd::apps::checkpoint_progress(tmp.path()));  // no checkpoint
+  std::ofstream(tmp.path() / "last.safetensors") << "not a checkpoint";
+  CHECK_FALSE(sd::apps::checkpoint_progress(tmp.path()));
 }
