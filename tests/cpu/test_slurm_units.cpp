@@ -38,7 +38,7 @@ SlurmSubmission submission(const fs::path& sweep, const fs::path& program) {
 
 }  // namespace
 
-TEST_CASE("sbatch's command line carries the array's own options; the site's GPU options replace --gres=gpu:1",
+TEST_CASE("sbatch's command line carries the array's own options, and the site's GPU options replace --gres=gpu:1",
           "[sweep][slurm-units]") {
   SlurmSubmission s = submission("/shared/runs/a b%c", "/opt/sd_train");
   s.max_running = 2;
@@ -68,7 +68,7 @@ TEST_CASE("sbatch's command line carries the array's own options; the site's GPU
   CHECK(sd::apps::site_clusters({"--partition=gpu"}).empty());
 }
 
-TEST_CASE("--slurm-arg refuses the options the array sets itself, long, short or abbreviated", "[sweep][slurm-units]") {
+TEST_CASE("sd_sweep refuses a --slurm-arg the array sets itself: long, short or abbreviated", "[sweep][slurm-units]") {
   for (const char* arg : {"--array=0-3", "-a", "--signal=USR1@60", "--output=x", "-o", "--chdir=/", "-D",
                           "--job-name=x", "-J", "--open-mode=truncate", "--no-requeue", "--arr=1", "--sig=B:USR1@9"}) {
     INFO(arg);
