@@ -32,9 +32,9 @@ constexpr double kEpochImages = 45000;  // the paper split's training set
 
 struct BenchOptions {
   RunConfig run;
-  std::string death_mode = "lin_decay", data_dir, device = "cuda", out;
-  std::string exec = "eager";
-  Execution execution = Execution::kEager;  // `exec`, checked against the device once
+  std::string data_dir, out;
+  DeviceChoice device;
+  Execution execution = Execution::kEager;
   int steps = 352, rounds = 5, warmup = 20;
   bool verbose = false;
 };
@@ -170,7 +170,7 @@ int bench_main(int argc, char** argv) {
   o.run.synthetic = 45000;
   app.add_option("--depth", o.run.model.depth, "network depth, 6N+2")->capture_default_str();
   app.add_option("--batch-size", o.run.train.batch_size, "images per step")->capture_default_str();
-  app.add_option("--death-mode", o.death_mode, "lin_decay or uniform")->capture_default_str();
+  add_death_mode_option(app, o.run.model.death_mode);
   app.add_option("--death-rate", o.run.model.death_rate, "death rate of the stochastic-depth mode")->capture_default_str();
   app.add_option("--steps", o.steps, "steps per timed round (352 = one epoch)")->capture_default_str();
   app.add_option("--rounds", o.rounds, "timed rounds per mode; the median counts")->capture_default_str();
@@ -183,14 +183,9 @@ int bench_main(int argc, char** argv) {
   add_precision_option(app, o.run.precision);
   add_bn_variant_option(app, o.run.bn_variant);
   add_verbose_option(app, o.verbose);
-  add_exec_option(app, o.exec);
+  add_exec_option(app, o.execution);
   parse_command_line(app, argc, argv);
 
-  try {
-    o.run.model.death_mode = parse_death_mode(o.death_mode);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(fmt::format("--death-mode: {}", e.what()));
-  }
   if (!o.data_dir.empty()) o.run.synthetic = 0;
   o.run.split = "full";  // no validation needed: every image may train
   o.run.train.lr_steps = {};
@@ -200,21 +195,19 @@ int bench_main(int argc, char** argv) {
   if (o.steps < 1 || o.rounds < 1 || o.warmup < 0)
     throw UsageError(fmt::format("--steps {}, --rounds {}, --warmup {}: need steps and rounds >= 1, warmup >= 0",
                                  o.steps, o.rounds, o.warmup));
+  check_backend_settings(o.device, backend_options(o.run, o.execution));
   check_device(o.device);
-  check_precision(o.run.precision, o.device);
-  check_bn_variant(o.run.bn_variant, o.device);
-  o.execution = parse_execution_for(o.device, o.exec);
   const DataSplit data = load_run_split(o.run, o.data_dir);
-  if (size_t(o.run.train.batch_size) > data.train.size())
-    throw UsageError(fmt::format("--batch-size {} is larger than the {} training images", o.run.train.batch_size,
-                                 data.train.size()));
-  const fs::path out = o.out.empty() ? fs::path(fmt::format("runs/bench/{}-d{}-b{}{}.json", o.device, o.run.model.depth,
-                                                            o.run.train.batch_size, o.exec == "graph" ? "-graph" : ""))
-                                     : fs::path(o.out);
+  check_batch_fits(o.run.train.batch_size, data);
+  const std::string exec = to_string(o.execution);
+  const fs::path out =
+      o.out.empty() ? fs::path(fmt::format("runs/bench/{}-d{}-b{}{}.json", o.device.text, o.run.model.depth,
+                                           o.run.train.batch_size, o.execution == Execution::kGraph ? "-graph" : ""))
+                    : fs::path(o.out);
   ensure_writable_directory(out.parent_path().empty() ? fs::path(".") : out.parent_path());
 
   std::cout << fmt::format("sd_bench: ResNet-{}, batch {}, {} device ({} execution, {}), {} rounds of {} steps after {} warm-up steps, {}\n",
-                           o.run.model.depth, o.run.train.batch_size, o.device, o.exec, o.run.precision, o.rounds, o.steps, o.warmup,
+                           o.run.model.depth, o.run.train.batch_size, o.device.text, exec, o.run.precision, o.rounds, o.steps, o.warmup,
                            o.run.synthetic > 0 ? fmt::format("{} synthetic images", o.run.synthetic) : o.data_dir)
             << std::flush;
   const ModeResult sd = time_mode(o, o.run.model.death_rate, data, true);
@@ -242,8 +235,8 @@ int bench_main(int argc, char** argv) {
   for (const ModeResult* r : {&sd, &full})
     if (!r->graph_coverage.empty()) std::cout << fmt::format("{}: {}\n", r->mode, r->graph_coverage);
 
-  const nlohmann::json result{{"device", o.device},
-                              {"exec", o.exec},
+  const nlohmann::json result{{"device", o.device.text},
+                              {"exec", exec},
                               {"precision", o.run.precision},
                               {"depth", o.run.model.depth},
                               {"batch_size", o.run.train.batch_size},

@@ -73,8 +73,9 @@ int eval_main(int argc, char** argv) {
   CLI::App app{"Scores an sd_train checkpoint: test (and validation) error, per-class accuracy, confusion matrix.",
                "sd_eval"};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as sd_train
-  std::string checkpoint_path, data_dir = "data/cifar-10-batches-bin", split_name, device = "cuda", precision = "fp32";
+  std::string checkpoint_path, data_dir = "data/cifar-10-batches-bin", split_name, precision = "fp32";
   std::string bn_variant = kDefaultBnVariant;
+  DeviceChoice device;
   int64_t synthetic = -1;
   bool json = false;
   app.add_option("--checkpoint", checkpoint_path, "a last.safetensors or best.safetensors from sd_train")->required();
@@ -103,21 +104,16 @@ int eval_main(int argc, char** argv) {
     throw UsageError(fmt::format("--split: {}", e.what()));
   }
   if (run.synthetic < 0) throw UsageError(fmt::format("--synthetic {}: must be positive", run.synthetic));
+  // The checkpoint's model, in the evaluation's own arithmetic and kernels.
+  BackendOptions settings = backend_options(ck.config, Execution::kEager);
+  settings.precision = precision;
+  settings.bn_variant = bn_variant;
+  check_backend_settings(device, settings);
   check_device(device);
-  check_precision(precision, device);
-  check_bn_variant(bn_variant, device);
   const DataSplit split = load_run_split(run, data_dir);
 
   // Evaluated in batches of the training batch size, as sd_train's own evaluation is, so the two agree.
-  std::unique_ptr<Backend> backend = make_backend(
-      device,
-      BackendOptions{.model = ck.config.model,
-                     .sgd = ck.config.sgd,
-                     .seed = ck.config.train.seed,
-                     .execution = Execution::kEager,
-                     .precision = precision,
-                     .bn_variant = bn_variant},
-      ck.config.train.batch_size);
+  std::unique_ptr<Backend> backend = make_backend(device, settings, ck.config.train.batch_size);
   backend->set_normalization(ck.normalization);  // what the model trained with, not a recomputation
   backend->load_state(ck.tensors);
   std::optional<SetScore> validation;

@@ -22,6 +22,7 @@
 
 #include "apps/common/app_main.h"
 #include "apps/common/environment.h"
+#include "apps/common/folder_lock.h"
 #include "apps/common/run_data.h"
 #include "apps/common/run_log.h"
 #include "apps/common/stop_signal.h"
@@ -32,6 +33,7 @@
 #include "apps/sweep/plan.h"
 #include "apps/sweep/plots.h"
 #include "apps/sweep/report.h"
+#include "apps/sweep/slurm_batch.h"
 #include "apps/sweep/slurm_launcher.h"
 #include "engine/train/atomic_file.h"
 
@@ -147,6 +149,10 @@ Outcome run_all(const fs::path& sweep_dir, std::vector<PlannedRun>& runs, const 
       ++out.unfinished;
       line = fmt::format("{} stopped on {} after {} ({} epochs logged), resumable", r.point.run_name(), a.device,
                          format_duration(seconds), result.epochs_done);
+    } else if (ended->exit_code == kExitGpuUnsupported) {
+      ++out.failed;
+      line = fmt::format("{} FAILED on {}: this GPU cannot run this build: {} (log: {})", r.point.run_name(), a.device,
+                         last_log_line(r.dir / "train.log"), (r.dir / "train.log").string());
     } else if (ended->exit_code == kExitOk) {
       ++out.unfinished;
       line = fmt::format("{} ended on {} before its last epoch ({} logged); the next sweep continues it",
@@ -242,6 +248,12 @@ int sweep_main(int argc, char** argv) {
                  "slurm: seconds before a task's time limit that it saves and requeues itself")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_option("--max-retries", s.slurm.max_retries,
+                 "slurm: resubmit a run whose tasks end without progress at most this many times in a row")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_flag("--retry-failed", s.slurm.retry_failed,
+               "slurm: resubmit the runs --max-retries held back (once more each), after seeing to the cause");
   app.add_flag("--wait", s.slurm.wait, "slurm: after submitting, follow the tasks until none is queued, then aggregate");
   app.add_option("--poll-seconds", s.slurm.poll_seconds, "slurm --wait: how often to ask squeue")
       ->check(CLI::PositiveNumber)
@@ -254,8 +266,10 @@ int sweep_main(int argc, char** argv) {
   const bool slurm = s.launcher == "slurm";
   const std::vector<std::string> devices = slurm ? std::vector<std::string>{slurm_device(parse_words("--devices", s.devices))}
                                                  : check_devices(parse_words("--devices", s.devices));
-  for (const char* flag : {"--slurm-arg", "--max-running", "--time-signal", "--wait", "--poll-seconds"})
+  for (const char* flag :
+       {"--slurm-arg", "--max-running", "--time-signal", "--max-retries", "--retry-failed", "--wait", "--poll-seconds"})
     if (!slurm && app.count(flag)) throw UsageError(fmt::format("{}: only with --launcher slurm", flag));
+  check_site_args(s.slurm.site_args);
   std::vector<PlannedRun> runs = plan_sweep(s.sweep);
   const fs::path program = sibling_program("sd_train");
 
@@ -286,7 +300,7 @@ int sweep_main(int argc, char** argv) {
   const std::string command = shell_words(all_args);
   if (slurm) {
     if (!s.dry_run) ensure_writable_directory(s.sweep.out / "runs");
-    const SlurmOutcome o = run_on_slurm(s.sweep, runs, devices.front(), s.slurm, program, s.dry_run);
+    const SlurmOutcome o = run_on_slurm(s.sweep, runs, devices.front(), s.slurm, program, s.dry_run, command);
     if (s.dry_run) return kExitOk;
     const int done = write_results(s, runs, devices, command);
     std::cout << fmt::format("sd_sweep: {} of {} runs complete, {} in Slurm's queue\n", done, runs.size(), o.queued);
@@ -296,7 +310,7 @@ int sweep_main(int argc, char** argv) {
       return kExitOk;
     }
     print_error("sd_sweep", fmt::format("{} of {} runs neither complete nor queued; see the lines above and each run's "
-                                        "train.log and slurm.log; the same command resubmits them",
+                                        "train.log and slurm.log",
                                         int(runs.size()) - done - o.queued, runs.size()));
     return kExitFailure;
   }
@@ -309,8 +323,9 @@ int sweep_main(int argc, char** argv) {
     return kExitOk;
   }
 
-  refuse_if_held_by_slurm(s.sweep.out);
   ensure_writable_directory(s.sweep.out / "runs");
+  const FolderLock lock(s.sweep.out, "sweep folder", command);  // one sd_sweep at a time
+  refuse_if_held_by_slurm(s.sweep.out);
   const auto t0 = Clock::now();
   const Outcome o = run_all(s.sweep.out, runs, devices, program);
   const int now_complete = write_results(s, runs, devices, command);

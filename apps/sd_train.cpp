@@ -100,14 +100,11 @@ struct TrainPlan {
   fs::path dir, last_path;
   std::optional<Checkpoint> resumed;  // --resume: the checkpoint the run continues from
   std::string note;                   // printed once every check has passed: an error stays the only line
+  // The images, and the normalisation the run trains with and saves with every checkpoint: on resume
+  // the checkpoint's (checked to match the data up to rounding), so that the continued run, sd_eval
+  // and PyTorch all see exactly what the model saw.
   DataSplit split;
-  // The normalisation the run trains with and saves with every checkpoint: on resume the checkpoint's
-  // (checked to match the data up to rounding), so that the continued run, sd_eval and PyTorch all see
-  // exactly what the model saw.
-  Normalization normalization;
-  BackendOptions backend;
 };
-
 // A resumed run that has nothing left to train (another time slice after the last, say): its summary,
 // without data or device.
 void report_finished(const RunConfig& run, const Checkpoint& ck, const fs::path& dir, const fs::path& last_path,
@@ -136,8 +133,8 @@ std::optional<TrainPlan> check_and_plan(const TrainOptions& o) {
     if (p.resumed->kind != CheckpointKind::kLast)
       throw std::runtime_error(
           fmt::format("--resume: {} is a best-model checkpoint without optimiser state", p.last_path.string()));
+    // The checkpoint's settings, checked when its run began; an --epochs given here, by finish_train_options.
     p.run = settings_for_resume(*p.resumed, o, p.last_path, p.note);
-    validate_run_config(p.run);
     if (p.resumed->trainer.epochs_done >= p.run.train.epochs) {
       report_finished(p.run, *p.resumed, p.dir, p.last_path, p.note);
       return std::nullopt;
@@ -151,18 +148,14 @@ std::optional<TrainPlan> check_and_plan(const TrainOptions& o) {
 
   p.split = load_run_split(p.run, o.data_dir);
   limit_evaluation_sets(p.split, p.run.eval_subset);
-  try {
-    validate(p.run.train, p.split.train.size());
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
-  if (p.resumed)
+  check_batch_fits(p.run.train.batch_size, p.split);
+  if (p.resumed) {
     check_same_data(p.split.normalization, p.resumed->normalization,
                     p.run.synthetic > 0 ? std::string("the synthetic images")
                                         : fmt::format("the training images in {}", o.data_dir));
+    p.split.normalization = p.resumed->normalization;
+  }
   ensure_writable_directory(p.dir);
-  p.normalization = p.resumed ? p.resumed->normalization : p.split.normalization;
-  p.backend = backend_options(p.run, o.execution);
   return p;
 }
 
@@ -172,10 +165,10 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
   const fs::path& dir = p.dir;
   const fs::path& last_path = p.last_path;
   const std::optional<Checkpoint>& resumed = p.resumed;
-  const Normalization& norm = p.normalization;
   const DataSplit& split = p.split;
+  const Normalization& norm = split.normalization;
   copy_console_to(dir / "train.log", command_line(argc, argv));  // from here on, the console goes there too
-  std::unique_ptr<Backend> backend = make_backend(o.device, p.backend, run.train.batch_size);
+  std::unique_ptr<Backend> backend = make_backend(o.device, backend_options(run, o.execution), run.train.batch_size);
   hand_data_to(*backend, split, norm);
   Trainer trainer(run.train, *backend, split);
   std::cout << p.note;
@@ -190,8 +183,8 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
   }
   // Every invocation: the settings as this one runs them (--epochs may have changed) and what ran them.
   write_file_atomically(dir / "config.json",
-                        config_file_json(run, Invocation{"sd_train", command_line(argc, argv), o.device,
-                                                         backend->device_name(), o.exec,
+                        config_file_json(run, Invocation{"sd_train", command_line(argc, argv), o.device.text,
+                                                         backend->device_name(), to_string(o.execution),
                                                          data_provenance(run, o.data_dir)})
                                 .dump(2) +
                             "\n");
@@ -282,6 +275,9 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
 
 int train_main(int argc, char** argv) {
   const double process_start = monotonic_seconds();  // --time-limit counts from here
+  // First of all: a scheduler's warning (SIGUSR1) or a Ctrl-C while the data loads or the
+  // convolutions are planned then stops the run before its first step, resumable, not killed.
+  install_stop_handlers();
   CLI::App app{"Trains the stochastic-depth ResNet on CIFAR-10 (paper defaults). See docs/USAGE.md.", "sd_train"};
   TrainOptions o;
   add_train_options(app, o);

@@ -55,6 +55,9 @@ int run_app(const std::string& program, const std::function<int()>& body) {
   } catch (const UsageError& e) {
     print_error(program, e.what());
     return kExitUsage;
+  } catch (const GpuUnsupported& e) {
+    print_error(program, e.what());
+    return kExitGpuUnsupported;
   } catch (const std::bad_alloc&) {
     print_error(program, "out of memory");
     return kExitFailure;

@@ -16,6 +16,8 @@ namespace sd::apps {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;      // bad data, checkpoint, I/O, divergence, ...
 inline constexpr int kExitUsage = 2;        // the command line itself is wrong
+inline constexpr int kExitGpuUnsupported = 69;  // this GPU cannot run this build's kernels (compiled for
+                                                // other architectures; EX_UNAVAILABLE of sysexits.h)
 inline constexpr int kExitTimeLimit = 75;     // sd_train --time-limit reached: stopped cleanly, resumable
                                               // (EX_TEMPFAIL of sysexits.h: "try again later")
 inline constexpr int kExitInterrupted = 130;  // SIGINT/SIGTERM: stopped cleanly, resumable
@@ -25,9 +27,14 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A GPU whose compute capability this build has no code for; reported with kExitGpuUnsupported.
+struct GpuUnsupported : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Runs `body` and returns its exit status, or prints "<program>: error: <what>" and returns
-// kExitUsage (CLI11 parse errors, UsageError) or kExitFailure (anything else). --help prints
-// the help and returns 0.
+// kExitUsage (CLI11 parse errors, UsageError), kExitGpuUnsupported (GpuUnsupported) or
+// kExitFailure (anything else). --help prints the help and returns 0.
 int run_app(const std::string& program, const std::function<int()>& body);
 
 // app.parse, printing the help for --help (run_app then returns 0); other errors propagate.

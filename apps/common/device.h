@@ -1,7 +1,9 @@
 #pragma once
 // From `--device` to a Backend: the CPU reference everywhere, the CUDA engine where this build has
-// it and the GPU asked for is present. `cuda` is `cuda:0`; `cuda:N` picks the N-th GPU. Asking for a
-// device that cannot run here is one clear error, before any work.
+// it and the GPU asked for is present. `cuda` is `cuda:0`; `cuda:N` picks the N-th GPU. The text is
+// parsed once (parse_device, as the flag is read); what the device can run is checked once
+// (check_backend_settings, with the other options); whether it is present, once (check_device,
+// before any data is read). make_backend then builds what those checks passed.
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,34 +14,36 @@ namespace sd::apps {
 
 // A parsed --device value.
 struct DeviceChoice {
-  bool cuda = false;
-  int index = 0;            // the GPU's number (cuda only)
+  bool cuda = true;        // the default: the GPU engine on GPU 0
+  int index = 0;           // the GPU's number (cuda only)
+  std::string text = "cuda";  // as the user wrote it, for messages ("cuda", "cuda:0", "cpu")
   std::string canonical() const;  // "cpu" or "cuda:N": one spelling per device
 };
 
 // "cpu", "cuda", "cuda:N" (N a non-negative integer). Throws UsageError naming `flag` otherwise.
 DeviceChoice parse_device(const std::string& text, const std::string& flag = "--device");
 
+// The precisions this build computes in: fp32 (exact, the default) and tf32 (tensor-core
+// convolutions and GEMMs on the GPU; docs/CUDA_ENGINE.md).
+inline const std::vector<std::string> kPrecisions = {"fp32", "tf32"};
+
+// Whether `device` can run the backend settings: the precision (fp32; tf32 on the GPU only), the
+// batch-norm variant (the GPU engine's; the CPU reference has one) and the execution (graph on the
+// GPU only). Throws UsageError naming the flag (--precision, --bn-variant, --exec).
+void check_backend_settings(const DeviceChoice& device, const BackendOptions& options);
+
 // The one line for a GPU number that is not there, naming those that are, e.g.
 // "--device cuda:3: no such GPU; this machine has 2: cuda:0 (NVIDIA H200), cuda:1 (NVIDIA H200)".
 std::string missing_device_message(const std::string& flag, int index, const std::vector<std::string>& names);
 
 // Throws std::runtime_error saying why `device` cannot run here (no CUDA in this build, no GPU, no
-// GPU of that number), or UsageError for text that is no device at all.
-void check_device(const std::string& device, const std::string& flag = "--device");
-
-// "--exec" text to an Execution for `device`: UsageError for an unknown name, and for graph on the
-// CPU reference (it runs eagerly only).
-Execution parse_execution_for(const std::string& device, const std::string& exec);
-
-// Throws UsageError naming --bn-variant for a variant this build's GPU engine does not have, or any
-// but the default with a CPU --device (the reference has one batch norm).
-void check_bn_variant(const std::string& variant, const std::string& device);
+// GPU of that number), or GpuUnsupported for a GPU whose compute capability the build's CUDA
+// architectures do not cover (apps/common/cuda_architectures.h; exit status 69).
+void check_device(const DeviceChoice& device, const std::string& flag = "--device");
 
 // `max_batch`: the largest batch it will see (training steps and evaluation alike); the CUDA
-// engine sizes its device memory for it once. The caller has checked the device (check_device:
-// the programs do, once, with everything else, before loading data); the options' settings are
-// checked against it here (UsageError naming the flag).
-std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options, int max_batch);
+// engine sizes its device memory for it once. The caller has checked the device (check_device) and
+// the settings (check_backend_settings), once, with everything else, before loading data.
+std::unique_ptr<Backend> make_backend(const DeviceChoice& device, const BackendOptions& options, int max_batch);
 
 }  // namespace sd::apps

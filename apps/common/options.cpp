@@ -8,30 +8,38 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "apps/common/app_main.h"
-#include "apps/common/device.h"
 #include "engine/data/dataset.h"
 #include "models/network/resnet_spec.h"
 
 namespace sd::apps {
+namespace {
 
-void add_device_option(CLI::App& app, std::string& device) {
-  // The text is checked here (a typo is a usage error); whether that GPU exists, by check_device.
-  const CLI::Validator known(
-      [](std::string& text) {
-        try {
-          parse_device(text);
-        } catch (const UsageError&) {
-          return fmt::format("unknown device '{}' (cpu, cuda or cuda:N)", text);
-        }
-        return std::string();
-      },
-      "cpu|cuda|cuda:N");
-  app.add_option("--device", device,
-                 "cuda (the GPU engine on GPU 0), cuda:N (on GPU N) or cpu (the reference: slow, small models)")
-      ->check(known)
-      ->capture_default_str();
+// `flag` bound to `target` through `parse`, its text to the typed value, run once as CLI11 reads the
+// flag (the last value, when it is given twice). A text `parse` refuses (std::invalid_argument) is a
+// UsageError naming the flag; `shown` is the default --help prints.
+template <class T, class Parse>
+CLI::Option* add_parsed_option(CLI::App& app, const std::string& flag, T& target, Parse parse, const std::string& help,
+                               const std::string& shown) {
+  const auto read = [&target, parse, flag](const std::string& text) {
+    try {
+      target = parse(text);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(fmt::format("{}: {}", flag, e.what()));
+    }
+  };
+  return app.add_option_function<std::string>(flag, read, help)->default_str(shown);
+}
+
+}  // namespace
+
+void add_device_option(CLI::App& app, DeviceChoice& device) {
+  // The text is parsed here (a typo is a usage error); whether that GPU exists, by check_device.
+  add_parsed_option(app, "--device", device, [](const std::string& text) { return parse_device(text); },
+                    "cuda (the GPU engine on GPU 0), cuda:N (on GPU N) or cpu (the reference: slow, small models)",
+                    device.text);
 }
 
 void add_verbose_option(CLI::App& app, bool& verbose) {
@@ -44,12 +52,16 @@ void report_backend(const std::string& program, const Backend& backend, bool ver
   if (verbose) std::cout << backend.describe() << std::endl;
 }
 
-void add_exec_option(CLI::App& app, std::string& exec) {
-  app.add_option("--exec", exec,
-                 "eager (every operation launched from the host: the reference) or graph (one CUDA graph launch "
-                 "per training step, gates drawn on the device; CUDA only)")
-      ->check(CLI::IsMember({"eager", "graph"}))
-      ->capture_default_str();
+void add_exec_option(CLI::App& app, Execution& execution) {
+  add_parsed_option(app, "--exec", execution, parse_execution,
+                    "eager (every operation launched from the host: the reference) or graph (one CUDA graph launch "
+                    "per training step, gates drawn on the device; CUDA only)",
+                    to_string(execution));
+}
+
+void add_death_mode_option(CLI::App& app, DeathMode& death_mode) {
+  add_parsed_option(app, "--death-mode", death_mode, parse_death_mode,
+                    "lin_decay (p_l falls linearly to 1 - rate) or uniform", to_string(death_mode));
 }
 
 void add_train_options(CLI::App& app, TrainOptions& o) {
@@ -60,21 +72,21 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--epochs", r.train.epochs, "training epochs")->capture_default_str();
   app.add_option("--batch-size", r.train.batch_size, "images per SGD step")->capture_default_str();
   app.add_option("--lr", r.train.learning_rate, "initial learning rate")->capture_default_str();
-  app.add_option("--lr-steps", o.lr_steps, "fractions s of --epochs: lr is divided by 10 from 1-based epoch s*epochs on (250, 375 of 500)")
-      ->capture_default_str();
+  add_parsed_option(app, "--lr-steps", r.train.lr_steps, parse_lr_steps,
+                    "fractions s of --epochs: lr is divided by 10 from 1-based epoch s*epochs on (250, 375 of 500)",
+                    fmt::format("{}", fmt::join(r.train.lr_steps, ",")));
   app.add_option("--momentum", r.sgd.momentum, "SGD momentum")->capture_default_str();
   // Two plain flags rather than CLI11's "!--no-x" form, whose help shows a confusing "{false}".
   const std::string on = "Nesterov momentum (the default)", off = "plain momentum instead of Nesterov's";
   CLI::Option* nesterov = app.add_flag("--nesterov", on);
-  app.add_flag("--no-nesterov", off)->excludes(nesterov);
+  app.add_flag_callback("--no-nesterov", [&r] { r.sgd.nesterov = false; }, off)->excludes(nesterov);
   app.add_option("--weight-decay", r.sgd.weight_decay, "L2 weight decay on every parameter")->capture_default_str();
-  app.add_option("--death-mode", o.death_mode, "lin_decay (p_l falls linearly to 1 - rate) or uniform")
-      ->capture_default_str();
+  add_death_mode_option(app, r.model.death_mode);
   app.add_option("--death-rate", r.model.death_rate, "death rate in [0, 1); 0 is constant depth")
       ->capture_default_str();
-  app.add_option("--bn-gamma-init", o.bn_gamma_init,
-                 "BN scale at the start: one (gamma = 1) or uniform (U[0,1), Torch's default, as the official code)")
-      ->capture_default_str();
+  add_parsed_option(app, "--bn-gamma-init", r.model.bn_gamma_init, parse_bn_gamma_init,
+                    "BN scale at the start: one (gamma = 1) or uniform (U[0,1), Torch's default, as the official code)",
+                    to_string(r.model.bn_gamma_init));
   app.add_option("--split", r.split, "paper (45 000 train / 5 000 validation) or full (50 000 train)")
       ->capture_default_str();
   app.add_option("--seed", r.train.seed, "seed of everything random")->capture_default_str();
@@ -90,7 +102,7 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--out", o.out, "run directory (default runs/d<depth>-<mode><rate>-<split>-s<seed>)");
   add_device_option(app, o.device);
   add_verbose_option(app, o.verbose);
-  add_exec_option(app, o.exec);
+  add_exec_option(app, o.execution);
   app.add_flag("--resume", o.resume, "continue the run in --out from its last.safetensors");
   app.add_option("--stop-after", o.stop_after,
                  "stop after N epochs of this invocation, resumable with --resume (for time-limited sessions)");
@@ -112,15 +124,6 @@ void add_precision_option(CLI::App& app, std::string& precision) {
   app.add_option("--precision", precision,
                  "convolution and GEMM arithmetic: fp32 (exact) or tf32 (tensor cores; --device cuda only)")
       ->capture_default_str();
-}
-
-void check_precision(const std::string& precision, const std::string& device) {
-  if (std::find(kPrecisions.begin(), kPrecisions.end(), precision) == kPrecisions.end())
-    throw UsageError(fmt::format("--precision {}: not supported; this build computes in fp32 or tf32", precision));
-  if (precision != "fp32" && !parse_device(device).cuda)
-    throw UsageError(fmt::format("--precision {}: a tensor-core mode of the GPU; the CPU reference (--device {}) "
-                                 "computes in fp32 only",
-                                 precision, device));
 }
 
 std::set<std::string> given_options(const CLI::App& app) {
@@ -162,8 +165,6 @@ void validate_run_config(const RunConfig& r) {
   check("--depth", [&] { blocks_per_stage(r.model.depth); });
   check("--death-rate", [&] { survival_probabilities(1, r.model.death_mode, r.model.death_rate); });
   check("--split", [&] { parse_split(r.split); });
-  if (std::find(kPrecisions.begin(), kPrecisions.end(), r.precision) == kPrecisions.end())
-    throw UsageError(fmt::format("--precision {}: not supported; this build computes in fp32 or tf32", r.precision));
   if (r.subset < 0) throw UsageError(fmt::format("--subset {}: must be positive (leave it out for all images)", r.subset));
   if (r.eval_subset < 0)
     throw UsageError(fmt::format("--eval-subset {}: must be positive (leave it out for the whole sets)", r.eval_subset));
@@ -171,7 +172,7 @@ void validate_run_config(const RunConfig& r) {
   if (!(r.sgd.momentum >= 0 && r.sgd.momentum < 1))
     throw UsageError(fmt::format("--momentum {}: must lie in [0, 1)", r.sgd.momentum));
   if (!(r.sgd.weight_decay >= 0)) throw UsageError(fmt::format("--weight-decay {}: must be >= 0", r.sgd.weight_decay));
-  // The training-set size is not known yet: the batch-size bound is checked again with the data.
+  // The training-set size is not known yet: check_batch_fits bounds the batch size with the data.
   try {
     validate(r.train, std::numeric_limits<size_t>::max());
   } catch (const std::invalid_argument& e) {
@@ -187,22 +188,7 @@ void validate_run_config(const RunConfig& r) {
 
 void finish_train_options(const CLI::App& app, TrainOptions& o) {
   o.given = given_options(app);
-  if (o.given.count("--no-nesterov")) {
-    o.run.sgd.nesterov = false;
-    o.given.insert("--nesterov");  // the flag of the "nesterov" setting (flag_for_config_field)
-  }
-  try {
-    o.run.model.death_mode = parse_death_mode(o.death_mode);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(fmt::format("--death-mode: {}", e.what()));
-  }
-  try {
-    o.run.model.bn_gamma_init = parse_bn_gamma_init(o.bn_gamma_init);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(fmt::format("--bn-gamma-init: {}", e.what()));
-  }
-  o.run.train.lr_steps = parse_lr_steps(o.lr_steps);
-  o.execution = parse_execution_for(o.device, o.exec);
+  if (o.given.count("--no-nesterov")) o.given.insert("--nesterov");  // the flag of the "nesterov" setting
   // 0 is how a run without --subset is stored ("all"): given, it is almost surely a mistake.
   if (o.given.count("--subset") && o.run.subset == 0)
     throw UsageError("--subset 0: give a positive number of images (leave --subset out to train on all of them)");
@@ -213,8 +199,7 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
   if (o.given.count("--time-limit") && !(o.time_limit > 0 && o.time_limit < 1e9))
     throw UsageError(fmt::format("--time-limit {}: must be a positive number of seconds", o.time_limit));
   validate_run_config(o.run);
-  check_precision(o.run.precision, o.device);
-  check_bn_variant(o.run.bn_variant, o.device);
+  check_backend_settings(o.device, backend_options(o.run, o.execution));
   if (o.out.empty()) o.out = default_run_dir(o.run);
 }
 

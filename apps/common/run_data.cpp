@@ -27,6 +27,12 @@ DataSplit load_run_split(const RunConfig& run, const std::string& data_dir) {
   }
 }
 
+void check_batch_fits(int batch_size, const DataSplit& split) {
+  if (size_t(batch_size) > split.train.size())
+    throw UsageError(fmt::format("--batch-size {0}: batch size {0} is larger than the training set ({1} images)",
+                                 batch_size, split.train.size()));
+}
+
 void limit_evaluation_sets(DataSplit& split, int64_t eval_subset) {
   if (eval_subset <= 0) return;
   for (ImageSet* set : {&split.validation, &split.test}) {

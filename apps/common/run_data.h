@@ -16,6 +16,10 @@ int64_t synthetic_test_size(int64_t train);
 // unless run.synthetic > 0. Throws std::runtime_error naming the file or the setting at fault.
 DataSplit load_run_split(const RunConfig& run, const std::string& data_dir);
 
+// The data-dependent bound of the settings: a batch no larger than the training split. Throws
+// UsageError naming --batch-size.
+void check_batch_fits(int batch_size, const DataSplit& split);
+
 // run.eval_subset > 0: keeps only the first eval_subset images of the validation and the test set
 // (the cheaper evaluation of a smoke run; sd_eval still scores the whole test set).
 void limit_evaluation_sets(DataSplit& split, int64_t eval_subset);

@@ -37,13 +37,16 @@ TrainOptions parse_train_args(const std::vector<std::string>& args) {
 
 std::vector<std::string> check_devices(const std::vector<std::string>& devices) {
   std::vector<std::string> canonical;
+  std::vector<DeviceChoice> choices;
   for (const std::string& d : devices) {
-    const std::string c = parse_device(d, "--devices").canonical();
+    const DeviceChoice choice = parse_device(d, "--devices");
+    const std::string c = choice.canonical();
     if (std::find(canonical.begin(), canonical.end(), c) != canonical.end())
       throw UsageError(fmt::format("--devices: {} is listed twice (each device runs one run at a time)", c));
     canonical.push_back(c);
+    choices.push_back(choice);
   }
-  for (const std::string& d : canonical) check_device(d, "--devices");
+  for (const DeviceChoice& d : choices) check_device(d, "--devices");
   return canonical;
 }
 

@@ -1,5 +1,6 @@
 #include "apps/sweep/run_state.h"
 
+#include <cstdint>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -37,6 +38,26 @@ std::string last_log_line(const fs::path& log) {
   while (std::getline(in, line))
     if (!line.empty()) last = line;
   return last;
+}
+
+std::optional<RunProgress> checkpoint_progress(const fs::path& dir) {
+  // safetensors: an 8-byte little-endian header length, then the header (JSON) with the metadata.
+  std::ifstream in(dir / "last.safetensors", std::ios::binary);
+  unsigned char size_bytes[8] = {};
+  if (!in.read(reinterpret_cast<char*>(size_bytes), 8)) return std::nullopt;
+  uint64_t size = 0;
+  for (int i = 7; i >= 0; --i) size = size << 8 | size_bytes[i];
+  if (size > (uint64_t(1) << 26)) return std::nullopt;
+  std::string header(size, '\0');
+  if (!in.read(header.data(), std::streamsize(size))) return std::nullopt;
+  const nlohmann::json h = nlohmann::json::parse(header, nullptr, false);
+  if (!h.is_object() || !h.contains("__metadata__") || !h["__metadata__"].is_object()) return std::nullopt;
+  const nlohmann::json text = h["__metadata__"].value("trainer_state", nlohmann::json());
+  const nlohmann::json state = text.is_string() ? nlohmann::json::parse(text.get<std::string>(), nullptr, false)
+                                                : nlohmann::json();
+  const auto whole = [&](const char* key) { return state.contains(key) && state[key].is_number_integer(); };
+  if (!state.is_object() || !whole("epochs_done") || !whole("step_in_epoch")) return std::nullopt;
+  return RunProgress{state["epochs_done"].get<int>(), state["step_in_epoch"].get<int>()};
 }
 
 bool summary_complete(const nlohmann::json& summary, int epochs) {

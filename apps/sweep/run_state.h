@@ -1,7 +1,9 @@
 #pragma once
 // What a sweep finds in a run directory before it schedules the run: nothing yet, a run to resume
 // (last.safetensors), or a finished run (summary.json for all its epochs), which is never repeated.
+#include <compare>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -31,5 +33,16 @@ std::string last_log_line(const std::filesystem::path& log);
 
 // Whether a run's summary.json says it trained all `epochs` epochs.
 bool summary_complete(const nlohmann::json& summary, int epochs);
+
+// How far a run's last.safetensors is: epochs done and steps into the next. A task that ends with
+// its run further than it began made progress, whatever stopped it.
+struct RunProgress {
+  int epochs = 0, step = 0;
+  auto operator<=>(const RunProgress&) const = default;
+};
+
+// From last.safetensors's header alone (its trainer state); nothing when the run has no
+// checkpoint or it cannot be read.
+std::optional<RunProgress> checkpoint_progress(const std::filesystem::path& dir);
 
 }  // namespace sd::apps

@@ -1,7 +1,12 @@
 #pragma once
 // What a sweep knows about its Slurm jobs: <sweep>/slurm/jobs.json records the grid the directory
-// was submitted with and every submission (the array job's id, and which run each task runs), and
-// the queue (squeue) and accounting (sacct, when the site keeps it) say where those tasks are.
+// was submitted with and every submission (the array job's id, its cluster, who submitted it, its
+// name, which run each task runs and how far each run was then), and the queue (squeue) and
+// accounting (sacct, when the site keeps it) say where those tasks are.
+//
+// A submission is recorded before sbatch runs ("submitting": no id yet) and completed with the id
+// sbatch answers. Should the second write never happen (a full quota, a kill in between), the next
+// sd_sweep finds the array by its name, which no other sweep's array carries.
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -10,12 +15,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apps/sweep/run_state.h"
+
 namespace sd::apps {
 
 struct SlurmJob {
-  std::string id;                 // the array job's id
+  std::string id;                 // the array job's id; empty while "submitting"
+  std::string cluster;            // sbatch --parsable's "id;cluster", or the site's --clusters; may be empty
+  std::string user;               // who submitted it: whose queue to look in
+  std::string name;               // the array's job name
   std::string submitted;          // local time, "2026-01-31 12:00:00"
   std::vector<std::string> runs;  // array task i runs runs[i]
+  std::vector<std::optional<RunProgress>> progress;  // how far runs[i] was when submitted (none: not begun)
 };
 
 struct SlurmRecord {
@@ -38,12 +49,29 @@ void check_same_settings(const std::filesystem::path& sweep_dir, const nlohmann:
 // The task of `job` that runs `run` ("12_3"), or nothing.
 std::optional<std::string> task_of(const SlurmJob& job, const std::string& run);
 
-// The tasks of these jobs still in the queue ("12_3" → "PENDING", "RUNNING", ...), from squeue.
-// Throws std::runtime_error with squeue's message when it fails.
-std::map<std::string, std::string> queued_tasks(const std::vector<std::string>& job_ids);
+// The user this process runs as, by name.
+std::string current_user();
 
-// How these jobs' tasks ended ("12_3" → "COMPLETED", "CANCELLED by 0", "TIMEOUT", ...), from
-// sacct; nothing when the cluster keeps no accounting.
-std::optional<std::map<std::string, std::string>> accounted_tasks(const std::vector<std::string>& job_ids);
+struct QueuedTask {
+  std::string state;   // PENDING, RUNNING, REQUEUED, SUSPENDED, ...
+  std::string reason;  // squeue's %r: why it waits ("Priority", "JobHeldUser"), "None" when running
+};
+
+// The tasks of these jobs still in the queue ("12_3" → its state), from squeue, asked for every
+// user who submitted one of them on every cluster they went to (with --all: hidden partitions
+// too). Throws std::runtime_error with squeue's message when it fails.
+std::map<std::string, QueuedTask> queued_tasks(const std::vector<SlurmJob>& jobs);
+
+// How these jobs' tasks ended or stand ("12_3" → "COMPLETED", "CANCELLED by 0", "TIMEOUT",
+// "RUNNING", ...), from sacct; nothing when the cluster keeps no accounting.
+std::optional<std::map<std::string, std::string>> accounted_tasks(const std::vector<SlurmJob>& jobs);
+
+// Whether a state sacct reports is a task not yet ended (pending, running, requeued, suspended).
+bool live_in_accounting(const std::string& state);
+
+// The id of the array named `job.name` that `job.user` submitted (on job.cluster), from squeue
+// (every state it still remembers) and sacct where the site keeps it; nothing when Slurm knows no
+// such array. Throws std::runtime_error when squeue fails.
+std::optional<std::string> find_array_by_name(const SlurmJob& job);
 
 }  // namespace sd::apps

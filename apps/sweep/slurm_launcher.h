@@ -2,8 +2,10 @@
 // sd_sweep --launcher slurm: the runs still to do as one Slurm job array (apps/sweep/slurm_batch.h),
 // and the same command again as the way to look and continue: it prints every run as done, pending,
 // running or stopped/failed (from the run directories, squeue and, where the site keeps it, sacct),
-// resubmits what stopped or failed (those runs continue from last.safetensors) and leaves what is
-// queued alone. docs/USAGE.md describes it.
+// resubmits what stopped (those runs continue from last.safetensors), resubmits what failed without
+// progress only a few times, and leaves what is queued alone. Looking, submitting and recording
+// happen under the sweep folder's lock (apps/common/folder_lock.h), so two invocations never submit
+// one run twice. docs/USAGE.md describes it.
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -16,8 +18,10 @@ struct SlurmOptions {
   std::vector<std::string> site_args;  // sbatch options passed as they are (--partition=..., --time=...)
   int max_running = 0;                 // at most this many tasks at once (the array's %N); 0: no limit
   int signal_seconds = 300;            // SIGUSR1 this long before a task's time limit
+  int max_retries = 2;                 // resubmissions of a run whose tasks end without progress
+  bool retry_failed = false;           // resubmit such a run once more all the same
   bool wait = false;                   // after submitting, follow the tasks until none is queued
-  double poll_seconds = 10;            // how often --wait asks squeue
+  double poll_seconds = 30;            // how often --wait asks squeue
 };
 
 // "cpu" or "cuda" from --devices, for Slurm (which gives each task its GPU). Throws UsageError.
@@ -31,10 +35,12 @@ struct SlurmOutcome {
 // Looks at every run, prints where each stands, submits one array for the runs neither complete
 // nor queued (with `dry_run`: prints its batch script and sbatch line instead), and with
 // options.wait follows the queue until none of the sweep's tasks is left in it. Throws
-// std::runtime_error for a missing sbatch, a refused submission (with Slurm's message) and a sweep
-// directory submitted with other settings.
+// std::runtime_error for a missing sbatch, a refused submission (with Slurm's message), a sweep
+// directory submitted with other settings and one that another sd_sweep holds (`command` is what
+// this one's lock names).
 SlurmOutcome run_on_slurm(const SweepOptions& sweep, const std::vector<PlannedRun>& runs, const std::string& device,
-                          const SlurmOptions& options, const std::filesystem::path& program, bool dry_run);
+                          const SlurmOptions& options, const std::filesystem::path& program, bool dry_run,
+                          const std::string& command);
 
 // For the local launcher: refuses (std::runtime_error) a sweep directory one of whose runs a Slurm
 // task still holds (pending or running). Where there is no squeue (the sweep directory was taken

@@ -66,6 +66,15 @@ std::vector<std::string> device_names() {
   return names;
 }
 
+ComputeCapability compute_capability(int device) {
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
+    cudaGetLastError();
+    return {};
+  }
+  return {prop.major, prop.minor};
+}
+
 LibraryVersions library_versions() {
   const VersionNumbers n = query_version_numbers();
   const auto text = [](int v, std::string (*format)(int)) { return v > 0 ? format(v) : std::string(kUnknown); };

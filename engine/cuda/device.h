@@ -14,6 +14,13 @@ bool device_available(std::string* why = nullptr);
 // there is no driver or no device. Never throws.
 std::vector<std::string> device_names();
 
+// Device `device`'s compute capability (9.0 for an H100: {9, 0}); {0, 0} when it cannot be told.
+// Never throws.
+struct ComputeCapability {
+  int major = 0, minor = 0;
+};
+ComputeCapability compute_capability(int device);
+
 // The versions in use, each "unknown" when it cannot be told (no driver, ...): the NVIDIA driver's
 // release (from /proc/driver/nvidia/version), the CUDA version that driver supports, the CUDA
 // runtime linked in, and the cuDNN and cuBLAS libraries actually loaded. Never throws.

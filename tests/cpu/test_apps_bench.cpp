@@ -39,7 +39,7 @@ TEST_CASE("sd_bench refuses bad settings with one line", "[apps]") {
       {"--steps 0", "--steps 0"},
       {"--precision tf32", "--precision tf32: a tensor-core mode of the GPU"},
       {"--precision fp16", "--precision fp16: not supported"},
-      {"--batch-size 100", "--batch-size 100 is larger"},
+      {"--batch-size 100", "--batch-size 100: batch size 100 is larger than the training set (64 images)"},
       {"--device cuda", "--device cuda: "},
       {"--exec graph", "--exec graph: the CPU reference"},
       {"--exec jit", "--exec"},

@@ -75,7 +75,10 @@ TEST_CASE("sd_train defaults are the paper's", "[apps]") {
   CHECK(o.run.precision == "fp32");
   CHECK(o.run.model.bn_gamma_init == sd::BnGammaInit::kOne);
   CHECK(o.data_dir == "data/cifar-10-batches-bin");
-  CHECK(o.device == "cuda");
+  CHECK(o.device.cuda);
+  CHECK(o.device.index == 0);
+  CHECK(o.device.text == "cuda");
+  CHECK(o.execution == sd::Execution::kEager);
   CHECK(o.out == "runs/d110-lin_decay0.5-paper-s31415");
   CHECK_FALSE(o.resume);
   CHECK(o.given.empty());
@@ -126,8 +129,8 @@ TEST_CASE("sd_train refuses bad values, naming the flag", "[apps]") {
   CHECK_THAT(usage_error(Args{"--exec", "jit"}), Catch::Contains("--exec"));
   CHECK_THAT(usage_error(Args{"--device", "cpu", "--exec", "graph"}),
              Catch::StartsWith("--exec graph: the CPU reference (--device cpu) runs eagerly only"));
-  CHECK(parse({"--exec", "graph"}).exec == "graph");  // the CUDA engine's (no GPU is needed to parse)
-  CHECK(parse({}).exec == "eager");
+  CHECK(parse({"--exec", "graph"}).execution == sd::Execution::kGraph);  // the CUDA engine's (no GPU is needed)
+  CHECK(parse({"--device", "cuda:2"}).device.canonical() == "cuda:2");  // parsed once, as the flag is read
   CHECK_THAT(usage_error(Args{"--bogus"}), Catch::Contains("--bogus"));
   CHECK_THAT(usage_error(Args{"--depth", "abc"}), Catch::StartsWith("CLI: "));
   CHECK_THAT(usage_error(Args{"--nesterov", "--no-nesterov"}), Catch::Contains("excludes"));

@@ -2,8 +2,15 @@
 // a CPU grid through a job array ends with the local launcher's numbers bit for bit; a task
 // cancelled mid-run is resubmitted by the next sd_sweep and its run continues to the same numbers;
 // a task given a one-minute time limit is warned, checkpoints, requeues itself and finishes the
-// same too. Also the launcher's refusals: no sbatch, a refused submission (Slurm's message), a
-// sweep directory of another grid, a run that a live task holds.
+// same too, and so does one whose node goes down. Reruns while tasks pend or run, and two
+// invocations at once, submit each run once; a run that fails without progress is resubmitted only
+// --max-retries times, with the reason. Also the launcher's refusals: no sbatch, a refused
+// submission (Slurm's message), a sweep directory of another grid, a run that a live task holds, a
+// sweep folder another sd_sweep holds, site options the array sets itself.
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -111,6 +118,18 @@ struct BothLaunchers {
   const fs::path local = tmp.path() / "local", slurm = tmp.path() / "slurm";
 };
 
+// Submits the one-run grid of `both` to `cluster` and waits until its task has logged an epoch:
+// the run's directory.
+fs::path submit_and_wait_for_an_epoch(const sd::test::SlurmCluster& cluster, const BothLaunchers& both) {
+  const RunResult submitted = sweep_on(cluster, both.grid + " --out " + q(both.slurm) + " --launcher slurm" + both.train);
+  INFO(submitted.output);
+  REQUIRE(submitted.exit_code == 0);
+  CHECK(contains(submitted.output, "0 of 1 runs complete, 1 in Slurm's queue"));
+  const fs::path run = both.slurm / "runs" / "d8-lin_decay0.5-s1";
+  REQUIRE(wait_until([&] { return !read_file(run / "metrics.jsonl").empty(); }, 60));
+  return run;
+}
+
 }  // namespace
 
 TEST_CASE("sd_sweep --launcher slurm: a CPU grid on a one-node cluster ends with the local launcher's numbers",
@@ -125,8 +144,8 @@ TEST_CASE("sd_sweep --launcher slurm: a CPU grid on a one-node cluster ends with
   const RunResult dry = sweep_on(cluster, slurm_args + " --slurm-arg=--time=10 --dry-run" + train);
   INFO(dry.output);
   CHECK(dry.exit_code == 0);
-  for (const char* part : {"#SBATCH --array=0-3%2", "#SBATCH --signal=B:USR1@300", "#SBATCH --requeue",
-                           "--death-rate 0.5 --seed 2 --device cpu --out ", "sbatch --parsable --time=10 "})
+  for (const char* part : {"sbatch --parsable --job-name=sd_sweep-", " --array=0-3%2 ", " --signal=B:USR1@300 ",
+                           " --requeue ", "--death-rate 0.5 --seed 2 --device cpu --out ", " --time=10 "})
     CHECK(contains(dry.output, part));
   CHECK_FALSE(contains(dry.output, "--gres=gpu:1"));  // CPU runs ask for no GPU
   CHECK_FALSE(fs::exists(slurm));
@@ -150,7 +169,7 @@ TEST_CASE("sd_sweep --launcher slurm: a CPU grid on a one-node cluster ends with
   REQUIRE(s.exit_code == 0);
   CHECK(contains(s.output, "submitted job "));
   CHECK(contains(s.output, "4 of 4 runs complete"));
-  CHECK(contains(read_file(slurm / "slurm" / "array-1.sbatch"), "#SBATCH --array=0-3%2"));
+  CHECK(contains(read_file(slurm / "slurm" / "array-1.sbatch"), "--seed 2 --device cpu --out "));
   for (const auto& run : fs::directory_iterator(slurm / "runs")) {
     INFO(run.path());
     CHECK(contains(read_file(run.path() / "slurm.log"), "sd_train exited with status 0"));
@@ -183,12 +202,7 @@ TEST_CASE("sd_sweep --launcher slurm: a task cancelled mid-run is resubmitted an
   both.require_local_reference();
 
   const std::string slurm_args = grid + " --out " + q(slurm) + " --launcher slurm";
-  const RunResult submitted = sweep_on(cluster, slurm_args + train);
-  INFO(submitted.output);
-  REQUIRE(submitted.exit_code == 0);
-  CHECK(contains(submitted.output, "0 of 1 runs complete, 1 in Slurm's queue"));
-  const fs::path run = slurm / "runs" / "d8-lin_decay0.5-s1";
-  REQUIRE(wait_until([&] { return !read_file(run / "metrics.jsonl").empty(); }, 60));
+  const fs::path run = submit_and_wait_for_an_epoch(cluster, both);
 
   // While the task holds the run, the local launcher keeps off it.
   const RunResult held = sweep_on(cluster, grid + " --out " + q(slurm) + train);
@@ -256,8 +270,8 @@ TEST_CASE("scripts/reproduce --launcher slurm passes sd_sweep's Slurm options th
       " -- " + kData + " --epochs 2 2>&1");
   INFO(r.output);
   CHECK(r.exit_code == 0);
-  for (const char* part : {"on Slurm, cpu", "#SBATCH --array=0-1%1", "--epochs 500 --split paper --synthetic 256",
-                           "sbatch --parsable --account=lab --time=1:00:00 "})
+  for (const char* part : {"on Slurm, cpu", " --array=0-1%1 ", "--epochs 500 --split paper --synthetic 256",
+                           " --account=lab --time=1:00:00 "})
     CHECK(contains(r.output, part));
   CHECK_FALSE(fs::exists(out));
 }
@@ -271,7 +285,7 @@ TEST_CASE("sd_sweep's Slurm options: GPU tasks, and refusals before anything is 
   const RunResult gpu = run_app("sd_sweep", base + "--launcher slurm --devices cuda --time-signal 120 --dry-run" + train);
   INFO(gpu.output);
   CHECK(gpu.exit_code == 0);
-  for (const char* part : {"#SBATCH --gres=gpu:1", "#SBATCH --signal=B:USR1@120", "--device cuda --out "})
+  for (const char* part : {" --gres=gpu:1 ", " --signal=B:USR1@120 ", "--device cuda --out "})
     CHECK(contains(gpu.output, part));
   struct Case {
     std::string args, expect;
@@ -282,6 +296,9 @@ TEST_CASE("sd_sweep's Slurm options: GPU tasks, and refusals before anything is 
       {"--launcher pbs --devices cpu", "--launcher: pbs not in {local,slurm}"},
       {"--devices cpu --wait", "--wait: only with --launcher slurm"},
       {"--devices cpu --slurm-arg=--time=1", "--slurm-arg: only with --launcher slurm"},
+      {"--devices cpu --max-retries 1", "--max-retries: only with --launcher slurm"},
+      {"--launcher slurm --devices cpu --slurm-arg=--output=x.out", "--slurm-arg --output: sd_sweep sets --output itself"},
+      {"--launcher slurm --devices cpu --slurm-arg=-J --slurm-arg=x", "--slurm-arg -J: sd_sweep sets -J itself"},
   };
   for (const Case& c : cases) {
     const RunResult r = run_app("sd_sweep", base + c.args + train);
@@ -290,4 +307,172 @@ TEST_CASE("sd_sweep's Slurm options: GPU tasks, and refusals before anything is 
     CHECK(contains(r.output, "sd_sweep: error: " + c.expect));
   }
   CHECK_FALSE(fs::exists(out));
+}
+
+TEST_CASE("sd_sweep --launcher slurm: reruns while tasks pend or run, and two invocations at once, submit each run once",
+          "[apps][sweep][slurm]") {
+  SD_SLURM_CLUSTER(cluster);
+  const sd::test::TempDir tmp;
+  // A path with a space and a '%' (sbatch's --output pattern character): the tasks' output lands there.
+  const fs::path sweep = tmp.path() / "a b%c" / "sweep";
+  const std::string grid = "--seeds 1,2 --death-rates 0.5 --depths 8 --devices cpu --out " + q(sweep) + " --launcher slurm";
+  const std::string train = " -- " + kData + " --epochs 30";
+  const std::string held = cluster.env() + std::string(SD_BIN_DIR) + "/sd_sweep " + grid + " --slurm-arg=--hold" + train;
+
+  // Two at once (two terminals, cron beside a user): one array, whichever got the sweep's lock first.
+  const RunResult both = sd::test::run_command("cd " + q(tmp.path()) + " && { " + held + " > one.txt 2>&1 & " + held +
+                                               " > two.txt 2>&1; wait; }");
+  const std::string one = read_file(tmp.path() / "one.txt"), two = read_file(tmp.path() / "two.txt");
+  INFO(one << "\n----\n" << two);
+  const auto submissions = [](const std::string& text) {
+    size_t n = 0;
+    for (size_t at = text.find("submitted job "); at != std::string::npos; at = text.find("submitted job ", at + 1)) ++n;
+    return n;
+  };
+  REQUIRE(submissions(one) + submissions(two) == 1);
+  const std::string& loser = submissions(one) ? two : one;
+  CHECK((contains(loser, "pending (task ") || (contains(loser, "sd_sweep: error: sweep folder ") &&
+                                               contains(loser, " is in use by PID ") && contains(loser, "(sd_sweep "))));
+  const nlohmann::json jobs = nlohmann::json::parse(read_file(sweep / "slurm" / "jobs.json"));
+  REQUIRE(jobs["jobs"].size() == 1);
+  const std::string job = jobs["jobs"][0]["id"];
+  CHECK(jobs["jobs"][0]["user"] == "root");
+  const std::string queue = cluster.client("squeue --noheader --array --format=%i").output;
+  CHECK(std::count(queue.begin(), queue.end(), '\n') == 2);
+  CHECK(contains(queue, job + "_0\n"));
+  CHECK(contains(queue, job + "_1\n"));
+
+  // Again while both pend: where they are and why, nothing submitted.
+  const RunResult pending = sweep_on(cluster, grid + train);
+  INFO(pending.output);
+  CHECK(pending.exit_code == 0);
+  CHECK(contains(pending.output, "pending (task " + job + "_0: JobHeldUser)"));
+  CHECK(contains(pending.output, "slurm: 2 pending"));
+  CHECK_FALSE(contains(pending.output, "submitted job"));
+
+  // Again while one runs.
+  REQUIRE(cluster.client("scontrol release " + job + "_0").exit_code == 0);
+  REQUIRE(wait_until([&] { return contains(cluster.client("squeue --noheader --array --format=%i:%T").output,
+                                           job + "_0:RUNNING"); }, 30));
+  const RunResult running = sweep_on(cluster, grid + train);
+  INFO(running.output);
+  CHECK(running.exit_code == 0);
+  CHECK(contains(running.output, "running (task " + job + "_0)"));
+  CHECK_FALSE(contains(running.output, "submitted job"));
+
+  REQUIRE(cluster.client("scontrol release " + job + "_1").exit_code == 0);
+  const RunResult done = sweep_on(cluster, grid + " --wait --poll-seconds 1" + train);
+  INFO(done.output);
+  CHECK(done.exit_code == 0);
+  CHECK(contains(done.output, "2 of 2 runs complete"));
+  CHECK_FALSE(contains(done.output, "submitted job"));
+  CHECK(nlohmann::json::parse(read_file(sweep / "slurm" / "jobs.json"))["jobs"].size() == 1);
+  CHECK(fs::exists(sweep / "slurm" / (job + "_0.out")));  // --output took the '%' literally
+}
+
+TEST_CASE("sd_sweep --launcher slurm: a run that fails without progress is resubmitted at most --max-retries times, "
+          "with the reason",
+          "[apps][sweep][slurm]") {
+  SD_SLURM_CLUSTER(cluster);
+  const sd::test::TempDir tmp;
+  const fs::path sweep = tmp.path() / "sweep";
+  // GPU tasks (the cluster's count-only GPUs: --gres=gpu:1 is scheduled for real) that find no GPU:
+  // sd_train fails the same way each time, before its first checkpoint.
+  const std::string grid = "--seeds 1 --death-rates 0.5 --depths 8 --devices cuda --out " + q(sweep) +
+                           " --launcher slurm --max-retries 1 --wait --poll-seconds 1";
+  const std::string train = " -- " + kData + " --epochs 2";
+  const auto sweep_without_gpu = [&](const std::string& args) {
+    return sd::test::run_command("CUDA_VISIBLE_DEVICES= " + cluster.env() + std::string(SD_BIN_DIR) + "/sd_sweep " +
+                                 grid + args + train + " 2>&1");
+  };
+  const RunResult first = sweep_without_gpu("");
+  INFO(first.output);
+  CHECK(first.exit_code == 1);
+  REQUIRE(contains(first.output, "submitted job "));
+  const std::string job = first_job(sweep);
+  CHECK(contains(first.output, "left the queue before its last epoch (train.log: sd_train: error: --device cuda: "));
+
+  const RunResult second = sweep_without_gpu("");
+  INFO(second.output);
+  CHECK(second.exit_code == 1);
+  CHECK(contains(second.output, "failed: task " + job + "_0 left the queue without progress (sd_train exited with "
+                                "status 1; train.log: sd_train: error: --device cuda: "));
+  CHECK(contains(second.output, (sweep / "slurm" / (job + "_0.out")).string() + "); resubmitting (retry 1 of 1)"));
+  CHECK(contains(second.output, "submitted job "));
+
+  const RunResult third = sweep_without_gpu("");
+  INFO(third.output);
+  CHECK(third.exit_code == 1);
+  CHECK(contains(third.output, "without progress, 2 times in a row ("));
+  CHECK(contains(third.output, "not resubmitted: see to the cause, then run again with --retry-failed"));
+  CHECK_FALSE(contains(third.output, "submitted job "));
+
+  // --retry-failed, with the site's own GPU request (sbatch refuses it beside --gres=gpu:1).
+  const RunResult retried = sweep_without_gpu(" --retry-failed --slurm-arg=--gpus-per-node=1");
+  INFO(retried.output);
+  CHECK(contains(retried.output, "resubmitting (retry 2, --retry-failed)"));
+  CHECK(contains(retried.output, "submitted job "));
+  CHECK(nlohmann::json::parse(read_file(sweep / "slurm" / "jobs.json"))["jobs"].size() == 3);
+}
+
+TEST_CASE("sd_sweep --launcher slurm: a task on a node that goes down is requeued by Slurm and ends bit for bit",
+          "[apps][sweep][slurm]") {
+  SD_SLURM_CLUSTER(cluster);
+  const BothLaunchers both("--seeds 1 --death-rates 0.5 --depths 8 --devices cpu", " --epochs 12");
+  const auto& [tmp, grid, train, local, slurm] = both;
+  both.require_local_reference();
+
+  const std::string slurm_args = grid + " --out " + q(slurm) + " --launcher slurm";
+  const fs::path run = submit_and_wait_for_an_epoch(cluster, both);
+
+  const std::string node = cluster.client("sinfo --noheader --format=%N").output;
+  const std::string name = node.substr(0, node.find('\n'));
+  REQUIRE(cluster.client("scontrol update NodeName=" + name + " State=DOWN Reason=test").exit_code == 0);
+  REQUIRE(wait_until([&] { return contains(cluster.client("squeue --noheader --format=%T").output, "PENDING"); }, 30));
+  REQUIRE_FALSE(fs::exists(run / "summary.json"));  // cut off mid-run
+  // Back in service: with ReturnToService=2 Slurm may have taken it back already when its slurmd
+  // answered, and then refuses the RESUME.
+  cluster.client("scontrol update NodeName=" + name + " State=RESUME");
+
+  const RunResult resumed = sweep_on(cluster, slurm_args + " --wait --poll-seconds 1" + train);
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK(contains(resumed.output, "1 of 1 runs complete"));
+  CHECK_FALSE(contains(resumed.output, "submitted job"));  // Slurm requeued it, not sd_sweep
+  CHECK(contains(read_file(run / "slurm.log"), ", start 2) on "));
+  CHECK(contains(read_file(run / "train.log"), "resuming "));
+  check_same_runs(local, slurm, 1);
+}
+
+TEST_CASE("a second sd_sweep on a sweep folder in use is refused, naming the PID, with either launcher", "[apps][sweep]") {
+  const sd::test::TempDir tmp;
+  const fs::path sweep = tmp.path() / "sweep";
+  const std::string grid = "--seeds 1 --depths 8 --devices cpu --out " + q(sweep);
+  const std::string train = " -- " + kData + " --epochs 400";  // still running when the second comes
+  const std::string cmd = "exec " + std::string(SD_BIN_DIR) + "/sd_sweep " + grid + train + " > " +
+                          q(tmp.path() / "first.txt") + " 2>&1";
+  const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+  pid_t pid;
+  REQUIRE(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ) == 0);
+  const bool locked = wait_until([&] { return contains(read_file(sweep / ".lock"), " sd_sweep "); }, 30);
+
+  const std::string holder = "sd_sweep: error: sweep folder " + sweep.string() + " is in use by PID " +
+                             std::to_string(pid) + " (sd_sweep ";
+  const RunResult local = run_app("sd_sweep", grid + train);
+  std::optional<RunResult> slurm;
+  if (sd::test::run_command("command -v sbatch").exit_code == 0)  // else it says sbatch is missing first
+    slurm = run_app("sd_sweep", grid + " --launcher slurm" + train);
+  kill(pid, SIGINT);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(locked);
+  INFO(local.output);
+  CHECK(local.exit_code == 1);
+  CHECK(contains(local.output, holder));
+  if (slurm) {
+    INFO(slurm->output);
+    CHECK(slurm->exit_code == 1);
+    CHECK(contains(slurm->output, holder));
+  }
+  CHECK(contains(read_file(tmp.path() / "first.txt"), "interrupted: run the same command again to continue"));
 }

@@ -34,6 +34,16 @@ void check_resumes_to_the_end(const fs::path& out) {
   CHECK(fs::exists(out / "summary.json"));
 }
 
+// Starts sd_train with `args` in the background, its output to `log`: its PID.
+pid_t start_sd_train(const std::string& args, const fs::path& log) {
+  const std::string cmd = "exec " + std::string(SD_BIN_DIR) + "/sd_train " + args + " > " + q(log) + " 2>&1";
+  const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+  pid_t pid;
+  if (posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ) != 0)
+    throw std::runtime_error("posix_spawn failed: " + cmd);
+  return pid;
+}
+
 }  // namespace
 
 TEST_CASE("sd_train stops like SIGINT when its output pipe closes (SIGPIPE), with its checkpoint", "[apps][train]") {
@@ -57,11 +67,7 @@ TEST_CASE("sd_train stops like SIGINT when its output pipe closes (SIGPIPE), wit
 TEST_CASE("sd_train stops like --time-limit on a scheduler's warning (SIGUSR1): exit 75, checkpoint", "[apps][train]") {
   const sd::test::TempDir tmp;
   const fs::path out = tmp.path() / "run";
-  const std::string cmd = "exec " + std::string(SD_BIN_DIR) + "/sd_train " + kLong + " --out " + q(out) + " > " +
-                          q(tmp.path() / "log") + " 2>&1";
-  const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
-  pid_t pid;
-  REQUIRE(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ) == 0);
+  const pid_t pid = start_sd_train(kLong + " --out " + q(out), tmp.path() / "log");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (read_file(out / "metrics.jsonl").empty() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -77,4 +83,31 @@ TEST_CASE("sd_train stops like --time-limit on a scheduler's warning (SIGUSR1): 
   REQUIRE(fs::exists(out / "last.safetensors"));
   REQUIRE_FALSE(fs::exists(out / "summary.json"));
   check_resumes_to_the_end(out);
+}
+
+TEST_CASE("sd_train stops cleanly on a SIGUSR1 that comes while it is still loading its data", "[apps][train]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "run";
+  // Many generated images: a second of loading before the banner, during which Slurm's warning may come.
+  const std::string run = "--depth 8 --synthetic 10000 --subset 64 --eval-subset 64 --batch-size 32 --device cpu --epochs 1";
+  const pid_t pid = start_sd_train(run + " --out " + q(out), tmp.path() / "log");
+  // The run directory exists once sd_train has checked its options, before the data is loaded.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!fs::exists(out) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const bool still_loading = !contains(read_file(tmp.path() / "log"), "sd_train: ResNet-8");
+  kill(pid, SIGUSR1);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  const std::string log = read_file(tmp.path() / "log");
+  INFO(log);
+  CHECK(still_loading);  // the signal came before the banner: before the training loop
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 75);
+  CHECK(contains(log, "time limit: the scheduler's warning signal (SIGUSR1) came"));
+  CHECK(contains(log, "resume with: "));
+  const RunResult resumed = run_app("sd_train", run + " --out " + q(out) + " --resume");
+  INFO(resumed.output);
+  CHECK(resumed.exit_code == 0);
+  CHECK(fs::exists(out / "summary.json"));
 }

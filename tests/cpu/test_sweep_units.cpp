@@ -118,11 +118,11 @@ TEST_CASE("the device option parses cpu, cuda and cuda:N, and a missing GPU's me
         "--device cuda:2: no such GPU; this machine has 2: cuda:0 (NVIDIA H200), cuda:1 (NVIDIA H100)");
   // On a machine without a GPU (or a build without CUDA) the existing clear errors stay.
   try {
-    check_device("cuda:1");
+    check_device(parse_device("cuda:1"));
   } catch (const std::runtime_error& e) {
     CHECK_THAT(std::string(e.what()), Catch::StartsWith("--device cuda:1: "));
   }
-  CHECK_NOTHROW(check_device("cpu"));
+  CHECK_NOTHROW(check_device(parse_device("cpu")));
 }
 
 TEST_CASE("sweep devices: each once, in one spelling", "[sweep]") {

@@ -29,16 +29,16 @@ TEST_CASE("gpu --device cuda:N picks GPU N, and one past the last names those pr
   const int count = int(names.size());
   std::string message;
   try {
-    apps::check_device("cuda:" + std::to_string(count));
+    apps::check_device(apps::parse_device("cuda:" + std::to_string(count)));
   } catch (const std::runtime_error& e) {
     message = e.what();
   }
   CHECK(message == apps::missing_device_message("--device", count, names));
-  CHECK_NOTHROW(apps::check_device("cuda"));
+  CHECK_NOTHROW(apps::check_device(apps::parse_device("cuda")));
   BackendOptions o;
   o.model = {8, DeathMode::kLinDecay, 0.5};
   for (int d = 0; d < std::min(count, 2); ++d) {
-    const auto backend = apps::make_backend("cuda:" + std::to_string(d), o, 16);
+    const auto backend = apps::make_backend(apps::parse_device("cuda:" + std::to_string(d)), o, 16);
     CHECK(backend->device_name() == "cuda:" + std::to_string(d) + " (" + names[size_t(d)] + ")");
   }
   const cuda::LibraryVersions v = cuda::library_versions();
@@ -52,13 +52,14 @@ TEST_CASE("gpu --precision tf32 reaches the model's convolutions and cuBLAS, fp3
   BackendOptions o;
   o.model = {8, DeathMode::kLinDecay, 0.5};
   o.precision = "tf32";
-  const auto tf32 = apps::make_backend("cuda:0", o, 16);
+  const auto tf32 = apps::make_backend(apps::parse_device("cuda:0"), o, 16);
   INFO(tf32->describe());
   CHECK(tf32->describe().find("TF32 cuDNN algorithms") != std::string::npos);
   o.precision = "fp32";
-  const auto exact = apps::make_backend("cuda:0", o, 16);
+  const auto exact = apps::make_backend(apps::parse_device("cuda:0"), o, 16);
   CHECK(exact->describe().find("exact fp32 cuDNN algorithms") != std::string::npos);
   CHECK(exact->describe().find("TENSOR_OP") == std::string::npos);
   o.precision = "bf16";
-  CHECK_THROWS_WITH(apps::make_backend("cuda:0", o, 16), Catch::StartsWith("--precision bf16: not supported"));
+  CHECK_THROWS_WITH(apps::check_backend_settings(apps::parse_device("cuda:0"), o),
+                    Catch::StartsWith("--precision bf16: not supported"));
 }
