@@ -21,17 +21,14 @@
 // GPU's fp32). Outputs are overwritten, never accumulated. In place is allowed: y may alias x in
 // both forwards, dx may alias dy in the backward. Instantiated for float and double.
 
+#include "kernels/batch_norm_shape.h"
+
 namespace sd::ref {
 
-inline constexpr double kBnEpsilon = 1e-5;
-inline constexpr double kBnMomentum = 0.1;
-
-struct BnShape {
-  int n = 0;
-  int c = 0;
-  int hw = 0;  // H·W
-  long long size() const { return (long long)n * c * hw; }
-};
+// The shape and constants the GPU's batch norm shares (kernels/batch_norm_shape.h).
+using sd::BnShape;
+using sd::kBnEpsilon;
+using sd::kBnMomentum;
 
 template <typename T>
 void batch_norm_forward_train(const BnShape& s, const T* x, const T* gamma, const T* beta, T* y, T* save_mean,

@@ -13,8 +13,10 @@
 //
 // Every variant (below) computes exactly this, deterministically (reductions in double, in a fixed
 // order), with per-element arithmetic in double as the reference does, so fp32 results agree to
-// about an ulp. Outputs are overwritten (dγ, dβ included), never accumulated. Launches per call:
-// batch_norm_launches(variant) (the launch formula of models/cuda/cuda_resnet.h counts the default's).
+// about an ulp. ε, the momentum and the shape are the reference's own (kernels/batch_norm_shape.h).
+// Outputs are overwritten (dγ, dβ included), never accumulated. Launches per call: the variant's row
+// (batch_norm_launches), from which models/cuda/cuda_resnet.h's LaunchFormula::for_variant counts a
+// step's.
 //
 // Variants: each in its own kernels/cuda/batch_norm_<variant>.cu behind BatchNormVariant, chosen per
 // layer (the model: --bn-variant); one row of kBatchNormVariantRows says everything about it.
@@ -30,12 +32,6 @@
 #include "kernels/cuda/batch_norm_variants.h"
 
 namespace sd::cuda {
-
-// Double, as the reference's (kernels/cpu/batch_norm.h): the float literals 1e-5f and 0.1f widened to
-// double are 9.99999975e-06 and 0.100000001, which would nudge running statistics and eval outputs
-// off the reference's by up to an ulp.
-inline constexpr double kBnEpsilon = 1e-5;
-inline constexpr double kBnMomentum = 0.1;
 
 enum class BatchNormVariant {
   // One thread block per channel does everything for its channel: the reductions, then the

@@ -12,12 +12,11 @@
 #include <cstddef>
 
 #include "engine/cuda/context.h"
+#include "kernels/batch_norm_shape.h"
 
 namespace sd::cuda {
 
-struct BnShape {
-  int n = 0, c = 0, hw = 0;
-};
+using sd::BnShape;  // shared with the CPU reference (kernels/batch_norm_shape.h)
 
 struct BnForwardTrainArgs {
   BnShape shape;
