@@ -78,10 +78,7 @@ void check_bn(cuda::Context& ctx, cuda::BatchNormVariant variant, const Case& k)
   const size_t count = k.count(), cs = size_t(k.c);
   INFO("BN" << (k.relu ? "+ReLU" : "") << " " << k.n << "×" << k.c << "×" << k.h << "×" << k.w << " offset " << k.offset
             << ", variant " << cuda::variant_name(variant));
-  if (!cuda::runs_on_this_device(cuda::batch_norm_row(variant))) {
-    std::cout << "SKIPPED: emulated device (cannot run the '" << cuda::variant_name(variant) << "' variant)\n";
-    return;
-  }
+  if (gpu_test::skip_unrunnable_variant(cuda::batch_norm_row(variant))) return;
   Buffers b(k, variant);
   const cuda::BatchNormLaunches launches = cuda::batch_norm_launches(variant);
 
