@@ -30,6 +30,18 @@ DeviceChoice parse_device(const std::string& text, const std::string& flag) {
   throw UsageError(fmt::format("{} {}: unknown device (cpu, cuda or cuda:N)", flag, text));
 }
 
+std::string bn_variant_choices() {
+#ifdef SD_HAVE_CUDA
+  const std::vector<std::string> names = cuda_bn_variant_names();
+#else
+  const std::vector<std::string> names = {kDefaultBnVariant};
+#endif
+  std::string text;
+  for (size_t i = 0; i < names.size(); ++i)
+    text += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+  return text;
+}
+
 void check_backend_settings(const DeviceChoice& device, const BackendOptions& o) {
   const std::string cpu = fmt::format("the CPU reference (--device {})", device.text);
   if (std::find(kPrecisions.begin(), kPrecisions.end(), o.precision) == kPrecisions.end())

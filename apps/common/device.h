@@ -27,6 +27,11 @@ DeviceChoice parse_device(const std::string& text, const std::string& flag = "--
 // convolutions and GEMMs on the GPU; docs/CUDA_ENGINE.md).
 inline const std::vector<std::string> kPrecisions = {"fp32", "tf32"};
 
+// The --bn-variant values this build accepts, as its help lists them ("block_per_channel or split"):
+// the GPU engine's variant table (kernels/cuda/batch_norm.h), or the CPU reference's one batch norm
+// in a build without the GPU engine. check_backend_settings checks against the same table.
+std::string bn_variant_choices();
+
 // Whether `device` can run the backend settings: the precision (fp32; tf32 on the GPU only), the
 // batch-norm variant (the GPU engine's; the CPU reference has one) and the execution (graph on the
 // GPU only). Throws UsageError naming the flag (--precision, --bn-variant, --exec).

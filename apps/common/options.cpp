@@ -115,8 +115,9 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
 
 void add_bn_variant_option(CLI::App& app, std::string& bn_variant) {
   app.add_option("--bn-variant", bn_variant,
-                 "the GPU's batch-norm kernels: block_per_channel or split (the same arithmetic up to rounding; "
-                 "--device cuda only)")
+                 fmt::format("the GPU's batch-norm kernels: {} (the same arithmetic up to rounding; --device cuda "
+                             "only)",
+                             bn_variant_choices()))
       ->capture_default_str();
 }
 

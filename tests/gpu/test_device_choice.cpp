@@ -2,10 +2,14 @@
 // (engine/cuda/device.h), which need a CUDA build but no GPU.
 #include <catch2/catch.hpp>
 
+#include <CLI/CLI.hpp>
+
 #include "apps/common/device.h"
 #include "apps/common/environment.h"
+#include "apps/common/options.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/device.h"
+#include "kernels/cuda/batch_norm.h"
 #include "tests/gpu/gpu_test.h"
 
 using namespace sd;
@@ -20,6 +24,21 @@ TEST_CASE("gpu host: the library versions are the loaded libraries', without nee
   const apps::Environment env = apps::probe_environment();
   CHECK(env.cuda_build);
   CHECK(env.cudnn == v.cudnn);
+}
+
+// The help is written from the variant table, so a new row shows there without anyone editing it.
+TEST_CASE("gpu host: --bn-variant's help lists every row of the variant table, each accepted", "[cuda-host][bn]") {
+  CLI::App app;
+  std::string bn_variant = kDefaultBnVariant;
+  apps::add_bn_variant_option(app, bn_variant);
+  const std::string help = app.help();
+  for (const cuda::BatchNormVariantRow& row : cuda::kBatchNormVariantRows) {
+    INFO("variant " << row.name << ", help:\n" << help);
+    CHECK(help.find(row.name) != std::string::npos);
+    BackendOptions o;
+    o.bn_variant = row.name;
+    CHECK_NOTHROW(apps::check_backend_settings(apps::parse_device("cuda"), o));
+  }
 }
 
 TEST_CASE("gpu --device cuda:N picks GPU N, and one past the last names those present", "[gpu][device]") {
