@@ -6,12 +6,12 @@
 
 namespace sd {
 
-BlockUnit::BlockUnit(const BlockSpec& spec, const BlockLayers& layers, const BlockBuffers& buffers,
-                     const SharedBlockBuffers& shared, float survival)
-    : spec_(&spec), layers_(layers), buf_(buffers), shared_(shared), survival_(survival) {}
+BlockUnit::BlockUnit(const BlockSpec& spec, const TensorFormat& format, const BlockLayers& layers,
+                     const BlockBuffers& buffers, const SharedBlockBuffers& shared, float survival)
+    : spec_(&spec), format_(format), layers_(layers), buf_(buffers), shared_(shared), survival_(survival) {}
 
 cuda::DeviceTensor BlockUnit::act(float* p, int n) const {
-  return cuda::DeviceTensor{p, n, spec_->out_channels, spec_->out_side, spec_->out_side};
+  return format_.activation(p, n, spec_->out_channels, spec_->out_side);
 }
 
 cuda::DeviceTensor BlockUnit::output(int n) const { return act(buf_.out, n); }
@@ -42,7 +42,7 @@ void BlockUnit::record_closed_forward(cuda::Context& ctx, const cuda::DeviceTens
     cuda::residual_join_forward(ctx, in, nullptr, 1.0f, out);
   } else if (identity == ClosedIdentity::kCopy) {
     if (!in.same_shape(out)) throw cuda::Error("BlockUnit: a closed identity block's input and output differ in shape");
-    SD_CUDA_CHECK(cudaMemcpyAsync(out.data, in.data, size_t(out.numel()) * sizeof(float), cudaMemcpyDeviceToDevice,
+    SD_CUDA_CHECK(cudaMemcpyAsync(out.data, in.data, size_t(out.numel()) * format_.activation_element_bytes(), cudaMemcpyDeviceToDevice,
                                   ctx.stream()));
     ctx.launched("cudaMemcpyAsync (closed identity block)");
   }

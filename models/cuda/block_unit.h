@@ -28,6 +28,7 @@
 #include "engine/cuda/tensor.h"
 #include "kernels/cuda/batch_norm.h"
 #include "kernels/cuda/conv3x3.h"
+#include "models/cuda/tensor_format.h"
 #include "models/network/resnet_spec.h"
 
 namespace sd {
@@ -61,7 +62,8 @@ struct BlockLayers {
 class BlockUnit {
  public:
   BlockUnit() = default;
-  BlockUnit(const BlockSpec& spec, const BlockLayers& layers, const BlockBuffers& buffers,
+  // Its activations are stored as `format` says (models/cuda/tensor_format.h).
+  BlockUnit(const BlockSpec& spec, const TensorFormat& format, const BlockLayers& layers, const BlockBuffers& buffers,
             const SharedBlockBuffers& shared, float survival);
 
   // The block's output for a batch of n (its buffer).
@@ -80,6 +82,7 @@ class BlockUnit {
   cuda::DeviceTensor act(float* p, int n) const;
 
   const BlockSpec* spec_ = nullptr;
+  TensorFormat format_;
   BlockLayers layers_;
   BlockBuffers buf_;
   SharedBlockBuffers shared_;

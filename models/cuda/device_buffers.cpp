@@ -1,0 +1,81 @@
+// The GPU model's arena layout; see device_buffers.h.
+#include "models/cuda/device_buffers.h"
+
+#include <algorithm>
+
+#include "engine/cuda/arena.h"
+#include "engine/data/image_set.h"
+
+namespace sd {
+
+template <class Alloc>
+DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& a) {
+  const ResNetSpec& spec = *plan.spec;
+  const TensorFormat& format = plan.format;
+  DeviceBuffers b;
+  const int B = plan.max_batch;
+  const size_t params = size_t(spec.num_params);
+  b.params = a.template take<float>(params);
+  b.grads = a.template take<float>(params);
+  b.momentum = a.template take<float>(params);
+  b.running = a.template take<float>(size_t(spec.num_running));
+  b.mean_image = a.template take<float>(kImageBytes);
+  b.images = a.template take<float>(size_t(B) * kImageBytes);
+  b.labels = a.template take<uint8_t>(size_t(B));
+  const BnSpec& stem_bn = spec.stem.bn;
+  const size_t stem = format.activation_elements(B, stem_bn.channels, stem_bn.side);
+  b.stem_a = a.template take<float>(stem);
+  b.stem_r = a.template take<float>(stem);
+  b.stem_save_mean = a.template take<float>(size_t(stem_bn.channels));
+  b.stem_save_inv_std = a.template take<float>(size_t(stem_bn.channels));
+  size_t largest = stem;  // elements of the largest activation of any block (and of the stem)
+  const size_t L = size_t(spec.num_blocks());
+  for (const BlockSpec& blk : spec.blocks) {
+    const size_t count = format.activation_elements(B, blk.out_channels, blk.out_side);
+    largest = std::max(largest, count);
+    BlockBuffers bb;
+    bb.a1 = a.template take<float>(count);
+    bb.r1 = a.template take<float>(count);
+    bb.a2 = a.template take<float>(count);
+    bb.out = a.template take<float>(count);
+    bb.save_mean1 = a.template take<float>(size_t(blk.out_channels));
+    bb.save_inv_std1 = a.template take<float>(size_t(blk.out_channels));
+    bb.save_mean2 = a.template take<float>(size_t(blk.out_channels));
+    bb.save_inv_std2 = a.template take<float>(size_t(blk.out_channels));
+    b.blocks.push_back(bb);
+  }
+  b.shared.branch = a.template take<float>(largest);
+  // One scratch for every BN layer (their calls are ordered on the stream): the largest any needs.
+  size_t partials = batch_norm_partials_doubles(plan.bn_variant, B, stem_bn.channels, stem_bn.side * stem_bn.side);
+  for (const BlockSpec& blk : spec.blocks)
+    partials = std::max(partials, batch_norm_partials_doubles(plan.bn_variant, B, blk.out_channels,
+                                                              blk.out_side * blk.out_side));
+  if (partials > 0) b.bn_partials = a.template take<double>(partials);
+  for (size_t s = 0; s < spec.stages.size(); ++s) {
+    const StageSpec& stage = spec.stages[s];
+    b.stage_grad[s] = a.template take<float>(format.activation_elements(B, stage.channels, stage.side));
+  }
+  b.shared.scratch1 = a.template take<float>(largest);
+  b.shared.scratch2 = a.template take<float>(largest);
+  b.pooled = a.template take<float>(size_t(B) * size_t(spec.head.features));
+  b.dpooled = a.template take<float>(size_t(B) * size_t(spec.head.features));
+  b.logits = a.template take<float>(size_t(B) * size_t(spec.head.classes));
+  b.dlogits = a.template take<float>(size_t(B) * size_t(spec.head.classes));
+  b.losses = a.template take<float>(size_t(B));
+  b.batch_predictions = a.template take<uint8_t>(size_t(B));
+  b.train_state = a.template take<cuda::DeviceStepState>(1);
+  b.eval_state = a.template take<cuda::DeviceStepState>(1);
+  b.survival = a.template take<float>(L);
+  b.handles = a.template take<cudaGraphConditionalHandle>(size_t(kTrainGraphSlots) * 2 * L);
+  b.train_totals = a.template take<cuda::DeviceTotals>(1);
+  b.eval_totals = a.template take<cuda::DeviceTotals>(1);
+  b.conv1_grad_sum = a.template take<double>(1);
+  b.conv_workspace = a.template take<char>(plan.conv_workspace_bytes);
+  b.cublas_workspace = a.template take<char>(plan.cublas_workspace_bytes);
+  return b;
+}
+
+template DeviceBuffers lay_out_buffers(const BufferPlan&, cuda::ArenaSizer&);
+template DeviceBuffers lay_out_buffers(const BufferPlan&, cuda::DeviceArena&);
+
+}  // namespace sd

@@ -1,0 +1,65 @@
+#pragma once
+// The GPU model's memory: where everything of the network lies in its ONE device arena
+// (engine/cuda/arena.h), sized at construction for the largest batch by laying it out once against
+// an ArenaSizer and once for real. Parameters, gradients and momentum as three flat buffers of the
+// same layout (spec order, trainable tensors only: one SGD launch updates all), BN running
+// statistics in a fourth, every activation the backward needs (per block: conv1 output, its
+// BN+ReLU, conv2 output, block output), the per-stage gradient buffers, the convolution workspace
+// and cuBLAS's, and the graph execution's step state and conditional handles. The element type and
+// size of each activation come from the TensorFormat (models/cuda/tensor_format.h). Image sets live
+// in device buffers of their own (models/cuda/device_sets.h: they arrive after construction).
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "engine/cuda/context.h"
+#include "kernels/cuda/batch_norm.h"
+#include "kernels/cuda/classifier.h"
+#include "models/cuda/block_unit.h"
+#include "models/cuda/step_state.h"
+#include "models/cuda/tensor_format.h"
+#include "models/network/resnet_spec.h"
+
+namespace sd {
+
+// Batches of up to this many sizes keep a training graph at once (graph execution; least recently
+// used goes): each holds two conditional handles per block in the arena.
+inline constexpr int kTrainGraphSlots = 4;
+
+// Where everything of the network lies in its arena.
+struct DeviceBuffers {
+  float *params = nullptr, *grads = nullptr, *momentum = nullptr, *running = nullptr;
+  float* mean_image = nullptr;
+  float* images = nullptr;
+  uint8_t* labels = nullptr;
+  float *stem_a = nullptr, *stem_r = nullptr, *stem_save_mean = nullptr, *stem_save_inv_std = nullptr;
+  std::vector<BlockBuffers> blocks;
+  SharedBlockBuffers shared;
+  double* bn_partials = nullptr;  // the BN variant's scratch, for the largest BN layer (null: none needed)
+  float* stage_grad[3] = {nullptr, nullptr, nullptr};
+  float *pooled = nullptr, *dpooled = nullptr, *logits = nullptr, *dlogits = nullptr, *losses = nullptr;
+  uint8_t* batch_predictions = nullptr;  // graph evaluation: the batch's, before they go to the set's
+  cuda::DeviceStepState *train_state = nullptr, *eval_state = nullptr;
+  float* survival = nullptr;  // p_l per block, for the device's gate draws
+  cudaGraphConditionalHandle* handles = nullptr;  // kTrainGraphSlots × 2 per block
+  cuda::DeviceTotals *train_totals = nullptr, *eval_totals = nullptr;
+  double* conv1_grad_sum = nullptr;  // Σ over steps of mean |∂L/∂w| of conv1.weight (TrainTotals)
+  void *conv_workspace = nullptr, *cublas_workspace = nullptr;
+};
+
+// What decides the sizes of the layout.
+struct BufferPlan {
+  const ResNetSpec* spec = nullptr;
+  TensorFormat format;
+  int max_batch = 0;
+  cuda::BatchNormVariant bn_variant = cuda::BatchNormVariant::kBlockPerChannel;
+  size_t conv_workspace_bytes = 0;    // the convolution planner's (ConvPlanner::workspace_needed)
+  size_t cublas_workspace_bytes = 0;
+};
+
+// Takes every buffer of `plan` from `alloc` (an ArenaSizer, to size the arena, or the DeviceArena
+// itself), always in the same order.
+template <class Alloc>
+DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& alloc);
+
+}  // namespace sd

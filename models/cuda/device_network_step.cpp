@@ -1,0 +1,104 @@
+// The pieces of a step of the network on the device (DeviceNetwork::record_*, the block views);
+// see device_network.h. Each issues its work on the context's stream, eagerly or into a capture.
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "engine/cuda/nvtx.h"
+#include "kernels/cuda/global_avg_pool.h"
+#include "kernels/cuda/mean_abs.h"
+#include "models/cuda/device_network.h"
+
+namespace sd {
+
+cuda::SgdHyper DeviceNetwork::sgd_hyper(float lr) const {
+  return cuda::SgdHyper{lr, options_.sgd.momentum, options_.sgd.weight_decay, options_.sgd.nesterov};
+}
+
+cuda::DeviceTensor DeviceNetwork::block_input(int l, int n) const {
+  if (l > 0) return unit(l - 1).output(n);
+  const ConvSpec& stem = spec_.stem.conv;
+  return act(buf_.stem_r, n, stem.out_channels, stem.out_side);
+}
+
+cuda::DeviceTensor DeviceNetwork::block_grad(int l, int n) const {
+  const BlockSpec& b = spec_.blocks[size_t(l)];
+  return act(buf_.stage_grad[b.stage], n, b.out_channels, b.out_side);
+}
+
+cuda::DeviceTensor DeviceNetwork::block_input_grad(int l, int n) const {
+  // A downsampling block sends ∂L/∂(its input) to the previous stage's buffer.
+  const BlockSpec& b = spec_.blocks[size_t(l)];
+  return b.downsamples() ? act(buf_.stage_grad[b.stage - 1], n, b.in_channels, b.in_side) : block_grad(l, n);
+}
+
+void DeviceNetwork::record_stem_forward(int n, Pass pass) {
+  const ConvSpec& stem = spec_.stem.conv;
+  const cuda::DeviceTensor x0 = act(buf_.images, n, stem.in_channels, stem.in_side);
+  const cuda::DeviceTensor a0 = act(buf_.stem_a, n, stem.out_channels, stem.out_side);
+  const cuda::DeviceTensor r0 = act(buf_.stem_r, n, stem.out_channels, stem.out_side);
+  layers_.stem_conv.forward(*ctx_, x0, a0);
+  if (pass == Pass::kTraining)
+    layers_.stem_bn.forward_train(*ctx_, a0, r0);
+  else
+    layers_.stem_bn.forward_eval(*ctx_, a0, r0);
+}
+
+void DeviceNetwork::record_pool(int n, const cuda::DeviceTensor& last) {
+  const HeadSpec& head = spec_.head;
+  if (last.c != head.features || last.h != head.side || last.w != head.side)
+    throw std::logic_error(fmt::format("DeviceNetwork: the last stage gives {}×{}×{}, not {}×{}×{}", last.c, last.h,
+                                       last.w, head.features, head.side, head.side));
+  cuda::global_avg_pool_forward(*ctx_, n, head.features, head.side * head.side, last.data, buf_.pooled);
+}
+
+void DeviceNetwork::record_loss(int n) {
+  const cuda::NvtxRange loss("loss");
+  cuda::ClassifierOutputs o;
+  o.logits = buf_.logits;
+  o.loss = buf_.losses;
+  o.dlogits = buf_.dlogits;
+  o.dbias = layers_.fc.db;
+  o.totals = buf_.train_totals;
+  layers_.fc.forward(*ctx_, n, buf_.pooled, buf_.labels, o);
+}
+
+void DeviceNetwork::record_head_backward(int n) {
+  const HeadSpec& head = spec_.head;
+  layers_.fc.backward(*ctx_, n, buf_.pooled, buf_.dlogits, buf_.dpooled);
+  cuda::global_avg_pool_backward(*ctx_, n, head.features, head.side * head.side, buf_.dpooled, buf_.stage_grad[2]);
+}
+
+void DeviceNetwork::record_stem_backward(int n) {
+  const ConvSpec& stem = spec_.stem.conv;
+  const cuda::DeviceTensor x0 = act(buf_.images, n, stem.in_channels, stem.in_side);
+  const cuda::DeviceTensor a0 = act(buf_.stem_a, n, stem.out_channels, stem.out_side);
+  const cuda::DeviceTensor r0 = act(buf_.stem_r, n, stem.out_channels, stem.out_side);
+  const cuda::DeviceTensor g0 = act(buf_.stage_grad[0], n, stem.out_channels, stem.out_side);
+  const cuda::DeviceTensor s1 = act(buf_.shared.scratch1, n, stem.out_channels, stem.out_side);
+  layers_.stem_bn.backward(*ctx_, a0, r0, g0, s1);
+  layers_.stem_conv.backward_filter(*ctx_, x0, s1);
+  // The paper's Fig. 5 statistic, summed on the device: the host never waits for it inside an epoch.
+  cuda::accumulate_mean_abs(*ctx_, layers_.conv1_grad, layers_.conv1_count, buf_.conv1_grad_sum);
+}
+
+void DeviceNetwork::record_zero_gradients() {
+  // Closed blocks write no gradient: start from zero so they get exactly zero, as in the reference.
+  ctx_->memset_zero(buf_.grads, size_t(spec_.num_params) * sizeof(float));
+}
+
+void DeviceNetwork::record_evaluation(int n, uint8_t* predictions) {
+  record_stem_forward(n, Pass::kEvaluation);
+  for (int l = 0; l < num_blocks(); ++l) {
+    const cuda::NvtxRange block_range(block_name(l));
+    unit(l).record_forward(*ctx_, block_input(l, n), Pass::kEvaluation);
+  }
+  record_pool(n, layers_.units.back().output(n));
+  cuda::ClassifierOutputs o;
+  o.logits = buf_.logits;
+  o.predictions = predictions;
+  o.totals = buf_.eval_totals;
+  layers_.fc.forward(*ctx_, n, buf_.pooled, buf_.labels, o);
+}
+
+}  // namespace sd

@@ -1,0 +1,44 @@
+#pragma once
+// The one place that decides how the GPU model stores each of its tensors: the element type and the
+// memory layout. The arena layout (models/cuda/device_buffers.h) asks it how much each activation
+// takes, and every piece that hands a buffer to a layer (models/cuda/device_network.h, block_unit.h)
+// asks it for the view; nothing else builds a DeviceTensor of the network. A new layout or a 16-bit
+// activation type is then a new value here and a branch in the kernels (kernels/cuda/), not a hunt
+// through the model.
+//
+// What it decides today, and what stays fixed:
+//   activations and their gradients   fp32, NCHW, densely packed (the only format so far)
+//   parameters, gradients, momentum   fp32, flat, spec order (models/network/flat_state.h): one SGD
+//                                     launch updates all; checkpoints read and write them as they are
+//   running statistics                fp32, flat (the fourth buffer)
+//   saved BN statistics               fp32, [c] per layer
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/cuda/tensor.h"
+
+namespace sd {
+
+// How an activation tensor's four indices map to memory.
+enum class ActivationLayout {
+  kNchw,  // channel planes: the CPU reference's order, and cuDNN's legacy default
+};
+
+// An activation's stored element type.
+enum class ActivationType {
+  kFloat32,
+};
+
+struct TensorFormat {
+  ActivationLayout layout = ActivationLayout::kNchw;
+  ActivationType type = ActivationType::kFloat32;
+
+  // Bytes of one stored activation element.
+  size_t activation_element_bytes() const { return sizeof(float); }
+  // Elements of an activation of n images of c channels of side × side (what its buffer must hold).
+  size_t activation_elements(int n, int c, int side) const { return size_t(n) * size_t(c) * size_t(side) * size_t(side); }
+  // The view of buffer p as such an activation, as the layers take it.
+  cuda::DeviceTensor activation(float* p, int n, int c, int side) const { return cuda::DeviceTensor{p, n, c, side, side}; }
+};
+
+}  // namespace sd
