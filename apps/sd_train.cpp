@@ -14,6 +14,7 @@
 
 #include "apps/common/app_main.h"
 #include "apps/common/device.h"
+#include "apps/common/folder_lock.h"
 #include "apps/common/lr_schedule_text.h"
 #include "apps/common/options.h"
 #include "apps/common/run_data.h"
@@ -96,6 +97,9 @@ double monotonic_seconds() {
 // What "check everything" gives "train": every setting checked, the data loaded and checked, the run
 // directory writable; nothing written yet, so that a mistake never costs an existing run.
 struct TrainPlan {
+  // Held from before the folder is read until the process ends: two sd_train in one folder would
+  // interleave their epochs in metrics.jsonl and overwrite each other's checkpoints.
+  std::optional<FolderLock> lock;
   RunConfig run;
   fs::path dir, last_path;
   std::optional<Checkpoint> resumed;  // --resume: the checkpoint the run continues from
@@ -115,14 +119,24 @@ void report_finished(const RunConfig& run, const Checkpoint& ck, const fs::path&
   std::cout << summary_line(ck.trainer) << std::endl;
 }
 
+// A run without --resume never starts over a folder that holds one.
+void refuse_existing_run(const TrainPlan& p) {
+  if (std::error_code ec; fs::exists(p.last_path, ec))
+    throw std::runtime_error(fmt::format("{} already holds a run ({} exists): add --resume to continue it, or choose "
+                                         "another --out",
+                                         p.dir.string(), p.last_path.string()));
+}
+
 // Check everything and make a plan: the settings (from the command line, or with --resume from the
-// checkpoint), the device, the data, the run directory. Nothing is written. Empty when a resumed run
-// is already finished (after reporting it).
-std::optional<TrainPlan> check_and_plan(const TrainOptions& o) {
+// checkpoint), the device, the data, the run directory. Nothing is written but the folder's lock
+// (taken first in a folder that exists; last, creating it, in one that does not). Empty when a
+// resumed run is already finished (after reporting it).
+std::optional<TrainPlan> check_and_plan(const TrainOptions& o, const std::string& command) {
   TrainPlan p;
   p.dir = o.out;
   p.last_path = p.dir / "last.safetensors";
   p.run = o.run;
+  if (std::error_code ec; fs::is_directory(p.dir, ec)) p.lock.emplace(p.dir, "run folder", command);
   if (o.resume) {
     std::error_code ec;
     if (!fs::exists(p.last_path, ec))
@@ -139,10 +153,8 @@ std::optional<TrainPlan> check_and_plan(const TrainOptions& o) {
       report_finished(p.run, *p.resumed, p.dir, p.last_path, p.note);
       return std::nullopt;
     }
-  } else if (std::error_code ec; fs::exists(p.last_path, ec)) {
-    throw std::runtime_error(fmt::format("{} already holds a run ({} exists): add --resume to continue it, or choose "
-                                         "another --out",
-                                         p.dir.string(), p.last_path.string()));
+  } else {
+    refuse_existing_run(p);
   }
   check_device(o.device);
 
@@ -156,6 +168,11 @@ std::optional<TrainPlan> check_and_plan(const TrainOptions& o) {
     p.split.normalization = p.resumed->normalization;
   }
   ensure_writable_directory(p.dir);
+  if (!p.lock) {
+    // The folder is new: another sd_train may have made it, and finished a run there, meanwhile.
+    p.lock.emplace(p.dir, "run folder", command);
+    refuse_existing_run(p);
+  }
   return p;
 }
 
@@ -283,7 +300,7 @@ int train_main(int argc, char** argv) {
   add_train_options(app, o);
   parse_command_line(app, argc, argv);
   finish_train_options(app, o);
-  const std::optional<TrainPlan> plan = check_and_plan(o);
+  const std::optional<TrainPlan> plan = check_and_plan(o, command_line(argc, argv));
   if (!plan) return kExitOk;  // a resumed run with nothing left to train (reported)
   return train(*plan, o, process_start, argc, argv);
 }

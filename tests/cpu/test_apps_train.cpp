@@ -446,8 +446,14 @@ TEST_CASE("sd_train --time-limit cuts an epoch, exits 75, and the resumed run ma
 TEST_CASE("scripts/train-slice starts, resumes and finishes a run, then has nothing to do", "[apps]") {
   const sd::test::TempDir tmp;
   const fs::path run = tmp.path() / "run";
-  const std::string slice = "SD_TRAIN=" + q(fs::path(SD_BIN_DIR) / "sd_train") + " " +
-                            q(fs::path(SD_SOURCE_DIR) / "scripts" / "train-slice") + " " + q(run);
+  const fs::path script = fs::path(SD_SOURCE_DIR) / "scripts" / "train-slice";
+  // Written for bash 4.2 (RHEL/CentOS 7), where "${a[@]}" of an empty array is unbound under set -u:
+  // the one array that may be empty is expanded only when set. Run with bash -u, the first slice
+  // with that array empty.
+  const std::string text = read_file(script);
+  CHECK(text.find("${resume[@]+\"${resume[@]}\"}") != std::string::npos);
+  CHECK(text.find(" \"${resume[@]}\"") == std::string::npos);
+  const std::string slice = "SD_TRAIN=" + q(fs::path(SD_BIN_DIR) / "sd_train") + " bash -u " + q(script) + " " + q(run);
   const std::string options = " " + sd::test::kTiny + " --epochs 2 2>&1";
   auto sh = [](const std::string& cmd) { return sd::test::run_command(cmd); };
 

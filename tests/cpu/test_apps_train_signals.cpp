@@ -1,10 +1,12 @@
 // The signals that end an sd_train run cleanly besides Ctrl-C: a closed output pipe (SIGPIPE,
 // `sd_train ... | head`) stops it like SIGINT, with its checkpoint; a batch scheduler's time-limit
 // warning (SIGUSR1) stops it like --time-limit, exit status 75. Either run then resumes to its end.
+// And one run folder, one sd_train: a second one started on it refuses, naming the first's PID.
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -110,4 +112,56 @@ TEST_CASE("sd_train stops cleanly on a SIGUSR1 that comes while it is still load
   INFO(resumed.output);
   CHECK(resumed.exit_code == 0);
   CHECK(fs::exists(out / "summary.json"));
+}
+
+// Started together on a new folder, one of them runs and the other refuses (whichever locks the
+// folder second); then a --resume on the folder in use refuses before reading anything.
+TEST_CASE("a second sd_train on a run folder in use refuses in one line naming the PID that holds it", "[apps][train]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "run";
+  const std::string run = sd::test::kTiny + " --epochs 1000 --out " + q(out);
+  const pid_t pids[2] = {start_sd_train(run, tmp.path() / "log0"), start_sd_train(run, tmp.path() / "log1")};
+  int refused = -1, status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (refused < 0 && std::chrono::steady_clock::now() < deadline) {
+    for (int i = 0; i < 2 && refused < 0; ++i)
+      if (waitpid(pids[i], &status, WNOHANG) == pids[i]) refused = i;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (refused < 0) {
+    for (const pid_t pid : pids) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+    }
+    FAIL("two sd_train ran in one folder at once");
+  }
+  const pid_t running = pids[1 - refused];
+  const std::string in_use = "sd_train: error: run folder " + out.string() + " is in use by PID " +
+                             std::to_string(running) + " (" + std::string(SD_BIN_DIR) + "/sd_train ";
+  {
+    const std::string log = read_file(tmp.path() / ("log" + std::to_string(refused)));
+    INFO(log);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 1);
+    CHECK(log.rfind(in_use, 0) == 0);
+    CHECK(std::count(log.begin(), log.end(), '\n') == 1);
+  }
+
+  // The one that runs has an epoch on disk: a --resume beside it refuses too.
+  while (read_file(out / "metrics.jsonl").empty() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const RunResult resumed = run_app("sd_train", run + " --resume");
+  INFO(resumed.output);
+  CHECK(resumed.exit_code == 1);
+  CHECK(resumed.output.rfind(in_use, 0) == 0);
+  CHECK(std::count(resumed.output.begin(), resumed.output.end(), '\n') == 1);
+
+  kill(running, SIGINT);
+  REQUIRE(waitpid(running, &status, 0) == running);
+  CHECK(WEXITSTATUS(status) == 130);
+  // Only its epochs, in order, in the folder.
+  std::istringstream metrics(read_file(out / "metrics.jsonl"));
+  int epoch = 0;
+  for (std::string line; std::getline(metrics, line);) CHECK(nlohmann::json::parse(line).at("epoch") == ++epoch);
+  CHECK(epoch >= 1);
 }
