@@ -33,8 +33,10 @@
 #include "apps/sweep/plan.h"
 #include "apps/sweep/plots.h"
 #include "apps/sweep/report.h"
+#include "apps/sweep/run_environment.h"
 #include "apps/sweep/slurm_batch.h"
 #include "apps/sweep/slurm_launcher.h"
+#include "apps/sweep/slurm_time.h"
 #include "engine/train/atomic_file.h"
 
 namespace fs = std::filesystem;
@@ -179,7 +181,12 @@ int write_results(const Settings& s, const std::vector<PlannedRun>& runs, const 
   for (const PlannedRun& r : runs) results[r.grid_index] = read_run(dir, r.point, r.config.train.epochs);
   const std::string quantity = curve_quantity(results);
   const std::vector<CellResult> cells = aggregate_cells(results, quantity);
-  const Environment env = probe_environment();
+  // What ran the runs, from their config.json; where none says (runs begun by an older sd_train),
+  // this machine for the local launcher, which runs them here, and unknown for Slurm's.
+  const RunsEnvironment ran = runs_environment(runs);
+  const bool local = s.launcher == "local";
+  const Environment env = ran.common ? *ran.common : local && ran.environments.empty() ? probe_environment() : Environment{};
+  const nlohmann::json environment = ran.common || (local && ran.environments.empty()) ? to_json(env) : nlohmann::json();
   const nlohmann::json extra{{"grid",
                               {{"seeds", s.sweep.grid.seeds},
                                {"death_rates", s.sweep.grid.death_rates},
@@ -189,7 +196,8 @@ int write_results(const Settings& s, const std::vector<PlannedRun>& runs, const 
                              {"launcher", s.launcher},
                              {"train_args", s.sweep.train_args},
                              {"command", command},
-                             {"environment", to_json(env)}};
+                             {"environment", environment},
+                             {"environments", ran.environments}};
   write_file_atomically(dir / "sweep.json", sweep_json(results, cells, quantity, extra).dump(2) + "\n");
   write_file_atomically(dir / "sweep.md", sweep_markdown(results, cells, fmt::format("Sweep {}", dir.string())));
   std::cout << fmt::format("wrote {} and {}\n", (dir / "sweep.json").string(), (dir / "sweep.md").string());
@@ -198,7 +206,11 @@ int write_results(const Settings& s, const std::vector<PlannedRun>& runs, const 
   if (!plots.note.empty()) std::cout << "plots: " << plots.note << "\n";
   if (!s.report.empty()) {
     const auto first = std::find_if(runs.begin(), runs.end(), [](const PlannedRun& r) { return r.grid_index == 0; });
-    ReportInputs in{results, cells, first->config, env, devices, s.commit, command};
+    ReportInputs in{results, cells, first->config, env, devices, s.commit, command, {}};
+    if (ran.environments.size() > 1)
+      in.environment_note = fmt::format("the runs ran in {} different environments (sweep.json's \"environments\" "
+                                        "lists each with its hosts and runs)",
+                                        ran.environments.size());
     write_file_atomically(s.report, reproduction_report(in));
     std::cout << "wrote " << s.report << "\n";
   }
@@ -270,6 +282,7 @@ int sweep_main(int argc, char** argv) {
        {"--slurm-arg", "--max-running", "--time-signal", "--max-retries", "--retry-failed", "--wait", "--poll-seconds"})
     if (!slurm && app.count(flag)) throw UsageError(fmt::format("{}: only with --launcher slurm", flag));
   check_site_args(s.slurm.site_args);
+  if (slurm) check_time_signal(s.slurm.signal_seconds, app.count("--time-signal") > 0, s.slurm.site_args);
   std::vector<PlannedRun> runs = plan_sweep(s.sweep);
   const fs::path program = sibling_program("sd_train");
 

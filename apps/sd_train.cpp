@@ -15,6 +15,7 @@
 #include "apps/common/app_main.h"
 #include "apps/common/device.h"
 #include "apps/common/folder_lock.h"
+#include "apps/common/environment.h"
 #include "apps/common/lr_schedule_text.h"
 #include "apps/common/options.h"
 #include "apps/common/run_data.h"
@@ -202,7 +203,8 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
   write_file_atomically(dir / "config.json",
                         config_file_json(run, Invocation{"sd_train", command_line(argc, argv), o.device.text,
                                                          backend->device_name(), to_string(o.execution),
-                                                         data_provenance(run, o.data_dir)})
+                                                         data_provenance(run, o.data_dir), host_name(),
+                                                         to_json(probe_environment())})
                                 .dump(2) +
                             "\n");
   report_backend("sd_train", *backend, o.verbose);

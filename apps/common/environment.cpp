@@ -1,5 +1,7 @@
 #include "apps/common/environment.h"
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "apps/common/device.h"
@@ -30,6 +32,23 @@ nlohmann::json to_json(const Environment& env) {
                         {"driver", env.driver},           {"driver_cuda", env.driver_cuda},
                         {"cuda_runtime", env.cuda_runtime}, {"cudnn", env.cudnn},
                         {"cublas", env.cublas}};
+}
+
+Environment environment_from_json(const nlohmann::json& j) {
+  Environment env;
+  if (!j.is_object()) return env;
+  env.cuda_build = j.value("cuda_build", false);
+  env.gpus = j.value("gpus", std::vector<std::string>{});
+  for (auto [key, field] : {std::pair{"driver", &env.driver}, {"driver_cuda", &env.driver_cuda},
+                            {"cuda_runtime", &env.cuda_runtime}, {"cudnn", &env.cudnn}, {"cublas", &env.cublas}})
+    *field = j.value(key, std::string("unknown"));
+  return env;
+}
+
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0 || !name[0]) return "unknown";
+  return name;
 }
 
 std::string describe_device(const Environment& env, const std::string& device) {

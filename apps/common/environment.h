@@ -19,6 +19,12 @@ Environment probe_environment();
 
 nlohmann::json to_json(const Environment& env);
 
+// The inverse of to_json; a field missing from `j` (an older record) stays "unknown".
+Environment environment_from_json(const nlohmann::json& j);
+
+// This machine's host name ("unknown" when the system will not say).
+std::string host_name();
+
 // The name of GPU `device` ("cuda:1" → its name), or `device` itself for "cpu" or a GPU not present.
 std::string describe_device(const Environment& env, const std::string& device);
 

@@ -147,6 +147,7 @@ nlohmann::json config_file_json(const RunConfig& run, const Invocation& inv) {
       {"program", inv.program},   {"command", inv.command},         {"commit", source_commit()},
       {"started_utc", utc_now()}, {"device", inv.device},           {"device_name", inv.device_name},
       {"exec", inv.exec},         {"precision", run.precision},     {"data", inv.data},
+      {"host", inv.host},         {"environment", inv.environment},
   };
   return j;
 }

@@ -5,7 +5,8 @@
 //                under a line naming the invocation
 //   config.json  the run's settings (the checkpoint's "config") plus "invocation": the command
 //                line, the source commit, the data folder and whether its files match the official
-//                checksums, the device, execution mode and precision; rewritten by every invocation,
+//                checksums, the device, execution mode and precision, the host and its GPUs, driver
+//                and libraries (what sd_sweep's sweep.json reports); rewritten by every invocation,
 //                so it stays current (after `--resume --epochs 3` it says 3)
 #include <filesystem>
 #include <string>
@@ -37,10 +38,12 @@ struct Invocation {
   std::string device_name;
   std::string exec;     // "eager" | "graph"
   nlohmann::json data;  // data_provenance
+  std::string host;     // the machine it runs on (a cluster's node)
+  nlohmann::json environment;  // to_json(probe_environment()) there: its GPUs, driver and libraries
 };
 
 // config.json: to_json(run) with "invocation" added (the command, "commit", "started_utc", "device",
-// "device_name", "exec", "precision", "data").
+// "device_name", "exec", "precision", "data", "host", "environment").
 nlohmann::json config_file_json(const RunConfig& run, const Invocation& invocation);
 
 }  // namespace sd::apps

@@ -108,6 +108,7 @@ std::string reproduction_report(const ReportInputs& in) {
   const Environment& e = in.environment;
   md += fmt::format("- NVIDIA driver {} (CUDA {}), CUDA runtime {}, cuDNN {}, cuBLAS {}{}\n", e.driver, e.driver_cuda,
                     e.cuda_runtime, e.cudnn, e.cublas, e.cuda_build ? "" : " (this build has no CUDA engine)");
+  if (!in.environment_note.empty()) md += fmt::format("- {}\n", in.environment_note);
   md += fmt::format("- commit: {}\n", in.commit);
   if (!in.command.empty()) md += fmt::format("- command: `{}`\n", in.command);
   return md;

@@ -30,10 +30,11 @@ struct ReportInputs {
   std::vector<RunResult> runs;
   std::vector<CellResult> cells;
   RunConfig config;  // the runs' shared settings (their seed aside)
-  Environment environment;
+  Environment environment;      // what ran the runs ("unknown" where nothing says)
   std::vector<std::string> devices;  // the sweep's --devices
   std::string commit = "unknown";
   std::string command;  // how the sweep was run
+  std::string environment_note;  // said below the environment when there is more to say (the runs' differ)
 };
 
 std::string reproduction_report(const ReportInputs& in);

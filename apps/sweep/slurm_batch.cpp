@@ -74,11 +74,15 @@ bool site_args_request_gpus(const std::vector<std::string>& site_args) {
   return false;
 }
 
-std::string site_clusters(const std::vector<std::string>& site_args) {
-  std::string clusters;
+std::string site_option(const std::vector<std::string>& site_args, const std::vector<std::string>& names) {
+  std::string value;  // the last one given, as sbatch takes it
   for (const SiteOption& o : site_options(site_args))
-    if (o.name == "-M" || o.name == "--clusters" || o.name == "--cluster") clusters = o.value;
-  return clusters;
+    if (std::find(names.begin(), names.end(), o.name) != names.end()) value = o.value;
+  return value;
+}
+
+std::string site_clusters(const std::vector<std::string>& site_args) {
+  return site_option(site_args, {"-M", "--clusters", "--cluster"});
 }
 
 std::string batch_script(const SlurmSubmission& s) {
@@ -141,6 +145,11 @@ std::vector<std::string> sbatch_command(const SlurmSubmission& s, const fs::path
                                fmt::format("--signal=B:USR1@{}", s.signal_seconds),
                                "--chdir=" + s.work_dir.string(),
                                "--output=" + output_pattern_literal((s.sweep_dir / "slurm").string()) + "/%A_%a.out"};
+  if (!s.after.empty()) {
+    std::string ids;
+    for (const std::string& id : s.after) ids += ":" + id;
+    cmd.push_back("--dependency=afterany" + ids);
+  }
   if (s.gpu && !site_args_request_gpus(s.site_args)) cmd.push_back("--gres=gpu:1");
   cmd.insert(cmd.end(), s.site_args.begin(), s.site_args.end());
   cmd.push_back(script.string());

@@ -31,6 +31,7 @@ struct SlurmSubmission {
   std::vector<SlurmTask> tasks;      // array task i runs tasks[i]
   bool gpu = true;                   // one GPU per task (--gres=gpu:1) unless site_args ask otherwise
   int max_running = 0;               // the array's throttle (%N); 0: none
+  std::vector<std::string> after;    // array jobs it starts after (--dependency=afterany); none: at once
   int signal_seconds = 300;          // SIGUSR1 this long before the time limit
   std::vector<std::string> site_args;  // the site's sbatch options (partition, account, time, ...)
 };
@@ -50,6 +51,10 @@ void check_site_args(const std::vector<std::string>& site_args);
 // Whether the site's options ask for GPUs themselves (--gres=..., --gpus, --gpus-per-node, -G, ...):
 // then they replace the array's --gres=gpu:1 (sbatch refuses --gpus-per-node beside --gres=gpu).
 bool site_args_request_gpus(const std::vector<std::string>& site_args);
+
+// The value the site's options give the option called any of `names` ("--time", "-t"): the last
+// one, as given; empty when none.
+std::string site_option(const std::vector<std::string>& site_args, const std::vector<std::string>& names);
 
 // The clusters the site's options name (--clusters=a,b, -M a), as given; empty when none.
 std::string site_clusters(const std::vector<std::string>& site_args);

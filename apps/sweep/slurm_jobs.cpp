@@ -93,7 +93,8 @@ std::optional<SlurmRecord> read_slurm_record(const fs::path& sweep_dir) {
     r.settings = j.at("settings");
     for (const nlohmann::json& job : j.at("jobs")) {
       SlurmJob s{job.at("id"), job.value("cluster", ""), job.value("user", current_user()),
-                 job.value("name", ""), job.at("submitted"), job.at("runs"), {}};
+                 job.value("name", ""), job.at("submitted"), job.at("runs"), {},
+                 job.value("max_running", 0), job.value("after", std::vector<std::string>{})};
       const nlohmann::json progress = job.value("progress", nlohmann::json::array());
       for (size_t i = 0; i < s.runs.size(); ++i)
         s.progress.push_back(i < progress.size() ? progress_from_json(progress[i]) : std::nullopt);
@@ -117,7 +118,9 @@ void write_slurm_record(const fs::path& sweep_dir, const SlurmRecord& record) {
                     {"name", job.name},
                     {"submitted", job.submitted},
                     {"runs", job.runs},
-                    {"progress", progress}});
+                    {"progress", progress},
+                    {"max_running", job.max_running},
+                    {"after", job.after}});
   }
   const nlohmann::json j{{"format", "sdnet-slurm-jobs-2"}, {"settings", record.settings}, {"jobs", jobs}};
   fs::create_directories(slurm_record_path(sweep_dir).parent_path());

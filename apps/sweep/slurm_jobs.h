@@ -1,8 +1,9 @@
 #pragma once
 // What a sweep knows about its Slurm jobs: <sweep>/slurm/jobs.json records the grid the directory
 // was submitted with and every submission (the array job's id, its cluster, who submitted it, its
-// name, which run each task runs and how far each run was then), and the queue (squeue) and
-// accounting (sacct, when the site keeps it) say where those tasks are.
+// name, which run each task runs and how far each run was then, its throttle and what it waits
+// for), and the queue (squeue) and accounting (sacct, when the site keeps it) say where those tasks
+// are.
 //
 // A submission is recorded before sbatch runs ("submitting": no id yet) and completed with the id
 // sbatch answers. Should the second write never happen (a full quota, a kill in between), the next
@@ -27,6 +28,8 @@ struct SlurmJob {
   std::string submitted;          // local time, "2026-01-31 12:00:00"
   std::vector<std::string> runs;  // array task i runs runs[i]
   std::vector<std::optional<RunProgress>> progress;  // how far runs[i] was when submitted (none: not begun)
+  int max_running = 0;             // its %N throttle; 0: none (or recorded by an sd_sweep that kept none)
+  std::vector<std::string> after;  // the arrays it was to start after (--dependency=afterany)
 };
 
 struct SlurmRecord {

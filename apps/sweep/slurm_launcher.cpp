@@ -6,9 +6,11 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "apps/common/app_main.h"
 #include "apps/common/folder_lock.h"
@@ -18,6 +20,7 @@
 #include "apps/sweep/command_output.h"
 #include "apps/sweep/slurm_batch.h"
 #include "apps/sweep/slurm_jobs.h"
+#include "apps/sweep/slurm_throttle.h"
 #include "engine/train/atomic_file.h"
 
 namespace sd::apps {
@@ -294,10 +297,20 @@ SlurmOutcome run_on_slurm(const SweepOptions& sweep, const std::vector<PlannedRu
     // Unique to this sweep folder and submission: finds the array should its id go unrecorded.
     sub.job_name = fmt::format("sd_sweep-{}-{}", md5_hex(sweep_dir.string()).substr(0, 8), number);
     sub.gpu = device == "cuda";
-    sub.max_running = options.max_running;
+    // --max-running for the whole sweep: what the earlier arrays' queued tasks may still run counts.
+    std::set<std::string> live;
+    for (const auto& [task, state] : queued) live.insert(task);
+    if (accounted)
+      for (const auto& [task, state] : *accounted)
+        if (live_in_accounting(state)) live.insert(task);
+    const ArrayThrottle throttle =
+        throttle_new_array(record ? record->jobs : std::vector<SlurmJob>{}, live, options.max_running);
+    sub.max_running = throttle.max_running;
+    sub.after = throttle.after;
     sub.signal_seconds = options.signal_seconds;
     sub.site_args = options.site_args;
-    SlurmJob job{"", site_clusters(options.site_args), current_user(), sub.job_name, now_text(), {}, {}};
+    SlurmJob job{"", site_clusters(options.site_args), current_user(), sub.job_name, now_text(), {}, {},
+                 throttle.max_running, throttle.after};
     for (const PlannedRun* r : to_submit) {
       std::vector<std::string> args = r->args;
       for (const std::string& a : {std::string("--device"), device, std::string("--out"), (sweep_dir / "runs" / r->point.run_name()).string()})
@@ -349,8 +362,16 @@ SlurmOutcome run_on_slurm(const SweepOptions& sweep, const std::vector<PlannedRu
     out.queued += out.submitted;
     std::cout << fmt::format("submitted job {}: {} array task{} ({}); each run's train.log and slurm.log are in its "
                              "directory\n",
-                             id, sub.tasks.size(), sub.tasks.size() == 1 ? "" : "s", script.string())
-              << std::flush;
+                             id, sub.tasks.size(), sub.tasks.size() == 1 ? "" : "s", script.string());
+    if (!throttle.after.empty())
+      std::cout << fmt::format("  it starts after job{} {} (whose tasks may run {} at once: --max-running {})\n",
+                               throttle.after.size() == 1 ? "" : "s", fmt::join(throttle.after, ", "),
+                               throttle.elsewhere, options.max_running);
+    else if (throttle.elsewhere > 0)
+      std::cout << fmt::format("  at most {} of its tasks at once: --max-running {} less the {} that earlier jobs may "
+                               "run\n",
+                               throttle.max_running, options.max_running, throttle.elsewhere);
+    std::cout << std::flush;
     for (size_t i = 0; i < sub.tasks.size(); ++i) queued[fmt::format("{}_{}", id, i)] = QueuedTask{"PENDING", ""};
   }
   lock.reset();  // following the queue is only looking: another sd_sweep may look or submit meanwhile

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "apps/common/environment.h"
 #include "test_apps_util.h"
 
 namespace fs = std::filesystem;
@@ -76,6 +77,11 @@ void check_aggregation(const fs::path& sweep) {
   CHECK(j["complete"] == true);
   CHECK(j["runs_total"] == 8);
   CHECK(j["runs_complete"] == 8);
+  // What ran the runs, from their config.json: this machine, one environment for all.
+  REQUIRE(j["environments"].size() == 1);
+  CHECK(j["environments"][0]["runs"].size() == 8);
+  CHECK(j["environments"][0]["hosts"] == nlohmann::json::array({sd::apps::host_name()}));
+  CHECK(j["environment"] == j["environments"][0]["environment"]);
   REQUIRE(j["cells"].size() == 4);
   std::map<std::string, std::vector<nlohmann::json>> summaries;
   std::map<std::string, std::vector<std::vector<nlohmann::json>>> metrics;

@@ -1,10 +1,10 @@
 // sd_sweep --launcher slurm against a real one-node Slurm cluster (tests/slurm/one-node-cluster):
 // a CPU grid through a job array ends with the local launcher's numbers bit for bit; a task
 // cancelled mid-run is resubmitted by the next sd_sweep and its run continues to the same numbers;
-// a task given a one-minute time limit is warned, checkpoints, requeues itself and finishes the
-// same too, and so does one whose node goes down. Reruns while tasks pend or run, and two
-// invocations at once, submit each run once; a run that fails without progress is resubmitted only
-// --max-retries times, with the reason. Also the launcher's refusals: no sbatch, a refused
+// a task given a one-minute time limit is warned, checkpoints and requeues itself twice, and
+// finishes the same too, and so does one whose node goes down. Reruns while tasks pend or run,
+// and two invocations at once, submit each run once; --max-running holds across a sweep's arrays;
+// a run that fails without progress is resubmitted only --max-retries times, with the reason. Also the launcher's refusals: no sbatch, a refused
 // submission (Slurm's message), a sweep directory of another grid, a run that a live task holds, a
 // sweep folder another sd_sweep holds, site options the array sets itself.
 #include <signal.h>
@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <set>
 #include <sstream>
@@ -178,13 +179,33 @@ TEST_CASE("sd_sweep --launcher slurm: a CPU grid on a one-node cluster ends with
   check_same_runs(local, slurm, 4);
   for (const char* file : {"sweep.md", "plots/learning-curves.png", "plots/test-error-vs-death-rate.png"})
     CHECK(fs::exists(slurm / file) == fs::exists(local / file));
+  // What ran the runs: as their config.json say (sd_train writes it on the node), all alike here.
+  const nlohmann::json swept = nlohmann::json::parse(read_file(slurm / "sweep.json"));
+  const std::string last_run = swept["runs"][3]["name"];
+  const fs::path last_config = slurm / "runs" / last_run / "config.json";
+  nlohmann::json config = nlohmann::json::parse(read_file(last_config));
+  REQUIRE(swept["environments"].size() == 1);
+  CHECK(swept["environments"][0]["runs"].size() == 4);
+  CHECK(swept["environments"][0]["hosts"] == nlohmann::json::array({config["invocation"]["host"]}));
+  CHECK(swept["environment"] == config["invocation"]["environment"]);
 
-  // Again: it looks, finds everything done, submits nothing.
+  // Again: it looks, finds everything done, submits nothing. Had one run been trained on another
+  // node with another driver, sweep.json says so: the environment is the runs', not this machine's.
+  config["invocation"]["host"] = "node7";
+  config["invocation"]["environment"]["driver"] = "999.99";
+  std::ofstream(last_config) << config.dump();
   const RunResult again = sweep_on(cluster, slurm_args + train);
   INFO(again.output);
   CHECK(again.exit_code == 0);
   CHECK(contains(again.output, "slurm: 4 done"));
   CHECK_FALSE(contains(again.output, "submitted job"));
+  const nlohmann::json mixed = nlohmann::json::parse(read_file(slurm / "sweep.json"));
+  CHECK(mixed["environment"].is_null());
+  REQUIRE(mixed["environments"].size() == 2);
+  CHECK(mixed["environments"][0]["runs"].size() == 3);
+  CHECK(mixed["environments"][1]["runs"] == nlohmann::json::array({last_run}));
+  CHECK(mixed["environments"][1]["hosts"] == nlohmann::json::array({"node7"}));
+  CHECK(mixed["environments"][1]["environment"]["driver"] == "999.99");
 
   // The same directory with another grid is refused.
   const RunResult other = sweep_on(cluster, "--seeds 1,2,3 --death-rates 0.2,0.5 --depths 8 --devices "
@@ -226,35 +247,66 @@ TEST_CASE("sd_sweep --launcher slurm: a task cancelled mid-run is resubmitted an
   check_same_runs(local, slurm, 1);
 }
 
-TEST_CASE("sd_sweep --launcher slurm: a task past its time limit checkpoints, requeues itself and ends bit for bit",
+TEST_CASE("sd_sweep --launcher slurm: a task past its time limit twice checkpoints, requeues itself and ends bit "
+          "for bit",
           "[apps][sweep][slurm]") {
   SD_SLURM_CLUSTER(cluster);
-  // Long enough that the warning surely comes while it trains (below); seconds on one CPU.
+  // Long enough that both warnings surely come while it trains (below); seconds on one CPU.
   const BothLaunchers both("--seeds 1 --death-rates 0.5 --depths 8 --devices cpu", " --epochs 60");
   const auto& [tmp, grid, train, local, slurm] = both;
   // The reference, meanwhile.
   std::future<RunResult> reference = std::async(std::launch::async, [&] { return both.run_locally(); });
 
-  // A one-minute limit with the warning asked 45 s before it: slurmctld sends it in its first
-  // time-limit pass after the task starts. Submitted a few seconds before a pass, the task is
-  // warned within seconds of its start, well inside its run.
-  double wait = cluster.seconds_to_next_time_check() - 5;
-  if (wait < -2) wait += 30;
-  if (wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
-  const RunResult s = sweep_on(cluster, grid + " --out " + q(slurm) +
-                                              " --launcher slurm --slurm-arg=--time=1 --time-signal 45 --wait "
-                                              "--poll-seconds 1" + train);
+  // A one-minute limit with the warning asked 30 s before it (the most sd_sweep allows): slurmctld
+  // sends it in its first time-limit pass after the task starts. Started a few seconds before a
+  // pass, the task is warned within seconds of its start, well inside its run.
+  const auto sleep_until_just_before_a_pass = [&] {
+    double wait = cluster.seconds_to_next_time_check() - 5;
+    if (wait < -2) wait += 30;
+    if (wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+  };
+  sleep_until_just_before_a_pass();
+  std::future<RunResult> swept = std::async(std::launch::async, [&] {
+    return sweep_on(cluster, grid + " --out " + q(slurm) +
+                                 " --launcher slurm --slurm-arg=--time=1 --time-signal 30 --wait --poll-seconds 1" + train);
+  });
+  const fs::path run = slurm / "runs" / "d8-lin_decay0.5-s1";
+  const auto count = [](const std::string& text, const std::string& part) {
+    size_t n = 0;
+    for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
+    return n;
+  };
+  // The first requeue: the task pends for the credential's few seconds (cred_expire) before Slurm
+  // may start it again. Held meanwhile and released just before the next pass, its second start is
+  // warned within seconds too: the test needs no more training than two short starts.
+  std::string task;
+  const bool requeued = wait_until(
+      [&] {
+        if (count(read_file(run / "slurm.log"), "time limit: requeueing ") == 0) return false;
+        task = first_job(slurm) + "_0";
+        return contains(cluster.client("squeue --noheader --array --format=%i:%T").output, task + ":PENDING");
+      },
+      90);
+  if (requeued) {
+    const RunResult held = cluster.client("scontrol hold " + task);
+    INFO(held.output);
+    CHECK(held.exit_code == 0);
+    sleep_until_just_before_a_pass();
+    CHECK(cluster.client("scontrol release " + task).exit_code == 0);
+  }
+  const RunResult s = swept.get();
   INFO(s.output);
+  REQUIRE(requeued);
   REQUIRE(s.exit_code == 0);
   CHECK(contains(s.output, "1 of 1 runs complete"));
-  const fs::path run = slurm / "runs" / "d8-lin_decay0.5-s1";
   const std::string slurm_log = read_file(run / "slurm.log"), train_log = read_file(run / "train.log");
   INFO(slurm_log << "\n" << train_log);
-  CHECK(contains(train_log, "time limit signal (SIGUSR1): stopping after the current step"));
-  CHECK(contains(slurm_log, "sd_train exited with status 75"));
-  CHECK(contains(slurm_log, "time limit: requeueing "));
-  CHECK(contains(slurm_log, ", start 2) on "));
-  CHECK(contains(train_log, "resuming "));
+  CHECK(count(train_log, "time limit signal (SIGUSR1): stopping after the current step") == 2);
+  CHECK(count(slurm_log, "sd_train exited with status 75") == 2);
+  CHECK(count(slurm_log, "time limit: requeueing ") == 2);
+  CHECK(contains(slurm_log, ", start 3) on "));
+  CHECK(contains(slurm_log, "sd_train exited with status 0"));
+  CHECK(count(train_log, "resuming ") == 2);
   const RunResult l = reference.get();
   INFO(l.output);
   REQUIRE(l.exit_code == 0);
@@ -297,6 +349,9 @@ TEST_CASE("sd_sweep's Slurm options: GPU tasks, and refusals before anything is 
       {"--devices cpu --wait", "--wait: only with --launcher slurm"},
       {"--devices cpu --slurm-arg=--time=1", "--slurm-arg: only with --launcher slurm"},
       {"--devices cpu --max-retries 1", "--max-retries: only with --launcher slurm"},
+      {"--launcher slurm --devices cpu --slurm-arg=--time=4",
+       "--time-signal 300 (the default): with the time limit --slurm-arg --time=4 (240 s) a task would be warned 0 s "
+       "after it starts, too soon to train and checkpoint"},
       {"--launcher slurm --devices cpu --slurm-arg=--output=x.out", "--slurm-arg --output: sd_sweep sets --output itself"},
       {"--launcher slurm --devices cpu --slurm-arg=-J --slurm-arg=x", "--slurm-arg -J: sd_sweep sets -J itself"},
   };
@@ -413,6 +468,50 @@ TEST_CASE("sd_sweep --launcher slurm: a run that fails without progress is resub
   CHECK(contains(retried.output, "resubmitting (retry 2, --retry-failed)"));
   CHECK(contains(retried.output, "submitted job "));
   CHECK(nlohmann::json::parse(read_file(sweep / "slurm" / "jobs.json"))["jobs"].size() == 3);
+}
+
+TEST_CASE("sd_sweep --launcher slurm: --max-running holds for the whole sweep across its resubmitted arrays",
+          "[apps][sweep][slurm]") {
+  SD_SLURM_CLUSTER(cluster);
+  const sd::test::TempDir tmp;
+  const fs::path sweep = tmp.path() / "sweep";
+  // Held, the tasks stay queued, each array with the throttle and dependency Slurm was given.
+  const std::string grid = "--seeds 1,2,3 --death-rates 0.5 --depths 8 --devices cpu --out " + q(sweep) +
+                           " --launcher slurm --slurm-arg=--hold";
+  const std::string train = " -- " + kData + " --epochs 2";
+  const auto job_id = [&](size_t i) -> std::string {
+    return nlohmann::json::parse(read_file(sweep / "slurm" / "jobs.json"))["jobs"].at(i)["id"];
+  };
+  const auto cancel = [&](const std::string& task) {
+    REQUIRE(cluster.client("scancel " + task).exit_code == 0);
+    REQUIRE(wait_until([&] { return !contains(cluster.client("squeue --noheader --array --format=%i").output,
+                                              task + "\n"); }, 30));
+  };
+  const RunResult first = sweep_on(cluster, grid + " --max-running 3" + train);
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  const std::string job1 = job_id(0);
+
+  // A task that left the queue: its run goes to a second array beside the two tasks still queued.
+  cancel(job1 + "_2");
+  const RunResult second = sweep_on(cluster, grid + " --max-running 3" + train);
+  INFO(second.output);
+  CHECK(second.exit_code == 0);
+  CHECK(contains(second.output, "at most 1 of its tasks at once: --max-running 3 less the 2 that earlier jobs may run"));
+  const std::string job2 = job_id(1);
+  CHECK(contains(cluster.client("scontrol show job " + job2).output, "ArrayTaskThrottle=1"));
+
+  // With --max-running 2 those two fill it: a third array starts only after the first has ended.
+  cancel(job2 + "_0");
+  const RunResult third = sweep_on(cluster, grid + " --max-running 2" + train);
+  INFO(third.output);
+  CHECK(third.exit_code == 0);
+  CHECK(contains(third.output, "it starts after job " + job1 + " (whose tasks may run 2 at once: --max-running 2)"));
+  const std::string job3 = job_id(2);
+  CHECK(contains(cluster.client("squeue --noheader --array --format=%i:%E --jobs=" + job3).output,
+                 job3 + "_0:afterany:" + job1));
+  CHECK(nlohmann::json::parse(read_file(sweep / "slurm" / "jobs.json"))["jobs"][2]["after"] ==
+        nlohmann::json::array({job1}));
 }
 
 TEST_CASE("sd_sweep --launcher slurm: a task on a node that goes down is requeued by Slurm and ends bit for bit",

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "apps/common/environment.h"
 #include "engine/train/checkpoint.h"
 #include "models/network/resnet_spec.h"
 #include "engine/data/cifar10.h"
@@ -318,6 +319,9 @@ TEST_CASE("the run folder says what ran: train.log, config.json with the invocat
   CHECK(inv["precision"] == "fp32");
   CHECK(inv["data"]["source"] == "synthetic");
   CHECK(inv["data"]["images"] == 256);
+  CHECK(inv["host"] == sd::apps::host_name());  // where it ran: a cluster's node, for sd_sweep's sweep.json
+  for (const char* key : {"cuda_build", "gpus", "driver", "driver_cuda", "cuda_runtime", "cudnn", "cublas"})
+    CHECK(inv["environment"].contains(key));
   const std::string log = read_file(run / "train.log");
   CHECK(log.rfind("=== ", 0) == 0);  // the invocation's header line first
   CHECK(log.find("sd_train: ResNet-8") != std::string::npos);

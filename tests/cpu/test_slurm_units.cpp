@@ -1,6 +1,7 @@
 // The Slurm launcher's pieces without a cluster: the sbatch command line (what the array needs on
 // it, the GPU request and what replaces it, a sweep path with a space and a '%'), the site options
-// it refuses, the batch script under bash's `set -u` with nothing to resume (bash 4.2 takes an
+// it refuses, Slurm's time formats and the --time-signal a time limit allows, --max-running shared
+// by a sweep's arrays, the batch script under bash's `set -u` with nothing to resume (bash 4.2 takes an
 // empty array's "${a[@]}" for an unbound variable), which GPUs a build runs on, and how far a run's
 // checkpoint is.
 #include <algorithm>
@@ -11,8 +12,11 @@
 
 #include "apps/common/app_main.h"
 #include "apps/common/cuda_architectures.h"
+#include "apps/sweep/command_output.h"
 #include "apps/sweep/run_state.h"
 #include "apps/sweep/slurm_batch.h"
+#include "apps/sweep/slurm_throttle.h"
+#include "apps/sweep/slurm_time.h"
 #include "test_apps_util.h"
 
 namespace fs = std::filesystem;
@@ -76,6 +80,87 @@ TEST_CASE("sd_sweep refuses a --slurm-arg the array sets itself: long, short or 
   }
   CHECK_NOTHROW(sd::apps::check_site_args({"--partition=gpu", "-A", "lab", "--time=1:00:00", "--gres=gpu:h100:1",
                                            "--constraint=h100|a100", "--qos=normal", "--mem=16G", "-M", "east"}));
+}
+
+TEST_CASE("Slurm's time formats, as a job's limit counts them", "[sweep][slurm-units]") {
+  using sd::apps::slurm_time_seconds;
+  CHECK(slurm_time_seconds("1", "t") == 60);
+  CHECK(slurm_time_seconds("90", "t") == 5400);
+  CHECK(slurm_time_seconds("1:30", "t") == 120);  // MM:SS, the seconds rounded up to a minute
+  CHECK(slurm_time_seconds("12:00:00", "t") == 12 * 3600);
+  CHECK(slurm_time_seconds("2-0", "t") == 2 * 86400);
+  CHECK(slurm_time_seconds("1-2:30", "t") == 86400 + 2 * 3600 + 30 * 60);
+  CHECK(slurm_time_seconds("1-00:00:01", "t") == 86400 + 60);
+  for (const char* none : {"UNLIMITED", "infinite", "-1", "0"}) CHECK_FALSE(slurm_time_seconds(none, "t"));
+  for (const char* bad : {"", "1h", "1:2:3:4", "-5", "1-", "a-1", ":30", "1::2"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(slurm_time_seconds(bad, "--slurm-arg --time=x"),
+                      Catch::Contains("--slurm-arg --time=x: not a Slurm time"));
+  }
+}
+
+TEST_CASE("a --time-signal leaves a task 2 minutes before the warning, or half of a limit under 4 minutes",
+          "[sweep][slurm-units]") {
+  using sd::apps::check_time_signal;
+  CHECK(sd::apps::largest_time_signal(3600) == 3479);
+  CHECK(sd::apps::largest_time_signal(240) == 119);
+  CHECK(sd::apps::largest_time_signal(180) == 90);
+  CHECK(sd::apps::largest_time_signal(60) == 30);
+  CHECK_NOTHROW(check_time_signal(300, false, {"--time=12:00:00"}));
+  CHECK_NOTHROW(check_time_signal(3479, true, {"--time=1:00:00"}));
+  CHECK_THROWS_WITH(check_time_signal(3480, true, {"--time=1:00:00"}),
+                    "--time-signal 3480: with the time limit --slurm-arg --time=1:00:00 (3600 s) a task would be warned "
+                    "120 s after it starts, too soon to train and checkpoint (the warning may also come 30 s early); "
+                    "give --time-signal 3479 or less (at least 2 minutes before a limit of 4 minutes or more, at most "
+                    "half of a shorter one)");
+  CHECK_THROWS_WITH(check_time_signal(300, false, {"-t", "5"}),
+                    Catch::StartsWith("--time-signal 300 (the default): with the time limit --slurm-arg --time=5 (300 "
+                                      "s) a task would be warned 0 s after it starts") &&
+                        Catch::Contains("give --time-signal 179 or less"));
+  // The suite's own one-minute limit: a warning at half of it.
+  CHECK_NOTHROW(check_time_signal(30, true, {"--time=1"}));
+  CHECK_THROWS_WITH(check_time_signal(31, true, {"--time=1"}), Catch::Contains("give --time-signal 30 or less"));
+  // No limit given (the partition's default, which sd_sweep cannot see), or none at all.
+  CHECK_NOTHROW(check_time_signal(300, false, {"--partition=gpu"}));
+  CHECK_NOTHROW(check_time_signal(300, false, {"--time=UNLIMITED"}));
+}
+
+TEST_CASE("an array submitted beside the sweep's queued tasks gets what --max-running leaves, or waits for them",
+          "[sweep][slurm-units]") {
+  using sd::apps::SlurmJob;
+  using sd::apps::throttle_new_array;
+  SlurmJob a, b, unrecorded;
+  a.id = "10", a.runs = {"r0", "r1", "r2", "r3"}, a.max_running = 2;
+  b.id = "11", b.runs = {"r4"};  // recorded without a throttle: it may run all it has
+  unrecorded.runs = {"r5"};     // "submitting", no id: nothing of it is queued
+  const std::vector<SlurmJob> jobs{a, b, unrecorded};
+
+  // No limit: none for the new array either.
+  CHECK(throttle_new_array(jobs, {"10_0", "10_1"}, 0).max_running == 0);
+  // Nothing queued: the whole of it.
+  sd::apps::ArrayThrottle t = throttle_new_array(jobs, {}, 3);
+  CHECK(t.max_running == 3);
+  CHECK(t.after.empty());
+  CHECK(t.elsewhere == 0);
+  // Job 10 has one task queued: it may run one; job 11's has ended.
+  t = throttle_new_array(jobs, {"10_3"}, 3);
+  CHECK(t.max_running == 2);
+  CHECK(t.after.empty());
+  CHECK(t.elsewhere == 1);
+  // Three queued in job 10 run at most two at once (its %2); one in job 11: the three allowed are taken.
+  t = throttle_new_array(jobs, {"10_0", "10_1", "10_2", "11_0", "12_0"}, 3);
+  CHECK(t.elsewhere == 3);
+  CHECK(t.max_running == 3);
+  CHECK(t.after == std::vector<std::string>{"10", "11"});
+
+  SlurmSubmission s = submission("/runs/x", "/opt/sd_train");
+  s.max_running = t.max_running;
+  s.after = t.after;
+  const std::vector<std::string> cmd = sd::apps::sbatch_command(s, "x");
+  CHECK(has(cmd, "--array=0-0%3"));
+  CHECK(has(cmd, "--dependency=afterany:10:11"));
+  s.after.clear();
+  CHECK_FALSE(contains(sd::apps::shell_words(sd::apps::sbatch_command(s, "x")), "--dependency"));
 }
 
 TEST_CASE("the batch script runs under bash -u with nothing to resume, as bash 4.2 needs", "[sweep][slurm-units]") {
