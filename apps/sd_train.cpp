@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "apps/common/app_main.h"
+#include "apps/common/data_provenance.h"
 #include "apps/common/device.h"
 #include "apps/common/folder_lock.h"
 #include "apps/common/environment.h"

@@ -5,7 +5,8 @@ not computed. Times the training step with stochastic depth and with full depth:
 median of --rounds rounds of --steps steps, scaled to a 45 000-image epoch. Prints a table, writes
 JSON in sd_bench's shape.
 
-  python3 bench/pytorch_bench.py [--depth 110] [--steps 352] [--rounds 5] [--no-tf32] [--out FILE]
+  python3 bench/pytorch_bench.py [--depth 110|152|1202] [--classes 10|100] [--steps 352] [--rounds 5]
+                                 [--no-tf32] [--out FILE]
 """
 import argparse
 import json
@@ -21,7 +22,7 @@ except ImportError as missing:  # one line, not a traceback: what to install
     sys.exit(f"pytorch_bench.py: error: needs torch (python3 -m pip install torch): {missing}")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sdnet_torch import ResNet  # noqa: E402
+from sdnet_torch import ResNet, check_shape  # noqa: E402
 
 EPOCH_IMAGES = 45000
 
@@ -35,7 +36,7 @@ def time_mode(args, death_rate, images, labels):
     torch.manual_seed(args.seed)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    model = ResNet(args.depth, args.death_mode, death_rate).to(args.device).train()
+    model = ResNet(args.depth, args.death_mode, death_rate, args.classes).to(args.device).train()
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
@@ -75,7 +76,8 @@ def time_mode(args, death_rate, images, labels):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--depth", type=int, default=110)
+    ap.add_argument("--depth", type=int, default=110, help="6N+2: 110 (CIFAR), 152 (SVHN), 1202")
+    ap.add_argument("--classes", type=int, default=10, help="10 (CIFAR-10, SVHN) or 100 (CIFAR-100)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--death-mode", default="lin_decay")
     ap.add_argument("--death-rate", type=float, default=0.5)
@@ -90,29 +92,33 @@ def main():
     ap.add_argument("--device", default="cuda", help="cuda; cpu only to check the script on a small --depth")
     ap.add_argument("--images", type=int, default=EPOCH_IMAGES, help="synthetic images on the device")
     args = ap.parse_args()
+    try:
+        check_shape(args.depth, args.classes)
+    except ValueError as bad:
+        ap.error(str(bad))
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = not args.no_tf32
     torch.backends.cuda.matmul.allow_tf32 = not args.no_tf32
 
-    # Synthetic data of CIFAR-10's shape, normalised, on the device (the timing does not depend on it).
+    # Synthetic data of CIFAR's shape, normalised, on the device (the timing does not depend on it).
     g = torch.Generator(device=args.device).manual_seed(args.seed)
     images = torch.randn(args.images, 3, 32, 32, device=args.device, generator=g)
     if args.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 10, (args.images,), device=args.device, generator=g)
+    labels = torch.randint(0, args.classes, (args.images,), device=args.device, generator=g)
 
     sd = time_mode(args, args.death_rate, images, labels)
     full = time_mode(args, 0.0, images, labels)
     blocks = 3 * ((args.depth - 2) // 6)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     result = {"framework": f"PyTorch {torch.__version__}", "device": device_name,
-              "depth": args.depth, "batch_size": args.batch_size, "tf32": not args.no_tf32, "bf16": args.bf16,
+              "depth": args.depth, "classes": args.classes, "batch_size": args.batch_size, "tf32": not args.no_tf32, "bf16": args.bf16,
               "channels_last": args.channels_last, "steps_per_round": args.steps, "rounds": args.rounds,
               "warmup_steps": args.warmup, "epoch_images": EPOCH_IMAGES, "stochastic_depth": sd, "full_depth": full,
               "ratio": full["epoch_seconds"] / sd["epoch_seconds"],
               "ideal_ratio": blocks / sd["expected_active_blocks"]}
 
-    print(f"{result['framework']} on {result['device']}: ResNet-{args.depth}, batch {args.batch_size}, "
+    print(f"{result['framework']} on {result['device']}: ResNet-{args.depth}, {args.classes} classes, batch {args.batch_size}, "
           f"tf32 {result['tf32']}, bf16 {args.bf16}, channels-last {args.channels_last}")
     print(f"{'mode':<18} {'s / epoch':>10} {'ms / step':>10} {'images/s':>10} {'blocks/step':>12}")
     for r in (sd, full):

@@ -4,7 +4,8 @@ checkpoint (safetensors) loads with load_state_dict. Shared by pytorch_eval.py a
 Block: out = ReLU(shortcut(x) + gate * bn2(conv2(ReLU(bn1(conv1(x)))))); the first block of stages 1
 and 2 has stride 2 (in conv1) and the "option A" shortcut: 2x2 average pool, then zero channels
 appended. Training: a closed gate skips the branch entirely (nothing computed). Evaluation: every
-block runs with its residual scaled by p_l.
+block runs with its residual scaled by p_l. Any depth 6N+2 (110, 152 for SVHN, 1202) and any class
+count (10 for CIFAR-10 and SVHN, 100 for CIFAR-100): the classifier is the only layer it sizes.
 """
 import json
 import struct
@@ -67,10 +68,18 @@ class Block(nn.Module):
         return self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
 
 
+def check_shape(depth, classes):
+    """Raises ValueError, one line, for a depth that is not 6N+2 or fewer than 2 classes."""
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth {depth}: not 6N+2 with N >= 1 (8, 14, ..., 110, 152, 1202)")
+    if classes < 2:
+        raise ValueError(f"classes {classes}: a classifier needs at least 2")
+
+
 class ResNet(nn.Module):
-    def __init__(self, depth=110, death_mode="lin_decay", death_rate=0.5):
+    def __init__(self, depth=110, death_mode="lin_decay", death_rate=0.5, classes=10):
         super().__init__()
-        assert depth >= 8 and (depth - 2) % 6 == 0, f"depth {depth} is not 6N+2"
+        check_shape(depth, classes)
         n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16, eps=1e-5, momentum=0.1)
@@ -80,7 +89,7 @@ class ResNet(nn.Module):
             blocks = [Block(widths[s - 1] if (s > 0 and b == 0) else w, w, 2 if (s > 0 and b == 0) else 1)
                       for b in range(n)]
             self.stages.append(nn.ModuleList(blocks))
-        self.fc = nn.Linear(64, 10)
+        self.fc = nn.Linear(64, classes)
         self.blocks = [b for stage in self.stages for b in stage]
         self.survival = survival_probabilities(len(self.blocks), death_mode, death_rate)
 

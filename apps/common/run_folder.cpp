@@ -10,12 +10,9 @@
 #include <memory>
 #include <mutex>
 #include <stdexcept>
-#include <vector>
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
-#include "apps/common/md5.h"
 #include "apps/common/version.h"
 
 namespace fs = std::filesystem;
@@ -73,13 +70,6 @@ std::string utc_now() {
   return text;
 }
 
-// CIFAR-10's files and their published MD5s (scripts/fetch-cifar10 checks the same list).
-const std::vector<std::pair<std::string, std::string>> kCifar10Md5 = {
-    {"data_batch_1.bin", "5dd7e06a14cb22eb9f671a540d1b7c25"}, {"data_batch_2.bin", "5ea93a67294ea407fff1d09f752e9692"},
-    {"data_batch_3.bin", "942cd6a4bcdd0dd3c604fbe906cb4421"}, {"data_batch_4.bin", "ae636b3ba5c66a11e91e8cb52e771fcb"},
-    {"data_batch_5.bin", "53f37980c15c3d472c316c40844f3f0d"}, {"test_batch.bin", "803d5f7f4d78ea53de84dbe85f74fb6d"},
-};
-
 }  // namespace
 
 void copy_console_to(const fs::path& path, const std::string& command) {
@@ -115,30 +105,6 @@ std::string command_line(int argc, char** argv) {
     }
   }
   return cmd;
-}
-
-nlohmann::json data_provenance(const RunConfig& run, const std::string& data_dir) {
-  if (run.synthetic > 0) return nlohmann::json{{"source", "synthetic"}, {"images", run.synthetic}};
-  std::error_code ec;
-  fs::path dir = fs::absolute(data_dir, ec).lexically_normal();
-  // As load_cifar10: the folder of the files, or the one above it.
-  if (!fs::exists(dir / "data_batch_1.bin", ec) && fs::is_directory(dir / "cifar-10-batches-bin", ec))
-    dir /= "cifar-10-batches-bin";
-  nlohmann::json md5 = nlohmann::json::object();
-  std::vector<std::string> differ, missing;
-  for (const auto& [file, official] : kCifar10Md5) {
-    if (!fs::exists(dir / file, ec)) {
-      missing.push_back(file);
-      continue;
-    }
-    const std::string digest = md5_of_file(dir / file);
-    md5[file] = digest;
-    if (digest != official) differ.push_back(file);
-  }
-  std::string checksums = "official";
-  if (!missing.empty()) checksums = fmt::format("missing: {}", fmt::join(missing, ", "));
-  else if (!differ.empty()) checksums = fmt::format("differ: {}", fmt::join(differ, ", "));
-  return nlohmann::json{{"source", "cifar10"}, {"dir", dir.string()}, {"checksums", checksums}, {"md5", md5}};
 }
 
 nlohmann::json config_file_json(const RunConfig& run, const Invocation& inv) {

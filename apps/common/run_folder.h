@@ -25,19 +25,13 @@ void copy_console_to(const std::filesystem::path& path, const std::string& comma
 // The command line as one shell-quoted line: "sd_train --depth 8 --out 'my runs/a'".
 std::string command_line(int argc, char** argv);
 
-// Where the run's images came from: {"source": "synthetic", "images": N} or {"source": "cifar10",
-// "dir": absolute folder, "checksums": "official" (all six files match CIFAR-10's published MD5s) or
-// "differ: <files>" (or "missing: <files>"), "md5": {file: digest}}. Reads the files: 180 MB for
-// CIFAR-10, 0.7 s on a busy 2-core machine (md5sum: 0.4 s), counted in a --time-limit slice.
-nlohmann::json data_provenance(const RunConfig& run, const std::string& data_dir);
-
 struct Invocation {
   std::string program;  // "sd_train"
   std::string command;  // command_line(argc, argv)
   std::string device;   // "cpu", "cuda:0"
   std::string device_name;
   std::string exec;     // "eager" | "graph"
-  nlohmann::json data;  // data_provenance
+  nlohmann::json data;  // data_provenance (apps/common/data_provenance.h)
   std::string host;     // the machine it runs on (a cluster's node)
   nlohmann::json environment;  // to_json(probe_environment()) there: its GPUs, driver and libraries
 };
