@@ -121,6 +121,7 @@ nlohmann::json data_provenance(const RunConfig& run, const std::string& data_dir
   if (run.synthetic > 0) return nlohmann::json{{"source", "synthetic"}, {"images", run.synthetic}};
   std::error_code ec;
   fs::path dir = fs::absolute(data_dir, ec).lexically_normal();
+  if (run.dataset != DatasetKind::kCifar10) return nlohmann::json{{"source", dataset_name(run.dataset)}, {"dir", dir.string()}};
   // As load_cifar10: the folder of the files, or the one above it.
   if (!fs::exists(dir / "data_batch_1.bin", ec) && fs::is_directory(dir / "cifar-10-batches-bin", ec))
     dir /= "cifar-10-batches-bin";
