@@ -45,7 +45,7 @@ RunConfig settings_for_resume(const Checkpoint& ck, const TrainOptions& o, const
   for (const ConfigDifference& d : config_differences(ck.config, o.run)) {
     const std::optional<std::string> flag = flag_for_config_field(d.field);
     if (!flag || !o.given.count(*flag)) continue;  // not set on this command line
-    if (d.field == "dataset") check_checkpoint_dataset(path.string(), ck.config.dataset, o.run.dataset);
+    if (d.field == "dataset" || d.field == "classes") check_checkpoint_dataset(path.string(), ck.config.dataset, o.run.dataset);
     if (d.field == "epochs") {
       run.train.epochs = o.run.train.epochs;
       note += fmt::format("note: --epochs {} replaces the checkpoint's {} (the lr schedule follows the new count)\n",

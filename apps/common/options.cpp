@@ -235,7 +235,7 @@ BackendOptions backend_options(const RunConfig& run, Execution execution) {
 
 std::optional<std::string> flag_for_config_field(const std::string& field) {
   static const std::map<std::string, std::string> kFlags = {
-      {"dataset", "--dataset"},
+      {"dataset", "--dataset"},   {"classes", "--dataset"},
       {"depth", "--depth"},       {"death_mode", "--death-mode"}, {"death_rate", "--death-rate"},
       {"bn_gamma_init", "--bn-gamma-init"},
       {"momentum", "--momentum"}, {"nesterov", "--nesterov"},     {"weight_decay", "--weight-decay"},

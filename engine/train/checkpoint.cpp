@@ -249,6 +249,7 @@ std::vector<ConfigDifference> config_differences(const RunConfig& a, const RunCo
     if (x != y) out.push_back({field, what, fmt::format("{}", x), fmt::format("{}", y)});
   };
   cmp("dataset", "data set", dataset_name(a.dataset), dataset_name(b.dataset));
+  cmp("classes", "classes", a.model.classes, b.model.classes);
   cmp("depth", "depth", a.model.depth, b.model.depth);
   cmp("death_mode", "death mode", to_string(a.model.death_mode), to_string(b.model.death_mode));
   cmp("death_rate", "death rate", a.model.death_rate, b.model.death_rate);

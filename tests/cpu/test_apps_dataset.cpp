@@ -32,7 +32,7 @@ TEST_CASE("a CIFAR-100 run: 100 classes recorded, checked on resume and by sd_ev
   CHECK(ck.metadata.at("classes") == "100");
   CHECK(ck.metadata.at("dataset") == "cifar100");
   for (const sd::NamedTensor& t : ck.tensors)
-    if (t.name == "fc.weight") CHECK(t.shape == std::vector<int64_t>{100, 16});
+    if (t.name == "fc.weight") CHECK(t.shape == std::vector<int64_t>{100, 64});
 
   const std::string line = "has 100 classes (CIFAR-100), --dataset cifar10 has 10: leave out --dataset or give "
                            "--dataset cifar100";
