@@ -1,9 +1,12 @@
 // sd_eval: scores a checkpoint sd_train wrote: test error (and validation error when its split has
-// one), per-class accuracy and the confusion matrix, as a table or as JSON (--json).
-#include <array>
+// one), per-class accuracy and the confusion matrix, as a table (a compact summary for more than ten
+// classes) or as JSON (--json: always every class and the whole matrix).
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
+#include <numeric>
 #include <optional>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -20,19 +23,27 @@
 namespace sd::apps {
 namespace {
 
-constexpr std::array<const char*, kNumClasses> kClassNames = {"airplane", "automobile", "bird",  "cat",  "deer",
-                                                              "dog",      "frog",       "horse", "ship", "truck"};
+// Up to this many classes the tables show every class and the whole confusion matrix; above it
+// (CIFAR-100) a compact summary, the JSON keeping everything.
+constexpr int kMaxTableClasses = 10;
+constexpr int kWorstClassesShown = 5;
 
 struct SetScore {
   std::string name;
   size_t images = 0;
   double error = 0, loss = 0;
-  std::array<std::array<int64_t, kNumClasses>, kNumClasses> confusion{};  // [true][predicted]
+  std::vector<std::vector<int64_t>> confusion;  // [true][predicted], classes × classes
 
+  int classes() const { return int(confusion.size()); }
   double class_accuracy(int c) const {
     int64_t total = 0;
     for (int64_t v : confusion[size_t(c)]) total += v;
     return total ? double(confusion[size_t(c)][size_t(c)]) / double(total) : 0.0;
+  }
+  double mean_class_accuracy() const {
+    double sum = 0;
+    for (int c = 0; c < classes(); ++c) sum += class_accuracy(c);
+    return sum / classes();
   }
 };
 
@@ -45,41 +56,72 @@ SetScore score(Backend& backend, ImageSetRole role, const ImageSet& set, const s
   s.images = set.size();
   s.error = r.error_rate();
   s.loss = r.loss_sum / double(set.size());
+  const size_t classes = size_t(backend.num_classes());
+  s.confusion.assign(classes, std::vector<int64_t>(classes, 0));
   for (size_t i = 0; i < set.size(); ++i) ++s.confusion[set.labels[i]][r.predictions[i]];
   return s;
 }
 
-nlohmann::json to_json(const SetScore& s) {
+nlohmann::json to_json(const SetScore& s, const std::vector<std::string>& names) {
   nlohmann::json per_class = nlohmann::json::object();
-  for (int c = 0; c < kNumClasses; ++c) per_class[kClassNames[size_t(c)]] = s.class_accuracy(c);
-  return {{"images", s.images}, {"error", s.error},        {"loss", s.loss},
-          {"per_class_accuracy", per_class}, {"confusion", s.confusion}};
+  for (int c = 0; c < s.classes(); ++c) per_class[names[size_t(c)]] = s.class_accuracy(c);
+  return {{"images", s.images},
+          {"error", s.error},
+          {"loss", s.loss},
+          {"classes", s.classes()},
+          {"mean_class_accuracy", s.mean_class_accuracy()},
+          {"per_class_accuracy", per_class},
+          {"confusion", s.confusion}};
 }
 
-void print_table(const SetScore& s) {
+void print_table(const SetScore& s, const std::vector<std::string>& names) {
   std::cout << fmt::format("\n{} error {} ({} images, loss {:.4f})\n", s.name, format_percent(s.error), s.images, s.loss);
   std::cout << fmt::format("{:>12} {:>9}   confusion (rows: true class, columns: predicted)\n", "class", "accuracy");
   std::cout << fmt::format("{:>12} {:>9}  ", "", "");
-  for (int c = 0; c < kNumClasses; ++c) std::cout << fmt::format(" {:>5.5}", kClassNames[size_t(c)]);
+  for (int c = 0; c < s.classes(); ++c) std::cout << fmt::format(" {:>5.5}", names[size_t(c)]);
   std::cout << "\n";
-  for (int t = 0; t < kNumClasses; ++t) {
-    std::cout << fmt::format("{:>12} {:>9}  ", kClassNames[size_t(t)], format_percent(s.class_accuracy(t)));
-    for (int p = 0; p < kNumClasses; ++p) std::cout << fmt::format(" {:>5}", s.confusion[size_t(t)][size_t(p)]);
+  for (int t = 0; t < s.classes(); ++t) {
+    std::cout << fmt::format("{:>12} {:>9}  ", names[size_t(t)], format_percent(s.class_accuracy(t)));
+    for (int p = 0; p < s.classes(); ++p) std::cout << fmt::format(" {:>5}", s.confusion[size_t(t)][size_t(p)]);
     std::cout << "\n";
   }
+}
+
+// Too many classes for a matrix on a terminal: the error, the mean per-class accuracy and the classes
+// it gets most wrong (--json has every class and the whole matrix).
+void print_summary(const SetScore& s, const std::vector<std::string>& names) {
+  std::cout << fmt::format("\n{} error {} ({} images, loss {:.4f}); {} classes, mean per-class accuracy {}\n", s.name,
+                           format_percent(s.error), s.images, s.loss, s.classes(),
+                           format_percent(s.mean_class_accuracy()));
+  std::vector<int> order(size_t(s.classes()));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return s.class_accuracy(a) < s.class_accuracy(b); });
+  std::cout << "least accurate classes:";
+  for (size_t k = 0; k < order.size() && k < size_t(kWorstClassesShown); ++k)
+    std::cout << fmt::format(" {} {}{}", names[size_t(order[k])], format_percent(s.class_accuracy(order[k])),
+                             k + 1 < size_t(kWorstClassesShown) ? "," : "");
+  std::cout << "\n(--json gives every class's accuracy and the full confusion matrix)\n";
+}
+
+void print_score(const SetScore& s, const std::vector<std::string>& names) {
+  if (s.classes() <= kMaxTableClasses) print_table(s, names);
+  else print_summary(s, names);
 }
 
 int eval_main(int argc, char** argv) {
   CLI::App app{"Scores an sd_train checkpoint: test (and validation) error, per-class accuracy, confusion matrix.",
                "sd_eval"};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as sd_train
-  std::string checkpoint_path, data_dir = "data/cifar-10-batches-bin", split_name, precision = "fp32";
+  std::string checkpoint_path, data_dir, split_name, precision = "fp32";
   std::string bn_variant = kDefaultBnVariant;
   DeviceChoice device;
   int64_t synthetic = -1;
   bool json = false;
+  RunConfig asked;  // --dataset: only to check it against the checkpoint's
   app.add_option("--checkpoint", checkpoint_path, "a last.safetensors or best.safetensors from sd_train")->required();
-  app.add_option("--data-dir", data_dir, "CIFAR-10 binary files")->capture_default_str();
+  add_dataset_option(app, asked);
+  app.add_option("--data-dir", data_dir, "the data set's official files (default: as sd_train's for the checkpoint's "
+                                         "data set)");
   app.add_option("--split", split_name, "paper or full (default: the checkpoint's); validation needs paper");
   app.add_option("--synthetic", synthetic, "score on generated data (default: what the checkpoint trained on)");
   add_device_option(app, device);
@@ -95,6 +137,8 @@ int eval_main(int argc, char** argv) {
   // The data the checkpoint's run used, unless told otherwise: its validation set is only
   // reproducible from the same source, split, seed and subset.
   RunConfig run = ck.config;
+  if (given.count("--dataset")) check_checkpoint_dataset(checkpoint_path, ck.config.dataset, asked.dataset);
+  if (data_dir.empty()) data_dir = default_data_dir(run.dataset);
   if (!split_name.empty()) run.split = split_name;
   if (given.count("--synthetic")) run.synthetic = synthetic;
   else if (given.count("--data-dir")) run.synthetic = 0;
@@ -130,20 +174,22 @@ int eval_main(int argc, char** argv) {
                        {"kind", ck.kind == CheckpointKind::kLast ? "last" : "best"},
                        {"epoch", ck.trainer.epochs_done},
                        {"depth", ck.config.model.depth},
+                       {"dataset", dataset_name(ck.config.dataset)},
+                       {"class_names", split.class_names},
                        {"data", data},
                        {"split", run.split},
                        {"device", backend->device_name()},
                        {"precision", precision},
-                       {"test", to_json(test)},
-                       {"validation", validation ? to_json(*validation) : nlohmann::json()}};
+                       {"test", to_json(test, split.class_names)},
+                       {"validation", validation ? to_json(*validation, split.class_names) : nlohmann::json()}};
     std::cout << out.dump() << std::endl;  // one line: for scripts (humans get the tables)
     return kExitOk;
   }
-  std::cout << fmt::format("{}: ResNet-{} ({} {}), epoch {}; {}, {} ({}, {})\n", checkpoint_path,
-                           ck.config.model.depth, to_string(ck.config.model.death_mode), ck.config.model.death_rate,
+  std::cout << fmt::format("{}: ResNet-{} on {} ({} {}), epoch {}; {}, {} ({}, {})\n", checkpoint_path,
+                           ck.config.model.depth, dataset_title(ck.config.dataset), to_string(ck.config.model.death_mode), ck.config.model.death_rate,
                            ck.trainer.epochs_done, data, describe_split(split), backend->device_name(), precision);
-  if (validation) print_table(*validation);
-  print_table(test);
+  if (validation) print_score(*validation, split.class_names);
+  print_score(test, split.class_names);
   std::cout << fmt::format("\ntest error {}{}\n", format_percent(test.error),
                            validation ? fmt::format("  (validation error {})", format_percent(validation->error)) : "");
   return kExitOk;

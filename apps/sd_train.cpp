@@ -48,6 +48,7 @@ RunConfig settings_for_resume(const Checkpoint& ck, const TrainOptions& o, const
   for (const ConfigDifference& d : config_differences(ck.config, o.run)) {
     const std::optional<std::string> flag = flag_for_config_field(d.field);
     if (!flag || !o.given.count(*flag)) continue;  // not set on this command line
+    if (d.field == "dataset" || d.field == "classes") check_checkpoint_dataset(path.string(), ck.config.dataset, o.run.dataset);
     if (d.field == "epochs") {
       run.train.epochs = o.run.train.epochs;
       note += fmt::format("note: --epochs {} replaces the checkpoint's {} (the lr schedule follows the new count)\n",
@@ -210,8 +211,8 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
                             "\n");
   report_backend("sd_train", *backend, o.verbose);
   const double planning = backend->planning_seconds();
-  std::cout << fmt::format("sd_train: ResNet-{} ({} {}), {}, {} backend{}, batch {}, {} steps/epoch, {} epochs -> {}\n",
-                           run.model.depth, to_string(run.model.death_mode), run.model.death_rate, describe_split(split),
+  std::cout << fmt::format("sd_train: ResNet-{} on {} ({} {}), {}, {} backend{}, batch {}, {} steps/epoch, {} epochs -> {}\n",
+                           run.model.depth, dataset_title(run.dataset), to_string(run.model.death_mode), run.model.death_rate, describe_split(split),
                            backend->device_name(),
                            planning > 0 ? fmt::format(" (convolutions planned in {:.1f} s)", planning) : "",
                            run.train.batch_size, trainer.steps_per_epoch(), run.train.epochs, dir.string())
@@ -298,7 +299,7 @@ int train_main(int argc, char** argv) {
   // First of all: a scheduler's warning (SIGUSR1) or a Ctrl-C while the data loads or the
   // convolutions are planned then stops the run before its first step, resumable, not killed.
   install_stop_handlers();
-  CLI::App app{"Trains the stochastic-depth ResNet on CIFAR-10 (paper defaults). See docs/USAGE.md.", "sd_train"};
+  CLI::App app{"Trains the stochastic-depth ResNet on CIFAR-10, CIFAR-100 or SVHN (paper defaults). See docs/USAGE.md.", "sd_train"};
   TrainOptions o;
   add_train_options(app, o);
   parse_command_line(app, argc, argv);

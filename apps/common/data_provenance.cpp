@@ -64,7 +64,7 @@ nlohmann::json dataset_provenance(const std::string& dataset, const fs::path& da
 
 nlohmann::json data_provenance(const RunConfig& run, const std::string& data_dir) {
   if (run.synthetic > 0) return nlohmann::json{{"source", "synthetic"}, {"images", run.synthetic}};
-  return dataset_provenance("cifar10", data_dir);
+  return dataset_provenance(dataset_name(run.dataset), data_dir);
 }
 
 }  // namespace sd::apps

@@ -42,8 +42,8 @@ nlohmann::json files_provenance(const std::string& source, const std::filesystem
 // readers take either).
 nlohmann::json dataset_provenance(const std::string& dataset, const std::filesystem::path& data_dir);
 
-// The run's data: {"source": "synthetic", "images": N} for --synthetic N, else CIFAR-10's
-// dataset_provenance.
+// The run's data: {"source": "synthetic", "images": N} for --synthetic N, else the dataset_provenance
+// of its --dataset.
 nlohmann::json data_provenance(const RunConfig& run, const std::string& data_dir);
 
 }  // namespace sd::apps

@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include "apps/common/app_main.h"
+#include "apps/common/run_data.h"
 #include "engine/data/dataset.h"
 #include "models/network/resnet_spec.h"
 
@@ -42,6 +43,22 @@ void add_device_option(CLI::App& app, DeviceChoice& device) {
                     device.text);
 }
 
+void add_dataset_option(CLI::App& app, RunConfig& run) {
+  // The class count follows the data set here, where the data set is set: the two never disagree.
+  const auto read = [&run](const std::string& text) {
+    try {
+      run.dataset = parse_dataset(text);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(fmt::format("--dataset: {}", e.what()));
+    }
+    run.model.classes = dataset_classes(run.dataset);
+  };
+  app.add_option_function<std::string>("--dataset", read,
+                                       fmt::format("cifar10, cifar100 or svhn (its official files in --data-dir; the "
+                                                   "classifier has its classes)"))
+      ->default_str(dataset_name(run.dataset));
+}
+
 void add_verbose_option(CLI::App& app, bool& verbose) {
   app.add_flag("--verbose", verbose, "describe the backend at start: library versions, planning time, algorithms");
 }
@@ -68,6 +85,7 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   // A flag given twice takes its last value, so that scripts can append overrides.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   RunConfig& r = o.run;
+  add_dataset_option(app, r);
   app.add_option("--depth", r.model.depth, "network depth, 6N+2 (110: the paper's ResNet-110)")->capture_default_str();
   app.add_option("--epochs", r.train.epochs, "training epochs")->capture_default_str();
   app.add_option("--batch-size", r.train.batch_size, "images per SGD step")->capture_default_str();
@@ -90,8 +108,10 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--split", r.split, "paper (45 000 train / 5 000 validation) or full (50 000 train)")
       ->capture_default_str();
   app.add_option("--seed", r.train.seed, "seed of everything random")->capture_default_str();
-  app.add_option("--data-dir", o.data_dir, "CIFAR-10 binary files (scripts/fetch-cifar10)")->capture_default_str();
-  app.add_option("--synthetic", r.synthetic, "train on N generated images instead of CIFAR-10 (tests, smoke runs)");
+  app.add_option("--data-dir", o.data_dir,
+                 "the data set's official files (default data/cifar-10-batches-bin, data/cifar-100-binary or data/svhn; "
+                 "scripts/fetch-data)");
+  app.add_option("--synthetic", r.synthetic, "train on N generated images instead of the data set (tests, smoke runs)");
   app.add_option("--subset", r.subset, "use only the first N training images, N >= 1 (smoke tests; default: all)");
   app.add_option("--eval-subset", r.eval_subset,
                  "evaluate each epoch on the first N validation and N test images only (cheaper smoke runs; "
@@ -202,6 +222,7 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
   validate_run_config(o.run);
   check_backend_settings(o.device, backend_options(o.run, o.execution));
   if (o.out.empty()) o.out = default_run_dir(o.run);
+  if (o.data_dir.empty()) o.data_dir = default_data_dir(o.run.dataset);
 }
 
 BackendOptions backend_options(const RunConfig& run, Execution execution) {
@@ -215,6 +236,7 @@ BackendOptions backend_options(const RunConfig& run, Execution execution) {
 
 std::optional<std::string> flag_for_config_field(const std::string& field) {
   static const std::map<std::string, std::string> kFlags = {
+      {"dataset", "--dataset"},   {"classes", "--dataset"},
       {"depth", "--depth"},       {"death_mode", "--death-mode"}, {"death_rate", "--death-rate"},
       {"bn_gamma_init", "--bn-gamma-init"},
       {"momentum", "--momentum"}, {"nesterov", "--nesterov"},     {"weight_decay", "--weight-decay"},
@@ -230,7 +252,9 @@ std::optional<std::string> flag_for_config_field(const std::string& field) {
 }
 
 std::string default_run_dir(const RunConfig& r) {
-  std::string dir = fmt::format("runs/d{}-{}{}-{}-s{}", r.model.depth, to_string(r.model.death_mode),
+  // CIFAR-10's runs keep the folder names they always had; other data sets' carry the name first.
+  const std::string data = r.dataset == DatasetKind::kCifar10 ? "" : std::string(dataset_name(r.dataset)) + "-";
+  std::string dir = fmt::format("runs/{}d{}-{}{}-{}-s{}", data, r.model.depth, to_string(r.model.death_mode),
                                 r.model.death_rate, r.split, r.train.seed);
   if (r.model.bn_gamma_init != BnGammaInit::kOne) dir += "-gamma-" + to_string(r.model.bn_gamma_init);
   if (r.precision != "fp32") dir += "-" + r.precision;

@@ -21,7 +21,7 @@ namespace sd::apps {
 // One field per setting, each of its final type.
 struct TrainOptions {
   RunConfig run;  // what the run records (config.json, checkpoints); checked by finish_train_options
-  std::string data_dir = "data/cifar-10-batches-bin";
+  std::string data_dir;  // empty until finish_train_options: then default_data_dir(run.dataset) if not given
   std::string out;  // empty until finish_train_options: then default_run_dir(run) if not given
   DeviceChoice device;  // --device (default cuda)
   Execution execution = Execution::kEager;  // --exec: how the CUDA engine issues a step (no effect on the results)
@@ -42,6 +42,9 @@ BackendOptions backend_options(const RunConfig& run, Execution execution);
 
 // "--device cpu|cuda|cuda:N" (default cuda, which is cuda:0), parsed as it is read.
 void add_device_option(CLI::App& app, DeviceChoice& device);
+
+// "--dataset cifar10|cifar100|svhn" (default cifar10): sets the data set and the classifier's classes.
+void add_dataset_option(CLI::App& app, RunConfig& run);
 
 // "--verbose": the backend's description at start (library versions, planning, chosen algorithms).
 void add_verbose_option(CLI::App& app, bool& verbose);
@@ -73,7 +76,7 @@ void validate_run_config(const RunConfig& run);
 // flag changes (lr_decay: always 0.1, the paper's).
 std::optional<std::string> flag_for_config_field(const std::string& field);
 
-// runs/d<depth>-<mode><rate>-<split>-s<seed>[-gamma-uniform][-tf32][-synthetic<N>]: distinct runs get distinct folders.
+// runs/[<dataset>-]d<depth>-<mode><rate>-<split>-s<seed>[-gamma-uniform][-tf32][-synthetic<N>]: distinct runs get distinct folders.
 std::string default_run_dir(const RunConfig& run);
 
 // "--precision fp32|tf32" (sd_train, sd_eval, sd_bench; kPrecisions). check_backend_settings checks it.

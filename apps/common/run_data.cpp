@@ -6,19 +6,36 @@
 #include <fmt/format.h>
 
 #include "apps/common/app_main.h"
-#include "engine/data/cifar10.h"
 #include "engine/data/dataset.h"
+#include "engine/data/load_dataset.h"
 #include "engine/data/synthetic_data.h"
 
 namespace sd::apps {
 
+std::string default_data_dir(DatasetKind kind) {
+  switch (kind) {
+    case DatasetKind::kCifar10: return "data/cifar-10-batches-bin";
+    case DatasetKind::kCifar100: return "data/cifar-100-binary";
+    case DatasetKind::kSvhn: return "data/svhn";
+  }
+  return "data";
+}
+
+void check_checkpoint_dataset(const std::string& checkpoint, DatasetKind checkpoint_dataset, DatasetKind asked) {
+  if (checkpoint_dataset == asked) return;
+  throw UsageError(fmt::format("checkpoint {} has {} classes ({}), --dataset {} has {}: leave out --dataset or give "
+                               "--dataset {}",
+                               checkpoint, dataset_classes(checkpoint_dataset), dataset_title(checkpoint_dataset),
+                               dataset_name(asked), dataset_classes(asked), dataset_name(checkpoint_dataset)));
+}
+
 int64_t synthetic_test_size(int64_t train) { return std::max<int64_t>(train / 5, 10); }
 
 DataSplit load_run_split(const RunConfig& run, const std::string& data_dir) {
-  const Cifar10 data = run.synthetic > 0
-                           ? synthetic_cifar10(size_t(run.synthetic), size_t(synthetic_test_size(run.synthetic)),
-                                               run.train.seed)
-                           : load_cifar10(data_dir);
+  const Dataset data = run.synthetic > 0
+                           ? synthetic_dataset(size_t(run.synthetic), size_t(synthetic_test_size(run.synthetic)),
+                                               run.train.seed, run.dataset)
+                           : load_dataset(run.dataset, data_dir);
   try {
     return make_split(data, parse_split(run.split), run.train.seed, size_t(run.subset));
   } catch (const std::invalid_argument& e) {

@@ -1,6 +1,6 @@
 #pragma once
-// Where a run's images come from: the CIFAR-10 files, or generated images of the same shape
-// (--synthetic N) so that tests and smoke runs need no download.
+// Where a run's images come from: the official files of its data set (engine/data/load_dataset.h),
+// or generated images of the same shape (--synthetic N) so that tests and smoke runs need no download.
 #include <cstdint>
 #include <string>
 
@@ -9,10 +9,17 @@
 
 namespace sd::apps {
 
+// Where --data-dir points when not given: data/cifar-10-batches-bin, data/cifar-100-binary, data/svhn.
+std::string default_data_dir(DatasetKind kind);
+
+// A checkpoint scores and resumes only on its own data set: refuses another, in one line naming
+// both class counts ("checkpoint P has 100 classes (CIFAR-100), --dataset cifar10 has 10: ..."). Throws UsageError.
+void check_checkpoint_dataset(const std::string& checkpoint, DatasetKind checkpoint_dataset, DatasetKind asked);
+
 // Test images generated alongside N synthetic training images: CIFAR-10's ratio (1 : 5), at least 10.
 int64_t synthetic_test_size(int64_t train);
 
-// The split `run` describes (run.split, run.train.seed, run.subset, run.synthetic), from `data_dir`
+// The split `run` describes (run.dataset, run.split, run.train.seed, run.subset, run.synthetic), from `data_dir`
 // unless run.synthetic > 0. Throws std::runtime_error naming the file or the setting at fault.
 DataSplit load_run_split(const RunConfig& run, const std::string& data_dir);
 

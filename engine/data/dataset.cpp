@@ -66,7 +66,7 @@ ImageSet select_images(const ImageSet& images, const std::vector<int32_t>& indic
   return out;
 }
 
-DataSplit make_split(const Cifar10& data, SplitKind kind, uint64_t seed, size_t subset) {
+DataSplit make_split(const Dataset& data, SplitKind kind, uint64_t seed, size_t subset) {
   const size_t n = data.train.size();
   std::vector<int32_t> train_indices, validation_indices;
   if (kind == SplitKind::kPaper) {
@@ -89,6 +89,8 @@ DataSplit make_split(const Cifar10& data, SplitKind kind, uint64_t seed, size_t 
 
   DataSplit split;
   split.name = split_name(kind);
+  split.classes = data.classes();
+  split.class_names = data.class_names;
   split.train = select_images(data.train, train_indices);
   split.validation = select_images(data.train, validation_indices);
   split.test = data.test;

@@ -1,5 +1,5 @@
 #pragma once
-// From the loaded CIFAR-10 (or synthetic data of the same shape) to the sets a run uses:
+// From a loaded data set (or synthetic data of the same shape) to the sets a run uses:
 //   paper: the training images shuffled with the seed (stream kSplitShuffle); the first 90 % train,
 //          the last 10 % validate (for CIFAR-10's 50 000: 45 000 and 5 000, as the official code does);
 //   full:  all training images train, in file order; no validation.
@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/data/cifar10.h"
+#include "engine/data/dataset_kind.h"
 #include "engine/data/data_split.h"
 #include "engine/core/philox.h"
 
@@ -28,7 +28,7 @@ inline size_t paper_validation_size(size_t n) { return n / 10; }
 // `subset` > 0 keeps only the first `subset` training images (after the shuffle) for smoke tests;
 // validation and test are unchanged. Throws std::invalid_argument when the paper split would leave
 // no validation image (fewer than 10 training images) or `subset` exceeds the training images.
-DataSplit make_split(const Cifar10& data, SplitKind kind, uint64_t seed, size_t subset = 0);
+DataSplit make_split(const Dataset& data, SplitKind kind, uint64_t seed, size_t subset = 0);
 
 // The per-pixel mean image (kImageBytes values, in byte units) and one global standard deviation:
 // see dataset.cpp for exactly what is computed. Throws std::invalid_argument on an empty set.

@@ -1,6 +1,7 @@
 #pragma once
-// Images as the CIFAR-10 binary files hold them: 3×32×32 bytes per image, one plane per colour
-// (R, G, B), row-major within a plane; labels 0..9.
+// Images as the CIFAR binary files hold them: 3×32×32 bytes per image, one plane per colour
+// (R, G, B), row-major within a plane; labels 0 .. classes - 1 of their data set
+// (engine/data/dataset_kind.h).
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -11,7 +12,7 @@ inline constexpr int kImageChannels = 3;
 inline constexpr int kImageSide = 32;
 inline constexpr int kImagePlane = kImageSide * kImageSide;
 inline constexpr int kImageBytes = kImageChannels * kImagePlane;
-inline constexpr int kNumClasses = 10;
+inline constexpr int kMaxClasses = 256;  // labels are bytes
 
 struct ImageSet {
   std::vector<uint8_t> pixels;  // size() * kImageBytes

@@ -8,9 +8,11 @@ namespace sd {
 
 namespace {
 
+constexpr int kSyntheticClasses = 10;
+
 // The ten class colours: corners and edge points of the RGB cube at levels 64, 128, 192, pairwise at
 // least 64 apart in some channel, so the pooled colour alone tells the classes apart.
-constexpr uint8_t kColour[kNumClasses][kImageChannels] = {
+constexpr uint8_t kColour[kSyntheticClasses][kImageChannels] = {
     {192, 64, 64},  {64, 192, 64},  {64, 64, 192},   {192, 192, 64}, {192, 64, 192},
     {64, 192, 192}, {128, 128, 128}, {192, 128, 64}, {64, 128, 192}, {128, 64, 128},
 };
@@ -20,14 +22,14 @@ constexpr int kNoise = 40;             // ± per pixel, uniform
 constexpr uint32_t kSalt = 0x53594e54;  // "SYNT": keeps these draws apart from other kTestData users
 
 // Which of the 16 cells of class k's 4×4 grid are bright: a fixed, distinct 16-bit mask per class.
-constexpr uint16_t kPattern[kNumClasses] = {0x0F0F, 0xF0F0, 0x3333, 0xCCCC, 0xFF00,
+constexpr uint16_t kPattern[kSyntheticClasses] = {0x0F0F, 0xF0F0, 0x3333, 0xCCCC, 0xFF00,
                                             0x00FF, 0x6996, 0x9669, 0xA5A5, 0x5A5A};
 
 // Maps a byte to an integer in [-a, a], near-uniformly.
 int centred(uint32_t byte, int a) { return int((byte * uint32_t(2 * a + 1)) >> 8) - a; }
 
 void make_image(uint64_t seed, uint32_t index, uint8_t* label, uint8_t* pixels) {
-  const int k = int(index % kNumClasses);
+  const int k = int(index % kSyntheticClasses);
   *label = uint8_t(k);
   const int jitter = centred(draw(seed, RandomStream::kTestData, index, 0xFFFFFFFFu, kSalt).v[0] & 0xFF,
                              kBrightnessJitter);
@@ -57,8 +59,13 @@ ImageSet make_images(size_t first, size_t n, uint64_t seed) {
 
 ImageSet synthetic_images(size_t n, uint64_t seed) { return make_images(0, n, seed); }
 
-Cifar10 synthetic_cifar10(size_t train, size_t test, uint64_t seed) {
-  return Cifar10{make_images(0, train, seed), make_images(train, test, seed)};
+Dataset synthetic_dataset(size_t train, size_t test, uint64_t seed, DatasetKind kind) {
+  Dataset data;
+  data.kind = kind;
+  data.train = make_images(0, train, seed);
+  data.test = make_images(train, test, seed);
+  data.class_names = default_class_names(kind);
+  return data;
 }
 
 }  // namespace sd

@@ -29,9 +29,9 @@ void Backend::set_images(ImageSetRole role, const ImageSet& images) {
   if (images.pixels.size() != images.labels.size() * size_t(kImageBytes))
     throw std::invalid_argument("image set: pixel bytes do not match the number of labels");
   for (size_t i = 0; i < images.labels.size(); ++i)
-    if (images.labels[i] >= kNumClasses)
+    if (images.labels[i] >= num_classes())
       throw std::invalid_argument(fmt::format("image set: label {} of image {} is not a class (0..{})",
-                                              int(images.labels[i]), i, kNumClasses - 1));
+                                              int(images.labels[i]), i, num_classes() - 1));
   do_set_images(role, images);
   set_sizes_[int(role)] = images.size();
 }

@@ -96,6 +96,8 @@ class Backend {
   // p_l, the survival probability of every block, in order (the trainer draws the gates with them).
   virtual const std::vector<float>& survival() const = 0;
   int num_blocks() const { return int(survival().size()); }
+  // The classifier's outputs: labels run 0 .. num_classes() - 1.
+  virtual int num_classes() const = 0;
   // The largest batch train_step takes (a GPU engine sizes its memory for it); no bound by default.
   virtual int max_batch() const;
   // For logs (--verbose): the device, library versions, what was chosen at start.
@@ -110,7 +112,7 @@ class Backend {
 
   // The normalisation and the image sets; the backend keeps a copy. Call before stepping.
   // Refused (std::invalid_argument): a mean image of the wrong size or a std that is not positive;
-  // pixel bytes that do not match the labels, or a label that is not a class (0..9).
+  // pixel bytes that do not match the labels, or a label that is not a class (0 .. num_classes() - 1).
   void set_normalization(const Normalization& norm);
   void set_images(ImageSetRole role, const ImageSet& images);
   // Whether it holds a normalisation and training images (what train_step needs).

@@ -37,6 +37,8 @@ std::string shape_text(const std::vector<int64_t>& shape) { return fmt::format("
 
 json to_json(const RunConfig& c) {
   return json{
+      {"dataset", dataset_name(c.dataset)},
+      {"classes", c.model.classes},
       {"depth", c.model.depth},
       {"death_mode", to_string(c.model.death_mode)},
       {"death_rate", c.model.death_rate},
@@ -61,6 +63,11 @@ json to_json(const RunConfig& c) {
 
 RunConfig run_config_from_json(const json& j) {
   RunConfig c;
+  c.dataset = parse_dataset(j.value("dataset", std::string(dataset_name(DatasetKind::kCifar10))));
+  c.model.classes = j.value("classes", dataset_classes(c.dataset));
+  if (c.model.classes != dataset_classes(c.dataset))
+    throw std::runtime_error(fmt::format("'classes' is {}, but {} has {}", c.model.classes, dataset_title(c.dataset),
+                                         dataset_classes(c.dataset)));
   c.model.depth = field<int>(j, "depth");
   c.model.death_mode = parse_death_mode(field<std::string>(j, "death_mode"));
   c.model.death_rate = field<double>(j, "death_rate");
@@ -157,6 +164,8 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& ck, co
   const std::map<std::string, std::string> metadata = {
       {"format", kCheckpointFormat},
       {"kind", ck.kind == CheckpointKind::kLast ? "last" : "best"},
+      {"dataset", dataset_name(ck.config.dataset)},
+      {"classes", std::to_string(ck.config.model.classes)},
       {"depth", std::to_string(ck.config.model.depth)},
       {"death_mode", to_string(ck.config.model.death_mode)},
       {"death_rate", fmt::format("{}", ck.config.model.death_rate)},
@@ -239,6 +248,8 @@ std::vector<ConfigDifference> config_differences(const RunConfig& a, const RunCo
   auto cmp = [&](const char* field, const char* what, const auto& x, const auto& y) {
     if (x != y) out.push_back({field, what, fmt::format("{}", x), fmt::format("{}", y)});
   };
+  cmp("dataset", "data set", dataset_name(a.dataset), dataset_name(b.dataset));
+  cmp("classes", "classes", a.model.classes, b.model.classes);
   cmp("depth", "depth", a.model.depth, b.model.depth);
   cmp("death_mode", "death mode", to_string(a.model.death_mode), to_string(b.model.death_mode));
   cmp("death_rate", "death rate", a.model.death_rate, b.model.death_rate);

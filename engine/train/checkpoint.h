@@ -5,7 +5,7 @@
 // (the network's description gives them: "conv1.weight", "stages.0.3.bn2.running_var", "fc.bias", ...), the
 // normalisation's mean image as "normalization.mean" [3, 32, 32] (byte units), and in `last`
 // checkpoints the momentum buffers ("optimizer.momentum.<parameter>").
-// Metadata (all strings, as the format requires): "format", "kind" (last | best), "depth",
+// Metadata (all strings, as the format requires): "format", "kind" (last | best), "dataset", "classes", "depth",
 // "death_mode", "death_rate", "bn_gamma_init" (one | uniform), "epoch" (epochs completed), "seed", "split", "precision" (fp32 | tf32), "bn_variant",
 // "normalization.std",
 // "config" (RunConfig as JSON) and "trainer_state" (TrainerState as JSON). Together they are
@@ -31,20 +31,22 @@ inline constexpr const char* kNormalizationMeanTensor = "normalization.mean";
 
 // Everything that defines a run: the model, the optimiser, the schedule and the data.
 struct RunConfig {
+  DatasetKind dataset = DatasetKind::kCifar10;  // model.classes is its class count
   ResNetConfig model;
   SgdConfig sgd;
   TrainConfig train;
   std::string split = "paper";  // engine/data/dataset.h: "paper" | "full"
   int64_t subset = 0;           // > 0: only the first `subset` training images (smoke tests)
-  int64_t synthetic = 0;        // > 0: generated data with this many training images, not CIFAR-10
+  int64_t synthetic = 0;        // > 0: generated data with this many training images, not the data set's files
   int64_t eval_subset = 0;      // > 0: each epoch evaluates only the first N validation and N test images
   std::string precision = "fp32";
   std::string bn_variant = kDefaultBnVariant;
 };
 
 nlohmann::json to_json(const RunConfig& config);
-// Throws std::runtime_error on a missing field; "bn_gamma_init" and "bn_variant", absent before they
-// existed, mean "one" and "block_per_channel".
+// Throws std::runtime_error on a missing field, or "classes" that is not the data set's class count;
+// "bn_gamma_init", "bn_variant", "dataset" and "classes", absent before they existed, mean "one",
+// "block_per_channel", "cifar10" and its 10 classes.
 RunConfig run_config_from_json(const nlohmann::json& j);
 // Non-finite values (no best yet: ∞; no test error yet: NaN) are stored as null and restored.
 nlohmann::json to_json(const TrainerState& state);

@@ -1,10 +1,12 @@
 #pragma once
-// What a run asks of its network: the depth, the stochastic-depth schedule and how BN's γ starts.
+// What a run asks of its network: the depth, the stochastic-depth schedule, how BN's γ starts and
+// how many classes it tells apart.
 // Plain settings, held by runs, checkpoints and backends' options; the network they give, with every
 // layer's shape and tensor, is described above this layer (models/network/resnet_spec.h).
 #include <string>
 
 #include "engine/core/gates.h"
+#include "engine/data/dataset_kind.h"
 
 namespace sd {
 
@@ -19,6 +21,7 @@ struct ResNetConfig {
   DeathMode death_mode = DeathMode::kLinDecay;
   double death_rate = 0.5;
   BnGammaInit bn_gamma_init = BnGammaInit::kOne;
+  int classes = dataset_classes(DatasetKind::kCifar10);  // the classifier's outputs: the data set's classes
 };
 
 }  // namespace sd

@@ -6,6 +6,7 @@
 #include "engine/cuda/check.h"
 #include "engine/cuda/format.h"
 #include "engine/cuda/launch.cuh"
+#include "engine/data/image_set.h"
 #include "kernels/cuda/block_reduce.cuh"
 
 namespace sd::cuda {
@@ -13,7 +14,6 @@ namespace sd::cuda {
 namespace {
 
 constexpr int kSoftmaxThreads = 256;
-constexpr int kMaxClasses = 64;
 
 __global__ void softmax_xent_kernel(int n, int K, float* logits, const float* bias, const uint8_t* labels,
                                     float* loss, uint8_t* predictions, float* dlogits, float* dbias,

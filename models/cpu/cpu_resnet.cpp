@@ -317,10 +317,10 @@ EvalResult CpuResNet::do_evaluate(ImageSetRole role) {
   for (size_t start = 0; start < set.size(); start += kEvalChunk) {
     const int n = int(std::min(set.size() - start, size_t(kEvalChunk)));
     x.resize(size_t(n) * kImageBytes);
-    logits.resize(size_t(n) * kNumClasses);
+    logits.resize(size_t(n) * size_t(num_classes()));
     for (int i = 0; i < n; ++i) normalize_image(set.image(start + size_t(i)), norm_, x.data() + size_t(i) * kImageBytes);
     net_.infer(n, x.data(), logits.data());
-    r.loss_sum += ref::softmax_xent(n, kNumClasses, logits.data(), set.labels.data() + start, static_cast<float*>(nullptr),
+    r.loss_sum += ref::softmax_xent(n, num_classes(), logits.data(), set.labels.data() + start, static_cast<float*>(nullptr),
                                     static_cast<float*>(nullptr), r.predictions.data() + start);
     for (int i = 0; i < n; ++i) r.errors += r.predictions[start + size_t(i)] != set.labels[start + size_t(i)];
   }

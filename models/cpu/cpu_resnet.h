@@ -127,6 +127,7 @@ class CpuResNet : public Backend {
   std::string device_name() const override { return "cpu"; }
   const ResNetSpec& spec() const { return net_.spec(); }
   const std::vector<float>& survival() const override { return spec().survival; }
+  int num_classes() const override { return spec().head.classes; }
   TrainTotals take_train_totals() override;
   void restore_train_totals(const TrainTotals& totals) override { totals_ = totals; }
 

@@ -60,7 +60,7 @@ void CudaResNet::set_execution(Execution execution) {
 }
 
 std::vector<float> CudaResNet::last_logits() const {
-  return net_.download(net_.buffers().logits, size_t(last_n_) * kNumClasses);
+  return net_.download(net_.buffers().logits, size_t(last_n_) * size_t(num_classes()));
 }
 std::vector<float> CudaResNet::last_losses() const { return net_.download(net_.buffers().losses, size_t(last_n_)); }
 std::vector<float> CudaResNet::last_images() const {

@@ -81,6 +81,7 @@ class CudaResNet final : public Backend {
   std::string device_name() const override;
   const ResNetSpec& spec() const { return net_.spec(); }
   const std::vector<float>& survival() const override { return net_.spec().survival; }
+  int num_classes() const override { return net_.spec().head.classes; }
   int max_batch() const override { return net_.max_batch(); }
   TrainTotals take_train_totals() override;
   void restore_train_totals(const TrainTotals& totals) override;

@@ -87,9 +87,11 @@ ResNetSpec make_resnet_spec(const ResNetConfig& config) {
   }
   spec.head.features = kStageChannels[2];
   spec.head.side = kStageSide[2];
-  spec.head.classes = kNumClasses;
-  spec.head.weight = add_tensor(spec, "fc.weight", {kNumClasses, spec.head.features}, TensorKind::kFcWeight);
-  spec.head.bias = add_tensor(spec, "fc.bias", {kNumClasses}, TensorKind::kFcBias);
+  if (config.classes < 2 || config.classes > kMaxClasses)
+    throw std::invalid_argument(fmt::format("{} classes: the classifier takes 2..{}", config.classes, kMaxClasses));
+  spec.head.classes = config.classes;
+  spec.head.weight = add_tensor(spec, "fc.weight", {config.classes, spec.head.features}, TensorKind::kFcWeight);
+  spec.head.bias = add_tensor(spec, "fc.bias", {config.classes}, TensorKind::kFcBias);
   spec.survival = survival_probabilities(spec.num_blocks(), config.death_mode, config.death_rate);
   return spec;
 }

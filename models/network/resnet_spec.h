@@ -1,11 +1,11 @@
 #pragma once
-// The stochastic-depth ResNet-(6N+2) for CIFAR-10, described once for every backend: the shape of
+// The stochastic-depth ResNet-(6N+2) for 32×32 images (CIFAR-10, CIFAR-100, SVHN), described once for every backend: the shape of
 // every layer, the name, shape and flat position of every tensor, and the initialisation
 // (docs/MODEL.md gives the protocol). The two models (models/cpu, models/cuda) wire their own
 // layers from this description; neither repeats a width, a side or a tensor offset.
 //   stem:   conv1 3→16 on 32², bn1, ReLU
 //   stages: N blocks each at 16, 32, 64 channels on 32², 16², 8²
-//   head:   global average pool over 8², fc 64→10
+//   head:   global average pool over 8², fc 64→classes (10 for CIFAR-10 and SVHN, 100 for CIFAR-100)
 // Block: out = ReLU(shortcut(x) + gate · bn2(conv2(ReLU(bn1(conv1(x)))))); the first block of stages
 // 1 and 2 (0-based) has stride 2 and the shortcut 2×2 average pool + zero channel padding.
 #include <cstdint>

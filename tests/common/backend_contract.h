@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "engine/core/philox.h"
+#include "engine/data/cifar10.h"
 #include "engine/train/backend.h"
 #include "models/network/resnet_spec.h"
 
@@ -49,7 +50,7 @@ inline ImageSet random_images(int count, uint32_t seed) {
   ImageSet s;
   s.pixels.resize(size_t(count) * kImageBytes);
   for (size_t i = 0; i < s.pixels.size(); ++i) s.pixels[i] = uint8_t(draw(seed, RandomStream::kTestData, uint32_t(i)).v[0]);
-  for (int i = 0; i < count; ++i) s.labels.push_back(uint8_t(i % kNumClasses));
+  for (int i = 0; i < count; ++i) s.labels.push_back(uint8_t(i % kCifar10Classes));
   return s;
 }
 
@@ -227,7 +228,7 @@ inline void argument_checks(const BackendUnderTest& bt) {
   bad_set.pixels.pop_back();
   CHECK_THROWS_AS(b->set_images(ImageSetRole::kTrain, bad_set), std::invalid_argument);
   bad_set = random_images(20, 4);
-  bad_set.labels[13] = kNumClasses;  // refused when the set arrives, on every device
+  bad_set.labels[13] = kCifar10Classes;  // refused when the set arrives, on every device
   CHECK_THROWS_WITH(b->set_images(ImageSetRole::kTrain, bad_set), Catch::Contains("label 10 of image 13"));
   b->set_images(ImageSetRole::kTrain, random_images(20, 4));
 

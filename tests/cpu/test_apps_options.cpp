@@ -160,6 +160,8 @@ TEST_CASE("config differences name the flag and both values", "[checkpoint]") {
 
 TEST_CASE("every run setting config_differences reports has the flag sd_train sets it with", "[checkpoint]") {
   sd::RunConfig a, b;
+  b.dataset = sd::DatasetKind::kCifar100;
+  b.model.classes = 100;
   b.model.depth = 20;
   b.model.death_mode = sd::DeathMode::kUniform;
   b.model.death_rate = 0.2;

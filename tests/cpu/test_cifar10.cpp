@@ -44,10 +44,10 @@ ImageSet concat(const ImageSet& a, const ImageSet& b) {
 }
 
 // Six files of `records` records each, all different; returns what went into them.
-Cifar10 write_dataset(const fs::path& dir, size_t records) {
+Dataset write_dataset(const fs::path& dir, size_t records) {
   fs::create_directories(dir);
-  const Cifar10 all = synthetic_cifar10(5 * records, records, 1234);
-  Cifar10 written;
+  const Dataset all = synthetic_dataset(5 * records, records, 1234);
+  Dataset written;
   for (int b = 0; b < 5; ++b) {
     ImageSet part;
     part.labels.assign(all.train.labels.begin() + b * records, all.train.labels.begin() + (b + 1) * records);
@@ -88,8 +88,8 @@ TEST_CASE("CIFAR-10 records round-trip through write and read", "[data][cifar10]
 TEST_CASE("load_cifar10 joins data_batch_1..5 in order and reads test_batch", "[data][cifar10]") {
   TempDir tmp;
   const fs::path dir = tmp.path / "cifar-10-batches-bin";
-  const Cifar10 written = write_dataset(dir, 4);
-  const Cifar10 loaded = load_cifar10(dir, 4);
+  const Dataset written = write_dataset(dir, 4);
+  const Dataset loaded = load_cifar10(dir, 4);
   CHECK(loaded.train.size() == 20);
   CHECK(loaded.test.size() == 4);
   CHECK(same(loaded.train, written.train));
@@ -171,13 +171,13 @@ TEST_CASE("write_cifar10_file refuses inconsistent images and unwritable paths",
 TEST_CASE("the official CIFAR-10 files load with balanced classes", "[.][realdata]") {
   const fs::path dir = fs::path(SD_SOURCE_DIR) / "data" / "cifar-10-batches-bin";
   REQUIRE(fs::exists(dir));
-  const Cifar10 data = load_cifar10(dir);
+  const Dataset data = load_cifar10(dir);
   REQUIRE(data.train.size() == 50000);
   REQUIRE(data.test.size() == 10000);
-  int train_count[kNumClasses] = {}, test_count[kNumClasses] = {};
+  int train_count[kCifar10Classes] = {}, test_count[kCifar10Classes] = {};
   for (uint8_t l : data.train.labels) ++train_count[l];
   for (uint8_t l : data.test.labels) ++test_count[l];
-  for (int k = 0; k < kNumClasses; ++k) {
+  for (int k = 0; k < kCifar10Classes; ++k) {
     CHECK(train_count[k] == 5000);
     CHECK(test_count[k] == 1000);
   }

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "engine/data/cifar10.h"
 #include "kernels/cpu/batch_norm.h"
 #include "kernels/cpu/classifier.h"
 #include "kernels/cpu/conv3x3.h"
@@ -51,7 +52,7 @@ struct Batch {
 
 Batch make_batch(int n, uint32_t seed) {
   Batch b{n, normal_vector<double>(size_t(n) * kImageBytes, seed), {}};
-  for (int i = 0; i < n; ++i) b.labels.push_back(uint8_t((seed + 3 * i) % kNumClasses));
+  for (int i = 0; i < n; ++i) b.labels.push_back(uint8_t((seed + 3 * i) % kCifar10Classes));
   return b;
 }
 

@@ -6,6 +6,7 @@
 #include <numeric>
 #include <map>
 
+#include "engine/data/cifar10.h"
 #include "engine/data/dataset.h"
 #include "engine/data/synthetic_data.h"
 #include "engine/train/trainer.h"
@@ -17,8 +18,8 @@ namespace {
 
 // n training images whose first three bytes spell their index (the rest zero), so a split's images
 // tell which originals they are; labels i % 10.
-Cifar10 tagged_data(size_t train, size_t test) {
-  Cifar10 data;
+Dataset tagged_data(size_t train, size_t test) {
+  Dataset data;
   for (ImageSet* set : {&data.train, &data.test}) {
     const size_t n = set == &data.train ? train : test;
     set->labels.resize(n);
@@ -61,7 +62,7 @@ TEST_CASE("parse_split accepts paper and full and names a bad value", "[data][sp
 }
 
 TEST_CASE("paper split: 45000 train and 5000 validation, disjoint, seeded", "[data][split]") {
-  const Cifar10 data = tagged_data(50000, 30);
+  const Dataset data = tagged_data(50000, 30);
   std::vector<int32_t> train7, validation7;
   {
     const DataSplit split = make_split(data, SplitKind::kPaper, 7);
@@ -96,7 +97,7 @@ TEST_CASE("paper split: 45000 train and 5000 validation, disjoint, seeded", "[da
 }
 
 TEST_CASE("paper split of a small set holds the last 10 percent out", "[data][split]") {
-  const Cifar10 data = tagged_data(95, 5);
+  const Dataset data = tagged_data(95, 5);
   const DataSplit split = make_split(data, SplitKind::kPaper, 1);
   CHECK(paper_validation_size(50000) == 5000);
   CHECK(split.train.size() == 86);
@@ -109,7 +110,7 @@ TEST_CASE("paper split of a small set holds the last 10 percent out", "[data][sp
 }
 
 TEST_CASE("full split trains on every image in file order, no validation", "[data][split]") {
-  const Cifar10 data = tagged_data(500, 20);
+  const Dataset data = tagged_data(500, 20);
   const DataSplit split = make_split(data, SplitKind::kFull, 7);
   CHECK(split.name == "full");
   CHECK(split.train.pixels == data.train.pixels);
@@ -120,7 +121,7 @@ TEST_CASE("full split trains on every image in file order, no validation", "[dat
 }
 
 TEST_CASE("subset keeps the first N training images and the whole validation", "[data][split]") {
-  const Cifar10 data = tagged_data(1000, 10);
+  const Dataset data = tagged_data(1000, 10);
   const DataSplit whole = make_split(data, SplitKind::kPaper, 3);
   const DataSplit small = make_split(data, SplitKind::kPaper, 3, 100);
   REQUIRE(small.train.size() == 100);
@@ -200,7 +201,7 @@ TEST_CASE("synthetic images are deterministic, balanced and separable by colour"
   CHECK(std::equal(prefix.pixels.begin(), prefix.pixels.end(), a.pixels.begin()));
   for (size_t i = 0; i < a.size(); ++i) REQUIRE(a.labels[i] == i % 10);
 
-  const Cifar10 c = synthetic_cifar10(50, 20, 11);
+  const Dataset c = synthetic_dataset(50, 20, 11);
   CHECK(c.train.size() == 50);
   CHECK(c.test.size() == 20);
   const ImageSet seventy = synthetic_images(70, 11);
@@ -212,15 +213,15 @@ TEST_CASE("synthetic images are deterministic, balanced and separable by colour"
     for (int k = 0; k < kImagePlane; ++k) s += image[ch * kImagePlane + k];
     return s / kImagePlane;
   };
-  double centre[kNumClasses][3] = {};
+  double centre[kCifar10Classes][3] = {};
   for (size_t i = 0; i < a.size(); ++i)
-    for (int ch = 0; ch < 3; ++ch) centre[a.labels[i]][ch] += colour(a.image(i), ch) / (a.size() / kNumClasses);
+    for (int ch = 0; ch < 3; ++ch) centre[a.labels[i]][ch] += colour(a.image(i), ch) / (a.size() / kCifar10Classes);
   const ImageSet fresh = synthetic_images(500, 77);
   int correct = 0;
   for (size_t i = 0; i < fresh.size(); ++i) {
     int best = -1;
     double best_d = 1e30;
-    for (int k = 0; k < kNumClasses; ++k) {
+    for (int k = 0; k < kCifar10Classes; ++k) {
       double d = 0;
       for (int ch = 0; ch < 3; ++ch) d += std::pow(colour(fresh.image(i), ch) - centre[k][ch], 2);
       if (d < best_d) best_d = d, best = k;

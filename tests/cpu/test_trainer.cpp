@@ -29,6 +29,7 @@ class ScriptedBackend : public Backend {
   explicit ScriptedBackend(int depth) : spec_(make_resnet_spec(ResNetConfig{depth, DeathMode::kLinDecay, 0.5})) {}
   std::string device_name() const override { return "scripted"; }
   const std::vector<float>& survival() const override { return spec_.survival; }
+  int num_classes() const override { return spec_.head.classes; }
   TrainTotals take_train_totals() override { return std::exchange(pending, TrainTotals{}); }
   void restore_train_totals(const TrainTotals& totals) override { pending = totals; }
 

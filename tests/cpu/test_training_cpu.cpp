@@ -10,7 +10,7 @@
 using namespace sd;
 
 TEST_CASE("ResNet-8 with stochastic depth learns synthetic images on the CPU", "[training][slow]") {
-  const Cifar10 data = synthetic_cifar10(2200, 500, 7);
+  const Dataset data = synthetic_dataset(2200, 500, 7);
   const DataSplit split = make_split(data, SplitKind::kPaper, 7);  // 1980 train, 220 validation
   BackendOptions options;
   options.model = ResNetConfig{8, DeathMode::kLinDecay, 0.5};

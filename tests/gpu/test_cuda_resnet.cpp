@@ -29,6 +29,7 @@
 #include <map>
 
 #include "engine/data/augment.h"
+#include "engine/data/cifar10.h"
 #include "engine/data/dataset.h"
 #include "engine/core/gates.h"
 #include "engine/data/synthetic_data.h"
@@ -235,6 +236,25 @@ TEST_CASE("gpu ResNet-20 training steps match the CPU model at batch 128 then 72
   check_step(cpu, gpu, data, step_input(i3, c, 2, 2, 0.05f), kResNet20);
 }
 
+TEST_CASE("gpu ResNet-20 with CIFAR-100's 100 classes: a training step matches the CPU model", "[gpu][model][classes]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  Data data = make_data(256, 0);
+  for (size_t i = 0; i < data.train.size(); ++i) data.train.labels[i] = uint8_t((i * 37) % 100);  // every class
+  BackendOptions options = options_for(20);
+  options.model.classes = dataset_classes(DatasetKind::kCifar100);
+  CpuResNet cpu(options);
+  CudaResNet gpu(options, 128);
+  REQUIRE(gpu.num_classes() == 100);
+  REQUIRE(find_tensor(gpu.state(), "fc.weight").shape == std::vector<int64_t>{100, 64});
+  for (Backend* b : {static_cast<Backend*>(&cpu), static_cast<Backend*>(&gpu)}) {
+    b->set_normalization(data.norm);
+    b->set_images(ImageSetRole::kTrain, data.train);
+  }
+  REQUIRE(states_bit_equal(gpu.state(), cpu.state()));
+  const std::vector<uint8_t> gates{1, 0, 1, 1, 1, 0, 1, 1, 0};
+  check_step(cpu, gpu, data, step_input(batch_indices(data.train.size(), 96, 0), gates, 0, 0, 0.1f), kResNet20);
+}
+
 TEST_CASE("gpu ResNet-110 training step matches the CPU model at batch 128", "[gpu][model][resnet110]") {
   SD_REQUIRE_CUDA_DEVICE();
   const Data data = make_data(256, 0);
@@ -315,10 +335,10 @@ TEST_CASE("gpu evaluation equals the CPU model's", "[gpu][model][eval]") {
   REQUIRE(rg.predictions.size() == 200);
   CHECK(std::fabs(rg.loss_sum - rc.loss_sum) <= kResNet20.forward * std::fabs(rc.loss_sum));
   // Logits of every image from the CPU's inference, for the last batch's comparison and the ties.
-  std::vector<float> x(200 * size_t(kImageBytes)), logits(200 * size_t(kNumClasses));
+  std::vector<float> x(200 * size_t(kImageBytes)), logits(200 * size_t(kCifar10Classes));
   for (size_t i = 0; i < 200; ++i) normalize_image(data.test.image(i), data.norm, x.data() + i * kImageBytes);
   cpu.net().infer(200, x.data(), logits.data());
-  const std::vector<float> last(logits.end() - 72 * kNumClasses, logits.end());
+  const std::vector<float> last(logits.end() - 72 * kCifar10Classes, logits.end());
   REQUIRE(gpu.last_batch_size() == 72);
   SD_CHECK_CLOSE("last batch's logits", gpu.last_logits(), last, kResNet20.forward);
   // Predictions agree except where the CPU's two candidate logits are within rounding (a near-tie).
@@ -326,7 +346,7 @@ TEST_CASE("gpu evaluation equals the CPU model's", "[gpu][model][eval]") {
   for (size_t i = 0; i < 200; ++i) {
     if (rg.predictions[i] == rc.predictions[i]) continue;
     ++differing;
-    const float* z = logits.data() + i * kNumClasses;
+    const float* z = logits.data() + i * kCifar10Classes;
     if (std::fabs(z[rg.predictions[i]] - z[rc.predictions[i]]) > 1e-4f * (1 + std::fabs(z[rc.predictions[i]]))) ++mismatches;
   }
   CHECK(mismatches == 0);
