@@ -79,7 +79,7 @@ TEST_CASE("load_cifar100 reads train.bin and test.bin, and the class names when 
                                                  "bytes): truncated?"));
 }
 
-TEST_CASE("CIFAR-100 errors: a fine label above 99 names its record; truncated and CIFAR-10 files", "[data][cifar100]") {
+TEST_CASE("CIFAR-100 errors: a fine label above 99 names its record, truncated and CIFAR-10 files refused", "[data][cifar100]") {
   TempDir tmp;
   const fs::path file = tmp.path() / "test.bin";
   ImageSet images = hundred_class_images(5, 3);
