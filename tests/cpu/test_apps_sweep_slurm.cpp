@@ -5,8 +5,9 @@
 // finishes the same too, and so does one whose node goes down. Reruns while tasks pend or run,
 // and two invocations at once, submit each run once; --max-running holds across a sweep's arrays;
 // a run that fails without progress is resubmitted only --max-retries times, with the reason. Also the launcher's refusals: no sbatch, a refused
-// submission (Slurm's message), a sweep directory of another grid, a run that a live task holds, a
-// sweep folder another sd_sweep holds, site options the array sets itself.
+// submission (Slurm's message), a sweep directory of another grid, a run that a live task holds (to
+// the local launcher and to a second Slurm task), a sweep folder another sd_sweep holds, site
+// options the array sets itself.
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -230,6 +231,18 @@ TEST_CASE("sd_sweep --launcher slurm: a task cancelled mid-run is resubmitted an
   INFO(held.output);
   CHECK(held.exit_code == 1);
   CHECK(contains(held.output, "is held by Slurm task " + first_job(slurm) + "_0 (running)"));
+
+  // A second Slurm task on the same run folder (a colleague's array on a shared folder, a stray
+  // resubmission) refuses it at once: the running task's sd_train holds the run lock.
+  const fs::path stray_out = tmp.path() / "stray.out";
+  const RunResult stray = cluster.client("sbatch --parsable --output=" + q(stray_out) + " --wrap=" +
+                                         q(std::string(SD_BIN_DIR) + "/sd_train --device cpu --depth 8 " + kData +
+                                           " --out " + q(run) + " --resume"));
+  INFO(stray.output);
+  REQUIRE(stray.exit_code == 0);
+  REQUIRE(wait_until([&] { return contains(read_file(stray_out), "error"); }, 60));
+  CHECK(contains(read_file(stray_out), "sd_train: error: run folder " + run.string() + " is in use by PID "));
+  CHECK(read_file(run / "train.log").find("=== ") == read_file(run / "train.log").rfind("=== "));
 
   REQUIRE(cluster.client("scancel " + first_job(slurm) + "_0").exit_code == 0);
   REQUIRE(wait_until([&] { return cluster.client("squeue --noheader").output.empty(); }, 30));
