@@ -161,7 +161,8 @@ nlohmann::json to_json(const ModeResult& r) {
           {"conv_flops_per_step", r.conv_flops_per_step},
           {"conv_tflops", r.conv_tflops},
           {"planning_seconds", r.planning_seconds},
-          {"graph_coverage", r.graph_coverage},
+          // null without graph execution (nothing ran as a graph)
+          {"graph_coverage", r.graph_coverage.empty() ? nlohmann::json() : nlohmann::json(r.graph_coverage)},
           // null where the backend does not count (the CPU reference)
           {"kernels_per_step", r.kernels_per_step ? nlohmann::json(*r.kernels_per_step) : nlohmann::json()},
           {"device_memory_bytes", r.device_memory_bytes ? nlohmann::json(*r.device_memory_bytes) : nlohmann::json()}};

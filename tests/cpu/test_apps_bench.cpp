@@ -32,6 +32,7 @@ TEST_CASE("sd_bench times both modes and writes JSON", "[apps]") {
     CHECK(j[mode]["epoch_seconds"].get<double>() > 0);
     CHECK(j[mode]["images_per_second"].get<double>() > 0);
     CHECK(j[mode]["kernels_per_step"].is_null());  // the CPU reference does not count launches
+    CHECK(j[mode]["graph_coverage"].is_null());    // and runs no graphs
   }
   CHECK(j["full_depth"]["expected_active_blocks"] == 3.0);
 }
