@@ -18,13 +18,24 @@ constexpr int64_t kCifar10TrainImages = 50000;
 
 std::string percent(double fraction) { return fmt::format("{:.2f} %", 100 * fraction); }
 
+// A setting's value as a reader understands it: 0 means "every image" for the subsets and "the real
+// data" for synthetic images.
+std::string readable_value(const std::string& field, const std::string& value) {
+  if (value != "0") return value;
+  if (field == "subset" || field == "eval_subset") return "all";
+  if (field == "synthetic") return "none";
+  return value;
+}
+
 }  // namespace
 
 std::vector<std::string> protocol_deviations(const RunConfig& c) {
   const RunConfig paper;  // the defaults are the paper's protocol
   std::vector<std::string> out;
   for (const ConfigDifference& d : config_differences(c, paper))
-    if (d.field != "seed") out.push_back(fmt::format("{}: {} (paper: {})", d.what, d.checkpoint_value, d.run_value));
+    if (d.field != "seed")
+      out.push_back(fmt::format("{}: {} (paper: {})", d.what, readable_value(d.field, d.checkpoint_value),
+                                readable_value(d.field, d.run_value)));
   return out;
 }
 

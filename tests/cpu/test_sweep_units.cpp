@@ -175,6 +175,8 @@ TEST_CASE("reproduction report: deviations from the paper's protocol and the tra
   const std::vector<std::string> d = protocol_deviations(tiny);
   CHECK(std::find(d.begin(), d.end(), "depth: 8 (paper: 110)") != d.end());
   CHECK(std::find(d.begin(), d.end(), "epochs: 2 (paper: 500)") != d.end());
+  CHECK(std::find(d.begin(), d.end(), "subset: 64 (paper: all)") != d.end());
+  CHECK(std::find(d.begin(), d.end(), "synthetic: 256 (paper: none)") != d.end());
   CHECK(training_images(tiny) == 64);
   tiny.subset = 0;
   CHECK(training_images(tiny) == 256 - 25);
