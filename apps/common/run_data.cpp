@@ -60,8 +60,9 @@ void limit_evaluation_sets(DataSplit& split, int64_t eval_subset) {
 }
 
 std::string describe_split(const DataSplit& s) {
-  return fmt::format("{} split: {} train / {} validation / {} test", s.name, s.train.size(), s.validation.size(),
-                     s.test.size());
+  const std::string validation =
+      s.validation.size() ? fmt::format("{} validation", s.validation.size()) : std::string("no validation");
+  return fmt::format("{} split: {} train / {} / {} test", s.name, s.train.size(), validation, s.test.size());
 }
 
 }  // namespace sd::apps

@@ -395,6 +395,16 @@ TEST_CASE("sd_train --eval-subset evaluates on the first N images and records it
                    "sd_train", "is for evaluation subset 20, this run is evaluation subset 30", 2);
 }
 
+TEST_CASE("sd_train --split full says it has no validation set (not \"0 validation\")", "[apps]") {
+  const sd::test::TempDir tmp;
+  const RunResult r = run_app("sd_train", sd::test::kTiny + " --epochs 1 --split full --out " + q(tmp.path() / "run"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("full split: ") != std::string::npos);
+  CHECK(r.output.find(" / no validation / ") != std::string::npos);
+  CHECK(r.output.find(" 0 validation") == std::string::npos);
+}
+
 TEST_CASE("sd_train --time-limit cuts an epoch, exits 75, and the resumed run matches bit for bit", "[apps]") {
   const sd::test::TempDir tmp;
   const fs::path sliced = tmp.path() / "sliced", straight = tmp.path() / "straight";
