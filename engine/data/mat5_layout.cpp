@@ -77,7 +77,8 @@ class LayoutCheck {
                                         element, tag.bytes, size - at - 8));
       if (tag.type == kMiCompressed) compressed(in, element, tag.bytes);
       else if (tag.type == kMiMatrix) plain_array(in, element, tag.bytes);
-      at += std::min(tag.span, size - at);
+      // Compressed elements are not padded (MATLAB's own files and matio's reader agree).
+      at += tag.type == kMiCompressed ? 8 + tag.bytes : std::min(tag.span, size - at);
     }
   }
 

@@ -210,6 +210,13 @@ Checkpoint load_checkpoint(const std::filesystem::path& path, const ModelTensors
     throw fail(fmt::format("corrupt metadata: {}", e.what()));
   }
 
+  // A network's depth counts its layers with weights, each a tensor of its own: a depth the file's
+  // tensors cannot hold is refused before the model's description is built (a hostile depth near
+  // 2^31 made that description allocate without bound, found by fuzzing: tests/fuzz).
+  if (ck.config.model.depth > 0 && uint64_t(ck.config.model.depth) > file.tensors.size())
+    throw fail(fmt::format("lacks the tensors of the depth-{} model: it has {} layers with weights, the file holds {} "
+                           "tensors",
+                           ck.config.model.depth, ck.config.model.depth, file.tensors.size()));
   std::vector<TensorShape> expected;
   try {
     expected = model_tensors(ck.config.model);
