@@ -11,6 +11,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apps/common/environment.h"
+#include "apps/sweep/aggregate.h"
+#include "apps/sweep/run_environment.h"
 #include "engine/data/svhn.h"
 #include "engine/data/synthetic_data.h"
 #include "engine/train/checkpoint.h"
@@ -27,6 +30,11 @@ using Catch::Equals;
 using Catch::StartsWith;
 
 namespace {
+
+void write_text(const fs::path& path, const std::string& text) {
+  fs::create_directories(path.parent_path());
+  write_bytes(path, std::vector<uint8_t>(text.begin(), text.end()));
+}
 
 void put32_at(std::vector<uint8_t>& bytes, size_t at, uint32_t v) { std::memcpy(bytes.data() + at, &v, 4); }
 
@@ -119,4 +127,43 @@ TEST_CASE("fuzz finding: a checkpoint claiming a depth its tensors cannot hold i
                       std::to_string(depth) + " layers with weights, the file holds " +
                       std::to_string(saved.tensors.size()) + " tensors"));
   }
+}
+
+// sd_sweep's aggregation threw nlohmann's type_error (not naming the file, stopping the report) for a
+// metrics.jsonl line whose "epoch" was a string; a best_epoch of 1e300 in summary.json was cast to
+// int (undefined behaviour). A field of another type now counts as missing.
+TEST_CASE("fuzz finding: metrics.jsonl and summary.json fields of another type count as missing",
+          "[sweep][fuzz]") {
+  TempDir tmp;
+  const apps::GridPoint point{8, "lin_decay", 0.5, 1};
+  const fs::path dir = tmp.path() / "runs" / point.run_name();
+  write_text(dir / "metrics.jsonl", "{\"epoch\":\"x\",\"test_error\":0.5}\n{\"epoch\":2,\"test_error\":0.25}\n");
+  write_text(dir / "summary.json", "{\"epochs\":2,\"best_epoch\":1e300,\"final_test_error\":0.25}");
+  const apps::RunResult r = apps::read_run(tmp.path(), point, 2);
+  REQUIRE(r.curve.size() == 2);
+  CHECK(r.curve[0].epoch == 0);
+  CHECK(r.curve[1].epoch == 2);
+  CHECK(r.complete);
+  CHECK_FALSE(r.best_epoch.has_value());
+  CHECK(r.final_test_error == 0.25);
+}
+
+// The sweep's report threw nlohmann's type_error for a run's config.json whose invocation held a
+// host or GPU list of another type.
+TEST_CASE("fuzz finding: a config.json environment with fields of another type reads as unknown", "[sweep][fuzz]") {
+  TempDir tmp;
+  apps::PlannedRun run;
+  run.dir = tmp.path() / "run";
+  write_text(run.dir / "config.json",
+             R"({"invocation": {"host": 5, "environment": {"gpus": 5, "driver": 3, "cudnn": "9.1"}}})");
+  const apps::RunsEnvironment env = apps::runs_environment({run});
+  REQUIRE(env.environments.size() == 1);
+  CHECK(env.environments[0]["hosts"] == nlohmann::json::array({"unknown"}));
+  REQUIRE(env.common.has_value());
+  CHECK(env.common->gpus.empty());
+  CHECK(env.common->driver == "unknown");
+  CHECK(env.common->cudnn == "9.1");
+  const apps::Environment mixed = apps::environment_from_json(R"({"gpus": ["A100", 7], "cuda_build": "yes"})"_json);
+  CHECK(mixed.gpus == std::vector<std::string>{"A100", "unknown"});
+  CHECK_FALSE(mixed.cuda_build);
 }
