@@ -167,3 +167,21 @@ TEST_CASE("fuzz finding: a config.json environment with fields of another type r
   CHECK(mixed.gpus == std::vector<std::string>{"A100", "unknown"});
   CHECK_FALSE(mixed.cuda_build);
 }
+
+// A run's config (config.json, a checkpoint's metadata) holding 1e300 where a whole number belongs
+// was cast to int by nlohmann's conversion: undefined behaviour. Whole numbers are now checked.
+TEST_CASE("fuzz finding: run settings and trainer state refuse numbers that are not whole or do not fit",
+          "[checkpoint][fuzz]") {
+  nlohmann::json config = to_json(RunConfig{});
+  for (const char* value : {"1e300", "2.5", "4294967296", "-1"}) {
+    nlohmann::json bad = config;
+    bad["classes"] = nlohmann::json::parse(value);
+    if (std::string(value) == "-1") bad.erase("classes"), bad["seed"] = -1;
+    const std::string key = std::string(value) == "-1" ? "seed" : "classes";
+    CHECK_THAT(refusal([&] { run_config_from_json(bad); }),
+               StartsWith("field '" + key + "' is " + bad[key].dump() + ", not a whole number in range"));
+  }
+  nlohmann::json state = to_json(TrainerState{});
+  state["epochs_done"] = 1e300;
+  CHECK_THAT(refusal([&] { trainer_state_from_json(state); }), StartsWith("field 'epochs_done' is 1e+300"));
+}
