@@ -37,11 +37,14 @@ nlohmann::json to_json(const Environment& env) {
 Environment environment_from_json(const nlohmann::json& j) {
   Environment env;
   if (!j.is_object()) return env;
-  env.cuda_build = j.value("cuda_build", false);
-  env.gpus = j.value("gpus", std::vector<std::string>{});
+  // A run folder may come from anywhere: a field of another type (a damaged or foreign record) is
+  // as good as missing, never an exception (found by fuzzing: tests/fuzz).
+  if (j.contains("cuda_build") && j["cuda_build"].is_boolean()) env.cuda_build = j["cuda_build"].get<bool>();
+  if (j.contains("gpus") && j["gpus"].is_array())
+    for (const nlohmann::json& g : j["gpus"]) env.gpus.push_back(g.is_string() ? g.get<std::string>() : "unknown");
   for (auto [key, field] : {std::pair{"driver", &env.driver}, {"driver_cuda", &env.driver_cuda},
                             {"cuda_runtime", &env.cuda_runtime}, {"cudnn", &env.cudnn}, {"cublas", &env.cublas}})
-    *field = j.value(key, std::string("unknown"));
+    if (j.contains(key) && j[key].is_string()) *field = j[key].get<std::string>();
   return env;
 }
 

@@ -60,7 +60,8 @@ RunResult read_run(const fs::path& sweep_dir, const GridPoint& point, int epochs
     const json j = json::parse(line, nullptr, false);
     if (!j.is_object()) continue;  // a line cut short by a crash
     EpochPoint p;
-    p.epoch = j.value("epoch", 0);
+    // A field of another type is as good as missing, never an exception (found by fuzzing: tests/fuzz).
+    p.epoch = j.contains("epoch") && j["epoch"].is_number_integer() ? j["epoch"].get<int>() : 0;
     p.train_loss = number(j, "train_loss").value_or(0.0);
     p.validation_error = number(j, "validation_error");
     p.test_error = number(j, "test_error");
@@ -76,7 +77,8 @@ RunResult read_run(const fs::path& sweep_dir, const GridPoint& point, int epochs
   r.best_validation_error = number(summary, "best_validation_error");
   r.final_test_error = number(summary, "final_test_error");
   r.wall_seconds = number(summary, "wall_seconds");
-  if (const std::optional<double> b = number(summary, "best_epoch")) r.best_epoch = int(*b);
+  if (summary.contains("best_epoch") && summary["best_epoch"].is_number_integer())
+    r.best_epoch = summary["best_epoch"].get<int>();
   if (!r.curve.empty()) r.images_per_second = ips_sum / double(r.curve.size());
   return r;
 }

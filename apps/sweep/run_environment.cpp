@@ -17,7 +17,8 @@ RunsEnvironment runs_environment(const std::vector<PlannedRun>& runs) {
     const nlohmann::json& invocation = config["invocation"];
     if (!invocation.contains("environment") || !invocation["environment"].is_object()) continue;
     const nlohmann::json env = to_json(environment_from_json(invocation["environment"]));
-    const std::string host = invocation.value("host", "unknown");
+    const std::string host =
+        invocation.contains("host") && invocation["host"].is_string() ? invocation["host"].get<std::string>() : "unknown";
     auto same = std::find_if(out.environments.begin(), out.environments.end(),
                              [&](const nlohmann::json& e) { return e["environment"] == env; });
     if (same == out.environments.end()) {

@@ -1,10 +1,8 @@
 #include "engine/data/svhn.h"
 
 #include <matio.h>
-#include <zlib.h>
 
 #include <cstring>
-#include <fstream>
 #include <vector>
 #include <memory>
 #include <mutex>
@@ -13,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "engine/data/data_files.h"
+#include "engine/data/mat5_layout.h"
 
 namespace sd {
 
@@ -79,52 +78,13 @@ void to_planes(uint8_t* image) {
         image[k * kImagePlane + r * kImageSide + c] = copy[k * kImagePlane + c * kImageSide + r];
 }
 
-// matio inflates the compressed elements without checking zlib's own end-of-stream checksum: a
-// corrupt element can read as wrong pixels without an error (measured on a file with bytes flipped
-// inside X). So every compressed element is inflated once more here, to its end, and its Adler-32
-// checked; the walk reads only the element tags (type, byte count) that follow the 128-byte header.
-void check_compressed_elements(const fs::path& path) {
-  constexpr uint32_t kMiCompressed = 15;
-  std::ifstream in(path, std::ios::binary);
-  in.seekg(128);
-  std::vector<unsigned char> input(1 << 20), output(1 << 20);
-  for (int element = 0;; ++element) {
-    uint32_t tag[2];
-    if (!in.read(reinterpret_cast<char*>(tag), sizeof tag)) return;  // the end of the file
-    uint64_t left = tag[1];
-    if (tag[0] != kMiCompressed) {
-      in.seekg(std::streamoff((left + 7) / 8 * 8), std::ios::cur);
-      continue;
-    }
-    z_stream z{};
-    if (inflateInit(&z) != Z_OK) fail_on_file(path, "zlib cannot start inflating");
-    int status = Z_OK;
-    while (left > 0 && status == Z_OK) {
-      in.read(reinterpret_cast<char*>(input.data()), std::streamsize(std::min<uint64_t>(left, input.size())));
-      const auto got = size_t(in.gcount());
-      if (got == 0) break;
-      left -= got;
-      z.next_in = input.data();
-      z.avail_in = uInt(got);
-      do {
-        z.next_out = output.data();
-        z.avail_out = uInt(output.size());
-        status = inflate(&z, Z_NO_FLUSH);
-      } while (status == Z_OK && z.avail_out == 0);
-    }
-    const std::string why = z.msg ? z.msg : (in && left == 0 ? "its stream ends early" : "the file ends inside it");
-    in.clear();  // bytes after the stream's end (none in MATLAB's files) are skipped, not an error
-    in.seekg(std::streamoff(left), std::ios::cur);
-    inflateEnd(&z);
-    if (status != Z_STREAM_END)
-      fail_on_file(path, fmt::format("compressed element {} is corrupt or truncated (zlib: {})", element, why));
-  }
-}
-
 }  // namespace
 
 ImageSet read_svhn_file(const fs::path& path) {
   regular_file_size(path, kFetchHint);
+  // What matio would trust (byte counts, dimensions) and what it does not check (zlib's checksums),
+  // checked first: engine/data/mat5_layout.h.
+  check_mat5_layout(path);
   quiet_matio();
   matio_message.clear();
   MatFile mat(Mat_Open(path.c_str(), MAT_ACC_RDONLY));
@@ -165,7 +125,6 @@ ImageSet read_svhn_file(const fs::path& path) {
   matio_message.clear();
   if (Mat_VarReadData(mat.get(), x.get(), set.pixels.data(), start, stride, edge) != 0)
     fail_on_file(path, fmt::format("cannot read the images of 'X' (truncated or corrupt?){}", matio_said()));
-  check_compressed_elements(path);
   for (size_t i = 0; i < n; ++i) to_planes(set.pixels.data() + i * kImageBytes);
   return set;
 }

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 #include <stdexcept>
+#include <type_traits>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -25,10 +26,33 @@ double number_or(const json& j, double none) { return j.is_null() ? none : j.get
 // readable JSON that still converts back to the very same float.
 double readable(float v) { return std::stod(fmt::format("{}", v)); }
 
+// A value of type T; a whole number is checked to be one, and to fit T (json's own conversion casts
+// 1e300 to int, undefined behaviour: found by fuzzing, tests/fuzz).
+template <typename T>
+T checked(const json& v, const char* key) {
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    bool fits = false;
+    if (v.is_number_unsigned()) {
+      fits = v.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max());
+    } else if (v.is_number_integer()) {
+      const int64_t i = v.get<int64_t>();
+      fits = i >= int64_t(std::numeric_limits<T>::min()) && (i < 0 || uint64_t(i) <= uint64_t(std::numeric_limits<T>::max()));
+    }
+    if (!fits) throw std::runtime_error(fmt::format("field '{}' is {}, not a whole number in range", key, v.dump()));
+  }
+  return v.get<T>();
+}
+
 template <typename T>
 T field(const json& j, const char* key) {
   if (!j.contains(key)) throw std::runtime_error(fmt::format("missing field '{}'", key));
-  return j.at(key).get<T>();
+  return checked<T>(j.at(key), key);
+}
+
+// `fallback` where `key` is absent (a file written before the field existed).
+template <typename T>
+T field_or(const json& j, const char* key, T fallback) {
+  return j.contains(key) ? checked<T>(j.at(key), key) : fallback;
 }
 
 std::string shape_text(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
@@ -64,7 +88,7 @@ json to_json(const RunConfig& c) {
 RunConfig run_config_from_json(const json& j) {
   RunConfig c;
   c.dataset = parse_dataset(j.value("dataset", std::string(dataset_name(DatasetKind::kCifar10))));
-  c.model.classes = j.value("classes", dataset_classes(c.dataset));
+  c.model.classes = field_or<int>(j, "classes", dataset_classes(c.dataset));
   if (c.model.classes != dataset_classes(c.dataset))
     throw std::runtime_error(fmt::format("'classes' is {}, but {} has {}", c.model.classes, dataset_title(c.dataset),
                                          dataset_classes(c.dataset)));
@@ -87,7 +111,7 @@ RunConfig run_config_from_json(const json& j) {
   c.synthetic = field<int64_t>(j, "synthetic");
   c.precision = field<std::string>(j, "precision");
   c.bn_variant = j.value("bn_variant", std::string("block_per_channel"));
-  c.eval_subset = j.value("eval_subset", int64_t(0));  // absent before it existed: the whole sets
+  c.eval_subset = field_or<int64_t>(j, "eval_subset", 0);  // absent before it existed: the whole sets
   return c;
 }
 
@@ -132,15 +156,15 @@ TrainerState trainer_state_from_json(const json& j) {
   s.test_error_at_best = number_or(j.at("test_error_at_best"), kNaN);
   // The ties at the best validation error, absent in checkpoints written before they were kept:
   // then the best epoch stands alone.
-  s.last_best_epoch = j.value("last_best_epoch", s.best_epoch);
-  s.best_epochs_tied = j.value("best_epochs_tied", s.best_epoch > 0 ? 1 : 0);
+  s.last_best_epoch = field_or<int>(j, "last_best_epoch", s.best_epoch);
+  s.best_epochs_tied = field_or<int>(j, "best_epochs_tied", s.best_epoch > 0 ? 1 : 0);
   s.test_error_at_last_best = number_or(j.value("test_error_at_last_best", j.at("test_error_at_best")), kNaN);
   s.test_error_sum_at_best = number_or(j.value("test_error_sum_at_best", j.at("test_error_at_best")), kNaN);
   s.last_test_error = number_or(j.at("last_test_error"), kNaN);
   s.elapsed_seconds = field<double>(j, "elapsed_seconds");
   s.partial_seconds = j.value("partial_seconds", 0.0);  // absent in checkpoints written before it existed
   // Absent in older checkpoints too: that epoch's gradient magnitude then averages its later steps only.
-  s.partial.steps = j.value("partial_steps", int64_t(0));
+  s.partial.steps = field_or<int64_t>(j, "partial_steps", 0);
   s.partial.conv1_grad_abs_mean_sum =
       j.contains("partial_conv1_grad_abs_mean_sum") ? number_or(j.at("partial_conv1_grad_abs_mean_sum"), kNaN) : 0.0;
   // Absent before --time-limit carried its measurements: the next slice then measures afresh.
@@ -210,6 +234,13 @@ Checkpoint load_checkpoint(const std::filesystem::path& path, const ModelTensors
     throw fail(fmt::format("corrupt metadata: {}", e.what()));
   }
 
+  // A network's depth counts its layers with weights, each a tensor of its own: a depth the file's
+  // tensors cannot hold is refused before the model's description is built (a hostile depth near
+  // 2^31 made that description allocate without bound, found by fuzzing: tests/fuzz).
+  if (ck.config.model.depth > 0 && uint64_t(ck.config.model.depth) > file.tensors.size())
+    throw fail(fmt::format("lacks the tensors of the depth-{} model: it has {} layers with weights, the file holds {} "
+                           "tensors",
+                           ck.config.model.depth, ck.config.model.depth, file.tensors.size()));
   std::vector<TensorShape> expected;
   try {
     expected = model_tensors(ck.config.model);
