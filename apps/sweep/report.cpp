@@ -23,7 +23,8 @@ std::vector<std::string> protocol_deviations(const RunConfig& c) {
   const RunConfig paper;  // the defaults are the paper's protocol
   std::vector<std::string> out;
   for (const ConfigDifference& d : config_differences(c, paper))
-    if (d.field != "seed") out.push_back(fmt::format("{}: {} (paper: {})", d.what, d.checkpoint_value, d.run_value));
+    if (d.field != "seed" && d.field != "preset")  // a preset's name is no setting: its values are compared
+      out.push_back(fmt::format("{}: {} (paper: {})", d.what, d.checkpoint_value, d.run_value));
   return out;
 }
 
