@@ -261,23 +261,23 @@ TEST_CASE("gpu ResNet-20 with CIFAR-100's 100 classes: a training step matches t
 TEST_CASE("gpu without augmentation: batches only normalised, eager and graph, a step matches the CPU model",
           "[gpu][model][augment]") {
   SD_REQUIRE_CUDA_DEVICE();
-  const Data data = make_data(128, 0);
+  const Data data = make_data(64, 0);
   BackendOptions options = options_for(20);
   options.augmentation = Augmentation::kNone;
   CpuResNet cpu(options);
-  CudaResNet gpu(options, 64);
+  CudaResNet gpu(options, 32);
   for (Backend* b : {static_cast<Backend*>(&cpu), static_cast<Backend*>(&gpu)}) {
     b->set_normalization(data.norm);
     b->set_images(ImageSetRole::kTrain, data.train);
   }
   const std::vector<uint8_t> gates{1, 0, 1, 1, 1, 0, 1, 1, 0};
   // Epoch 3: the draws of crop-flip would move and flip these images (checked below); none is applied.
-  const auto indices = batch_indices(data.train.size(), 48, 0);
+  const auto indices = batch_indices(data.train.size(), 32, 0);
   check_step(cpu, gpu, data, step_input(indices, gates, 3, 0, 0.1f), kResNet20, Augmentation::kNone);
 
   // Graph execution gathers the epoch's planned order on the device: normalised only, too.
   const std::vector<int32_t> order = epoch_order(kSeed, 1, data.train.size());
-  const std::vector<int32_t> first(order.begin(), order.begin() + 64);
+  const std::vector<int32_t> first(order.begin(), order.begin() + 32);
   gpu.set_execution(Execution::kGraph);
   gpu.plan_epoch(order, 1);
   gpu.train_step(step_input(first, std::vector<uint8_t>(9, 1), 1, 1, 0.1f));
