@@ -145,7 +145,7 @@ TEST_CASE("flags given beside a preset override it, wherever they stand", "[apps
   CHECK(s.run.model.depth == 152);
 }
 
-TEST_CASE("an unknown preset is one line listing the presets; --help lists them", "[apps][preset]") {
+TEST_CASE("an unknown preset is one line listing the presets, and --help lists them", "[apps][preset]") {
   CHECK(usage_error({"--preset", "cifar10-56"}) ==
         "--preset cifar10-56: no such preset (cifar10-110, cifar100-110, svhn-152, cifar10-1202)");
   CLI::App app;
@@ -162,7 +162,7 @@ TEST_CASE("an unknown preset is one line listing the presets; --help lists them"
                                                                                  Catch::Contains("excludes"));
 }
 
-TEST_CASE("--augment and the warm-up flags: read, recorded, and bad values named", "[apps][augment]") {
+TEST_CASE("sd_train --augment and the warm-up flags: read, recorded, and bad values named", "[apps][augment]") {
   CHECK(parse({}).run.augment == sd::Augmentation::kCropFlip);
   const sd::apps::TrainOptions o = parse({"--augment", "none", "--lr-warmup-epochs", "5", "--lr-warmup", "0.02"});
   CHECK(o.run.augment == sd::Augmentation::kNone);
@@ -186,7 +186,7 @@ TEST_CASE("--augment and the warm-up flags: read, recorded, and bad values named
   CHECK(usage_error({"--lr-warmup", "0.02"}) == "--lr-warmup 0.02: give --lr-warmup-epochs too (no warm-up without it)");
 }
 
-TEST_CASE("--config reads a run's config.json: the same settings, flags beside it override", "[apps][config]") {
+TEST_CASE("sd_train --config reads a run's config.json: the same settings, flags beside it override", "[apps][config]") {
   const sd::test::TempDir tmp;
   // What sd_train writes in a run folder: the settings and the invocation (where it ran, ignored).
   sd::apps::TrainOptions first = parse({"--preset", "cifar10-1202", "--depth", "20", "--seed", "7", "--augment", "none"});
@@ -214,7 +214,7 @@ TEST_CASE("--config reads a run's config.json: the same settings, flags beside i
   CHECK(part.run.preset.empty());
 }
 
-TEST_CASE("--config refuses, in one line naming the file, what is not a run's settings", "[apps][config]") {
+TEST_CASE("sd_train --config refuses, in one line naming the file, what is not a run's settings", "[apps][config]") {
   const sd::test::TempDir tmp;
   const auto bad = [&](const std::string& name, const std::string& text) {
     const std::string path = (tmp.path() / name).string();

@@ -540,8 +540,8 @@ TEST_CASE("sd_train reports a diverging run and keeps the last good checkpoint",
   CHECK(read_file(run / "last.safetensors") == before);
 }
 
-TEST_CASE("sd_train with a preset records it and every resolved value; resume refuses another augmentation or "
-          "warm-up",
+TEST_CASE("sd_train with a preset records it and every resolved value, and resume refuses another augmentation "
+          "or warm-up",
           "[apps][preset]") {
   const sd::test::TempDir tmp;
   const fs::path run = tmp.path() / "run";
