@@ -19,6 +19,7 @@
 #include "apps/common/environment.h"
 #include "apps/common/lr_schedule_text.h"
 #include "apps/common/options.h"
+#include "apps/common/presets.h"
 #include "apps/common/run_data.h"
 #include "apps/common/run_folder.h"
 #include "apps/common/run_log.h"
@@ -47,17 +48,21 @@ RunConfig settings_for_resume(const Checkpoint& ck, const TrainOptions& o, const
   RunConfig run = ck.config;
   for (const ConfigDifference& d : config_differences(ck.config, o.run)) {
     const std::optional<std::string> flag = flag_for_config_field(d.field);
-    if (!flag || !o.given.count(*flag)) continue;  // not set on this command line
+    const bool by_flag = flag && o.given.count(*flag);
+    if (!by_flag && !o.layered.count(d.field)) continue;  // not set on this command line
+    const std::string source = by_flag ? *flag : o.layer_source;  // the flag, or the preset or config file
     if (d.field == "dataset" || d.field == "classes") check_checkpoint_dataset(path.string(), ck.config.dataset, o.run.dataset);
     if (d.field == "epochs") {
       run.train.epochs = o.run.train.epochs;
-      note += fmt::format("note: --epochs {} replaces the checkpoint's {} (the lr schedule follows the new count)\n",
-                          d.run_value, d.checkpoint_value);
+      note += fmt::format("note: {}{} {} replaces the checkpoint's {} (the lr schedule follows the new count)\n",
+                          by_flag ? "" : o.layer_source + ": ", by_flag ? "--epochs" : "epochs", d.run_value,
+                          d.checkpoint_value);
+      validate_run_config(run);  // a warm-up must stay shorter than the run
       continue;
     }
     throw UsageError(fmt::format("checkpoint {} is for {} {}, this run is {} {} (with --resume, leave out {} or give "
                                  "the checkpoint's value)",
-                                 path.string(), d.what, d.checkpoint_value, d.what, d.run_value, *flag));
+                                 path.string(), d.what, d.checkpoint_value, d.what, d.run_value, source));
   }
   return run;
 }
@@ -160,6 +165,7 @@ std::optional<TrainPlan> check_and_plan(const TrainOptions& o, const std::string
     refuse_existing_run(p);
   }
   check_device(o.device);
+  p.note += preset_note(p.run.preset);  // what of its protocol a preset cannot run yet
 
   p.split = load_run_split(p.run, o.data_dir);
   limit_evaluation_sets(p.split, p.run.eval_subset);

@@ -1,5 +1,7 @@
 #include "apps/common/lr_schedule_text.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -22,13 +24,16 @@ std::string lr_schedule_text(const TrainConfig& c) {
 }
 
 std::optional<std::string> unused_lr_warning(const TrainConfig& c) {
-  const double first = learning_rate_at(c, 0);
+  // The schedule starts after any warm-up (validate keeps the warm-up shorter than the run).
+  const int start = std::clamp(c.lr_warmup_epochs, 0, c.epochs - 1);
+  const double first = learning_rate_at(c, start);
   if (first == c.learning_rate) return std::nullopt;
   const bool constant = learning_rate_at(c, c.epochs - 1) == first;
+  const std::string after = start > 0 ? " after the warm-up" : "";
   return fmt::format("warning: --lr {:g} is never used: with --epochs {} and --lr-steps {} {} at {:g} (give more "
                      "epochs, or --lr-steps none for a constant lr)",
                      c.learning_rate, c.epochs, fmt::join(c.lr_steps, ","),
-                     constant ? "every epoch runs" : "the first epoch already runs", first);
+                     constant ? "every epoch" + after + " runs" : "the first epoch" + after + " already runs", first);
 }
 
 }  // namespace sd::apps

@@ -11,6 +11,8 @@
 #include <fmt/ranges.h>
 
 #include "apps/common/app_main.h"
+#include "apps/common/presets.h"
+#include "apps/common/run_config_file.h"
 #include "apps/common/run_data.h"
 #include "engine/data/dataset.h"
 #include "models/network/resnet_spec.h"
@@ -59,6 +61,13 @@ void add_dataset_option(CLI::App& app, RunConfig& run) {
       ->default_str(dataset_name(run.dataset));
 }
 
+void add_augment_option(CLI::App& app, Augmentation& augment) {
+  add_parsed_option(app, "--augment", augment, parse_augmentation,
+                    "training images: crop-flip (shifted by up to 4 pixels, flipped with probability 1/2: the paper's "
+                    "CIFAR protocol) or none (its SVHN protocol)",
+                    to_string(augment));
+}
+
 void add_verbose_option(CLI::App& app, bool& verbose) {
   app.add_flag("--verbose", verbose, "describe the backend at start: library versions, planning time, algorithms");
 }
@@ -85,6 +94,17 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   // A flag given twice takes its last value, so that scripts can append overrides.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   RunConfig& r = o.run;
+  // A preset and a config file are both a layer of settings under the flags: one or the other.
+  CLI::Option* preset = add_parsed_option(
+      app, "--preset", r.preset,
+      [](const std::string& text) {
+        find_preset(text);  // an unknown name: one line with the list
+        return text;
+      },
+      presets_help(), "none");
+  app.add_option("--config", o.config_file,
+                 "a run's config.json (or any object of its keys): its settings, under the flags given beside it")
+      ->excludes(preset);
   add_dataset_option(app, r);
   app.add_option("--depth", r.model.depth, "network depth, 6N+2 (110: the paper's ResNet-110)")->capture_default_str();
   app.add_option("--epochs", r.train.epochs, "training epochs")->capture_default_str();
@@ -93,6 +113,10 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   add_parsed_option(app, "--lr-steps", r.train.lr_steps, parse_lr_steps,
                     "fractions s of --epochs: lr is divided by 10 from 1-based epoch s*epochs on (250, 375 of 500)",
                     fmt::format("{}", fmt::join(r.train.lr_steps, ",")));
+  app.add_option("--lr-warmup-epochs", r.train.lr_warmup_epochs,
+                 "warm-up: the first N epochs at --lr-warmup, then the schedule (0: none; shorter than the run)")
+      ->capture_default_str();
+  app.add_option("--lr-warmup", r.train.lr_warmup, "the learning rate of the warm-up epochs")->capture_default_str();
   app.add_option("--momentum", r.sgd.momentum, "SGD momentum")->capture_default_str();
   // Two plain flags rather than CLI11's "!--no-x" form, whose help shows a confusing "{false}".
   const std::string on = "Nesterov momentum (the default)", off = "plain momentum instead of Nesterov's";
@@ -107,6 +131,7 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
                     to_string(r.model.bn_gamma_init));
   app.add_option("--split", r.split, "paper (45 000 train / 5 000 validation) or full (50 000 train)")
       ->capture_default_str();
+  add_augment_option(app, r.augment);
   app.add_option("--seed", r.train.seed, "seed of everything random")->capture_default_str();
   app.add_option("--data-dir", o.data_dir,
                  "the data set's official files (default data/cifar-10-batches-bin, data/cifar-100-binary or data/svhn; "
@@ -202,6 +227,8 @@ void validate_run_config(const RunConfig& r) {
                        : what.rfind("batch size", 0) == 0 ? "--batch-size"
                        : what.rfind("learning rate", 0) == 0 ? "--lr"
                        : what.rfind("lr step", 0) == 0    ? "--lr-steps"
+                       : what.rfind("warm-up epochs", 0) == 0 ? "--lr-warmup-epochs"
+                       : what.rfind("warm-up lr", 0) == 0 ? "--lr-warmup"
                                                           : "options";
     throw UsageError(fmt::format("{}: {}", flag, what));
   }
@@ -219,7 +246,22 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
   if (o.stop_after < 0) throw UsageError(fmt::format("--stop-after {}: must be positive", o.stop_after));
   if (o.given.count("--time-limit") && !(o.time_limit > 0 && o.time_limit < 1e9))
     throw UsageError(fmt::format("--time-limit {}: must be a positive number of seconds", o.time_limit));
-  validate_run_config(o.run);
+  if (!o.run.preset.empty() || !o.config_file.empty()) {
+    const ConfigLayer layer = o.config_file.empty() ? preset_layer(o.run.preset) : config_file_layer(o.config_file);
+    o.run = layer_run_config(layer, o.run, o.given, o.layered);
+    o.layer_source = layer.source;
+  }
+  if (o.given.count("--lr-warmup") && o.run.train.lr_warmup_epochs == 0)
+    throw UsageError(fmt::format("--lr-warmup {}: give --lr-warmup-epochs too (no warm-up without it)",
+                                 o.run.train.lr_warmup));
+  try {
+    validate_run_config(o.run);
+  } catch (const UsageError& e) {
+    // A setting the layer decided is named with the layer that gave it.
+    const std::string what = e.what(), flag = what.substr(0, what.find_first_of(" :"));
+    if (o.layer_source.empty() || o.given.count(flag)) throw;
+    throw UsageError(fmt::format("{}: {}", o.layer_source, what));
+  }
   check_backend_settings(o.device, backend_options(o.run, o.execution));
   if (o.out.empty()) o.out = default_run_dir(o.run);
   if (o.data_dir.empty()) o.data_dir = default_data_dir(o.run.dataset);
@@ -229,6 +271,7 @@ BackendOptions backend_options(const RunConfig& run, Execution execution) {
   return BackendOptions{.model = run.model,
                         .sgd = run.sgd,
                         .seed = run.train.seed,
+                        .augmentation = run.augment,
                         .execution = execution,
                         .precision = run.precision,
                         .bn_variant = run.bn_variant};
@@ -245,6 +288,8 @@ std::optional<std::string> flag_for_config_field(const std::string& field) {
       {"subset", "--subset"},     {"synthetic", "--synthetic"},   {"precision", "--precision"},
       {"bn_variant", "--bn-variant"},
       {"eval_subset", "--eval-subset"},
+      {"augment", "--augment"},   {"lr_warmup_epochs", "--lr-warmup-epochs"}, {"lr_warmup", "--lr-warmup"},
+      {"preset", "--preset"},
   };
   const auto it = kFlags.find(field);
   if (it == kFlags.end()) return std::nullopt;

@@ -31,6 +31,11 @@ struct TrainOptions {
   bool verbose = false;   // print the backend's description (versions, planning, algorithms) at start
   int log_interval = 0;   // > 0: a progress line every this many steps inside an epoch
   std::set<std::string> given;  // the flags given on the command line ("--depth", ...)
+  std::string config_file;      // --config: a run's config.json whose settings the run takes
+  // The settings (to_json(RunConfig) keys) that --preset or --config decided, and which of the two
+  // it was ("--preset cifar10-1202"): with --resume they must agree with the checkpoint, as flags must.
+  std::set<std::string> layered;
+  std::string layer_source;
 };
 
 void add_train_options(CLI::App& app, TrainOptions& options);
@@ -45,6 +50,9 @@ void add_device_option(CLI::App& app, DeviceChoice& device);
 
 // "--dataset cifar10|cifar100|svhn" (default cifar10): sets the data set and the classifier's classes.
 void add_dataset_option(CLI::App& app, RunConfig& run);
+
+// "--augment crop-flip|none" (default crop-flip): how training images are augmented.
+void add_augment_option(CLI::App& app, Augmentation& augment);
 
 // "--verbose": the backend's description at start (library versions, planning, chosen algorithms).
 void add_verbose_option(CLI::App& app, bool& verbose);

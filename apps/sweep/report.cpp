@@ -33,7 +33,7 @@ std::vector<std::string> protocol_deviations(const RunConfig& c) {
   const RunConfig paper;  // the defaults are the paper's protocol
   std::vector<std::string> out;
   for (const ConfigDifference& d : config_differences(c, paper))
-    if (d.field != "seed")
+    if (d.field != "seed" && d.field != "preset")  // a preset's name is no setting: its values are compared
       out.push_back(fmt::format("{}: {} (paper: {})", d.what, readable_value(d.field, d.checkpoint_value),
                                 readable_value(d.field, d.run_value)));
   return out;

@@ -4,12 +4,19 @@
 // [-4, 4] on each axis with zero fill (after normalisation, so zero is the mean) and then flipped
 // horizontally with probability 1/2.
 #include <cstdint>
+#include <string>
 
 #include "engine/core/host_device.h"
 #include "engine/data/image_set.h"
 #include "engine/core/philox.h"
 
 namespace sd {
+
+// Whether training images are augmented: kCropFlip, the paper's CIFAR protocol (below), or kNone,
+// its SVHN protocol (the images only normalised). Evaluation never augments.
+enum class Augmentation { kCropFlip, kNone };
+Augmentation parse_augmentation(const std::string& name);  // "crop-flip" | "none"; throws std::invalid_argument
+std::string to_string(Augmentation augmentation);
 
 struct AugmentParams {
   int dx = 0;  // the image content moves right by dx ...

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/data/augment.h"
 #include "engine/data/image_set.h"
 #include "engine/core/named_tensor.h"
 #include "engine/train/network_config.h"
@@ -46,6 +47,8 @@ struct BackendOptions {
   // Augmentation draws (kAugment); with graph execution the device also draws the gates from it
   // (the trainer draws them from the same seed: both give gate_open(seed, step, l, p_l)).
   uint64_t seed = 31415;
+  // Whether training batches are augmented (engine/data/augment.h); both backends honour it.
+  Augmentation augmentation = Augmentation::kCropFlip;
   Execution execution = Execution::kEager;
   // Arithmetic of convolutions and GEMMs: "fp32" (exact) or "tf32" (GPU tensor cores; the CPU
   // reference refuses it). Storage is fp32 either way.

@@ -75,6 +75,8 @@ json to_json(const RunConfig& c) {
       {"lr", c.train.learning_rate},
       {"lr_steps", c.train.lr_steps},
       {"lr_decay", c.train.lr_decay},
+      {"lr_warmup_epochs", c.train.lr_warmup_epochs},
+      {"lr_warmup", c.train.lr_warmup},
       {"seed", c.train.seed},
       {"split", c.split},
       {"subset", c.subset},
@@ -82,6 +84,8 @@ json to_json(const RunConfig& c) {
       {"precision", c.precision},
       {"bn_variant", c.bn_variant},
       {"eval_subset", c.eval_subset},
+      {"augment", to_string(c.augment)},
+      {"preset", c.preset.empty() ? json(nullptr) : json(c.preset)},
   };
 }
 
@@ -105,6 +109,8 @@ RunConfig run_config_from_json(const json& j) {
   c.train.learning_rate = field<double>(j, "lr");
   c.train.lr_steps = field<std::vector<double>>(j, "lr_steps");
   c.train.lr_decay = field<double>(j, "lr_decay");
+  c.train.lr_warmup_epochs = field_or<int>(j, "lr_warmup_epochs", 0);  // absent before it existed: no warm-up
+  c.train.lr_warmup = field_or<double>(j, "lr_warmup", TrainConfig{}.lr_warmup);
   c.train.seed = field<uint64_t>(j, "seed");
   c.split = field<std::string>(j, "split");
   c.subset = field<int64_t>(j, "subset");
@@ -112,6 +118,8 @@ RunConfig run_config_from_json(const json& j) {
   c.precision = field<std::string>(j, "precision");
   c.bn_variant = j.value("bn_variant", std::string("block_per_channel"));
   c.eval_subset = field_or<int64_t>(j, "eval_subset", 0);  // absent before it existed: the whole sets
+  c.augment = parse_augmentation(field_or<std::string>(j, "augment", "crop-flip"));  // absent: always augmented
+  if (j.contains("preset") && !j.at("preset").is_null()) c.preset = field<std::string>(j, "preset");
   return c;
 }
 
@@ -294,6 +302,8 @@ std::vector<ConfigDifference> config_differences(const RunConfig& a, const RunCo
   cmp("lr_steps", "lr steps", fmt::format("{}", fmt::join(a.train.lr_steps, ",")),
       fmt::format("{}", fmt::join(b.train.lr_steps, ",")));
   cmp("lr_decay", "lr decay", a.train.lr_decay, b.train.lr_decay);
+  cmp("lr_warmup_epochs", "warm-up epochs", a.train.lr_warmup_epochs, b.train.lr_warmup_epochs);
+  cmp("lr_warmup", "warm-up lr", a.train.lr_warmup, b.train.lr_warmup);
   cmp("seed", "seed", a.train.seed, b.train.seed);
   cmp("split", "split", a.split, b.split);
   cmp("subset", "subset", a.subset, b.subset);
@@ -301,6 +311,9 @@ std::vector<ConfigDifference> config_differences(const RunConfig& a, const RunCo
   cmp("precision", "precision", a.precision, b.precision);
   cmp("bn_variant", "batch-norm variant", a.bn_variant, b.bn_variant);
   cmp("eval_subset", "evaluation subset", a.eval_subset, b.eval_subset);
+  cmp("augment", "augmentation", to_string(a.augment), to_string(b.augment));
+  cmp("preset", "preset", a.preset.empty() ? std::string("none") : a.preset,
+      b.preset.empty() ? std::string("none") : b.preset);
   return out;
 }
 

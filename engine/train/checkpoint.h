@@ -41,12 +41,15 @@ struct RunConfig {
   int64_t eval_subset = 0;      // > 0: each epoch evaluates only the first N validation and N test images
   std::string precision = "fp32";
   std::string bn_variant = kDefaultBnVariant;
+  Augmentation augment = Augmentation::kCropFlip;  // of the training images
+  std::string preset;  // the built-in protocol the run started from (apps/common/presets.h); empty: none
 };
 
 nlohmann::json to_json(const RunConfig& config);
 // Throws std::runtime_error on a missing field, or "classes" that is not the data set's class count;
 // "bn_gamma_init", "bn_variant", "dataset" and "classes", absent before they existed, mean "one",
-// "block_per_channel", "cifar10" and its 10 classes.
+// "block_per_channel", "cifar10" and its 10 classes; "augment", "lr_warmup_epochs" and "lr_warmup"
+// mean "crop-flip" and no warm-up; "preset" (null: none) means none.
 RunConfig run_config_from_json(const nlohmann::json& j);
 // Non-finite values (no best yet: ∞; no test error yet: NaN) are stored as null and restored.
 nlohmann::json to_json(const TrainerState& state);

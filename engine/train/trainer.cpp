@@ -34,9 +34,16 @@ void validate(const TrainConfig& c, size_t train_size) {
       throw std::invalid_argument(
           fmt::format("lr steps out of order: {} follows {} (they must increase)", s, c.lr_steps[i - 1]));
   }
+  if (c.lr_warmup_epochs < 0)
+    throw std::invalid_argument(fmt::format("warm-up epochs {}: must be 0 (none) or more", c.lr_warmup_epochs));
+  if (c.lr_warmup_epochs >= c.epochs && c.lr_warmup_epochs > 0)
+    throw std::invalid_argument(fmt::format("warm-up epochs {}: the warm-up must be shorter than the run ({} epochs)",
+                                            c.lr_warmup_epochs, c.epochs));
+  if (!(c.lr_warmup > 0)) throw std::invalid_argument(fmt::format("warm-up lr {}: must be positive", c.lr_warmup));
 }
 
 double learning_rate_at(const TrainConfig& c, int epoch) {
+  if (epoch < c.lr_warmup_epochs) return c.lr_warmup;
   double lr = c.learning_rate;
   for (double s : c.lr_steps)
     if (double(epoch + 1) >= s * double(c.epochs)) lr *= c.lr_decay;

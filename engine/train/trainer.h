@@ -23,16 +23,22 @@ struct TrainConfig {
   double learning_rate = 0.1;
   std::vector<double> lr_steps{0.5, 0.75};  // fractions s of `epochs`: lr *= lr_decay once epoch + 1 >= s · epochs
   double lr_decay = 0.1;
+  // Warm-up: the first lr_warmup_epochs epochs (0: none) run at lr_warmup instead of the schedule
+  // (the 1202-layer protocol: 0.01 for epochs 1-10, then the schedule above from 0.1).
+  int lr_warmup_epochs = 0;
+  double lr_warmup = 0.01;
   uint64_t seed = 31415;  // epoch order and gates (the backend draws augmentation from it too)
 };
 
 // Throws std::invalid_argument naming the problem: epochs <= 0, batch size 0 or above the training
-// set, lr_steps not strictly increasing within (0, 1], learning rate <= 0.
+// set, lr_steps not strictly increasing within (0, 1], learning rate <= 0, a warm-up of negative
+// length or one that leaves no epoch to the schedule, a warm-up lr <= 0.
 void validate(const TrainConfig& config, size_t train_size);
 
 // lr of 0-based epoch e: learning_rate · lr_decay^k, k = #{s in lr_steps : e + 1 >= s · epochs}, the
 // official code's `epochCounter < s · maxEpochs` test with its 1-based counter. For 500 epochs and
-// {0.5, 0.75}: epochs 1..249 (1-based) at 0.1, 250..374 at 0.01, 375..500 at 0.001.
+// {0.5, 0.75}: epochs 1..249 (1-based) at 0.1, 250..374 at 0.01, 375..500 at 0.001. Epochs of the
+// warm-up (e < lr_warmup_epochs) run at lr_warmup instead.
 double learning_rate_at(const TrainConfig& config, int epoch);
 
 // One epoch's figures; epochs are 1-based here, as printed.

@@ -288,7 +288,9 @@ void CpuResNet::do_train_step(const StepInput& in) {
   labels_.resize(size_t(n));
   for (int i = 0; i < n; ++i) {
     const int32_t idx = in.indices[size_t(i)];
-    const AugmentParams a = augment_params(options_.seed, in.epoch, uint32_t(idx));
+    const AugmentParams a = options_.augmentation == Augmentation::kCropFlip
+                                ? augment_params(options_.seed, in.epoch, uint32_t(idx))
+                                : AugmentParams{};  // normalised only
     augment_image(train.image(size_t(idx)), norm_, a, batch_.data() + size_t(i) * kImageBytes);
     labels_[size_t(i)] = train.labels[size_t(idx)];
   }

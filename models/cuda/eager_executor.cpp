@@ -18,7 +18,9 @@ void EagerExecutor::train_step(const StepInput& in) {
     const cuda::NvtxRange gather("gather");
     net_.record_zero_gradients();
     cuda::gather_batch(ctx, net_.gather_source(ImageSetRole::kTrain), in.indices,
-                       cuda::AugmentDraw{.augment = true, .seed = net_.options().seed, .epoch = in.epoch}, buf.images,
+                       cuda::AugmentDraw{.augment = net_.options().augmentation == Augmentation::kCropFlip,
+                                         .seed = net_.options().seed,
+                                         .epoch = in.epoch}, buf.images,
                        buf.labels);
   }
   forward(n, in.gates);

@@ -95,6 +95,7 @@ cuda::GraphExec GraphExecutor::capture_training_step(int n, int slot) {
   handles.clear();
   for (int i = 0; i < 2 * L; ++i) handles.push_back(b.make_handle());
   const uint64_t seed = net_.options().seed;
+  const bool augment = net_.options().augmentation == Augmentation::kCropFlip;
   const cuda::GateDraw draw{seed, buf.survival, L, device_handles};
   const cuda::DeviceStep* current = &buf.train_state->current;
   b.capture([&] {
@@ -102,7 +103,7 @@ cuda::GraphExec GraphExecutor::capture_training_step(int n, int slot) {
     net_.record_zero_gradients();
     cuda::gather_batch_at(ctx, net_.gather_source(ImageSetRole::kTrain), feed_.order(),
                           cuda::BatchPlace{.cursor = &current->cursor, .epoch = &current->epoch},
-                          cuda::AugmentDraw{.augment = true, .seed = seed}, n, buf.images, buf.labels);
+                          cuda::AugmentDraw{.augment = augment, .seed = seed}, n, buf.images, buf.labels);
     net_.record_stem_forward(n, Pass::kTraining);
   }, "stem, forward");
   for (int l = 0; l < L; ++l) {

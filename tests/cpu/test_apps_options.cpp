@@ -181,6 +181,10 @@ TEST_CASE("every run setting config_differences reports has the flag sd_train se
   b.precision = "tf32";
   b.bn_variant = "split";
   b.eval_subset = 100;
+  b.augment = sd::Augmentation::kNone;
+  b.train.lr_warmup_epochs = 2;
+  b.train.lr_warmup = 0.05;
+  b.preset = "cifar100-110";
   std::set<std::string> reported, keys;
   for (const sd::ConfigDifference& d : sd::config_differences(a, b)) reported.insert(d.field);
   const nlohmann::json config = sd::to_json(a);

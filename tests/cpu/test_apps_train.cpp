@@ -549,3 +549,77 @@ TEST_CASE("sd_train reports a diverging run and keeps the last good checkpoint",
   CHECK(d.output.find("last.safetensors (epoch 2) is kept") != std::string::npos);
   CHECK(read_file(run / "last.safetensors") == before);
 }
+
+TEST_CASE("sd_train with a preset records it and every resolved value, and resume refuses another augmentation "
+          "or warm-up",
+          "[apps][preset]") {
+  const sd::test::TempDir tmp;
+  const fs::path run = tmp.path() / "run";
+  // The 1202-layer protocol cut to a tiny run: its warm-up, the flags' depth, epochs and augmentation.
+  const std::string args =
+      sd::test::kTiny + " --preset cifar10-1202 --epochs 2 --lr-warmup-epochs 1 --augment none --out " + q(run);
+  const RunResult r = run_app("sd_train", args);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("lr 0.01 for epoch 1, 0.001 for 2") != std::string::npos);  // the warm-up, then the schedule
+  const nlohmann::json config = nlohmann::json::parse(read_file(run / "config.json"));
+  CHECK(config["preset"] == "cifar10-1202");
+  CHECK(config["depth"] == 8);
+  CHECK(config["epochs"] == 2);
+  CHECK(config["lr_warmup_epochs"] == 1);
+  CHECK(config["lr_warmup"] == 0.01);
+  CHECK(config["augment"] == "none");
+  CHECK(config["lr_steps"] == nlohmann::json({0.5, 0.75}));
+  const std::vector<nlohmann::json> metrics = metrics_without_timing(run);
+  REQUIRE(metrics.size() == 2);
+  CHECK(metrics[0]["lr"] == 0.01);
+  CHECK(metrics[1]["lr"].get<double>() == Approx(0.001));
+  const sd::Checkpoint ck = sd::load_checkpoint(run / "last.safetensors", sd::model_tensors);
+  CHECK(ck.config.augment == sd::Augmentation::kNone);
+  CHECK(ck.config.train.lr_warmup_epochs == 1);
+  CHECK(ck.config.preset == "cifar10-1202");
+
+  const std::string good = read_file(run / "last.safetensors");
+  const std::string resume = sd::test::kTiny + " --epochs 3 --resume --out " + q(run);
+  check_error_line(run_app("sd_train", resume + " --augment crop-flip"), "sd_train",
+                   "is for augmentation none, this run is augmentation crop-flip (with --resume, leave out --augment", 2);
+  check_error_line(run_app("sd_train", resume + " --lr-warmup-epochs 2"), "sd_train",
+                   "is for warm-up epochs 1, this run is warm-up epochs 2", 2);
+  check_error_line(run_app("sd_train", resume + " --preset cifar10-110"), "sd_train",
+                   "is for warm-up epochs 1, this run is warm-up epochs 0 (with --resume, leave out --preset cifar10-110",
+                   2);
+  // The warm-up stays shorter than the run when --epochs shortens it.
+  check_error_line(run_app("sd_train", sd::test::kTiny + " --epochs 1 --resume --out " + q(run)), "sd_train",
+                   "--lr-warmup-epochs: warm-up epochs 1: the warm-up must be shorter than the run (1 epochs)", 2);
+  CHECK(read_file(run / "last.safetensors") == good);
+  // The same preset and flags continue it.
+  const RunResult more = run_app("sd_train", args + " --epochs 3 --resume");
+  INFO(more.output);
+  CHECK(more.exit_code == 0);
+}
+
+TEST_CASE("sd_train --config with a run folder's config.json starts the same run again, bit for bit", "[apps][config]") {
+  const sd::test::TempDir tmp;
+  const fs::path& first = sd::test::reference_run();
+  const fs::path again = tmp.path() / "again";
+  const RunResult r = run_app("sd_train", "--config " + q(first / "config.json") + " --device cpu --out " + q(again));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  check_same_tensors(first / "last.safetensors", again / "last.safetensors");
+  CHECK(metrics_without_timing(first) == metrics_without_timing(again));
+
+  // With --resume, a setting of the file that differs from the checkpoint's is refused, naming the file.
+  nlohmann::json other = nlohmann::json::parse(read_file(first / "config.json"));
+  other["depth"] = 14;
+  const fs::path file = tmp.path() / "other.json";
+  std::ofstream(file) << other.dump(2);
+  check_error_line(run_app("sd_train", "--config " + q(file) + " --device cpu --epochs 3 --resume --out " + q(again)),
+                   "sd_train", "is for depth 8, this run is depth 14 (with --resume, leave out --config " + file.string(),
+                   2);
+  other["depth"] = 8;
+  other["bogus"] = 1;
+  std::ofstream(file, std::ios::trunc) << other.dump(2);
+  check_error_line(run_app("sd_train", "--config " + q(file) + " --device cpu --out " + q(tmp.path() / "x")),
+                   "sd_train", "other.json: unknown key 'bogus'", 2);
+  CHECK_FALSE(fs::exists(tmp.path() / "x"));
+}

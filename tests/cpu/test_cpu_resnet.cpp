@@ -342,3 +342,32 @@ TEST_CASE("the CPU reference refuses a precision other than fp32", "[ref]") {
   options.precision = "tf32";
   CHECK_THROWS_WITH(CpuResNet(options), Catch::Contains("computes in fp32 only"));
 }
+
+TEST_CASE("CpuResNet without augmentation trains on the same normalised images in every epoch", "[ref][augment]") {
+  using namespace sd::test::contract;
+  const std::vector<int32_t> idx{0, 3, 5, 7, 1, 2};
+  const std::vector<uint8_t> gates{1, 1, 1};
+  // The state after one step on `idx` in `epoch` (the epoch changes only the augmentation's draws).
+  auto after_step = [&](Augmentation augmentation, uint32_t epoch) {
+    BackendOptions options = depth8(13);
+    options.augmentation = augmentation;
+    CpuResNet b(options);
+    prepare(b);
+    b.train_step(step_input(idx, gates, epoch, 0, 0.1f));
+    return b.state();
+  };
+  require_same_state(after_step(Augmentation::kNone, 0), after_step(Augmentation::kNone, 5));
+  // With crop-flip the two epochs' draws give other images, hence another step.
+  const std::vector<NamedTensor> a = after_step(Augmentation::kCropFlip, 0), b = after_step(Augmentation::kCropFlip, 5);
+  bool differ = false;
+  for (size_t i = 0; i < a.size(); ++i) differ = differ || a[i].data != b[i].data;
+  CHECK(differ);
+}
+
+TEST_CASE("augmentation names: crop-flip and none, anything else refused", "[augment]") {
+  CHECK(parse_augmentation("crop-flip") == Augmentation::kCropFlip);
+  CHECK(parse_augmentation("none") == Augmentation::kNone);
+  CHECK(to_string(Augmentation::kNone) == "none");
+  CHECK(to_string(Augmentation::kCropFlip) == "crop-flip");
+  CHECK_THROWS_WITH(parse_augmentation("flip"), Catch::Contains("'flip' is not an augmentation (crop-flip or none)"));
+}

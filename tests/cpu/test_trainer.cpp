@@ -136,6 +136,40 @@ TEST_CASE("the learning rate steps down as the official code: 1-based epochs 250
   CHECK(learning_rate_at(c, 2) == Approx(0.001));  // 3 >= 2.25
 }
 
+TEST_CASE("a warm-up runs its epochs at its own lr, then the schedule: the 1202-layer protocol", "[trainer]") {
+  TrainConfig c;  // 300 epochs: 0.01 for epochs 1-10, then 0.1, /10 at 150 and 225 (1-based)
+  c.epochs = 300;
+  c.lr_warmup_epochs = 10;
+  c.lr_warmup = 0.01;
+  CHECK(learning_rate_at(c, 0) == 0.01);            // epoch 1
+  CHECK(learning_rate_at(c, 9) == 0.01);            // epoch 10: the last of the warm-up
+  CHECK(learning_rate_at(c, 10) == 0.1);            // epoch 11
+  CHECK(learning_rate_at(c, 148) == 0.1);           // epoch 149
+  CHECK(learning_rate_at(c, 149) == Approx(0.01));  // epoch 150
+  CHECK(learning_rate_at(c, 223) == Approx(0.01));  // epoch 224
+  CHECK(learning_rate_at(c, 224) == Approx(0.001)); // epoch 225
+  CHECK(learning_rate_at(c, 299) == Approx(0.001));
+  CHECK_NOTHROW(validate(c, 45000));
+  c.lr_warmup_epochs = 0;  // none: the schedule from the first epoch
+  CHECK(learning_rate_at(c, 0) == 0.1);
+}
+
+TEST_CASE("a warm-up must be shorter than the run, with a positive lr", "[trainer]") {
+  TrainConfig c;
+  c.epochs = 10;
+  c.lr_warmup_epochs = 9;
+  CHECK_NOTHROW(validate(c, 45000));
+  c.lr_warmup_epochs = 10;
+  CHECK_THROWS_WITH(validate(c, 45000), Catch::StartsWith("warm-up epochs 10") && Catch::Contains("shorter than the run (10 epochs)"));
+  c.lr_warmup_epochs = 11;
+  CHECK_THROWS_WITH(validate(c, 45000), Catch::StartsWith("warm-up epochs 11"));
+  c.lr_warmup_epochs = -1;
+  CHECK_THROWS_WITH(validate(c, 45000), Catch::StartsWith("warm-up epochs -1"));
+  c.lr_warmup_epochs = 2;
+  c.lr_warmup = 0;
+  CHECK_THROWS_WITH(validate(c, 45000), Catch::StartsWith("warm-up lr 0"));
+}
+
 TEST_CASE("training configurations are validated with clear messages", "[trainer]") {
   TrainConfig c;
   CHECK_NOTHROW(validate(c, 45000));

@@ -34,6 +34,7 @@
 #include "engine/data/dataset.h"
 #include "engine/core/gates.h"
 #include "engine/data/synthetic_data.h"
+#include "engine/train/trainer.h"
 #include "models/cpu/cpu_resnet.h"
 #include "models/cuda/cuda_backend.h"
 #include "models/cuda/cuda_resnet.h"
@@ -124,7 +125,8 @@ std::vector<std::string> names_where(const ResNetSpec& spec, bool trainable) {
 
 // One training step on both models with the same input from the same state; compares everything
 // it produces.
-void check_step(CpuResNet& cpu, CudaResNet& gpu, const Data& data, const StepInput& in, const Bounds& b) {
+void check_step(CpuResNet& cpu, CudaResNet& gpu, const Data& data, const StepInput& in, const Bounds& b,
+                Augmentation augmentation = Augmentation::kCropFlip) {
   const ResNetSpec& spec = gpu.spec();
   const std::vector<uint8_t> gates(in.gates.begin(), in.gates.end());
   const int n = int(in.indices.size());
@@ -147,8 +149,9 @@ void check_step(CpuResNet& cpu, CudaResNet& gpu, const Data& data, const StepInp
   std::vector<uint8_t> labels(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) {
     const int32_t idx = in.indices[size_t(i)];
-    augment_image(data.train.image(size_t(idx)), data.norm, augment_params(kSeed, in.epoch, uint32_t(idx)),
-                  images.data() + size_t(i) * kImageBytes);
+    const AugmentParams a =
+        augmentation == Augmentation::kCropFlip ? augment_params(kSeed, in.epoch, uint32_t(idx)) : AugmentParams{};
+    augment_image(data.train.image(size_t(idx)), data.norm, a, images.data() + size_t(i) * kImageBytes);
     labels[size_t(i)] = data.train.labels[size_t(idx)];
   }
   CHECK(gpu_test::bit_equal(gpu.last_images(), images));
@@ -257,6 +260,40 @@ TEST_CASE("gpu ResNet-20 with CIFAR-100's 100 classes: a training step matches t
   REQUIRE(states_bit_equal(gpu.state(), cpu.state()));
   const std::vector<uint8_t> gates{1, 0, 1, 1, 1, 0, 1, 1, 0};
   check_step(cpu, gpu, data, step_input(batch_indices(data.train.size(), 96, 0), gates, 0, 0, 0.1f), kResNet20);
+}
+
+TEST_CASE("gpu without augmentation: batches only normalised, eager and graph, a step matches the CPU model",
+          "[gpu][model][augment]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const Data data = make_data(64, 0);
+  BackendOptions options = options_for(20);
+  options.augmentation = Augmentation::kNone;
+  CpuResNet cpu(options);
+  CudaResNet gpu(options, 32);
+  for (Backend* b : {static_cast<Backend*>(&cpu), static_cast<Backend*>(&gpu)}) {
+    b->set_normalization(data.norm);
+    b->set_images(ImageSetRole::kTrain, data.train);
+  }
+  const std::vector<uint8_t> gates{1, 0, 1, 1, 1, 0, 1, 1, 0};
+  // Epoch 3: the draws of crop-flip would move and flip these images (checked below); none is applied.
+  const auto indices = batch_indices(data.train.size(), 32, 0);
+  check_step(cpu, gpu, data, step_input(indices, gates, 3, 0, 0.1f), kResNet20, Augmentation::kNone);
+
+  // Graph execution gathers the epoch's planned order on the device: normalised only, too.
+  const std::vector<int32_t> order = epoch_order(kSeed, 1, data.train.size());
+  const std::vector<int32_t> first(order.begin(), order.begin() + 32);
+  gpu.set_execution(Execution::kGraph);
+  gpu.plan_epoch(order, 1);
+  gpu.train_step(step_input(first, std::vector<uint8_t>(9, 1), 1, 1, 0.1f));
+  std::vector<float> normalised(first.size() * kImageBytes);
+  bool any_moved = false;
+  for (size_t i = 0; i < first.size(); ++i) {
+    normalize_image(data.train.image(size_t(first[i])), data.norm, normalised.data() + i * kImageBytes);
+    const AugmentParams a = augment_params(kSeed, 1, uint32_t(first[i]));
+    any_moved = any_moved || a.dx != 0 || a.dy != 0 || a.flip;
+  }
+  CHECK(any_moved);  // so that an augmented batch would differ
+  CHECK(gpu_test::bit_equal(gpu.last_images(), normalised));
 }
 
 TEST_CASE("gpu ResNet-110 training step matches the CPU model at batch 128", "[gpu][model][resnet110]") {
