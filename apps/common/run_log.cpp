@@ -40,6 +40,12 @@ nlohmann::json epoch_json(const EpochRecord& r) {
       {"ties_best", r.ties_best},
       {"mean_active_blocks", r.mean_active_blocks},
       {"conv1_grad_abs_mean", optional_number(r.conv1_grad_abs_mean)},
+  };
+}
+
+nlohmann::json epoch_timing_json(const EpochRecord& r) {
+  return nlohmann::json{
+      {"epoch", r.epoch},
       {"seconds", r.seconds},
       {"images_per_second", r.images_per_second},
       {"eta_seconds", r.eta_seconds},
@@ -66,10 +72,12 @@ std::string progress_line(const StepProgress& p, int epochs) {
 
 void append_metrics(const std::filesystem::path& dir, const EpochRecord& r) {
   append_to_file(dir / "metrics.jsonl", epoch_json(r).dump() + "\n");
+  append_to_file(dir / "timing.jsonl", epoch_timing_json(r).dump() + "\n");
 }
 
-void keep_metrics_through(const std::filesystem::path& dir, int epochs_done) {
-  const std::filesystem::path path = dir / "metrics.jsonl";
+namespace {
+
+void keep_lines_through(const std::filesystem::path& path, int epochs_done) {
   std::ifstream in(path);
   if (!in) return;
   std::string line, kept;
@@ -83,6 +91,31 @@ void keep_metrics_through(const std::filesystem::path& dir, int epochs_done) {
       dropped = true;
   }
   if (dropped) write_file_atomically(path, kept);
+}
+
+}  // namespace
+
+void keep_metrics_through(const std::filesystem::path& dir, int epochs_done) {
+  keep_lines_through(dir / "metrics.jsonl", epochs_done);
+  keep_lines_through(dir / "timing.jsonl", epochs_done);
+}
+
+void save_timing(const std::filesystem::path& dir, const TrainerState& state) {
+  write_file_atomically(dir / "timing.json", timing_to_json(state).dump(2) + "\n");
+}
+
+std::string load_timing(const std::filesystem::path& dir, TrainerState& state) {
+  const std::filesystem::path path = dir / "timing.json";
+  std::ifstream in(path);
+  if (!in) return {};
+  try {
+    TrainerState read = state;  // all or nothing
+    restore_timing(nlohmann::json::parse(in), read);
+    state = read;
+    return {};
+  } catch (const std::exception&) {
+    return fmt::format("note: {} is unreadable: the wall time and --time-limit's measurements start afresh", path.string());
+  }
 }
 
 nlohmann::json summary_json(const RunConfig& run, const TrainerState& s) {
