@@ -225,10 +225,14 @@ int bench_main(int argc, char** argv) {
                              r->kernels_per_step ? fmt::format("{:.1f}", *r->kernels_per_step) : "n/a",
                              r->device_memory_bytes ? fmt::format("{:.0f}", *r->device_memory_bytes / 1048576) : "n/a");
   const Spread rounds = round_ratios(sd, full);
-  std::cout << fmt::format("\nspeed-up of stochastic depth: {:.3f}x (ideal from sum p_l / L = {:.2f} / {}: {:.3f}x)\n",
-                           ratio, sd.expected_active_blocks, blocks, ideal)
+  std::cout << fmt::format("\nspeed-up of stochastic depth: {:.3f}x (ideal L / sum p_l = {} / {:.2f}: {:.3f}x)\n",
+                           ratio, blocks, sd.expected_active_blocks, ideal)
             << fmt::format("  round by round: min {:.3f}x, median {:.3f}x, max {:.3f}x over {} rounds\n", rounds.min,
                            rounds.median, rounds.max, o.rounds);
+  // Rounds on both sides of 1 mean the noise is as large as the effect: the ratio says nothing yet.
+  if (rounds.min < 1 && rounds.max > 1)
+    std::cout << "  warning: the rounds disagree on which mode is faster (their ratios straddle 1x): the timing "
+                 "noise is as large as the difference; run more --steps or --rounds\n";
   if (sd.planning_seconds > 0 || full.planning_seconds > 0)
     std::cout << fmt::format("convolution planning: {:.2f} s for the first model, {:.2f} s for the second (plans reused)\n",
                              sd.planning_seconds, full.planning_seconds);

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "apps/common/run_log.h"
+#include "apps/sweep/paper_results.h"
 #include "engine/data/dataset.h"
 #include "models/network/step_cost.h"
 
@@ -35,7 +36,8 @@ int64_t training_images(const RunConfig& c) {
 
 std::string reproduction_report(const ReportInputs& in) {
   const RunConfig& c = in.config;
-  std::string md = fmt::format("# Reproduction: stochastic-depth ResNet-{} on CIFAR-10\n\n", c.model.depth);
+  std::string md =
+      fmt::format("# Reproduction: stochastic-depth ResNet-{} on {}\n\n", c.model.depth, dataset_title(c.dataset));
   const std::vector<std::string> deviations = protocol_deviations(c);
   if (!deviations.empty()) {
     md += "**Not the paper's protocol**, so the comparison with the published numbers below says nothing about "
@@ -51,15 +53,29 @@ std::string reproduction_report(const ReportInputs& in) {
                     "deviation, n runs).\n\n",
                     complete.size(), in.runs.size());
 
-  md += "## Test error\n\n| | test error at the best validation epoch | final test error |\n|---|---|---|\n";
-  for (const CellResult& cell : in.cells)
-    md += fmt::format("| sdnet {} | {} | {} |\n", cell.name, format_stat(cell.test_error_at_best_validation, 100, "%", 2),
-                      format_stat(cell.final_test_error, 100, "%", 2));
-  md += fmt::format("| paper (Huang et al. 2016, ResNet-110, p_L = 0.5) | {} | |\n", percent(kPaperTestError));
-  md += fmt::format("| official code's README | {} (before July 2016), {} (since) | |\n\n",
-                    percent(kOfficialReadmeBeforeJuly2016), percent(kOfficialReadmeSinceJuly2016));
-  md += "The paper's number is the test error at the epoch of the lowest validation error; the authors expect "
-        "about ±0.2 % from seed to seed.\n\n";
+  const std::optional<PaperResult> paper = paper_result(c.dataset, c.model.depth);
+  md += "## Test error\n\n| | test error at the best validation epoch | final test error | paper |\n|---|---|---|---|\n";
+  for (const CellResult& cell : in.cells) {
+    const std::optional<double> published =
+        paper ? paper_error_for_cell(*paper, cell.death_mode, cell.death_rate) : std::nullopt;
+    md += fmt::format("| sdnet {} | {} | {} | {} |\n", cell.name,
+                      format_stat(cell.test_error_at_best_validation, 100, "%", 2),
+                      format_stat(cell.final_test_error, 100, "%", 2), published ? percent(*published) : "–");
+  }
+  md += "\n";
+  if (paper) {
+    md += fmt::format("The paper (Huang et al. 2016), {}: {} with constant depth, {} with stochastic depth "
+                      "(lin_decay, p_L = 0.5).",
+                      paper->protocol, percent(paper->constant_depth), percent(paper->stochastic_depth));
+    if (!paper->note.empty()) md += fmt::format(" Note: {}.", paper->note);
+    if (c.dataset == DatasetKind::kCifar10 && c.model.depth == 110)
+      md += fmt::format(" The official code's README: {} before July 2016, {} since.",
+                        percent(kOfficialReadmeBeforeJuly2016), percent(kOfficialReadmeSinceJuly2016));
+    md += " The paper's numbers are test errors at the epoch of the lowest validation error; the authors expect "
+          "about ±0.2 % from seed to seed.\n\n";
+  } else {
+    md += fmt::format("The paper reports no result for ResNet-{} on {}.\n\n", c.model.depth, dataset_title(c.dataset));
+  }
 
   md += "## Runs\n\n| run | best epoch | validation error | test error at best validation | final test error | "
         "wall time |\n|---|---|---|---|---|---|\n";

@@ -12,18 +12,17 @@
 
 namespace sd::apps {
 
-// The published numbers the report compares with: the paper's Table 1 (Huang et al., "Deep Networks
-// with Stochastic Depth", ECCV 2016: 5.25 % for ResNet-110 with stochastic depth), and the README of
-// the authors' official Torch code (github.com/yueatsprograms/Stochastic_Depth), which said 5.23 %
-// before July 2016 and 5.25 % since.
-inline constexpr double kPaperTestError = 0.0525;              // Huang et al. 2016, ResNet-110, p_L = 0.5
+// Beside the paper's numbers (apps/sweep/paper_results.h), the README of the authors' official Torch
+// code (github.com/yueatsprograms/Stochastic_Depth) for ResNet-110 on CIFAR-10: 5.23 % before July 2016
+// and 5.25 % since.
 inline constexpr double kOfficialReadmeBeforeJuly2016 = 0.0523; // the official code's README
 inline constexpr double kOfficialReadmeSinceJuly2016 = 0.0525;
 
 // Where `config` departs from the paper's protocol, one "what: ours (paper: theirs)" per setting.
 std::vector<std::string> protocol_deviations(const RunConfig& config);
 
-// Training images per epoch of a run with these settings (45 000 for the paper split of CIFAR-10).
+// Training images per epoch of a run with these settings (45 000 for the paper split of CIFAR-10 or
+// CIFAR-100).
 int64_t training_images(const RunConfig& config);
 
 struct ReportInputs {

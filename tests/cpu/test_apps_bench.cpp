@@ -23,6 +23,10 @@ TEST_CASE("sd_bench times both modes and writes JSON", "[apps]") {
   CHECK(j["precision"] == "fp32");
   CHECK(j["ideal_ratio"].get<double>() == Approx(1.5));  // p = 5/6, 2/3, 1/2: Σ = 2 of 3 blocks
   CHECK(j["ratio"].get<double>() > 0);
+  CHECK(r.output.find("(ideal L / sum p_l = 3 / 2.00: 1.500x)") != std::string::npos);
+  // The warning comes exactly when the rounds' ratios lie on both sides of 1.
+  const bool straddle = j["ratio_rounds"]["min"].get<double>() < 1 && j["ratio_rounds"]["max"].get<double>() > 1;
+  CHECK((r.output.find("warning: the rounds disagree") != std::string::npos) == straddle);
   for (const char* mode : {"stochastic_depth", "full_depth"}) {
     CHECK(j[mode]["round_seconds"].size() == 3);
     CHECK(j[mode]["epoch_seconds"].get<double>() > 0);

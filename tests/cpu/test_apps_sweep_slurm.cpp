@@ -24,6 +24,7 @@
 #include <thread>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "slurm_cluster.h"
@@ -314,12 +315,15 @@ TEST_CASE("sd_sweep --launcher slurm: a task past its time limit twice checkpoin
   CHECK(contains(s.output, "1 of 1 runs complete"));
   const std::string slurm_log = read_file(run / "slurm.log"), train_log = read_file(run / "train.log");
   INFO(slurm_log << "\n" << train_log);
-  CHECK(count(train_log, "time limit signal (SIGUSR1): stopping after the current step") == 2);
-  CHECK(count(slurm_log, "sd_train exited with status 75") == 2);
-  CHECK(count(slurm_log, "time limit: requeueing ") == 2);
-  CHECK(contains(slurm_log, ", start 3) on "));
+  // At least the two cycles the test arranges; a loaded machine trains slower and may see a third.
+  // However many there were, each is one warning, one exit 75, one requeue and one resume.
+  const size_t cycles = count(slurm_log, "time limit: requeueing ");
+  CHECK(cycles >= 2);
+  CHECK(count(train_log, "time limit signal (SIGUSR1): stopping after the current step") == cycles);
+  CHECK(count(slurm_log, "sd_train exited with status 75") == cycles);
+  CHECK(contains(slurm_log, fmt::format(", start {}) on ", cycles + 1)));
   CHECK(contains(slurm_log, "sd_train exited with status 0"));
-  CHECK(count(train_log, "resuming ") == 2);
+  CHECK(count(train_log, "resuming ") == cycles);
   const RunResult l = reference.get();
   INFO(l.output);
   REQUIRE(l.exit_code == 0);

@@ -4,11 +4,13 @@
 #include <cmath>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include "apps/common/app_main.h"
 #include "apps/common/device.h"
 #include "apps/sweep/eta.h"
 #include "apps/sweep/grid.h"
+#include "apps/sweep/paper_results.h"
 #include "apps/sweep/plan.h"
 #include "apps/sweep/report.h"
 #include "apps/sweep/statistics.h"
@@ -176,4 +178,50 @@ TEST_CASE("reproduction report: deviations from the paper's protocol and the tra
   CHECK(training_images(tiny) == 256 - 25);
   tiny.split = "full";
   CHECK(training_images(tiny) == 256);
+}
+
+TEST_CASE("paper results: each row of Table 1 and the 1202-layer network, by data set and depth", "[sweep]") {
+  const auto cifar10 = paper_result(DatasetKind::kCifar10, 110);
+  REQUIRE(cifar10);
+  CHECK(cifar10->constant_depth == 0.0641);
+  CHECK(cifar10->stochastic_depth == 0.0525);
+  CHECK(paper_result(DatasetKind::kCifar10, 1202)->stochastic_depth == 0.0491);
+  CHECK(paper_result(DatasetKind::kCifar10, 1202)->constant_depth == 0.0667);
+  const auto cifar100 = paper_result(DatasetKind::kCifar100, 110);
+  REQUIRE(cifar100);
+  CHECK(cifar100->constant_depth == 0.2722);
+  CHECK(cifar100->stochastic_depth == 0.2498);
+  CHECK(cifar100->note.find("27.76") != std::string::npos);
+  CHECK(paper_result(DatasetKind::kSvhn, 152)->constant_depth == 0.0180);
+  CHECK(paper_result(DatasetKind::kSvhn, 152)->stochastic_depth == 0.0175);
+  CHECK_FALSE(paper_result(DatasetKind::kCifar10, 20));
+  CHECK_FALSE(paper_result(DatasetKind::kSvhn, 110));
+  // A sweep's cell gets the paper's number only where the paper ran it.
+  CHECK(paper_error_for_cell(*cifar10, "lin_decay", 0.5) == 0.0525);
+  CHECK(paper_error_for_cell(*cifar10, "uniform", 0.0) == 0.0641);
+  CHECK_FALSE(paper_error_for_cell(*cifar10, "uniform", 0.5));
+  CHECK_FALSE(paper_error_for_cell(*cifar10, "lin_decay", 0.2));
+}
+
+TEST_CASE("reproduction report: the data set's title and the paper's number beside each cell it reported", "[sweep]") {
+  ReportInputs in;
+  in.config.dataset = DatasetKind::kCifar100;
+  for (const double rate : {0.0, 0.5}) {
+    CellResult cell;
+    cell.depth = 110;
+    cell.death_mode = "lin_decay";
+    cell.death_rate = rate;
+    cell.name = fmt::format("d110-lin_decay{}", rate);
+    in.cells.push_back(cell);
+  }
+  const std::string md = reproduction_report(in);
+  INFO(md);
+  CHECK(md.find("# Reproduction: stochastic-depth ResNet-110 on CIFAR-100") == 0);
+  CHECK(md.find("| sdnet d110-lin_decay0 | ") != std::string::npos);
+  CHECK(md.find("| 27.22 % |\n") != std::string::npos);
+  CHECK(md.find("| 24.98 % |\n") != std::string::npos);
+  CHECK(md.find("Table 1 prints 27.76 %") != std::string::npos);
+  CHECK(md.find("official code's README") == std::string::npos);  // that README is about CIFAR-10 only
+  in.config.dataset = DatasetKind::kSvhn;
+  CHECK(reproduction_report(in).find("The paper reports no result for ResNet-110 on SVHN") != std::string::npos);
 }
