@@ -52,10 +52,16 @@ nlohmann::json epoch_timing_json(const EpochRecord& r) {
   };
 }
 
+std::string format_loss(double loss) {
+  if (!std::isfinite(loss)) return "inf/nan (diverged)";
+  // A diverging run's loss grows by orders of magnitude: four digits, not forty.
+  return std::abs(loss) < 1e4 ? fmt::format("{:.4f}", loss) : fmt::format("{:.4g}", loss);
+}
+
 std::string epoch_line(const EpochRecord& r, int epochs) {
   const int width = int(std::to_string(epochs).size());
-  std::string line = fmt::format("epoch {:>{}}/{}  lr {:<6g}  loss {:.4f}  train {:>6}", r.epoch, width, epochs,
-                                 r.learning_rate, r.train_loss, format_percent(r.train_error));
+  std::string line = fmt::format("epoch {:>{}}/{}  lr {:<6g}  loss {}  train {:>6}", r.epoch, width, epochs,
+                                 r.learning_rate, format_loss(r.train_loss), format_percent(r.train_error));
   if (r.validation_error)
     line += fmt::format("  val {:>6}{}", format_percent(*r.validation_error), r.new_best ? " *" : r.ties_best ? " =" : "  ");
   line += r.test_error ? fmt::format("  test {:>6}", format_percent(*r.test_error)) : std::string(14, ' ');
@@ -66,8 +72,8 @@ std::string epoch_line(const EpochRecord& r, int epochs) {
 
 std::string progress_line(const StepProgress& p, int epochs) {
   const int width = int(std::to_string(epochs).size()), step_width = int(std::to_string(p.steps_per_epoch).size());
-  return fmt::format("  epoch {:>{}}/{}  step {:>{}}/{}  loss {:.4f}  {:.0f} img/s", p.epoch, width, epochs, p.step,
-                     step_width, p.steps_per_epoch, p.train_loss, p.images_per_second);
+  return fmt::format("  epoch {:>{}}/{}  step {:>{}}/{}  loss {}  {:.0f} img/s", p.epoch, width, epochs, p.step,
+                     step_width, p.steps_per_epoch, format_loss(p.train_loss), p.images_per_second);
 }
 
 void append_metrics(const std::filesystem::path& dir, const EpochRecord& r) {

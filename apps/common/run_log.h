@@ -22,6 +22,7 @@ namespace sd::apps {
 
 std::string format_duration(double seconds);  // "41.2s", "12m03s", "8h20m"
 std::string format_percent(double fraction);   // 0.0523 → "5.23%"
+std::string format_loss(double loss);          // "1.2345", "3.142e+34", "inf/nan (diverged)"
 
 // Absent figures (no validation set, test not evaluated this epoch) are null. No wall-clock figure.
 nlohmann::json epoch_json(const EpochRecord& record);

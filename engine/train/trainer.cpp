@@ -71,6 +71,8 @@ namespace {
 // The best validation error and the epochs tied at it, with their test errors.
 void record_best(TrainerState& s, EpochRecord& rec) {
   if (!rec.validation_error) return;
+  // An epoch whose validation loss overflowed has diverged, whatever its error: never the best.
+  if (rec.validation_loss && !std::isfinite(*rec.validation_loss)) return;
   const double v = *rec.validation_error;
   const double t = rec.test_error.value_or(std::numeric_limits<double>::quiet_NaN());
   if (v < s.best_validation_error) {
@@ -144,9 +146,8 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop, 
     const double train_seconds = state_.partial_seconds + seconds_since(t0);
     if (limit) limit->steps_took(limit_now() - limit_t0, steps_per_epoch_ - first_step);
     if (!std::isfinite(totals.loss_sum))
-      throw std::runtime_error(fmt::format(
-          "epoch {}: the training loss is {} (diverged); stopping before the epoch is reported", epoch + 1,
-          totals.loss_sum));
+      throw std::runtime_error(
+          fmt::format("epoch {}: diverged (loss inf/nan); stopping before the epoch is reported", epoch + 1));
     // The epoch's evaluation, costed now that its steps have been timed: when it does not fit, the
     // run stops before it, and resumes with it.
     if (limit && !limit->fits_evaluation(eval_batches_)) return pause_with(totals);

@@ -331,3 +331,16 @@ TEST_CASE("a ResNet-110 run directory, carried from slice to slice, stays under 
   CHECK(last > (2 * 1727962 + 8096 + 3072) * 4);
   CHECK(carried < size_t(16) << 20);
 }
+
+TEST_CASE("an epoch line shows a diverging loss in a few digits, and a non-finite one as diverged", "[checkpoint]") {
+  sd::EpochRecord r;
+  r.epoch = 2;
+  r.learning_rate = 0.1;
+  r.train_loss = 1.25;
+  CHECK(sd::apps::epoch_line(r, 3).find("loss 1.2500 ") != std::string::npos);
+  r.train_loss = 3.1415926e34;
+  CHECK(sd::apps::epoch_line(r, 3).find("loss 3.142e+34 ") != std::string::npos);
+  r.train_loss = std::numeric_limits<double>::quiet_NaN();
+  CHECK(sd::apps::epoch_line(r, 3).find("loss inf/nan (diverged) ") != std::string::npos);
+  CHECK(sd::apps::format_loss(-std::numeric_limits<double>::infinity()) == "inf/nan (diverged)");
+}

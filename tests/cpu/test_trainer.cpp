@@ -60,6 +60,7 @@ class ScriptedBackend : public Backend {
     r.predictions.assign(n, 0);
     const double rate = role == ImageSetRole::kValidation ? next(validation_script, 0.5) : next(test_script, 0.25);
     r.errors = int64_t(std::lround(rate * double(r.predictions.size())));
+    if (role == ImageSetRole::kValidation) r.loss_sum = next(validation_loss_script, 1.0) * double(n);
     return r;
   }
   std::vector<NamedTensor> do_state() const override { return unflatten_state(spec_, FlatState(spec_)); }
@@ -78,6 +79,7 @@ class ScriptedBackend : public Backend {
   std::vector<RecordedStep> steps;
   std::vector<ImageSetRole> evaluations;
   std::vector<double> validation_script, test_script;  // error rates of successive evaluations
+  std::vector<double> validation_loss_script;          // mean validation losses of successive evaluations
   TrainTotals pending;
   double loss_per_image = 1.0;
   double* clock = nullptr;  // a fake clock the steps and evaluations advance, when set
@@ -596,6 +598,21 @@ TEST_CASE("a time limit too short for any step stops before the first: too small
   CHECK(trainer.state().step_in_epoch == 0);
   CHECK(limit.too_small());
   CHECK(limit.what_did_not_fit() == "one step and the checkpoint (est. 3.0 s)");
+}
+
+TEST_CASE("an epoch whose validation loss is not finite is never the best", "[trainer]") {
+  ScriptedBackend backend(8);
+  backend.validation_script = {0.5, 0.6, 0.6};
+  backend.validation_loss_script = {std::numeric_limits<double>::infinity(), 1.0, std::numeric_limits<double>::quiet_NaN()};
+  Trainer trainer(tiny_config(3), backend, tiny_split(20, 10, 10));
+  std::vector<EpochRecord> records;
+  REQUIRE(trainer.run([&](const EpochRecord& r, const TrainerState&) { records.push_back(r); }));
+  REQUIRE(records.size() == 3);
+  CHECK_FALSE(records[0].new_best);  // the lowest error, but diverged
+  CHECK(records[1].new_best);
+  CHECK_FALSE(records[2].ties_best);
+  CHECK(trainer.state().best_epoch == 2);
+  CHECK(trainer.state().best_epochs_tied == 1);
 }
 
 TEST_CASE("a non-finite training loss stops the run before that epoch is reported", "[trainer]") {
