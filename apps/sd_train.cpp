@@ -153,6 +153,11 @@ std::optional<TrainPlan> check_and_plan(const TrainOptions& o, const std::string
           fmt::format("--resume: {} is a best-model checkpoint without optimiser state", p.last_path.string()));
     // The checkpoint's settings, checked when its run began; an --epochs given here, by finish_train_options.
     p.run = settings_for_resume(*p.resumed, o, p.last_path, p.note);
+    // Fewer epochs than the run has done cannot be had by continuing it ("finished (4 of 3 epochs)").
+    if (p.resumed->trainer.epochs_done > p.run.train.epochs)
+      throw UsageError(fmt::format("--epochs {}: {} has done {} epochs already; give at least {} (or leave out --epochs)",
+                                   p.run.train.epochs, p.last_path.string(), p.resumed->trainer.epochs_done,
+                                   p.resumed->trainer.epochs_done));
     if (p.resumed->trainer.epochs_done >= p.run.train.epochs) {
       report_finished(p.run, *p.resumed, p.dir, p.last_path, p.note);
       return std::nullopt;

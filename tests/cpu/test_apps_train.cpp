@@ -322,6 +322,17 @@ TEST_CASE("sd_train stops on SIGINT with a checkpoint and exit 130, and the resu
   check_cmp(straight / "metrics.jsonl", run / "metrics.jsonl");
 }
 
+TEST_CASE("sd_train --resume refuses fewer --epochs than the run has done, and leaves it alone", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path run = sd::test::copy_run(sd::test::reference_run(), tmp.path() / "run");  // 2 epochs done
+  const std::string summary = read_file(run / "summary.json"), last = read_file(run / "last.safetensors");
+  const RunResult r = run_app("sd_train", sd::test::kTiny + " --epochs 1 --resume --out " + q(run));
+  check_error_line(r, "sd_train", "--epochs 1: " + (run / "last.safetensors").string() +
+                                      " has done 2 epochs already; give at least 2", 2);
+  CHECK(read_file(run / "summary.json") == summary);
+  CHECK(read_file(run / "last.safetensors") == last);
+}
+
 TEST_CASE("the run folder says what ran: train.log, config.json with the invocation, kept current on resume", "[apps]") {
   const sd::test::TempDir tmp;
   const fs::path run = sd::test::copy_run(sd::test::reference_run(), tmp.path() / "run");
