@@ -1,7 +1,8 @@
 // sd_bench: how much stochastic depth saves per epoch. Times the training step with the paper's
 // gates and with full depth (death rate 0) on the same batches: warm-up excluded, each mode timed
 // in several rounds of --steps steps and the median round taken, scaled to a 45 000-image epoch.
-// Prints a table and writes JSON. Synthetic images by default (same shapes as CIFAR-10).
+// Prints a table and writes JSON. Synthetic images by default (same shapes as CIFAR-10; --dataset
+// sizes the classifier). --plan-only prints the GPU engine's device memory plan instead, no device needed.
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -19,9 +20,13 @@
 #include "apps/common/run_log.h"
 #include "engine/train/atomic_file.h"
 #include "engine/core/gates.h"
+#include "engine/data/dataset_kind.h"
 #include "engine/train/trainer.h"
 #include "models/network/resnet_spec.h"
 #include "models/network/step_cost.h"
+#ifdef SD_HAVE_CUDA
+#include "models/cuda/memory_plan.h"
+#endif
 
 namespace fs = std::filesystem;
 
@@ -37,6 +42,7 @@ struct BenchOptions {
   Execution execution = Execution::kEager;
   int steps = 352, rounds = 5, warmup = 20;
   bool verbose = false;
+  bool plan_only = false;
 };
 
 struct ModeResult {
@@ -86,10 +92,9 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   using Clock = std::chrono::steady_clock;
   RunConfig run = o.run;
   run.model.death_rate = death_rate;
-  std::unique_ptr<Backend> backend = make_backend(
-      o.device,
-      backend_options(run, o.execution),
-      run.train.batch_size);
+  BackendOptions options = backend_options(run, o.execution);
+  options.planned_images = {int64_t(data.train.size()), 0, 0};  // the GPU's memory plan counts them
+  std::unique_ptr<Backend> backend = make_backend(o.device, options, run.train.batch_size);
   // (The CPU reference's description is its name alone: nothing to add to the banner.)
   report_backend("sd_bench", *backend, o.verbose || (describe && backend->describe() != backend->device_name()));
   backend->set_normalization(data.normalization);
@@ -162,13 +167,34 @@ nlohmann::json to_json(const ModeResult& r) {
           {"device_memory_bytes", r.device_memory_bytes ? nlohmann::json(*r.device_memory_bytes) : nlohmann::json()}};
 }
 
+// --plan-only: the device memory the GPU engine would plan for this benchmark's model, batch and
+// training images (models/cuda/memory_plan.h), from the same layout code, without a device.
+int print_memory_plan(const BenchOptions& o) {
+#ifdef SD_HAVE_CUDA
+  const DataSplit data = load_run_split(o.run, o.data_dir);
+  BackendOptions options = backend_options(o.run, o.execution);
+  options.planned_images = {int64_t(data.train.size()), 0, 0};
+  const MemoryPlan plan = plan_device_memory(options, o.run.train.batch_size, conv_workspace_cap_bytes());
+  std::cout << plan.table() << "\n"
+            << fmt::format("(the convolution workspace at its cap, {:.0f} MiB: on a GPU the planner measures what its "
+                           "algorithms need, at most that)\n",
+                           double(conv_workspace_cap_bytes()) / (1 << 20))
+            << std::flush;
+  return kExitOk;
+#else
+  (void)o;
+  throw UsageError("--plan-only: this build has no CUDA engine (configured with SD_BUILD_CUDA=OFF)");
+#endif
+}
+
 int bench_main(int argc, char** argv) {
   CLI::App app{"Times the training step with stochastic depth and with full depth; seconds per 45 000-image epoch.",
                "sd_bench"};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as sd_train
   BenchOptions o;
   o.run.synthetic = 45000;
-  app.add_option("--depth", o.run.model.depth, "network depth, 6N+2")->capture_default_str();
+  app.add_option("--depth", o.run.model.depth, "network depth, 6N+2 (110, 152, 1202, ...)")->capture_default_str();
+  add_dataset_option(app, o.run);
   app.add_option("--batch-size", o.run.train.batch_size, "images per step")->capture_default_str();
   add_death_mode_option(app, o.run.model.death_mode);
   app.add_option("--death-rate", o.run.model.death_rate, "death rate of the stochastic-depth mode")->capture_default_str();
@@ -176,7 +202,7 @@ int bench_main(int argc, char** argv) {
   app.add_option("--rounds", o.rounds, "timed rounds per mode; the median counts")->capture_default_str();
   app.add_option("--warmup", o.warmup, "untimed steps first")->capture_default_str();
   app.add_option("--synthetic", o.run.synthetic, "generated training images")->capture_default_str();
-  app.add_option("--data-dir", o.data_dir, "time on CIFAR-10 instead of generated images");
+  app.add_option("--data-dir", o.data_dir, "time on the --dataset's files in this folder instead of generated images");
   app.add_option("--seed", o.run.train.seed, "seed")->capture_default_str();
   app.add_option("--out", o.out, "JSON file (default runs/bench/<device>-d<depth>-b<batch>.json)");
   add_device_option(app, o.device);
@@ -184,6 +210,9 @@ int bench_main(int argc, char** argv) {
   add_bn_variant_option(app, o.run.bn_variant);
   add_verbose_option(app, o.verbose);
   add_exec_option(app, o.execution);
+  app.add_flag("--plan-only", o.plan_only,
+               "print the GPU engine's device memory plan by part for this depth, batch and data, and exit; needs no "
+               "device (the convolution workspace counted at its cap)");
   parse_command_line(app, argc, argv);
 
   if (!o.data_dir.empty()) o.run.synthetic = 0;
@@ -195,6 +224,7 @@ int bench_main(int argc, char** argv) {
   if (o.steps < 1 || o.rounds < 1 || o.warmup < 0)
     throw UsageError(fmt::format("--steps {}, --rounds {}, --warmup {}: need steps and rounds >= 1, warmup >= 0",
                                  o.steps, o.rounds, o.warmup));
+  if (o.plan_only) return print_memory_plan(o);
   check_backend_settings(o.device, backend_options(o.run, o.execution));
   check_device(o.device);
   const DataSplit data = load_run_split(o.run, o.data_dir);
@@ -206,8 +236,8 @@ int bench_main(int argc, char** argv) {
                     : fs::path(o.out);
   ensure_writable_directory(out.parent_path().empty() ? fs::path(".") : out.parent_path());
 
-  std::cout << fmt::format("sd_bench: ResNet-{}, batch {}, {} device ({} execution, {}), {} rounds of {} steps after {} warm-up steps, {}\n",
-                           o.run.model.depth, o.run.train.batch_size, o.device.text, exec, o.run.precision, o.rounds, o.steps, o.warmup,
+  std::cout << fmt::format("sd_bench: ResNet-{} ({} classes), batch {}, {} device ({} execution, {}), {} rounds of {} steps after {} warm-up steps, {}\n",
+                           o.run.model.depth, o.run.model.classes, o.run.train.batch_size, o.device.text, exec, o.run.precision, o.rounds, o.steps, o.warmup,
                            o.run.synthetic > 0 ? fmt::format("{} synthetic images", o.run.synthetic) : o.data_dir)
             << std::flush;
   const ModeResult sd = time_mode(o, o.run.model.death_rate, data, true);
@@ -243,6 +273,8 @@ int bench_main(int argc, char** argv) {
                               {"exec", exec},
                               {"precision", o.run.precision},
                               {"depth", o.run.model.depth},
+                              {"dataset", dataset_name(o.run.dataset)},
+                              {"classes", o.run.model.classes},
                               {"batch_size", o.run.train.batch_size},
                               {"death_mode", to_string(o.run.model.death_mode)},
                               {"steps_per_round", o.steps},

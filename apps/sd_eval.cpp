@@ -155,6 +155,7 @@ int eval_main(int argc, char** argv) {
   check_backend_settings(device, settings);
   check_device(device);
   const DataSplit split = load_run_split(run, data_dir);
+  settings.planned_images = {0, int64_t(split.validation.size()), int64_t(split.test.size())};  // in the GPU's plan
 
   // Evaluated in batches of the training batch size, as sd_train's own evaluation is, so the two agree.
   std::unique_ptr<Backend> backend = make_backend(device, settings, ck.config.train.batch_size);

@@ -194,7 +194,11 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
   const DataSplit& split = p.split;
   const Normalization& norm = split.normalization;
   copy_console_to(dir / "train.log", command_line(argc, argv));  // from here on, the console goes there too
-  std::unique_ptr<Backend> backend = make_backend(o.device, backend_options(run, o.execution), run.train.batch_size);
+  BackendOptions options = backend_options(run, o.execution);
+  // A device engine plans its memory with the image sets it will hold, and refuses at start a plan
+  // that does not fit.
+  options.planned_images = {int64_t(split.train.size()), int64_t(split.validation.size()), int64_t(split.test.size())};
+  std::unique_ptr<Backend> backend = make_backend(o.device, options, run.train.batch_size);
   hand_data_to(*backend, split, norm);
   Trainer trainer(run.train, *backend, split);
   std::cout << p.note;
@@ -224,6 +228,7 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
                            planning > 0 ? fmt::format(" (convolutions planned in {:.1f} s)", planning) : "",
                            run.train.batch_size, trainer.steps_per_epoch(), run.train.epochs, dir.string())
             << lr_schedule_text(run.train) << "\n";
+  if (const std::string memory = backend->memory_plan(); !memory.empty()) std::cout << memory << "\n";
   if (run.eval_subset > 0)
     std::cout << fmt::format("evaluating on the first {} validation and test images only (--eval-subset)\n", run.eval_subset);
   // In the banner, below the schedule it is about (stderr stays for errors and the backend's warnings).

@@ -22,6 +22,19 @@ bool use_best(const std::vector<CellResult>& cells) {
   return std::any_of(cells.begin(), cells.end(), [](const CellResult& c) { return c.test_error_at_best_validation.n > 0; });
 }
 
+// What the death rate means for the modes plotted (each mode's meaning, so that none is misread).
+std::string death_rate_label(const std::vector<std::pair<int, std::string>>& series) {
+  const auto has = [&](const char* mode) {
+    return std::any_of(series.begin(), series.end(), [&](const auto& s) { return s.second == mode; });
+  };
+  std::vector<std::string> meanings;
+  if (has("lin_decay")) meanings.push_back("lin_decay: the last block survives with 1 - rate");
+  if (has("uniform")) meanings.push_back("uniform: every block survives with 1 - rate");
+  std::string label = "death rate";
+  for (size_t i = 0; i < meanings.size(); ++i) label += (i ? "; " : " (") + meanings[i];
+  return meanings.empty() ? label : label + ")";
+}
+
 // Fig. 6: one data block per (depth, mode), points by death rate. Death rate 0 is run once (grid.h)
 // and belongs to every mode of its depth.
 std::string fig6(const fs::path& plots, const std::vector<CellResult>& cells) {
@@ -36,6 +49,12 @@ std::string fig6(const fs::path& plots, const std::vector<CellResult>& cells) {
       series.emplace_back(c.depth, c.death_mode);
   std::sort(series.begin(), series.end());
   std::string data, plot;
+  // Series side by side would hide each other's error bars: each is drawn shifted a little in x,
+  // symmetrically about the true death rate (the data file keeps the true rates).
+  const double max_rate = std::max_element(cells.begin(), cells.end(), [](auto& a, auto& b) {
+                            return a.death_rate < b.death_rate;
+                          })->death_rate;
+  const double shift = 0.006 * (max_rate > 0 ? max_rate : 1.0);
   int index = 0;
   for (const auto& [depth, mode] : series) {
     std::vector<const CellResult*> points;
@@ -49,8 +68,9 @@ std::string fig6(const fs::path& plots, const std::vector<CellResult>& cells) {
         data += fmt::format("{} {} {} {}\n", c->death_rate, num(100 * s.mean), s.n > 1 ? num(100 * s.std) : "0", s.n);
     }
     data += "\n\n";
-    plot += fmt::format("{}'fig6.dat' index {} using 1:2:3 with yerrorlines lw 2 pt 7 lc {} title 'ResNet-{} {}'",
-                        index ? ", " : "", index, index + 1, depth, mode);
+    const double dx = shift * (index - 0.5 * double(series.size() - 1));
+    plot += fmt::format("{}'fig6.dat' index {} using ($1{:+.6g}):2:3 with yerrorlines lw 2 pt 7 lc {} title 'ResNet-{} {}'",
+                        index ? ", " : "", index, dx, index + 1, depth, mode);
     ++index;
   }
   write_file_atomically(plots / "fig6.dat", data);
@@ -59,18 +79,20 @@ set output 'test-error-vs-death-rate.png'
 set title 'test error against death rate (mean ± std over seeds)'
 set grid
 set key top left
-set xlabel 'death rate (lin_decay: the last block survives with 1 - rate)'
+set xlabel '{}'
 set ylabel '{} (%)'
 set offsets 0.02, 0.02, 0, 0
 plot {}
 )",
-                                     best ? "test error at best validation" : "final test error", plot);
+                                     death_rate_label(series), best ? "test error at best validation" : "final test error",
+                                     plot);
   write_file_atomically(plots / "fig6.gp", gp);
   return "fig6.gp";
 }
 
 // Learning curves: one data block per cell: epoch, error mean, band low/high, gradient mean, band.
 // Every epoch is also a point, so that a one-epoch sweep (a line needs two) still shows its values.
+// Both panels get the same fixed x range (autoscaled, each would end where its own data ends).
 std::string curves(const fs::path& plots, const std::vector<CellResult>& cells, const std::string& quantity) {
   std::string data, errors, grads;
   int index = 0;
@@ -114,7 +136,7 @@ set logscale y
 plot {}
 unset multiplot
 )",
-                                     epochs <= 1 ? "0.5:1.5" : "1:*", epochs <= 20 ? "set xtics 1\n" : "", label,
+                                     epochs <= 1 ? "0.5:1.5" : fmt::format("1:{}", epochs), epochs <= 20 ? "set xtics 1\n" : "", label,
                                      errors, grads);
   write_file_atomically(plots / "curves.gp", gp);
   return "curves.gp";

@@ -1,5 +1,6 @@
 #include "engine/cuda/arena.h"
 
+#include <algorithm>
 #include <utility>
 
 #include <fmt/format.h>
@@ -58,6 +59,26 @@ DeviceArena& DeviceArena::operator=(DeviceArena&& o) noexcept {
     used_ = std::exchange(o.used_, 0);
   }
   return *this;
+}
+
+void ArenaSizer::begin_part(const std::string& name) {
+  // A part starts aligned, as its first take would: the padding belongs to the part before.
+  const size_t aligned = align_up(used_);
+  if (!parts_.empty()) parts_.back().bytes += aligned - used_;
+  used_ = aligned;
+  parts_.push_back({name, 0});
+}
+
+std::vector<ArenaPart> ArenaSizer::parts() const {
+  std::vector<ArenaPart> merged;
+  for (const ArenaPart& p : parts_) {
+    auto it = std::find_if(merged.begin(), merged.end(), [&](const ArenaPart& m) { return m.name == p.name; });
+    if (it == merged.end())
+      merged.push_back(p);
+    else
+      it->bytes += p.bytes;
+  }
+  return merged;
 }
 
 void* DeviceArena::take_bytes(size_t bytes) {

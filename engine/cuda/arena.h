@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace sd::cuda {
 
@@ -22,18 +23,35 @@ inline constexpr size_t align_up(size_t offset, size_t alignment = kArenaAlignme
 void* device_allocate(size_t bytes, const std::string& what);
 void device_free(void* p) noexcept;
 
-// Counts what a layout would take; hands out null pointers.
+// One named part of an arena's layout and the bytes it takes (its alignment padding included).
+struct ArenaPart {
+  std::string name;
+  size_t bytes = 0;
+};
+
+// Counts what a layout would take; hands out null pointers. The layout names the part its next
+// takes belong to (begin_part), so that a plan can state the arena part by part before anything is
+// allocated; the parts add up to used().
 class ArenaSizer {
  public:
   template <class T>
   T* take(size_t count) {
+    const size_t before = used_;
     used_ = align_up(used_) + count * sizeof(T);
+    if (parts_.empty()) parts_.push_back({"unnamed", 0});
+    parts_.back().bytes += used_ - before;
     return nullptr;
   }
+  // The takes that follow count for `name` (a name begun again adds to its first entry's bytes);
+  // the alignment padding before a part counts for the part before it.
+  void begin_part(const std::string& name);
   size_t used() const { return used_; }
+  // In the order they were first begun.
+  std::vector<ArenaPart> parts() const;
 
  private:
   size_t used_ = 0;
+  std::vector<ArenaPart> parts_;  // one entry per begin_part, in call order
 };
 
 class DeviceArena {
@@ -53,6 +71,8 @@ class DeviceArena {
     return static_cast<T*>(take_bytes(count * sizeof(T)));
   }
   void* take_bytes(size_t bytes);
+  // The layout names its parts for the ArenaSizer; the arena itself needs nothing of them.
+  void begin_part(const std::string&) {}
 
   size_t capacity() const { return capacity_; }
   size_t used() const { return used_; }

@@ -9,6 +9,7 @@
 // training step receives only indices and counters: the backend gathers, normalises and augments
 // the images itself with the same Philox draws (engine/data/augment.h), so both backends see the very
 // same batch bit for bit.
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -53,6 +54,10 @@ struct BackendOptions {
   // The GPU's batch-norm kernels (kernels/cuda/batch_norm.h: a row's name); the CPU reference has
   // one batch norm and refuses any other. Every variant computes the same BN, up to rounding.
   std::string bn_variant = kDefaultBnVariant;
+  // The images each set will hold (training, validation, test), where known before the backend is
+  // built: a device engine counts them in the memory it plans and refuses at start a plan that does
+  // not fit. 0: not announced (that set's memory is checked when it arrives).
+  std::array<int64_t, 3> planned_images{};
 };
 
 struct StepInput {
@@ -107,6 +112,9 @@ class Backend {
   virtual std::vector<std::string> warnings() const { return {}; }
   // Seconds spent at construction choosing algorithms by measurement (0 when nothing is measured).
   virtual double planning_seconds() const { return 0; }
+  // A device engine: the device memory it planned by part, one line each with the totals (empty
+  // for a backend without a device).
+  virtual std::string memory_plan() const { return {}; }
   // Graph execution: which batch sizes ran as graphs and which fell back to eager execution, one
   // line (empty when the backend has no graph execution or never ran one).
   virtual std::string graph_coverage() const { return {}; }

@@ -116,6 +116,8 @@ class CudaResNet final : public Backend {
   std::vector<uint8_t> last_labels() const;
   int last_batch_size() const { return last_n_; }
   size_t arena_bytes() const { return net_.arena_bytes(); }
+  std::string memory_plan() const override { return net_.memory_plan().table(); }
+  const MemoryPlan& planned_memory() const { return net_.memory_plan(); }
   std::string describe() const override;  // versions, arena size, planning time, the chosen algorithms
   std::vector<std::string> warnings() const override { return cuda::version_warnings(net_.versions()); }
   double planning_seconds() const override { return net_.planner().stats().seconds; }

@@ -15,13 +15,19 @@ DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& a) {
   DeviceBuffers b;
   const int B = plan.max_batch;
   const size_t params = size_t(spec.num_params);
+  a.begin_part(kPartParameters);
   b.params = a.template take<float>(params);
+  a.begin_part(kPartGradients);
   b.grads = a.template take<float>(params);
+  a.begin_part(kPartMomentum);
   b.momentum = a.template take<float>(params);
+  a.begin_part(kPartRunning);
   b.running = a.template take<float>(size_t(spec.num_running));
+  a.begin_part(kPartBatchInput);
   b.mean_image = a.template take<float>(kImageBytes);
   b.images = a.template take<float>(size_t(B) * kImageBytes);
   b.labels = a.template take<uint8_t>(size_t(B));
+  a.begin_part(kPartActivations);
   const BnSpec& stem_bn = spec.stem.bn;
   const size_t stem = format.activation_elements(B, stem_bn.channels, stem_bn.side);
   b.stem_a = a.template take<float>(stem);
@@ -44,6 +50,7 @@ DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& a) {
     bb.save_inv_std2 = a.template take<float>(size_t(blk.out_channels));
     b.blocks.push_back(bb);
   }
+  a.begin_part(kPartBackwardScratch);
   b.shared.branch = a.template take<float>(largest);
   // One scratch for every BN layer (their calls are ordered on the stream): the largest any needs.
   size_t partials = batch_norm_partials_doubles(plan.bn_variant, B, stem_bn.channels, stem_bn.side * stem_bn.side);
@@ -57,12 +64,14 @@ DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& a) {
   }
   b.shared.scratch1 = a.template take<float>(largest);
   b.shared.scratch2 = a.template take<float>(largest);
+  a.begin_part(kPartHead);
   b.pooled = a.template take<float>(size_t(B) * size_t(spec.head.features));
   b.dpooled = a.template take<float>(size_t(B) * size_t(spec.head.features));
   b.logits = a.template take<float>(size_t(B) * size_t(spec.head.classes));
   b.dlogits = a.template take<float>(size_t(B) * size_t(spec.head.classes));
   b.losses = a.template take<float>(size_t(B));
   b.batch_predictions = a.template take<uint8_t>(size_t(B));
+  a.begin_part(kPartStepState);
   b.train_state = a.template take<cuda::DeviceStepState>(1);
   b.eval_state = a.template take<cuda::DeviceStepState>(1);
   b.survival = a.template take<float>(L);
@@ -70,7 +79,9 @@ DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& a) {
   b.train_totals = a.template take<cuda::DeviceTotals>(1);
   b.eval_totals = a.template take<cuda::DeviceTotals>(1);
   b.conv1_grad_sum = a.template take<double>(1);
+  a.begin_part(kPartConvWorkspace);
   b.conv_workspace = a.template take<char>(plan.conv_workspace_bytes);
+  a.begin_part(kPartCublasWorkspace);
   b.cublas_workspace = a.template take<char>(plan.cublas_workspace_bytes);
   return b;
 }

@@ -47,6 +47,22 @@ struct DeviceBuffers {
   void *conv_workspace = nullptr, *cublas_workspace = nullptr;
 };
 
+// The parts of the layout, as a memory plan (models/cuda/memory_plan.h) states them, in arena order.
+inline constexpr char kPartParameters[] = "parameters";
+inline constexpr char kPartGradients[] = "gradients";
+inline constexpr char kPartMomentum[] = "momentum";
+inline constexpr char kPartRunning[] = "BN running statistics";
+inline constexpr char kPartBatchInput[] = "batch input (images, labels, mean image)";
+inline constexpr char kPartActivations[] = "activations saved for backward";
+inline constexpr char kPartBackwardScratch[] = "gradient and scratch buffers";
+inline constexpr char kPartHead[] = "classifier head";
+inline constexpr char kPartStepState[] = "step state and graph handles";
+inline constexpr char kPartConvWorkspace[] = "convolution workspace";
+inline constexpr char kPartCublasWorkspace[] = "cuBLAS workspace";
+
+// cuBLAS's workspace in the arena (set on the context's handle: no allocation inside a step).
+inline constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
+
 // What decides the sizes of the layout.
 struct BufferPlan {
   const ResNetSpec* spec = nullptr;

@@ -9,6 +9,17 @@
 
 namespace sd {
 
+namespace {
+
+// Refuses `plan` in one line when it needs more than the device's free memory now.
+void refuse_unless_it_fits(const MemoryPlan& plan) {
+  size_t free_bytes = 0, total_bytes = 0;
+  SD_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  check_memory_fits(plan, free_bytes, total_bytes);
+}
+
+}  // namespace
+
 DeviceNetwork::DeviceNetwork(const BackendOptions& options, int max_batch, int device)
     : options_(options),
       spec_(make_resnet_spec(options.model)),
@@ -18,6 +29,9 @@ DeviceNetwork::DeviceNetwork(const BackendOptions& options, int max_batch, int d
   ctx_ = std::make_unique<cuda::Context>(device, cuda::math_mode_named(options.precision));
   versions_ = cuda::query_version_numbers();
   for (const BlockSpec& b : spec_.blocks) block_names_.push_back(b.prefix.substr(0, b.prefix.size() - 1));
+  // A plan that cannot fit even without a convolution workspace is refused before the algorithms
+  // are measured (cuDNN's search allocates tensors of the full batch itself).
+  refuse_unless_it_fits(plan_device_memory(options_, max_batch_, 0));
   // Built for graph execution: only algorithms that capture into a conditional body.
   planner_ = std::make_unique<cuda::ConvPlanner>(*ctx_, max_batch_, cuda::ConvPlanner::kDefaultWorkspaceCap,
                                                  options.execution == Execution::kGraph);
@@ -25,18 +39,21 @@ DeviceNetwork::DeviceNetwork(const BackendOptions& options, int max_batch, int d
   // Measure every convolution shape first: the workspace they need is part of the arena.
   for (const cuda::ConvShape& shape : conv_plan_shapes(spec_)) planner_->plan(shape);
 
+  // The plan by part, from the same layout code, checked against the free memory before the arena
+  // (the first allocation of the network) is made: a plan that cannot fit is refused in one line.
+  memory_plan_ = plan_device_memory(options_, max_batch_, planner_->workspace_needed());
+  refuse_unless_it_fits(memory_plan_);
   const BufferPlan plan{.spec = &spec_,
                         .format = format_,
                         .max_batch = max_batch_,
                         .bn_variant = bn_variant_,
                         .conv_workspace_bytes = planner_->workspace_needed(),
-                        .cublas_workspace_bytes = cublas_workspace_bytes_};
-  cuda::ArenaSizer sizer;
-  lay_out_buffers(plan, sizer);
-  arena_ = cuda::DeviceArena(sizer.used(), fmt::format("the ResNet-{} at batch {}", spec_.config.depth, max_batch_));
+                        .cublas_workspace_bytes = kCublasWorkspaceBytes};
+  arena_ = cuda::DeviceArena(memory_plan_.arena_bytes(),
+                             fmt::format("the ResNet-{} at batch {}", spec_.config.depth, max_batch_));
   buf_ = lay_out_buffers(plan, arena_);
   planner_->set_workspace(buf_.conv_workspace, planner_->workspace_needed());
-  ctx_->set_cublas_workspace(buf_.cublas_workspace, cublas_workspace_bytes_);
+  ctx_->set_cublas_workspace(buf_.cublas_workspace, kCublasWorkspaceBytes);
   layers_ = build_network_layers(spec_, format_, buf_, *planner_, bn_variant_);
   sets_ = std::make_unique<DeviceImageSets>(*ctx_, buf_.mean_image);
 

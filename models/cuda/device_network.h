@@ -7,6 +7,7 @@
 // This class owns the parts and ties them together; each part has its own file:
 //   models/cuda/tensor_format.h      how each tensor is stored (layout, element type): asked by all
 //   models/cuda/device_buffers.h     the ONE device arena and where everything lies in it
+//   models/cuda/memory_plan.h        the device memory all of it needs, by part, checked first
 //   models/cuda/network_layers.h     the layers, wired from the spec to their buffers
 //   models/cuda/device_sets.h        the image sets on the device and their normalisation
 //   models/cuda/device_state.h       parameters, momentum, statistics, gradients to and from the host
@@ -35,6 +36,7 @@
 #include "models/cuda/device_buffers.h"
 #include "models/cuda/device_sets.h"
 #include "models/cuda/device_state.h"
+#include "models/cuda/memory_plan.h"
 #include "models/cuda/network_layers.h"
 #include "models/cuda/tensor_format.h"
 #include "models/network/flat_state.h"
@@ -64,6 +66,8 @@ class DeviceNetwork {
   void prime_convolutions(int n) { planner_->prime(n); }  // see ConvPlanner::prime
   const cuda::VersionNumbers& versions() const { return versions_; }
   size_t arena_bytes() const { return arena_.capacity(); }
+  // The device memory planned by part (models/cuda/memory_plan.h), checked before the arena was made.
+  const MemoryPlan& memory_plan() const { return memory_plan_; }
   std::string describe() const;
 
   // ---- data (models/cuda/device_sets.h) ----
@@ -112,8 +116,8 @@ class DeviceNetwork {
   cuda::VersionNumbers versions_;
   std::unique_ptr<cuda::Context> ctx_;
   std::unique_ptr<cuda::ConvPlanner> planner_;
+  MemoryPlan memory_plan_;
   cuda::DeviceArena arena_;
-  size_t cublas_workspace_bytes_ = size_t(32) << 20;
   DeviceBuffers buf_;
   NetworkLayers layers_;
   std::unique_ptr<DeviceImageSets> sets_;

@@ -36,6 +36,42 @@ TEST_CASE("sd_bench times both modes and writes JSON", "[apps]") {
   CHECK(j["full_depth"]["expected_active_blocks"] == 3.0);
 }
 
+TEST_CASE("sd_bench times ResNet-152 with CIFAR-100's 100 classes", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "b152.json";
+  const sd::test::RunResult r = run_app("sd_bench", "--device cpu --depth 152 --dataset cifar100 --batch-size 2 --steps 1 "
+                                                    "--rounds 1 --warmup 0 --synthetic 8 --out " + q(out));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("sd_bench: ResNet-152 (100 classes), batch 2") != std::string::npos);
+  const nlohmann::json j = nlohmann::json::parse(sd::test::read_file(out));
+  CHECK(j["depth"] == 152);
+  CHECK(j["dataset"] == "cifar100");
+  CHECK(j["classes"] == 100);
+  CHECK(j["full_depth"]["expected_active_blocks"] == 75.0);  // 6N + 2 = 152: 3 × 25 blocks
+}
+
+TEST_CASE("sd_bench --plan-only states the GPU engine's memory plan by part without a device", "[apps]") {
+  const sd::test::RunResult r =
+      run_app("sd_bench", "--plan-only --depth 1202 --batch-size 128 --dataset cifar100 --synthetic 1000");
+  INFO(r.output);
+  if (r.output.find("this build has no CUDA engine") != std::string::npos) {
+    WARN("sd_bench was built without the CUDA engine: --plan-only refuses, as it should there");
+    CHECK(r.exit_code != 0);
+    return;
+  }
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.rfind("device memory plan, ResNet-1202 at batch 128:\n", 0) == 0);
+  for (const char* part : {"parameters", "gradients", "momentum", "activations saved for backward",
+                           "convolution workspace", "image sets on the device (own buffers)", "arena (one allocation)",
+                           "total"})
+    CHECK(r.output.find(part) != std::string::npos);
+  // 19 427 124 parameters (ResNet-1202 with 100 classes): 74.1 MiB each for parameters,
+  // gradients and momentum; the training images 1 000 × 3 074 bytes.
+  CHECK(r.output.find("74.1 MiB") != std::string::npos);
+  CHECK(r.output.find("2.9 MiB") != std::string::npos);
+}
+
 TEST_CASE("sd_bench refuses bad settings with one line", "[apps]") {
   const std::pair<std::string, std::string> cases[] = {
       {"--depth 9", "--depth: depth 9"},

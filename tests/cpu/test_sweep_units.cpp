@@ -12,8 +12,10 @@
 #include "apps/sweep/grid.h"
 #include "apps/sweep/paper_results.h"
 #include "apps/sweep/plan.h"
+#include "apps/sweep/plots.h"
 #include "apps/sweep/report.h"
 #include "apps/sweep/statistics.h"
+#include "tests/cpu/test_apps_util.h"
 
 using namespace sd;
 using namespace sd::apps;
@@ -224,4 +226,38 @@ TEST_CASE("reproduction report: the data set's title and the paper's number besi
   CHECK(md.find("official code's README") == std::string::npos);  // that README is about CIFAR-10 only
   in.config.dataset = DatasetKind::kSvhn;
   CHECK(reproduction_report(in).find("The paper reports no result for ResNet-110 on SVHN") != std::string::npos);
+}
+
+TEST_CASE("sweep plots: each mode's meaning in the x label, series apart, both curve panels on one x range",
+          "[sweep]") {
+  const sd::test::TempDir tmp;
+  std::vector<CellResult> cells;
+  for (const auto& [mode, rate] : std::vector<std::pair<std::string, double>>{{"lin_decay", 0}, {"lin_decay", 0.5}, {"uniform", 0.5}}) {
+    CellResult c;
+    c.name = fmt::format("d8-{}{}", mode, rate);
+    c.depth = 8;
+    c.death_mode = mode;
+    c.death_rate = rate;
+    c.runs = c.complete = 2;
+    c.final_test_error = {0.3, 0.01, 2};
+    c.curve_error = {{0.5, 0.01, 2}, {0.4, 0.01, 2}, {0.3, 0.01, 2}};
+    c.curve_conv1_grad = c.curve_error;
+    cells.push_back(c);
+  }
+  draw_sweep_plots(tmp.path(), cells, "test_error");
+  const std::string fig6 = sd::test::read_file(tmp.path() / "plots" / "fig6.gp");
+  INFO(fig6);
+  CHECK(fig6.find("lin_decay: the last block survives with 1 - rate; uniform: every block survives") != std::string::npos);
+  // Two series (lin_decay and uniform), shifted symmetrically about the true rates.
+  CHECK(fig6.find("using ($1-0.0015):2:3") != std::string::npos);
+  CHECK(fig6.find("using ($1+0.0015):2:3") != std::string::npos);
+  const std::string curves = sd::test::read_file(tmp.path() / "plots" / "curves.gp");
+  INFO(curves);
+  CHECK(curves.find("set xrange [1:3]") != std::string::npos);
+  // One mode only: its meaning alone.
+  cells.pop_back();
+  draw_sweep_plots(tmp.path(), cells, "test_error");
+  const std::string one = sd::test::read_file(tmp.path() / "plots" / "fig6.gp");
+  CHECK(one.find("set xlabel 'death rate (lin_decay: the last block survives with 1 - rate)'") != std::string::npos);
+  CHECK(one.find("using ($1+0):2:3") != std::string::npos);
 }

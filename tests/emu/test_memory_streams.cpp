@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "engine/cuda/launch.cuh"
@@ -177,4 +178,22 @@ TEST_CASE("emulator: out-of-bounds writes, host pointers in kernels and host rea
                  "passed to kernel fill_kernel as argument 0");
   SD_CHECK_DEATH("emulator death: host reads device memory", "HOST code read or wrote device memory",
                  "byte 12 of device allocation");
+}
+
+TEST_CASE("emulator: the device's memory is SD_EMU_DEVICE_MEMORY MiB, an H200's without it", "[emu][memory]") {
+  // ctest runs this case twice: as it is, and with SD_EMU_DEVICE_MEMORY=2048 (tests/CMakeLists.txt).
+  const char* v = std::getenv("SD_EMU_DEVICE_MEMORY");
+  const size_t mib = v && v[0] ? size_t(std::strtoull(v, nullptr, 10)) : size_t(143771);
+  INFO("SD_EMU_DEVICE_MEMORY=" << (v ? v : "(unset)"));
+  CHECK(sd::emu::settings().device_memory_mib == mib);
+  size_t free_bytes = 0, total = 0;
+  REQUIRE(cudaMemGetInfo(&free_bytes, &total) == cudaSuccess);
+  CHECK(total == mib << 20);
+  CHECK(free_bytes <= total - (size_t(512) << 20));  // a context's share is taken first
+  cudaDeviceProp prop{};
+  REQUIRE(cudaGetDeviceProperties(&prop, 0) == cudaSuccess);
+  CHECK(prop.totalGlobalMem == total);
+  void* p = nullptr;
+  CHECK(cudaMalloc(&p, free_bytes + 1) == cudaErrorMemoryAllocation);
+  cudaGetLastError();
 }

@@ -32,8 +32,8 @@ cudaError_t fail(cudaError_t e, const std::string& why) {
   return fail(e);
 }
 
-// An H200 as cudaGetDeviceProperties describes it.
-constexpr size_t kTotalMemory = size_t(143771) << 20;
+// An H200 as cudaGetDeviceProperties describes it, unless SD_EMU_DEVICE_MEMORY says otherwise.
+size_t total_memory() { return size_t(sd::emu::settings().device_memory_mib) << 20; }
 constexpr size_t kContextReserve = size_t(512) << 20;
 
 double now_ms() {
@@ -179,7 +179,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
   if (device != 0) return fail(cudaErrorInvalidDevice);
   *p = cudaDeviceProp{};
   std::snprintf(p->name, sizeof p->name, "NVIDIA H200 (emulated by sdnet)");
-  p->totalGlobalMem = kTotalMemory;
+  p->totalGlobalMem = total_memory();
   p->sharedMemPerBlock = 48 * 1024;
   p->sharedMemPerBlockOptin = 227 * 1024;
   p->regsPerBlock = 65536;
@@ -220,8 +220,9 @@ cudaError_t cudaDriverGetVersion(int* v) { return cudaRuntimeGetVersion(v); }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   if (!free_bytes || !total_bytes) return fail(cudaErrorInvalidValue);
   const size_t used = device_bytes_in_use() + kContextReserve;
-  *total_bytes = kTotalMemory;
-  *free_bytes = used < kTotalMemory ? kTotalMemory - used : 0;
+  const size_t total = total_memory();
+  *total_bytes = total;
+  *free_bytes = used < total ? total - used : 0;
   return cudaSuccess;
 }
 

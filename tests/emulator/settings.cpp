@@ -48,6 +48,13 @@ Settings from_environment() {
     if (w < 1 || w > 256) fatal(std::string("SD_EMU_WORKERS=") + v + ": expected 1..256");
     s.workers = w;
   }
+  if (const char* v = env("SD_EMU_DEVICE_MEMORY")) {
+    char* end = nullptr;
+    const unsigned long long mib = std::strtoull(v, &end, 10);
+    if (end == v || *end || mib < 1 || mib > (1ull << 24))
+      fatal(std::string("SD_EMU_DEVICE_MEMORY=") + v + ": expected MiB of device memory, 1..16777216");
+    s.device_memory_mib = size_t(mib);
+  }
   if (const char* v = env("SD_EMU_HOST_ACCESS")) {
     if (!std::strcmp(v, "trap"))
       s.trap_host_access = true;
@@ -74,6 +81,7 @@ void set_settings(const Settings& s) {
   if (s.trap_host_access != current().trap_host_access)
     fatal("set_settings: host-access trapping is chosen once, by SD_EMU_HOST_ACCESS");
   if (s.workers < 1) fatal("set_settings: at least one worker");
+  if (s.device_memory_mib < 1) fatal("set_settings: at least 1 MiB of device memory");
   const bool resize = s.workers != current().workers;
   current() = s;
   if (resize) set_worker_count(s.workers);

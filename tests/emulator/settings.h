@@ -6,8 +6,12 @@
 //   SD_EMU_BLOCK_ORDER  shuffled (default, seeded) | forward | reverse: the order blocks are taken
 //   SD_EMU_SEED         seed of the shuffles (default 1)
 //   SD_EMU_WORKERS      worker threads that run thread blocks (default: the machine's cores)
+//   SD_EMU_DEVICE_MEMORY  MiB of device memory (default 143771, an H200's): what cudaMemGetInfo and
+//                       cudaGetDeviceProperties report, and beyond which cudaMalloc fails (a
+//                       context's 512 MiB taken first), so that out-of-memory paths run without a GPU
 //   SD_EMU_HOST_ACCESS  trap (default): device memory is inaccessible to host code (PROT_NONE)
 //                       except while device work runs; allow: never protected (for debuggers)
+#include <cstddef>
 #include <cstdint>
 
 namespace sd::emu {
@@ -21,6 +25,7 @@ struct Settings {
   uint64_t seed = 1;
   int workers = 1;
   bool trap_host_access = true;
+  size_t device_memory_mib = 143771;
 };
 
 const Settings& settings();
