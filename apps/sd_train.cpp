@@ -152,11 +152,17 @@ std::optional<TrainPlan> check_and_plan(const TrainOptions& o, const std::string
           fmt::format("--resume: no checkpoint {} to resume (is --out right?)", p.last_path.string()));
     p.resumed = load_checkpoint(p.last_path, model_tensors);
     if (!p.resumed->checksum_verified) p.note += unverified_note(p.last_path) + "\n";
+    if (const std::string note = load_timing(p.dir, p.resumed->trainer); !note.empty()) p.note += note + "\n";
     if (p.resumed->kind != CheckpointKind::kLast)
       throw std::runtime_error(
           fmt::format("--resume: {} is a best-model checkpoint without optimiser state", p.last_path.string()));
     // The checkpoint's settings, checked when its run began; an --epochs given here, by finish_train_options.
     p.run = settings_for_resume(*p.resumed, o, p.last_path, p.note);
+    // Fewer epochs than the run has done cannot be had by continuing it ("finished (4 of 3 epochs)").
+    if (p.resumed->trainer.epochs_done > p.run.train.epochs)
+      throw UsageError(fmt::format("--epochs {}: {} has done {} epochs already; give at least {} (or leave out --epochs)",
+                                   p.run.train.epochs, p.last_path.string(), p.resumed->trainer.epochs_done,
+                                   p.resumed->trainer.epochs_done));
     if (p.resumed->trainer.epochs_done >= p.run.train.epochs) {
       report_finished(p.run, *p.resumed, p.dir, p.last_path, p.note);
       return std::nullopt;
@@ -210,6 +216,7 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
                              resumed->trainer.step_in_epoch ? fmt::format(", step {}", resumed->trainer.step_in_epoch) : "");
   } else {
     write_file_atomically(dir / "metrics.jsonl", "");
+    write_file_atomically(dir / "timing.jsonl", "");
   }
   // Every invocation: the settings as this one runs them (--epochs may have changed) and what ran them.
   write_file_atomically(dir / "config.json",
@@ -245,14 +252,13 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
                   monotonic_seconds,
                   trainer.state().costs);  // what the run's earlier slices measured
   const int first_epoch = trainer.state().epochs_done;
-  // Where this invocation starts (an epoch's evaluation alone, left by the slice before, is progress too).
-  const std::pair<int, int> start = {trainer.state().epochs_done, trainer.state().step_in_epoch};
   // The progress that last.safetensors holds on disk: what survives if a later write fails.
   std::optional<std::pair<int, int>> saved;
   if (resumed) saved = std::pair(resumed->trainer.epochs_done, resumed->trainer.step_in_epoch);
   const auto save_last = [&](const TrainerState& state) {
     save_checkpoint(last_path, make_checkpoint(CheckpointKind::kLast, run, state, norm, *backend), model_tensors);
     saved = std::pair(state.epochs_done, state.step_in_epoch);
+    save_timing(dir, state);
   };
   const auto on_epoch = [&](const EpochRecord& rec, const TrainerState& state) {
     std::cout << epoch_line(rec, run.train.epochs) << std::endl;
@@ -273,20 +279,31 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
         std::cout << "graph execution: " << coverage << "\n";
       }
       write_file_atomically(dir / "summary.json", summary.dump(2) + "\n");
+      save_timing(dir, trainer.state());
       std::cout << summary_line(trainer.state()) << std::endl;
       return kExitOk;
     }
     const TrainerState& s = trainer.state();
-    if (saved != std::pair(s.epochs_done, s.step_in_epoch)) save_last(s);  // (at an epoch's end it is saved)
+    if (limit && limit->too_small()) {
+      // Nothing was done: stopping for another slice with this limit would stop here again.
+      save_timing(dir, s);  // what was measured, so that the next invocation knows it
+      throw std::runtime_error(fmt::format("--time-limit {} is too small for one piece of work: {} need {:.1f} s "
+                                           "from the start; give at least that",
+                                           o.time_limit, limit->what_did_not_fit(), limit->seconds_needed()));
+    }
+    if (saved != std::pair(s.epochs_done, s.step_in_epoch)) {  // (at an epoch's end it is saved)
+      const double save_start = monotonic_seconds();
+      save_last(s);
+      if (limit) limit->save_took(monotonic_seconds() - save_start);  // a checkpoint timed, for the next slice
+    }
+    TrainerState timing = s;
+    if (limit) timing.costs = limit->costs();
+    save_timing(dir, timing);  // with what was measured since
     const bool timed_out = !stop_signal() && limit && limit->expired();
     if (stopped_for_time_limit()) std::cout << "time limit: the scheduler's warning signal (SIGUSR1) came\n";
     if (timed_out)
       std::cout << fmt::format("time limit: {:.1f} s of {} s used; {} would not fit\n", limit->elapsed(), o.time_limit,
                                limit->what_did_not_fit());
-    if (timed_out && std::pair(s.epochs_done, s.step_in_epoch) == start)
-      std::cout << fmt::format("warning: the time limit left no room for a single step or evaluation; give more "
-                               "time (it needed {:.1f} s)\n",
-                               limit->seconds_needed());
     const bool started = s.epochs_done > 0 || s.step_in_epoch > 0;
     std::cout << fmt::format("stopped {}; saved {}\nresume with: {}\n",
                              started ? "after " + progress_text(s.epochs_done, s.step_in_epoch) : "before the first step",

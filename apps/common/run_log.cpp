@@ -40,16 +40,28 @@ nlohmann::json epoch_json(const EpochRecord& r) {
       {"ties_best", r.ties_best},
       {"mean_active_blocks", r.mean_active_blocks},
       {"conv1_grad_abs_mean", optional_number(r.conv1_grad_abs_mean)},
+  };
+}
+
+nlohmann::json epoch_timing_json(const EpochRecord& r) {
+  return nlohmann::json{
+      {"epoch", r.epoch},
       {"seconds", r.seconds},
       {"images_per_second", r.images_per_second},
       {"eta_seconds", r.eta_seconds},
   };
 }
 
+std::string format_loss(double loss) {
+  if (!std::isfinite(loss)) return "inf/nan (diverged)";
+  // A diverging run's loss grows by orders of magnitude: four digits, not forty.
+  return std::abs(loss) < 1e4 ? fmt::format("{:.4f}", loss) : fmt::format("{:.4g}", loss);
+}
+
 std::string epoch_line(const EpochRecord& r, int epochs) {
   const int width = int(std::to_string(epochs).size());
-  std::string line = fmt::format("epoch {:>{}}/{}  lr {:<6g}  loss {:.4f}  train {:>6}", r.epoch, width, epochs,
-                                 r.learning_rate, r.train_loss, format_percent(r.train_error));
+  std::string line = fmt::format("epoch {:>{}}/{}  lr {:<6g}  loss {}  train {:>6}", r.epoch, width, epochs,
+                                 r.learning_rate, format_loss(r.train_loss), format_percent(r.train_error));
   if (r.validation_error)
     line += fmt::format("  val {:>6}{}", format_percent(*r.validation_error), r.new_best ? " *" : r.ties_best ? " =" : "  ");
   line += r.test_error ? fmt::format("  test {:>6}", format_percent(*r.test_error)) : std::string(14, ' ');
@@ -60,16 +72,18 @@ std::string epoch_line(const EpochRecord& r, int epochs) {
 
 std::string progress_line(const StepProgress& p, int epochs) {
   const int width = int(std::to_string(epochs).size()), step_width = int(std::to_string(p.steps_per_epoch).size());
-  return fmt::format("  epoch {:>{}}/{}  step {:>{}}/{}  loss {:.4f}  {:.0f} img/s", p.epoch, width, epochs, p.step,
-                     step_width, p.steps_per_epoch, p.train_loss, p.images_per_second);
+  return fmt::format("  epoch {:>{}}/{}  step {:>{}}/{}  loss {}  {:.0f} img/s", p.epoch, width, epochs, p.step,
+                     step_width, p.steps_per_epoch, format_loss(p.train_loss), p.images_per_second);
 }
 
 void append_metrics(const std::filesystem::path& dir, const EpochRecord& r) {
   append_to_file(dir / "metrics.jsonl", epoch_json(r).dump() + "\n");
+  append_to_file(dir / "timing.jsonl", epoch_timing_json(r).dump() + "\n");
 }
 
-void keep_metrics_through(const std::filesystem::path& dir, int epochs_done) {
-  const std::filesystem::path path = dir / "metrics.jsonl";
+namespace {
+
+void keep_lines_through(const std::filesystem::path& path, int epochs_done) {
   std::ifstream in(path);
   if (!in) return;
   std::string line, kept;
@@ -83,6 +97,31 @@ void keep_metrics_through(const std::filesystem::path& dir, int epochs_done) {
       dropped = true;
   }
   if (dropped) write_file_atomically(path, kept);
+}
+
+}  // namespace
+
+void keep_metrics_through(const std::filesystem::path& dir, int epochs_done) {
+  keep_lines_through(dir / "metrics.jsonl", epochs_done);
+  keep_lines_through(dir / "timing.jsonl", epochs_done);
+}
+
+void save_timing(const std::filesystem::path& dir, const TrainerState& state) {
+  write_file_atomically(dir / "timing.json", timing_to_json(state).dump(2) + "\n");
+}
+
+std::string load_timing(const std::filesystem::path& dir, TrainerState& state) {
+  const std::filesystem::path path = dir / "timing.json";
+  std::ifstream in(path);
+  if (!in) return {};
+  try {
+    TrainerState read = state;  // all or nothing
+    restore_timing(nlohmann::json::parse(in), read);
+    state = read;
+    return {};
+  } catch (const std::exception&) {
+    return fmt::format("note: {} is unreadable: the wall time and --time-limit's measurements start afresh", path.string());
+  }
 }
 
 nlohmann::json summary_json(const RunConfig& run, const TrainerState& s) {

@@ -26,7 +26,7 @@ extern "C" void on_stop_signal(int sig) {
     sigaction(SIGPIPE, &ignore, nullptr);
     if (g_stop.exchange(true)) return;
     g_signal.store(sig);
-    say("\noutput closed (SIGPIPE): stopping after the current step\n");
+    say("\noutput closed (SIGPIPE): stopping after the current step or evaluation batch\n");
     return;
   }
   if (g_stop.exchange(true)) {
@@ -35,8 +35,8 @@ extern "C" void on_stop_signal(int sig) {
     ::_exit(130);
   }
   g_signal.store(sig);
-  say(sig == SIGUSR1 ? "\ntime limit signal (SIGUSR1): stopping after the current step\n"
-                     : "\ninterrupt: stopping after the current step (again to quit at once)\n");
+  say(sig == SIGUSR1 ? "\ntime limit signal (SIGUSR1): stopping after the current step or evaluation batch\n"
+                     : "\ninterrupt: stopping after the current step or evaluation batch (again to quit at once)\n");
 }
 
 }  // namespace

@@ -55,7 +55,6 @@ RunResult read_run(const fs::path& sweep_dir, const GridPoint& point, int epochs
   r.dir = (fs::path("runs") / point.run_name()).string();
   const fs::path dir = sweep_dir / r.dir;
   std::ifstream metrics(dir / "metrics.jsonl");
-  double ips_sum = 0;
   for (std::string line; std::getline(metrics, line);) {
     const json j = json::parse(line, nullptr, false);
     if (!j.is_object()) continue;  // a line cut short by a crash
@@ -66,8 +65,16 @@ RunResult read_run(const fs::path& sweep_dir, const GridPoint& point, int epochs
     p.validation_error = number(j, "validation_error");
     p.test_error = number(j, "test_error");
     p.conv1_grad_abs_mean = number(j, "conv1_grad_abs_mean");
-    ips_sum += number(j, "images_per_second").value_or(0.0);
     r.curve.push_back(p);
+  }
+  // The speed is wall-clock: it lives in timing.jsonl, one line per epoch beside metrics.jsonl.
+  std::ifstream timing(dir / "timing.jsonl");
+  double ips_sum = 0;
+  int timed_epochs = 0;
+  for (std::string line; std::getline(timing, line);) {
+    const json j = json::parse(line, nullptr, false);
+    if (!j.is_object()) continue;
+    if (const std::optional<double> ips = number(j, "images_per_second")) ips_sum += *ips, ++timed_epochs;
   }
   r.epochs_done = int(r.curve.size());
   const json summary = read_json_file(dir / "summary.json");
@@ -79,7 +86,7 @@ RunResult read_run(const fs::path& sweep_dir, const GridPoint& point, int epochs
   r.wall_seconds = number(summary, "wall_seconds");
   if (summary.contains("best_epoch") && summary["best_epoch"].is_number_integer())
     r.best_epoch = summary["best_epoch"].get<int>();
-  if (!r.curve.empty()) r.images_per_second = ips_sum / double(r.curve.size());
+  if (timed_epochs > 0) r.images_per_second = ips_sum / double(timed_epochs);
   return r;
 }
 

@@ -77,4 +77,10 @@ EvalResult Backend::evaluate(ImageSetRole role) {
   return do_evaluate(role);
 }
 
+std::optional<EvalResult> Backend::evaluate(ImageSetRole role, const EvaluationGoOn& go_on) {
+  if (!have_normalization_) throw std::logic_error(device_name() + ": set_normalization before evaluating");
+  if (set_size(role) == 0) return EvalResult{};
+  return do_evaluate_until(role, go_on);
+}
+
 }  // namespace sd

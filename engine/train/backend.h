@@ -11,6 +11,7 @@
 // same batch bit for bit.
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -149,6 +150,13 @@ class Backend {
   // Inference on a whole set: every block runs, its residual scaled by p_l; BN uses running stats.
   // An empty (or never set) set gives an empty result. Refused before set_normalization.
   EvalResult evaluate(ImageSetRole role);
+  // The same, asking `go_on` before each of the backend's evaluation batches (with the set's images
+  // done so far): once it says no, the evaluation ends there and gives nothing. Nothing changes in
+  // the model, so a later evaluation gives the whole result, bit for bit. A stop is seen within one
+  // batch on a backend that evaluates batch by batch (the CPU reference); one that queues the whole
+  // evaluation at once (a GPU, well under a second) asks before it starts.
+  using EvaluationGoOn = std::function<bool(size_t images_done)>;
+  std::optional<EvalResult> evaluate(ImageSetRole role, const EvaluationGoOn& go_on);
 
   // Parameters and running statistics (the description's order, models/network/resnet_spec.h), then
   // momentum buffers (momentum_name(param)). load_state takes the same list; momentum buffers may be
@@ -167,6 +175,11 @@ class Backend {
   virtual void do_train_step(const StepInput& in) = 0;     // every check of train_step passed
   virtual void do_plan_epoch(std::span<const int32_t>, uint32_t) {}  // checked; nothing by default
   virtual EvalResult do_evaluate(ImageSetRole role) = 0;     // normalisation set, the set not empty
+  // As evaluate(role, go_on), checked likewise; by default asks once, then evaluates the whole set.
+  virtual std::optional<EvalResult> do_evaluate_until(ImageSetRole role, const EvaluationGoOn& go_on) {
+    if (!go_on(0)) return std::nullopt;
+    return do_evaluate(role);
+  }
   virtual std::vector<NamedTensor> do_state() const = 0;
   virtual void do_load_state(std::span<const NamedTensor> state) = 0;  // checks it, then loads
 

@@ -139,14 +139,43 @@ json to_json(const TrainerState& s) {
       {"test_error_at_last_best", finite_or_null(s.test_error_at_last_best)},
       {"test_error_sum_at_best", finite_or_null(s.test_error_sum_at_best)},
       {"last_test_error", finite_or_null(s.last_test_error)},
-      {"elapsed_seconds", s.elapsed_seconds},
-      {"partial_seconds", s.partial_seconds},
       {"partial_steps", s.partial.steps},
       {"partial_conv1_grad_abs_mean_sum", finite_or_null(s.partial.conv1_grad_abs_mean_sum)},
+  };
+}
+
+json timing_to_json(const TrainerState& s) {
+  return json{
+      {"epochs_done", s.epochs_done},
+      {"step_in_epoch", s.step_in_epoch},
+      {"elapsed_seconds", s.elapsed_seconds},
+      {"partial_seconds", s.partial_seconds},
       // What --time-limit measured, for the next slice; 0 where nothing was measured.
       {"measured_seconds",
        json{{"step", s.costs.step}, {"evaluation_batch", s.costs.evaluation_batch}, {"checkpoint", s.costs.save}}},
   };
+}
+
+namespace {
+
+// The wall-clock fields, where `j` has them (timing_to_json's, or an older checkpoint's trainer state).
+void read_timing(const json& j, TrainerState& s, bool with_partial) {
+  s.elapsed_seconds = j.value("elapsed_seconds", s.elapsed_seconds);
+  if (with_partial) s.partial_seconds = j.value("partial_seconds", 0.0);
+  if (j.contains("measured_seconds")) {
+    const json& m = j.at("measured_seconds");
+    s.costs = MeasuredCosts{m.value("step", 0.0), m.value("evaluation_batch", 0.0), m.value("checkpoint", 0.0)};
+  }
+}
+
+}  // namespace
+
+void restore_timing(const json& j, TrainerState& s) {
+  if (!j.is_object()) throw std::runtime_error("not a JSON object");
+  // The time spent in the current epoch belongs to the point it was saved at; the totals and the
+  // measurements hold anywhere.
+  const bool same_point = j.value("epochs_done", -1) == s.epochs_done && j.value("step_in_epoch", -1) == s.step_in_epoch;
+  read_timing(j, s, same_point);
 }
 
 TrainerState trainer_state_from_json(const json& j) {
@@ -169,17 +198,12 @@ TrainerState trainer_state_from_json(const json& j) {
   s.test_error_at_last_best = number_or(j.value("test_error_at_last_best", j.at("test_error_at_best")), kNaN);
   s.test_error_sum_at_best = number_or(j.value("test_error_sum_at_best", j.at("test_error_at_best")), kNaN);
   s.last_test_error = number_or(j.at("last_test_error"), kNaN);
-  s.elapsed_seconds = field<double>(j, "elapsed_seconds");
-  s.partial_seconds = j.value("partial_seconds", 0.0);  // absent in checkpoints written before it existed
   // Absent in older checkpoints too: that epoch's gradient magnitude then averages its later steps only.
   s.partial.steps = field_or<int64_t>(j, "partial_steps", 0);
   s.partial.conv1_grad_abs_mean_sum =
       j.contains("partial_conv1_grad_abs_mean_sum") ? number_or(j.at("partial_conv1_grad_abs_mean_sum"), kNaN) : 0.0;
-  // Absent before --time-limit carried its measurements: the next slice then measures afresh.
-  if (j.contains("measured_seconds")) {
-    const json& m = j.at("measured_seconds");
-    s.costs = MeasuredCosts{m.value("step", 0.0), m.value("evaluation_batch", 0.0), m.value("checkpoint", 0.0)};
-  }
+  // Checkpoints written before the timings moved to their own file carry them here.
+  read_timing(j, s, true);
   return s;
 }
 

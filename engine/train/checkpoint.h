@@ -52,8 +52,17 @@ nlohmann::json to_json(const RunConfig& config);
 // mean "crop-flip" and no warm-up; "preset" (null: none) means none.
 RunConfig run_config_from_json(const nlohmann::json& j);
 // Non-finite values (no best yet: ∞; no test error yet: NaN) are stored as null and restored.
+// Without the wall-clock fields (elapsed_seconds, partial_seconds, costs): a checkpoint holds
+// nothing that depends on the clock, so that an interrupted and resumed run's checkpoints are a
+// straight run's byte for byte. (Those of older checkpoints are still read.)
 nlohmann::json to_json(const TrainerState& state);
 TrainerState trainer_state_from_json(const nlohmann::json& j);
+// The wall-clock fields, with the point (epochs_done, step_in_epoch) they belong to: sd_train keeps
+// them beside the checkpoint (timing.json). restore_timing puts them into `state`, the current
+// epoch's partial time only when `j` is of the same point; throws std::runtime_error on a value of
+// the wrong type.
+nlohmann::json timing_to_json(const TrainerState& state);
+void restore_timing(const nlohmann::json& j, TrainerState& state);
 
 enum class CheckpointKind { kLast, kBest };
 

@@ -41,20 +41,54 @@ bool TimeLimit::decide(double need, std::string what) {
   return !expired_;
 }
 
+bool TimeLimit::first_piece_fits(double known, const std::string& what) {
+  const double save = save_estimate();
+  return decide(known + save, fmt::format("{} and the checkpoint (est. {:.1f} s)", what, save));
+}
+
 bool TimeLimit::fits_step() {
   const double step = costs().step, save = save_estimate();
+  if (!progressed_)
+    return first_piece_fits(step, step > 0 ? fmt::format("one step (measured {:.3f} s)", step) : std::string("one step"));
   // This step, the queue, the checkpoint on stopping.
   return decide(step * (1 + kQueuedSteps) + save,
                 fmt::format("the next step (est. {:.3f} s) and the checkpoint on stopping (est. {:.1f} s)", step, save));
 }
 
 bool TimeLimit::fits_evaluation(int eval_batches) {
+  evaluation_start_ = elapsed();
+  evaluation_done_ = 0;
+  if (!progressed_) {
+    const double batch = costs().evaluation_batch;
+    return first_piece_fits(batch * eval_batches,
+                            batch > 0 ? fmt::format("the epoch's evaluation (measured {:.1f} s)", batch * eval_batches)
+                                      : std::string("the epoch's evaluation"));
+  }
   const double evaluation = evaluation_estimate(eval_batches), save = save_estimate();
   return decide(evaluation + save,
                 fmt::format("the epoch's evaluation (est. {:.1f} s) and its checkpoint (est. {:.1f} s)", evaluation, save));
 }
 
-void TimeLimit::step_took(double seconds) { measured_.step = std::max(measured_.step, seconds); }
+bool TimeLimit::evaluation_may_go_on(double batches_done, int batches) {
+  if (expired_) return false;
+  const double now = elapsed(), spent = now - evaluation_start_, save = save_estimate();
+  const double pace = batches_done > 0 ? spent / batches_done : 0;  // seconds per batch so far
+  const double next = pace * (batches_done - evaluation_done_);
+  evaluation_done_ = batches_done;
+  if (now + next + save <= limit_) return true;
+  expired_ = true;
+  if (pace > 0) measured_.evaluation_batch = std::max(measured_.evaluation_batch, pace);
+  const double whole = pace > 0 ? pace * batches : spent;
+  refused_ = fmt::format("the epoch's evaluation ({:.0f}% done in {:.1f} s: est. {:.1f} s) and its checkpoint (est. {:.1f} s)",
+                         100.0 * batches_done / batches, spent, whole, save);
+  needed_ = evaluation_start_ + whole + save;
+  return false;
+}
+
+void TimeLimit::step_took(double seconds) {
+  measured_.step = std::max(measured_.step, seconds);
+  progressed_ = true;
+}
 
 void TimeLimit::steps_took(double seconds, int steps) {
   if (steps <= 0) return;
@@ -64,6 +98,7 @@ void TimeLimit::steps_took(double seconds, int steps) {
 
 void TimeLimit::evaluation_took(double seconds, int batches) {
   if (batches > 0) measured_.evaluation_batch = std::max(measured_.evaluation_batch, seconds / batches);
+  progressed_ = true;
 }
 
 void TimeLimit::save_took(double seconds) { measured_.save = std::max(measured_.save, seconds); }

@@ -10,12 +10,21 @@
 // evaluation together, a slice shorter than both would never get past them).
 //
 // What each piece costs is what was measured (the largest seen, not the mean: a slow outlier must
-// not overrun the slice). The measurements travel with the run (TrainerState::costs, in the
-// checkpoint), so a resumed slice knows them before it has timed anything itself; its own
-// measurements replace them as they come. An unmeasured piece is never costed at 0: an evaluation
-// batch before any evaluation was timed is estimated from a typical step (kEvalBatchPerStep times an
-// epoch's mean step, which a slow first step does not inflate), a checkpoint by `save_seconds_guess`. Only a run's very first step is taken on trust: nothing can estimate it,
-// and once it is timed the epoch's evaluation is checked again before it starts.
+// not overrun the slice). The measurements travel with the run (TrainerState::costs; sd_train keeps
+// them in the run folder's timing.json, never in a checkpoint, whose bytes must not depend on the
+// clock), so a resumed slice knows them before it has timed anything itself; its own measurements
+// replace them as they come. An unmeasured piece is never costed at 0: an evaluation batch before
+// any evaluation was timed is estimated from a typical step (kEvalBatchPerStep times an epoch's mean
+// step, which a slow first step does not inflate), a checkpoint by `save_seconds_guess`.
+//
+// Every slice progresses: the first piece of an invocation (a step, or the evaluation a slice
+// before left) is held to what is known of it, not to those estimates: unmeasured, it is taken on
+// trust; measured, it runs when it fits once, without the reserve for queued steps. When even that
+// does not fit, the limit is too small for one piece of work (too_small()): the caller refuses to
+// go on, rather than stop for another slice that would stop at the same point. An evaluation taken
+// on trust is watched batch by batch (evaluation_may_go_on): when the checkpoint would no longer fit
+// after the next batch, it ends there, its measured part costs it for later slices, and the limit is
+// too small for it.
 // A backend may run asynchronously (the GPU queues a step or two ahead of the host, and only the
 // epoch's end or a checkpoint waits for it), so kQueuedSteps more step times stay in reserve.
 #include <algorithm>
@@ -51,6 +60,11 @@ class TimeLimit {
   // Whether the epoch's evaluation of `eval_batches` batches and its checkpoint fit (asked after the
   // epoch's last step, the device's queue drained). Says no, and expires, like fits_step.
   bool fits_evaluation(int eval_batches);
+  // Asked before each batch of an evaluation that fits_evaluation let start, `batches_done` of its
+  // `batches` done (a fraction where the backend's batches are not the trainer's): whether the next
+  // batch, as long as the last one, and the checkpoint still fit. Says no, and expires, like
+  // fits_step; what the evaluation took so far then costs it (evaluation_batch).
+  bool evaluation_may_go_on(double batches_done, int batches);
 
   // Measurements: one step (or an epoch's training time over its steps), one evaluation of
   // `batches` batches, one epoch-end or final checkpoint with its log lines.
@@ -67,6 +81,8 @@ class TimeLimit {
 
   double now() const { return clock_(); }  // what measurements should be taken with
   bool expired() const { return expired_; }
+  // Expired before this invocation completed any piece of work: the limit cannot hold one.
+  bool too_small() const { return expired_ && !progressed_; }
   double limit() const { return limit_; }
   double elapsed() const { return clock_() - start_; }
   double step_seconds() const { return costs().step; }  // the largest step time known
@@ -81,12 +97,17 @@ class TimeLimit {
   double save_estimate() const;
   double evaluation_estimate(int eval_batches) const;
   bool decide(double need, std::string what);
+  // The first piece of this invocation: `known` (0 when unmeasured: taken on trust) and the checkpoint.
+  bool first_piece_fits(double known, const std::string& what);
 
   double limit_, start_, save_guess_;
   Clock clock_;
   MeasuredCosts carried_, measured_;  // measured_: this invocation's, 0 where not yet
   double typical_step_ = 0;           // the last epoch's mean step in this invocation, 0 before
   bool expired_ = false;
+  bool progressed_ = false;           // whether a step or an evaluation completed in this invocation
+  double evaluation_start_ = 0;       // elapsed() when the evaluation under way was let start
+  double evaluation_done_ = 0;        // its batches done at the last evaluation_may_go_on
   std::string refused_;
   double needed_ = 0;
 };

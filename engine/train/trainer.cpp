@@ -69,6 +69,8 @@ Trainer::Trainer(TrainConfig config, Backend& backend, const DataSplit& data)
   has_test_ = !data.test.empty();
   const auto batches = [&](size_t n) { return int((n + size_t(config_.batch_size) - 1) / size_t(config_.batch_size)); };
   eval_batches_ = batches(data.validation.size()) + batches(data.test.size());
+  validation_images_ = data.validation.size();
+  eval_images_ = data.validation.size() + data.test.size();
 }
 
 namespace {
@@ -76,6 +78,8 @@ namespace {
 // The best validation error and the epochs tied at it, with their test errors.
 void record_best(TrainerState& s, EpochRecord& rec) {
   if (!rec.validation_error) return;
+  // An epoch whose validation loss overflowed has diverged, whatever its error: never the best.
+  if (rec.validation_loss && !std::isfinite(*rec.validation_loss)) return;
   const double v = *rec.validation_error;
   const double t = rec.test_error.value_or(std::numeric_limits<double>::quiet_NaN());
   if (v < s.best_validation_error) {
@@ -149,9 +153,8 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop, 
     const double train_seconds = state_.partial_seconds + seconds_since(t0);
     if (limit) limit->steps_took(limit_now() - limit_t0, steps_per_epoch_ - first_step);
     if (!std::isfinite(totals.loss_sum))
-      throw std::runtime_error(fmt::format(
-          "epoch {}: the training loss is {} (diverged); stopping before the epoch is reported", epoch + 1,
-          totals.loss_sum));
+      throw std::runtime_error(
+          fmt::format("epoch {}: diverged (loss inf/nan); stopping before the epoch is reported", epoch + 1));
     // The epoch's evaluation, costed now that its steps have been timed: when it does not fit, the
     // run stops before it, and resumes with it.
     if (limit && !limit->fits_evaluation(eval_batches_)) return pause_with(totals);
@@ -166,15 +169,30 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop, 
     rec.images_per_second = double(totals.count) / train_seconds;
 
     // Validation and test every epoch, as the official code: ties at the best validation error
-    // can then be examined.
+    // can then be examined. A stop (a signal, or the time limit watching it) ends the evaluation
+    // within a batch: the run stops before it, as above, and the next invocation does it whole.
     const double eval_start = limit_now();
+    size_t images_before = 0;  // of the sets evaluated before this one
+    const auto go_on = [&](size_t images_done) {
+      if (stop && stop->load()) return false;
+      const double done = double(images_before + images_done) / double(eval_images_) * eval_batches_;
+      return !limit || limit->evaluation_may_go_on(done, eval_batches_);
+    };
+    const auto evaluate = [&](ImageSetRole role, size_t images) {
+      std::optional<EvalResult> r = backend_.evaluate(role, go_on);
+      images_before += images;
+      return r;
+    };
     if (has_validation_) {
-      const EvalResult v = backend_.evaluate(ImageSetRole::kValidation);
-      rec.validation_error = v.error_rate();
-      rec.validation_loss = v.loss_sum / double(v.predictions.size());
+      const std::optional<EvalResult> v = evaluate(ImageSetRole::kValidation, validation_images_);
+      if (!v) return pause_with(totals);
+      rec.validation_error = v->error_rate();
+      rec.validation_loss = v->loss_sum / double(v->predictions.size());
     }
     if (has_test_) {
-      rec.test_error = backend_.evaluate(ImageSetRole::kTest).error_rate();
+      const std::optional<EvalResult> t = evaluate(ImageSetRole::kTest, eval_images_ - validation_images_);
+      if (!t) return pause_with(totals);
+      rec.test_error = t->error_rate();
       state_.last_test_error = *rec.test_error;
     }
     if (limit) limit->evaluation_took(limit_now() - eval_start, eval_batches_);

@@ -118,8 +118,9 @@ class Trainer {
 
   using EpochCallback = std::function<void(const EpochRecord&, const TrainerState&)>;
   // Trains until all epochs are done (returns true), or until `*stop` is seen set after a step or
-  // `limit` says the next step, or the epoch's evaluation, does not fit (returns false; state() then
-  // says where to continue: step_in_epoch == steps_per_epoch() when only the evaluation is left).
+  // before a batch of an evaluation, or `limit` says the next step, or the epoch's evaluation (or its
+  // next batch), does not fit (returns false; state() then says where to continue: step_in_epoch ==
+  // steps_per_epoch() when the evaluation is left, to be done whole).
   // The callback's time counts as the checkpoint's for `limit`. Throws std::runtime_error when an
   // epoch's training loss is not finite, before the callback of that epoch, so no checkpoint of it
   // is written.
@@ -132,6 +133,7 @@ class Trainer {
   bool has_validation_;
   bool has_test_ = false;
   int eval_batches_ = 0;  // batches of one evaluation of the validation and test sets
+  size_t validation_images_ = 0, eval_images_ = 0;  // images of the validation set, of both sets
   int steps_per_epoch_;
   GateSampler gates_;
   TrainerState state_;

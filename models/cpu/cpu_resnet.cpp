@@ -312,11 +312,16 @@ TrainTotals CpuResNet::take_train_totals() {
 }
 
 EvalResult CpuResNet::do_evaluate(ImageSetRole role) {
+  return *do_evaluate_until(role, [](size_t) { return true; });
+}
+
+std::optional<EvalResult> CpuResNet::do_evaluate_until(ImageSetRole role, const EvaluationGoOn& go_on) {
   const ImageSet& set = sets_[int(role)];
   EvalResult r;
   r.predictions.resize(set.size());
   std::vector<float> x, logits;
   for (size_t start = 0; start < set.size(); start += kEvalChunk) {
+    if (!go_on(start)) return std::nullopt;
     const int n = int(std::min(set.size() - start, size_t(kEvalChunk)));
     x.resize(size_t(n) * kImageBytes);
     logits.resize(size_t(n) * size_t(num_classes()));

@@ -138,6 +138,7 @@ class CpuResNet : public Backend {
   void do_set_images(ImageSetRole role, const ImageSet& images) override { sets_[int(role)] = images; }
   void do_train_step(const StepInput& in) override;
   EvalResult do_evaluate(ImageSetRole role) override;
+  std::optional<EvalResult> do_evaluate_until(ImageSetRole role, const EvaluationGoOn& go_on) override;
   std::vector<NamedTensor> do_state() const override { return unflatten_state(spec(), net_.flat_state()); }
   void do_load_state(std::span<const NamedTensor> state) override { net_.load_flat(flatten_state(spec(), state)); }
 

@@ -84,15 +84,19 @@ void check_aggregation(const fs::path& sweep) {
   CHECK(j["environment"] == j["environments"][0]["environment"]);
   REQUIRE(j["cells"].size() == 4);
   std::map<std::string, std::vector<nlohmann::json>> summaries;
-  std::map<std::string, std::vector<std::vector<nlohmann::json>>> metrics;
+  std::map<std::string, std::vector<std::vector<nlohmann::json>>> metrics, timings;
+  const auto json_lines = [](const fs::path& file) {
+    std::vector<nlohmann::json> lines;
+    std::istringstream in(read_file(file));
+    for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+    return lines;
+  };
   for (const fs::path& run : run_dirs(sweep)) {
     const std::string name = run.filename().string();           // d8-uniform0.5-s2
     const std::string cell = name.substr(0, name.rfind("-s"));  // d8-uniform0.5
     summaries[cell].push_back(nlohmann::json::parse(read_file(run / "summary.json")));
-    std::vector<nlohmann::json> lines;
-    std::istringstream in(read_file(run / "metrics.jsonl"));
-    for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
-    metrics[cell].push_back(lines);
+    metrics[cell].push_back(json_lines(run / "metrics.jsonl"));
+    timings[cell].push_back(json_lines(run / "timing.jsonl"));
   }
   REQUIRE(summaries.size() == 4);
   for (const nlohmann::json& c : j["cells"]) {
@@ -107,7 +111,7 @@ void check_aggregation(const fs::path& sweep) {
       check_stat(c[key], v);
     }
     std::vector<double> ips;
-    for (const auto& lines : metrics[cell]) {
+    for (const auto& lines : timings[cell]) {
       double sum = 0;
       for (const nlohmann::json& l : lines) sum += l["images_per_second"].get<double>();
       ips.push_back(sum / double(lines.size()));

@@ -1,6 +1,7 @@
 // The signals that end an sd_train run cleanly besides Ctrl-C: a closed output pipe (SIGPIPE,
 // `sd_train ... | head`) stops it like SIGINT, with its checkpoint; a batch scheduler's time-limit
 // warning (SIGUSR1) stops it like --time-limit, exit status 75. Either run then resumes to its end.
+// Ctrl-C in an epoch's evaluation stops within a batch of it, and the resumed run redoes it exactly.
 // And one run folder, one sd_train: a second one started on it refuses, naming the first's PID.
 #include <signal.h>
 #include <spawn.h>
@@ -13,6 +14,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "engine/train/checkpoint.h"
+#include "models/network/resnet_spec.h"
 #include "test_apps_util.h"
 
 namespace fs = std::filesystem;
@@ -112,6 +115,52 @@ TEST_CASE("sd_train stops cleanly on a SIGUSR1 that comes while it is still load
   INFO(resumed.output);
   CHECK(resumed.exit_code == 0);
   CHECK(fs::exists(out / "summary.json"));
+}
+
+TEST_CASE("sd_train stops within a batch on a SIGINT during an evaluation, and redoes it on resume byte for byte", "[apps][train]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "run", straight = tmp.path() / "straight";
+  // Two training steps, then an evaluation of 2400 images (800 validation, 1600 test) in batches of
+  // 256 (11): a fraction of a second against seconds.
+  const std::string args = "--depth 8 --synthetic 8000 --subset 64 --batch-size 32 --device cpu --epochs 1";
+  const RunResult whole = run_app("sd_train", args + " --out " + q(straight));
+  REQUIRE(whole.exit_code == 0);
+  const double epoch = nlohmann::json::parse(read_file(straight / "timing.jsonl"))["seconds"];
+
+  // The progress line after the first step (--log-interval 1): the second step follows, then the
+  // evaluation, where the signal comes a fifth of an epoch later.
+  const fs::path log = tmp.path() / "log";
+  const pid_t pid = start_sd_train(args + " --log-interval 1 --out " + q(out), log);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!contains(read_file(log), "step 1/2") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  std::this_thread::sleep_for(std::chrono::duration<double>(0.2 * epoch));
+  const auto signalled = std::chrono::steady_clock::now();
+  kill(pid, SIGINT);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  const double latency = std::chrono::duration<double>(std::chrono::steady_clock::now() - signalled).count();
+  const std::string said = read_file(log);
+  INFO(said << "epoch " << epoch << " s; exited " << latency << " s after the signal");
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  CHECK(contains(said, "interrupt: stopping after the current step or evaluation batch"));
+  CHECK_FALSE(contains(said, "epoch 1/1  lr"));  // no epoch line: the evaluation did not finish
+  // A batch of 256 of 2400 images, the checkpoint and the exit: far less than the rest of the
+  // evaluation, which it once waited for (0.8 of the epoch).
+  CHECK(latency < 0.3 * epoch);
+  const sd::TrainerState stopped = sd::load_checkpoint(out / "last.safetensors", sd::model_tensors).trainer;
+  CHECK(stopped.epochs_done == 0);
+  CHECK(stopped.step_in_epoch == 2);  // every step done, the evaluation left
+
+  const RunResult resumed = run_app("sd_train", args + " --out " + q(out) + " --resume");
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  for (const char* file : {"last.safetensors", "best.safetensors", "metrics.jsonl"}) {
+    const RunResult cmp = sd::test::run_command("cmp " + q(straight / file) + " " + q(out / file) + " 2>&1");
+    INFO(cmp.output);
+    CHECK(cmp.exit_code == 0);
+  }
 }
 
 // Started together on a new folder, one of them runs and the other refuses (whichever locks the

@@ -36,6 +36,7 @@ sd::Checkpoint sample_checkpoint(int depth = 8) {
   ck.trainer.partial = {1.0 / 3.0, 5, 64, 2, 1.0 / 7.0};
   ck.trainer.partial_active_blocks = 11;
   ck.trainer.elapsed_seconds = 12.345678901234567;
+  ck.trainer.partial_seconds = 0.75;
   ck.trainer.costs = {0.125, 0.03125, 1.5};  // what --time-limit measured, for the next slice
   // best_validation_error stays ∞ and the test errors NaN: the "none yet" values must survive.
   ck.normalization.mean.resize(sd::kImageBytes);
@@ -85,10 +86,13 @@ TEST_CASE("a last checkpoint loads back exactly, with config and trainer state",
   CHECK(back.trainer.partial.steps == 2);
   CHECK(back.trainer.partial.conv1_grad_abs_mean_sum == 1.0 / 7.0);
   CHECK(back.trainer.partial_active_blocks == 11);
-  CHECK(back.trainer.elapsed_seconds == ck.trainer.elapsed_seconds);
-  CHECK(back.trainer.costs.step == 0.125);
-  CHECK(back.trainer.costs.evaluation_batch == 0.03125);
-  CHECK(back.trainer.costs.save == 1.5);
+  // Nothing of the clock: the wall time and the measured costs stay out (timing_to_json keeps them).
+  CHECK(back.trainer.elapsed_seconds == 0);
+  CHECK(back.trainer.costs.step == 0);
+  CHECK(back.trainer.costs.evaluation_batch == 0);
+  CHECK(back.trainer.costs.save == 0);
+  const std::string state_text = sd::load_safetensors(path).metadata.at("trainer_state");
+  CHECK(state_text.find("seconds") == std::string::npos);
   CHECK(std::isinf(back.trainer.best_validation_error));
   CHECK(std::isnan(back.trainer.test_error_at_best));
   CHECK(std::isnan(back.trainer.last_test_error));
@@ -118,6 +122,37 @@ TEST_CASE("a last checkpoint loads back exactly, with config and trainer state",
   CHECK(back.checksum_verified);
   CHECK(raw.metadata.at("data_crc32").size() == 8);
   CHECK(sd::find_tensor(raw.tensors, "normalization.mean").shape == std::vector<int64_t>{3, 32, 32});
+}
+
+TEST_CASE("the wall-clock part of a trainer state round-trips on its own, its partial time only at its point", "[checkpoint]") {
+  const sd::Checkpoint ck = sample_checkpoint();
+  const nlohmann::json j = sd::timing_to_json(ck.trainer);
+  sd::TrainerState s;
+  s.epochs_done = 3;
+  s.step_in_epoch = 2;
+  sd::restore_timing(j, s);
+  CHECK(s.elapsed_seconds == ck.trainer.elapsed_seconds);
+  CHECK(s.partial_seconds == ck.trainer.partial_seconds);
+  CHECK(s.costs.step == 0.125);
+  CHECK(s.costs.evaluation_batch == 0.03125);
+  CHECK(s.costs.save == 1.5);
+  // Of another point (a crash between the checkpoint and its timing): the totals and the
+  // measurements, not the partial epoch's time.
+  sd::TrainerState other;
+  other.epochs_done = 4;
+  sd::restore_timing(j, other);
+  CHECK(other.elapsed_seconds == ck.trainer.elapsed_seconds);
+  CHECK(other.partial_seconds == 0);
+  CHECK(other.costs.save == 1.5);
+  CHECK_THROWS(sd::restore_timing(nlohmann::json::array(), other));
+
+  // An older checkpoint's trainer state carried them: they are still read.
+  nlohmann::json old = sd::to_json(ck.trainer);
+  old["elapsed_seconds"] = 7.5;
+  old["measured_seconds"] = {{"step", 0.25}, {"evaluation_batch", 0.5}, {"checkpoint", 2.0}};
+  const sd::TrainerState read = sd::trainer_state_from_json(old);
+  CHECK(read.elapsed_seconds == 7.5);
+  CHECK(read.costs.evaluation_batch == 0.5);
 }
 
 TEST_CASE("trainer state with a best epoch survives the JSON round trip exactly", "[checkpoint]") {
@@ -279,19 +314,33 @@ TEST_CASE("a ResNet-110 run directory, carried from slice to slice, stays under 
   r.train_loss = r.train_error = r.mean_active_blocks = 1.0 / 3.0;
   r.validation_loss = r.validation_error = r.test_error = 2.0 / 3.0;
   r.seconds = r.images_per_second = r.eta_seconds = 12345.678901234567;
-  std::string metrics;
+  std::string metrics, timing;
   for (int e = 0; e < 500; ++e) metrics += sd::apps::epoch_json(r).dump() + "\n";
+  for (int e = 0; e < 500; ++e) timing += sd::apps::epoch_timing_json(r).dump() + "\n";
   const std::string config = sd::to_json(ck.config).dump(2) + "\n";
   const std::string summary = sd::apps::summary_json(ck.config, ck.trainer).dump(2) + "\n";
 
   const auto last = std::filesystem::file_size(dir.path() / "last.safetensors");
   const auto best = std::filesystem::file_size(dir.path() / "best.safetensors");
-  const size_t carried = last + metrics.size() + config.size() + summary.size();
+  const size_t carried = last + metrics.size() + timing.size() + config.size() + summary.size();
   std::cout << "ResNet-110 run directory: last.safetensors " << last << " B, metrics.jsonl (500 epochs) "
-            << metrics.size() << " B, config.json " << config.size() << " B, summary.json " << summary.size()
+            << metrics.size() << " B, timing.jsonl " << timing.size() << " B, config.json " << config.size() << " B, summary.json " << summary.size()
             << " B: " << carried << " B = " << double(carried) / (1 << 20) << " MiB; best.safetensors " << best
             << " B apart" << std::endl;
   // 2 × 1 727 962 parameters and momenta, 8 096 running statistics, the 3 072-value mean image.
   CHECK(last > (2 * 1727962 + 8096 + 3072) * 4);
   CHECK(carried < size_t(16) << 20);
+}
+
+TEST_CASE("an epoch line shows a diverging loss in a few digits, and a non-finite one as diverged", "[checkpoint]") {
+  sd::EpochRecord r;
+  r.epoch = 2;
+  r.learning_rate = 0.1;
+  r.train_loss = 1.25;
+  CHECK(sd::apps::epoch_line(r, 3).find("loss 1.2500 ") != std::string::npos);
+  r.train_loss = 3.1415926e34;
+  CHECK(sd::apps::epoch_line(r, 3).find("loss 3.142e+34 ") != std::string::npos);
+  r.train_loss = std::numeric_limits<double>::quiet_NaN();
+  CHECK(sd::apps::epoch_line(r, 3).find("loss inf/nan (diverged) ") != std::string::npos);
+  CHECK(sd::apps::format_loss(-std::numeric_limits<double>::infinity()) == "inf/nan (diverged)");
 }

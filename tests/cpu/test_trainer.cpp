@@ -2,7 +2,9 @@
 // and resume, divergence. (tests/cpu/test_training_cpu.cpp trains a real model.)
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <set>
 
@@ -43,13 +45,22 @@ class ScriptedBackend : public Backend {
     pending.loss_sum += loss_per_image * double(in.indices.size());
     pending.count += int64_t(in.indices.size());
   }
-  EvalResult do_evaluate(ImageSetRole role) override {
-    if (clock) *clock += eval_cost;
+  EvalResult do_evaluate(ImageSetRole role) override { return *do_evaluate_until(role, [](size_t) { return true; }); }
+  // Batch by batch (kEvalBatch images), asking `go_on` before each: the clock advances by the batch's
+  // share of eval_cost, and on_eval_batch (when set) sees each batch start.
+  std::optional<EvalResult> do_evaluate_until(ImageSetRole role, const EvaluationGoOn& go_on) override {
+    const size_t n = sizes[int(role)];
+    for (size_t start = 0; start < n; start += kEvalBatch) {
+      if (!go_on(start)) return std::nullopt;
+      if (on_eval_batch) on_eval_batch(start);
+      if (clock) *clock += eval_cost * double(std::min(kEvalBatch, n - start)) / double(n);
+    }
     evaluations.push_back(role);
     EvalResult r;
-    r.predictions.assign(sizes[int(role)], 0);
+    r.predictions.assign(n, 0);
     const double rate = role == ImageSetRole::kValidation ? next(validation_script, 0.5) : next(test_script, 0.25);
     r.errors = int64_t(std::lround(rate * double(r.predictions.size())));
+    if (role == ImageSetRole::kValidation) r.loss_sum = next(validation_loss_script, 1.0) * double(n);
     return r;
   }
   std::vector<NamedTensor> do_state() const override { return unflatten_state(spec_, FlatState(spec_)); }
@@ -68,10 +79,13 @@ class ScriptedBackend : public Backend {
   std::vector<RecordedStep> steps;
   std::vector<ImageSetRole> evaluations;
   std::vector<double> validation_script, test_script;  // error rates of successive evaluations
+  std::vector<double> validation_loss_script;          // mean validation losses of successive evaluations
   TrainTotals pending;
   double loss_per_image = 1.0;
   double* clock = nullptr;  // a fake clock the steps and evaluations advance, when set
   double step_cost = 0, eval_cost = 0;
+  static constexpr size_t kEvalBatch = 10;
+  std::function<void(size_t)> on_eval_batch;
 };
 
 DataSplit tiny_split(size_t train, size_t validation, size_t test) {
@@ -369,9 +383,11 @@ TEST_CASE("a first slice costs the unmeasured evaluation from the mean step: it 
 
 TEST_CASE("a resumed slice whose first step ends an epoch costs it with the carried measurements", "[trainer]") {
   // The run stopped before the last step of epoch 1; the slices before measured a step at 1 s, an
-  // evaluation batch at 0.5 s (2 batches) and a checkpoint at 2 s. This slice has 3.5 s: the step (1
-  // + 2 queued) and the checkpoint on stopping (2) need 5, so it stops before the step. (Costing what
-  // it had not measured itself at 0, it took the step and overran: 1 + 1 + 2 = 4 > 3.5.)
+  // evaluation batch at 0.5 s (2 batches) and a checkpoint at 2 s. This slice has 3.5 s: its first
+  // piece, the step, fits once without the reserve for queued steps (1 + the checkpoint 2 = 3); then
+  // the evaluation does not (1 + 1 + 2 = 4 > 3.5), and the run stops before it, at t = 1, its
+  // checkpoint ending at 3. (Costing what it had not measured itself at 0, it went on and overran:
+  // 1 + 1 + 2 = 4.)
   const TrainConfig c = tiny_config(2);
   const DataSplit data = tiny_split(40, 10, 10);
   ScriptedBackend straight(8);
@@ -396,9 +412,13 @@ TEST_CASE("a resumed slice whose first step ends an epoch costs it with the carr
   Trainer resumed(c, tight, data);
   resumed.restore(stopped);
   CHECK_FALSE(resumed.run([&](const EpochRecord&, const TrainerState&) { now += 2.0; }, nullptr, &limit));
-  CHECK(tight.steps.empty());
-  CHECK(limit.what_did_not_fit().find("the next step (est. 1.000 s)") != std::string::npos);
-  CHECK(limit.seconds_needed() == 5.0);  // what to give instead
+  CHECK(tight.steps.size() == 1);
+  CHECK(tight.evaluations.empty());
+  CHECK_FALSE(limit.too_small());
+  CHECK(resumed.state().step_in_epoch == 4);
+  CHECK(now == 1.0);
+  CHECK(limit.what_did_not_fit() == "the epoch's evaluation (est. 1.0 s) and its checkpoint (est. 2.0 s)");
+  CHECK(limit.seconds_needed() == 4.0);
 
   // With 9 s: the step ends at t = 1, the evaluation (1, with its checkpoint 2: 4 <= 9) at 2, the
   // epoch's checkpoint at 4; one more step fits (4 + 3 + 2 = 9), the next does not; the checkpoint
@@ -411,6 +431,163 @@ TEST_CASE("a resumed slice whose first step ends an epoch costs it with the carr
   CHECK(again.state().epochs_done == 1);
   CHECK(again.state().step_in_epoch == 1);
   CHECK(now == 5.0);
+}
+
+TEST_CASE("a resumed slice whose one measured piece cannot fit is too small: it does nothing", "[trainer]") {
+  // Measured: a step 1 s, a checkpoint 2 s. A slice of 2.5 s cannot hold even one step and the
+  // checkpoint (3 s): it takes none, and says the limit is too small (not "stop for the next slice",
+  // which would stop at this very point again).
+  const TrainConfig c = tiny_config(2);
+  const DataSplit data = tiny_split(40, 10, 10);
+  TrainerState stopped;
+  stopped.step_in_epoch = 2;
+  stopped.partial.count = 20;
+  stopped.costs = MeasuredCosts{1.0, 0.5, 2.0};
+  double now = 0;
+  ScriptedBackend backend(8);
+  on_fake_clock(backend, now, 1.0, 0.5);
+  TimeLimit limit(2.5, 0.0, 3.0, [&] { return now; }, stopped.costs);
+  Trainer trainer(c, backend, data);
+  trainer.restore(stopped);
+  CHECK_FALSE(trainer.run(nullptr, nullptr, &limit));
+  CHECK(backend.steps.empty());
+  CHECK(limit.too_small());
+  CHECK(trainer.state().step_in_epoch == 2);
+  CHECK(limit.what_did_not_fit() == "one step (measured 1.000 s) and the checkpoint (est. 2.0 s)");
+  CHECK(limit.seconds_needed() == 3.0);
+
+  // Left with only the evaluation (2 batches at 0.5 s): 1 + 2 = 3 > 2.5 too.
+  stopped.step_in_epoch = 4;
+  stopped.partial.count = 40;
+  TimeLimit again(2.5, 0.0, 3.0, [&] { return now; }, stopped.costs);
+  Trainer evaluation(c, backend, data);
+  evaluation.restore(stopped);
+  now = 0;
+  CHECK_FALSE(evaluation.run(nullptr, nullptr, &again));
+  CHECK(backend.evaluations.empty());
+  CHECK(again.too_small());
+  CHECK(again.what_did_not_fit() == "the epoch's evaluation (measured 1.0 s) and the checkpoint (est. 2.0 s)");
+  CHECK(now == 0.0);
+}
+
+TEST_CASE("slices of a fixed limit always progress: one left with an evaluation the steps overestimate runs it", "[trainer]") {
+  // Steps of 1 s, an evaluation of 8 batches at 0.25 s (2 s), a checkpoint 0.5 s (guessed 1 s),
+  // 6 s slices. A slice that ends an epoch's steps costs its unmeasured evaluation from the steps at
+  // 8 x 0.75 x 1 = 6 s and stops before it; the next slice starts with that evaluation, its first
+  // piece: unmeasured, it is taken on trust and measured (costing it from the steps again, every
+  // later slice stopped there for ever). Every slice progresses, and the slices together take the
+  // straight run's steps and evaluations.
+  const TrainConfig c = tiny_config(3);
+  const DataSplit data = tiny_split(40, 40, 40);
+  ScriptedBackend straight(8);
+  std::vector<EpochRecord> expected;
+  REQUIRE(Trainer(c, straight, data).run([&](const EpochRecord& r, const TrainerState&) { expected.push_back(r); }));
+
+  TrainerState state;
+  std::vector<RecordedStep> steps;
+  std::vector<EpochRecord> records;
+  bool done = false;
+  int slices = 0, left_with_evaluation = 0;
+  // Every piece (3 epochs of 4 steps and an evaluation) in a slice of its own at worst.
+  for (; slices < 15 && !done; ++slices) {
+    double now = 0;
+    ScriptedBackend backend(8);
+    on_fake_clock(backend, now, 1.0, 1.0);
+    TimeLimit limit(6.0, 0.0, 1.0, [&] { return now; }, state.costs);
+    Trainer trainer(c, backend, data);
+    trainer.restore(state);
+    const bool starts_with_evaluation = state.step_in_epoch == trainer.steps_per_epoch();
+    left_with_evaluation += starts_with_evaluation;
+    done = trainer.run([&](const EpochRecord& r, const TrainerState&) { records.push_back(r), now += 0.5; }, nullptr, &limit);
+    INFO("slice " << slices + 1);
+    CHECK_FALSE(limit.too_small());
+    CHECK(now + (done ? 0.0 : 0.5) <= 6.0);  // within the slice, the checkpoint on stopping included
+    const TrainerState& s = trainer.state();
+    CHECK(std::pair(s.epochs_done, s.step_in_epoch) > std::pair(state.epochs_done, state.step_in_epoch));
+    if (starts_with_evaluation) CHECK(s.epochs_done == state.epochs_done + 1);
+    state = s;
+    steps.insert(steps.end(), backend.steps.begin(), backend.steps.end());
+  }
+  CHECK(done);
+  CHECK(left_with_evaluation > 0);  // the case this is about happened
+  CHECK(steps == straight.steps);
+  REQUIRE(records.size() == expected.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    CHECK(records[i].train_loss == expected[i].train_loss);
+    CHECK(records[i].validation_error == expected[i].validation_error);
+    CHECK(records[i].test_error == expected[i].test_error);
+  }
+}
+
+TEST_CASE("an evaluation taken on trust that outgrows the slice ends within a batch, measured", "[trainer]") {
+  // The slice starts with an unmeasured evaluation of 8 batches at 0.5 s (4 s); 3 s with a 1 s
+  // checkpoint: it runs on trust, batch by batch, until the next batch would leave no room for the
+  // checkpoint: 4 batches (t = 2; a 5th would end at 2.5, its checkpoint at 3.5). The limit is too
+  // small for the evaluation, and the next slice knows what it costs.
+  const TrainConfig c = tiny_config(2);
+  const DataSplit data = tiny_split(10, 40, 40);
+  TrainerState stopped;
+  stopped.step_in_epoch = 1;
+  stopped.partial.count = 10;
+  double now = 0;
+  ScriptedBackend backend(8);
+  on_fake_clock(backend, now, 1.0, 2.0);
+  TimeLimit limit(3.0, 0.0, 1.0, [&] { return now; });
+  Trainer trainer(c, backend, data);
+  trainer.restore(stopped);
+  CHECK_FALSE(trainer.run(nullptr, nullptr, &limit));
+  CHECK(backend.evaluations == std::vector{ImageSetRole::kValidation});  // the test set's was cut: both are redone
+  CHECK(now == 2.0);
+  CHECK(limit.too_small());
+  CHECK(trainer.state().epochs_done == 0);
+  CHECK(trainer.state().step_in_epoch == 1);
+  CHECK(trainer.state().partial.count == 10);  // the training sums are kept for the evaluation's redo
+  CHECK(trainer.state().costs.evaluation_batch == 0.5);
+  CHECK(limit.seconds_needed() == 5.0);  // the evaluation, 4 s, and the checkpoint
+  CHECK(limit.what_did_not_fit() == "the epoch's evaluation (50% done in 2.0 s: est. 4.0 s) and its checkpoint (est. 1.0 s)");
+}
+
+TEST_CASE("a stop during an evaluation ends it within a batch, and the resumed run redoes it exactly", "[trainer]") {
+  const TrainConfig c = tiny_config(2);
+  const DataSplit data = tiny_split(20, 40, 40);
+  ScriptedBackend straight(8);
+  std::vector<EpochRecord> expected;
+  straight.validation_script = {0.5, 0.4};
+  REQUIRE(Trainer(c, straight, data).run([&](const EpochRecord& r, const TrainerState&) { expected.push_back(r); }));
+
+  std::atomic<bool> stop{false};
+  ScriptedBackend first(8);
+  first.validation_script = {0.5, 0.4};
+  int batches = 0;
+  first.on_eval_batch = [&](size_t) {
+    if (++batches == 2) stop = true;  // Ctrl-C during the second batch of the validation set
+  };
+  Trainer trainer(c, first, data);
+  int epochs_seen = 0;
+  CHECK_FALSE(trainer.run([&](const EpochRecord&, const TrainerState&) { ++epochs_seen; }, &stop));
+  CHECK(batches == 2);  // not one batch more
+  CHECK(epochs_seen == 0);
+  CHECK(first.evaluations.empty());
+  CHECK(trainer.state().epochs_done == 0);
+  CHECK(trainer.state().step_in_epoch == trainer.steps_per_epoch());
+
+  // The rest, on a fresh backend: the evaluation whole, then epoch 2; the figures are the straight run's.
+  ScriptedBackend rest(8);
+  rest.validation_script = {0.5, 0.4};
+  Trainer resumed(c, rest, data);
+  resumed.restore(trainer.state());
+  std::vector<EpochRecord> records;
+  REQUIRE(resumed.run([&](const EpochRecord& r, const TrainerState&) { records.push_back(r); }));
+  REQUIRE(records.size() == 2);
+  for (size_t i = 0; i < 2; ++i) {
+    CHECK(records[i].train_loss == expected[i].train_loss);
+    CHECK(records[i].validation_error == expected[i].validation_error);
+    CHECK(records[i].test_error == expected[i].test_error);
+    CHECK(records[i].new_best == expected[i].new_best);
+  }
+  std::vector<RecordedStep> joined = first.steps;
+  joined.insert(joined.end(), rest.steps.begin(), rest.steps.end());
+  CHECK(joined == straight.steps);
 }
 
 TEST_CASE("a slice may stop between an epoch's last step and its evaluation, and resumes with it", "[trainer]") {
@@ -441,7 +618,7 @@ TEST_CASE("a slice may stop between an epoch's last step and its evaluation, and
   CHECK(records[0].validation_error == expected[0].validation_error);
 }
 
-TEST_CASE("a time limit too short for any step stops before the first", "[trainer]") {
+TEST_CASE("a time limit too short for any step stops before the first: too small for one piece", "[trainer]") {
   TrainConfig c;
   c.epochs = 1;
   c.batch_size = 10;
@@ -453,6 +630,23 @@ TEST_CASE("a time limit too short for any step stops before the first", "[traine
   CHECK(backend.steps.empty());
   CHECK(trainer.state().epochs_done == 0);
   CHECK(trainer.state().step_in_epoch == 0);
+  CHECK(limit.too_small());
+  CHECK(limit.what_did_not_fit() == "one step and the checkpoint (est. 3.0 s)");
+}
+
+TEST_CASE("an epoch whose validation loss is not finite is never the best", "[trainer]") {
+  ScriptedBackend backend(8);
+  backend.validation_script = {0.5, 0.6, 0.6};
+  backend.validation_loss_script = {std::numeric_limits<double>::infinity(), 1.0, std::numeric_limits<double>::quiet_NaN()};
+  Trainer trainer(tiny_config(3), backend, tiny_split(20, 10, 10));
+  std::vector<EpochRecord> records;
+  REQUIRE(trainer.run([&](const EpochRecord& r, const TrainerState&) { records.push_back(r); }));
+  REQUIRE(records.size() == 3);
+  CHECK_FALSE(records[0].new_best);  // the lowest error, but diverged
+  CHECK(records[1].new_best);
+  CHECK_FALSE(records[2].ties_best);
+  CHECK(trainer.state().best_epoch == 2);
+  CHECK(trainer.state().best_epochs_tied == 1);
 }
 
 TEST_CASE("a non-finite training loss stops the run before that epoch is reported", "[trainer]") {
