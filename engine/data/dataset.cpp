@@ -66,6 +66,10 @@ ImageSet select_images(const ImageSet& images, const std::vector<int32_t>& indic
   return out;
 }
 
+size_t split_train_size(SplitKind kind, size_t train, size_t /*extra*/) {
+  return kind == SplitKind::kPaper ? train - paper_validation_size(train) : train;
+}
+
 DataSplit make_split(const Dataset& data, SplitKind kind, uint64_t seed, size_t subset) {
   const size_t n = data.train.size();
   std::vector<int32_t> train_indices, validation_indices;
