@@ -423,6 +423,14 @@ TEST_CASE("sd_train --eval-subset evaluates on the first N images and records it
                    "sd_train", "is for evaluation subset 20, this run is evaluation subset 30", 2);
 }
 
+TEST_CASE("sd_train refuses an --eval-subset larger than the sets it would claim to limit", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path run = tmp.path() / "run";
+  check_error_line(run_app("sd_train", sd::test::kTiny + " --epochs 1 --eval-subset 100000 --out " + q(run)), "sd_train",
+                   "--eval-subset 100000: the validation set has only ", 2);
+  CHECK_FALSE(fs::exists(run / "config.json"));  // refused before the run folder was written
+}
+
 TEST_CASE("sd_train --split full says it has no validation set (not \"0 validation\")", "[apps]") {
   const sd::test::TempDir tmp;
   const RunResult r = run_app("sd_train", sd::test::kTiny + " --epochs 1 --split full --out " + q(tmp.path() / "run"));
