@@ -392,7 +392,10 @@ TEST_CASE("train.log is not doubled when the console already goes there (as sd_s
 }
 
 TEST_CASE("every program tells its version, and a mistyped flag the likely one", "[apps]") {
-  for (const char* program : {"sd_train", "sd_eval", "sd_bench", "sd_sweep"}) {
+  std::vector<std::string> programs = {"sd_train", "sd_eval", "sd_bench", "sd_sweep"};
+  if (SD_HAVE_KERNEL_BENCH) programs.push_back("sd_kernel_bench");  // needs no GPU to answer
+  else WARN("sd_kernel_bench not built (SD_BUILD_CUDA=OFF): its --version is not checked");
+  for (const std::string& program : programs) {
     const RunResult v = run_app(program, "--version");
     INFO(v.output);
     CHECK(v.exit_code == 0);
@@ -403,6 +406,9 @@ TEST_CASE("every program tells its version, and a mistyped flag the likely one",
   check_error_line(run_app("sd_bench", "--round 3"), "sd_bench", "unknown option --round (did you mean --rounds?)", 2);
   // Also when the typo leaves a required option missing: the typo is the error to name.
   check_error_line(run_app("sd_eval", "--checkpiont x"), "sd_eval", "unknown option --checkpiont (did you mean --checkpoint?)", 2);
+  if (SD_HAVE_KERNEL_BENCH)
+    check_error_line(run_app("sd_kernel_bench", "--run 3"), "sd_kernel_bench",
+                     "unknown option --run (did you mean --runs?)", 2);
 }
 
 TEST_CASE("sd_train --eval-subset evaluates on the first N images and records it", "[apps]") {
