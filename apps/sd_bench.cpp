@@ -204,7 +204,7 @@ int bench_main(int argc, char** argv) {
   app.add_option("--warmup", o.warmup, "untimed steps first")->capture_default_str();
   app.add_option("--synthetic", o.run.synthetic, "generated training images")->capture_default_str();
   app.add_option("--data-dir", o.data_dir, "time on the --dataset's files in this folder instead of generated images");
-  app.add_option("--seed", o.run.train.seed, "seed")->capture_default_str();
+  add_seed_option(app, o.run.train.seed, "seed");
   app.add_option("--out", o.out, "JSON file (default runs/bench/<device>-d<depth>-b<batch>.json)");
   add_device_option(app, o.device);
   add_precision_option(app, o.run.precision);
@@ -216,6 +216,10 @@ int bench_main(int argc, char** argv) {
                "device (the convolution workspace counted at its cap)");
   parse_command_line(app, argc, argv);
 
+  if (app.count("--synthetic") && o.run.synthetic < 1)
+    throw UsageError(fmt::format("--synthetic {}: give a positive number of images (--data-dir times on the data "
+                                 "set's files)",
+                                 o.run.synthetic));
   if (!o.data_dir.empty()) o.run.synthetic = 0;
   o.run.split = "full";  // no validation needed: every image may train
   o.run.train.lr_steps = {};

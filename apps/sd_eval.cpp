@@ -130,6 +130,10 @@ int eval_main(int argc, char** argv) {
   app.add_flag("--json", json, "print JSON instead of tables");
   parse_command_line(app, argc, argv);
   const std::set<std::string> given = given_options(app);
+  if (given.count("--synthetic") && synthetic < 1)
+    throw UsageError(fmt::format("--synthetic {}: give a positive number of images (--data-dir scores on the data "
+                                 "set's files)",
+                                 synthetic));
 
   const Checkpoint ck = load_checkpoint(checkpoint_path, model_tensors);
   // On stderr: --json keeps stdout one JSON object.
@@ -147,7 +151,6 @@ int eval_main(int argc, char** argv) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(fmt::format("--split: {}", e.what()));
   }
-  if (run.synthetic < 0) throw UsageError(fmt::format("--synthetic {}: must be positive", run.synthetic));
   // The checkpoint's model, in the evaluation's own arithmetic and kernels.
   BackendOptions settings = backend_options(ck.config, Execution::kEager);
   settings.precision = precision;

@@ -50,7 +50,10 @@ RunConfig settings_for_resume(const Checkpoint& ck, const TrainOptions& o, const
     const std::optional<std::string> flag = flag_for_config_field(d.field);
     const bool by_flag = flag && o.given.count(*flag);
     if (!by_flag && !o.layered.count(d.field)) continue;  // not set on this command line
-    const std::string source = by_flag ? *flag : o.layer_source;  // the flag, or the preset or config file
+    // The flag as given (--no-nesterov sets the "nesterov" setting too), or the preset or config file.
+    const std::string source = !by_flag                                                   ? o.layer_source
+                               : d.field == "nesterov" && o.given.count("--no-nesterov") ? std::string("--no-nesterov")
+                                                                                          : *flag;
     if (d.field == "dataset" || d.field == "classes") check_checkpoint_dataset(path.string(), ck.config.dataset, o.run.dataset);
     if (d.field == "epochs") {
       run.train.epochs = o.run.train.epochs;

@@ -21,6 +21,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "apps/common/app_main.h"
 #include "engine/core/philox.h"
 #include "engine/cuda/arena.h"
 #include "engine/cuda/check.h"
@@ -148,11 +149,9 @@ int run(int argc, char** argv) {
   app.add_option("--runs", runs, "timed launches per measurement; the median counts")->capture_default_str();
   app.add_option("--warmup", warmup, "untimed launches first")->capture_default_str();
   app.add_option("--json", json_path, "also write the rows as JSON to this file");
-  CLI11_PARSE(app, argc, argv);
-  if (runs < 1 || warmup < 0) {
-    std::cerr << fmt::format("sd_kernel_bench: error: --runs {} --warmup {}: need runs >= 1, warmup >= 0\n", runs, warmup);
-    return 2;
-  }
+  apps::parse_command_line(app, argc, argv);
+  if (runs < 1 || warmup < 0)
+    throw apps::UsageError(fmt::format("--runs {} --warmup {}: need runs >= 1, warmup >= 0", runs, warmup));
   std::string why;
   if (!cuda::device_available(&why)) {
     std::cerr << "sd_kernel_bench: error: no usable CUDA device (" << why << ")\n";
@@ -194,10 +193,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "sd_kernel_bench: error: " << e.what() << "\n";
-    return 1;
-  }
+  return sd::apps::run_app("sd_kernel_bench", [&] { return run(argc, argv); });
 }

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <map>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -10,6 +13,52 @@
 #include "apps/common/version.h"
 
 namespace sd::apps {
+namespace {
+
+// CLI11's "Could not convert: --epochs = 3.5" as "--epochs 3.5: a whole number of epochs": the flag,
+// its text and what it wants (from the option's type, and the unit where a flag's is known).
+std::string conversion_message(const CLI::App& app, const std::string& what) {
+  const std::string prefix = "Could not convert: ";
+  const size_t eq = what.find(" = ");
+  if (what.rfind(prefix, 0) != 0 || eq == std::string::npos) return what;
+  const std::string flag = what.substr(prefix.size(), eq - prefix.size()), value = what.substr(eq + 3);
+  const CLI::Option* opt = app.get_option_no_throw(flag);
+  const std::string type = opt ? opt->get_type_name() : "";
+  std::string wants = type == "INT" || type == "UINT" ? "a whole number" : type == "FLOAT" ? "a number" : "";
+  if (wants.empty()) return what;
+  static const std::map<std::string, std::string> kUnits = {
+      {"--epochs", "epochs"},        {"--stop-after", "epochs"},    {"--lr-warmup-epochs", "epochs"},
+      {"--batch-size", "images"},    {"--subset", "images"},        {"--eval-subset", "images"},
+      {"--synthetic", "images"},     {"--log-interval", "steps"},   {"--steps", "steps"},
+      {"--rounds", "rounds"},        {"--time-limit", "seconds"},
+  };
+  if (const auto it = kUnits.find(flag); it != kUnits.end()) wants += " of " + it->second;
+  return flag + " " + value + ": " + wants;
+}
+
+// The errors CLI11 reports in its own words, said as sdnet says them (without "(see --help)"):
+// unknown arguments with the likely flag, a value that does not convert with what the flag wants.
+// Returns for any other error, which the caller rethrows.
+void explain_parse_error(const CLI::App& app, const CLI::ParseError& e) {
+  if (dynamic_cast<const CLI::Success*>(&e)) return;  // --help, --version
+  // Unknown arguments: CLI11 lists them reversed and guesses nothing; name them in order, with the
+  // likely flag. They come first also when they caused another error ("--checkpiont x" leaves
+  // --checkpoint missing).
+  const std::vector<std::string> extras = app.remaining();
+  const bool unknown_flag = std::any_of(extras.begin(), extras.end(), [](const std::string& a) { return a.size() > 1 && a[0] == '-'; });
+  if (dynamic_cast<const CLI::ExtrasError*>(&e) || unknown_flag) {
+    std::vector<std::string> known;
+    for (const CLI::Option* opt : app.get_options())
+      for (const std::string& name : opt->get_lnames()) known.push_back("--" + name);
+    throw UsageError(unknown_arguments_message(extras, known));
+  }
+  if (dynamic_cast<const CLI::ConversionError*>(&e)) {
+    const std::string message = conversion_message(app, e.what());
+    if (message != e.what()) throw UsageError(message);
+  }
+}
+
+}  // namespace
 
 void parse_command_line(CLI::App& app, int argc, char** argv) {
   app.set_version_flag("--version", version_text(app.get_name()), "print the program and the source commit it was built from");
@@ -22,16 +71,22 @@ void parse_command_line(CLI::App& app, int argc, char** argv) {
     std::cout << e.what() << "\n";
     throw;
   } catch (const CLI::ParseError& e) {
-    // Unknown arguments: CLI11 lists them reversed and guesses nothing; name them in order, with the
-    // likely flag. They come first also when they caused another error ("--checkpiont x" leaves
-    // --checkpoint missing).
-    const std::vector<std::string> extras = app.remaining();
-    const bool unknown_flag = std::any_of(extras.begin(), extras.end(), [](const std::string& a) { return a.size() > 1 && a[0] == '-'; });
-    if (!dynamic_cast<const CLI::ExtrasError*>(&e) && !unknown_flag) throw;
-    std::vector<std::string> known;
-    for (const CLI::Option* opt : app.get_options())
-      for (const std::string& name : opt->get_lnames()) known.push_back("--" + name);
-    throw UsageError(unknown_arguments_message(extras, known) + " (see --help)");
+    try {
+      explain_parse_error(app, e);
+    } catch (const UsageError& u) {
+      throw UsageError(std::string(u.what()) + " (see --help)");
+    }
+    throw;
+  }
+}
+
+void parse_arguments(CLI::App& app, const std::vector<std::string>& args) {
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes its arguments reversed
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    explain_parse_error(app, e);
+    throw;
   }
 }
 

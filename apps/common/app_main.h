@@ -5,6 +5,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace CLI {
 class App;
@@ -39,6 +40,11 @@ int run_app(const std::string& program, const std::function<int()>& body);
 
 // app.parse, printing the help for --help (run_app then returns 0); other errors propagate.
 void parse_command_line(CLI::App& app, int argc, char** argv);
+
+// app.parse of `args` (in order, not reversed as CLI11 takes them): a mistyped flag or a value that
+// does not convert is a UsageError said as parse_command_line says it, without "(see --help)";
+// other errors propagate. For a command line inside another's (sd_sweep's "-- <sd_train options>").
+void parse_arguments(CLI::App& app, const std::vector<std::string>& args);
 
 // Prints "<program>: error: <message>" on stderr, newlines folded so it stays one line.
 void print_error(const std::string& program, const std::string& message);

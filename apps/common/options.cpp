@@ -132,7 +132,7 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--split", r.split, "paper (45 000 train / 5 000 validation) or full (50 000 train)")
       ->capture_default_str();
   add_augment_option(app, r.augment);
-  app.add_option("--seed", r.train.seed, "seed of everything random")->capture_default_str();
+  add_seed_option(app, r.train.seed, "seed of everything random");
   app.add_option("--data-dir", o.data_dir,
                  "the data set's official files (default data/cifar-10-batches-bin, data/cifar-100-binary or data/svhn; "
                  "scripts/fetch-data)");
@@ -156,6 +156,31 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
                  "--resume (for time slices)");
   add_precision_option(app, r.precision);
   add_bn_variant_option(app, r.bn_variant);
+}
+
+uint64_t parse_seed(const std::string& text) {
+  // Digits only: CLI11 (and std::stoull) would wrap "-1" round to 2^64 - 1.
+  size_t used = 0;
+  uint64_t seed = 0;
+  try {
+    if (!text.empty() && text[0] >= '0' && text[0] <= '9') seed = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size())
+    throw std::invalid_argument(fmt::format("a whole number from 0 to {}", std::numeric_limits<uint64_t>::max()));
+  return seed;
+}
+
+void add_seed_option(CLI::App& app, uint64_t& seed, const std::string& help) {
+  const auto read = [&seed](const std::string& text) {
+    try {
+      seed = parse_seed(text);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(fmt::format("--seed {}: {}", text, e.what()));
+    }
+  };
+  app.add_option_function<std::string>("--seed", read, help)->default_str(std::to_string(seed));
 }
 
 void add_bn_variant_option(CLI::App& app, std::string& bn_variant) {
@@ -242,8 +267,15 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
     throw UsageError("--subset 0: give a positive number of images (leave --subset out to train on all of them)");
   if (o.given.count("--eval-subset") && o.run.eval_subset == 0)
     throw UsageError("--eval-subset 0: give a positive number of images (leave it out to evaluate on all of them)");
-  if (o.log_interval < 0) throw UsageError(fmt::format("--log-interval {}: must be positive", o.log_interval));
-  if (o.stop_after < 0) throw UsageError(fmt::format("--stop-after {}: must be positive", o.stop_after));
+  if (o.given.count("--synthetic") && o.run.synthetic == 0)
+    throw UsageError("--synthetic 0: give a positive number of images (leave --synthetic out to train on the data set)");
+  if (o.given.count("--log-interval") && o.log_interval < 1)
+    throw UsageError(fmt::format("--log-interval {}: give a positive number of steps (leave it out for one line per "
+                                 "epoch)",
+                                 o.log_interval));
+  if (o.given.count("--stop-after") && o.stop_after < 1)
+    throw UsageError(fmt::format("--stop-after {}: give a positive number of epochs (leave it out to train to --epochs)",
+                                 o.stop_after));
   if (o.given.count("--time-limit") && !(o.time_limit > 0 && o.time_limit < 1e9))
     throw UsageError(fmt::format("--time-limit {}: must be a positive number of seconds", o.time_limit));
   if (!o.run.preset.empty() || !o.config_file.empty()) {

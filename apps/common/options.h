@@ -3,6 +3,7 @@
 // is parsed once, as it is read, into the typed field it sets (a bad text is one line naming the
 // flag), then checked once (finish_train_options). sd_eval and sd_bench reuse the device and model
 // pieces.
+#include <cstdint>
 #include <optional>
 #include <set>
 #include <string>
@@ -86,6 +87,11 @@ std::optional<std::string> flag_for_config_field(const std::string& field);
 
 // runs/[<dataset>-]d<depth>-<mode><rate>-<split>-s<seed>[-gamma-uniform][-tf32][-synthetic<N>]: distinct runs get distinct folders.
 std::string default_run_dir(const RunConfig& run);
+
+// "--seed N": a whole number in [0, 2^64); "-1" is refused, not wrapped round. parse_seed throws
+// std::invalid_argument for anything else.
+uint64_t parse_seed(const std::string& text);
+void add_seed_option(CLI::App& app, uint64_t& seed, const std::string& help);
 
 // "--precision fp32|tf32" (sd_train, sd_eval, sd_bench; kPrecisions). check_backend_settings checks it.
 void add_precision_option(CLI::App& app, std::string& precision);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -52,6 +53,12 @@ void check_batch_fits(int batch_size, const DataSplit& split) {
 
 void limit_evaluation_sets(DataSplit& split, int64_t eval_subset) {
   if (eval_subset <= 0) return;
+  // More than a set holds would evaluate on all of it while the run claims "the first N".
+  for (const auto& [set, name] : {std::pair{&split.validation, "validation"}, std::pair{&split.test, "test"}})
+    if (set->size() > 0 && size_t(eval_subset) > set->size())
+      throw UsageError(fmt::format("--eval-subset {}: the {} set has only {} images (give at most {}, or leave "
+                                   "--eval-subset out to evaluate on the whole sets)",
+                                   eval_subset, name, set->size(), set->size()));
   for (ImageSet* set : {&split.validation, &split.test}) {
     const size_t n = std::min(set->size(), size_t(eval_subset));
     set->labels.resize(n);

@@ -23,12 +23,15 @@ TrainOptions parse_train_args(const std::vector<std::string>& args) {
   CLI::App app{"sd_train", "sd_train"};
   TrainOptions o;
   add_train_options(app, o);
-  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes its arguments reversed
   try {
-    app.parse(reversed);
-    finish_train_options(app, o);
+    parse_arguments(app, args);  // a typo gets the likely flag, as on sd_train's own command line
   } catch (const CLI::ParseError& e) {
     throw UsageError(fmt::format("sd_train options: {}", e.what()));
+  } catch (const UsageError& e) {
+    throw UsageError(fmt::format("sd_train options: {}", e.what()));
+  }
+  try {
+    finish_train_options(app, o);
   } catch (const UsageError& e) {
     throw UsageError(fmt::format("sd_train option {}", e.what()));
   }

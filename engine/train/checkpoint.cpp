@@ -323,8 +323,11 @@ std::vector<ConfigDifference> config_differences(const RunConfig& a, const RunCo
   cmp("epochs", "epochs", a.train.epochs, b.train.epochs);
   cmp("batch_size", "batch size", a.train.batch_size, b.train.batch_size);
   cmp("lr", "lr", a.train.learning_rate, b.train.learning_rate);
-  cmp("lr_steps", "lr steps", fmt::format("{}", fmt::join(a.train.lr_steps, ",")),
-      fmt::format("{}", fmt::join(b.train.lr_steps, ",")));
+  // No steps is written as --lr-steps takes it, "none", not as an empty value.
+  const auto steps = [](const std::vector<double>& v) {
+    return v.empty() ? std::string("none") : fmt::format("{}", fmt::join(v, ","));
+  };
+  cmp("lr_steps", "lr steps", steps(a.train.lr_steps), steps(b.train.lr_steps));
   cmp("lr_decay", "lr decay", a.train.lr_decay, b.train.lr_decay);
   cmp("lr_warmup_epochs", "warm-up epochs", a.train.lr_warmup_epochs, b.train.lr_warmup_epochs);
   cmp("lr_warmup", "warm-up lr", a.train.lr_warmup, b.train.lr_warmup);

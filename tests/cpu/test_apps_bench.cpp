@@ -84,6 +84,8 @@ TEST_CASE("sd_bench refuses bad settings with one line", "[apps]") {
       {"--device cuda", "--device cuda: "},
       {"--exec graph", "--exec graph: the CPU reference"},
       {"--exec jit", "--exec"},
+      {"--synthetic 0", "--synthetic 0: give a positive number of images (--data-dir times on the data set's files)"},
+      {"--seed -1", "--seed -1: a whole number from 0 to 18446744073709551615"},
   };
   for (const auto& [args, expect] : cases) {
     const sd::test::RunResult r = run_app("sd_bench", "--device cpu --depth 8 --synthetic 64 " + args);

@@ -92,6 +92,10 @@ TEST_CASE("sd_eval refuses missing, truncated and foreign checkpoints with one l
                    "flipped.safetensors: corrupt: the data's CRC-32 is", 1);
 
   check_error_line(run_app("sd_eval", "--device cpu"), "--checkpoint is required", 2);
+  // 0 would silently mean the data set's files (--data-dir says that).
+  check_error_line(run_app("sd_eval", "--device cpu --synthetic 0 --checkpoint " +
+                                          q(sd::test::reference_run() / "last.safetensors")),
+                   "--synthetic 0: give a positive number of images (--data-dir scores on the data set's files)", 2);
   check_error_line(run_app("sd_eval", "--device cpu --checkpoint x --frobnicate"), "--frobnicate", 2);
   check_error_line(run_app("sd_eval", "--checkpoint " + q(sd::test::reference_run() / "last.safetensors") +
                                           " --device cpu --data-dir " + q(tmp.path() / "nodata")),

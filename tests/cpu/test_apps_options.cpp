@@ -223,6 +223,33 @@ TEST_CASE("sd_train refuses --subset 0 and --eval-subset 0 (0 would silently mea
   CHECK(sd::apps::flag_for_config_field("eval_subset") == "--eval-subset");
 }
 
+TEST_CASE("sd_train refuses --synthetic 0 (0 would silently mean the data set)", "[apps]") {
+  CHECK(usage_error({"--synthetic", "0"}) ==
+        "--synthetic 0: give a positive number of images (leave --synthetic out to train on the data set)");
+  CHECK(parse({"--synthetic", "64"}).run.synthetic == 64);
+}
+
+TEST_CASE("sd_train refuses --stop-after 0 (0 would silently mean no stop)", "[apps]") {
+  CHECK(usage_error({"--stop-after", "0"}) ==
+        "--stop-after 0: give a positive number of epochs (leave it out to train to --epochs)");
+  CHECK_THAT(usage_error({"--stop-after", "-2"}), Catch::StartsWith("--stop-after -2: give a positive number"));
+  CHECK(parse({"--stop-after", "2"}).stop_after == 2);
+}
+
+TEST_CASE("sd_train refuses --log-interval 0 (0 would silently mean no progress lines)", "[apps]") {
+  CHECK(usage_error({"--log-interval", "0"}) ==
+        "--log-interval 0: give a positive number of steps (leave it out for one line per epoch)");
+  CHECK(parse({"--log-interval", "1"}).log_interval == 1);
+}
+
+TEST_CASE("sd_train refuses --seed -1 (it would wrap round to 2^64 - 1)", "[apps]") {
+  for (const char* bad : {"-1", "+3", "1.5", "x", "", "18446744073709551616"})
+    CHECK(usage_error({"--seed", bad}) == std::string("--seed ") + bad + ": a whole number from 0 to 18446744073709551615");
+  CHECK(parse({"--seed", "0"}).run.train.seed == 0);
+  CHECK(parse({"--seed", "18446744073709551615"}).run.train.seed == 18446744073709551615ull);
+  CHECK(parse({}).run.train.seed == 31415);
+}
+
 TEST_CASE("a mistyped flag gets the likely one, and unknown arguments are named in order", "[apps]") {
   using sd::apps::closest_option;
   const std::vector<std::string> known = {"--epochs", "--depth", "--lr", "--lr-steps", "--seed", "--subset", "--synthetic",

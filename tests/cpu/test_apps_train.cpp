@@ -392,7 +392,10 @@ TEST_CASE("train.log is not doubled when the console already goes there (as sd_s
 }
 
 TEST_CASE("every program tells its version, and a mistyped flag the likely one", "[apps]") {
-  for (const char* program : {"sd_train", "sd_eval", "sd_bench", "sd_sweep"}) {
+  std::vector<std::string> programs = {"sd_train", "sd_eval", "sd_bench", "sd_sweep"};
+  if (SD_HAVE_KERNEL_BENCH) programs.push_back("sd_kernel_bench");  // needs no GPU to answer
+  else WARN("sd_kernel_bench not built (SD_BUILD_CUDA=OFF): its --version is not checked");
+  for (const std::string& program : programs) {
     const RunResult v = run_app(program, "--version");
     INFO(v.output);
     CHECK(v.exit_code == 0);
@@ -403,6 +406,14 @@ TEST_CASE("every program tells its version, and a mistyped flag the likely one",
   check_error_line(run_app("sd_bench", "--round 3"), "sd_bench", "unknown option --round (did you mean --rounds?)", 2);
   // Also when the typo leaves a required option missing: the typo is the error to name.
   check_error_line(run_app("sd_eval", "--checkpiont x"), "sd_eval", "unknown option --checkpiont (did you mean --checkpoint?)", 2);
+  // A value that is not of the flag's type: which flag wants what, not CLI11's "Could not convert".
+  check_error_line(run_app("sd_train", "--epochs 3.5 --device cpu"), "sd_train",
+                   "--epochs 3.5: a whole number of epochs (see --help)", 2);
+  check_error_line(run_app("sd_train", "--lr fast --device cpu"), "sd_train", "--lr fast: a number (see --help)", 2);
+  check_error_line(run_app("sd_bench", "--rounds 2.5"), "sd_bench", "--rounds 2.5: a whole number of rounds", 2);
+  if (SD_HAVE_KERNEL_BENCH)
+    check_error_line(run_app("sd_kernel_bench", "--run 3"), "sd_kernel_bench",
+                     "unknown option --run (did you mean --runs?)", 2);
 }
 
 TEST_CASE("sd_train --eval-subset evaluates on the first N images and records it", "[apps]") {
@@ -421,6 +432,19 @@ TEST_CASE("sd_train --eval-subset evaluates on the first N images and records it
   }
   check_error_line(run_app("sd_train", sd::test::kTiny + " --epochs 2 --resume --eval-subset 30 --out " + q(run)),
                    "sd_train", "is for evaluation subset 20, this run is evaluation subset 30", 2);
+  // The other mismatches name the value and the flag as they were given.
+  check_error_line(run_app("sd_train", sd::test::kTiny + " --epochs 2 --resume --eval-subset 20 --lr-steps none --out " + q(run)),
+                   "sd_train", "is for lr steps 0.5,0.75, this run is lr steps none (with --resume, leave out --lr-steps", 2);
+  check_error_line(run_app("sd_train", sd::test::kTiny + " --epochs 2 --resume --eval-subset 20 --no-nesterov --out " + q(run)),
+                   "sd_train", "is for nesterov true, this run is nesterov false (with --resume, leave out --no-nesterov or", 2);
+}
+
+TEST_CASE("sd_train refuses an --eval-subset larger than the sets it would claim to limit", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path run = tmp.path() / "run";
+  check_error_line(run_app("sd_train", sd::test::kTiny + " --epochs 1 --eval-subset 100000 --out " + q(run)), "sd_train",
+                   "--eval-subset 100000: the validation set has only ", 2);
+  CHECK_FALSE(fs::exists(run / "config.json"));  // refused before the run folder was written
 }
 
 TEST_CASE("sd_train --split full says it has no validation set (not \"0 validation\")", "[apps]") {

@@ -154,6 +154,11 @@ TEST_CASE("sweep refuses sd_train options it sets itself, and bad ones, naming t
   CHECK_THAT(usage_error([&] { plan_sweep(o); }), Catch::StartsWith("sd_train option --lr: "));
   o.train_args = {"--frobnicate"};
   CHECK_THAT(usage_error([&] { plan_sweep(o); }), Catch::Contains("--frobnicate"));
+  // A typo after "--" gets the likely flag, as on sd_train's own command line.
+  o.train_args = {"--epoch", "3"};
+  CHECK(usage_error([&] { plan_sweep(o); }) == "sd_train options: unknown option --epoch (did you mean --epochs?)");
+  o.train_args = {"--epochs", "3.5"};
+  CHECK(usage_error([&] { plan_sweep(o); }) == "sd_train options: --epochs 3.5: a whole number of epochs");
   o.train_args = {"--epochs", "3", "--synthetic", "100"};
   const std::vector<PlannedRun> runs = plan_sweep(o);
   REQUIRE(runs.size() == 1);
