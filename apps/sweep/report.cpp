@@ -14,7 +14,9 @@ namespace sd::apps {
 
 namespace {
 
-constexpr int64_t kCifar10TrainImages = 50000;
+// The official files' training images: CIFAR-10 and CIFAR-100 50 000; SVHN's train_32x32.mat and extra_32x32.mat.
+constexpr int64_t kCifarTrainImages = 50000;
+constexpr int64_t kSvhnTrainImages = 73257, kSvhnExtraImages = 531131;
 
 std::string percent(double fraction) { return fmt::format("{:.2f} %", 100 * fraction); }
 
@@ -40,8 +42,14 @@ std::vector<std::string> protocol_deviations(const RunConfig& c) {
 }
 
 int64_t training_images(const RunConfig& c) {
-  const int64_t all = c.synthetic > 0 ? c.synthetic : kCifar10TrainImages;
-  const int64_t train = parse_split(c.split) == SplitKind::kPaper ? all - int64_t(paper_validation_size(size_t(all))) : all;
+  const SplitKind split = parse_split(c.split);
+  const bool svhn = c.dataset == DatasetKind::kSvhn;
+  const int64_t all = c.synthetic > 0 ? c.synthetic : svhn ? kSvhnTrainImages : kCifarTrainImages;
+  const SvhnHoldOut hold;  // the svhn split: train and extra, less 10 classes' hold-out from each
+  const int64_t train = split == SplitKind::kPaper ? all - int64_t(paper_validation_size(size_t(all)))
+                        : split == SplitKind::kSvhn
+                            ? kSvhnTrainImages + kSvhnExtraImages - 10 * int64_t(hold.per_class_train + hold.per_class_extra)
+                            : all;
   return c.subset > 0 ? std::min(c.subset, train) : train;
 }
 

@@ -182,6 +182,13 @@ TEST_CASE("reproduction report: deviations from the paper's protocol and the tra
   CHECK(training_images(tiny) == 256 - 25);
   tiny.split = "full";
   CHECK(training_images(tiny) == 256);
+  RunConfig svhn = paper;  // SVHN counts its own files: train_32x32.mat, and extra_32x32.mat in the svhn split
+  svhn.dataset = DatasetKind::kSvhn;
+  CHECK(training_images(svhn) == 73257 - 7325);
+  svhn.split = "svhn";
+  CHECK(training_images(svhn) == 598388);
+  svhn.subset = 1000;
+  CHECK(training_images(svhn) == 1000);
 }
 
 TEST_CASE("paper results: each row of Table 1 and the 1202-layer network, by data set and depth", "[sweep]") {
