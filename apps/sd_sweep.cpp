@@ -239,7 +239,9 @@ int sweep_main(int argc, char** argv) {
   app.add_option("--seeds", s.seeds, "comma-separated seeds")->capture_default_str();
   app.add_option("--death-rates", s.rates, "comma-separated death rates in [0, 1)")->capture_default_str();
   app.add_option("--death-modes", s.modes, "comma-separated: lin_decay, uniform")->capture_default_str();
-  app.add_option("--depths", s.depths, "comma-separated depths 6N+2")->capture_default_str();
+  app.add_option("--depths", s.depths,
+                 "comma-separated depths 6N+2 (default: the sd_train options' depth, 110 unless their --preset "
+                 "or --config says otherwise)");
   app.add_option("--devices", s.devices, "comma-separated: cuda:N, cuda (= cuda:0), cpu; one run at a time each")
       ->capture_default_str();
   app.add_option("--report", s.report, "also write the reproduction report (markdown) to this file");
@@ -273,6 +275,8 @@ int sweep_main(int argc, char** argv) {
   parse_command_line(app, own, argv);
 
   s.sweep.out = out;
+  // A preset's protocol includes its depth: without --depths the sweep runs that one.
+  if (!app.count("--depths")) s.depths = std::to_string(parse_train_args(s.sweep.train_args).run.model.depth);
   s.sweep.grid = SweepGrid{parse_seeds("--seeds", s.seeds), parse_rates("--death-rates", s.rates),
                            parse_words("--death-modes", s.modes), parse_depths("--depths", s.depths)};
   const bool slurm = s.launcher == "slurm";

@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include <fmt/format.h>
 
+#include "apps/common/presets.h"
+#include "apps/common/run_config_file.h"
 #include "apps/common/run_log.h"
 #include "apps/sweep/paper_results.h"
 #include "engine/data/dataset.h"
@@ -14,9 +17,33 @@ namespace sd::apps {
 
 namespace {
 
-// The official files' training images: CIFAR-10 and CIFAR-100 50 000; SVHN's train_32x32.mat and extra_32x32.mat.
-constexpr int64_t kCifarTrainImages = 50000;
-constexpr int64_t kSvhnTrainImages = 73257, kSvhnExtraImages = 531131;
+// The training images of each data set's official files: CIFAR's five training batches; SVHN's
+// train_32x32.mat and extra_32x32.mat.
+struct OfficialSize {
+  int64_t train, extra;
+};
+OfficialSize official_size(DatasetKind kind) {
+  switch (kind) {
+    case DatasetKind::kCifar10:
+    case DatasetKind::kCifar100: return {50000, 0};
+    case DatasetKind::kSvhn: return {73257, 531131};
+  }
+  return {0, 0};
+}
+
+// The preset a run is compared with: the one it records; a run without one (or with one this sdnet
+// does not know), the preset of its data set and depth, else the first of its data set.
+const Preset& protocol_preset(const RunConfig& c) {
+  for (const Preset& p : presets())
+    if (p.name == c.preset) return p;
+  const Preset* same_dataset = nullptr;
+  for (const Preset& p : presets()) {
+    if (p.values.at("dataset") != dataset_name(c.dataset)) continue;
+    if (p.values.at("depth") == c.model.depth) return p;
+    if (!same_dataset) same_dataset = &p;
+  }
+  return same_dataset ? *same_dataset : presets().front();
+}
 
 std::string percent(double fraction) { return fmt::format("{:.2f} %", 100 * fraction); }
 
@@ -31,25 +58,26 @@ std::string readable_value(const std::string& field, const std::string& value) {
 
 }  // namespace
 
+std::string protocol_name(const RunConfig& c) { return protocol_preset(c).name; }
+
 std::vector<std::string> protocol_deviations(const RunConfig& c) {
-  const RunConfig paper;  // the defaults are the paper's protocol
+  const Preset& preset = protocol_preset(c);
+  std::set<std::string> layered;
+  const RunConfig paper = layer_run_config(preset_layer(preset.name), RunConfig{}, {}, layered);
   std::vector<std::string> out;
+  if (!c.preset.empty() && c.preset != preset.name)
+    out.push_back(fmt::format("preset {}: unknown to this sdnet, compared with {}", c.preset, preset.name));
   for (const ConfigDifference& d : config_differences(c, paper))
     if (d.field != "seed" && d.field != "preset")  // a preset's name is no setting: its values are compared
       out.push_back(fmt::format("{}: {} (paper: {})", d.what, readable_value(d.field, d.checkpoint_value),
                                 readable_value(d.field, d.run_value)));
+  if (!preset.lacks.empty()) out.push_back(fmt::format("not implemented: {}", preset.lacks));
   return out;
 }
 
 int64_t training_images(const RunConfig& c) {
-  const SplitKind split = parse_split(c.split);
-  const bool svhn = c.dataset == DatasetKind::kSvhn;
-  const int64_t all = c.synthetic > 0 ? c.synthetic : svhn ? kSvhnTrainImages : kCifarTrainImages;
-  const SvhnHoldOut hold;  // the svhn split: train and extra, less 10 classes' hold-out from each
-  const int64_t train = split == SplitKind::kPaper ? all - int64_t(paper_validation_size(size_t(all)))
-                        : split == SplitKind::kSvhn
-                            ? kSvhnTrainImages + kSvhnExtraImages - 10 * int64_t(hold.per_class_train + hold.per_class_extra)
-                            : all;
+  const OfficialSize files = c.synthetic > 0 ? OfficialSize{c.synthetic, 0} : official_size(c.dataset);
+  const int64_t train = int64_t(split_train_size(parse_split(c.split), size_t(files.train), size_t(files.extra)));
   return c.subset > 0 ? std::min(c.subset, train) : train;
 }
 
@@ -58,9 +86,12 @@ std::string reproduction_report(const ReportInputs& in) {
   std::string md =
       fmt::format("# Reproduction: stochastic-depth ResNet-{} on {}\n\n", c.model.depth, dataset_title(c.dataset));
   const std::vector<std::string> deviations = protocol_deviations(c);
-  if (!deviations.empty()) {
-    md += "**Not the paper's protocol**, so the comparison with the published numbers below says nothing about "
-          "the reproduction. Different settings:\n\n";
+  if (deviations.empty()) {
+    md += fmt::format("The runs follow the paper's protocol (preset {}).\n\n", protocol_name(c));
+  } else {
+    md += fmt::format("**Not the paper's protocol** (preset {}), so the comparison with the published numbers below "
+                      "says nothing about the reproduction. Different settings:\n\n",
+                      protocol_name(c));
     for (const std::string& d : deviations) md += "- " + d + "\n";
     md += "\n";
   }

@@ -18,11 +18,17 @@ namespace sd::apps {
 inline constexpr double kOfficialReadmeBeforeJuly2016 = 0.0523; // the official code's README
 inline constexpr double kOfficialReadmeSinceJuly2016 = 0.0525;
 
-// Where `config` departs from the paper's protocol, one "what: ours (paper: theirs)" per setting.
+// The preset whose protocol a run is held to: the one its config records; without one, the preset of
+// its data set and depth, else the first of its data set ("cifar10-110" for a CIFAR-10 ResNet-8).
+std::string protocol_name(const RunConfig& config);
+
+// Where `config` departs from that preset's protocol, one "what: ours (paper: theirs)" per setting,
+// and a last "not implemented: ..." where sdnet cannot yet run all of the protocol (Preset::lacks).
 std::vector<std::string> protocol_deviations(const RunConfig& config);
 
-// Training images per epoch of a run with these settings (45 000 for the paper split of CIFAR-10 or
-// CIFAR-100).
+// Training images per epoch of a run with these settings: the data set's official training files
+// (CIFAR-10/100: 50 000; SVHN: train 73 257 and extra 531 131) or its synthetic images, through the
+// split (engine/data/dataset.h split_train_size: 45 000 for the paper split of CIFAR), then the subset.
 int64_t training_images(const RunConfig& config);
 
 struct ReportInputs {

@@ -151,6 +151,19 @@ DataSplit make_svhn_split(const Dataset& data, uint64_t seed, size_t subset, Svh
                       select_from_two(data.train, validation_a, data.extra, validation_b));
 }
 
+size_t split_train_size(SplitKind kind, size_t train, size_t extra) {
+  switch (kind) {
+    case SplitKind::kPaper: return train - paper_validation_size(train);
+    case SplitKind::kFull: return train;
+    case SplitKind::kSvhn: {
+      const SvhnHoldOut hold;  // per class, of each file; 10 classes
+      const size_t held = 10 * (hold.per_class_train + hold.per_class_extra);
+      return train + extra > held ? train + extra - held : 0;
+    }
+  }
+  return train;
+}
+
 DataSplit make_split(const Dataset& data, SplitKind kind, uint64_t seed, size_t subset) {
   if (kind == SplitKind::kSvhn) return make_svhn_split(data, seed, subset);
   const size_t n = data.train.size();

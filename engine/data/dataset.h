@@ -29,6 +29,12 @@ const char* split_name(SplitKind kind);
 // (5 000 of 50 000). The rest train.
 inline size_t paper_validation_size(size_t n) { return n / 10; }
 
+// The images make_split trains on (before any subset) from a data set whose files hold `train`
+// training images and `extra` more (SVHN's extra_32x32.mat; 0 for CIFAR): what a report that has no
+// data at hand counts per epoch. paper and full draw from `train` only; svhn from both (598 388 of
+// SVHN's 73 257 + 531 131).
+size_t split_train_size(SplitKind kind, size_t train, size_t extra);
+
 // `subset` > 0 keeps only the first `subset` training images (after the shuffle) for smoke tests;
 // validation and test are unchanged. Throws std::invalid_argument when the paper split would leave
 // no validation image (fewer than 10 training images) or `subset` exceeds the training images.

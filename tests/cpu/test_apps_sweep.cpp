@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/common/environment.h"
+#include "apps/common/presets.h"
 #include "test_apps_util.h"
 
 namespace fs = std::filesystem;
@@ -307,7 +308,7 @@ TEST_CASE("sd_sweep whose runs all finished succeeds, whatever signal comes at t
   CHECK(log.find("interrupted: run the same command again") == std::string::npos);
 }
 
-TEST_CASE("scripts/reproduce runs the protocol over K seeds through sd_sweep and writes the report", "[apps][sweep]") {
+TEST_CASE("scripts/reproduce runs the protocol and its constant-depth baseline over K seeds through sd_sweep and writes the report", "[apps][sweep]") {
   const sd::test::TempDir tmp;
   const fs::path out = tmp.path() / "repro";
   const std::string cmd = std::string("SD_BIN_DIR=") + SD_BIN_DIR + " " + SD_SOURCE_DIR + "/scripts/reproduce -k 2 --depth 8 --devices cpu --out " +
@@ -321,8 +322,10 @@ TEST_CASE("scripts/reproduce runs the protocol over K seeds through sd_sweep and
   const std::string report = read_file(out / "REPRODUCTION.md");
   INFO(report);
   CHECK(report.find("# Reproduction: stochastic-depth ResNet-8 on CIFAR-10") == 0);
-  for (const char* part : {"**Not the paper's protocol**", "- depth: 8 (paper: 110)", "2 of 2 runs complete",
-                           "| sdnet d8-lin_decay0.5 | ", "(n = 2)", "The paper reports no result for ResNet-8 on CIFAR-10",
+  // Stochastic depth and the constant-depth baseline, each over both seeds.
+  for (const char* part : {"**Not the paper's protocol** (preset cifar10-110)", "- depth: 8 (paper: 110)",
+                           "4 of 4 runs complete", "| sdnet d8-lin_decay0.5 | ", "| sdnet d8-lin_decay0 | ", "(n = 2)",
+                           "The paper reports no result for ResNet-8 on CIFAR-10",
                            "/best.safetensors", "GFLOP", "- device: cpu", "cuDNN ", "- commit: "}) {
     INFO(part);
     CHECK(report.find(part) != std::string::npos);
@@ -333,4 +336,83 @@ TEST_CASE("scripts/reproduce runs the protocol over K seeds through sd_sweep and
   REQUIRE(at != std::string::npos);
   const std::string rel = report.substr(at + 1, report.find('`', at + 1) - at - 1);
   CHECK(fs::exists(out / rel));
+}
+
+namespace {
+// scripts/reproduce with `args`, from this build's programs; stdout and stderr together.
+RunResult reproduce(const std::string& args) {
+  return sd::test::run_command(std::string("SD_BIN_DIR=") + SD_BIN_DIR + " " + SD_SOURCE_DIR + "/scripts/reproduce " +
+                               args + " 2>&1");
+}
+}  // namespace
+
+TEST_CASE("scripts/reproduce --preset runs the preset's protocol at its depth, with and without stochastic depth", "[apps][sweep]") {
+  const sd::test::TempDir tmp;
+  const RunResult r = reproduce("--preset cifar100-110 -k 2 --devices cpu --dry-run --out " + q(tmp.path() / "repro") +
+                                " -- --synthetic 256 --subset 64 --batch-size 32 --epochs 2");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("sd_sweep: 4 runs (2 seeds x 2 death rates x 1 modes x 1 depths)") != std::string::npos);
+  // One sd_train line per run: the preset, then the options after `--`, then the sweep's own.
+  std::vector<std::string> lines;
+  std::istringstream in(r.output);
+  for (std::string line; std::getline(in, line);)
+    if (line.find("/sd_train ") != std::string::npos) lines.push_back(line);
+  REQUIRE(lines.size() == 4);
+  std::map<std::string, int> per_rate;
+  for (const std::string& line : lines) {
+    INFO(line);
+    CHECK(line.find(" --preset cifar100-110 --synthetic 256 --subset 64 --batch-size 32 --epochs 2 --depth 110 "
+                    "--death-mode lin_decay --death-rate ") != std::string::npos);
+    CHECK(line.find("--epochs 500") == std::string::npos);
+    for (const char* rate : {"0.5", "0"})
+      if (line.find(std::string("--death-rate ") + rate + " --seed") != std::string::npos) ++per_rate[rate];
+  }
+  CHECK(per_rate["0.5"] == 2);
+  CHECK(per_rate["0"] == 2);
+  CHECK_FALSE(fs::exists(tmp.path() / "repro" / "runs"));  // a dry run runs nothing
+
+  // --depth overrides the preset's; --no-baseline leaves the constant-depth cell out.
+  const RunResult one = reproduce("--preset svhn-152 --depth 20 --no-baseline -k 1 --devices cpu --dry-run --out " +
+                                  q(tmp.path() / "svhn") + " -- --synthetic 256");
+  INFO(one.output);
+  REQUIRE(one.exit_code == 0);
+  CHECK(one.output.find("sd_sweep: 1 runs (1 seeds x 1 death rates x 1 modes x 1 depths)") != std::string::npos);
+  CHECK(one.output.find(" --preset svhn-152 --synthetic 256 --depth 20 --death-mode lin_decay --death-rate 0.5 ") !=
+        std::string::npos);
+}
+
+TEST_CASE("scripts/reproduce --preset cifar100-110 trains both cells on 100 classes and reports beside CIFAR-100's protocol", "[apps][sweep]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "repro";
+  const RunResult r = reproduce("--preset cifar100-110 --depth 8 -k 1 --devices cpu --out " + q(out) +
+                                " -- --synthetic 256 --subset 64 --batch-size 32 --epochs 1");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const std::string report = read_file(out / "REPRODUCTION.md");
+  INFO(report);
+  CHECK(report.find("# Reproduction: stochastic-depth ResNet-8 on CIFAR-100") == 0);
+  for (const char* part : {"**Not the paper's protocol** (preset cifar100-110)", "- depth: 8 (paper: 110)",
+                           "- epochs: 1 (paper: 500)", "2 of 2 runs complete", "| sdnet d8-lin_decay0.5 | ",
+                           "| sdnet d8-lin_decay0 | ", "The paper reports no result for ResNet-8 on CIFAR-100"}) {
+    INFO(part);
+    CHECK(report.find(part) != std::string::npos);
+  }
+  CHECK(report.find("dataset:") == std::string::npos);  // compared with CIFAR-100's protocol, not CIFAR-10's
+  const nlohmann::json config = nlohmann::json::parse(read_file(out / "runs" / "d8-lin_decay0-s1" / "config.json"));
+  CHECK(config.at("preset") == "cifar100-110");
+  CHECK(config.at("dataset") == "cifar100");
+  CHECK(config.at("death_rate") == 0);
+}
+
+TEST_CASE("scripts/reproduce refuses an unknown preset in one line with the list, and --help lists every preset", "[apps][sweep]") {
+  const RunResult bad = reproduce("--preset cifar10-56 --dry-run");
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.output == "reproduce: error: --preset cifar10-56: no such preset (" + sd::apps::preset_names() + ")\n");
+  const RunResult help = reproduce("--help");
+  CHECK(help.exit_code == 0);
+  for (const sd::apps::Preset& p : sd::apps::presets()) {
+    INFO(p.name);
+    CHECK(help.output.find("    " + p.name + " ") != std::string::npos);
+  }
 }

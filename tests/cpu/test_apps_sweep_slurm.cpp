@@ -339,7 +339,8 @@ TEST_CASE("scripts/reproduce --launcher slurm passes sd_sweep's Slurm options th
       " -- " + kData + " --epochs 2 2>&1");
   INFO(r.output);
   CHECK(r.exit_code == 0);
-  for (const char* part : {"on Slurm, cpu", " --array=0-1%1 ", "--epochs 500 --split paper --synthetic 256",
+  // Two seeds of stochastic depth and of the constant-depth baseline: four tasks.
+  for (const char* part : {"on Slurm, cpu", " --array=0-3%1 ", "--epochs 500 --split paper --synthetic 256",
                            " --account=lab --time=1:00:00 "})
     CHECK(contains(r.output, part));
   CHECK_FALSE(fs::exists(out));
