@@ -122,7 +122,7 @@ int eval_main(int argc, char** argv) {
   add_dataset_option(app, asked);
   app.add_option("--data-dir", data_dir, "the data set's official files (default: as sd_train's for the checkpoint's "
                                          "data set)");
-  app.add_option("--split", split_name, "paper or full (default: the checkpoint's); validation needs paper");
+  app.add_option("--split", split_name, "paper, full or svhn (default: the checkpoint's); validation needs paper or svhn");
   app.add_option("--synthetic", synthetic, "score on generated data (default: what the checkpoint trained on)");
   add_device_option(app, device);
   add_precision_option(app, precision);  // the evaluation's own arithmetic, whatever the run trained in
@@ -146,11 +146,7 @@ int eval_main(int argc, char** argv) {
   if (!split_name.empty()) run.split = split_name;
   if (given.count("--synthetic")) run.synthetic = synthetic;
   else if (given.count("--data-dir")) run.synthetic = 0;
-  try {
-    parse_split(run.split);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(fmt::format("--split: {}", e.what()));
-  }
+  check_split(run);
   // The checkpoint's model, in the evaluation's own arithmetic and kernels.
   BackendOptions settings = backend_options(ck.config, Execution::kEager);
   settings.precision = precision;

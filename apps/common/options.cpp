@@ -129,7 +129,8 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   add_parsed_option(app, "--bn-gamma-init", r.model.bn_gamma_init, parse_bn_gamma_init,
                     "BN scale at the start: one (gamma = 1) or uniform (U[0,1), Torch's default, as the official code)",
                     to_string(r.model.bn_gamma_init));
-  app.add_option("--split", r.split, "paper (45 000 train / 5 000 validation) or full (50 000 train)")
+  app.add_option("--split", r.split, "paper (a seeded 10 % validates: 45 000 / 5 000 for CIFAR), full (all train, no validation) or svhn "
+                 "(SVHN only: per class 400 of train and 200 of extra validate, 6 000; the rest, 598 388, trains)")
       ->capture_default_str();
   add_augment_option(app, r.augment);
   add_seed_option(app, r.train.seed, "seed of everything random");
@@ -235,7 +236,7 @@ void validate_run_config(const RunConfig& r) {
   };
   check("--depth", [&] { blocks_per_stage(r.model.depth); });
   check("--death-rate", [&] { survival_probabilities(1, r.model.death_mode, r.model.death_rate); });
-  check("--split", [&] { parse_split(r.split); });
+  check_split(r);
   if (r.subset < 0) throw UsageError(fmt::format("--subset {}: must be positive (leave it out for all images)", r.subset));
   if (r.eval_subset < 0)
     throw UsageError(fmt::format("--eval-subset {}: must be positive (leave it out for the whole sets)", r.eval_subset));

@@ -32,6 +32,23 @@ void check_checkpoint_dataset(const std::string& checkpoint, DatasetKind checkpo
 
 int64_t synthetic_test_size(int64_t train) { return std::max<int64_t>(train / 5, 10); }
 
+void check_split(const RunConfig& run) {
+  SplitKind kind{};
+  try {
+    kind = parse_split(run.split);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(fmt::format("--split: {}", e.what()));
+  }
+  if (kind != SplitKind::kSvhn) return;
+  if (run.dataset != DatasetKind::kSvhn)
+    throw UsageError(fmt::format("--split svhn: SVHN's own validation split (train and extra), not {}'s: use --split "
+                                 "paper or full, or --dataset svhn",
+                                 dataset_title(run.dataset)));
+  if (run.synthetic > 0)
+    throw UsageError("--split svhn: needs SVHN's official files (train and extra); --synthetic has no extra set: use "
+                     "--split paper or full");
+}
+
 DataSplit load_run_split(const RunConfig& run, const std::string& data_dir) {
   const Dataset data = run.synthetic > 0
                            ? synthetic_dataset(size_t(run.synthetic), size_t(synthetic_test_size(run.synthetic)),

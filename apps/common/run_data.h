@@ -19,6 +19,10 @@ void check_checkpoint_dataset(const std::string& checkpoint, DatasetKind checkpo
 // Test images generated alongside N synthetic training images: CIFAR-10's ratio (1 : 5), at least 10.
 int64_t synthetic_test_size(int64_t train);
 
+// run.split names a split (throws UsageError naming --split otherwise) that fits run.dataset and
+// run.synthetic: the svhn split is SVHN's only and needs the official files (their extra set).
+void check_split(const RunConfig& run);
+
 // The split `run` describes (run.dataset, run.split, run.train.seed, run.subset, run.synthetic), from `data_dir`
 // unless run.synthetic > 0. Throws std::runtime_error naming the file or the setting at fault.
 DataSplit load_run_split(const RunConfig& run, const std::string& data_dir);

@@ -8,7 +8,7 @@
 namespace sd {
 
 struct DataSplit {
-  std::string name;            // "paper" (45 000 / 5 000 / 10 000) or "full" (50 000 / none / 10 000)
+  std::string name;            // "paper" (45 000 / 5 000 / 10 000), "full" (50 000 / none / 10 000) or "svhn"
   int classes = 0;             // of the data set: labels run 0 .. classes - 1
   std::vector<std::string> class_names;
   ImageSet train;

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <utility>
 #include <stdexcept>
 
 namespace sd {
@@ -14,10 +15,18 @@ namespace sd {
 SplitKind parse_split(const std::string& name) {
   if (name == "paper") return SplitKind::kPaper;
   if (name == "full") return SplitKind::kFull;
-  throw std::invalid_argument(fmt::format("unknown split '{}' (expected 'paper' or 'full')", name));
+  if (name == "svhn") return SplitKind::kSvhn;
+  throw std::invalid_argument(fmt::format("unknown split '{}' (expected 'paper', 'full' or 'svhn')", name));
 }
 
-const char* split_name(SplitKind kind) { return kind == SplitKind::kPaper ? "paper" : "full"; }
+const char* split_name(SplitKind kind) {
+  switch (kind) {
+    case SplitKind::kPaper: return "paper";
+    case SplitKind::kFull: return "full";
+    case SplitKind::kSvhn: return "svhn";
+  }
+  return "?";
+}
 
 namespace {
 
@@ -36,6 +45,63 @@ uint64_t uniform_below(uint64_t seed, RandomStream stream, uint32_t a, uint32_t 
       if (uint64_t(m) >= threshold) return uint64_t(m >> 64);
     }
   }
+}
+
+// One file's part of the svhn split: its images in the order of a seeded shuffle; the first
+// `per_class` of each class go to `validation`, the rest to `train` (indices into the file).
+void hold_out_per_class(const ImageSet& images, const char* file, int classes, uint64_t seed, uint32_t b,
+                        size_t per_class, std::vector<int32_t>& train, std::vector<int32_t>& validation) {
+  std::vector<size_t> held(size_t(classes), 0), seen(size_t(classes), 0);
+  for (const int32_t i : shuffled_indices(seed, RandomStream::kSplitShuffle, b, images.size())) {
+    const int label = images.labels[size_t(i)];
+    if (label < 0 || label >= classes)
+      throw std::invalid_argument(fmt::format("{}: image {} has label {}, outside 0..{}", file, i, label, classes - 1));
+    ++seen[size_t(label)];
+    if (held[size_t(label)] < per_class) {
+      ++held[size_t(label)];
+      validation.push_back(i);
+    } else {
+      train.push_back(i);
+    }
+  }
+  for (int c = 0; c < classes; ++c)
+    if (held[size_t(c)] < per_class)
+      throw std::invalid_argument(fmt::format("the svhn split holds out {} images of each class from {}, but class {} "
+                                              "has only {} there",
+                                              per_class, file, c, seen[size_t(c)]));
+}
+
+// The images of `a` at `from_a`, then those of `b` at `from_b`, in one allocation: `extra` alone is
+// 1.6 GB, so no intermediate copy of it.
+ImageSet select_from_two(const ImageSet& a, const std::vector<int32_t>& from_a, const ImageSet& b,
+                         const std::vector<int32_t>& from_b) {
+  ImageSet out;
+  out.labels.reserve(from_a.size() + from_b.size());
+  out.pixels.reserve((from_a.size() + from_b.size()) * kImageBytes);
+  for (const auto& [images, indices] : {std::pair{&a, &from_a}, std::pair{&b, &from_b}})
+    for (const int32_t i : *indices) {
+      out.labels.push_back(images->labels[size_t(i)]);
+      out.pixels.insert(out.pixels.end(), images->image(size_t(i)), images->image(size_t(i)) + kImageBytes);
+    }
+  return out;
+}
+
+DataSplit finish_split(const Dataset& data, SplitKind kind, ImageSet train, ImageSet validation) {
+  DataSplit split;
+  split.name = split_name(kind);
+  split.classes = data.classes();
+  split.class_names = data.class_names;
+  split.train = std::move(train);
+  split.validation = std::move(validation);
+  split.test = data.test;
+  split.normalization = compute_normalization(split.train);
+  return split;
+}
+
+void check_subset(size_t subset, SplitKind kind, size_t train) {
+  if (subset > train)
+    throw std::invalid_argument(
+        fmt::format("subset of {} images requested, but the {} split trains on {}", subset, split_name(kind), train));
 }
 
 }  // namespace
@@ -66,11 +132,40 @@ ImageSet select_images(const ImageSet& images, const std::vector<int32_t>& indic
   return out;
 }
 
-size_t split_train_size(SplitKind kind, size_t train, size_t /*extra*/) {
-  return kind == SplitKind::kPaper ? train - paper_validation_size(train) : train;
+DataSplit make_svhn_split(const Dataset& data, uint64_t seed, size_t subset, SvhnHoldOut hold) {
+  if (data.kind != DatasetKind::kSvhn)
+    throw std::invalid_argument(fmt::format("the svhn split is SVHN's own (train and extra), not {}'s: use --split "
+                                            "paper or full",
+                                            dataset_title(data.kind)));
+  std::vector<int32_t> train_a, validation_a, train_b, validation_b;
+  hold_out_per_class(data.train, "train_32x32.mat", data.classes(), seed, 0, hold.per_class_train, train_a,
+                     validation_a);
+  hold_out_per_class(data.extra, "extra_32x32.mat", data.classes(), seed, 1, hold.per_class_extra, train_b,
+                     validation_b);
+  check_subset(subset, SplitKind::kSvhn, train_a.size() + train_b.size());
+  if (subset > 0) {  // the first `subset` of the training order: train's part first
+    train_a.resize(std::min(train_a.size(), subset));
+    train_b.resize(subset - train_a.size());
+  }
+  return finish_split(data, SplitKind::kSvhn, select_from_two(data.train, train_a, data.extra, train_b),
+                      select_from_two(data.train, validation_a, data.extra, validation_b));
+}
+
+size_t split_train_size(SplitKind kind, size_t train, size_t extra) {
+  switch (kind) {
+    case SplitKind::kPaper: return train - paper_validation_size(train);
+    case SplitKind::kFull: return train;
+    case SplitKind::kSvhn: {
+      const SvhnHoldOut hold;  // per class, of each file; 10 classes
+      const size_t held = 10 * (hold.per_class_train + hold.per_class_extra);
+      return train + extra > held ? train + extra - held : 0;
+    }
+  }
+  return train;
 }
 
 DataSplit make_split(const Dataset& data, SplitKind kind, uint64_t seed, size_t subset) {
+  if (kind == SplitKind::kSvhn) return make_svhn_split(data, seed, subset);
   const size_t n = data.train.size();
   std::vector<int32_t> train_indices, validation_indices;
   if (kind == SplitKind::kPaper) {
@@ -86,20 +181,10 @@ DataSplit make_split(const Dataset& data, SplitKind kind, uint64_t seed, size_t 
     train_indices.resize(n);
     std::iota(train_indices.begin(), train_indices.end(), 0);
   }
-  if (subset > train_indices.size())
-    throw std::invalid_argument(fmt::format("subset of {} images requested, but the {} split trains on {}", subset,
-                                            split_name(kind), train_indices.size()));
+  check_subset(subset, kind, train_indices.size());
   if (subset > 0) train_indices.resize(subset);
-
-  DataSplit split;
-  split.name = split_name(kind);
-  split.classes = data.classes();
-  split.class_names = data.class_names;
-  split.train = select_images(data.train, train_indices);
-  split.validation = select_images(data.train, validation_indices);
-  split.test = data.test;
-  split.normalization = compute_normalization(split.train);
-  return split;
+  return finish_split(data, kind, select_images(data.train, train_indices),
+                      select_images(data.train, validation_indices));
 }
 
 // What is computed, matching the official Torch code (cifar-dataset.lua: `mean = data:mean(1)`,

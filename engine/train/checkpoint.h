@@ -35,7 +35,7 @@ struct RunConfig {
   ResNetConfig model;
   SgdConfig sgd;
   TrainConfig train;
-  std::string split = "paper";  // engine/data/dataset.h: "paper" | "full"
+  std::string split = "paper";  // engine/data/dataset.h: "paper" | "full" | "svhn"
   int64_t subset = 0;           // > 0: only the first `subset` training images (smoke tests)
   int64_t synthetic = 0;        // > 0: generated data with this many training images, not the data set's files
   int64_t eval_subset = 0;      // > 0: each epoch evaluates only the first N validation and N test images

@@ -120,6 +120,14 @@ TEST_CASE("sd_train refuses bad values, naming the flag", "[apps]") {
   CHECK_THAT(usage_error(Args{"--bn-gamma-init", "zero"}),
              Catch::StartsWith("--bn-gamma-init: unknown BN gamma initialisation 'zero' (one or uniform)"));
   CHECK_THAT(usage_error(Args{"--split", "half"}), Catch::StartsWith("--split: unknown split 'half'"));
+  // The svhn split is SVHN's own and needs its official files (their extra set).
+  CHECK(usage_error(Args{"--split", "svhn", "--dataset", "cifar100"}) ==
+        "--split svhn: SVHN's own validation split (train and extra), not CIFAR-100's: use --split paper or full, or "
+        "--dataset svhn");
+  CHECK(usage_error(Args{"--split", "svhn", "--dataset", "svhn", "--synthetic", "100"}) ==
+        "--split svhn: needs SVHN's official files (train and extra); --synthetic has no extra set: use --split paper "
+        "or full");
+  CHECK(usage_error(Args{"--split", "svhn", "--dataset", "svhn"}) == "no error");
   CHECK_THAT(usage_error(Args{"--precision", "bf16"}), Catch::StartsWith("--precision bf16: not supported"));
   CHECK_THAT(usage_error(Args{"--precision", "tf32", "--device", "cpu"}),
              Catch::StartsWith("--precision tf32: a tensor-core mode of the GPU"));

@@ -47,7 +47,7 @@ std::string write_json(const std::filesystem::path& path, const nlohmann::json& 
 }
 
 // The settings every preset shares (the issue's "every preset" row).
-void check_common(const sd::RunConfig& r) {
+void check_common(const sd::RunConfig& r, const std::string& split = "paper") {
   CHECK(r.train.batch_size == 128);
   CHECK(r.sgd.momentum == 0.9f);
   CHECK(r.sgd.nesterov);
@@ -56,7 +56,7 @@ void check_common(const sd::RunConfig& r) {
   CHECK(r.model.death_rate == 0.5);
   CHECK(r.train.learning_rate == 0.1);
   CHECK(r.train.lr_decay == 0.1);
-  CHECK(r.split == "paper");
+  CHECK(r.split == split);
 }
 
 }  // namespace
@@ -92,17 +92,18 @@ TEST_CASE("each preset resolves to its protocol, recorded with its name in the r
     CHECK(o.data_dir == "data/cifar-100-binary");
     CHECK(o.out == "runs/cifar100-d110-lin_decay0.5-paper-s31415");
   }
-  SECTION("svhn-152: no augmentation, lr /10 at epochs 30 and 35 of 50; what it lacks is said") {
+  SECTION("svhn-152: no augmentation, lr /10 at epochs 30 and 35 of 50, the svhn split; what it lacks is said") {
     const sd::apps::TrainOptions o = parse({"--preset", "svhn-152"});
-    check_common(o.run);
+    check_common(o.run, "svhn");
     CHECK(o.run.dataset == sd::DatasetKind::kSvhn);
     CHECK(o.run.model.depth == 152);
     CHECK(o.run.train.epochs == 50);
     CHECK(o.run.train.lr_steps == std::vector<double>{0.6, 0.7});
     CHECK(o.run.augment == sd::Augmentation::kNone);
     CHECK(sd::apps::lr_schedule_text(o.run.train) == "lr 0.1 for epochs 1-29, 0.01 for 30-34, 0.001 for 35-50");
-    CHECK_THAT(sd::apps::preset_note("svhn-152"), Catch::StartsWith("note: preset svhn-152: the official split") &&
-                                                      Catch::Contains("every 200 steps are not implemented"));
+    CHECK(sd::apps::preset_note("svhn-152") ==
+          "note: preset svhn-152: the evaluation every 200 steps is not implemented: this run evaluates once per "
+          "epoch\n");
     CHECK(sd::apps::preset_note("cifar10-110").empty());
     CHECK(sd::apps::preset_note("").empty());
   }
@@ -138,8 +139,13 @@ TEST_CASE("flags given beside a preset override it, wherever they stand", "[apps
   CHECK(o.layered.count("dataset"));
   CHECK_FALSE(o.layered.count("depth"));
   CHECK(o.layer_source == "--preset cifar100-110");
-  const sd::apps::TrainOptions s = parse({"--preset", "svhn-152", "--augment", "crop-flip", "--dataset", "cifar10"});
+  const sd::apps::TrainOptions s =
+      parse({"--preset", "svhn-152", "--augment", "crop-flip", "--dataset", "cifar10", "--split", "paper"});
   CHECK(s.run.augment == sd::Augmentation::kCropFlip);
+  CHECK(s.run.split == "paper");
+  // The preset's svhn split does not fit another data set: said in one line, not silently replaced.
+  CHECK_THAT(usage_error({"--preset", "svhn-152", "--dataset", "cifar10"}),
+             Catch::Contains("--split svhn: SVHN's own validation split (train and extra), not CIFAR-10's"));
   CHECK(s.run.dataset == sd::DatasetKind::kCifar10);
   CHECK(s.run.model.classes == 10);
   CHECK(s.run.model.depth == 152);

@@ -374,11 +374,12 @@ TEST_CASE("scripts/reproduce --preset runs the preset's protocol at its depth, w
 
   // --depth overrides the preset's; --no-baseline leaves the constant-depth cell out.
   const RunResult one = reproduce("--preset svhn-152 --depth 20 --no-baseline -k 1 --devices cpu --dry-run --out " +
-                                  q(tmp.path() / "svhn") + " -- --synthetic 256");
+                                  q(tmp.path() / "svhn") + " -- --synthetic 256 --split paper");  // svhn split: files only
   INFO(one.output);
   REQUIRE(one.exit_code == 0);
   CHECK(one.output.find("sd_sweep: 1 runs (1 seeds x 1 death rates x 1 modes x 1 depths)") != std::string::npos);
-  CHECK(one.output.find(" --preset svhn-152 --synthetic 256 --depth 20 --death-mode lin_decay --death-rate 0.5 ") !=
+  CHECK(one.output.find(" --preset svhn-152 --synthetic 256 --split paper --depth 20 --death-mode lin_decay "
+                        "--death-rate 0.5 ") !=
         std::string::npos);
 }
 

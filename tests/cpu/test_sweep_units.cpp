@@ -194,6 +194,13 @@ TEST_CASE("reproduction report: deviations from the paper's protocol and the tra
   CHECK(training_images(tiny) == 256 - 25);
   tiny.split = "full";
   CHECK(training_images(tiny) == 256);
+  RunConfig svhn = paper;  // SVHN counts its own files: train_32x32.mat, and extra_32x32.mat in the svhn split
+  svhn.dataset = DatasetKind::kSvhn;
+  CHECK(training_images(svhn) == 73257 - 7325);
+  svhn.split = "svhn";
+  CHECK(training_images(svhn) == 598388);
+  svhn.subset = 1000;
+  CHECK(training_images(svhn) == 1000);
 }
 
 namespace {
@@ -254,8 +261,11 @@ TEST_CASE("reproduction report: the training images per epoch of each data set",
   full.split = "full";
   CHECK(training_images(full) == 50000);
   // SVHN: train 73 257 and extra 531 131, of which the split trains on what make_split draws from
-  // (the 10 % paper split of train_32x32.mat: the preset notes that the official split is missing).
-  CHECK(training_images(preset_config("svhn-152")) == 73257 - 7325);
+  // (the preset's svhn split: both files less 6 000; the paper split: 90 % of train_32x32.mat).
+  CHECK(training_images(preset_config("svhn-152")) == 598388);
+  RunConfig svhn_paper = preset_config("svhn-152");
+  svhn_paper.split = "paper";
+  CHECK(training_images(svhn_paper) == 73257 - 7325);
   RunConfig svhn_full = preset_config("svhn-152");
   svhn_full.split = "full";
   CHECK(training_images(svhn_full) == 73257);
