@@ -49,7 +49,8 @@ TEST_CASE("the scripts' --help: reproduce shows its defaults, stage-for-device i
   const sd::test::RunResult reproduce = sd::test::run_command(scripts + "reproduce --help 2>&1");
   INFO(reproduce.output);
   CHECK(reproduce.exit_code == 0);
-  for (const char* part : {"(default 5)", "(default 110)", "(default cuda)", "(default runs/reproduce)"})
+  for (const char* part : {"(default 5)", "(default: the preset's, else 110)", "(default cuda)",
+                           "(default runs/reproduce-NAME, without --preset runs/reproduce)", "cifar100-110 "})
     CHECK(reproduce.output.find(part) != std::string::npos);
   const sd::test::RunResult stage = sd::test::run_command(scripts + "stage-for-device --help 2>&1");
   INFO(stage.output);
