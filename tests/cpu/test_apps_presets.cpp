@@ -13,6 +13,7 @@
 #include "apps/common/app_main.h"
 #include "apps/common/lr_schedule_text.h"
 #include "apps/common/options.h"
+#include "tests/cpu/test_train_options_util.h"
 #include "apps/common/presets.h"
 #include "test_apps_util.h"
 
@@ -20,26 +21,8 @@ namespace {
 
 using Args = std::vector<std::string>;
 
-sd::apps::TrainOptions parse(Args args) {
-  CLI::App app;
-  sd::apps::TrainOptions o;
-  sd::apps::add_train_options(app, o);
-  std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
-  app.parse(args);
-  sd::apps::finish_train_options(app, o);
-  return o;
-}
-
-std::string usage_error(Args args) {
-  try {
-    parse(std::move(args));
-  } catch (const sd::apps::UsageError& e) {
-    return e.what();
-  } catch (const CLI::ParseError& e) {
-    return std::string("CLI: ") + e.what();
-  }
-  return "no error";
-}
+sd::apps::TrainOptions parse(std::vector<std::string> args) { return sd::test::parse_train_options(std::move(args)); }
+std::string usage_error(std::vector<std::string> args) { return sd::test::train_usage_error(std::move(args)); }
 
 std::string write_json(const std::filesystem::path& path, const nlohmann::json& j) {
   std::ofstream(path) << j.dump(2) << "\n";
