@@ -123,7 +123,8 @@ struct TrainPlan {
 // A resumed run that has nothing left to train (another time slice after the last, say): its summary,
 // without data or device.
 void report_finished(const RunConfig& run, const Checkpoint& ck, const fs::path& dir, const fs::path& last_path,
-                    const std::string& note) {
+                    const std::string& note, const std::string& command) {
+  copy_console_to(dir / "train.log", command);  // what this invocation did (rewrote summary.json) is logged too
   std::cout << note << fmt::format("{}: the run is finished ({} of {} epochs)\n", last_path.string(),
                                    ck.trainer.epochs_done, run.train.epochs);
   write_file_atomically(dir / "summary.json", summary_json(run, ck.trainer).dump(2) + "\n");
@@ -167,7 +168,7 @@ std::optional<TrainPlan> check_and_plan(const TrainOptions& o, const std::string
                                    p.run.train.epochs, p.last_path.string(), p.resumed->trainer.epochs_done,
                                    p.resumed->trainer.epochs_done));
     if (p.resumed->trainer.epochs_done >= p.run.train.epochs) {
-      report_finished(p.run, *p.resumed, p.dir, p.last_path, p.note);
+      report_finished(p.run, *p.resumed, p.dir, p.last_path, p.note, command);
       return std::nullopt;
     }
   } else {

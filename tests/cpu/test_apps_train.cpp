@@ -333,6 +333,23 @@ TEST_CASE("sd_train --resume refuses fewer --epochs than the run has done, and l
   CHECK(read_file(run / "last.safetensors") == last);
 }
 
+TEST_CASE("sd_train --resume of a finished run logs what it did (rewrote summary.json) in train.log", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path run = sd::test::copy_run(sd::test::reference_run(), tmp.path() / "run");  // 2 epochs, finished
+  const std::string before = read_file(run / "train.log");
+  const RunResult r = run_app("sd_train", sd::test::kTiny + " --epochs 2 --resume --out " + q(run));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const std::string log = read_file(run / "train.log");
+  INFO(log);
+  REQUIRE(log.size() > before.size());
+  const std::string added = log.substr(before.size());
+  CHECK(added.rfind("=== ", 0) == 0);  // under a line naming the invocation
+  CHECK(added.find("--resume") != std::string::npos);
+  CHECK(added.find("the run is finished (2 of 2 epochs)") != std::string::npos);
+  CHECK(added.find("done: ") != std::string::npos);
+}
+
 TEST_CASE("the run folder says what ran: train.log, config.json with the invocation, kept current on resume", "[apps]") {
   const sd::test::TempDir tmp;
   const fs::path run = sd::test::copy_run(sd::test::reference_run(), tmp.path() / "run");
