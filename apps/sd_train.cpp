@@ -237,7 +237,10 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
                            backend->device_name(),
                            planning > 0 ? fmt::format(" (convolutions planned in {:.1f} s)", planning) : "",
                            run.train.batch_size, trainer.steps_per_epoch(), run.train.epochs, dir.string())
-            << lr_schedule_text(run.train) << "\n";
+            << (resumed ? resumed_lr_schedule_text(run.train, logged_learning_rates(dir, resumed->trainer.epochs_done,
+                                                                                      resumed->config.train))
+                        : lr_schedule_text(run.train))
+            << "\n";
   if (const std::string memory = backend->memory_plan(); !memory.empty()) std::cout << memory << "\n";
   if (run.eval_subset > 0)
     std::cout << fmt::format("evaluating on the first {} validation and test images only (--eval-subset)\n", run.eval_subset);

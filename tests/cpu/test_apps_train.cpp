@@ -379,6 +379,10 @@ TEST_CASE("the run folder says what ran: train.log, config.json with the invocat
   INFO(more.output);
   REQUIRE(more.exit_code == 0);
   CHECK(more.output.find("  epoch 3/3  step 1/2  loss ") != std::string::npos);  // --log-interval
+  // The steps moved with --epochs: the banner shows the rates epochs 1-2 ran at, and what is left.
+  CHECK(more.output.find("lr as trained, epochs 1-2: 0.01 for epoch 1, 0.001 for 2\n"
+                         "lr from here, epoch 3 of 3: 0.001 for epoch 3\n") != std::string::npos);
+  CHECK(more.output.find("lr 0.1 for epoch 1") == std::string::npos);  // the new count's, never run
   const nlohmann::json now = nlohmann::json::parse(read_file(run / "config.json"));
   CHECK(now["epochs"] == 3);  // as the checkpoint and the summary
   CHECK(nlohmann::json::parse(read_file(run / "summary.json"))["config"]["epochs"] == 3);
