@@ -291,6 +291,36 @@ TEST_CASE("sd_sweep refuses bad grids with one line, before any run starts", "[a
   CHECK(other.output.find("holds a run with lr 0.1, this sweep asks for lr 0.05") != std::string::npos);
 }
 
+TEST_CASE("sd_sweep prints where it stands as runs end and every --progress-every seconds", "[apps][sweep]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "sweep";
+  const RunResult r = run_app("sd_sweep", "--seeds 1,2 --depths 8 --devices cpu --progress-every 0.1 --out " + q(out) +
+                                              " -- --synthetic 256 --subset 64 --batch-size 32 --epochs 2");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  // While the first run goes (a run takes far longer than 0.1 s): no pace yet, so no ETA.
+  const size_t first = r.output.find("progress: 0 of 2 runs done, 1 running (d8-lin_decay0.5-s1 on cpu: ");
+  CHECK(first != std::string::npos);
+  CHECK(r.output.find("of 2 epochs logged, ", first) != std::string::npos);
+  CHECK(r.output.find("), 1 left; ETA ? (known once a run has ended)", first) != std::string::npos);
+  // When it ends, the second has started: one done, one running, none left, an ETA from the pace.
+  const size_t ended = r.output.find("[1/2] d8-lin_decay0.5-s1 done on cpu");
+  REQUIRE(ended != std::string::npos);
+  const size_t after = r.output.find("progress: 1 of 2 runs done, 1 running (d8-lin_decay0.5-s2 on cpu: ", ended);
+  REQUIRE(after != std::string::npos);
+  const std::string line = r.output.substr(after, r.output.find('\n', after) - after);
+  INFO(line);
+  CHECK(line.find("), 0 left; ETA ") != std::string::npos);
+  CHECK(line.find("ETA ?") == std::string::npos);
+  // The last run's end leaves nothing running: no progress line after it, the results follow.
+  CHECK(r.output.find("progress: 2 of 2") == std::string::npos);
+  // Only the local launcher prints them.
+  const RunResult slurm = run_app("sd_sweep", "--launcher slurm --progress-every 5 --seeds 1 --depths 8 --out " +
+                                                  q(tmp.path() / "s") + " -- --synthetic 256");
+  CHECK(slurm.exit_code == 2);
+  CHECK(slurm.output.find("sd_sweep: error: --progress-every: only with --launcher local") == 0);
+}
+
 TEST_CASE("sd_sweep whose runs all finished succeeds, whatever signal comes at the end", "[apps][sweep]") {
   // The signal comes once the last run has written its summary: while sd_sweep still waits for
   // that child, or aggregates. Nothing is left to stop, so the sweep is complete, not interrupted.
