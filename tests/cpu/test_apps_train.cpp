@@ -87,6 +87,8 @@ TEST_CASE("sd_train writes the run directory: metrics, summary, checkpoints", "[
   // Of 2 epochs, the steps at 0.5 and 0.75 fall at 1-based epochs 1 and 2 (1 >= 0.5·2, 2 >= 0.75·2).
   CHECK(metrics[0]["lr"].get<double>() == Approx(0.01));
   CHECK(metrics[1]["lr"].get<double>() == Approx(0.001));
+  // As decimal as the schedule reads: "lr":0.001, not 0.0010000000000000002.
+  CHECK(read_file(run / "metrics.jsonl").find("\"lr\":0.001,") != std::string::npos);
   for (const auto& m : metrics)
     for (const char* key : {"train_loss", "train_error", "validation_error", "validation_loss", "test_error",
                             "mean_active_blocks", "conv1_grad_abs_mean"})
