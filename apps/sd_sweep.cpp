@@ -39,6 +39,7 @@
 #include "apps/sweep/slurm_batch.h"
 #include "apps/sweep/slurm_launcher.h"
 #include "apps/sweep/slurm_time.h"
+#include "engine/core/plural.h"
 #include "engine/train/atomic_file.h"
 
 namespace fs = std::filesystem;
@@ -189,8 +190,8 @@ Outcome run_all(const fs::path& sweep_dir, std::vector<PlannedRun>& runs, const 
     } else if (ended->exit_code == kExitInterrupted || (stop.load() && ended->signal != 0)) {
       // Stopped as asked (a run signalled before it could install its handlers dies of the signal).
       ++out.unfinished;
-      line = fmt::format("{} stopped on {} after {} ({} epochs logged), resumable", r.point.run_name(), a.device,
-                         format_duration(seconds), result.epochs_done);
+      line = fmt::format("{} stopped on {} after {} ({} logged), resumable", r.point.run_name(), a.device,
+                         format_duration(seconds), plural(result.epochs_done, "epoch"));
     } else if (ended->exit_code == kExitGpuUnsupported) {
       ++out.failed;
       line = fmt::format("{} FAILED on {}: this GPU cannot run this build: {} (log: {})", r.point.run_name(), a.device,
@@ -354,9 +355,10 @@ int sweep_main(int argc, char** argv) {
     }
   }
   const SweepGrid& g = s.sweep.grid;
-  std::cout << fmt::format("sd_sweep: {} runs ({} seeds x {} death rates x {} modes x {} depths) on {}{} -> {}: {} "
+  std::cout << fmt::format("sd_sweep: {} ({} x {} x {} x {}) on {}{} -> {}: {} "
                            "complete, {} to resume, {} to start\n",
-                           runs.size(), g.seeds.size(), g.death_rates.size(), g.death_modes.size(), g.depths.size(),
+                           plural(int(runs.size()), "run"), plural(int(g.seeds.size()), "seed"), plural(int(g.death_rates.size()), "death rate"),
+                           plural(int(g.death_modes.size()), "mode"), plural(int(g.depths.size()), "depth"),
                            slurm ? "Slurm, " : "", fmt::join(devices, ", "), s.sweep.out.string(), complete, started,
                            int(runs.size()) - complete - started)
             << std::flush;

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "engine/core/plural.h"
+
 namespace sd {
 
 namespace {
@@ -37,8 +39,8 @@ void validate(const TrainConfig& c, size_t train_size) {
   if (c.lr_warmup_epochs < 0)
     throw std::invalid_argument(fmt::format("warm-up epochs {}: must be 0 (none) or more", c.lr_warmup_epochs));
   if (c.lr_warmup_epochs >= c.epochs && c.lr_warmup_epochs > 0)
-    throw std::invalid_argument(fmt::format("warm-up epochs {}: the warm-up must be shorter than the run ({} epochs)",
-                                            c.lr_warmup_epochs, c.epochs));
+    throw std::invalid_argument(fmt::format("warm-up epochs {}: the warm-up must be shorter than the run ({})",
+                                            c.lr_warmup_epochs, plural(c.epochs, "epoch")));
   if (!(c.lr_warmup > 0)) throw std::invalid_argument(fmt::format("warm-up lr {}: must be positive", c.lr_warmup));
 }
 

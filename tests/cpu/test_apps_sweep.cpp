@@ -270,7 +270,7 @@ TEST_CASE("sd_sweep refuses bad grids with one line, before any run starts", "[a
   const RunResult dry = run_app("sd_sweep", base + "--death-rates 0,0.5 --death-modes lin_decay,uniform --dry-run" + data);
   INFO(dry.output);
   CHECK(dry.exit_code == 0);
-  CHECK(dry.output.find("3 runs (1 seeds x 2 death rates x 2 modes x 1 depths) on cpu") != std::string::npos);
+  CHECK(dry.output.find("3 runs (1 seed x 2 death rates x 2 modes x 1 depth) on cpu") != std::string::npos);
   CHECK(dry.output.find("/sd_train --synthetic 256 --subset 64 --batch-size 32 --epochs 1 --depth 8 --death-mode "
                         "uniform --death-rate 0.5 --seed 1 --device cpu --out ") != std::string::npos);
   for (const char* run : {"/runs/d8-lin_decay0-s1\n", "/runs/d8-lin_decay0.5-s1\n", "/runs/d8-uniform0.5-s1\n"})
@@ -382,7 +382,7 @@ TEST_CASE("scripts/reproduce --preset runs the preset's protocol at its depth, w
                                 " -- --synthetic 256 --subset 64 --batch-size 32 --epochs 2");
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
-  CHECK(r.output.find("sd_sweep: 4 runs (2 seeds x 2 death rates x 1 modes x 1 depths)") != std::string::npos);
+  CHECK(r.output.find("sd_sweep: 4 runs (2 seeds x 2 death rates x 1 mode x 1 depth)") != std::string::npos);
   // One sd_train line per run: the preset, then the options after `--`, then the sweep's own.
   std::vector<std::string> lines;
   std::istringstream in(r.output);
@@ -407,7 +407,7 @@ TEST_CASE("scripts/reproduce --preset runs the preset's protocol at its depth, w
                                   q(tmp.path() / "svhn") + " -- --synthetic 256 --split paper");  // svhn split: files only
   INFO(one.output);
   REQUIRE(one.exit_code == 0);
-  CHECK(one.output.find("sd_sweep: 1 runs (1 seeds x 1 death rates x 1 modes x 1 depths)") != std::string::npos);
+  CHECK(one.output.find("sd_sweep: 1 run (1 seed x 1 death rate x 1 mode x 1 depth)") != std::string::npos);
   CHECK(one.output.find(" --preset svhn-152 --synthetic 256 --split paper --depth 20 --death-mode lin_decay "
                         "--death-rate 0.5 ") !=
         std::string::npos);

@@ -446,6 +446,7 @@ TEST_CASE("sd_train --eval-subset evaluates on the first N images and records it
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   CHECK(r.output.find("evaluating on the first 20 validation and test images only") != std::string::npos);
+  CHECK(r.output.find(" steps/epoch, 1 epoch -> ") != std::string::npos);  // one, not "1 epochs"
   CHECK(nlohmann::json::parse(read_file(run / "config.json"))["eval_subset"] == 20);
   const nlohmann::json m = nlohmann::json::parse(read_file(run / "metrics.jsonl"));
   // Errors of 20 images are multiples of 1/20.
@@ -725,7 +726,7 @@ TEST_CASE("sd_train with a preset records it and every resolved value, and resum
                    2);
   // The warm-up stays shorter than the run when --epochs shortens it.
   check_error_line(run_app("sd_train", sd::test::kTiny + " --epochs 1 --resume --out " + q(run)), "sd_train",
-                   "--lr-warmup-epochs: warm-up epochs 1: the warm-up must be shorter than the run (1 epochs)", 2);
+                   "--lr-warmup-epochs: warm-up epochs 1: the warm-up must be shorter than the run (1 epoch)", 2);
   CHECK(read_file(run / "last.safetensors") == good);
   // The same preset and flags continue it.
   const RunResult more = run_app("sd_train", args + " --epochs 3 --resume");
