@@ -21,6 +21,7 @@
 #include "apps/common/run_log.h"
 #include "engine/train/atomic_file.h"
 #include "engine/core/gates.h"
+#include "engine/core/plural.h"
 #include "engine/data/dataset_kind.h"
 #include "engine/train/trainer.h"
 #include "models/network/resnet_spec.h"
@@ -311,8 +312,8 @@ int bench_main(int argc, char** argv) {
                     : fs::path(o.out);
   ensure_writable_directory(out.parent_path().empty() ? fs::path(".") : out.parent_path());
 
-  std::cout << fmt::format("sd_bench: ResNet-{} ({} classes), batch {}, {} device ({} execution, {}), {} rounds of {} steps after {} warm-up steps, {}\n",
-                           o.run.model.depth, o.run.model.classes, o.run.train.batch_size, o.device.text, exec, o.run.precision, o.rounds, o.steps, o.warmup,
+  std::cout << fmt::format("sd_bench: ResNet-{} ({} classes), batch {}, {} device ({} execution, {}), {} of {} after {} warm-up {}, {}\n",
+                           o.run.model.depth, o.run.model.classes, o.run.train.batch_size, o.device.text, exec, o.run.precision, plural(o.rounds, "round"), plural(o.steps, "step"), o.warmup, noun_for(o.warmup, "step"),
                            o.run.synthetic > 0 ? fmt::format("{} synthetic images", o.run.synthetic) : o.data_dir)
             << std::flush;
   const ModeResult sd = time_mode(o, o.run.model.death_rate, data, true);
