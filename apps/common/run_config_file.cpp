@@ -43,7 +43,8 @@ ConfigLayer config_file_layer(const std::string& path) {
   }
   if (!values.is_object()) throw UsageError(fmt::format("{}: not a JSON object of settings", source));
   values.erase(kInvocationKey);
-  const json known = to_json(RunConfig{});
+  const RunConfig defaults;  // named: GCC 12 warns falsely (-Wmaybe-uninitialized) on a temporary's vector
+  const json known = to_json(defaults);
   for (const auto& [key, value] : values.items()) {
     if (!known.contains(key))
       throw UsageError(fmt::format("{}: unknown key '{}' (a run's config.json has {})", source, key, [&] {

@@ -103,7 +103,10 @@ std::string shell_quote(const std::string& s) {
 
 std::string shell_words(const std::vector<std::string>& words) {
   std::string line;
-  for (const std::string& w : words) line += (line.empty() ? "" : " ") + shell_quote(w);
+  for (const std::string& w : words) {
+    if (!line.empty()) line += ' ';  // appended piece by piece: GCC 12 warns falsely (-Wrestrict) on "" + string
+    line += shell_quote(w);
+  }
   return line;
 }
 

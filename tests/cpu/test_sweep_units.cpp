@@ -223,7 +223,8 @@ namespace {
 // The settings sd_train --preset NAME resolves, every flag left at its default.
 RunConfig preset_config(const std::string& name) {
   std::set<std::string> layered;
-  return layer_run_config(preset_layer(name), RunConfig{}, {}, layered);
+  const RunConfig defaults;  // named: GCC 12 warns falsely (-Wmaybe-uninitialized) on a temporary's vector
+  return layer_run_config(preset_layer(name), defaults, {}, layered);
 }
 bool has(const std::vector<std::string>& list, const std::string& item) {
   return std::find(list.begin(), list.end(), item) != list.end();
