@@ -1,13 +1,17 @@
 // sd_train --eval-every-steps: evaluations inside epochs, their lines in metrics.jsonl, the best kept
-// by evaluation; a Ctrl-C during such an evaluation, resumed, gives the straight run byte for byte;
+// by evaluation; a Ctrl-C during such an evaluation, or time slices around them, resumed, give the
+// straight run byte for byte;
 // the readers of metrics.jsonl (the sweep's aggregation and its ETA, plot-run) take the extra lines.
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
+#include <tuple>
 #include <stdexcept>
 #include <vector>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "apps/sweep/aggregate.h"
@@ -187,4 +191,45 @@ TEST_CASE("sd_train resumed before an evaluation inside an epoch whose line a ki
   INFO(resumed.output);
   REQUIRE(resumed.exit_code == 0);
   for (const char* file : {"last.safetensors", "best.safetensors", "metrics.jsonl"}) check_cmp(straight / file, out / file);
+}
+
+TEST_CASE("slices of one --time-limit progress through evaluations inside epochs to the straight run, byte for byte", "[apps]") {
+  // Two steps an epoch and an evaluation after each step: four pieces an epoch (a step, the
+  // evaluation inside the epoch, a step, the epoch's evaluation). A slice may stop before an
+  // evaluation inside an epoch, or after doing the one the slice before left and nothing more: the
+  // checkpoint then says so, and the next slice goes on from there, never from the same point.
+  const sd::test::TempDir tmp;
+  const fs::path sliced = tmp.path() / "sliced", straight = tmp.path() / "straight";
+  const std::string args = "--depth 8 --synthetic 1000 --subset 64 --eval-subset 100 --batch-size 32 --device cpu "
+                           "--epochs 3 --eval-every-steps 1";
+  const auto t0 = std::chrono::steady_clock::now();
+  const RunResult whole = run_app("sd_train", args + " --out " + q(straight));
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO(whole.output);
+  REQUIRE(whole.exit_code == 0);
+  // Start-up, the 1 s a first checkpoint is guessed at, and a third of an epoch: slices of a few pieces.
+  double epochs = 0;
+  std::istringstream timing(read_file(straight / "timing.jsonl"));
+  for (std::string line; std::getline(timing, line);) epochs += nlohmann::json::parse(line)["seconds"].get<double>();
+  const double limit = std::max(0.0, wall - epochs) + 1.0 + epochs / 9;
+  INFO("limit " << limit << " s");
+  const int pieces = 3 * 4;
+  std::tuple<int, int, int> at{0, 0, 0};
+  int slices = 0, status = 75;
+  std::string said;
+  for (; slices < pieces && status == 75; ++slices) {
+    const RunResult r = run_app("sd_train", args + " --out " + q(sliced) + fmt::format(" --time-limit {:.3f}", limit) +
+                                                (slices > 0 ? " --resume" : ""));
+    said += r.output;
+    status = r.exit_code;
+    INFO(said);
+    REQUIRE((status == 75 || status == 0));
+    const sd::TrainerState s = sd::load_checkpoint(sliced / "last.safetensors", sd::model_tensors).trainer;
+    const std::tuple<int, int, int> now{s.epochs_done, s.step_in_epoch, s.evaluation_pending ? 0 : 1};
+    CHECK(now > at);  // never twice at the same point: a pending evaluation done counts
+    at = now;
+  }
+  INFO(said);
+  REQUIRE(status == 0);
+  for (const char* file : {"last.safetensors", "best.safetensors", "metrics.jsonl"}) check_cmp(straight / file, sliced / file);
 }
