@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -68,6 +69,10 @@ void append_step_evaluation(const std::filesystem::path& dir, const StepEvaluati
 // after the checkpoint being resumed from, by a run that then crashed), so that every evaluation
 // appears once.
 void keep_metrics_through(const std::filesystem::path& dir, int epochs_done, uint64_t step_evaluations_through = 0);
+
+// The learning rates the first `epochs_done` epochs ran at, as metrics.jsonl logged them (a resumed
+// run's --epochs may have moved the steps since); an epoch the file lacks gets `fallback`'s rate.
+std::vector<double> logged_learning_rates(const std::filesystem::path& dir, int epochs_done, const TrainConfig& fallback);
 
 // timing.json: written after every last.safetensors; read back on resume (a missing or unreadable
 // one leaves `state`'s timings as they are: wall time and measurements start afresh, and a note says so).
