@@ -106,6 +106,33 @@ TEST_CASE("sd_train --eval-every-steps evaluates inside epochs, one line each, a
   const sd::Checkpoint best_ck = sd::load_checkpoint(run / "best.safetensors", sd::model_tensors);
   CHECK(best_ck.trainer.best_step == uint64_t(step[best]));
   CHECK(best_ck.trainer.epochs_done * 4 + best_ck.trainer.step_in_epoch == step[best]);  // the model at that step
+
+  // sd_eval scores it as that evaluation did, and says where in the run it stands.
+  const RunResult eval = run_app("sd_eval", "--checkpoint " + q(run / "best.safetensors") + " --device cpu --json");
+  INFO(eval.output);
+  REQUIRE(eval.exit_code == 0);
+  const nlohmann::json j = nlohmann::json::parse(eval.output);
+  CHECK(j["epoch"] == best_ck.trainer.epochs_done);
+  CHECK(j["step_in_epoch"] == best_ck.trainer.step_in_epoch);
+  CHECK(j["test"]["error"] == lines[size_t(best)]["test_error"]);
+  CHECK(j["validation"]["error"] == lines[size_t(best)]["validation_error"]);
+}
+
+TEST_CASE("sd_eval names a checkpoint inside an epoch by its step", "[apps]") {
+  // The first evaluation, at step 3 of epoch 1, is the first best: best.safetensors of a run
+  // stopped after it holds the model there.
+  const sd::test::TempDir tmp;
+  const fs::path run = tmp.path() / "run";
+  REQUIRE(run_app("sd_train", kArgs + " --epochs 1 --out " + q(run)).exit_code == 0);
+  const sd::Checkpoint first_best = sd::load_checkpoint(run / "best.safetensors", sd::model_tensors);
+  if (first_best.trainer.step_in_epoch != 3) {
+    WARN("the epoch's evaluation was better than the one at step 3: nothing inside an epoch to name");
+    return;
+  }
+  const RunResult eval = run_app("sd_eval", "--checkpoint " + q(run / "best.safetensors") + " --device cpu");
+  INFO(eval.output);
+  REQUIRE(eval.exit_code == 0);
+  CHECK(contains(eval.output, "), step 3 of epoch 1; "));
 }
 
 TEST_CASE("the sweep's aggregation reads a run with evaluations inside epochs as one point per epoch", "[sweep]") {
