@@ -202,6 +202,8 @@ int eval_main(int argc, char** argv) {
     nlohmann::json out{{"checkpoint", checkpoint_path},
                        {"kind", ck.kind == CheckpointKind::kLast ? "last" : "best"},
                        {"epoch", ck.trainer.epochs_done},
+                       // > 0: a checkpoint inside epoch "epoch" + 1 (a best at an evaluation inside it)
+                       {"step_in_epoch", ck.trainer.step_in_epoch},
                        {"depth", ck.config.model.depth},
                        {"dataset", dataset_name(ck.config.dataset)},
                        {"class_names", split.class_names},
@@ -217,9 +219,12 @@ int eval_main(int argc, char** argv) {
     std::cout << out.dump() << std::endl;  // one line: for scripts (humans get the tables)
     return kExitOk;
   }
-  std::cout << fmt::format("{}: ResNet-{} on {} ({} {}), epoch {}; {}, {} ({}, {})\n", checkpoint_path,
+  const std::string at = ck.trainer.step_in_epoch > 0
+                             ? fmt::format("step {} of epoch {}", ck.trainer.step_in_epoch, ck.trainer.epochs_done + 1)
+                             : fmt::format("epoch {}", ck.trainer.epochs_done);
+  std::cout << fmt::format("{}: ResNet-{} on {} ({} {}), {}; {}, {} ({}, {})\n", checkpoint_path,
                            ck.config.model.depth, dataset_title(ck.config.dataset), to_string(ck.config.model.death_mode), ck.config.model.death_rate,
-                           ck.trainer.epochs_done, data, describe_split(split), backend->device_name(), precision);
+                           at, data, describe_split(split), backend->device_name(), precision);
   for (const std::string& note : notes) std::cout << note << "\n";
   if (validation) print_score(*validation, split.class_names);
   print_score(test, split.class_names);

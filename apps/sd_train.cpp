@@ -102,6 +102,9 @@ double checkpoint_seconds_guess(const ResNetSpec& spec) {
   return 1.0 + values * sizeof(float) / 50e6;
 }
 
+// How often a running evaluation prints a progress line.
+constexpr double kEvaluationProgressSeconds = 5.0;
+
 double monotonic_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -216,7 +219,11 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
   if (resumed) {
     backend->load_state(resumed->tensors);
     trainer.restore(resumed->trainer);
-    keep_metrics_through(dir, resumed->trainer.epochs_done);
+    // The evaluations inside the epoch under way that the checkpoint counts: through its step, unless
+    // the one at that step is still to be done.
+    const TrainerState& t = resumed->trainer;
+    const uint64_t at = uint64_t(t.epochs_done) * uint64_t(trainer.steps_per_epoch()) + uint64_t(t.step_in_epoch);
+    keep_metrics_through(dir, t.epochs_done, t.evaluation_pending && at > 0 ? at - 1 : at);
     std::cout << fmt::format("resuming {} after epoch {}{}\n", last_path.string(), resumed->trainer.epochs_done,
                              resumed->trainer.step_in_epoch ? fmt::format(", step {}", resumed->trainer.step_in_epoch) : "");
   } else {
@@ -245,6 +252,8 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
   if (const std::string memory = backend->memory_plan(); !memory.empty()) std::cout << memory << "\n";
   if (run.eval_subset > 0)
     std::cout << fmt::format("evaluating on the first {} validation and test images only (--eval-subset)\n", run.eval_subset);
+  if (run.train.eval_every_steps > 0)
+    std::cout << fmt::format("evaluating every {} steps and at each epoch's end\n", run.train.eval_every_steps);
   // In the banner, below the schedule it is about (stderr stays for errors and the backend's warnings).
   if (const std::optional<std::string> warning = unused_lr_warning(run.train)) std::cout << *warning << "\n";
   std::cout << std::flush;
@@ -252,6 +261,12 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
     trainer.report_progress_every(o.log_interval, [&](const StepProgress& progress) {
       std::cout << progress_line(progress, run.train.epochs) << std::endl;
     });
+
+  // A slow evaluation (the CPU's) says every few seconds how far it is; a fast one prints nothing.
+  trainer.report_evaluation_progress(
+      [lines = EvaluationProgressLines(kEvaluationProgressSeconds)](const EvaluationProgress& progress) mutable {
+        if (const std::optional<std::string> line = lines(progress, monotonic_seconds())) std::cout << *line << std::endl;
+      });
 
   const std::atomic<bool>& stop = install_stop_handlers();
   std::optional<TimeLimit> limit;
@@ -262,19 +277,29 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
   const int first_epoch = trainer.state().epochs_done;
   // The progress that last.safetensors holds on disk: what survives if a later write fails.
   std::optional<std::pair<int, int>> saved;
-  if (resumed) saved = std::pair(resumed->trainer.epochs_done, resumed->trainer.step_in_epoch);
+  bool saved_pending = false;  // and whether it holds an evaluation inside the epoch as still to do
+  if (resumed)
+    saved = std::pair(resumed->trainer.epochs_done, resumed->trainer.step_in_epoch),
+    saved_pending = resumed->trainer.evaluation_pending;
   const auto save_last = [&](const TrainerState& state) {
     save_checkpoint(last_path, make_checkpoint(CheckpointKind::kLast, run, state, norm, *backend), model_tensors);
-    saved = std::pair(state.epochs_done, state.step_in_epoch);
+    saved = std::pair(state.epochs_done, state.step_in_epoch), saved_pending = state.evaluation_pending;
     save_timing(dir, state);
   };
+  const auto save_best = [&](const TrainerState& state) {
+    save_checkpoint(dir / "best.safetensors", make_checkpoint(CheckpointKind::kBest, run, state, norm, *backend),
+                    model_tensors);
+  };
+  trainer.report_step_evaluations([&](const StepEvaluationRecord& rec, const TrainerState& state) {
+    std::cout << step_evaluation_line(rec, run.train.epochs, trainer.steps_per_epoch()) << std::endl;
+    append_step_evaluation(dir, rec);
+    if (rec.new_best) save_best(state);
+  });
   const auto on_epoch = [&](const EpochRecord& rec, const TrainerState& state) {
     std::cout << epoch_line(rec, run.train.epochs) << std::endl;
     append_metrics(dir, rec);
     save_last(state);
-    if (rec.new_best)
-      save_checkpoint(dir / "best.safetensors", make_checkpoint(CheckpointKind::kBest, run, state, norm, *backend),
-                      model_tensors);
+    if (rec.new_best) save_best(state);
     if (o.stop_after > 0 && state.epochs_done - first_epoch >= o.stop_after) request_stop();
   };
 
@@ -299,7 +324,9 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
                                            "from the start; give at least that",
                                            o.time_limit, limit->what_did_not_fit(), limit->seconds_needed()));
     }
-    if (saved != std::pair(s.epochs_done, s.step_in_epoch)) {  // (at an epoch's end it is saved)
+    // (At an epoch's end it is saved. At the same step, a pending evaluation done since counts: the
+    // next slice must not do it again.)
+    if (saved != std::pair(s.epochs_done, s.step_in_epoch) || saved_pending != s.evaluation_pending) {
       const double save_start = monotonic_seconds();
       save_last(s);
       if (limit) limit->save_took(monotonic_seconds() - save_start);  // a checkpoint timed, for the next slice

@@ -30,7 +30,7 @@ std::string conversion_message(const CLI::App& app, const std::string& what) {
       {"--epochs", "epochs"},        {"--stop-after", "epochs"},    {"--lr-warmup-epochs", "epochs"},
       {"--batch-size", "images"},    {"--subset", "images"},        {"--eval-subset", "images"},
       {"--synthetic", "images"},     {"--log-interval", "steps"},   {"--steps", "steps"},
-      {"--rounds", "rounds"},        {"--time-limit", "seconds"},
+      {"--rounds", "rounds"},        {"--time-limit", "seconds"},   {"--eval-every-steps", "steps"},
   };
   if (const auto it = kUnits.find(flag); it != kUnits.end()) wants += " of " + it->second;
   return flag + " " + value + ": " + wants;

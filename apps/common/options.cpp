@@ -142,6 +142,9 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--eval-subset", r.eval_subset,
                  "evaluate each epoch on the first N validation and N test images only (cheaper smoke runs; "
                  "default: all, the paper's protocol)");
+  app.add_option("--eval-every-steps", r.train.eval_every_steps,
+                 "evaluate (validation and test) also after every N-th step, inside epochs, N >= 1 (the paper's SVHN "
+                 "protocol: 200; default: at each epoch's end only)");
   app.add_option("--log-interval", o.log_interval,
                  "a progress line (step, loss, img/s) every N steps inside an epoch (default: off, one line per "
                  "epoch)");
@@ -255,6 +258,7 @@ void validate_run_config(const RunConfig& r) {
                        : what.rfind("lr step", 0) == 0    ? "--lr-steps"
                        : what.rfind("warm-up epochs", 0) == 0 ? "--lr-warmup-epochs"
                        : what.rfind("warm-up lr", 0) == 0 ? "--lr-warmup"
+                       : what.rfind("evaluation interval", 0) == 0 ? "--eval-every-steps"
                                                           : "options";
     throw UsageError(fmt::format("{}: {}", flag, what));
   }
@@ -270,6 +274,10 @@ void finish_train_options(const CLI::App& app, TrainOptions& o) {
     throw UsageError("--eval-subset 0: give a positive number of images (leave it out to evaluate on all of them)");
   if (o.given.count("--synthetic") && o.run.synthetic == 0)
     throw UsageError("--synthetic 0: give a positive number of images (leave --synthetic out to train on the data set)");
+  if (o.given.count("--eval-every-steps") && o.run.train.eval_every_steps < 1)
+    throw UsageError(fmt::format("--eval-every-steps {}: give a positive number of steps (leave it out to evaluate "
+                                 "once per epoch)",
+                                 o.run.train.eval_every_steps));
   if (o.given.count("--log-interval") && o.log_interval < 1)
     throw UsageError(fmt::format("--log-interval {}: give a positive number of steps (leave it out for one line per "
                                  "epoch)",
@@ -322,6 +330,7 @@ std::optional<std::string> flag_for_config_field(const std::string& field) {
       {"bn_variant", "--bn-variant"},
       {"eval_subset", "--eval-subset"},
       {"augment", "--augment"},   {"lr_warmup_epochs", "--lr-warmup-epochs"}, {"lr_warmup", "--lr-warmup"},
+      {"eval_every_steps", "--eval-every-steps"},
       {"preset", "--preset"},
   };
   const auto it = kFlags.find(field);

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "apps/common/run_log.h"
 #include "apps/sweep/run_state.h"
 #include "engine/core/plural.h"
 
@@ -59,6 +60,7 @@ RunResult read_run(const fs::path& sweep_dir, const GridPoint& point, int epochs
   for (std::string line; std::getline(metrics, line);) {
     const json j = json::parse(line, nullptr, false);
     if (!j.is_object()) continue;  // a line cut short by a crash
+    if (is_step_evaluation(j)) continue;  // the curves are per epoch: an evaluation inside one has its own line
     EpochPoint p;
     // A field of another type is as good as missing, never an exception (found by fuzzing: tests/fuzz).
     p.epoch = j.contains("epoch") && j["epoch"].is_number_integer() ? j["epoch"].get<int>() : 0;

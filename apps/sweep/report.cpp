@@ -48,12 +48,13 @@ const Preset& protocol_preset(const RunConfig& c) {
 
 std::string percent(double fraction) { return fmt::format("{:.2f} %", 100 * fraction); }
 
-// A setting's value as a reader understands it: 0 means "every image" for the subsets and "the real
-// data" for synthetic images.
+// A setting's value as a reader understands it: 0 means "every image" for the subsets, "the real
+// data" for synthetic images, and evaluations at epochs' ends only for the evaluation interval.
 std::string readable_value(const std::string& field, const std::string& value) {
   if (value != "0") return value;
   if (field == "subset" || field == "eval_subset") return "all";
   if (field == "synthetic") return "none";
+  if (field == "eval_every_steps") return "each epoch's end";
   return value;
 }
 

@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "apps/common/run_log.h"
+
 namespace sd::apps {
 
 namespace fs = std::filesystem;
@@ -17,8 +19,10 @@ namespace {
 int logged_epochs(const fs::path& metrics) {
   std::ifstream in(metrics);
   int epochs = 0;
-  for (std::string line; std::getline(in, line);)
-    if (nlohmann::json::parse(line, nullptr, false).is_object()) ++epochs;
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object() && !is_step_evaluation(j)) ++epochs;  // an evaluation inside an epoch is no epoch
+  }
   return epochs;
 }
 

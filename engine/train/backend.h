@@ -164,9 +164,9 @@ class Backend {
   EvalResult evaluate(ImageSetRole role);
   // The same, asking `go_on` before each of the backend's evaluation batches (with the set's images
   // done so far): once it says no, the evaluation ends there and gives nothing. Nothing changes in
-  // the model, so a later evaluation gives the whole result, bit for bit. A stop is seen within one
-  // batch on a backend that evaluates batch by batch (the CPU reference); one that queues the whole
-  // evaluation at once (a GPU, well under a second) asks before it starts.
+  // the model, so a later evaluation gives the whole result, bit for bit. Both models ask before
+  // each of their batches (the GPU once the device has finished the batch before), so a stop is
+  // seen within one batch; a backend that does not override do_evaluate_until asks before it starts.
   using EvaluationGoOn = std::function<bool(size_t images_done)>;
   std::optional<EvalResult> evaluate(ImageSetRole role, const EvaluationGoOn& go_on);
 

@@ -77,6 +77,7 @@ json to_json(const RunConfig& c) {
       {"lr_decay", c.train.lr_decay},
       {"lr_warmup_epochs", c.train.lr_warmup_epochs},
       {"lr_warmup", c.train.lr_warmup},
+      {"eval_every_steps", c.train.eval_every_steps},
       {"seed", c.train.seed},
       {"split", c.split},
       {"subset", c.subset},
@@ -111,6 +112,7 @@ RunConfig run_config_from_json(const json& j) {
   c.train.lr_decay = field<double>(j, "lr_decay");
   c.train.lr_warmup_epochs = field_or<int>(j, "lr_warmup_epochs", 0);  // absent before it existed: no warm-up
   c.train.lr_warmup = field_or<double>(j, "lr_warmup", TrainConfig{}.lr_warmup);
+  c.train.eval_every_steps = field_or<int>(j, "eval_every_steps", 0);  // absent before it existed: per epoch
   c.train.seed = field<uint64_t>(j, "seed");
   c.split = field<std::string>(j, "split");
   c.subset = field<int64_t>(j, "subset");
@@ -141,6 +143,10 @@ json to_json(const TrainerState& s) {
       {"last_test_error", finite_or_null(s.last_test_error)},
       {"partial_steps", s.partial.steps},
       {"partial_conv1_grad_abs_mean_sum", finite_or_null(s.partial.conv1_grad_abs_mean_sum)},
+      {"best_step", s.best_step},
+      {"last_best_step", s.last_best_step},
+      {"best_step_in_epoch", s.best_step_in_epoch},
+      {"evaluation_pending", s.evaluation_pending},
   };
 }
 
@@ -202,6 +208,12 @@ TrainerState trainer_state_from_json(const json& j) {
   s.partial.steps = field_or<int64_t>(j, "partial_steps", 0);
   s.partial.conv1_grad_abs_mean_sum =
       j.contains("partial_conv1_grad_abs_mean_sum") ? number_or(j.at("partial_conv1_grad_abs_mean_sum"), kNaN) : 0.0;
+  // Absent before evaluations inside epochs existed: every evaluation ended an epoch (Trainer::restore
+  // names them by their steps), none was left pending.
+  s.best_step = field_or<uint64_t>(j, "best_step", 0);
+  s.last_best_step = field_or<uint64_t>(j, "last_best_step", 0);
+  s.best_step_in_epoch = field_or<int>(j, "best_step_in_epoch", 0);
+  s.evaluation_pending = field_or<bool>(j, "evaluation_pending", false);
   // Checkpoints written before the timings moved to their own file carry them here.
   read_timing(j, s, true);
   return s;
@@ -331,6 +343,7 @@ std::vector<ConfigDifference> config_differences(const RunConfig& a, const RunCo
   cmp("lr_decay", "lr decay", a.train.lr_decay, b.train.lr_decay);
   cmp("lr_warmup_epochs", "warm-up epochs", a.train.lr_warmup_epochs, b.train.lr_warmup_epochs);
   cmp("lr_warmup", "warm-up lr", a.train.lr_warmup, b.train.lr_warmup);
+  cmp("eval_every_steps", "evaluation interval (steps)", a.train.eval_every_steps, b.train.eval_every_steps);
   cmp("seed", "seed", a.train.seed, b.train.seed);
   cmp("split", "split", a.split, b.split);
   cmp("subset", "subset", a.subset, b.subset);

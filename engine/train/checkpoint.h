@@ -49,7 +49,7 @@ nlohmann::json to_json(const RunConfig& config);
 // Throws std::runtime_error on a missing field, or "classes" that is not the data set's class count;
 // "bn_gamma_init", "bn_variant", "dataset" and "classes", absent before they existed, mean "one",
 // "block_per_channel", "cifar10" and its 10 classes; "augment", "lr_warmup_epochs" and "lr_warmup"
-// mean "crop-flip" and no warm-up; "preset" (null: none) means none.
+// mean "crop-flip" and no warm-up; "eval_every_steps" means 0 (per epoch); "preset" (null: none) means none.
 RunConfig run_config_from_json(const nlohmann::json& j);
 // Non-finite values (no best yet: ∞; no test error yet: NaN) are stored as null and restored.
 // Without the wall-clock fields (elapsed_seconds, partial_seconds, costs): a checkpoint holds

@@ -55,18 +55,17 @@ bool TimeLimit::fits_step() {
                 fmt::format("the next step (est. {:.3f} s) and the checkpoint on stopping (est. {:.1f} s)", step, save));
 }
 
-bool TimeLimit::fits_evaluation(int eval_batches) {
+bool TimeLimit::fits_evaluation(int eval_batches, const std::string& what) {
   evaluation_start_ = elapsed();
   evaluation_done_ = 0;
+  evaluation_what_ = what;
   if (!progressed_) {
     const double batch = costs().evaluation_batch;
     return first_piece_fits(batch * eval_batches,
-                            batch > 0 ? fmt::format("the epoch's evaluation (measured {:.1f} s)", batch * eval_batches)
-                                      : std::string("the epoch's evaluation"));
+                            batch > 0 ? fmt::format("{} (measured {:.1f} s)", what, batch * eval_batches) : what);
   }
   const double evaluation = evaluation_estimate(eval_batches), save = save_estimate();
-  return decide(evaluation + save,
-                fmt::format("the epoch's evaluation (est. {:.1f} s) and its checkpoint (est. {:.1f} s)", evaluation, save));
+  return decide(evaluation + save, fmt::format("{} (est. {:.1f} s) and its checkpoint (est. {:.1f} s)", what, evaluation, save));
 }
 
 bool TimeLimit::evaluation_may_go_on(double batches_done, int batches) {
@@ -79,8 +78,8 @@ bool TimeLimit::evaluation_may_go_on(double batches_done, int batches) {
   expired_ = true;
   if (pace > 0) measured_.evaluation_batch = std::max(measured_.evaluation_batch, pace);
   const double whole = pace > 0 ? pace * batches : spent;
-  refused_ = fmt::format("the epoch's evaluation ({:.0f}% done in {:.1f} s: est. {:.1f} s) and its checkpoint (est. {:.1f} s)",
-                         100.0 * batches_done / batches, spent, whole, save);
+  refused_ = fmt::format("{} ({:.0f}% done in {:.1f} s: est. {:.1f} s) and its checkpoint (est. {:.1f} s)",
+                         evaluation_what_, 100.0 * batches_done / batches, spent, whole, save);
   needed_ = evaluation_start_ + whole + save;
   return false;
 }

@@ -58,8 +58,9 @@ class TimeLimit {
   // Whether one more step fits. Once it says no, it stays no and expired() is true.
   bool fits_step();
   // Whether the epoch's evaluation of `eval_batches` batches and its checkpoint fit (asked after the
-  // epoch's last step, the device's queue drained). Says no, and expires, like fits_step.
-  bool fits_evaluation(int eval_batches);
+  // epoch's last step, the device's queue drained; or after a step that a step evaluation follows,
+  // `what` naming it). Says no, and expires, like fits_step.
+  bool fits_evaluation(int eval_batches, const std::string& what = "the epoch's evaluation");
   // Asked before each batch of an evaluation that fits_evaluation let start, `batches_done` of its
   // `batches` done (a fraction where the backend's batches are not the trainer's): whether the next
   // batch, as long as the last one, and the checkpoint still fit. Says no, and expires, like
@@ -108,6 +109,7 @@ class TimeLimit {
   bool progressed_ = false;           // whether a step or an evaluation completed in this invocation
   double evaluation_start_ = 0;       // elapsed() when the evaluation under way was let start
   double evaluation_done_ = 0;        // its batches done at the last evaluation_may_go_on
+  std::string evaluation_what_;       // its name, for what_did_not_fit
   std::string refused_;
   double needed_ = 0;
 };

@@ -1,8 +1,9 @@
 #pragma once
 // The training loop, written once against engine/train/backend.h: epochs of shuffled mini-batches with
 // per-step stochastic-depth gates, the step learning-rate schedule, validation and test error
-// every epoch (as the official code), and the bookkeeping that a bit-exact resume needs. It does
-// no I/O: the caller (apps/sd_train) prints, logs and checkpoints from the epoch callback.
+// every epoch (as the official code) and, when asked, every N steps as well (the official SVHN
+// protocol), and the bookkeeping that a bit-exact resume needs. It does no I/O: the caller
+// (apps/sd_train) prints, logs and checkpoints from the epoch and evaluation callbacks.
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -28,11 +29,14 @@ struct TrainConfig {
   int lr_warmup_epochs = 0;
   double lr_warmup = 0.01;
   uint64_t seed = 31415;  // epoch order and gates (the backend draws augmentation from it too)
+  // Evaluate also after every N-th global step (N, 2N, ... steps done), inside epochs; 0: at the
+  // epochs' ends only. A step evaluation that falls on an epoch's last step is the epoch's own.
+  int eval_every_steps = 0;
 };
 
 // Throws std::invalid_argument naming the problem: epochs <= 0, batch size 0 or above the training
 // set, lr_steps not strictly increasing within (0, 1], learning rate <= 0, a warm-up of negative
-// length or one that leaves no epoch to the schedule, a warm-up lr <= 0.
+// length or one that leaves no epoch to the schedule, a warm-up lr <= 0, a negative evaluation interval.
 void validate(const TrainConfig& config, size_t train_size);
 
 // lr of 0-based epoch e: learning_rate · lr_decay^k, k = #{s in lr_steps : e + 1 >= s · epochs}, the
@@ -44,6 +48,7 @@ double learning_rate_at(const TrainConfig& config, int epoch);
 // One epoch's figures; epochs are 1-based here, as printed.
 struct EpochRecord {
   int epoch = 0;
+  uint64_t step = 0;  // global steps done at the epoch's end
   double learning_rate = 0;
   double train_loss = 0;   // mean cross-entropy over the epoch's (augmented) training images
   double train_error = 0;  // fraction misclassified in training mode
@@ -60,6 +65,17 @@ struct EpochRecord {
   std::optional<double> conv1_grad_abs_mean;
 };
 
+// An evaluation inside an epoch (TrainConfig::eval_every_steps): where it fell and what it measured.
+struct StepEvaluationRecord {
+  int epoch = 0;          // 1-based: the epoch under way
+  int step_in_epoch = 0;  // that epoch's steps done (1 .. steps per epoch - 1)
+  uint64_t step = 0;      // global steps done
+  double epoch_position = 0;  // epochs done, fractional: epoch - 1 + step_in_epoch / steps per epoch
+  double learning_rate = 0;   // of the steps before it
+  std::optional<double> validation_loss, validation_error, test_error;
+  bool new_best = false, ties_best = false;  // as EpochRecord's, among every evaluation so far
+};
+
 // Everything besides the backend's tensors that continuing a run needs.
 struct TrainerState {
   int epochs_done = 0;
@@ -68,11 +84,18 @@ struct TrainerState {
   int64_t partial_active_blocks = 0;
   double partial_seconds = 0;  // training time of those steps, so the epoch's timing counts them
   double best_validation_error = std::numeric_limits<double>::infinity();
-  // The epochs whose validation error equals the best: the first (the paper's number is its test
-  // error), the last, how many, and their test errors' sum (for the mean).
+  // The evaluations whose validation error equals the best: the first (the paper's number is its
+  // test error), the last, how many, and their test errors' sum (for the mean). An evaluation is
+  // named by its epoch (1-based; one inside an epoch belongs to the epoch under way) and its global
+  // step; best_step_in_epoch is 0 for an epoch's own evaluation.
   int best_epoch = 0;      // 1-based; 0 before the first evaluation
   int last_best_epoch = 0;
-  int best_epochs_tied = 0;
+  int best_epochs_tied = 0;  // evaluations tied at the best (epochs when every evaluation ends one)
+  uint64_t best_step = 0, last_best_step = 0;
+  int best_step_in_epoch = 0;
+  // A step evaluation is due at step_in_epoch and not done yet (a stop came between the step and
+  // the evaluation's end): the run continues with it.
+  bool evaluation_pending = false;
   double test_error_at_best = std::numeric_limits<double>::quiet_NaN();
   double test_error_at_last_best = std::numeric_limits<double>::quiet_NaN();
   double test_error_sum_at_best = std::numeric_limits<double>::quiet_NaN();
@@ -91,6 +114,13 @@ struct StepProgress {
   double images_per_second = 0;   // this invocation's steps of the epoch
 };
 
+// Where an evaluation stands, for a progress line during a long one.
+struct EvaluationProgress {
+  ImageSetRole role = ImageSetRole::kValidation;  // the set under way: validation or test
+  size_t images_done = 0, images = 0;            // of that set
+  bool starts = false;                           // the evaluation's first batch (of its first set)
+};
+
 // Hands a run's data to `backend`, once, before its first step: `normalization` (the split's, or a
 // resumed run's: the one it trained with), then the training, validation and test images.
 void hand_data_to(Backend& backend, const DataSplit& data, const Normalization& normalization);
@@ -106,8 +136,10 @@ class Trainer {
   int steps_per_epoch() const { return steps_per_epoch_; }
   uint64_t global_step() const { return uint64_t(state_.epochs_done) * steps_per_epoch_ + state_.step_in_epoch; }
   const TrainerState& state() const { return state_; }
-  void restore(const TrainerState& state) { state_ = state; }
+  void restore(const TrainerState& state);
   const TrainConfig& config() const { return config_; }
+  // Whether a step evaluation is due after `steps_done` steps of an epoch (not at its end).
+  bool step_evaluation_due(int steps_done) const;
 
   using ProgressCallback = std::function<void(const StepProgress&)>;
   // Calls `callback` after every `steps`-th step of an epoch (not after its last: the epoch's own
@@ -116,11 +148,21 @@ class Trainer {
     progress_every_ = steps, progress_ = std::move(callback);
   }
 
+  using StepEvaluationCallback = std::function<void(const StepEvaluationRecord&, const TrainerState&)>;
+  // Calls `callback` after each evaluation inside an epoch (TrainConfig::eval_every_steps), with the
+  // state at that point (its `partial`: the epoch's training sums so far); its time counts as the
+  // checkpoint's for the time limit.
+  void report_step_evaluations(StepEvaluationCallback callback) { step_evaluation_ = std::move(callback); }
+  using EvaluationProgressCallback = std::function<void(const EvaluationProgress&)>;
+  // Calls `callback` before each of the backend's evaluation batches.
+  void report_evaluation_progress(EvaluationProgressCallback callback) { evaluation_progress_ = std::move(callback); }
+
   using EpochCallback = std::function<void(const EpochRecord&, const TrainerState&)>;
   // Trains until all epochs are done (returns true), or until `*stop` is seen set after a step or
   // before a batch of an evaluation, or `limit` says the next step, or the epoch's evaluation (or its
   // next batch), does not fit (returns false; state() then says where to continue: step_in_epoch ==
-  // steps_per_epoch() when the evaluation is left, to be done whole).
+  // steps_per_epoch() when the evaluation is left, to be done whole; evaluation_pending when a step
+  // evaluation is).
   // The callback's time counts as the checkpoint's for `limit`. Throws std::runtime_error when an
   // epoch's training loss is not finite, before the callback of that epoch, so no checkpoint of it
   // is written.
@@ -139,6 +181,16 @@ class Trainer {
   TrainerState state_;
   int progress_every_ = 0;
   ProgressCallback progress_;
+  StepEvaluationCallback step_evaluation_;
+  EvaluationProgressCallback evaluation_progress_;
+
+  // The validation and test sets' figures of one evaluation.
+  struct Evaluation {
+    std::optional<double> validation_loss, validation_error, test_error;
+  };
+  // Evaluates both sets, asking `stop` and `limit` before each batch; nothing when either said stop.
+  // The time limit learns what it took.
+  std::optional<Evaluation> evaluate_sets(const std::atomic<bool>* stop, TimeLimit* limit);
 };
 
 // The shuffled order of the training set in 0-based epoch `epoch` (Fisher–Yates on kEpochOrder).

@@ -140,6 +140,21 @@ EvalResult CudaResNet::do_evaluate(ImageSetRole role) {
     graph_.evaluate(role);
   else
     eager_.evaluate(role);
+  return evaluation_result(role);
+}
+
+std::optional<EvalResult> CudaResNet::do_evaluate_until(ImageSetRole role, const EvaluationGoOn& go_on) {
+  const bool whole = execution_ == Execution::kGraph ? graph_.evaluate(role, go_on) : eager_.evaluate(role, go_on);
+  if (!whole) {
+    // What was queued still runs on the device: wait for it, so that what follows starts from an
+    // idle device as after a whole evaluation (the next one zeroes the totals and starts again).
+    net_.ctx().synchronize();
+    return std::nullopt;
+  }
+  return evaluation_result(role);
+}
+
+EvalResult CudaResNet::evaluation_result(ImageSetRole role) {
   const DeviceSet& ds = net_.set(role);
   const int64_t max_batch = net_.max_batch();
   last_n_ = int(ds.size - (ds.size - 1) / max_batch * max_batch);  // the last batch's (the set is not empty)

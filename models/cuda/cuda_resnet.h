@@ -135,6 +135,8 @@ class CudaResNet final : public Backend {
   void do_train_step(const StepInput& in) override;
   std::vector<StepPhase> do_train_step_by_phase(const StepInput& in) override;
   EvalResult do_evaluate(ImageSetRole role) override;
+  // Batch by batch, asking `go_on` before each once the device has finished the one before.
+  std::optional<EvalResult> do_evaluate_until(ImageSetRole role, const EvaluationGoOn& go_on) override;
   std::vector<NamedTensor> do_state() const override { return unflatten_state(spec(), net_.flat_state()); }
   void do_load_state(std::span<const NamedTensor> state) override {
     net_.load_flat_state(flatten_state(spec(), state));
@@ -146,6 +148,9 @@ class CudaResNet final : public Backend {
   GraphExecutor graph_;
   std::unique_ptr<cuda::PhaseTimer> phase_timer_;  // made at the first step by phase; events reused
   Execution execution_ = Execution::kEager;
+  // The evaluation just queued on `role`'s set: its predictions and totals, downloaded.
+  EvalResult evaluation_result(ImageSetRole role);
+
   int last_n_ = 0;
   int64_t steps_since_take_ = 0;  // training steps since take_train_totals
 };

@@ -124,4 +124,14 @@ class DeviceNetwork {
   std::vector<std::string> block_names_;
 };
 
+// Asked by both executors before an evaluation batch (`images_done` of the set queued so far): waits
+// for the device to finish what is queued, then asks `go_on`. A stop is then seen within a batch
+// (Ctrl-C during an evaluation, as on the CPU reference), and the time limit paces the evaluation
+// by the device's progress, not by how far ahead the host has queued. The wait costs the device
+// the gap between a batch's end and the next one's launch, a few microseconds a batch.
+inline bool ask_between_batches(cuda::Context& ctx, const Backend::EvaluationGoOn& go_on, int64_t images_done) {
+  if (images_done > 0) ctx.synchronize();
+  return go_on(size_t(images_done));
+}
+
 }  // namespace sd

@@ -82,7 +82,7 @@ void EagerExecutor::backward(int n, std::span<const uint8_t> gates) {
   net_.record_stem_backward(n);
 }
 
-void EagerExecutor::evaluate(ImageSetRole role) {
+bool EagerExecutor::evaluate(ImageSetRole role, const Backend::EvaluationGoOn& go_on) {
   const cuda::NvtxRange range("evaluate");
   const DeviceSet& ds = net_.set(role);
   cuda::Context& ctx = net_.ctx();
@@ -91,12 +91,14 @@ void EagerExecutor::evaluate(ImageSetRole role) {
   std::vector<int32_t> indices;
   const int max_batch = net_.max_batch();
   for (int64_t start = 0; start < ds.size; start += max_batch) {
+    if (go_on && !ask_between_batches(ctx, go_on, start)) return false;
     const int n = int(std::min<int64_t>(ds.size - start, max_batch));
     indices.resize(size_t(n));
     for (int i = 0; i < n; ++i) indices[size_t(i)] = int32_t(start + i);
     cuda::gather_batch(ctx, net_.gather_source(role), indices, cuda::AugmentDraw{}, buf.images, buf.labels);
     net_.record_evaluation(n, ds.predictions.as<uint8_t>() + start);
   }
+  return true;
 }
 
 }  // namespace sd

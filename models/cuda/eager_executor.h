@@ -22,8 +22,10 @@ class EagerExecutor {
   // One SGD step (the totals accumulate on the device).
   void train_step(const StepInput& in);
   // Every batch of the set: its predictions into the set's device buffer, the loss and errors into
-  // the evaluation totals (zeroed first).
-  void evaluate(ImageSetRole role);
+  // the evaluation totals (zeroed first). With `go_on`, asked before each batch after the device
+  // has finished the one before (so that a stop is seen within a batch, and the images done are
+  // the device's): once it says no, nothing more is queued and it returns false.
+  bool evaluate(ImageSetRole role, const Backend::EvaluationGoOn& go_on = nullptr);
 
  private:
   // Forward of n gathered images with the step's gates; closed blocks aliased (in_views_/out_views_).

@@ -227,7 +227,7 @@ bool GraphExecutor::evaluation_graph_ready(ImageSetRole role, int n) {
   return true;
 }
 
-void GraphExecutor::evaluate(ImageSetRole role) {
+bool GraphExecutor::evaluate(ImageSetRole role, const Backend::EvaluationGoOn& go_on) {
   const cuda::NvtxRange range("evaluate (graph)");
   const DeviceSet& ds = net_.set(role);
   cuda::Context& ctx = net_.ctx();
@@ -236,16 +236,15 @@ void GraphExecutor::evaluate(ImageSetRole role) {
   // evaluation runs eagerly (the device's evaluation cursor is the graphs' alone).
   bool graphs = evaluation_graph_ready(role, int(std::min<int64_t>(ds.size, max_batch)));
   if (ds.size % max_batch != 0 && ds.size > max_batch) graphs = evaluation_graph_ready(role, int(ds.size % max_batch)) && graphs;
-  if (!graphs) {
-    eager_.evaluate(role);
-    return;
-  }
+  if (!graphs) return eager_.evaluate(role, go_on);
   ctx.memset_zero(net_.buffers().eval_totals, sizeof(cuda::DeviceTotals));
   cuda::set_next_step(ctx, net_.buffers().eval_state, cuda::DeviceStep{}, {});  // the first batch starts at image 0
   for (int64_t start = 0; start < ds.size; start += max_batch) {
+    if (go_on && !ask_between_batches(ctx, go_on, start)) return false;
     const int n = int(std::min<int64_t>(ds.size - start, max_batch));
     eval_graphs_.at(std::make_pair(int(role), n)).launch(ctx);
   }
+  return true;
 }
 
 }  // namespace sd

@@ -47,8 +47,9 @@ class GraphExecutor {
   static void check_supported(const ResNetSpec& spec);
 
   void train_step(const StepInput& in);
-  // As EagerExecutor::evaluate: the set's predictions and the evaluation totals, on the device.
-  void evaluate(ImageSetRole role);
+  // As EagerExecutor::evaluate: the set's predictions and the evaluation totals, on the device;
+  // `go_on` likewise.
+  bool evaluate(ImageSetRole role, const Backend::EvaluationGoOn& go_on = nullptr);
   // The epoch's whole order, uploaded once: the steps then read their batch on the device.
   void plan_epoch(std::span<const int32_t> order);
 

@@ -7,8 +7,9 @@
 // device. What is checked: the state list (order, names, shapes, initial values), its round trip
 // through load_state (any values, with and without momentum buffers, into a fresh instance, and
 // continuing from it), load_state's refusals (by name, nothing changed), the initial state with
-// uniform BN gamma, training totals continuing from restored ones, and the argument checks of the
-// public calls (the same error at the same call on every device).
+// uniform BN gamma, training totals continuing from restored ones, the argument checks of the
+// public calls (the same error at the same call on every device), and an evaluation that a stop
+// ends within a batch.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -245,6 +247,46 @@ inline void argument_checks(const BackendUnderTest& bt) {
   CHECK(b->evaluate(ImageSetRole::kValidation).predictions.empty());  // no validation set: nothing to do
 }
 
+// evaluate(role, go_on): asked before each of the backend's batches with the set's images done so
+// far (0 first, then increasing, each below the set's size); a no ends the evaluation there, with
+// nothing, and changes nothing: the next evaluation is whole and equal to one never stopped. So a
+// Ctrl-C during an evaluation is seen within a batch, on every device. `options` may pick another
+// execution (the CUDA engine's graphs).
+inline void evaluation_stops_within_a_batch(const BackendUnderTest& bt, const BackendOptions& options = depth8(5)) {
+  // 300 images: more than one batch on every device (the CPU reference evaluates 256 at a time, the
+  // CUDA engine its largest batch, 128 here).
+  const std::unique_ptr<Backend> b = bt.make(options, 128);
+  b->set_normalization(flat_normalization());
+  b->set_images(ImageSetRole::kTrain, random_images(40, 1));
+  b->set_images(ImageSetRole::kTest, random_images(300, 2));
+  const EvalResult whole = b->evaluate(ImageSetRole::kTest);
+  std::vector<size_t> asked;
+  const std::optional<EvalResult> watched = b->evaluate(ImageSetRole::kTest, [&](size_t done) {
+    asked.push_back(done);
+    return true;
+  });
+  REQUIRE(watched);
+  CHECK(watched->predictions == whole.predictions);
+  INFO("asked at " << Catch::Detail::stringify(asked));
+  REQUIRE(asked.size() >= 2);  // batch by batch
+  CHECK(asked.front() == 0);
+  for (size_t i = 1; i < asked.size(); ++i) CHECK((asked[i] > asked[i - 1] && asked[i] < 300));
+
+  asked.clear();
+  const auto stop_at_second = [&](size_t done) {
+    asked.push_back(done);
+    return asked.size() < 2;
+  };
+  CHECK_FALSE(b->evaluate(ImageSetRole::kTest, stop_at_second));
+  CHECK(asked.size() == 2);  // not asked again: nothing after the stop was queued
+
+  const std::optional<EvalResult> again = b->evaluate(ImageSetRole::kTest, [](size_t) { return true; });
+  REQUIRE(again);
+  CHECK(again->predictions == whole.predictions);
+  CHECK(again->errors == whole.errors);
+  CHECK(again->loss_sum == whole.loss_sum);
+}
+
 }  // namespace contract
 }  // namespace sd::test
 
@@ -268,4 +310,9 @@ inline void argument_checks(const BackendUnderTest& bt) {
   TEST_CASE(NAME " backend contract: every public call checks its arguments", TAGS "[contract]") {                 \
     BEFORE;                                                                                                         \
     sd::test::contract::argument_checks(UNDER_TEST);                                                               \
+  }                                                                                                                 \
+  TEST_CASE(NAME " backend contract: an evaluation asked to stop ends within a batch, and changes nothing",         \
+            TAGS "[contract][stop]") {                                                                              \
+    BEFORE;                                                                                                         \
+    sd::test::contract::evaluation_stops_within_a_batch(UNDER_TEST);                                               \
   }

@@ -175,6 +175,7 @@ TEST_CASE("every run setting config_differences reports has the flag sd_train se
   b.augment = sd::Augmentation::kNone;
   b.train.lr_warmup_epochs = 2;
   b.train.lr_warmup = 0.05;
+  b.train.eval_every_steps = 200;
   b.preset = "cifar100-110";
   std::set<std::string> reported, keys;
   for (const sd::ConfigDifference& d : sd::config_differences(a, b)) reported.insert(d.field);
@@ -212,6 +213,21 @@ TEST_CASE("sd_train refuses --subset 0 and --eval-subset 0 (0 would silently mea
   old.erase("eval_subset");  // a run from before the option: the whole sets
   CHECK(sd::run_config_from_json(old).eval_subset == 0);
   CHECK(sd::apps::flag_for_config_field("eval_subset") == "--eval-subset");
+}
+
+TEST_CASE("sd_train --eval-every-steps: a positive number of steps, recorded; 0 and negatives refused", "[apps]") {
+  CHECK(usage_error({"--eval-every-steps", "0"}) ==
+        "--eval-every-steps 0: give a positive number of steps (leave it out to evaluate once per epoch)");
+  CHECK_THAT(usage_error({"--eval-every-steps", "-3"}), Catch::StartsWith("--eval-every-steps -3: give a positive number"));
+  CHECK(parse({}).run.train.eval_every_steps == 0);  // left out: at each epoch's end only
+  const sd::apps::TrainOptions o = parse({"--eval-every-steps", "200"});
+  CHECK(o.run.train.eval_every_steps == 200);
+  CHECK(sd::to_json(o.run).at("eval_every_steps") == 200);  // recorded in the config and the checkpoints
+  CHECK(sd::run_config_from_json(sd::to_json(o.run)).train.eval_every_steps == 200);
+  nlohmann::json old = sd::to_json(o.run);
+  old.erase("eval_every_steps");  // a run from before the option: per epoch
+  CHECK(sd::run_config_from_json(old).train.eval_every_steps == 0);
+  CHECK(sd::apps::flag_for_config_field("eval_every_steps") == "--eval-every-steps");
 }
 
 TEST_CASE("sd_train refuses --synthetic 0 (0 would silently mean the data set)", "[apps]") {

@@ -40,6 +40,7 @@ void check_common(const sd::RunConfig& r, const std::string& split = "paper") {
   CHECK(r.train.learning_rate == 0.1);
   CHECK(r.train.lr_decay == 0.1);
   CHECK(r.split == split);
+  if (split != "svhn") CHECK(r.train.eval_every_steps == 0);  // the CIFAR protocols evaluate per epoch
 }
 
 }  // namespace
@@ -75,7 +76,7 @@ TEST_CASE("each preset resolves to its protocol, recorded with its name in the r
     CHECK(o.data_dir == "data/cifar-100-binary");
     CHECK(o.out == "runs/cifar100-d110-lin_decay0.5-paper-s31415");
   }
-  SECTION("svhn-152: no augmentation, lr /10 at epochs 30 and 35 of 50, the svhn split; what it lacks is said") {
+  SECTION("svhn-152: no augmentation, lr /10 at epochs 30 and 35 of 50, the svhn split, an evaluation every 200 steps") {
     const sd::apps::TrainOptions o = parse({"--preset", "svhn-152"});
     check_common(o.run, "svhn");
     CHECK(o.run.dataset == sd::DatasetKind::kSvhn);
@@ -84,9 +85,10 @@ TEST_CASE("each preset resolves to its protocol, recorded with its name in the r
     CHECK(o.run.train.lr_steps == std::vector<double>{0.6, 0.7});
     CHECK(o.run.augment == sd::Augmentation::kNone);
     CHECK(sd::apps::lr_schedule_text(o.run.train) == "lr 0.1 for epochs 1-29, 0.01 for 30-34, 0.001 for 35-50");
-    CHECK(sd::apps::preset_note("svhn-152") ==
-          "note: preset svhn-152: the evaluation every 200 steps is not implemented: this run evaluates once per "
-          "epoch\n");
+    CHECK(o.run.train.eval_every_steps == 200);  // the official protocol's, on validation and test
+    CHECK(sd::to_json(o.run).at("eval_every_steps") == 200);
+    CHECK(sd::apps::preset_note("svhn-152").empty());  // nothing of its protocol is left out any more
+    CHECK(parse({"--preset", "svhn-152", "--eval-every-steps", "100"}).run.train.eval_every_steps == 100);
     CHECK(sd::apps::preset_note("cifar10-110").empty());
     CHECK(sd::apps::preset_note("").empty());
   }

@@ -187,6 +187,32 @@ TEST_CASE("trainer state with a best epoch survives the JSON round trip exactly"
   CHECK(from_old.test_error_sum_at_best == s.test_error_at_best);
 }
 
+TEST_CASE("trainer state with a best evaluation inside an epoch and one pending survives the JSON round trip", "[checkpoint]") {
+  sd::TrainerState s;
+  s.epochs_done = 3;
+  s.step_in_epoch = 200;
+  s.best_epoch = 2;
+  s.best_step = 9550;
+  s.best_step_in_epoch = 200;
+  s.last_best_epoch = 3;
+  s.last_best_step = 9750;
+  s.evaluation_pending = true;
+  const sd::TrainerState back = sd::trainer_state_from_json(nlohmann::json::parse(sd::to_json(s).dump()));
+  CHECK(back.best_step == 9550);
+  CHECK(back.best_step_in_epoch == 200);
+  CHECK(back.last_best_step == 9750);
+  CHECK(back.evaluation_pending);
+
+  // Written before evaluations inside epochs: none pending, the best at an epoch's end (the
+  // trainer names its step from the epoch on restore).
+  nlohmann::json old = sd::to_json(s);
+  for (const char* key : {"best_step", "last_best_step", "best_step_in_epoch", "evaluation_pending"}) old.erase(key);
+  const sd::TrainerState from_old = sd::trainer_state_from_json(old);
+  CHECK_FALSE(from_old.evaluation_pending);
+  CHECK(from_old.best_step == 0);
+  CHECK(from_old.best_step_in_epoch == 0);
+}
+
 TEST_CASE("a best checkpoint holds the model without momentum buffers", "[checkpoint]") {
   const sd::test::TempDir dir;
   sd::Checkpoint ck = sample_checkpoint();
@@ -343,4 +369,40 @@ TEST_CASE("an epoch line shows a diverging loss in a few digits, and a non-finit
   r.train_loss = std::numeric_limits<double>::quiet_NaN();
   CHECK(sd::apps::epoch_line(r, 3).find("loss inf/nan (diverged) ") != std::string::npos);
   CHECK(sd::apps::format_loss(-std::numeric_limits<double>::infinity()) == "inf/nan (diverged)");
+}
+
+TEST_CASE("a slow evaluation prints where it is every few seconds, a fast one nothing", "[checkpoint]") {
+  sd::apps::EvaluationProgressLines lines(5.0);
+  using P = sd::EvaluationProgress;
+  const auto validation = [](size_t done, bool starts = false) { return P{sd::ImageSetRole::kValidation, done, 5000, starts}; };
+  // A GPU's evaluation: over in a second, silent.
+  CHECK_FALSE(lines(validation(0, true), 100.0));
+  CHECK_FALSE(lines(validation(2500), 100.5));
+  CHECK_FALSE(lines(P{sd::ImageSetRole::kTest, 0, 10000, false}, 101.0));
+  // The CPU's: a line 5 s in, then every 5 s, across the sets.
+  CHECK_FALSE(lines(validation(0, true), 200.0));
+  CHECK_FALSE(lines(validation(256), 204.0));
+  const std::optional<std::string> first = lines(validation(1280), 205.1);
+  REQUIRE(first);
+  CHECK(*first == "  evaluating validation 1280/5000 images");
+  CHECK_FALSE(lines(validation(2560), 209.0));
+  const std::optional<std::string> test = lines(P{sd::ImageSetRole::kTest, 512, 10000, false}, 210.2);
+  REQUIRE(test);
+  CHECK(*test == "  evaluating test         512/10000 images");
+}
+
+TEST_CASE("the summary line names a best evaluation inside an epoch by its step, one at an epoch's end by its epoch", "[checkpoint]") {
+  sd::TrainerState s;
+  s.epochs_done = 50;
+  s.best_validation_error = 0.0162;
+  s.test_error_at_best = 0.0175;
+  s.best_epoch = 31;
+  s.best_step = 140450;
+  s.best_step_in_epoch = 200;
+  s.best_epochs_tied = 1;
+  s.last_test_error = 0.018;
+  CHECK_THAT(sd::apps::summary_line(s), Catch::StartsWith("done: test error at best validation (step 140450, inside "
+                                                          "epoch 31, val 1.62%) 1.75%; final test error 1.80%"));
+  s.best_step_in_epoch = 0;
+  CHECK_THAT(sd::apps::summary_line(s), Catch::StartsWith("done: test error at best validation (epoch 31, val 1.62%) 1.75%;"));
 }

@@ -189,6 +189,22 @@ TEST_CASE("sweep refuses sd_train options it sets itself, and bad ones, naming t
   CHECK(cmd[cmd.size() - 3] == "cpu");
 }
 
+TEST_CASE("sweep passes --eval-every-steps to its runs, and refuses 0 naming it", "[sweep]") {
+  SweepOptions o;
+  o.out = "/nonexistent-sweep";
+  o.grid = SweepGrid{{1}, {0.5}, {"lin_decay"}, {8}};
+  o.train_args = {"--eval-every-steps", "0"};
+  CHECK_THAT(usage_error([&] { plan_sweep(o); }), Catch::StartsWith("sd_train option --eval-every-steps 0: give a positive"));
+  o.train_args = {"--eval-every-steps", "2.5"};
+  CHECK(usage_error([&] { plan_sweep(o); }) == "sd_train options: --eval-every-steps 2.5: a whole number of steps");
+  o.train_args = {"--epochs", "3", "--synthetic", "100", "--eval-every-steps", "2"};
+  const std::vector<PlannedRun> runs = plan_sweep(o);
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0].config.train.eval_every_steps == 2);
+  const std::vector<std::string> cmd = run_command(runs[0], "cpu");
+  CHECK(std::find(cmd.begin(), cmd.end(), "--eval-every-steps") != cmd.end());
+}
+
 TEST_CASE("reproduction report: deviations from the paper's protocol and the training-set size", "[sweep]") {
   RunConfig paper;
   CHECK(protocol_deviations(paper).empty());

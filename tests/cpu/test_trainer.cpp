@@ -742,3 +742,203 @@ TEST_CASE("progress inside an epoch every N steps, without changing what is trai
   CHECK(records[0].train_loss == Approx((20 * 1.0 + 30 * 3.0) / 50));  // the sums were put back as they were
   CHECK(seen[2].train_loss == 3.0);
 }
+
+TEST_CASE("a negative evaluation interval is refused; 0 evaluates at epochs' ends only", "[trainer]") {
+  TrainConfig c;
+  c.eval_every_steps = -1;
+  CHECK_THROWS_WITH(validate(c, 45000), Catch::StartsWith("evaluation interval -1 steps"));
+  c.eval_every_steps = 0;
+  CHECK_NOTHROW(validate(c, 45000));
+}
+
+namespace {
+
+// Every evaluation of a run, in order: an epoch's as (epoch, global step, 0), one inside an epoch as
+// (epoch, global step, step in epoch), with its figures.
+struct SeenEvaluation {
+  int epoch;
+  uint64_t step;
+  int step_in_epoch;
+  std::optional<double> validation_error, test_error;
+  bool new_best, ties_best;
+  bool operator==(const SeenEvaluation&) const = default;
+};
+
+// Runs `trainer` (restored or not), recording every evaluation into `seen`.
+bool run_recording(Trainer& trainer, std::vector<SeenEvaluation>& seen, const std::atomic<bool>* stop = nullptr,
+                   TimeLimit* limit = nullptr) {
+  trainer.report_step_evaluations([&](const StepEvaluationRecord& r, const TrainerState&) {
+    seen.push_back({r.epoch, r.step, r.step_in_epoch, r.validation_error, r.test_error, r.new_best, r.ties_best});
+  });
+  return trainer.run(
+      [&](const EpochRecord& r, const TrainerState&) {
+        seen.push_back({r.epoch, r.step, 0, r.validation_error, r.test_error, r.new_best, r.ties_best});
+      },
+      stop, limit);
+}
+
+}  // namespace
+
+TEST_CASE("evaluations every N steps fall inside epochs, once at an epoch's end, and the best is kept by evaluation", "[trainer]") {
+  // 5 steps an epoch, an evaluation every 2 steps: after global steps 2, 4 (epoch 1), 5 (its end),
+  // 6, 8 (epoch 2), 10 (its end, once: the step evaluation due there is the epoch's own).
+  TrainConfig c = tiny_config(2);
+  c.eval_every_steps = 2;
+  const DataSplit data = tiny_split(50, 20, 40);
+  ScriptedBackend backend(8);
+  // Validation: a new best at step 4 (inside epoch 1), tied at step 8 (inside epoch 2).
+  backend.validation_script = {0.5, 0.3, 0.4, 0.45, 0.3, 0.35};
+  backend.test_script = {0.2, 0.1, 0.15, 0.2, 0.05, 0.3};
+  Trainer trainer(c, backend, data);
+  std::vector<SeenEvaluation> seen;
+  REQUIRE(run_recording(trainer, seen));
+  const std::vector<SeenEvaluation> expected = {
+      {1, 2, 2, 0.5, 0.2, true, false},    {1, 4, 4, 0.3, 0.1, true, false},   {1, 5, 0, 0.4, 0.15, false, false},
+      {2, 6, 1, 0.45, 0.2, false, false},  {2, 8, 3, 0.3, 0.05, false, true},  {2, 10, 0, 0.35, 0.3, false, false}};
+  CHECK(seen == expected);
+  CHECK(backend.evaluations.size() == 12);  // validation and test, six times
+  const TrainerState& s = trainer.state();
+  CHECK(s.best_validation_error == 0.3);
+  CHECK(s.best_epoch == 1);
+  CHECK(s.best_step == 4);
+  CHECK(s.best_step_in_epoch == 4);
+  CHECK(s.test_error_at_best == 0.1);  // the paper's number: the test error at the best validation evaluation
+  CHECK(s.best_epochs_tied == 2);
+  CHECK(s.last_best_epoch == 2);
+  CHECK(s.last_best_step == 8);
+  CHECK(s.test_error_at_last_best == 0.05);
+  CHECK(s.last_test_error == 0.3);
+  CHECK_FALSE(s.evaluation_pending);
+
+  // The steps are those of a run evaluated per epoch only: an evaluation changes nothing trained.
+  ScriptedBackend per_epoch(8);
+  REQUIRE(Trainer(tiny_config(2), per_epoch, data).run(nullptr));
+  CHECK(backend.steps == per_epoch.steps);
+}
+
+TEST_CASE("an evaluation inside an epoch that a stop cuts stays pending, and the resumed run does it first, exactly", "[trainer]") {
+  TrainConfig c = tiny_config(2);
+  c.eval_every_steps = 3;  // 4 steps an epoch: after steps 3 (epoch 1) and 6 (epoch 2, its step 2)
+  const DataSplit data = tiny_split(40, 40, 40);
+  const std::vector<double> validation = {0.5, 0.4, 0.45, 0.3};
+  ScriptedBackend straight(8);
+  straight.validation_script = validation;
+  Trainer whole(c, straight, data);
+  std::vector<SeenEvaluation> expected;
+  REQUIRE(run_recording(whole, expected));
+  REQUIRE(expected.size() == 4);
+
+  for (const int stop_at_batch : {1, 2, 5}) {  // as the evaluation starts, in its validation set, in its test set
+    INFO("stop before batch " << stop_at_batch << " of the evaluation at step 6");
+    std::atomic<bool> stop{false};
+    ScriptedBackend first(8);
+    first.validation_script = validation;
+    int batches = 0;
+    // The evaluation at step 6 is the run's third: 8 batches each (4 validation, 4 test).
+    first.on_eval_batch = [&](size_t) {
+      if (++batches == 2 * 8 + stop_at_batch) stop = true;
+    };
+    Trainer trainer(c, first, data);
+    std::vector<SeenEvaluation> seen;
+    CHECK_FALSE(run_recording(trainer, seen, &stop));
+    CHECK(batches == 2 * 8 + stop_at_batch);  // not one batch more
+    CHECK(seen.size() == 2);
+    CHECK(trainer.state().epochs_done == 1);
+    CHECK(trainer.state().step_in_epoch == 2);
+    CHECK(trainer.state().evaluation_pending);
+    CHECK(trainer.state().partial.count == 20);
+
+    // The rest, on a fresh backend: the pending evaluation, then the steps; the same steps and figures.
+    ScriptedBackend rest(8);
+    rest.validation_script = {validation.begin() + 2, validation.end()};
+    Trainer resumed(c, rest, data);
+    resumed.restore(trainer.state());
+    REQUIRE(run_recording(resumed, seen));
+    CHECK(seen == expected);
+    CHECK(rest.steps.size() == 2);
+    std::vector<RecordedStep> joined = first.steps;
+    joined.insert(joined.end(), rest.steps.begin(), rest.steps.end());
+    CHECK(joined == straight.steps);
+    CHECK(resumed.state().best_step == whole.state().best_step);
+    CHECK(resumed.state().test_error_at_best == whole.state().test_error_at_best);
+  }
+}
+
+TEST_CASE("a stop right after an evaluation inside an epoch resumes after it, without doing it again", "[trainer]") {
+  TrainConfig c = tiny_config(2);
+  c.eval_every_steps = 3;
+  const DataSplit data = tiny_split(40, 10, 10);
+  ScriptedBackend straight(8);
+  Trainer whole(c, straight, data);
+  std::vector<SeenEvaluation> expected;
+  REQUIRE(run_recording(whole, expected));
+
+  std::atomic<bool> stop{false};
+  ScriptedBackend first(8);
+  Trainer trainer(c, first, data);
+  std::vector<SeenEvaluation> seen;
+  trainer.report_step_evaluations([&](const StepEvaluationRecord& r, const TrainerState& s) {
+    seen.push_back({r.epoch, r.step, r.step_in_epoch, r.validation_error, r.test_error, r.new_best, r.ties_best});
+    CHECK(s.partial.count == 30);  // the state a checkpoint of this point holds: the epoch's sums so far
+    stop = true;  // Ctrl-C while its line is written
+  });
+  CHECK_FALSE(trainer.run([&](const EpochRecord&, const TrainerState&) { FAIL("no epoch ends"); }, &stop));
+  CHECK(trainer.state().step_in_epoch == 3);
+  CHECK_FALSE(trainer.state().evaluation_pending);
+
+  ScriptedBackend rest(8);
+  Trainer resumed(c, rest, data);
+  resumed.restore(trainer.state());
+  REQUIRE(run_recording(resumed, seen));
+  CHECK(seen == expected);
+  CHECK(first.evaluations.size() + rest.evaluations.size() == straight.evaluations.size());
+}
+
+TEST_CASE("a time limit stops before an evaluation inside an epoch that does not fit; the next slice starts with it", "[trainer]") {
+  // A step 1 s, an evaluation 4 s (2 s a set), checkpoints 1 s. 4 steps an epoch, an evaluation after step 2.
+  TrainConfig c = tiny_config(1);
+  c.eval_every_steps = 2;
+  const DataSplit data = tiny_split(40, 10, 10);
+  double now = 0;
+  ScriptedBackend sliced(8);
+  on_fake_clock(sliced, now, 1.0, 2.0);
+  // Measured before (a slice earlier): a step 1 s, an evaluation batch 2 s, a checkpoint 1 s.
+  TimeLimit limit(5.5, 0.0, 1.0, [&] { return now; }, MeasuredCosts{1.0, 2.0, 1.0});
+  Trainer first(c, sliced, data);
+  std::vector<SeenEvaluation> seen;
+  CHECK_FALSE(run_recording(first, seen, nullptr, &limit));
+  CHECK(seen.empty());
+  CHECK(sliced.steps.size() == 2);
+  CHECK(first.state().step_in_epoch == 2);
+  CHECK(first.state().evaluation_pending);
+  CHECK(limit.what_did_not_fit() == "the evaluation at step 2 (est. 4.0 s) and its checkpoint (est. 1.0 s)");
+
+  ScriptedBackend rest(8);
+  Trainer resumed(c, rest, data);
+  resumed.restore(first.state());
+  REQUIRE(run_recording(resumed, seen));
+  ScriptedBackend straight(8);
+  Trainer whole(c, straight, data);
+  std::vector<SeenEvaluation> expected;
+  REQUIRE(run_recording(whole, expected));
+  CHECK(seen == expected);
+  CHECK(rest.steps.size() == 2);
+}
+
+TEST_CASE("evaluation progress is reported before each batch of each set", "[trainer]") {
+  const DataSplit data = tiny_split(10, 25, 20);
+  ScriptedBackend backend(8);
+  Trainer trainer(tiny_config(1), backend, data);
+  std::vector<EvaluationProgress> seen;
+  trainer.report_evaluation_progress([&](const EvaluationProgress& p) { seen.push_back(p); });
+  REQUIRE(trainer.run(nullptr));
+  REQUIRE(seen.size() == 5);  // 3 validation batches of 10, 2 test
+  CHECK(seen[0].starts);
+  CHECK(seen[0].role == ImageSetRole::kValidation);
+  CHECK(seen[0].images == 25);
+  CHECK(seen[2].images_done == 20);
+  CHECK_FALSE(seen[3].starts);
+  CHECK(seen[3].role == ImageSetRole::kTest);
+  CHECK(seen[4].images_done == 10);
+  CHECK(seen[4].images == 20);
+}
