@@ -65,7 +65,8 @@ std::string protocol_name(const RunConfig& c) { return protocol_preset(c).name; 
 std::vector<std::string> protocol_deviations(const RunConfig& c) {
   const Preset& preset = protocol_preset(c);
   std::set<std::string> layered;
-  const RunConfig paper = layer_run_config(preset_layer(preset.name), RunConfig{}, {}, layered);
+  const RunConfig defaults;  // named: GCC 12 warns falsely (-Wmaybe-uninitialized) on a temporary's vector
+  const RunConfig paper = layer_run_config(preset_layer(preset.name), defaults, {}, layered);
   std::vector<std::string> out;
   if (!c.preset.empty() && c.preset != preset.name)
     out.push_back(fmt::format("preset {}: unknown to this sdnet, compared with {}", c.preset, preset.name));
