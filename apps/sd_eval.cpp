@@ -114,6 +114,7 @@ int eval_main(int argc, char** argv) {
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as sd_train
   std::string checkpoint_path, data_dir, split_name, precision = "fp32";
   std::string bn_variant = kDefaultBnVariant;
+  std::string layout = "nchw";
   DeviceChoice device;
   int64_t synthetic = -1;
   bool json = false;
@@ -127,6 +128,7 @@ int eval_main(int argc, char** argv) {
   add_device_option(app, device);
   add_precision_option(app, precision);  // the evaluation's own arithmetic, whatever the run trained in
   add_bn_variant_option(app, bn_variant);  // the evaluation's own kernels, likewise
+  add_layout_option(app, layout);          // and its own layout: the checkpoint is NCHW-ordered either way
   app.add_flag("--json", json, "print JSON instead of tables");
   parse_command_line(app, argc, argv);
   const std::set<std::string> given = given_options(app);
@@ -151,6 +153,7 @@ int eval_main(int argc, char** argv) {
   BackendOptions settings = backend_options(ck.config, Execution::kEager);
   settings.precision = precision;
   settings.bn_variant = bn_variant;
+  settings.layout = layout;
   check_backend_settings(device, settings);
   check_device(device);
   const DataSplit split = load_run_split(run, data_dir);
@@ -180,6 +183,7 @@ int eval_main(int argc, char** argv) {
                        {"split", run.split},
                        {"device", backend->device_name()},
                        {"precision", precision},
+                       {"layout", layout},
                        {"test", to_json(test, split.class_names)},
                        {"validation", validation ? to_json(*validation, split.class_names) : nlohmann::json()}};
     std::cout << out.dump() << std::endl;  // one line: for scripts (humans get the tables)

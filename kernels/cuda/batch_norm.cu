@@ -12,6 +12,8 @@ void check_pair(const DeviceTensor& a, const DeviceTensor& b, const char* what) 
   if (!a.same_shape(b))
     throw Error(cat(what, ": shapes differ (", a.n, "×", a.c, "×", a.h, "×", a.w, " vs ", b.n, "×", b.c, "×", b.h, "×",
                     b.w, ")"));
+  if (a.layout != b.layout)
+    throw Error(cat(what, ": layouts differ (", layout_name(a.layout), " vs ", layout_name(b.layout), ")"));
   if (a.n < 1 || a.c < 1 || a.h * a.w < 1)
     throw Error(cat(what, ": bad shape n=", a.n, " c=", a.c, " hw=", a.h * a.w));
 }
@@ -54,6 +56,7 @@ size_t batch_norm_partials_doubles(BatchNormVariant variant, int n, int c, int h
 void BatchNorm::forward_train(Context& ctx, const DeviceTensor& x, const DeviceTensor& y) const {
   check_pair(x, y, "BatchNorm::forward_train");
   runnable_row(variant).forward_train(ctx, BnForwardTrainArgs{.shape = shape_of(x),
+.layout = x.layout,
                                                               .x = x.data,
                                                               .gamma = gamma,
                                                               .beta = beta,
@@ -72,6 +75,7 @@ void BatchNorm::forward_eval(Context& ctx, const DeviceTensor& x, const DeviceTe
   check_pair(x, y, "BatchNorm::forward_eval");
   if (!(output_scale >= 0.0)) throw Error(cat("BatchNorm::forward_eval: output scale ", output_scale, " (need >= 0)"));
   runnable_row(variant).forward_eval(ctx, BnForwardEvalArgs{.shape = shape_of(x),
+.layout = x.layout,
                                                             .x = x.data,
                                                             .gamma = gamma,
                                                             .beta = beta,
@@ -89,6 +93,7 @@ void BatchNorm::backward(Context& ctx, const DeviceTensor& x, const DeviceTensor
   check_pair(x, dx, "BatchNorm::backward");
   if (relu) check_pair(x, y, "BatchNorm::backward");
   runnable_row(variant).backward(ctx, BnBackwardArgs{.shape = shape_of(x),
+.layout = x.layout,
                                                      .x = x.data,
                                                      .relu_output = relu ? y.data : nullptr,
                                                      .dy = dy.data,
