@@ -1,5 +1,7 @@
 // scripts/plot-run draws a run's curves with gnuplot.
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include <catch2/catch.hpp>
@@ -57,4 +59,50 @@ TEST_CASE("the scripts' --help: reproduce shows its defaults, stage-for-device i
   CHECK(stage.exit_code == 0);
   CHECK(stage.output.rfind("usage: scripts/stage-for-device", 0) == 0);
   CHECK(sd::test::run_command(scripts + "stage-for-device --bogus 2>&1").exit_code == 2);
+}
+
+TEST_CASE("plot-run refuses a damaged metrics.jsonl in one line, before gnuplot sees it", "[apps]") {
+  if (!have_gnuplot()) return;
+  const sd::test::TempDir tmp;
+  const std::string script = std::string(SD_SOURCE_DIR) + "/scripts/plot-run ";
+  const std::string good = R"({"epoch":1,"train_loss":1.5,"train_error":0.5,"validation_error":0.4,"lr":0.1})";
+  // Each damaged file, and the words of its one-line refusal.
+  const std::pair<std::string, std::string> cases[] = {
+      {good + "\ngarbage\n", "line 2: not a JSON object"},
+      {R"({"epoch":"x","train_loss":1})" "\n", "line 1: epoch is \"x\""},
+      {R"({"epoch":1e308,"train_loss":1})" "\n", "line 1: epoch is 1e308"},
+      {R"({"epoch":1,"train_loss":nan,"train_error":0.5})" "\n", "line 1: train_loss is nan"},
+      {R"({"epoch":1,"train_loss":1,"train_error":0.5,"new_best":2})" "\n", "line 1: new_best is neither"},
+      {std::string("\x00\x01\xff\n", 4), "line 1: not a JSON object"},
+      // A run that diverged at once: sd_train writes null losses; nothing to draw is said so.
+      {R"({"epoch":1,"train_loss":null,"train_error":null,"validation_error":null})" "\n", "nothing to plot"},
+  };
+  for (const auto& [metrics, words] : cases) {
+    const auto run = tmp.path() / "run";
+    std::filesystem::create_directories(run);
+    std::ofstream(run / "metrics.jsonl", std::ios::trunc | std::ios::binary) << metrics;
+    const sd::test::RunResult r = sd::test::run_command(script + sd::test::q(run) + " 2>&1");
+    INFO(metrics << "\n" << r.output);
+    CHECK(r.exit_code == 1);
+    CHECK(r.output.rfind("plot-run: error: ", 0) == 0);
+    CHECK(r.output.find(words) != std::string::npos);
+    CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+  }
+}
+
+TEST_CASE("plot-run draws evaluations inside an epoch and a folder named with quotes", "[apps]") {
+  if (!have_gnuplot()) return;
+  const sd::test::TempDir tmp;
+  const auto run = tmp.path() / "it's a \"run\"";
+  std::filesystem::create_directories(run);
+  std::ofstream(run / "metrics.jsonl")
+      << R"({"epoch":0.5,"train_loss":2.0,"train_error":0.7,"validation_error":0.6,"lr":0.1,"new_best":true})" "\n"
+      << R"({"epoch":1,"train_loss":1.5,"train_error":0.5,"validation_error":0.4,"test_error":0.45,"lr":0.1,"new_best":true})" "\n"
+      << R"({"epoch":1.5,"train_loss":1.2,"train_error":0.4,"validation_error":0.41,"lr":0.01,"new_best":false})" "\n";
+  const std::string script = std::string(SD_SOURCE_DIR) + "/scripts/plot-run ";
+  const sd::test::RunResult r = sd::test::run_command(script + sd::test::q(run) + " 2>&1");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("line 0:") == std::string::npos);  // no gnuplot error
+  CHECK(sd::test::read_file(run / "curves.png").substr(1, 3) == "PNG");
 }

@@ -310,11 +310,11 @@ TEST_CASE("sd_sweep --launcher slurm: a task past its time limit twice checkpoin
   }
   const RunResult s = swept.get();
   INFO(s.output);
+  const std::string slurm_log = read_file(run / "slurm.log"), train_log = read_file(run / "train.log");
+  INFO(slurm_log << "\n" << train_log);
   REQUIRE(requeued);
   REQUIRE(s.exit_code == 0);
   CHECK(contains(s.output, "1 of 1 runs complete"));
-  const std::string slurm_log = read_file(run / "slurm.log"), train_log = read_file(run / "train.log");
-  INFO(slurm_log << "\n" << train_log);
   // At least the two cycles the test arranges; a loaded machine trains slower and may see a third.
   // However many there were, each is one warning, one exit 75, one requeue and one resume.
   const size_t cycles = count(slurm_log, "time limit: requeueing ");

@@ -120,7 +120,7 @@ Interrupted interrupt_when(const std::string& command, Ready ready, std::chrono:
 // Quotes a path for the shell. (Appended piece by piece: GCC 12 warns falsely, -Wrestrict, on "'" + s.)
 inline std::string q(const std::filesystem::path& p) {
   std::string s(1, '\'');
-  s += p.string();
+  for (char c : p.string()) s += c == '\'' ? std::string("'\\''") : std::string(1, c);  // ' ends, \' , reopens
   s += '\'';
   return s;
 }
