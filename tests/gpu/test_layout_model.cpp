@@ -84,9 +84,14 @@ void check_same(const Outcome& a, const Outcome& b, double bound = 0) {
 }
 
 #if defined(SD_EMULATED_DEVICE)
-constexpr double kAcrossLayouts = 0;  // the same arithmetic: the same bits
+constexpr double kAcrossLayouts = 0;         // the same arithmetic: the same bits
+constexpr double kAcrossLayoutsTrained = 0;  // ... after training steps too
 #else
-constexpr double kAcrossLayouts = kForward;  // cuDNN's NHWC kernels sum in another order
+// cuDNN's NHWC kernels sum in another order: one forward from the same state agrees to the forward
+// bound; after three steps apart, kink flips have moved the weights (2e-5 in the logits after three
+// steps, measured on the CPU fp32 vs fp64: test_cuda_resnet.cpp), so 5× that.
+constexpr double kAcrossLayouts = kForward;
+constexpr double kAcrossLayoutsTrained = 1e-4;
 #endif
 
 }  // namespace
@@ -122,8 +127,8 @@ TEST_CASE("gpu NHWC steps and evaluation: graph equals eager, and both equal NCH
     check_same(graph.back(), eager.back());
   }
   INFO("NHWC against NCHW");
-  check_same(eager[1], eager[0], kAcrossLayouts);
-  check_same(graph[1], graph[0], kAcrossLayouts);
+  check_same(eager[1], eager[0], kAcrossLayoutsTrained);
+  check_same(graph[1], graph[0], kAcrossLayoutsTrained);
 }
 
 TEST_CASE("gpu a state trained in NHWC evaluates in NCHW as in NHWC", "[gpu][model][layout]") {
