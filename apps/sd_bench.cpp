@@ -2,7 +2,8 @@
 // gates and with full depth (death rate 0) on the same batches: warm-up excluded, each mode timed
 // in several rounds of --steps steps and the median round taken, scaled to a 45 000-image epoch.
 // Prints a table and writes JSON. Synthetic images by default (same shapes as CIFAR-10; --dataset
-// sizes the classifier). --plan-only prints the GPU engine's device memory plan instead, no device needed.
+// sizes the classifier). --phases adds each phase's device time and launches per step (eager, CUDA
+// events). --plan-only prints the GPU engine's device memory plan instead, no device needed.
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -20,6 +21,7 @@
 #include "apps/common/run_log.h"
 #include "engine/train/atomic_file.h"
 #include "engine/core/gates.h"
+#include "engine/core/plural.h"
 #include "engine/data/dataset_kind.h"
 #include "engine/train/trainer.h"
 #include "models/network/resnet_spec.h"
@@ -43,7 +45,17 @@ struct BenchOptions {
   int steps = 352, rounds = 5, warmup = 20;
   bool verbose = false;
   bool plan_only = false;
+  bool phases = false;  // --phases: after the rounds, steps measured phase by phase
 };
+
+// A phase's mean per measured step (Backend::train_step_by_phase).
+struct PhaseRow {
+  std::string name;
+  double milliseconds_per_step = 0;
+  double launches_per_step = 0;
+};
+// Steps measured by phase: enough for a stable mean, few enough that the events' waits stay short.
+constexpr int kPhaseSteps = 20;
 
 struct ModeResult {
   std::string mode;
@@ -59,6 +71,8 @@ struct ModeResult {
   std::optional<double> kernels_per_step;     // launches the engine counts (devices only)
   std::optional<double> device_memory_bytes;  // in use on the device after the rounds (devices only)
   std::string graph_coverage;  // graph execution: batch sizes run as graphs, and any eager fallback
+  std::vector<PhaseRow> phases;  // --phases on a device: per phase, in the engine's order
+  int phase_steps = 0;
 };
 
 struct Spread {
@@ -143,6 +157,25 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
     flops += training_step_conv_flops(spec, batch, gates.draw_step(uint64_t(s)));
   r.conv_flops_per_step = flops / double(step - first_timed_step);
   r.graph_coverage = backend->graph_coverage();
+  if (o.phases) {
+    // After the clock stopped: each step waits for its events, which the rounds must not.
+    for (int i = 0; i < kPhaseSteps; ++i) {
+      batch_at(order, step, idx);
+      gates.draw_step(uint64_t(step), g);
+      const std::vector<StepPhase> phases =
+          backend->train_step_by_phase(StepInput{idx, 0, uint64_t(step), g, float(run.train.learning_rate)});
+      ++step;
+      if (phases.empty()) break;  // no device: nothing to measure
+      r.phases.resize(phases.size());
+      for (size_t p = 0; p < phases.size(); ++p) {
+        r.phases[p].name = phases[p].name;
+        r.phases[p].milliseconds_per_step += phases[p].milliseconds / kPhaseSteps;
+        r.phases[p].launches_per_step += double(phases[p].launches) / kPhaseSteps;
+      }
+      r.phase_steps = kPhaseSteps;
+    }
+    backend->take_train_totals();
+  }
   r.step_seconds = spread_of(r.round_seconds).median / o.steps;
   r.epoch_seconds = r.step_seconds * kEpochImages / batch;
   r.images_per_second = batch / r.step_seconds;
@@ -150,8 +183,42 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
   return r;
 }
 
+nlohmann::json phases_json(const ModeResult& r) {
+  if (r.phases.empty()) return nullptr;
+  nlohmann::json rows = nlohmann::json::array();
+  for (const PhaseRow& p : r.phases)
+    rows.push_back({{"phase", p.name},
+                    {"milliseconds_per_step", p.milliseconds_per_step},
+                    {"launches_per_step", p.launches_per_step}});
+  return {{"steps", r.phase_steps}, {"execution", "eager"}, {"rows", rows}};
+}
+
+// --phases: one row per phase, both modes side by side.
+void print_phases(const ModeResult& sd, const ModeResult& full) {
+  if (sd.phases.empty()) {
+    std::cout << "\nphases: not measured (the CPU reference has no device events)\n";
+    return;
+  }
+  std::cout << fmt::format("\nphases (eager execution, CUDA events at every change of phase, mean of {} steps; they add up "
+                           "to the step, which the events slow a little):\n",
+                           sd.phase_steps)
+            << fmt::format("{:<22} {:>11} {:>9}   {:>11} {:>9}\n", "phase", "SD ms/step", "launches", "full ms/step",
+                           "launches");
+  double sd_total = 0, full_total = 0, sd_launches = 0, full_launches = 0;
+  for (size_t p = 0; p < sd.phases.size() && p < full.phases.size(); ++p) {
+    const PhaseRow &a = sd.phases[p], &b = full.phases[p];
+    std::cout << fmt::format("{:<22} {:>11.3f} {:>9.1f}   {:>11.3f} {:>9.1f}\n", a.name, a.milliseconds_per_step,
+                             a.launches_per_step, b.milliseconds_per_step, b.launches_per_step);
+    sd_total += a.milliseconds_per_step, full_total += b.milliseconds_per_step;
+    sd_launches += a.launches_per_step, full_launches += b.launches_per_step;
+  }
+  std::cout << fmt::format("{:<22} {:>11.3f} {:>9.1f}   {:>11.3f} {:>9.1f}\n", "step", sd_total, sd_launches,
+                           full_total, full_launches);
+}
+
 nlohmann::json to_json(const ModeResult& r) {
-  return {{"mode", r.mode},
+  return {{"phases", phases_json(r)},
+          {"mode", r.mode},
           {"death_rate", r.death_rate},
           {"expected_active_blocks", r.expected_active_blocks},
           {"round_seconds", r.round_seconds},
@@ -212,6 +279,10 @@ int bench_main(int argc, char** argv) {
   add_layout_option(app, o.run.layout);
   add_verbose_option(app, o.verbose);
   add_exec_option(app, o.execution);
+  app.add_flag("--phases", o.phases,
+               "after the timed rounds, 20 more steps per mode measured phase by phase (gather, forward, batch norm, "
+               "head, backward input chain, weight gradients, SGD): device time from CUDA events and launches, eager "
+               "execution whatever --exec says; in the table and the JSON");
   app.add_flag("--plan-only", o.plan_only,
                "print the GPU engine's device memory plan by part for this depth, batch and data, and exit; needs no "
                "device (the convolution workspace counted at its cap)");
@@ -242,8 +313,8 @@ int bench_main(int argc, char** argv) {
                     : fs::path(o.out);
   ensure_writable_directory(out.parent_path().empty() ? fs::path(".") : out.parent_path());
 
-  std::cout << fmt::format("sd_bench: ResNet-{} ({} classes), batch {}, {} device ({} execution, {}), {} rounds of {} steps after {} warm-up steps, {}\n",
-                           o.run.model.depth, o.run.model.classes, o.run.train.batch_size, o.device.text, exec, o.run.precision, o.rounds, o.steps, o.warmup,
+  std::cout << fmt::format("sd_bench: ResNet-{} ({} classes), batch {}, {} device ({} execution, {}), {} of {} after {} warm-up {}, {}\n",
+                           o.run.model.depth, o.run.model.classes, o.run.train.batch_size, o.device.text, exec, o.run.precision, plural(o.rounds, "round"), plural(o.steps, "step"), o.warmup, noun_for(o.warmup, "step"),
                            o.run.synthetic > 0 ? fmt::format("{} synthetic images", o.run.synthetic) : o.data_dir)
             << std::flush;
   const ModeResult sd = time_mode(o, o.run.model.death_rate, data, true);
@@ -272,6 +343,7 @@ int bench_main(int argc, char** argv) {
   if (sd.planning_seconds > 0 || full.planning_seconds > 0)
     std::cout << fmt::format("convolution planning: {:.2f} s for the first model, {:.2f} s for the second (plans reused)\n",
                              sd.planning_seconds, full.planning_seconds);
+  if (o.phases) print_phases(sd, full);
   for (const ModeResult* r : {&sd, &full})
     if (!r->graph_coverage.empty()) std::cout << fmt::format("{}: {}\n", r->mode, r->graph_coverage);
 

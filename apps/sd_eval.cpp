@@ -108,6 +108,22 @@ void print_score(const SetScore& s, const std::vector<std::string>& names) {
   else print_summary(s, names);
 }
 
+// Which images of a set were scored, when the run's own evaluation (its --eval-subset) or this one's
+// took only the first of them; empty when both took all. Otherwise the two errors differ and the
+// note says why: "test: all 51 images (the run evaluated its first 20 during training;
+// --eval-subset 20 scores those)".
+std::string scored_images_note(const std::string& set, size_t all, size_t scored, int64_t run_subset, int64_t asked) {
+  if (all == 0 || (run_subset == 0 && asked == 0)) return {};
+  const size_t run_images = run_subset > 0 ? std::min(all, size_t(run_subset)) : all;
+  if (asked == 0)
+    return fmt::format("{}: all {} images (the run evaluated its first {} during training; --eval-subset {} scores those)",
+                       set, all, run_images, run_subset);
+  const std::string what = fmt::format("{}: the first {} of {} images (--eval-subset {})", set, scored, all, asked);
+  if (scored == run_images) return what + ", those the run evaluated during training";
+  return what + (run_subset > 0 ? fmt::format("; the run evaluated its first {} during training", run_images)
+                                : fmt::format("; the run evaluated all {} during training", all));
+}
+
 int eval_main(int argc, char** argv) {
   CLI::App app{"Scores an sd_train checkpoint: test (and validation) error, per-class accuracy, confusion matrix.",
                "sd_eval"};
@@ -116,7 +132,7 @@ int eval_main(int argc, char** argv) {
   std::string bn_variant = kDefaultBnVariant;
   std::string layout = "nchw";
   DeviceChoice device;
-  int64_t synthetic = -1;
+  int64_t synthetic = -1, eval_subset = 0;
   bool json = false;
   RunConfig asked;  // --dataset: only to check it against the checkpoint's
   app.add_option("--checkpoint", checkpoint_path, "a last.safetensors or best.safetensors from sd_train")->required();
@@ -129,6 +145,9 @@ int eval_main(int argc, char** argv) {
   add_precision_option(app, precision);  // the evaluation's own arithmetic, whatever the run trained in
   add_bn_variant_option(app, bn_variant);  // the evaluation's own kernels, likewise
   add_layout_option(app, layout);          // and its own layout: the checkpoint is NCHW-ordered either way
+  app.add_option("--eval-subset", eval_subset,
+                 "score only the first N validation and test images (default: all; a run trained with "
+                 "--eval-subset N evaluated those)");
   app.add_flag("--json", json, "print JSON instead of tables");
   parse_command_line(app, argc, argv);
   const std::set<std::string> given = given_options(app);
@@ -136,6 +155,9 @@ int eval_main(int argc, char** argv) {
     throw UsageError(fmt::format("--synthetic {}: give a positive number of images (--data-dir scores on the data "
                                  "set's files)",
                                  synthetic));
+  if (given.count("--eval-subset") && eval_subset < 1)
+    throw UsageError(fmt::format("--eval-subset {}: give a positive number of images (leave it out to score all of them)",
+                                 eval_subset));
 
   const Checkpoint ck = load_checkpoint(checkpoint_path, model_tensors);
   // On stderr: --json keeps stdout one JSON object.
@@ -156,7 +178,14 @@ int eval_main(int argc, char** argv) {
   settings.layout = layout;
   check_backend_settings(device, settings);
   check_device(device);
-  const DataSplit split = load_run_split(run, data_dir);
+  DataSplit split = load_run_split(run, data_dir);
+  const size_t all_validation = split.validation.size(), all_test = split.test.size();
+  limit_evaluation_sets(split, eval_subset);
+  std::vector<std::string> notes;  // which images were scored, where not all or not the run's
+  for (const std::string& note : {scored_images_note("validation", all_validation, split.validation.size(),
+                                                     ck.config.eval_subset, eval_subset),
+                                  scored_images_note("test", all_test, split.test.size(), ck.config.eval_subset, eval_subset)})
+    if (!note.empty()) notes.push_back(note);
   settings.planned_images = {0, int64_t(split.validation.size()), int64_t(split.test.size())};  // in the GPU's plan
 
   // Evaluated in batches of the training batch size, as sd_train's own evaluation is, so the two agree.
@@ -184,6 +213,9 @@ int eval_main(int argc, char** argv) {
                        {"device", backend->device_name()},
                        {"precision", precision},
                        {"layout", layout},
+                       {"eval_subset", eval_subset > 0 ? nlohmann::json(eval_subset) : nlohmann::json()},
+                       {"run_eval_subset", ck.config.eval_subset > 0 ? nlohmann::json(ck.config.eval_subset) : nlohmann::json()},
+                       {"notes", notes},
                        {"test", to_json(test, split.class_names)},
                        {"validation", validation ? to_json(*validation, split.class_names) : nlohmann::json()}};
     std::cout << out.dump() << std::endl;  // one line: for scripts (humans get the tables)
@@ -192,6 +224,7 @@ int eval_main(int argc, char** argv) {
   std::cout << fmt::format("{}: ResNet-{} on {} ({} {}), epoch {}; {}, {} ({}, {})\n", checkpoint_path,
                            ck.config.model.depth, dataset_title(ck.config.dataset), to_string(ck.config.model.death_mode), ck.config.model.death_rate,
                            ck.trainer.epochs_done, data, describe_split(split), backend->device_name(), precision);
+  for (const std::string& note : notes) std::cout << note << "\n";
   if (validation) print_score(*validation, split.class_names);
   print_score(test, split.class_names);
   std::cout << fmt::format("\ntest error {}{}\n", format_percent(test.error),

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -32,11 +33,13 @@
 #include "apps/sweep/eta.h"
 #include "apps/sweep/plan.h"
 #include "apps/sweep/plots.h"
+#include "apps/sweep/progress.h"
 #include "apps/sweep/report.h"
 #include "apps/sweep/run_environment.h"
 #include "apps/sweep/slurm_batch.h"
 #include "apps/sweep/slurm_launcher.h"
 #include "apps/sweep/slurm_time.h"
+#include "engine/core/plural.h"
 #include "engine/train/atomic_file.h"
 
 namespace fs = std::filesystem;
@@ -52,6 +55,7 @@ struct Settings {
   std::string report, commit = "unknown", launcher = "local";
   SlurmOptions slurm;
   bool dry_run = false;
+  double progress_every = 300;  // seconds between progress lines of a local sweep (0: as runs end only)
 };
 
 struct Active {
@@ -69,10 +73,19 @@ struct Outcome {
   bool interrupted = false;
 };
 
+// How many epochs a run has logged so far (the lines of its metrics.jsonl).
+int epochs_logged(const fs::path& run_dir) {
+  std::ifstream in(run_dir / "metrics.jsonl");
+  int n = 0;
+  for (std::string line; std::getline(in, line);) n += !line.empty();
+  return n;
+}
+
 // Runs every run not complete, at most one per device, until all have ended or a stop signal came
-// (then forwarded once to every running run, which saves a checkpoint and exits).
+// (then forwarded once to every running run, which saves a checkpoint and exits). Where the sweep
+// stands is printed as each run ends and every `progress_every` seconds (0: only as runs end).
 Outcome run_all(const fs::path& sweep_dir, std::vector<PlannedRun>& runs, const std::vector<std::string>& devices,
-                const fs::path& program) {
+                const fs::path& program, double progress_every) {
   Outcome out;
   std::vector<size_t> queue;
   int complete = 0;
@@ -86,6 +99,28 @@ Outcome run_all(const fs::path& sweep_dir, std::vector<PlannedRun>& runs, const 
   SweepEta eta(int(devices.size()));
   const std::atomic<bool>& stop = install_stop_handlers();
   bool forwarded = false;
+  // The sweep's ETA from the pace of the runs that ended: the queued work and each running run's.
+  const auto eta_now = [&]() -> std::optional<double> {
+    std::vector<SweepEta::Running> running;
+    double queued = 0;
+    for (size_t q : queue) queued += runs[q].work;
+    for (const auto& [device, b] : busy) running.push_back({runs[b.run].work, seconds_since(b.start)});
+    return eta.eta_seconds(queued, running);
+  };
+  const auto print_progress = [&] {
+    SweepProgress p;
+    p.total = int(runs.size());
+    p.done = complete;
+    p.failed = out.failed;
+    p.left = int(queue.size());
+    for (const auto& [device, b] : busy)
+      p.running.push_back({runs[b.run].point.run_name(), device, epochs_logged(runs[b.run].dir),
+                           runs[b.run].config.train.epochs, seconds_since(b.start)});
+    p.eta_seconds = eta_now();
+    std::cout << progress_line(p) << std::endl;
+  };
+  auto last_progress = Clock::now();
+  bool progress_due = false;  // a run has ended since the last progress line
 
   while (!queue.empty() || !busy.empty()) {
     if (!stop.load())
@@ -115,6 +150,12 @@ Outcome run_all(const fs::path& sweep_dir, std::vector<PlannedRun>& runs, const 
                 << std::flush;
       for (const auto& [device, a] : busy) ::kill(a.pid, SIGINT);
     }
+    // Where the sweep stands, after a run's end and the starts it made room for, while runs remain.
+    if (progress_due && !stop.load() && !busy.empty()) {
+      print_progress();
+      progress_due = false;
+      last_progress = Clock::now();
+    }
     if (busy.empty()) {
       if (stop.load()) break;  // stopped with runs still queued
       continue;                // every start just failed: on to the next runs
@@ -122,6 +163,10 @@ Outcome run_all(const fs::path& sweep_dir, std::vector<PlannedRun>& runs, const 
 
     const std::optional<ChildExit> ended = poll_child();
     if (!ended) {
+      if (progress_every > 0 && !stop.load() && seconds_since(last_progress) >= progress_every) {
+        print_progress();
+        last_progress = Clock::now();
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       continue;
     }
@@ -136,11 +181,7 @@ Outcome run_all(const fs::path& sweep_dir, std::vector<PlannedRun>& runs, const 
     if (result.complete) {
       ++complete;
       eta.finished(r.work, seconds);
-      std::vector<SweepEta::Running> running;
-      double queued = 0;
-      for (size_t q : queue) queued += runs[q].work;
-      for (const auto& [device, b] : busy) running.push_back({runs[b.run].work, seconds_since(b.start)});
-      const std::optional<double> left = stop.load() ? std::nullopt : eta.eta_seconds(queued, running);
+      const std::optional<double> left = stop.load() ? std::nullopt : eta_now();
       line = fmt::format("[{}/{}] {} done on {} in {}: test error at best validation {}, final {} | ETA {}", complete,
                          runs.size(), r.point.run_name(), a.device, format_duration(seconds),
                          result.test_error_at_best_validation ? format_percent(*result.test_error_at_best_validation) : "n/a",
@@ -149,8 +190,8 @@ Outcome run_all(const fs::path& sweep_dir, std::vector<PlannedRun>& runs, const 
     } else if (ended->exit_code == kExitInterrupted || (stop.load() && ended->signal != 0)) {
       // Stopped as asked (a run signalled before it could install its handlers dies of the signal).
       ++out.unfinished;
-      line = fmt::format("{} stopped on {} after {} ({} epochs logged), resumable", r.point.run_name(), a.device,
-                         format_duration(seconds), result.epochs_done);
+      line = fmt::format("{} stopped on {} after {} ({} logged), resumable", r.point.run_name(), a.device,
+                         format_duration(seconds), plural(result.epochs_done, "epoch"));
     } else if (ended->exit_code == kExitGpuUnsupported) {
       ++out.failed;
       line = fmt::format("{} FAILED on {}: this GPU cannot run this build: {} (log: {})", r.point.run_name(), a.device,
@@ -167,6 +208,7 @@ Outcome run_all(const fs::path& sweep_dir, std::vector<PlannedRun>& runs, const 
                          last_log_line(r.dir / "train.log"), (r.dir / "train.log").string());
     }
     std::cout << line << std::endl;
+    progress_due = true;  // printed once the next runs have started
   }
   out.unfinished += int(queue.size());
   return out;
@@ -272,6 +314,11 @@ int sweep_main(int argc, char** argv) {
   app.add_option("--poll-seconds", s.slurm.poll_seconds, "slurm --wait: how often to ask squeue")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_option("--progress-every", s.progress_every,
+                 "local: seconds between progress lines (runs done, running, left, ETA) while runs go on; each run's "
+                 "end prints one too (0: only then)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   parse_command_line(app, own, argv);
 
   s.sweep.out = out;
@@ -285,6 +332,8 @@ int sweep_main(int argc, char** argv) {
   for (const char* flag :
        {"--slurm-arg", "--max-running", "--time-signal", "--max-retries", "--retry-failed", "--wait", "--poll-seconds"})
     if (!slurm && app.count(flag)) throw UsageError(fmt::format("{}: only with --launcher slurm", flag));
+  if (slurm && app.count("--progress-every"))
+    throw UsageError("--progress-every: only with --launcher local (slurm --wait reports every --poll-seconds)");
   check_site_args(s.slurm.site_args);
   if (slurm) check_time_signal(s.slurm.signal_seconds, app.count("--time-signal") > 0, s.slurm.site_args);
   std::vector<PlannedRun> runs = plan_sweep(s.sweep);
@@ -306,9 +355,10 @@ int sweep_main(int argc, char** argv) {
     }
   }
   const SweepGrid& g = s.sweep.grid;
-  std::cout << fmt::format("sd_sweep: {} runs ({} seeds x {} death rates x {} modes x {} depths) on {}{} -> {}: {} "
+  std::cout << fmt::format("sd_sweep: {} ({} x {} x {} x {}) on {}{} -> {}: {} "
                            "complete, {} to resume, {} to start\n",
-                           runs.size(), g.seeds.size(), g.death_rates.size(), g.death_modes.size(), g.depths.size(),
+                           plural(int(runs.size()), "run"), plural(int(g.seeds.size()), "seed"), plural(int(g.death_rates.size()), "death rate"),
+                           plural(int(g.death_modes.size()), "mode"), plural(int(g.depths.size()), "depth"),
                            slurm ? "Slurm, " : "", fmt::join(devices, ", "), s.sweep.out.string(), complete, started,
                            int(runs.size()) - complete - started)
             << std::flush;
@@ -344,7 +394,7 @@ int sweep_main(int argc, char** argv) {
   const FolderLock lock(s.sweep.out, "sweep folder", command);  // one sd_sweep at a time
   refuse_if_held_by_slurm(s.sweep.out);
   const auto t0 = Clock::now();
-  const Outcome o = run_all(s.sweep.out, runs, devices, program);
+  const Outcome o = run_all(s.sweep.out, runs, devices, program, s.progress_every);
   const int now_complete = write_results(s, runs, devices, command);
   std::cout << fmt::format("sd_sweep: {} of {} runs complete; this invocation took {}\n", now_complete, runs.size(),
                            format_duration(seconds_since(t0)));

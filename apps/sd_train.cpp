@@ -24,6 +24,7 @@
 #include "apps/common/run_folder.h"
 #include "apps/common/run_log.h"
 #include "apps/common/stop_signal.h"
+#include "engine/core/plural.h"
 #include "engine/train/atomic_file.h"
 #include "engine/train/checkpoint.h"
 #include "engine/train/time_limit.h"
@@ -123,9 +124,10 @@ struct TrainPlan {
 // A resumed run that has nothing left to train (another time slice after the last, say): its summary,
 // without data or device.
 void report_finished(const RunConfig& run, const Checkpoint& ck, const fs::path& dir, const fs::path& last_path,
-                    const std::string& note) {
-  std::cout << note << fmt::format("{}: the run is finished ({} of {} epochs)\n", last_path.string(),
-                                   ck.trainer.epochs_done, run.train.epochs);
+                    const std::string& note, const std::string& command) {
+  copy_console_to(dir / "train.log", command);  // what this invocation did (rewrote summary.json) is logged too
+  std::cout << note << fmt::format("{}: the run is finished ({} of {})\n", last_path.string(),
+                                   ck.trainer.epochs_done, plural(run.train.epochs, "epoch"));
   write_file_atomically(dir / "summary.json", summary_json(run, ck.trainer).dump(2) + "\n");
   std::cout << summary_line(ck.trainer) << std::endl;
 }
@@ -163,11 +165,11 @@ std::optional<TrainPlan> check_and_plan(const TrainOptions& o, const std::string
     p.run = settings_for_resume(*p.resumed, o, p.last_path, p.note);
     // Fewer epochs than the run has done cannot be had by continuing it ("finished (4 of 3 epochs)").
     if (p.resumed->trainer.epochs_done > p.run.train.epochs)
-      throw UsageError(fmt::format("--epochs {}: {} has done {} epochs already; give at least {} (or leave out --epochs)",
-                                   p.run.train.epochs, p.last_path.string(), p.resumed->trainer.epochs_done,
+      throw UsageError(fmt::format("--epochs {}: {} has done {} already; give at least {} (or leave out --epochs)",
+                                   p.run.train.epochs, p.last_path.string(), plural(p.resumed->trainer.epochs_done, "epoch"),
                                    p.resumed->trainer.epochs_done));
     if (p.resumed->trainer.epochs_done >= p.run.train.epochs) {
-      report_finished(p.run, *p.resumed, p.dir, p.last_path, p.note);
+      report_finished(p.run, *p.resumed, p.dir, p.last_path, p.note, command);
       return std::nullopt;
     }
   } else {
@@ -231,12 +233,15 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
                             "\n");
   report_backend("sd_train", *backend, o.verbose);
   const double planning = backend->planning_seconds();
-  std::cout << fmt::format("sd_train: ResNet-{} on {} ({} {}), {}, {} backend{}, batch {}, {} steps/epoch, {} epochs -> {}\n",
+  std::cout << fmt::format("sd_train: ResNet-{} on {} ({} {}), {}, {} backend{}, batch {}, {} steps/epoch, {} -> {}\n",
                            run.model.depth, dataset_title(run.dataset), to_string(run.model.death_mode), run.model.death_rate, describe_split(split),
                            backend->device_name(),
                            planning > 0 ? fmt::format(" (convolutions planned in {:.1f} s)", planning) : "",
-                           run.train.batch_size, trainer.steps_per_epoch(), run.train.epochs, dir.string())
-            << lr_schedule_text(run.train) << "\n";
+                           run.train.batch_size, trainer.steps_per_epoch(), plural(run.train.epochs, "epoch"), dir.string())
+            << (resumed ? resumed_lr_schedule_text(run.train, logged_learning_rates(dir, resumed->trainer.epochs_done,
+                                                                                      resumed->config.train))
+                        : lr_schedule_text(run.train))
+            << "\n";
   if (const std::string memory = backend->memory_plan(); !memory.empty()) std::cout << memory << "\n";
   if (run.eval_subset > 0)
     std::cout << fmt::format("evaluating on the first {} validation and test images only (--eval-subset)\n", run.eval_subset);

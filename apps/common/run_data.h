@@ -32,7 +32,7 @@ DataSplit load_run_split(const RunConfig& run, const std::string& data_dir);
 void check_batch_fits(int batch_size, const DataSplit& split);
 
 // run.eval_subset > 0: keeps only the first eval_subset images of the validation and the test set
-// (the cheaper evaluation of a smoke run; sd_eval still scores the whole test set). An eval_subset
+// (the cheaper evaluation of a smoke run; sd_eval scores the whole sets unless given it too). An eval_subset
 // larger than a set is a UsageError naming --eval-subset.
 void limit_evaluation_sets(DataSplit& split, int64_t eval_subset);
 

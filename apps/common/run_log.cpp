@@ -106,6 +106,21 @@ void keep_metrics_through(const std::filesystem::path& dir, int epochs_done) {
   keep_lines_through(dir / "timing.jsonl", epochs_done);
 }
 
+std::vector<double> logged_learning_rates(const std::filesystem::path& dir, int epochs_done, const TrainConfig& fallback) {
+  std::vector<double> rates;
+  for (int e = 0; e < epochs_done; ++e) rates.push_back(learning_rate_at(fallback, e));
+  std::ifstream in(dir / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || !j.contains("epoch") || !j["epoch"].is_number_integer() || !j.contains("lr") ||
+        !j["lr"].is_number())
+      continue;
+    const int64_t epoch = j["epoch"].get<int64_t>();
+    if (epoch >= 1 && epoch <= epochs_done) rates[size_t(epoch - 1)] = j["lr"].get<double>();
+  }
+  return rates;
+}
+
 void save_timing(const std::filesystem::path& dir, const TrainerState& state) {
   write_file_atomically(dir / "timing.json", timing_to_json(state).dump(2) + "\n");
 }

@@ -12,6 +12,7 @@
 // and the human-readable twins printed on stdout (epoch_line, summary_line).
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -39,6 +40,10 @@ void append_metrics(const std::filesystem::path& dir, const EpochRecord& record)
 // On resume: drops lines of epochs after `epochs_done` from metrics.jsonl and timing.jsonl (written
 // after the checkpoint being resumed from, by a run that then crashed), so that every epoch appears once.
 void keep_metrics_through(const std::filesystem::path& dir, int epochs_done);
+
+// The learning rates the first `epochs_done` epochs ran at, as metrics.jsonl logged them (a resumed
+// run's --epochs may have moved the steps since); an epoch the file lacks gets `fallback`'s rate.
+std::vector<double> logged_learning_rates(const std::filesystem::path& dir, int epochs_done, const TrainConfig& fallback);
 
 // timing.json: written after every last.safetensors; read back on resume (a missing or unreadable
 // one leaves `state`'s timings as they are: wall time and measurements start afresh, and a note says so).

@@ -12,9 +12,13 @@ namespace {
 // Lock-free atomics are the only shared state a signal handler may touch.
 std::atomic<bool> g_stop{false};
 std::atomic<int> g_signal{0};
+std::atomic<int> g_log_fd{-1};  // train.log, when the console is copied there
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free);
 
-void say(const char* msg) { [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, msg, std::strlen(msg)); }
+void say(const char* msg) {
+  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg, std::strlen(msg));
+  if (const int log = g_log_fd.load(); log >= 0) n = ::write(log, msg, std::strlen(msg));
+}
 
 extern "C" void on_stop_signal(int sig) {
   // Only async-signal-safe calls here (write, sigaction, _exit).
@@ -56,5 +60,7 @@ int stop_signal() { return g_signal.load(); }
 bool stopped_for_time_limit() { return g_signal.load() == SIGUSR1; }
 
 void request_stop() { g_stop.store(true); }
+
+void copy_stop_messages_to(int fd) { g_log_fd.store(fd); }
 
 }  // namespace sd::apps

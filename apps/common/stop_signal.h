@@ -25,4 +25,8 @@ bool stopped_for_time_limit();
 // Sets the flag without a signal (sd_train --stop-after); a later signal then quits at once.
 void request_stop();
 
+// The handlers' lines (on stderr) are also written to `fd` (train.log, opened for appending), which
+// must stay open until the process ends; -1 stops that. The handlers cannot go through std::cerr.
+void copy_stop_messages_to(int fd);
+
 }  // namespace sd::apps

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "apps/sweep/run_state.h"
+#include "engine/core/plural.h"
 
 namespace sd::apps {
 
@@ -206,7 +207,7 @@ std::string sweep_markdown(const std::vector<RunResult>& runs, const std::vector
                       format_stat(c.images_per_second, 1, "", 0));
   std::string unfinished;
   for (const RunResult& r : runs)
-    if (!r.complete) unfinished += fmt::format("- {} ({} epochs logged)\n", r.dir, r.epochs_done);
+    if (!r.complete) unfinished += fmt::format("- {} ({} logged)\n", r.dir, plural(r.epochs_done, "epoch"));
   if (!unfinished.empty()) md += "\nNot complete (not in the statistics):\n\n" + unfinished;
   return md;
 }

@@ -10,6 +10,7 @@
 #include "apps/common/run_config_file.h"
 #include "apps/common/run_log.h"
 #include "apps/sweep/paper_results.h"
+#include "engine/core/plural.h"
 #include "engine/data/dataset.h"
 #include "models/network/step_cost.h"
 
@@ -158,7 +159,7 @@ std::string reproduction_report(const ReportInputs& in) {
   }
   const ResNetSpec spec = make_resnet_spec(c.model);
   md += "\n## Time and arithmetic\n\n";
-  md += fmt::format("- total training wall time of the complete runs: {} ({} epochs{})\n", format_duration(wall), epochs,
+  md += fmt::format("- total training wall time of the complete runs: {} ({}{})\n", format_duration(wall), plural(epochs, "epoch"),
                     epochs > 0 ? fmt::format(", {:.2f} s per epoch", wall / double(epochs)) : "");
   md += fmt::format("- convolution arithmetic (models/network/step_cost.h), one training image of ResNet-{}: {:.3f} GFLOP "
                     "at full depth, {:.3f} GFLOP expected with {} {}\n",

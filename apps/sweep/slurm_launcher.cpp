@@ -21,6 +21,7 @@
 #include "apps/sweep/slurm_batch.h"
 #include "apps/sweep/slurm_jobs.h"
 #include "apps/sweep/slurm_throttle.h"
+#include "engine/core/plural.h"
 #include "engine/train/atomic_file.h"
 
 namespace sd::apps {
@@ -165,8 +166,8 @@ RunLook look_at(const PlannedRun& r, const fs::path& sweep_dir, const std::optio
   const int stuck = attempts_without_progress(attempts, checkpoint_progress(r.dir));
   if (stuck == 0)
     return {"stopped",
-            fmt::format("stopped: task {} {} after {} epochs; resubmitting (continues from last.safetensors)", task, how,
-                        r.found.epochs_done),
+            fmt::format("stopped: task {} {} after {}; resubmitting (continues from last.safetensors)", task, how,
+                        plural(r.found.epochs_done, "epoch")),
             false, true};
   const std::string why = why_task_ended(sweep_dir, r.dir, task);
   if (stuck <= options.max_retries || options.retry_failed)

@@ -22,6 +22,8 @@
 
 namespace sd::cuda {
 
+class PhaseTimer;  // engine/cuda/phase_timer.h
+
 // The arithmetic of convolutions and GEMMs (`--precision`); storage is fp32 in both.
 enum class MathMode {
   kExactFp32,  // fp32 FMA arithmetic only, no TF32 anywhere (matches the CPU reference tightly)
@@ -61,6 +63,10 @@ class Context {
   // The graph builder marks its captures; nothing may synchronise meanwhile.
   void set_capturing(bool capturing) { capturing_ = capturing; }
   bool capturing() const { return capturing_; }
+  // The per-phase timer measuring eager steps (sd_bench --phases), or null: PhaseTimer attaches
+  // and detaches itself.
+  PhaseTimer* phase_timer() const { return phase_timer_; }
+  void set_phase_timer(PhaseTimer* timer) { phase_timer_ = timer; }
 
   // cudaMemsetAsync on the stream, counted.
   void memset_zero(void* p, size_t bytes);
@@ -79,6 +85,7 @@ class Context {
   uint64_t captured_ = 0;
   bool capturing_ = false;
   bool debug_sync_ = false;
+  PhaseTimer* phase_timer_ = nullptr;
 };
 
 }  // namespace sd::cuda

@@ -37,6 +37,16 @@ void Backend::set_images(ImageSetRole role, const ImageSet& images) {
 }
 
 void Backend::train_step(const StepInput& in) {
+  check_step(in);
+  do_train_step(in);
+}
+
+std::vector<StepPhase> Backend::train_step_by_phase(const StepInput& in) {
+  check_step(in);
+  return do_train_step_by_phase(in);
+}
+
+void Backend::check_step(const StepInput& in) const {
   if (!have_normalization_) throw std::logic_error(device_name() + ": set_normalization before training");
   const size_t train = set_size(ImageSetRole::kTrain);
   if (train == 0) throw std::logic_error(device_name() + ": set_images(kTrain, ...) before training");
@@ -55,7 +65,6 @@ void Backend::train_step(const StepInput& in) {
       throw std::out_of_range(fmt::format("training index {} (batch position {}) outside the training set of {}",
                                           idx, i, train));
   }
-  do_train_step(in);
 }
 
 void Backend::plan_epoch(std::span<const int32_t> order, uint32_t epoch) {

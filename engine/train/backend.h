@@ -98,6 +98,14 @@ struct DeviceUsage {
   double memory_in_use_bytes = 0;  // device memory in use (all of the process's allocations)
 };
 
+// One phase of a training step on a device (sd_bench --phases): its device time between CUDA events
+// and the operations issued in it. The phases of a step add up to the step.
+struct StepPhase {
+  std::string name;  // "gather", "forward", "batch norm", "head", "backward input chain", ...
+  double milliseconds = 0;
+  uint64_t launches = 0;
+};
+
 // The public calls are not virtual: they check their arguments once, here, for every backend (the
 // same error, at the same call, whatever the device), then call the protected hooks the models
 // implement. A hook may rely on what its public call checked.
@@ -140,6 +148,10 @@ class Backend {
   // outside 1..max_batch() or not one gate per block (std::invalid_argument); an index outside the
   // training set (std::out_of_range).
   void train_step(const StepInput& in);
+  // The same step (same checks, same result), measured phase by phase: a device engine runs it
+  // eagerly with an event at every change of phase and waits for it. Empty for a backend without
+  // a device (its step is still taken).
+  std::vector<StepPhase> train_step_by_phase(const StepInput& in);
   virtual TrainTotals take_train_totals() = 0;
   // Makes the running sums continue from `totals` (the earlier steps of a resumed epoch), so that
   // the epoch's sums are those of a run never stopped, bit for bit (each backend adds in order).
@@ -176,6 +188,10 @@ class Backend {
   virtual void do_set_normalization(const Normalization& norm) = 0;
   virtual void do_set_images(ImageSetRole role, const ImageSet& images) = 0;
   virtual void do_train_step(const StepInput& in) = 0;     // every check of train_step passed
+  virtual std::vector<StepPhase> do_train_step_by_phase(const StepInput& in) {
+    do_train_step(in);
+    return {};
+  }
   virtual void do_plan_epoch(std::span<const int32_t>, uint32_t) {}  // checked; nothing by default
   virtual EvalResult do_evaluate(ImageSetRole role) = 0;     // normalisation set, the set not empty
   // As evaluate(role, go_on), checked likewise; by default asks once, then evaluates the whole set.
@@ -188,6 +204,7 @@ class Backend {
 
  private:
   size_t set_size(ImageSetRole role) const { return set_sizes_[int(role)]; }
+  void check_step(const StepInput& in) const;  // train_step's refusals
 
   bool have_normalization_ = false;
   size_t set_sizes_[3] = {0, 0, 0};

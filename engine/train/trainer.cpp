@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "engine/core/plural.h"
+
 namespace sd {
 
 namespace {
@@ -37,17 +39,20 @@ void validate(const TrainConfig& c, size_t train_size) {
   if (c.lr_warmup_epochs < 0)
     throw std::invalid_argument(fmt::format("warm-up epochs {}: must be 0 (none) or more", c.lr_warmup_epochs));
   if (c.lr_warmup_epochs >= c.epochs && c.lr_warmup_epochs > 0)
-    throw std::invalid_argument(fmt::format("warm-up epochs {}: the warm-up must be shorter than the run ({} epochs)",
-                                            c.lr_warmup_epochs, c.epochs));
+    throw std::invalid_argument(fmt::format("warm-up epochs {}: the warm-up must be shorter than the run ({})",
+                                            c.lr_warmup_epochs, plural(c.epochs, "epoch")));
   if (!(c.lr_warmup > 0)) throw std::invalid_argument(fmt::format("warm-up lr {}: must be positive", c.lr_warmup));
 }
 
 double learning_rate_at(const TrainConfig& c, int epoch) {
   if (epoch < c.lr_warmup_epochs) return c.lr_warmup;
-  double lr = c.learning_rate;
+  int steps = 0;
   for (double s : c.lr_steps)
-    if (double(epoch + 1) >= s * double(c.epochs)) lr *= c.lr_decay;
-  return lr;
+    if (double(epoch + 1) >= s * double(c.epochs)) ++steps;
+  // Divided by the decay's reciprocal, as the paper says "divided by 10", in one rounding: 0.1 / 100
+  // is 0.001 where 0.1 * 0.1 * 0.1 is 0.0010000000000000002, the figure metrics.jsonl printed. The
+  // float the backends step with is the same either way.
+  return steps == 0 ? c.learning_rate : c.learning_rate / std::pow(1.0 / c.lr_decay, steps);
 }
 
 void hand_data_to(Backend& backend, const DataSplit& data, const Normalization& normalization) {

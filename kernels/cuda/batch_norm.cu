@@ -3,6 +3,7 @@
 
 #include "engine/cuda/check.h"
 #include "engine/cuda/format.h"
+#include "engine/cuda/phase_timer.h"
 
 namespace sd::cuda {
 
@@ -55,6 +56,7 @@ size_t batch_norm_partials_doubles(BatchNormVariant variant, int n, int c, int h
 
 void BatchNorm::forward_train(Context& ctx, const DeviceTensor& x, const DeviceTensor& y) const {
   check_pair(x, y, "BatchNorm::forward_train");
+  const PhaseScope phase(ctx, Phase::kBatchNorm);
   runnable_row(variant).forward_train(ctx, BnForwardTrainArgs{.shape = shape_of(x),
 .layout = x.layout,
                                                               .x = x.data,
@@ -74,6 +76,7 @@ void BatchNorm::forward_train(Context& ctx, const DeviceTensor& x, const DeviceT
 void BatchNorm::forward_eval(Context& ctx, const DeviceTensor& x, const DeviceTensor& y, double output_scale) const {
   check_pair(x, y, "BatchNorm::forward_eval");
   if (!(output_scale >= 0.0)) throw Error(cat("BatchNorm::forward_eval: output scale ", output_scale, " (need >= 0)"));
+  const PhaseScope phase(ctx, Phase::kBatchNorm);
   runnable_row(variant).forward_eval(ctx, BnForwardEvalArgs{.shape = shape_of(x),
 .layout = x.layout,
                                                             .x = x.data,
@@ -92,6 +95,7 @@ void BatchNorm::backward(Context& ctx, const DeviceTensor& x, const DeviceTensor
   check_pair(x, dy, "BatchNorm::backward");
   check_pair(x, dx, "BatchNorm::backward");
   if (relu) check_pair(x, y, "BatchNorm::backward");
+  const PhaseScope phase(ctx, Phase::kBatchNorm);
   runnable_row(variant).backward(ctx, BnBackwardArgs{.shape = shape_of(x),
 .layout = x.layout,
                                                      .x = x.data,

@@ -10,6 +10,7 @@
 
 #include "engine/cuda/check.h"
 #include "engine/cuda/format.h"
+#include "engine/cuda/phase_timer.h"
 
 namespace sd::cuda {
 
@@ -392,6 +393,7 @@ void ConvPlan::backward_filter(Context& ctx, const DeviceTensor& x, const Device
   check(x, shape_.in_channels, shape_.in_side, "x");
   check(dy, shape_.out_channels, shape_.out_side(), "dy");
   if (x.n != dy.n) throw Error("conv backward-filter: x and dy batches differ");
+  const PhaseScope phase(ctx, Phase::kWeightGradients);
   const DirectionChoice& c = choice_.backward_filter;
   check_cudnn(call(ctx, ConvDirection::kBackwardFilter, c.algo, c.math, {.n = x.n, .x = x.data, .y = dy.data, .dw = dw},
                    workspace_, workspace_bytes_),

@@ -105,6 +105,21 @@ void CudaResNet::do_train_step(const StepInput& in) {
   ++steps_since_take_;
 }
 
+std::vector<StepPhase> CudaResNet::do_train_step_by_phase(const StepInput& in) {
+  // Eager whatever the execution: events inside a graph would be nodes of it. The graph's device
+  // counters then no longer describe the last step (as after set_execution).
+  if (!phase_timer_) phase_timer_ = std::make_unique<cuda::PhaseTimer>(net_.ctx());
+  phase_timer_->start();
+  eager_.train_step(in);
+  const std::vector<cuda::PhaseTotal> totals = phase_timer_->stop();
+  if (execution_ == Execution::kGraph) graph_.forget_device_step();
+  last_n_ = int(in.indices.size());
+  ++steps_since_take_;
+  std::vector<StepPhase> phases;
+  for (const cuda::PhaseTotal& t : totals) phases.push_back({cuda::phase_name(t.phase), t.milliseconds, t.launches});
+  return phases;
+}
+
 TrainTotals CudaResNet::take_train_totals() {
   const DeviceBuffers& buf = net_.buffers();
   const std::vector<cuda::DeviceTotals> t = net_.download(buf.train_totals, 1);

@@ -32,11 +32,13 @@
 // ("gather", "forward", "loss", "backward", "sgd") and per block ("stages.1.0"), so that an
 // Nsight Systems timeline reads like this file.
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/cuda/context.h"
+#include "engine/cuda/phase_timer.h"
 #include "engine/train/backend.h"
 #include "models/cuda/device_network.h"
 #include "models/cuda/eager_executor.h"
@@ -132,6 +134,7 @@ class CudaResNet final : public Backend {
   void do_set_images(ImageSetRole role, const ImageSet& images) override;
   void do_plan_epoch(std::span<const int32_t> order, uint32_t epoch) override;
   void do_train_step(const StepInput& in) override;
+  std::vector<StepPhase> do_train_step_by_phase(const StepInput& in) override;
   EvalResult do_evaluate(ImageSetRole role) override;
   std::vector<NamedTensor> do_state() const override { return unflatten_state(spec(), net_.flat_state()); }
   void do_load_state(std::span<const NamedTensor> state) override {
@@ -142,6 +145,7 @@ class CudaResNet final : public Backend {
   DeviceNetwork net_;  // first: destroyed last, after the executors' buffers and graphs
   EagerExecutor eager_;
   GraphExecutor graph_;
+  std::unique_ptr<cuda::PhaseTimer> phase_timer_;  // made at the first step by phase; events reused
   Execution execution_ = Execution::kEager;
   int last_n_ = 0;
   int64_t steps_since_take_ = 0;  // training steps since take_train_totals

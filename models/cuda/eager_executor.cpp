@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "engine/cuda/nvtx.h"
+#include "engine/cuda/phase_timer.h"
 #include "kernels/cuda/augment_gather.h"
 #include "kernels/cuda/sgd.h"
 
@@ -16,6 +17,7 @@ void EagerExecutor::train_step(const StepInput& in) {
   const DeviceBuffers& buf = net_.buffers();
   {
     const cuda::NvtxRange gather("gather");
+    const cuda::PhaseScope phase(ctx, cuda::Phase::kGather);
     net_.record_zero_gradients();
     cuda::gather_batch(ctx, net_.gather_source(ImageSetRole::kTrain), in.indices,
                        cuda::AugmentDraw{.augment = net_.options().augmentation == Augmentation::kCropFlip,
@@ -24,10 +26,14 @@ void EagerExecutor::train_step(const StepInput& in) {
                        buf.labels, net_.format().layout);
   }
   forward(n, in.gates);
-  net_.record_loss(n);
+  {
+    const cuda::PhaseScope phase(ctx, cuda::Phase::kHead);
+    net_.record_loss(n);
+  }
   backward(n, in.gates);
   {
     const cuda::NvtxRange sgd("sgd");
+    const cuda::PhaseScope phase(ctx, cuda::Phase::kSgd);
     cuda::sgd_step(ctx, (long long)net_.spec().num_params, buf.params, buf.grads, buf.momentum,
                    net_.sgd_hyper(in.learning_rate));
   }
@@ -35,6 +41,7 @@ void EagerExecutor::train_step(const StepInput& in) {
 
 void EagerExecutor::forward(int n, std::span<const uint8_t> gates) {
   const cuda::NvtxRange range("forward");
+  const cuda::PhaseScope phase(net_.ctx(), cuda::Phase::kForward);
   const int L = net_.num_blocks();
   in_views_.assign(size_t(L), {});
   out_views_.assign(size_t(L), {});
@@ -54,12 +61,17 @@ void EagerExecutor::forward(int n, std::span<const uint8_t> gates) {
     }
     cur = out_views_[size_t(l)];
   }
+  const cuda::PhaseScope head(net_.ctx(), cuda::Phase::kHead);
   net_.record_pool(n, cur);
 }
 
 void EagerExecutor::backward(int n, std::span<const uint8_t> gates) {
   const cuda::NvtxRange range("backward");
-  net_.record_head_backward(n);
+  {
+    const cuda::PhaseScope head(net_.ctx(), cuda::Phase::kHead);
+    net_.record_head_backward(n);
+  }
+  const cuda::PhaseScope phase(net_.ctx(), cuda::Phase::kBackwardInput);
   for (int l = net_.num_blocks() - 1; l >= 0; --l) {
     const cuda::NvtxRange block_range(net_.block_name(l));
     if (gates[size_t(l)])

@@ -12,11 +12,13 @@ TEST_CASE("sd_bench times both modes and writes JSON", "[apps]") {
   const sd::test::TempDir tmp;
   const fs::path out = tmp.path() / "bench" / "cpu.json";
   const sd::test::RunResult r =
-      run_app("sd_bench", "--device cpu --depth 8 --batch-size 8 --steps 2 --rounds 3 --warmup 1 --synthetic 64 --out " + q(out));
+      run_app("sd_bench", "--device cpu --depth 8 --batch-size 8 --steps 2 --rounds 3 --warmup 1 --synthetic 64 --phases "
+                          "--out " + q(out));
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   CHECK(r.output.find("stochastic depth") != std::string::npos);
   CHECK(r.output.find("full depth") != std::string::npos);
+  CHECK(r.output.find("phases: not measured (the CPU reference has no device events)") != std::string::npos);
 
   const nlohmann::json j = nlohmann::json::parse(sd::test::read_file(out));
   CHECK(j["depth"] == 8);
@@ -33,6 +35,7 @@ TEST_CASE("sd_bench times both modes and writes JSON", "[apps]") {
     CHECK(j[mode]["images_per_second"].get<double>() > 0);
     CHECK(j[mode]["kernels_per_step"].is_null());  // the CPU reference does not count launches
     CHECK(j[mode]["graph_coverage"].is_null());    // and runs no graphs
+    CHECK(j[mode]["phases"].is_null());            // nor has device events (--phases)
   }
   CHECK(j["full_depth"]["expected_active_blocks"] == 3.0);
 }

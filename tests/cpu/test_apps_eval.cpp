@@ -71,6 +71,55 @@ TEST_CASE("sd_eval scores a checkpoint exactly as the training run did", "[apps]
   CHECK(nlohmann::json::parse(full.output)["validation"].is_null());
 }
 
+TEST_CASE("sd_eval of a run trained with --eval-subset says which images it scored, and scores the run's with --eval-subset", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path run = tmp.path() / "run";
+  REQUIRE(run_app("sd_train", sd::test::kTiny + " --epochs 1 --eval-subset 20 --out " + q(run)).exit_code == 0);
+  const std::string ck = q(run / "last.safetensors");
+
+  // By default the whole sets (25 validation, 51 test images), and a line per set says so.
+  const RunResult all = run_app("sd_eval", "--checkpoint " + ck + " --device cpu");
+  INFO(all.output);
+  REQUIRE(all.exit_code == 0);
+  CHECK(all.output.find("\nvalidation: all 25 images (the run evaluated its first 20 during training; --eval-subset "
+                        "20 scores those)\n") != std::string::npos);
+  CHECK(all.output.find("\ntest: all 51 images (the run evaluated its first 20 during training; --eval-subset 20 "
+                        "scores those)\n") != std::string::npos);
+
+  // --eval-subset 20: the images the run evaluated, so the errors it logged.
+  const RunResult same = run_app("sd_eval", "--checkpoint " + ck + " --device cpu --eval-subset 20 --json");
+  INFO(same.output);
+  REQUIRE(same.exit_code == 0);
+  const nlohmann::json j = nlohmann::json::parse(same.output);
+  const nlohmann::json logged = metrics_line(run, 1);
+  CHECK(j["test"]["images"] == 20);
+  CHECK(j["validation"]["images"] == 20);
+  CHECK(j["test"]["error"] == logged["test_error"]);
+  CHECK(j["validation"]["error"] == logged["validation_error"]);
+  CHECK(j["eval_subset"] == 20);
+  CHECK(j["run_eval_subset"] == 20);
+  CHECK(j["notes"][1] == "test: the first 20 of 51 images (--eval-subset 20), those the run evaluated during training");
+
+  // A run that evaluated everything, scored on fewer: said too.
+  const RunResult fewer = run_app("sd_eval", "--checkpoint " + q(sd::test::reference_run() / "last.safetensors") +
+                                                 " --device cpu --eval-subset 10");
+  INFO(fewer.output);
+  REQUIRE(fewer.exit_code == 0);
+  CHECK(fewer.output.find("test: the first 10 of 51 images (--eval-subset 10); the run evaluated all 51 during "
+                          "training") != std::string::npos);
+  CHECK(fewer.output.find("(10 images, loss ") != std::string::npos);
+  // And a plain run scored whole says nothing of subsets.
+  const RunResult plain = run_app("sd_eval", "--checkpoint " + q(sd::test::reference_run() / "last.safetensors") +
+                                                 " --device cpu");
+  CHECK(plain.output.find("images (the run evaluated") == std::string::npos);
+  CHECK(plain.output.find("--eval-subset") == std::string::npos);
+
+  check_error_line(run_app("sd_eval", "--checkpoint " + ck + " --device cpu --eval-subset 0"),
+                   "--eval-subset 0: give a positive number of images", 2);
+  check_error_line(run_app("sd_eval", "--checkpoint " + ck + " --device cpu --eval-subset 100"),
+                   "--eval-subset 100: the validation set has only 25 images", 2);
+}
+
 TEST_CASE("sd_eval refuses missing, truncated and foreign checkpoints with one line", "[apps]") {
   const sd::test::TempDir tmp;
   check_error_line(run_app("sd_eval", "--device cpu --checkpoint " + q(tmp.path() / "none.safetensors")),

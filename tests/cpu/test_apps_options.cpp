@@ -296,6 +296,22 @@ TEST_CASE("the lr schedule in words, and the warning when --lr is never used", "
   CHECK_FALSE(sd::apps::unused_lr_warning(c));
 }
 
+TEST_CASE("a resumed run's lr schedule: as trained and from here, when --epochs moved the steps", "[apps]") {
+  sd::TrainConfig c;
+  CHECK(sd::apps::lr_spans_text({0.1, 0.1, 0.01}, 1) == "0.1 for epochs 1-2, 0.01 for 3");
+  CHECK(sd::apps::lr_spans_text({0.001}, 5) == "0.001 for epoch 5");
+  c.epochs = 6;  // steps at epochs 3 and 5 (1-based); a 4-epoch run had them at 2 and 3
+  CHECK(sd::apps::resumed_lr_schedule_text(c, {0.1, 0.01, 0.001, 0.001}) ==
+        "lr as trained, epochs 1-4: 0.1 for epoch 1, 0.01 for 2, 0.001 for 3-4\n"
+        "lr from here, epochs 5-6 of 6: 0.001 for epochs 5-6");
+  // Epochs that ran as the schedule says (no --epochs change): the one line of a new run.
+  CHECK(sd::apps::resumed_lr_schedule_text(c, {0.1, 0.1}) == sd::apps::lr_schedule_text(c));
+  CHECK(sd::apps::resumed_lr_schedule_text(c, {}) == sd::apps::lr_schedule_text(c));
+  c.epochs = 2;
+  CHECK(sd::apps::resumed_lr_schedule_text(c, {0.1}) ==
+        "lr as trained, epoch 1: 0.1 for epoch 1\nlr from here, epoch 2 of 2: 0.001 for epoch 2");
+}
+
 TEST_CASE("MD5 of the RFC 1321 test suite, in one piece and in chunks", "[apps]") {
   CHECK(sd::apps::md5_hex("") == "d41d8cd98f00b204e9800998ecf8427e");
   CHECK(sd::apps::md5_hex("abc") == "900150983cd24fb0d6963f7d28e17f72");

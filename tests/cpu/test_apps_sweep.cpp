@@ -270,7 +270,7 @@ TEST_CASE("sd_sweep refuses bad grids with one line, before any run starts", "[a
   const RunResult dry = run_app("sd_sweep", base + "--death-rates 0,0.5 --death-modes lin_decay,uniform --dry-run" + data);
   INFO(dry.output);
   CHECK(dry.exit_code == 0);
-  CHECK(dry.output.find("3 runs (1 seeds x 2 death rates x 2 modes x 1 depths) on cpu") != std::string::npos);
+  CHECK(dry.output.find("3 runs (1 seed x 2 death rates x 2 modes x 1 depth) on cpu") != std::string::npos);
   CHECK(dry.output.find("/sd_train --synthetic 256 --subset 64 --batch-size 32 --epochs 1 --depth 8 --death-mode "
                         "uniform --death-rate 0.5 --seed 1 --device cpu --out ") != std::string::npos);
   for (const char* run : {"/runs/d8-lin_decay0-s1\n", "/runs/d8-lin_decay0.5-s1\n", "/runs/d8-uniform0.5-s1\n"})
@@ -289,6 +289,36 @@ TEST_CASE("sd_sweep refuses bad grids with one line, before any run starts", "[a
   INFO(other.output);
   CHECK(other.exit_code == 1);
   CHECK(other.output.find("holds a run with lr 0.1, this sweep asks for lr 0.05") != std::string::npos);
+}
+
+TEST_CASE("sd_sweep prints where it stands as runs end and every --progress-every seconds", "[apps][sweep]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "sweep";
+  const RunResult r = run_app("sd_sweep", "--seeds 1,2 --depths 8 --devices cpu --progress-every 0.1 --out " + q(out) +
+                                              " -- --synthetic 256 --subset 64 --batch-size 32 --epochs 2");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  // While the first run goes (a run takes far longer than 0.1 s): no pace yet, so no ETA.
+  const size_t first = r.output.find("progress: 0 of 2 runs done, 1 running (d8-lin_decay0.5-s1 on cpu: ");
+  CHECK(first != std::string::npos);
+  CHECK(r.output.find("of 2 epochs logged, ", first) != std::string::npos);
+  CHECK(r.output.find("), 1 left; ETA ? (known once a run has ended)", first) != std::string::npos);
+  // When it ends, the second has started: one done, one running, none left, an ETA from the pace.
+  const size_t ended = r.output.find("[1/2] d8-lin_decay0.5-s1 done on cpu");
+  REQUIRE(ended != std::string::npos);
+  const size_t after = r.output.find("progress: 1 of 2 runs done, 1 running (d8-lin_decay0.5-s2 on cpu: ", ended);
+  REQUIRE(after != std::string::npos);
+  const std::string line = r.output.substr(after, r.output.find('\n', after) - after);
+  INFO(line);
+  CHECK(line.find("), 0 left; ETA ") != std::string::npos);
+  CHECK(line.find("ETA ?") == std::string::npos);
+  // The last run's end leaves nothing running: no progress line after it, the results follow.
+  CHECK(r.output.find("progress: 2 of 2") == std::string::npos);
+  // Only the local launcher prints them.
+  const RunResult slurm = run_app("sd_sweep", "--launcher slurm --progress-every 5 --seeds 1 --depths 8 --out " +
+                                                  q(tmp.path() / "s") + " -- --synthetic 256");
+  CHECK(slurm.exit_code == 2);
+  CHECK(slurm.output.find("sd_sweep: error: --progress-every: only with --launcher local") == 0);
 }
 
 TEST_CASE("sd_sweep whose runs all finished succeeds, whatever signal comes at the end", "[apps][sweep]") {
@@ -352,7 +382,7 @@ TEST_CASE("scripts/reproduce --preset runs the preset's protocol at its depth, w
                                 " -- --synthetic 256 --subset 64 --batch-size 32 --epochs 2");
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
-  CHECK(r.output.find("sd_sweep: 4 runs (2 seeds x 2 death rates x 1 modes x 1 depths)") != std::string::npos);
+  CHECK(r.output.find("sd_sweep: 4 runs (2 seeds x 2 death rates x 1 mode x 1 depth)") != std::string::npos);
   // One sd_train line per run: the preset, then the options after `--`, then the sweep's own.
   std::vector<std::string> lines;
   std::istringstream in(r.output);
@@ -377,7 +407,7 @@ TEST_CASE("scripts/reproduce --preset runs the preset's protocol at its depth, w
                                   q(tmp.path() / "svhn") + " -- --synthetic 256 --split paper");  // svhn split: files only
   INFO(one.output);
   REQUIRE(one.exit_code == 0);
-  CHECK(one.output.find("sd_sweep: 1 runs (1 seeds x 1 death rates x 1 modes x 1 depths)") != std::string::npos);
+  CHECK(one.output.find("sd_sweep: 1 run (1 seed x 1 death rate x 1 mode x 1 depth)") != std::string::npos);
   CHECK(one.output.find(" --preset svhn-152 --synthetic 256 --split paper --depth 20 --death-mode lin_decay "
                         "--death-rate 0.5 ") !=
         std::string::npos);

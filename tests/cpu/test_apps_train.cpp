@@ -87,6 +87,8 @@ TEST_CASE("sd_train writes the run directory: metrics, summary, checkpoints", "[
   // Of 2 epochs, the steps at 0.5 and 0.75 fall at 1-based epochs 1 and 2 (1 >= 0.5·2, 2 >= 0.75·2).
   CHECK(metrics[0]["lr"].get<double>() == Approx(0.01));
   CHECK(metrics[1]["lr"].get<double>() == Approx(0.001));
+  // As decimal as the schedule reads: "lr":0.001, not 0.0010000000000000002.
+  CHECK(read_file(run / "metrics.jsonl").find("\"lr\":0.001,") != std::string::npos);
   for (const auto& m : metrics)
     for (const char* key : {"train_loss", "train_error", "validation_error", "validation_loss", "test_error",
                             "mean_active_blocks", "conv1_grad_abs_mean"})
@@ -333,6 +335,23 @@ TEST_CASE("sd_train --resume refuses fewer --epochs than the run has done, and l
   CHECK(read_file(run / "last.safetensors") == last);
 }
 
+TEST_CASE("sd_train --resume of a finished run logs what it did (rewrote summary.json) in train.log", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path run = sd::test::copy_run(sd::test::reference_run(), tmp.path() / "run");  // 2 epochs, finished
+  const std::string before = read_file(run / "train.log");
+  const RunResult r = run_app("sd_train", sd::test::kTiny + " --epochs 2 --resume --out " + q(run));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const std::string log = read_file(run / "train.log");
+  INFO(log);
+  REQUIRE(log.size() > before.size());
+  const std::string added = log.substr(before.size());
+  CHECK(added.rfind("=== ", 0) == 0);  // under a line naming the invocation
+  CHECK(added.find("--resume") != std::string::npos);
+  CHECK(added.find("the run is finished (2 of 2 epochs)") != std::string::npos);
+  CHECK(added.find("done: ") != std::string::npos);
+}
+
 TEST_CASE("the run folder says what ran: train.log, config.json with the invocation, kept current on resume", "[apps]") {
   const sd::test::TempDir tmp;
   const fs::path run = sd::test::copy_run(sd::test::reference_run(), tmp.path() / "run");
@@ -362,6 +381,10 @@ TEST_CASE("the run folder says what ran: train.log, config.json with the invocat
   INFO(more.output);
   REQUIRE(more.exit_code == 0);
   CHECK(more.output.find("  epoch 3/3  step 1/2  loss ") != std::string::npos);  // --log-interval
+  // The steps moved with --epochs: the banner shows the rates epochs 1-2 ran at, and what is left.
+  CHECK(more.output.find("lr as trained, epochs 1-2: 0.01 for epoch 1, 0.001 for 2\n"
+                         "lr from here, epoch 3 of 3: 0.001 for epoch 3\n") != std::string::npos);
+  CHECK(more.output.find("lr 0.1 for epoch 1") == std::string::npos);  // the new count's, never run
   const nlohmann::json now = nlohmann::json::parse(read_file(run / "config.json"));
   CHECK(now["epochs"] == 3);  // as the checkpoint and the summary
   CHECK(nlohmann::json::parse(read_file(run / "summary.json"))["config"]["epochs"] == 3);
@@ -423,6 +446,7 @@ TEST_CASE("sd_train --eval-subset evaluates on the first N images and records it
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   CHECK(r.output.find("evaluating on the first 20 validation and test images only") != std::string::npos);
+  CHECK(r.output.find(" steps/epoch, 1 epoch -> ") != std::string::npos);  // one, not "1 epochs"
   CHECK(nlohmann::json::parse(read_file(run / "config.json"))["eval_subset"] == 20);
   const nlohmann::json m = nlohmann::json::parse(read_file(run / "metrics.jsonl"));
   // Errors of 20 images are multiples of 1/20.
@@ -702,7 +726,7 @@ TEST_CASE("sd_train with a preset records it and every resolved value, and resum
                    2);
   // The warm-up stays shorter than the run when --epochs shortens it.
   check_error_line(run_app("sd_train", sd::test::kTiny + " --epochs 1 --resume --out " + q(run)), "sd_train",
-                   "--lr-warmup-epochs: warm-up epochs 1: the warm-up must be shorter than the run (1 epochs)", 2);
+                   "--lr-warmup-epochs: warm-up epochs 1: the warm-up must be shorter than the run (1 epoch)", 2);
   CHECK(read_file(run / "last.safetensors") == good);
   // The same preset and flags continue it.
   const RunResult more = run_app("sd_train", args + " --epochs 3 --resume");

@@ -66,6 +66,12 @@ TEST_CASE("sd_train stops like SIGINT when its output pipe closes (SIGPIPE), wit
   CHECK_FALSE(contains(said, "second interrupt"));
   REQUIRE(fs::exists(out / "last.safetensors"));
   REQUIRE_FALSE(fs::exists(out / "summary.json"));
+  // train.log has what stderr showed and what stdout would have: how it stopped, how to resume.
+  const std::string log = read_file(out / "train.log");
+  INFO(log);
+  CHECK(contains(log, "output closed (SIGPIPE): stopping after the current step"));
+  CHECK(contains(log, "stopped "));
+  CHECK(contains(log, "resume with: "));
   check_resumes_to_the_end(out);
 }
 
@@ -85,6 +91,7 @@ TEST_CASE("sd_train stops like --time-limit on a scheduler's warning (SIGUSR1): 
   CHECK(WEXITSTATUS(status) == 75);
   CHECK(contains(log, "time limit: the scheduler's warning signal (SIGUSR1) came"));
   CHECK(contains(log, "resume with: "));
+  CHECK(read_file(out / "train.log").find("time limit signal (SIGUSR1): stopping") != std::string::npos);
   REQUIRE(fs::exists(out / "last.safetensors"));
   REQUIRE_FALSE(fs::exists(out / "summary.json"));
   check_resumes_to_the_end(out);
@@ -145,6 +152,7 @@ TEST_CASE("sd_train stops within a batch on a SIGINT during an evaluation, and r
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 130);
   CHECK(contains(said, "interrupt: stopping after the current step or evaluation batch"));
+  CHECK(contains(read_file(out / "train.log"), "interrupt: stopping after the current step or evaluation batch"));
   CHECK_FALSE(contains(said, "epoch 1/1  lr"));  // no epoch line: the evaluation did not finish
   // A batch of 256 of 2400 images, the checkpoint and the exit: far less than the rest of the
   // evaluation, which it once waited for (0.8 of the epoch).
@@ -161,6 +169,34 @@ TEST_CASE("sd_train stops within a batch on a SIGINT during an evaluation, and r
     INFO(cmp.output);
     CHECK(cmp.exit_code == 0);
   }
+}
+
+// A user who will not wait presses Ctrl-C twice: the run ends at once, and train.log says so as the
+// terminal did.
+TEST_CASE("sd_train's train.log keeps the interrupt lines of a double Ctrl-C that ends it at once", "[apps][train]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "run";
+  // Steps of 1024 images (about a second each on the CPU): the second signal comes well inside the
+  // step that the first one lets finish.
+  const fs::path console = tmp.path() / "log";
+  const pid_t pid = start_sd_train("--depth 8 --synthetic 4000 --subset 1024 --batch-size 1024 --device cpu "
+                                   "--epochs 1000 --out " + q(out), console);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!contains(read_file(console), "sd_train: ResNet-8") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  kill(pid, SIGINT);
+  while (!contains(read_file(console), "interrupt: stopping") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  kill(pid, SIGINT);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  const std::string said = read_file(tmp.path() / "log"), log = read_file(out / "train.log");
+  INFO(said << "\ntrain.log:\n" << log);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  CHECK(contains(said, "second interrupt: exiting without saving the current epoch"));
+  CHECK(contains(log, "interrupt: stopping after the current step or evaluation batch (again to quit at once)"));
+  CHECK(contains(log, "second interrupt: exiting without saving the current epoch"));
 }
 
 // Started together on a new folder, one of them runs and the other refuses (whichever locks the

@@ -18,6 +18,7 @@
 #include "apps/sweep/paper_results.h"
 #include "apps/sweep/plan.h"
 #include "apps/sweep/plots.h"
+#include "apps/sweep/progress.h"
 #include "apps/sweep/report.h"
 #include "apps/sweep/statistics.h"
 #include "engine/data/dataset.h"
@@ -112,6 +113,21 @@ TEST_CASE("sweep ETA: work over the pace of finished runs, spread over the devic
   // running run alone needs 4.
   CHECK(*eta.eta_seconds(1, {{3, 2}}) == Approx(4.0));
   CHECK(*eta.eta_seconds(0, {}) == Approx(0.0));
+}
+
+TEST_CASE("sweep progress: runs done, running (how far), left, failed, ETA", "[sweep]") {
+  SweepProgress p;
+  p.total = 8;
+  p.done = 3;
+  p.left = 3;
+  p.running = {{"d8-lin_decay0.5-s2", "cuda:0", 2, 3, 12.0}, {"d8-uniform0.5-s2", "cuda:1", 0, 1, 65.0}};
+  p.eta_seconds = 65;
+  CHECK(progress_line(p) == "progress: 3 of 8 runs done, 2 running (d8-lin_decay0.5-s2 on cuda:0: 2 of 3 epochs "
+                            "logged, 12.0s; d8-uniform0.5-s2 on cuda:1: 0 of 1 epoch logged, 1m05s), 3 left; ETA 1m05s");
+  p.running.clear();
+  p.failed = 1;
+  p.eta_seconds.reset();
+  CHECK(progress_line(p) == "progress: 3 of 8 runs done, none running, 3 left, 1 failed; ETA ? (known once a run has ended)");
 }
 
 TEST_CASE("the device option parses cpu, cuda and cuda:N, and a missing GPU's message names those present", "[apps]") {

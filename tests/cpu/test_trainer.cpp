@@ -143,6 +143,12 @@ TEST_CASE("the learning rate steps down as the official code: 1-based epochs 250
   CHECK(learning_rate_at(c, 373) == Approx(0.01));      // epoch 374
   CHECK(learning_rate_at(c, 374) == Approx(0.001));     // epoch 375
   CHECK(learning_rate_at(c, 499) == Approx(0.001));
+  // Exactly the decimal figures (divided by 10, not multiplied by 0.1: no 0.010000000000000002), and
+  // the float the backends step with is what the product gave.
+  CHECK(learning_rate_at(c, 249) == 0.01);
+  CHECK(learning_rate_at(c, 374) == 0.001);
+  CHECK(float(learning_rate_at(c, 249)) == float(0.1 * 0.1));
+  CHECK(float(learning_rate_at(c, 374)) == float(0.1 * 0.1 * 0.1));
   // Any count: a fraction that falls between epochs drops at the first 1-based epoch at or past it.
   c.epochs = 3;
   CHECK(learning_rate_at(c, 0) == 0.1);            // 1 < 1.5

@@ -17,7 +17,8 @@
 #                                        ("[capture_candidates]", ~1 min), the probe of cuDNN's fused
 #                                        conv + BN engines (sd_fusion_probe, ≤ 75 s), then the other GPU tests (graph
 #                                        == eager among them), sd_bench ResNet-110 for every --exec ×
-#                                        --precision × --layout this build has, and PyTorch beside them
+#                                        --precision × --layout this build has (fp32 eager nchw with
+#                                        --phases), and PyTorch beside them
 #   tests/gpu/device_check.sh all        all of them but fast
 # Logs go to $OUT (the device tool brings them back) or /tmp/sd-gpu-out; the summary prints last.
 set -u
@@ -88,10 +89,14 @@ if [ "$mode" = fast ]; then
         [ "$precisions" = fp32 ] || flag="--precision $precision"
         [ "$layouts" = nchw ] || flag="$flag --layout $layout"
         name="sd_bench-$exec-$precision-$layout"
-        timeout 35 build/bin/sd_bench --depth 110 --exec "$exec" $flag --rounds 3 --steps 60 --warmup 10 \
+        # Where the step's time goes (--phases: eager, CUDA events per phase), once: fp32 eager nchw.
+        phases=""
+        [ "$exec-$precision-$layout" = eager-fp32-nchw ] && build/bin/sd_bench --help 2>/dev/null | grep -q -- "--phases" && phases="--phases"
+        timeout 35 build/bin/sd_bench --depth 110 --exec "$exec" $flag $phases --rounds 3 --steps 60 --warmup 10 \
           --out "$out/$name.json" >"$out/$name.txt" 2>&1
         note "$name rc=$?"
         grep -E "^(stochastic depth|full depth|speed-up)" "$out/$name.txt" | tee -a "$summary"
+        [ -n "$phases" ] && grep -A10 "^phases" "$out/$name.txt" | tee -a "$summary"
       done
     done
   done
