@@ -276,6 +276,7 @@ int bench_main(int argc, char** argv) {
   add_device_option(app, o.device);
   add_precision_option(app, o.run.precision);
   add_bn_variant_option(app, o.run.bn_variant);
+  add_layout_option(app, o.run.layout);
   add_verbose_option(app, o.verbose);
   add_exec_option(app, o.execution);
   app.add_flag("--phases", o.phases,
@@ -349,6 +350,8 @@ int bench_main(int argc, char** argv) {
   const nlohmann::json result{{"device", o.device.text},
                               {"exec", exec},
                               {"precision", o.run.precision},
+                              {"layout", o.run.layout},
+                              {"bn_variant", o.run.bn_variant},
                               {"depth", o.run.model.depth},
                               {"dataset", dataset_name(o.run.dataset)},
                               {"classes", o.run.model.classes},

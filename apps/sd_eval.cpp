@@ -130,6 +130,7 @@ int eval_main(int argc, char** argv) {
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as sd_train
   std::string checkpoint_path, data_dir, split_name, precision = "fp32";
   std::string bn_variant = kDefaultBnVariant;
+  std::string layout = "nchw";
   DeviceChoice device;
   int64_t synthetic = -1, eval_subset = 0;
   bool json = false;
@@ -143,6 +144,7 @@ int eval_main(int argc, char** argv) {
   add_device_option(app, device);
   add_precision_option(app, precision);  // the evaluation's own arithmetic, whatever the run trained in
   add_bn_variant_option(app, bn_variant);  // the evaluation's own kernels, likewise
+  add_layout_option(app, layout);          // and its own layout: the checkpoint is NCHW-ordered either way
   app.add_option("--eval-subset", eval_subset,
                  "score only the first N validation and test images (default: all; a run trained with "
                  "--eval-subset N evaluated those)");
@@ -173,6 +175,7 @@ int eval_main(int argc, char** argv) {
   BackendOptions settings = backend_options(ck.config, Execution::kEager);
   settings.precision = precision;
   settings.bn_variant = bn_variant;
+  settings.layout = layout;
   check_backend_settings(device, settings);
   check_device(device);
   DataSplit split = load_run_split(run, data_dir);
@@ -211,6 +214,7 @@ int eval_main(int argc, char** argv) {
                        {"split", run.split},
                        {"device", backend->device_name()},
                        {"precision", precision},
+                       {"layout", layout},
                        {"eval_subset", eval_subset > 0 ? nlohmann::json(eval_subset) : nlohmann::json()},
                        {"run_eval_subset", ck.config.eval_subset > 0 ? nlohmann::json(ck.config.eval_subset) : nlohmann::json()},
                        {"notes", notes},

@@ -1,11 +1,12 @@
 // sd_kernel_bench: times every variant of a kernel at the network's shapes, so that a variant is
 // chosen on numbers. Today: batch norm (+ ReLU) training forward, evaluation forward and backward,
-// for every cuda::BatchNormVariant, at 16×32², 32×16² and 64×8² with batches 128 and 72 (the
-// epoch's last batch). Each launch is timed alone with CUDA events on the engine's stream; the
-// median of --runs launches (after --warmup) is reported in µs, with the bandwidth of the
-// compulsory traffic — every tensor the operation must read or write, once — in GB/s and as a share
-// of the H200's HBM3e (4.8 TB/s). A kernel that reads its input twice moves more than that count,
-// so the share is an upper bound on how well it uses the memory system, not a measurement of it.
+// for every cuda::BatchNormVariant in NCHW and NHWC (rows "<variant>/nhwc"), at 16×32², 32×16² and
+// 64×8² with batches 128 and 72 (the epoch's last batch). Each launch is timed alone with CUDA
+// events on the engine's stream; the median of --runs launches (after --warmup) is reported in µs,
+// with the bandwidth of the compulsory traffic — every tensor the operation must read or write,
+// once — in GB/s and as a share of the H200's HBM3e (4.8 TB/s). A kernel that reads its input
+// twice moves more than that count, so the share is an upper bound on how well it uses the memory
+// system, not a measurement of it.
 //   build/bin/sd_kernel_bench [--runs 200] [--warmup 20] [--json FILE]
 #include <algorithm>
 #include <cstdint>
@@ -95,7 +96,8 @@ struct Row {
   double seconds, bytes;
 };
 
-// Batch norm + ReLU, every variant, at one shape: training forward, evaluation forward, backward.
+// Batch norm + ReLU, every variant in both layouts ("split/nhwc"), at one shape: training forward,
+// evaluation forward, backward.
 void bench_batch_norm(cuda::Context& ctx, Timer& timer, const Shape& s, int warmup, int runs, std::vector<Row>& rows) {
   const size_t count = size_t(s.count()), c = size_t(s.c);
   // Sized as the engine sizes its arena: the same takes against an ArenaSizer first.
@@ -116,6 +118,7 @@ void bench_batch_norm(cuda::Context& ctx, Timer& timer, const Shape& s, int warm
   upload(dy, random_floats(count, 2, -1.0f, 1.0f));
   std::vector<float> p = random_floats(6 * c, 3, 0.5f, 1.5f);
   upload(params, p);
+  for (const cuda::Layout layout : {cuda::Layout::kNchw, cuda::Layout::kNhwc})
   for (const cuda::BatchNormVariant variant : cuda::kBatchNormVariants) {
     cuda::BatchNorm bn;
     bn.gamma = params, bn.beta = params + c, bn.running_mean = params + 2 * c, bn.running_var = params + 3 * c;
@@ -124,10 +127,11 @@ void bench_batch_norm(cuda::Context& ctx, Timer& timer, const Shape& s, int warm
     bn.partials = partials;
     bn.relu = true;
     bn.variant = variant;
-    const cuda::DeviceTensor tx{x, s.n, s.c, s.side, s.side}, ty{y, s.n, s.c, s.side, s.side},
-        tdy{dy, s.n, s.c, s.side, s.side}, tdx{dx, s.n, s.c, s.side, s.side};
+    const cuda::DeviceTensor tx{x, s.n, s.c, s.side, s.side, layout}, ty{y, s.n, s.c, s.side, s.side, layout},
+        tdy{dy, s.n, s.c, s.side, s.side, layout}, tdx{dx, s.n, s.c, s.side, s.side, layout};
     const double tensor = double(count) * sizeof(float);
-    const std::string name = cuda::variant_name(variant);
+    const std::string name =
+        std::string(cuda::variant_name(variant)) + (layout == cuda::Layout::kNhwc ? "/nhwc" : "");
     // Compulsory traffic: training forward reads x, writes y; evaluation the same; the backward
     // (with the ReLU mask) reads x, y and dy and writes dx. Per-channel values are negligible.
     rows.push_back({"batch_norm_relu", name, "forward_train", s,

@@ -51,6 +51,10 @@ void check_backend_settings(const DeviceChoice& device, const BackendOptions& o)
         fmt::format("--precision {}: a tensor-core mode of the GPU; {} computes in fp32 only", o.precision, cpu));
   if (o.execution == Execution::kGraph && !device.cuda)
     throw UsageError(fmt::format("--exec graph: {} runs eagerly only; use --device cuda", cpu));
+  if (std::find(kLayouts.begin(), kLayouts.end(), o.layout) == kLayouts.end())
+    throw UsageError(fmt::format("--layout {}: unknown (known: {})", o.layout, fmt::join(kLayouts, ", ")));
+  if (o.layout != "nchw" && !device.cuda)
+    throw UsageError(fmt::format("--layout {}: a layout of the GPU engine; {} computes in NCHW only", o.layout, cpu));
   const std::string standard = kDefaultBnVariant;
   if (!device.cuda) {
     if (o.bn_variant != standard)

@@ -26,6 +26,8 @@ DeviceChoice parse_device(const std::string& text, const std::string& flag = "--
 // The precisions this build computes in: fp32 (exact, the default) and tf32 (tensor-core
 // convolutions and GEMMs on the GPU; docs/CUDA_ENGINE.md).
 inline const std::vector<std::string> kPrecisions = {"fp32", "tf32"};
+// The GPU engine's activation layouts (--layout); the CPU reference computes in the first only.
+inline const std::vector<std::string> kLayouts = {"nchw", "nhwc"};
 
 // The --bn-variant values this build accepts, as its help lists them ("block_per_channel or split"):
 // the GPU engine's variant table (kernels/cuda/batch_norm.h), or the CPU reference's one batch norm

@@ -160,6 +160,7 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
                  "--resume (for time slices)");
   add_precision_option(app, r.precision);
   add_bn_variant_option(app, r.bn_variant);
+  add_layout_option(app, r.layout);
 }
 
 uint64_t parse_seed(const std::string& text) {
@@ -192,6 +193,13 @@ void add_bn_variant_option(CLI::App& app, std::string& bn_variant) {
                  fmt::format("the GPU's batch-norm kernels: {} (the same arithmetic up to rounding; --device cuda "
                              "only)",
                              bn_variant_choices()))
+      ->capture_default_str();
+}
+
+void add_layout_option(CLI::App& app, std::string& layout) {
+  app.add_option("--layout", layout,
+                 "the GPU engine's activation layout: nchw or nhwc (channels-last; the same arithmetic; --device "
+                 "cuda only: the CPU reference always computes in NCHW, and checkpoints are NCHW-ordered either way)")
       ->capture_default_str();
 }
 
@@ -315,7 +323,8 @@ BackendOptions backend_options(const RunConfig& run, Execution execution) {
                         .augmentation = run.augment,
                         .execution = execution,
                         .precision = run.precision,
-                        .bn_variant = run.bn_variant};
+                        .bn_variant = run.bn_variant,
+                        .layout = run.layout};
 }
 
 std::optional<std::string> flag_for_config_field(const std::string& field) {
@@ -327,7 +336,7 @@ std::optional<std::string> flag_for_config_field(const std::string& field) {
       {"epochs", "--epochs"},     {"batch_size", "--batch-size"}, {"lr", "--lr"},
       {"lr_steps", "--lr-steps"}, {"seed", "--seed"},             {"split", "--split"},
       {"subset", "--subset"},     {"synthetic", "--synthetic"},   {"precision", "--precision"},
-      {"bn_variant", "--bn-variant"},
+      {"bn_variant", "--bn-variant"}, {"layout", "--layout"},
       {"eval_subset", "--eval-subset"},
       {"augment", "--augment"},   {"lr_warmup_epochs", "--lr-warmup-epochs"}, {"lr_warmup", "--lr-warmup"},
       {"eval_every_steps", "--eval-every-steps"},
@@ -346,6 +355,7 @@ std::string default_run_dir(const RunConfig& r) {
   if (r.model.bn_gamma_init != BnGammaInit::kOne) dir += "-gamma-" + to_string(r.model.bn_gamma_init);
   if (r.precision != "fp32") dir += "-" + r.precision;
   if (r.bn_variant != kDefaultBnVariant) dir += "-bn-" + r.bn_variant;
+  if (r.layout != "nchw") dir += "-" + r.layout;
   if (r.synthetic > 0) dir += fmt::format("-synthetic{}", r.synthetic);
   return dir;
 }

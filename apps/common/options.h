@@ -100,4 +100,8 @@ void add_precision_option(CLI::App& app, std::string& precision);
 // kernels (kernels/cuda/batch_norm.h). check_backend_settings checks it.
 void add_bn_variant_option(CLI::App& app, std::string& bn_variant);
 
+// "--layout nchw|nhwc" (sd_train, sd_eval, sd_bench; default nchw; kLayouts): the GPU engine's
+// activation layout. check_backend_settings checks it.
+void add_layout_option(CLI::App& app, std::string& layout);
+
 }  // namespace sd::apps

@@ -57,6 +57,9 @@ struct BackendOptions {
   // The GPU's batch-norm kernels (kernels/cuda/batch_norm.h: a row's name); the CPU reference has
   // one batch norm and refuses any other. Every variant computes the same BN, up to rounding.
   std::string bn_variant = kDefaultBnVariant;
+  // The GPU's activation layout, "nchw" or "nhwc" (models/cuda/tensor_format.h); the CPU reference
+  // computes in NCHW and refuses the other. Both give the same arithmetic (docs/CUDA_ENGINE.md).
+  std::string layout = "nchw";
   // The images each set will hold (training, validation, test), where known before the backend is
   // built: a device engine counts them in the memory it plans and refuses at start a plan that does
   // not fit. 0: not announced (that set's memory is checked when it arrives).

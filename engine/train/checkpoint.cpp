@@ -84,6 +84,7 @@ json to_json(const RunConfig& c) {
       {"synthetic", c.synthetic},
       {"precision", c.precision},
       {"bn_variant", c.bn_variant},
+      {"layout", c.layout},
       {"eval_subset", c.eval_subset},
       {"augment", to_string(c.augment)},
       {"preset", c.preset.empty() ? json(nullptr) : json(c.preset)},
@@ -119,6 +120,7 @@ RunConfig run_config_from_json(const json& j) {
   c.synthetic = field<int64_t>(j, "synthetic");
   c.precision = field<std::string>(j, "precision");
   c.bn_variant = j.value("bn_variant", std::string("block_per_channel"));
+  c.layout = j.value("layout", std::string("nchw"));
   c.eval_subset = field_or<int64_t>(j, "eval_subset", 0);  // absent before it existed: the whole sets
   c.augment = parse_augmentation(field_or<std::string>(j, "augment", "crop-flip"));  // absent: always augmented
   if (j.contains("preset") && !j.at("preset").is_null()) c.preset = field<std::string>(j, "preset");
@@ -243,6 +245,7 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& ck, co
       {"split", ck.config.split},
       {"precision", ck.config.precision},
       {"bn_variant", ck.config.bn_variant},
+      {"layout", ck.config.layout},
       // The float's exact value as the shortest text that reads back as that very double: a float
       // reader (std::stof) and a double reader (Python's float()) both get exactly what trained.
       {"normalization.std", fmt::format("{}", double(ck.normalization.std))},
@@ -350,6 +353,7 @@ std::vector<ConfigDifference> config_differences(const RunConfig& a, const RunCo
   cmp("synthetic", "synthetic", a.synthetic, b.synthetic);
   cmp("precision", "precision", a.precision, b.precision);
   cmp("bn_variant", "batch-norm variant", a.bn_variant, b.bn_variant);
+  cmp("layout", "layout", a.layout, b.layout);
   cmp("eval_subset", "evaluation subset", a.eval_subset, b.eval_subset);
   cmp("augment", "augmentation", to_string(a.augment), to_string(b.augment));
   cmp("preset", "preset", a.preset.empty() ? std::string("none") : a.preset,

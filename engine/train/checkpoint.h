@@ -6,7 +6,7 @@
 // normalisation's mean image as "normalization.mean" [3, 32, 32] (byte units), and in `last`
 // checkpoints the momentum buffers ("optimizer.momentum.<parameter>").
 // Metadata (all strings, as the format requires): "format", "kind" (last | best), "dataset", "classes", "depth",
-// "death_mode", "death_rate", "bn_gamma_init" (one | uniform), "epoch" (epochs completed), "seed", "split", "precision" (fp32 | tf32), "bn_variant",
+// "death_mode", "death_rate", "bn_gamma_init" (one | uniform), "epoch" (epochs completed), "seed", "split", "precision" (fp32 | tf32), "bn_variant", "layout" (nchw | nhwc),
 // "normalization.std",
 // "config" (RunConfig as JSON) and "trainer_state" (TrainerState as JSON). Together they are
 // everything `sd_train --resume` needs to continue bit for bit: the gates, epoch order and
@@ -41,14 +41,15 @@ struct RunConfig {
   int64_t eval_subset = 0;      // > 0: each epoch evaluates only the first N validation and N test images
   std::string precision = "fp32";
   std::string bn_variant = kDefaultBnVariant;
+  std::string layout = "nchw";  // the GPU engine's activation layout; the tensors are NCHW-ordered either way
   Augmentation augment = Augmentation::kCropFlip;  // of the training images
   std::string preset;  // the built-in protocol the run started from (apps/common/presets.h); empty: none
 };
 
 nlohmann::json to_json(const RunConfig& config);
 // Throws std::runtime_error on a missing field, or "classes" that is not the data set's class count;
-// "bn_gamma_init", "bn_variant", "dataset" and "classes", absent before they existed, mean "one",
-// "block_per_channel", "cifar10" and its 10 classes; "augment", "lr_warmup_epochs" and "lr_warmup"
+// "bn_gamma_init", "bn_variant", "layout", "dataset" and "classes", absent before they existed, mean
+// "one", "block_per_channel", "nchw", "cifar10" and its 10 classes; "augment", "lr_warmup_epochs" and "lr_warmup"
 // mean "crop-flip" and no warm-up; "eval_every_steps" means 0 (per epoch); "preset" (null: none) means none.
 RunConfig run_config_from_json(const nlohmann::json& j);
 // Non-finite values (no best yet: ∞; no test error yet: NaN) are stored as null and restored.

@@ -5,6 +5,7 @@
 #include "engine/cuda/check.h"
 #include "engine/cuda/format.h"
 #include "engine/cuda/launch.cuh"
+#include "kernels/cuda/layout_index.cuh"
 
 namespace sd::cuda {
 
@@ -17,8 +18,9 @@ struct IndexChunk {
 constexpr int kGatherThreads = 256;
 
 // Image `idx` of the set into batch position b, by the calling thread block.
+// Threads walk the output in memory order (p), so their stores are consecutive in either layout.
 __device__ void gather_image(const GatherSource& src, int32_t idx, int b, int augment, uint64_t seed, uint32_t epoch,
-                             float* images, uint8_t* labels) {
+                             int nhwc, float* images, uint8_t* labels) {
   float* out = images + int64_t(b) * kImageBytes;
   if (idx < 0 || int64_t(idx) >= src.set_size) {  // only gather_batch_at can get here (see the header)
     for (int p = threadIdx.x; p < kImageBytes; p += blockDim.x) out[p] = __int_as_float(0x7fc00000);
@@ -27,8 +29,11 @@ __device__ void gather_image(const GatherSource& src, int32_t idx, int b, int au
   }
   const uint8_t* image = src.pixels + int64_t(idx) * kImageBytes;
   const AugmentParams a = augment ? augment_params(seed, epoch, uint32_t(idx)) : AugmentParams{};
+  const ActIndex at(kImageChannels, kImageSide, kImageSide, nhwc ? Layout::kNhwc : Layout::kNchw);
   for (int p = threadIdx.x; p < kImageBytes; p += blockDim.x) {
-    const int c = p / kImagePlane, y = (p / kImageSide) % kImageSide, x = p % kImageSide;
+    long long unused_b;
+    int c, y, x;
+    at.split(p, unused_b, c, y, x);
     out[p] = augmented_pixel(image, src.mean, src.stddev, a, c, y, x);
   }
   if (threadIdx.x == 0) labels[b] = src.labels[idx];
@@ -36,21 +41,21 @@ __device__ void gather_image(const GatherSource& src, int32_t idx, int b, int au
 
 // One thread block per output image; its threads walk the image's 3072 pixels.
 __global__ void gather_kernel(IndexChunk chunk, GatherSource src, int augment, uint64_t seed, uint32_t epoch,
-                              float* images, uint8_t* labels) {
-  gather_image(src, chunk.index[blockIdx.x], blockIdx.x, augment, seed, epoch, images, labels);
+                              int nhwc, float* images, uint8_t* labels) {
+  gather_image(src, chunk.index[blockIdx.x], blockIdx.x, augment, seed, epoch, nhwc, images, labels);
 }
 
 __global__ void gather_at_kernel(GatherSource src, const int32_t* order, BatchPlace place, int augment,
-                                 uint64_t seed, float* images, uint8_t* labels) {
+                                 uint64_t seed, int nhwc, float* images, uint8_t* labels) {
   const int64_t position = *place.cursor + blockIdx.x;
   const int32_t idx = order ? order[position] : int32_t(position);
-  gather_image(src, idx, blockIdx.x, augment, seed, *place.epoch, images, labels);
+  gather_image(src, idx, blockIdx.x, augment, seed, *place.epoch, nhwc, images, labels);
 }
 
 }  // namespace
 
 void gather_batch(Context& ctx, const GatherSource& src, std::span<const int32_t> indices, const AugmentDraw& draw,
-                  float* images, uint8_t* labels) {
+                  float* images, uint8_t* labels, Layout layout) {
   if (indices.empty()) throw Error("gather_batch: empty batch");
   if (!src.pixels || !src.labels || !src.mean) throw Error("gather_batch: the image set or normalisation is not on the device");
   for (size_t i = 0; i < indices.size(); ++i)
@@ -62,17 +67,17 @@ void gather_batch(Context& ctx, const GatherSource& src, std::span<const int32_t
     IndexChunk chunk{};
     for (size_t i = 0; i < count; ++i) chunk.index[i] = indices[first + i];
     SD_LAUNCH(ctx, gather_kernel, unsigned(count), kGatherThreads, 0, chunk, src, draw.augment ? 1 : 0, draw.seed,
-              draw.epoch, images + first * kImageBytes, labels + first);
+              draw.epoch, layout == Layout::kNhwc ? 1 : 0, images + first * kImageBytes, labels + first);
   }
 }
 
 void gather_batch_at(Context& ctx, const GatherSource& src, const int32_t* order, const BatchPlace& place,
-                     const AugmentDraw& draw, int n, float* images, uint8_t* labels) {
+                     const AugmentDraw& draw, int n, float* images, uint8_t* labels, Layout layout) {
   if (n < 1) throw Error("gather_batch_at: empty batch");
   if (!src.pixels || !src.labels || !src.mean || !place.cursor || !place.epoch)
     throw Error("gather_batch_at: the image set, normalisation or the batch's place is not on the device");
   SD_LAUNCH(ctx, gather_at_kernel, unsigned(n), kGatherThreads, 0, src, order, place, draw.augment ? 1 : 0, draw.seed,
-            images, labels);
+            layout == Layout::kNhwc ? 1 : 0, images, labels);
 }
 
 }  // namespace sd::cuda

@@ -9,6 +9,8 @@
 // The indices travel as a kernel argument (up to kGatherChunk per launch), so a step needs no
 // host-to-device copy and no pinned staging buffer: the driver copies the arguments at launch.
 // Launches per batch: ceil(n / kGatherChunk) (one for every batch size up to 512).
+// The batch is written in the layout asked for (NCHW or NHWC; engine/cuda/tensor.h): the pixel values
+// are the same, only their places differ.
 //
 // gather_batch_at is the same gathering for a captured step (a CUDA graph fixes kernel arguments):
 // the batch's place is read from device memory when the kernel runs — image b is
@@ -20,6 +22,7 @@
 #include <span>
 
 #include "engine/cuda/context.h"
+#include "engine/cuda/tensor.h"
 
 namespace sd::cuda {
 
@@ -45,12 +48,13 @@ struct AugmentDraw {
   uint32_t epoch = 0;
 };
 
-// images: [n, 3, 32, 32] floats; labels: [n] bytes. Throws (before launching) when an index is
+// images: [n, 3, 32, 32] floats in `layout`; labels: [n] bytes. Throws (before launching) when an index is
 // outside the set. n = indices.size() ≥ 1.
 void gather_batch(Context& ctx, const GatherSource& src, std::span<const int32_t> indices, const AugmentDraw& draw,
-                  float* images, uint8_t* labels);
+                  float* images, uint8_t* labels, Layout layout = Layout::kNchw);
 // draw.epoch is ignored: the epoch comes from *place.epoch.
 void gather_batch_at(Context& ctx, const GatherSource& src, const int32_t* order, const BatchPlace& place,
-                     const AugmentDraw& draw, int n, float* images, uint8_t* labels);
+                     const AugmentDraw& draw, int n, float* images, uint8_t* labels,
+                     Layout layout = Layout::kNchw);
 
 }  // namespace sd::cuda

@@ -13,6 +13,8 @@ void check_pair(const DeviceTensor& a, const DeviceTensor& b, const char* what) 
   if (!a.same_shape(b))
     throw Error(cat(what, ": shapes differ (", a.n, "×", a.c, "×", a.h, "×", a.w, " vs ", b.n, "×", b.c, "×", b.h, "×",
                     b.w, ")"));
+  if (a.layout != b.layout)
+    throw Error(cat(what, ": layouts differ (", layout_name(a.layout), " vs ", layout_name(b.layout), ")"));
   if (a.n < 1 || a.c < 1 || a.h * a.w < 1)
     throw Error(cat(what, ": bad shape n=", a.n, " c=", a.c, " hw=", a.h * a.w));
 }
@@ -56,6 +58,7 @@ void BatchNorm::forward_train(Context& ctx, const DeviceTensor& x, const DeviceT
   check_pair(x, y, "BatchNorm::forward_train");
   const PhaseScope phase(ctx, Phase::kBatchNorm);
   runnable_row(variant).forward_train(ctx, BnForwardTrainArgs{.shape = shape_of(x),
+.layout = x.layout,
                                                               .x = x.data,
                                                               .gamma = gamma,
                                                               .beta = beta,
@@ -75,6 +78,7 @@ void BatchNorm::forward_eval(Context& ctx, const DeviceTensor& x, const DeviceTe
   if (!(output_scale >= 0.0)) throw Error(cat("BatchNorm::forward_eval: output scale ", output_scale, " (need >= 0)"));
   const PhaseScope phase(ctx, Phase::kBatchNorm);
   runnable_row(variant).forward_eval(ctx, BnForwardEvalArgs{.shape = shape_of(x),
+.layout = x.layout,
                                                             .x = x.data,
                                                             .gamma = gamma,
                                                             .beta = beta,
@@ -93,6 +97,7 @@ void BatchNorm::backward(Context& ctx, const DeviceTensor& x, const DeviceTensor
   if (relu) check_pair(x, y, "BatchNorm::backward");
   const PhaseScope phase(ctx, Phase::kBatchNorm);
   runnable_row(variant).backward(ctx, BnBackwardArgs{.shape = shape_of(x),
+.layout = x.layout,
                                                      .x = x.data,
                                                      .relu_output = relu ? y.data : nullptr,
                                                      .dy = dy.data,

@@ -4,6 +4,7 @@
 #include "engine/cuda/launch.cuh"
 #include "kernels/cuda/batch_norm_variants.h"
 #include "kernels/cuda/block_reduce.cuh"
+#include "kernels/cuda/layout_index.cuh"
 
 namespace sd::cuda::bn_block_per_channel {
 
@@ -11,24 +12,24 @@ namespace {
 
 constexpr int kBnThreads = 512;
 
-// Element i (0 ≤ i < M = n·hw) of channel c in an [n, C, hw] tensor.
-__device__ __forceinline__ long long channel_index(long long i, int c, int C, int hw) {
-  const long long b = i / hw;
-  return (b * C + c) * hw + (i - b * hw);
+// Element i (0 ≤ i < M = n·hw) of channel c: the same i in both layouts, so the sums run in the
+// same order (layout_index.cuh). In NHWC a warp's loads are C floats apart instead of adjacent.
+__device__ __forceinline__ long long channel_index(long long i, int c, const ActIndex& at) {
+  return at.channel_offset(i, c);
 }
 
-__global__ void bn_forward_train_kernel(int n, int C, int hw, const float* x, const float* gamma, const float* beta,
+__global__ void bn_forward_train_kernel(int n, int hw, const float* x, const float* gamma, const float* beta,
                                         float* y, float* save_mean, float* save_inv_std, float* running_mean,
-                                        float* running_var, double momentum, double eps, int relu) {
+                                        float* running_var, double momentum, double eps, int relu, ActIndex at) {
   __shared__ double scratch[33];
   const int c = blockIdx.x;
   const long long M = (long long)n * hw;
   double sum = 0;
-  for (long long i = threadIdx.x; i < M; i += blockDim.x) sum += double(x[channel_index(i, c, C, hw)]);
+  for (long long i = threadIdx.x; i < M; i += blockDim.x) sum += double(x[channel_index(i, c, at)]);
   const double mean = block_sum(sum, scratch) / double(M);
   double sq = 0;
   for (long long i = threadIdx.x; i < M; i += blockDim.x) {
-    const double d = double(x[channel_index(i, c, C, hw)]) - mean;
+    const double d = double(x[channel_index(i, c, at)]) - mean;
     sq += d * d;
   }
   const double sum_sq = block_sum(sq, scratch);
@@ -48,18 +49,18 @@ __global__ void bn_forward_train_kernel(int n, int C, int hw, const float* x, co
   const double a = double(gamma[c]) * inv_std;
   const double shift = double(beta[c]) - mean * a;
   for (long long i = threadIdx.x; i < M; i += blockDim.x) {
-    const long long k = channel_index(i, c, C, hw);
+    const long long k = channel_index(i, c, at);
     float v = float(double(x[k]) * a + shift);
     if (relu) v = v > 0.0f ? v : 0.0f;
     y[k] = v;
   }
 }
 
-__global__ void bn_forward_eval_kernel(long long count, int C, int hw, const float* x, const float* gamma,
+__global__ void bn_forward_eval_kernel(long long count, const float* x, const float* gamma,
                                        const float* beta, const float* running_mean, const float* running_var,
-                                       float* y, double eps, double scale, int relu) {
+                                       float* y, double eps, double scale, int relu, ActIndex at) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < count; i += (long long)gridDim.x * blockDim.x) {
-    const int c = int((i / hw) % C);
+    const int c = at.channel_of(i);
     // scale·ReLU?(a·x + shift) = ReLU?(scale·a·x + scale·shift) for scale ≥ 0.
     const double a = double(gamma[c]) / sqrt(double(running_var[c]) + eps);
     const double shift = double(beta[c]) - double(running_mean[c]) * a;
@@ -69,16 +70,16 @@ __global__ void bn_forward_eval_kernel(long long count, int C, int hw, const flo
   }
 }
 
-__global__ void bn_backward_kernel(int n, int C, int hw, const float* x, const float* relu_output, const float* dy,
+__global__ void bn_backward_kernel(int n, int hw, const float* x, const float* relu_output, const float* dy,
                                    const float* gamma, const float* save_mean, const float* save_inv_std, float* dx,
-                                   float* dgamma, float* dbeta) {
+                                   float* dgamma, float* dbeta, ActIndex at) {
   __shared__ double scratch[33];
   const int c = blockIdx.x;
   const long long M = (long long)n * hw;
   const double mean = double(save_mean[c]), inv_std = double(save_inv_std[c]);
   double s_g = 0, s_gx = 0;
   for (long long i = threadIdx.x; i < M; i += blockDim.x) {
-    const long long k = channel_index(i, c, C, hw);
+    const long long k = channel_index(i, c, at);
     const double g = (relu_output && !(relu_output[k] > 0.0f)) ? 0.0 : double(dy[k]);
     s_g += g;
     s_gx += g * ((double(x[k]) - mean) * inv_std);
@@ -92,32 +93,38 @@ __global__ void bn_backward_kernel(int n, int C, int hw, const float* x, const f
   const double k_scale = double(gamma[c]) * inv_std;
   const double mean_g = sum_g / double(M), mean_gx = sum_gx / double(M);
   for (long long i = threadIdx.x; i < M; i += blockDim.x) {
-    const long long k = channel_index(i, c, C, hw);
+    const long long k = channel_index(i, c, at);
     const double g = (relu_output && !(relu_output[k] > 0.0f)) ? 0.0 : double(dy[k]);
     const double xhat = (double(x[k]) - mean) * inv_std;
     dx[k] = float(k_scale * (g - mean_g - xhat * mean_gx));  // dx may alias dy: same thread, same element
   }
 }
 
+// The layout's offsets; H·W = hw is all the kernels need (as H = hw, W = 1).
+template <class Args>
+ActIndex index_of(const Args& a) {
+  return ActIndex(a.shape.c, a.shape.hw, 1, a.layout);
+}
+
 }  // namespace
 
 void forward_train(Context& ctx, const BnForwardTrainArgs& a) {
   const auto [n, c, hw] = a.shape;
-  SD_LAUNCH(ctx, bn_forward_train_kernel, c, kBnThreads, 0, n, c, hw, a.x, a.gamma, a.beta, a.y, a.save_mean,
-            a.save_inv_std, a.running_mean, a.running_var, a.momentum, a.eps, a.relu ? 1 : 0);
+  SD_LAUNCH(ctx, bn_forward_train_kernel, c, kBnThreads, 0, n, hw, a.x, a.gamma, a.beta, a.y, a.save_mean,
+            a.save_inv_std, a.running_mean, a.running_var, a.momentum, a.eps, a.relu ? 1 : 0, index_of(a));
 }
 
 void forward_eval(Context& ctx, const BnForwardEvalArgs& a) {
   const auto [n, c, hw] = a.shape;
   const long long count = (long long)n * c * hw;
-  SD_LAUNCH(ctx, bn_forward_eval_kernel, blocks_for(count), kThreads, 0, count, c, hw, a.x, a.gamma, a.beta,
-            a.running_mean, a.running_var, a.y, a.eps, a.scale, a.relu ? 1 : 0);
+  SD_LAUNCH(ctx, bn_forward_eval_kernel, blocks_for(count), kThreads, 0, count, a.x, a.gamma, a.beta,
+            a.running_mean, a.running_var, a.y, a.eps, a.scale, a.relu ? 1 : 0, index_of(a));
 }
 
 void backward(Context& ctx, const BnBackwardArgs& a) {
   const auto [n, c, hw] = a.shape;
-  SD_LAUNCH(ctx, bn_backward_kernel, c, kBnThreads, 0, n, c, hw, a.x, a.relu_output, a.dy, a.gamma, a.save_mean,
-            a.save_inv_std, a.dx, a.dgamma, a.dbeta);
+  SD_LAUNCH(ctx, bn_backward_kernel, c, kBnThreads, 0, n, hw, a.x, a.relu_output, a.dy, a.gamma, a.save_mean,
+            a.save_inv_std, a.dx, a.dgamma, a.dbeta, index_of(a));
 }
 
 }  // namespace sd::cuda::bn_block_per_channel

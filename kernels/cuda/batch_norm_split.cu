@@ -12,6 +12,9 @@
 //                     (p_l) into one per-channel scale and shift before its elementwise pass
 // Loads and stores are float4 when hw is a multiple of 4 and every tensor is 16-byte aligned (then
 // no vector straddles a sample's plane or a chunk's end); otherwise the same kernels run scalar.
+// NHWC: the same plan and the same groups of V values per thread, each value C floats after the
+// previous (layout_index.cuh), loaded one by one: the sums run in NCHW's order, so the results are
+// bit-identical to NCHW's at the same shape.
 #include <climits>
 #include <cstdint>
 #include <initializer_list>
@@ -20,6 +23,7 @@
 #include "engine/cuda/launch.cuh"
 #include "kernels/cuda/batch_norm_variants.h"
 #include "kernels/cuda/block_reduce.cuh"
+#include "kernels/cuda/layout_index.cuh"
 
 namespace sd::cuda::bn_split {
 
@@ -59,56 +63,60 @@ Plan plan_for(int n, int c, int hw, int vec) {
   return p;
 }
 
-// V consecutive floats of one plane, in one access when V = 4.
+// V consecutive values of one channel, `step` floats apart (1 in NCHW, C in NHWC); in one access
+// when V = 4 and they are adjacent.
 template <int V>
-__device__ __forceinline__ void load(const float* p, float (&v)[V]) {
+__device__ __forceinline__ void load(const float* p, int step, float (&v)[V]) {
   if constexpr (V == 4) {
-    const float4 q = *reinterpret_cast<const float4*>(p);
-    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-  } else {
-    for (int j = 0; j < V; ++j) v[j] = p[j];
+    if (step == 1) {
+      const float4 q = *reinterpret_cast<const float4*>(p);
+      v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+      return;
+    }
   }
+  for (int j = 0; j < V; ++j) v[j] = p[(long long)j * step];
 }
 template <int V>
-__device__ __forceinline__ void store(float* p, const float (&v)[V]) {
+__device__ __forceinline__ void store(float* p, int step, const float (&v)[V]) {
   if constexpr (V == 4) {
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  } else {
-    for (int j = 0; j < V; ++j) p[j] = v[j];
+    if (step == 1) {
+      *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+      return;
+    }
   }
+  for (int j = 0; j < V; ++j) p[(long long)j * step] = v[j];
 }
 
-// Calls f(k) for each group of V values of this block's chunk of channel c, k the group's first
-// index in the [n, C, hw] tensor; the block's threads take consecutive groups.
+// Calls f(k) for each group of V values of this block's chunk of channel c, k the offset of the
+// group's first value in the tensor (its others follow at.pixel_step() apart); the block's threads
+// take consecutive groups.
 template <int V, class F>
-__device__ __forceinline__ void for_each_group(const Plan& plan, int s, int c, int C, int hw, F&& f) {
+__device__ __forceinline__ void for_each_group(const Plan& plan, int s, int c, const ActIndex& at, F&& f) {
   const int end = plan.end(s);
-  for (int i = plan.begin(s) + V * int(threadIdx.x); i < end; i += V * int(blockDim.x)) {
-    const int b = i / hw;
-    f((long long)(b * C + c) * hw + (i - b * hw));
-  }
+  for (int i = plan.begin(s) + V * int(threadIdx.x); i < end; i += V * int(blockDim.x)) f(at.channel_offset(i, c));
 }
 
 // ---- training forward ----
 
 // partials[2·(c·S + s)] = Σx over chunk s, [.. + 1] = Σ(x − chunk mean)² (two passes: no cancellation).
 template <int V>
-__global__ void __launch_bounds__(kSplitThreads) bn_split_moments_kernel(Plan plan, int C, int hw, const float* x,
+__global__ void __launch_bounds__(kSplitThreads) bn_split_moments_kernel(Plan plan, ActIndex at, const float* x,
                                                                          double* partials) {
   __shared__ double scratch[33];
   const int s = blockIdx.x, c = blockIdx.y;
+  const int step = at.pixel_step();
   double sum = 0;
-  for_each_group<V>(plan, s, c, C, hw, [&](long long k) {
+  for_each_group<V>(plan, s, c, at, [&](long long k) {
     float v[V];
-    load<V>(x + k, v);
+    load<V>(x + k, step, v);
     for (int j = 0; j < V; ++j) sum += double(v[j]);
   });
   const double chunk_sum = block_sum(sum, scratch);
   const double chunk_mean = chunk_sum / double(plan.end(s) - plan.begin(s));
   double sq = 0;
-  for_each_group<V>(plan, s, c, C, hw, [&](long long k) {
+  for_each_group<V>(plan, s, c, at, [&](long long k) {
     float v[V];
-    load<V>(x + k, v);
+    load<V>(x + k, step, v);
     for (int j = 0; j < V; ++j) {
       const double d = double(v[j]) - chunk_mean;
       sq += d * d;
@@ -142,10 +150,11 @@ __device__ Moments combine_moments(const Plan& plan, int c, const double* partia
 
 template <int V>
 __global__ void __launch_bounds__(kSplitThreads)
-    bn_split_normalize_kernel(Plan plan, int C, int hw, const float* x, const float* gamma, const float* beta, float* y,
+    bn_split_normalize_kernel(Plan plan, ActIndex at, const float* x, const float* gamma, const float* beta, float* y,
                               const double* partials, float* save_mean, float* save_inv_std, float* running_mean,
                               float* running_var, double momentum, double eps, int relu) {
   const int s = blockIdx.x, c = blockIdx.y;
+  const int step = at.pixel_step();
   const Moments mo = combine_moments(plan, c, partials);
   const double var = mo.sum_sq / double(plan.m);
   const double inv_std = 1.0 / sqrt(var + eps);
@@ -160,14 +169,14 @@ __global__ void __launch_bounds__(kSplitThreads)
   }
   const double a = double(gamma[c]) * inv_std;
   const double shift = double(beta[c]) - mo.mean * a;
-  for_each_group<V>(plan, s, c, C, hw, [&](long long k) {
+  for_each_group<V>(plan, s, c, at, [&](long long k) {
     float v[V];
-    load<V>(x + k, v);  // y may alias x: each group is read, then written, by one thread
+    load<V>(x + k, step, v);  // y may alias x: each group is read, then written, by one thread
     for (int j = 0; j < V; ++j) {
       const float t = float(double(v[j]) * a + shift);
       v[j] = relu && !(t > 0.0f) ? 0.0f : t;
     }
-    store<V>(y + k, v);
+    store<V>(y + k, step, v);
   });
 }
 
@@ -175,22 +184,23 @@ __global__ void __launch_bounds__(kSplitThreads)
 
 template <int V>
 __global__ void __launch_bounds__(kSplitThreads)
-    bn_split_eval_kernel(Plan plan, int C, int hw, const float* x, const float* gamma, const float* beta,
+    bn_split_eval_kernel(Plan plan, ActIndex at, const float* x, const float* gamma, const float* beta,
                          const float* running_mean, const float* running_var, float* y, double eps, double scale,
                          int relu) {
   const int s = blockIdx.x, c = blockIdx.y;
+  const int step = at.pixel_step();
   // scale·ReLU?(a·x + shift) = ReLU?(scale·a·x + scale·shift) for scale ≥ 0: folded once.
   const double a = double(gamma[c]) / sqrt(double(running_var[c]) + eps);
   const double shift = double(beta[c]) - double(running_mean[c]) * a;
   const double a_out = a * scale, shift_out = shift * scale;
-  for_each_group<V>(plan, s, c, C, hw, [&](long long k) {
+  for_each_group<V>(plan, s, c, at, [&](long long k) {
     float v[V];
-    load<V>(x + k, v);
+    load<V>(x + k, step, v);
     for (int j = 0; j < V; ++j) {
       const float t = float(double(v[j]) * a_out + shift_out);
       v[j] = relu && !(t > 0.0f) ? 0.0f : t;
     }
-    store<V>(y + k, v);
+    store<V>(y + k, step, v);
   });
 }
 
@@ -198,11 +208,12 @@ __global__ void __launch_bounds__(kSplitThreads)
 
 // g = dy, masked by the forward's ReLU output when there was one.
 template <int V>
-__device__ __forceinline__ void masked_gradient(const float* relu_output, const float* dy, long long k, float (&g)[V]) {
-  load<V>(dy + k, g);
+__device__ __forceinline__ void masked_gradient(const float* relu_output, const float* dy, long long k, int step,
+                                                float (&g)[V]) {
+  load<V>(dy + k, step, g);
   if (relu_output) {
     float y[V];
-    load<V>(relu_output + k, y);
+    load<V>(relu_output + k, step, y);
     for (int j = 0; j < V; ++j)
       if (!(y[j] > 0.0f)) g[j] = 0.0f;
   }
@@ -211,16 +222,17 @@ __device__ __forceinline__ void masked_gradient(const float* relu_output, const 
 // partials[2·(c·S + s)] = Σg over chunk s, [.. + 1] = Σg·x̂.
 template <int V>
 __global__ void __launch_bounds__(kSplitThreads)
-    bn_split_grad_sums_kernel(Plan plan, int C, int hw, const float* x, const float* relu_output, const float* dy,
+    bn_split_grad_sums_kernel(Plan plan, ActIndex at, const float* x, const float* relu_output, const float* dy,
                               const float* save_mean, const float* save_inv_std, double* partials) {
   __shared__ double scratch[33];
   const int s = blockIdx.x, c = blockIdx.y;
+  const int step = at.pixel_step();
   const double mean = double(save_mean[c]), inv_std = double(save_inv_std[c]);
   double s_g = 0, s_gx = 0;
-  for_each_group<V>(plan, s, c, C, hw, [&](long long k) {
+  for_each_group<V>(plan, s, c, at, [&](long long k) {
     float g[V], v[V];
-    masked_gradient<V>(relu_output, dy, k, g);
-    load<V>(x + k, v);
+    masked_gradient<V>(relu_output, dy, k, step, g);
+    load<V>(x + k, step, v);
     for (int j = 0; j < V; ++j) {
       s_g += double(g[j]);
       s_gx += double(g[j]) * ((double(v[j]) - mean) * inv_std);
@@ -236,10 +248,11 @@ __global__ void __launch_bounds__(kSplitThreads)
 
 template <int V>
 __global__ void __launch_bounds__(kSplitThreads)
-    bn_split_input_grad_kernel(Plan plan, int C, int hw, const float* x, const float* relu_output, const float* dy,
+    bn_split_input_grad_kernel(Plan plan, ActIndex at, const float* x, const float* relu_output, const float* dy,
                                const float* gamma, const float* save_mean, const float* save_inv_std,
                                const double* partials, float* dx, float* dgamma, float* dbeta) {
   const int s = blockIdx.x, c = blockIdx.y;
+  const int step = at.pixel_step();
   const double* p = partials + 2 * c * plan.splits;
   double sum_g = 0, sum_gx = 0;
   for (int t = 0; t < plan.splits; ++t) sum_g += p[2 * t], sum_gx += p[2 * t + 1];
@@ -250,15 +263,15 @@ __global__ void __launch_bounds__(kSplitThreads)
   const double mean = double(save_mean[c]), inv_std = double(save_inv_std[c]);
   const double k_scale = double(gamma[c]) * inv_std;
   const double mean_g = sum_g / double(plan.m), mean_gx = sum_gx / double(plan.m);
-  for_each_group<V>(plan, s, c, C, hw, [&](long long k) {
+  for_each_group<V>(plan, s, c, at, [&](long long k) {
     float g[V], v[V];
-    masked_gradient<V>(relu_output, dy, k, g);  // dx may alias dy: read, then written, by one thread
-    load<V>(x + k, v);
+    masked_gradient<V>(relu_output, dy, k, step, g);  // dx may alias dy: read, then written, by one thread
+    load<V>(x + k, step, v);
     for (int j = 0; j < V; ++j) {
       const double xhat = (double(v[j]) - mean) * inv_std;
       v[j] = float(k_scale * (double(g[j]) - mean_g - xhat * mean_gx));
     }
-    store<V>(dx + k, v);
+    store<V>(dx + k, step, v);
   });
 }
 
@@ -266,9 +279,12 @@ __global__ void __launch_bounds__(kSplitThreads)
 
 bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// 4 when every plane starts on a float4 (hw % 4 == 0 and 16-byte aligned tensors), else 1.
-int vector_width(int hw, std::initializer_list<const void*> tensors) {
+// 4 when every plane starts on a float4 (hw % 4 == 0 and 16-byte aligned tensors), else 1. In NHWC
+// the groups of 4 are loaded value by value (any alignment), but they plan the chunks as in NCHW.
+// (With one channel NHWC is NCHW, and its groups are loaded as float4: the alignment test applies.)
+int vector_width(int c, int hw, Layout layout, std::initializer_list<const void*> tensors) {
   if (hw % 4 != 0) return 1;
+  if (layout == Layout::kNhwc && c > 1) return 4;
   for (const void* t : tensors)
     if (!aligned16(t)) return 1;
   return 4;
@@ -288,49 +304,52 @@ size_t partials_doubles(int n, int c, int hw) { return 2 * size_t(c) * size_t(sp
 void forward_train(Context& ctx, const BnForwardTrainArgs& a) {
   require_partials(a.partials, "forward_train");
   const auto [n, c, hw] = a.shape;
-  const int vec = vector_width(hw, {a.x, a.y});
+  const ActIndex at(c, hw, 1, a.layout);
+  const int vec = vector_width(c, hw, a.layout, {a.x, a.y});
   const Plan plan = plan_for(n, c, hw, vec);
   const dim3 grid = grid_of(plan, c);
   const int relu = a.relu ? 1 : 0;
   if (vec == 4) {
-    SD_LAUNCH(ctx, bn_split_moments_kernel<4>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.partials);
-    SD_LAUNCH(ctx, bn_split_normalize_kernel<4>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.gamma, a.beta, a.y,
+    SD_LAUNCH(ctx, bn_split_moments_kernel<4>, grid, kSplitThreads, 0, plan, at, a.x, a.partials);
+    SD_LAUNCH(ctx, bn_split_normalize_kernel<4>, grid, kSplitThreads, 0, plan, at, a.x, a.gamma, a.beta, a.y,
               a.partials, a.save_mean, a.save_inv_std, a.running_mean, a.running_var, a.momentum, a.eps, relu);
   } else {
-    SD_LAUNCH(ctx, bn_split_moments_kernel<1>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.partials);
-    SD_LAUNCH(ctx, bn_split_normalize_kernel<1>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.gamma, a.beta, a.y,
+    SD_LAUNCH(ctx, bn_split_moments_kernel<1>, grid, kSplitThreads, 0, plan, at, a.x, a.partials);
+    SD_LAUNCH(ctx, bn_split_normalize_kernel<1>, grid, kSplitThreads, 0, plan, at, a.x, a.gamma, a.beta, a.y,
               a.partials, a.save_mean, a.save_inv_std, a.running_mean, a.running_var, a.momentum, a.eps, relu);
   }
 }
 
 void forward_eval(Context& ctx, const BnForwardEvalArgs& a) {
   const auto [n, c, hw] = a.shape;
-  const int vec = vector_width(hw, {a.x, a.y});
+  const ActIndex at(c, hw, 1, a.layout);
+  const int vec = vector_width(c, hw, a.layout, {a.x, a.y});
   const Plan plan = plan_for(n, c, hw, vec);
   const int relu = a.relu ? 1 : 0;
   if (vec == 4)
-    SD_LAUNCH(ctx, bn_split_eval_kernel<4>, grid_of(plan, c), kSplitThreads, 0, plan, c, hw, a.x, a.gamma, a.beta,
+    SD_LAUNCH(ctx, bn_split_eval_kernel<4>, grid_of(plan, c), kSplitThreads, 0, plan, at, a.x, a.gamma, a.beta,
               a.running_mean, a.running_var, a.y, a.eps, a.scale, relu);
   else
-    SD_LAUNCH(ctx, bn_split_eval_kernel<1>, grid_of(plan, c), kSplitThreads, 0, plan, c, hw, a.x, a.gamma, a.beta,
+    SD_LAUNCH(ctx, bn_split_eval_kernel<1>, grid_of(plan, c), kSplitThreads, 0, plan, at, a.x, a.gamma, a.beta,
               a.running_mean, a.running_var, a.y, a.eps, a.scale, relu);
 }
 
 void backward(Context& ctx, const BnBackwardArgs& a) {
   require_partials(a.partials, "backward");
   const auto [n, c, hw] = a.shape;
-  const int vec = vector_width(hw, {a.x, a.relu_output, a.dy, a.dx});
+  const ActIndex at(c, hw, 1, a.layout);
+  const int vec = vector_width(c, hw, a.layout, {a.x, a.relu_output, a.dy, a.dx});
   const Plan plan = plan_for(n, c, hw, vec);
   const dim3 grid = grid_of(plan, c);
   if (vec == 4) {
-    SD_LAUNCH(ctx, bn_split_grad_sums_kernel<4>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.relu_output, a.dy,
+    SD_LAUNCH(ctx, bn_split_grad_sums_kernel<4>, grid, kSplitThreads, 0, plan, at, a.x, a.relu_output, a.dy,
               a.save_mean, a.save_inv_std, a.partials);
-    SD_LAUNCH(ctx, bn_split_input_grad_kernel<4>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.relu_output, a.dy,
+    SD_LAUNCH(ctx, bn_split_input_grad_kernel<4>, grid, kSplitThreads, 0, plan, at, a.x, a.relu_output, a.dy,
               a.gamma, a.save_mean, a.save_inv_std, a.partials, a.dx, a.dgamma, a.dbeta);
   } else {
-    SD_LAUNCH(ctx, bn_split_grad_sums_kernel<1>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.relu_output, a.dy,
+    SD_LAUNCH(ctx, bn_split_grad_sums_kernel<1>, grid, kSplitThreads, 0, plan, at, a.x, a.relu_output, a.dy,
               a.save_mean, a.save_inv_std, a.partials);
-    SD_LAUNCH(ctx, bn_split_input_grad_kernel<1>, grid, kSplitThreads, 0, plan, c, hw, a.x, a.relu_output, a.dy,
+    SD_LAUNCH(ctx, bn_split_input_grad_kernel<1>, grid, kSplitThreads, 0, plan, at, a.x, a.relu_output, a.dy,
               a.gamma, a.save_mean, a.save_inv_std, a.partials, a.dx, a.dgamma, a.dbeta);
   }
 }

@@ -2,7 +2,9 @@
 // The launchers of each BatchNorm variant (kernels/cuda/batch_norm.h): one namespace and one .cu
 // per variant, the same three functions in each, taking the same named arguments; the table of
 // variants in batch_norm.h points at them, and batch_norm.cu checks shapes and calls the row's.
-// Tensors are [n, c, hw].
+// Tensors are [n, c, hw] in `layout` (NCHW, or NHWC: channel innermost). Every variant visits a
+// channel's values in the same order in both layouts (kernels/cuda/layout_index.cuh), so its fixed
+// reduction order, and with it every result bit, is the same in both.
 //   forward_train: running_mean/var may both be null (no update); y may alias x.
 //   forward_eval: y = scale·ReLU?(BN(x)), scale ≥ 0 (p_l of stochastic depth at test time, or 1).
 //   backward: relu_output is the forward's output when the forward applied ReLU (its mask y > 0 is
@@ -12,6 +14,7 @@
 #include <cstddef>
 
 #include "engine/cuda/context.h"
+#include "engine/cuda/tensor.h"
 #include "kernels/batch_norm_shape.h"
 
 namespace sd::cuda {
@@ -20,6 +23,7 @@ using sd::BnShape;  // shared with the CPU reference (kernels/batch_norm_shape.h
 
 struct BnForwardTrainArgs {
   BnShape shape;
+  Layout layout = Layout::kNchw;
   const float* x = nullptr;
   const float* gamma = nullptr;
   const float* beta = nullptr;
@@ -36,6 +40,7 @@ struct BnForwardTrainArgs {
 
 struct BnForwardEvalArgs {
   BnShape shape;
+  Layout layout = Layout::kNchw;
   const float* x = nullptr;
   const float* gamma = nullptr;
   const float* beta = nullptr;
@@ -49,6 +54,7 @@ struct BnForwardEvalArgs {
 
 struct BnBackwardArgs {
   BnShape shape;
+  Layout layout = Layout::kNchw;
   const float* x = nullptr;
   const float* relu_output = nullptr;
   const float* dy = nullptr;

@@ -18,6 +18,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// cuDNN's name for a layout (activations; the filter takes the same value: KCRS or KRSC).
+cudnnTensorFormat_t tensor_format(Layout layout) {
+  return layout == Layout::kNhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+}
+
 bool is_transform(cudnnConvolutionFwdAlgo_t a) {
   return a == CUDNN_CONVOLUTION_FWD_ALGO_FFT || a == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
          a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
@@ -115,7 +120,9 @@ ConvPlan::ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspac
     SD_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y_desc_));
     SD_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w_desc_));
     SD_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv_desc_));
-    SD_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w_desc_, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, shape.out_channels,
+    // The filter's format follows the activations': an NHWC convolution in cuDNN's legacy API takes
+    // a KRSC filter (CUDNN_TENSOR_NHWC), which the model keeps on the device (models/cuda/device_state.h).
+    SD_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w_desc_, CUDNN_DATA_FLOAT, tensor_format(shape.layout), shape.out_channels,
                                               shape.in_channels, 3, 3));
     SD_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv_desc_, 1, 1, shape.stride, shape.stride, 1, 1,
                                                    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
@@ -164,9 +171,9 @@ void ConvPlan::run_as(ConvMath math) {
 
 void ConvPlan::bind_batch(int n) {
   if (n == bound_batch_) return;
-  SD_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x_desc_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, shape_.in_channels,
+  SD_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x_desc_, tensor_format(shape_.layout), CUDNN_DATA_FLOAT, n, shape_.in_channels,
                                             shape_.in_side, shape_.in_side));
-  SD_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y_desc_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, shape_.out_channels,
+  SD_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y_desc_, tensor_format(shape_.layout), CUDNN_DATA_FLOAT, n, shape_.out_channels,
                                             shape_.out_side(), shape_.out_side()));
   bound_batch_ = n;
 }
@@ -336,8 +343,8 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap) {
 }
 
 std::string ConvPlan::describe() const {
-  return cat("conv ", shape_.in_channels, "→", shape_.out_channels, " ", shape_.in_side, "² s", shape_.stride,
-             ": fwd ", choice_.forward.describe(), ", ",
+  return cat("conv ", shape_.in_channels, "→", shape_.out_channels, " ", shape_.in_side, "² s", shape_.stride, " ",
+             layout_name(shape_.layout), ": fwd ", choice_.forward.describe(), ", ",
              shape_.input_grad ? "bwd-data " + choice_.backward_data.describe() : std::string("no bwd-data"),
              ", bwd-filter ", choice_.backward_filter.describe(), ", workspace ", choice_.workspace,
              " B (measured at batch ", max_batch_, stats_.reused ? "; reused from an earlier plan" : "", ")",
@@ -345,6 +352,9 @@ std::string ConvPlan::describe() const {
 }
 
 void ConvPlan::check(const DeviceTensor& t, int channels, int side, const char* what) const {
+  if (t.layout != shape_.layout)
+    throw Error(cat("conv ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "²: ", what, " is ",
+                    layout_name(t.layout), ", the plan ", layout_name(shape_.layout)));
   if (t.n < 1 || t.n > max_batch_ || t.c != channels || t.h != side || t.w != side || t.data == nullptr)
     throw Error(cat("conv ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "² stride ",
                     shape_.stride, ": ", what, " is ", t.n, "×", t.c, "×", t.h, "×", t.w, " at ",
@@ -428,8 +438,8 @@ void ConvPlanner::prime(int n) {
   ctx_.memset_zero(base, floats * sizeof(float));  // initialised: memory checkers stay quiet
   float *x = base, *y = x + x_max, *w = y + y_max, *dw = w + w_max;
   for (const auto& [shape, plan] : plans_) {
-    const DeviceTensor xt{x, n, shape.in_channels, shape.in_side, shape.in_side};
-    const DeviceTensor yt{y, n, shape.out_channels, shape.out_side(), shape.out_side()};
+    const DeviceTensor xt{x, n, shape.in_channels, shape.in_side, shape.in_side, shape.layout};
+    const DeviceTensor yt{y, n, shape.out_channels, shape.out_side(), shape.out_side(), shape.layout};
     plan->forward(ctx_, xt, w, yt);
     if (shape.input_grad) plan->backward_data(ctx_, yt, w, xt, GradWrite::kOverwrite);
     plan->backward_filter(ctx_, xt, yt, dw);

@@ -13,13 +13,17 @@
 #include <tuple>
 #include <vector>
 
+#include "engine/cuda/tensor.h"
+
 namespace sd::cuda {
 
 struct ConvShape {
   int in_channels = 0, out_channels = 0, in_side = 0, stride = 1;
   bool input_grad = true;  // false: no backward-data (the stem's input is the image), none measured
+  // The activations' layout; the filter's follows it (NCHW: KCRS, NHWC: KRSC, as cuDNN requires).
+  Layout layout = Layout::kNchw;
   int out_side() const { return (in_side + 2 - 3) / stride + 1; }
-  auto key() const { return std::tuple(in_channels, out_channels, in_side, stride, input_grad); }
+  auto key() const { return std::tuple(in_channels, out_channels, in_side, stride, input_grad, layout); }
   bool operator<(const ConvShape& o) const { return key() < o.key(); }
   int64_t weight_numel() const { return int64_t(out_channels) * in_channels * 9; }
 };

@@ -4,28 +4,31 @@
 #include "engine/cuda/check.h"
 #include "engine/cuda/format.h"
 #include "engine/cuda/launch.cuh"
+#include "kernels/cuda/layout_index.cuh"
 
 namespace sd::cuda {
 
 namespace {
 
-// One thread per output element (b, c, i, j).
-__global__ void join_forward_kernel(long long count, int C_out, int S, int C_in, int stride, const float* x,
+// One thread per output element (b, c, i, j), at flat offset k of `out` in its layout; `in` indexes
+// x (stride 2: [n, C_in, 2S, 2S]) in the same layout. The 2×2 window is summed in the same order in
+// both layouts, so the results are bit-identical.
+__global__ void join_forward_kernel(long long count, ActIndex at, ActIndex in, int stride, const float* x,
                                     const float* branch, float scale, float* out) {
   for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count; k += (long long)gridDim.x * blockDim.x) {
-    const int j = int(k % S);
-    const int i = int((k / S) % S);
-    const int c = int((k / ((long long)S * S)) % C_out);
-    const long long b = k / ((long long)S * S * C_out);
     float sc;
     if (stride == 1) {
       sc = x[k];
-    } else if (c < C_in) {
-      const int Si = 2 * S;
-      const float* p = x + ((b * C_in + c) * Si + 2 * i) * Si + 2 * j;
-      sc = (p[0] + p[1] + p[Si] + p[Si + 1]) * 0.25f;
     } else {
-      sc = 0.0f;
+      long long b;
+      int c, i, j;
+      at.split(k, b, c, i, j);
+      if (c < in.C) {
+        const long long p = in.at(b, c, 2 * i, 2 * j), right = in.at(0, 0, 0, 1), down = in.at(0, 0, 1, 0);
+        sc = (x[p] + x[p + right] + x[p + down] + x[p + down + right]) * 0.25f;
+      } else {
+        sc = 0.0f;
+      }
     }
     if (branch) {
       // Rounded like the reference (no fused multiply-add), so the join is bit-identical to it.
@@ -37,8 +40,8 @@ __global__ void join_forward_kernel(long long count, int C_out, int S, int C_in,
   }
 }
 
-// One thread per element of dout (b, c, i, j).
-__global__ void join_backward_kernel(long long count, int C_out, int S, int C_in, int stride, const float* out,
+// One thread per element of dout (b, c, i, j), as the forward.
+__global__ void join_backward_kernel(long long count, ActIndex at, ActIndex in, int stride, const float* out,
                                      float* dout, int mask, float* dx) {
   for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count; k += (long long)gridDim.x * blockDim.x) {
     float g = dout[k];
@@ -47,19 +50,19 @@ __global__ void join_backward_kernel(long long count, int C_out, int S, int C_in
       dout[k] = g;
     }
     if (stride == 2) {
-      const int j = int(k % S);
-      const int i = int((k / S) % S);
-      const int c = int((k / ((long long)S * S)) % C_out);
-      const long long b = k / ((long long)S * S * C_out);
-      if (c < C_in) {
-        const int Si = 2 * S;
-        float* p = dx + ((b * C_in + c) * Si + 2 * i) * Si + 2 * j;
+      long long b;
+      int c, i, j;
+      at.split(k, b, c, i, j);
+      if (c < in.C) {
+        const long long p = in.at(b, c, 2 * i, 2 * j), right = in.at(0, 0, 0, 1), down = in.at(0, 0, 1, 0);
         const float q = g * 0.25f;
-        p[0] = q, p[1] = q, p[Si] = q, p[Si + 1] = q;
+        dx[p] = q, dx[p + right] = q, dx[p + down] = q, dx[p + down + right] = q;
       }
     }
   }
 }
+
+ActIndex index_of(const DeviceTensor& t) { return ActIndex(t.c, t.h, t.w, t.layout); }
 
 std::string dims(const DeviceTensor& t) { return cat(t.n, "×", t.c, "×", t.h, "×", t.w); }
 
@@ -67,6 +70,8 @@ std::string dims(const DeviceTensor& t) { return cat(t.n, "×", t.c, "×", t.h, 
 int join_stride(const DeviceTensor& x, const DeviceTensor& out, const char* what) {
   const bool same = x.n == out.n && x.h == out.h && x.w == out.w && x.c == out.c;
   const bool down = x.n == out.n && x.h == 2 * out.h && x.w == 2 * out.w && x.c <= out.c;
+  if (x.layout != out.layout)
+    throw Error(cat(what, ": input in ", layout_name(x.layout), ", output in ", layout_name(out.layout)));
   if (out.h != out.w || out.n < 1 || (!same && !down) || !x.data || !out.data)
     throw Error(cat(what, ": input ", dims(x), " and output ", dims(out), " are neither the same shape nor a 2×2 "
                     "downsampling with channel padding"));
@@ -78,28 +83,29 @@ int join_stride(const DeviceTensor& x, const DeviceTensor& out, const char* what
 void residual_join_forward(Context& ctx, const DeviceTensor& x, const DeviceTensor* branch, float scale,
                            const DeviceTensor& out) {
   const int stride = join_stride(x, out, "residual_join_forward");
-  if (branch && (!branch->same_shape(out) || !branch->data))
+  if (branch && (!branch->same_shape(out) || branch->layout != out.layout || !branch->data))
     throw Error(cat("residual_join_forward: branch ", dims(*branch), " differs from output ", dims(out)));
   const long long count = out.numel();
-  SD_LAUNCH(ctx, join_forward_kernel, blocks_for(count), kThreads, 0, count, out.c, out.h, x.c, stride, x.data,
+  SD_LAUNCH(ctx, join_forward_kernel, blocks_for(count), kThreads, 0, count, index_of(out), index_of(x), stride, x.data,
             branch ? branch->data : nullptr, scale, out.data);
 }
 
 void residual_join_backward(Context& ctx, const DeviceTensor& out, const DeviceTensor& dout, JoinMask join_mask,
                             const DeviceTensor* dx) {
   const bool mask = join_mask == JoinMask::kReluMask;
-  if (!dout.same_shape(out) || !dout.data || (mask && !out.data))
+  if (!dout.same_shape(out) || dout.layout != out.layout || !dout.data || (mask && !out.data))
     throw Error(cat("residual_join_backward: dout ", dims(dout), " differs from out ", dims(out)));
-  int stride = 1, c_in = out.c;
+  int stride = 1;
+  ActIndex in = index_of(out);
   if (dx) {
     stride = join_stride(*dx, out, "residual_join_backward");
     if (stride != 2) throw Error("residual_join_backward: dx is only for the downsampling join (stride 1 works in place)");
-    c_in = dx->c;
+    in = index_of(*dx);
   } else if (!mask) {
     return;  // stride 1 without mask would be the identity: nothing to do, and nothing is launched
   }
   const long long count = out.numel();
-  SD_LAUNCH(ctx, join_backward_kernel, blocks_for(count), kThreads, 0, count, out.c, out.h, c_in, stride, out.data,
+  SD_LAUNCH(ctx, join_backward_kernel, blocks_for(count), kThreads, 0, count, index_of(dout), in, stride, out.data,
             dout.data, mask ? 1 : 0, dx ? dx->data : nullptr);
 }
 

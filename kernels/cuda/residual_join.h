@@ -2,7 +2,8 @@
 // The end of every residual block: the option-A shortcut, the residual addition and the trailing
 // ReLU, fused into one pass each way.
 //
-// Shapes: x (the block's input) [n, C_in, S_in, S_in]; branch and out [n, C_out, S, S].
+// Shapes: x (the block's input) [n, C_in, S_in, S_in]; branch and out [n, C_out, S, S]; all in one
+// layout, NCHW or NHWC (the DeviceTensors say which; a mix is refused), with the same arithmetic.
 //   stride 1 (S_in = S, C_in = C_out):  shortcut(x) = x
 //   stride 2 (S_in = 2S, C_in ≤ C_out): shortcut(x)[b,c,i,j] = ¼ Σ_{a,e∈{0,1}} x[b,c,2i+a,2j+e] for c < C_in,
 //                                        0 for the padded channels c ≥ C_in

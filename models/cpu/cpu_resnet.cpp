@@ -279,6 +279,8 @@ CpuResNet::CpuResNet(const BackendOptions& options)
                                 ": a GPU kernel; the CPU reference has one batch norm");
   if (options.precision != "fp32")
     throw std::invalid_argument("CpuResNet: precision " + options.precision + ": the CPU reference computes in fp32 only");
+  if (options.layout != "nchw")
+    throw std::invalid_argument("CpuResNet: layout " + options.layout + ": the CPU reference computes in NCHW only");
 }
 
 void CpuResNet::do_train_step(const StepInput& in) {

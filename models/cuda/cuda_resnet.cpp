@@ -64,7 +64,14 @@ std::vector<float> CudaResNet::last_logits() const {
 }
 std::vector<float> CudaResNet::last_losses() const { return net_.download(net_.buffers().losses, size_t(last_n_)); }
 std::vector<float> CudaResNet::last_images() const {
-  return net_.download(net_.buffers().images, size_t(last_n_) * kImageBytes);
+  std::vector<float> images = net_.download(net_.buffers().images, size_t(last_n_) * kImageBytes);
+  if (net_.format().layout == ActivationLayout::kNchw) return images;
+  std::vector<float> nchw(images.size());  // the batch as the CPU reference holds it
+  for (int b = 0; b < last_n_; ++b)
+    for (int p = 0; p < kImagePlane; ++p)
+      for (int c = 0; c < kImageChannels; ++c)
+        nchw[(size_t(b) * kImageChannels + c) * kImagePlane + p] = images[(size_t(b) * kImagePlane + p) * kImageChannels + c];
+  return nchw;
 }
 std::vector<uint8_t> CudaResNet::last_labels() const { return net_.download(net_.buffers().labels, size_t(last_n_)); }
 

@@ -111,7 +111,8 @@ class CudaResNet final : public Backend {
   // The gradient of every trainable tensor from the last train_step (spec order, names as spec).
   std::vector<NamedTensor> gradients() const { return net_.gradients(); }
   // From the last forward (train_step, or the last batch of evaluate): logits [n, 10], the
-  // per-image losses [n] (train_step only), the gathered input images [n, 3, 32, 32] and labels.
+  // per-image losses [n] (train_step only), the gathered input images [n, 3, 32, 32] (NCHW in either
+  // layout: transposed on the way out) and labels.
   std::vector<float> last_logits() const;
   std::vector<float> last_losses() const;
   std::vector<float> last_images() const;

@@ -23,6 +23,7 @@ void refuse_unless_it_fits(const MemoryPlan& plan) {
 DeviceNetwork::DeviceNetwork(const BackendOptions& options, int max_batch, int device)
     : options_(options),
       spec_(make_resnet_spec(options.model)),
+      format_(TensorFormat{.layout = activation_layout_named(options.layout)}),
       bn_variant_(cuda::batch_norm_variant_named(options.bn_variant)),
       max_batch_(max_batch) {
   if (max_batch < 1) throw std::invalid_argument(fmt::format("DeviceNetwork: max_batch {} must be at least 1", max_batch));
@@ -37,7 +38,7 @@ DeviceNetwork::DeviceNetwork(const BackendOptions& options, int max_batch, int d
                                                  options.execution == Execution::kGraph);
 
   // Measure every convolution shape first: the workspace they need is part of the arena.
-  for (const cuda::ConvShape& shape : conv_plan_shapes(spec_)) planner_->plan(shape);
+  for (const cuda::ConvShape& shape : conv_plan_shapes(spec_, format_.layout)) planner_->plan(shape);
 
   // The plan by part, from the same layout code, checked against the free memory before the arena
   // (the first allocation of the network) is made: a plan that cannot fit is refused in one line.

@@ -77,9 +77,9 @@ class DeviceNetwork {
   cuda::GatherSource gather_source(ImageSetRole role) const { return sets_->gather_source(role); }
 
   // ---- state (models/cuda/device_state.h; each waits for the device) ----
-  FlatState flat_state() const { return read_flat_state(*ctx_, spec_, buf_); }
-  void load_flat_state(const FlatState& state) { write_flat_state(*ctx_, buf_, state); }
-  std::vector<NamedTensor> gradients() const { return read_gradients(*ctx_, spec_, buf_); }
+  FlatState flat_state() const { return read_flat_state(*ctx_, spec_, buf_, format_.layout); }
+  void load_flat_state(const FlatState& state) { write_flat_state(*ctx_, spec_, buf_, state, format_.layout); }
+  std::vector<NamedTensor> gradients() const { return read_gradients(*ctx_, spec_, buf_, format_.layout); }
   template <class T>
   std::vector<T> download(const T* p, size_t count) const {
     return sd::download(*ctx_, p, count);

@@ -49,7 +49,7 @@ void DeviceNetwork::record_pool(int n, const cuda::DeviceTensor& last) {
   if (last.c != head.features || last.h != head.side || last.w != head.side)
     throw std::logic_error(fmt::format("DeviceNetwork: the last stage gives {}×{}×{}, not {}×{}×{}", last.c, last.h,
                                        last.w, head.features, head.side, head.side));
-  cuda::global_avg_pool_forward(*ctx_, n, head.features, head.side * head.side, last.data, buf_.pooled);
+  cuda::global_avg_pool_forward(*ctx_, n, head.features, head.side * head.side, last.data, buf_.pooled, last.layout);
 }
 
 void DeviceNetwork::record_loss(int n) {
@@ -66,7 +66,8 @@ void DeviceNetwork::record_loss(int n) {
 void DeviceNetwork::record_head_backward(int n) {
   const HeadSpec& head = spec_.head;
   layers_.fc.backward(*ctx_, n, buf_.pooled, buf_.dlogits, buf_.dpooled);
-  cuda::global_avg_pool_backward(*ctx_, n, head.features, head.side * head.side, buf_.dpooled, buf_.stage_grad[2]);
+  cuda::global_avg_pool_backward(*ctx_, n, head.features, head.side * head.side, buf_.dpooled, buf_.stage_grad[2],
+                                 format_.layout);
 }
 
 void DeviceNetwork::record_stem_backward(int n) {

@@ -22,28 +22,64 @@ template std::vector<float> download(cuda::Context&, const float*, size_t);
 template std::vector<uint8_t> download(cuda::Context&, const uint8_t*, size_t);
 template std::vector<double> download(cuda::Context&, const double*, size_t);
 
-FlatState read_flat_state(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBuffers& buf) {
+namespace {
+
+// Each convolution weight of the flat trainable buffer [K, C, R·S] ↔ [K, R·S, C].
+std::vector<float> transpose_conv_weights(const ResNetSpec& spec, std::vector<float> flat, bool to_krsc) {
+  std::vector<float> w;
+  for (const TensorSpec& t : spec.tensors) {
+    if (t.kind != TensorKind::kConvWeight) continue;
+    const int64_t k = t.shape.at(0), c = t.shape.at(1), rs = t.shape.at(2) * t.shape.at(3);
+    float* p = flat.data() + t.offset;
+    w.assign(p, p + t.count);
+    for (int64_t o = 0; o < k; ++o)
+      for (int64_t i = 0; i < c; ++i)
+        for (int64_t q = 0; q < rs; ++q) {
+          const int64_t kcrs = (o * c + i) * rs + q, krsc = (o * rs + q) * c + i;
+          if (to_krsc)
+            p[krsc] = w[size_t(kcrs)];
+          else
+            p[kcrs] = w[size_t(krsc)];
+        }
+  }
+  return flat;
+}
+
+}  // namespace
+
+std::vector<float> weights_to_device_order(const ResNetSpec& spec, std::vector<float> flat, cuda::Layout layout) {
+  return layout == cuda::Layout::kNhwc ? transpose_conv_weights(spec, std::move(flat), true) : flat;
+}
+
+std::vector<float> weights_to_host_order(const ResNetSpec& spec, std::vector<float> flat, cuda::Layout layout) {
+  return layout == cuda::Layout::kNhwc ? transpose_conv_weights(spec, std::move(flat), false) : flat;
+}
+
+FlatState read_flat_state(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBuffers& buf, cuda::Layout layout) {
   FlatState s;
-  s.params = download(ctx, buf.params, size_t(spec.num_params));
-  s.momentum = download(ctx, buf.momentum, size_t(spec.num_params));
+  s.params = weights_to_host_order(spec, download(ctx, buf.params, size_t(spec.num_params)), layout);
+  s.momentum = weights_to_host_order(spec, download(ctx, buf.momentum, size_t(spec.num_params)), layout);
   s.running = download(ctx, buf.running, size_t(spec.num_running));
   return s;
 }
 
-void write_flat_state(cuda::Context& ctx, const DeviceBuffers& buf, const FlatState& state) {
+void write_flat_state(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBuffers& buf, const FlatState& state,
+                      cuda::Layout layout) {
   cudaStream_t s = ctx.stream();
-  SD_CUDA_CHECK(cudaMemcpyAsync(buf.params, state.params.data(), state.params.size() * sizeof(float),
-                                cudaMemcpyHostToDevice, s));
-  SD_CUDA_CHECK(cudaMemcpyAsync(buf.momentum, state.momentum.data(), state.momentum.size() * sizeof(float),
-                                cudaMemcpyHostToDevice, s));
+  const std::vector<float> params = weights_to_device_order(spec, state.params, layout);
+  const std::vector<float> momentum = weights_to_device_order(spec, state.momentum, layout);
+  SD_CUDA_CHECK(cudaMemcpyAsync(buf.params, params.data(), params.size() * sizeof(float), cudaMemcpyHostToDevice, s));
+  SD_CUDA_CHECK(
+      cudaMemcpyAsync(buf.momentum, momentum.data(), momentum.size() * sizeof(float), cudaMemcpyHostToDevice, s));
   if (!state.running.empty())
     SD_CUDA_CHECK(cudaMemcpyAsync(buf.running, state.running.data(), state.running.size() * sizeof(float),
                                   cudaMemcpyHostToDevice, s));
   ctx.synchronize();  // the caller's vectors may go out of scope
 }
 
-std::vector<NamedTensor> read_gradients(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBuffers& buf) {
-  return unflatten_gradients(spec, download(ctx, buf.grads, size_t(spec.num_params)));
+std::vector<NamedTensor> read_gradients(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBuffers& buf,
+                                        cuda::Layout layout) {
+  return unflatten_gradients(spec, weights_to_host_order(spec, download(ctx, buf.grads, size_t(spec.num_params)), layout));
 }
 
 }  // namespace sd

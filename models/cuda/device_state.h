@@ -3,6 +3,12 @@
 // buffers (models/network/flat_state.h's layout, as the arena holds them) read back or written, the
 // gradients of the last step, and any device array read back. Each call waits for the device; none
 // is issued inside a step.
+//
+// The one place where the convolution weights change order: with NHWC activations the device keeps
+// each convolution's weight, its gradient and its momentum as KRSC ([out, 3, 3, in]: the filter
+// format cuDNN takes with NHWC tensors, models/cuda/tensor_format.h), while the host's FlatState,
+// checkpoints and the CPU reference keep KCRS (PyTorch's [out, in, 3, 3]). These functions transpose
+// on the way, so a step never does and everything outside the device sees one order.
 #include <cstddef>
 #include <vector>
 
@@ -18,10 +24,18 @@ namespace sd {
 template <class T>
 std::vector<T> download(cuda::Context& ctx, const T* p, size_t count);
 
-FlatState read_flat_state(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBuffers& buf);
+// `layout`: the activations' (TensorFormat::layout), which decides the weights' order on the device.
+FlatState read_flat_state(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBuffers& buf, cuda::Layout layout);
 // Writes parameters and momentum, and the running statistics where `state` has them.
-void write_flat_state(cuda::Context& ctx, const DeviceBuffers& buf, const FlatState& state);
-// The gradient of every trainable tensor (spec order, names as spec).
-std::vector<NamedTensor> read_gradients(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBuffers& buf);
+void write_flat_state(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBuffers& buf, const FlatState& state,
+                      cuda::Layout layout);
+// The gradient of every trainable tensor (spec order, names as spec; weights KCRS).
+std::vector<NamedTensor> read_gradients(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBuffers& buf,
+                                        cuda::Layout layout);
+
+// The flat trainable buffer's convolution weights from the host's order (KCRS) to the device's for
+// `layout`, and back (identities for NCHW).
+std::vector<float> weights_to_device_order(const ResNetSpec& spec, std::vector<float> flat, cuda::Layout layout);
+std::vector<float> weights_to_host_order(const ResNetSpec& spec, std::vector<float> flat, cuda::Layout layout);
 
 }  // namespace sd

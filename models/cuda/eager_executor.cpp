@@ -23,7 +23,7 @@ void EagerExecutor::train_step(const StepInput& in) {
                        cuda::AugmentDraw{.augment = net_.options().augmentation == Augmentation::kCropFlip,
                                          .seed = net_.options().seed,
                                          .epoch = in.epoch}, buf.images,
-                       buf.labels);
+                       buf.labels, net_.format().layout);
   }
   forward(n, in.gates);
   {
@@ -95,7 +95,8 @@ bool EagerExecutor::evaluate(ImageSetRole role, const Backend::EvaluationGoOn& g
     const int n = int(std::min<int64_t>(ds.size - start, max_batch));
     indices.resize(size_t(n));
     for (int i = 0; i < n; ++i) indices[size_t(i)] = int32_t(start + i);
-    cuda::gather_batch(ctx, net_.gather_source(role), indices, cuda::AugmentDraw{}, buf.images, buf.labels);
+    cuda::gather_batch(ctx, net_.gather_source(role), indices, cuda::AugmentDraw{}, buf.images, buf.labels,
+                       net_.format().layout);
     net_.record_evaluation(n, ds.predictions.as<uint8_t>() + start);
   }
   return true;

@@ -103,7 +103,8 @@ cuda::GraphExec GraphExecutor::capture_training_step(int n, int slot) {
     net_.record_zero_gradients();
     cuda::gather_batch_at(ctx, net_.gather_source(ImageSetRole::kTrain), feed_.order(),
                           cuda::BatchPlace{.cursor = &current->cursor, .epoch = &current->epoch},
-                          cuda::AugmentDraw{.augment = augment, .seed = seed}, n, buf.images, buf.labels);
+                          cuda::AugmentDraw{.augment = augment, .seed = seed}, n, buf.images, buf.labels,
+                          net_.format().layout);
     net_.record_stem_forward(n, Pass::kTraining);
   }, "stem, forward");
   for (int l = 0; l < L; ++l) {
@@ -203,7 +204,7 @@ cuda::GraphExec GraphExecutor::capture_evaluation_batch(ImageSetRole role, int n
     cuda::begin_step(ctx, buf.eval_state, n, cuda::GateDraw{});
     cuda::gather_batch_at(ctx, net_.gather_source(role), nullptr,
                           cuda::BatchPlace{.cursor = &current->cursor, .epoch = &current->epoch}, cuda::AugmentDraw{}, n,
-                          buf.images, buf.labels);
+                          buf.images, buf.labels, net_.format().layout);
     net_.record_evaluation(n, buf.batch_predictions);
     cuda::scatter_predictions(ctx, buf.eval_state, buf.batch_predictions, ds.predictions.as<uint8_t>(), n);
   }, "evaluation, forward");

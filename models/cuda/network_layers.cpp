@@ -9,14 +9,14 @@ namespace {
 enum class BnActivation { kNone, kRelu };  // what follows a BN layer: nothing (bn2, the join follows) or ReLU
 }  // namespace
 
-cuda::ConvShape conv_plan_shape(const ResNetSpec& spec, const ConvSpec& c) {
-  return cuda::ConvShape{c.in_channels, c.out_channels, c.in_side, c.stride, &c != &spec.stem.conv};
+cuda::ConvShape conv_plan_shape(const ResNetSpec& spec, const ConvSpec& c, cuda::Layout layout) {
+  return cuda::ConvShape{c.in_channels, c.out_channels, c.in_side, c.stride, &c != &spec.stem.conv, layout};
 }
 
-std::vector<cuda::ConvShape> conv_plan_shapes(const ResNetSpec& spec) {
+std::vector<cuda::ConvShape> conv_plan_shapes(const ResNetSpec& spec, cuda::Layout layout) {
   std::vector<cuda::ConvShape> shapes;
   auto add = [&](const ConvSpec& c) {
-    const cuda::ConvShape s = conv_plan_shape(spec, c);
+    const cuda::ConvShape s = conv_plan_shape(spec, c, layout);
     if (std::find_if(shapes.begin(), shapes.end(), [&](const cuda::ConvShape& o) { return o.key() == s.key(); }) ==
         shapes.end())
       shapes.push_back(s);
@@ -35,7 +35,7 @@ NetworkLayers build_network_layers(const ResNetSpec& spec, const TensorFormat& f
   auto grad = [&](int tensor) { return buf.grads + spec.tensors[size_t(tensor)].offset; };
   auto running = [&](int tensor) { return buf.running + spec.tensors[size_t(tensor)].offset; };
   auto conv = [&](const ConvSpec& c) {
-    return cuda::Conv3x3(&planner.plan(conv_plan_shape(spec, c)), param(c.weight), grad(c.weight));
+    return cuda::Conv3x3(&planner.plan(conv_plan_shape(spec, c, format.layout)), param(c.weight), grad(c.weight));
   };
   auto bn = [&](const BnSpec& b, float* save_mean, float* save_inv_std, BnActivation activation) {
     cuda::BatchNorm l;

@@ -17,9 +17,10 @@
 namespace sd {
 
 // The plan shape of a convolution of `spec` (every one but the stem's needs its input gradient: the
-// stem's input is the image), and every distinct one, in the order the network plans them.
-cuda::ConvShape conv_plan_shape(const ResNetSpec& spec, const ConvSpec& conv);
-std::vector<cuda::ConvShape> conv_plan_shapes(const ResNetSpec& spec);
+// stem's input is the image), and every distinct one, in the order the network plans them, for
+// activations in `layout`.
+cuda::ConvShape conv_plan_shape(const ResNetSpec& spec, const ConvSpec& conv, cuda::Layout layout);
+std::vector<cuda::ConvShape> conv_plan_shapes(const ResNetSpec& spec, cuda::Layout layout = cuda::Layout::kNchw);
 
 struct NetworkLayers {
   cuda::Conv3x3 stem_conv;

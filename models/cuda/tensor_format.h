@@ -7,22 +7,34 @@
 // through the model.
 //
 // What it decides today, and what stays fixed:
-//   activations and their gradients   fp32, NCHW, densely packed (the only format so far)
+//   activations and their gradients   fp32, densely packed, NCHW or NHWC (--layout): every custom
+//                                     kernel takes both (the layout travels in each DeviceTensor),
+//                                     cuDNN gets descriptors of the same layout
+//   convolution weights on the device KCRS with NCHW, KRSC with NHWC (what cuDNN's legacy API takes
+//                                     with NHWC activations): transposed where the state crosses
+//                                     between host and device (models/cuda/device_state.h), never in
+//                                     a step; the host, checkpoints and the CPU reference see KCRS
 //   parameters, gradients, momentum   fp32, flat, spec order (models/network/flat_state.h): one SGD
-//                                     launch updates all; checkpoints read and write them as they are
+//                                     launch updates all (elementwise: the weights' order does not
+//                                     matter to it)
 //   running statistics                fp32, flat (the fourth buffer)
 //   saved BN statistics               fp32, [c] per layer
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "engine/cuda/tensor.h"
 
 namespace sd {
 
-// How an activation tensor's four indices map to memory.
-enum class ActivationLayout {
-  kNchw,  // channel planes: the CPU reference's order, and cuDNN's legacy default
-};
+// How an activation tensor's four indices map to memory: kNchw (channel planes: the CPU reference's
+// order, cuDNN's legacy default) or kNhwc (channels innermost). Defined with the DeviceTensor that
+// carries it (engine/cuda/tensor.h), so that the kernels can read it.
+using ActivationLayout = cuda::Layout;
+
+// "nchw" → kNchw, "nhwc" → kNhwc (as --layout spells them); throws std::invalid_argument otherwise.
+ActivationLayout activation_layout_named(const std::string& name);
 
 // An activation's stored element type.
 enum class ActivationType {
@@ -38,7 +50,15 @@ struct TensorFormat {
   // Elements of an activation of n images of c channels of side × side (what its buffer must hold).
   size_t activation_elements(int n, int c, int side) const { return size_t(n) * size_t(c) * size_t(side) * size_t(side); }
   // The view of buffer p as such an activation, as the layers take it.
-  cuda::DeviceTensor activation(float* p, int n, int c, int side) const { return cuda::DeviceTensor{p, n, c, side, side}; }
+  cuda::DeviceTensor activation(float* p, int n, int c, int side) const {
+    return cuda::DeviceTensor{p, n, c, side, side, layout};
+  }
 };
+
+inline ActivationLayout activation_layout_named(const std::string& name) {
+  if (name == "nchw") return ActivationLayout::kNchw;
+  if (name == "nhwc") return ActivationLayout::kNhwc;
+  throw std::invalid_argument("unknown layout '" + name + "' (known: nchw, nhwc)");
+}
 
 }  // namespace sd

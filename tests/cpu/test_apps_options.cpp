@@ -41,6 +41,23 @@ TEST_CASE("sd_train --bn-variant split on the GPU: recorded in the run config, i
              Catch::StartsWith("--bn-variant split: a GPU kernel variant; the CPU reference"));
 }
 
+TEST_CASE("sd_train --layout nhwc on the GPU: recorded in the run config, its own run folder", "[apps]") {
+  const sd::apps::TrainOptions o = parse({"--layout", "nhwc", "--device", "cuda:0"});
+  CHECK(o.run.layout == "nhwc");
+  CHECK(o.out == "runs/d110-lin_decay0.5-paper-s31415-nhwc");
+  CHECK(sd::run_config_from_json(sd::to_json(o.run)).layout == "nhwc");  // the checkpoints' "config"
+  CHECK(sd::apps::backend_options(o.run, sd::Execution::kEager).layout == "nhwc");
+  CHECK(parse({}).run.layout == "nchw");
+  // A run config written before the option existed was NCHW.
+  nlohmann::json old = sd::to_json(parse({}).run);
+  old.erase("layout");
+  CHECK(sd::run_config_from_json(old).layout == "nchw");
+  CHECK_THAT(usage_error(std::vector<std::string>{"--layout", "nhwc", "--device", "cpu"}),
+             Catch::StartsWith("--layout nhwc: a layout of the GPU engine; the CPU reference"));
+  CHECK_THAT(usage_error(std::vector<std::string>{"--layout", "chwn", "--device", "cuda:0"}),
+             Catch::StartsWith("--layout chwn: unknown (known: nchw, nhwc)"));
+}
+
 TEST_CASE("sd_train defaults are the paper's", "[apps]") {
   const sd::apps::TrainOptions o = parse({});
   CHECK(o.run.model.depth == 110);
@@ -171,6 +188,7 @@ TEST_CASE("every run setting config_differences reports has the flag sd_train se
   b.synthetic = 20;
   b.precision = "tf32";
   b.bn_variant = "split";
+  b.layout = "nhwc";
   b.eval_subset = 100;
   b.augment = sd::Augmentation::kNone;
   b.train.lr_warmup_epochs = 2;

@@ -204,6 +204,89 @@ TEST_CASE("emulated cuDNN: status contracts, algorithm lists and workspace sizes
   cudaStreamDestroy(s);
 }
 
+TEST_CASE("emulated cuDNN: NHWC with KRSC filters, only the algorithms cuDNN lists for them, refused mixes",
+          "[emu][cudnn][layout]") {
+  const int n = 2, ci = 4, side = 6, co = 3;
+  cudnnHandle_t h = nullptr;
+  REQUIRE(cudnnCreate(&h) == CUDNN_STATUS_SUCCESS);
+  Descriptors d(n, ci, side, co, 1);
+  REQUIRE(cudnnSetTensor4dDescriptor(d.x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, ci, side, side) == CUDNN_STATUS_SUCCESS);
+  REQUIRE(cudnnSetTensor4dDescriptor(d.y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, co, side, side) == CUDNN_STATUS_SUCCESS);
+  size_t bytes = 0;
+  // NHWC activations with a KCRS filter: a mix the emulation refuses.
+  CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.w, d.conv, d.y, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+                                                &bytes) == CUDNN_STATUS_NOT_SUPPORTED);
+  REQUIRE(cudnnSetFilter4dDescriptor(d.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, co, ci, 3, 3) == CUDNN_STATUS_SUCCESS);
+  // What each direction offers with a KRSC filter: the implicit GEMMs, ALGO_0 and ALGO_1; the others refused.
+  int returned = 0;
+  cudnnConvolutionFwdAlgoPerf_t fwd[16];
+  REQUIRE(cudnnFindConvolutionForwardAlgorithm(h, d.x, d.w, d.conv, d.y, 16, &returned, fwd) == CUDNN_STATUS_SUCCESS);
+  for (int i = 0; i < returned; ++i) {
+    const bool listed = fwd[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM ||
+                        fwd[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+    INFO("forward algorithm " << int(fwd[i].algo));
+    CHECK((fwd[i].status == CUDNN_STATUS_SUCCESS) == listed);
+  }
+  cudnnConvolutionBwdDataAlgoPerf_t bwd_data[16];
+  REQUIRE(cudnnFindConvolutionBackwardDataAlgorithm(h, d.w, d.y, d.conv, d.x, 16, &returned, bwd_data) ==
+          CUDNN_STATUS_SUCCESS);
+  for (int i = 0; i < returned; ++i) {
+    const bool listed = bwd_data[i].algo == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 ||
+                        bwd_data[i].algo == CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+    INFO("backward-data algorithm " << int(bwd_data[i].algo));
+    CHECK((bwd_data[i].status == CUDNN_STATUS_SUCCESS) == listed);
+  }
+  cudnnConvolutionBwdFilterAlgoPerf_t bwd_filter[16];
+  REQUIRE(cudnnFindConvolutionBackwardFilterAlgorithm(h, d.x, d.y, d.conv, d.w, 16, &returned, bwd_filter) ==
+          CUDNN_STATUS_SUCCESS);
+  for (int i = 0; i < returned; ++i) {
+    const bool listed = bwd_filter[i].algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 ||
+                        bwd_filter[i].algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
+    INFO("backward-filter algorithm " << int(bwd_filter[i].algo));
+    CHECK((bwd_filter[i].status == CUDNN_STATUS_SUCCESS) == listed);
+  }
+  CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.w, d.conv, d.y, CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED,
+                                                &bytes) == CUDNN_STATUS_NOT_SUPPORTED);
+  // A KRSC filter with NCHW activations: refused too.
+  REQUIRE(cudnnSetTensor4dDescriptor(d.x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, ci, side, side) == CUDNN_STATUS_SUCCESS);
+  REQUIRE(cudnnSetTensor4dDescriptor(d.y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, co, side, side) == CUDNN_STATUS_SUCCESS);
+  CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.w, d.conv, d.y, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+                                                &bytes) == CUDNN_STATUS_NOT_SUPPORTED);
+
+  // The arithmetic: NHWC/KRSC operands give the NCHW call's results, transposed, bit for bit.
+  REQUIRE(cudnnSetFilter4dDescriptor(d.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, co, ci, 3, 3) == CUDNN_STATUS_SUCCESS);
+  const size_t xs = size_t(n) * ci * side * side, ws = size_t(co) * ci * 9, ys = size_t(n) * co * side * side;
+  const auto x = sd::gpu_test::normal_floats(xs, 11), w = sd::gpu_test::normal_floats(ws, 12),
+             dy = sd::gpu_test::normal_floats(ys, 13);
+  float *x_ = device_alloc<float>(xs), *w_ = device_alloc<float>(ws), *y_ = device_alloc<float>(ys),
+        *dy_ = device_alloc<float>(ys), *dx_ = device_alloc<float>(xs), *dw_ = device_alloc<float>(ws);
+  const float one = 1.0f, zero = 0.0f;
+  auto run_all = [&] {
+    REQUIRE(cudnnConvolutionForward(h, &one, d.x, x_, d.w, w_, d.conv, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, nullptr,
+                                    0, &zero, d.y, y_) == CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudnnConvolutionBackwardData(h, &one, d.w, w_, d.y, dy_, d.conv, CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, nullptr,
+                                         0, &zero, d.x, dx_) == CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudnnConvolutionBackwardFilter(h, &one, d.x, x_, d.y, dy_, d.conv, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0,
+                                           nullptr, 0, &zero, d.w, dw_) == CUDNN_STATUS_SUCCESS);
+    return std::vector<std::vector<float>>{download(y_, ys), download(dx_, xs), download(dw_, ws)};
+  };
+  upload(x_, x), upload(w_, w), upload(dy_, dy);
+  const auto nchw = run_all();
+  using sd::cuda::Layout;
+  upload(x_, sd::gpu_test::to_layout(x, n, ci, side * side, Layout::kNhwc));
+  upload(w_, sd::gpu_test::to_layout(w, co, ci, 9, Layout::kNhwc));
+  upload(dy_, sd::gpu_test::to_layout(dy, n, co, side * side, Layout::kNhwc));
+  REQUIRE(cudnnSetTensor4dDescriptor(d.x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, ci, side, side) == CUDNN_STATUS_SUCCESS);
+  REQUIRE(cudnnSetTensor4dDescriptor(d.y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, co, side, side) == CUDNN_STATUS_SUCCESS);
+  REQUIRE(cudnnSetFilter4dDescriptor(d.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, co, ci, 3, 3) == CUDNN_STATUS_SUCCESS);
+  const auto nhwc = run_all();
+  CHECK(sd::gpu_test::bit_equal(sd::gpu_test::from_layout(nhwc[0], n, co, side * side, Layout::kNhwc), nchw[0]));
+  CHECK(sd::gpu_test::bit_equal(sd::gpu_test::from_layout(nhwc[1], n, ci, side * side, Layout::kNhwc), nchw[1]));
+  CHECK(sd::gpu_test::bit_equal(sd::gpu_test::from_layout(nhwc[2], co, ci, 9, Layout::kNhwc), nchw[2]));
+  cudaFree(x_), cudaFree(w_), cudaFree(y_), cudaFree(dy_), cudaFree(dx_), cudaFree(dw_);
+  cudnnDestroy(h);
+}
+
 TEST_CASE("emulated cuBLAS: SGEMM with every transpose and padded leading dimensions against loops", "[emu][cublas]") {
   cublasHandle_t h = nullptr;
   REQUIRE(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);

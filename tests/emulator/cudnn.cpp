@@ -1,6 +1,17 @@
 // cuDNN on the emulated device; see include/cudnn.h. The arithmetic is the CPU reference's
 // (kernels/cpu/conv3x3, fp32), so emulated convolutions prove the engine's descriptors, buffers,
 // α/β use and stream order — not cuDNN's own numerics, which only the GPU can show.
+//
+// Layouts: NCHW activations with NCHW (KCRS) filters, every algorithm below; NHWC activations with
+// NHWC (KRSC) filters, only the algorithms cuDNN's API reference lists for an _NHWC filter
+// descriptor with fp32 data (its tables "Supported Algorithms for cudnnConvolution{Forward,
+// BackwardData,BackwardFilter}() 2D Convolutions"): forward IMPLICIT_GEMM and IMPLICIT_PRECOMP_GEMM,
+// backward-data ALGO_0 and ALGO_1, backward-filter ALGO_0 and ALGO_1; the others answer
+// CUDNN_STATUS_NOT_SUPPORTED, in cudnnFind* and when called. Mixed formats (NHWC activations with a
+// KCRS filter, NCHW with KRSC, x and y in different formats) are refused with NOT_SUPPORTED: the
+// engine never mixes them, and refusing keeps the emulator from accepting what a GPU might not. An
+// NHWC call computes on the transposed operands with the same arithmetic, so its results equal
+// the NCHW call's bit for bit.
 #include <cudnn.h>
 
 #include <algorithm>
@@ -65,6 +76,7 @@ int out_dim(int in, int pad, int k, int stride, int dil) { return 1 + (in + 2 * 
 struct Problem {
   sd::ref::Conv3x3Shape shape;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+  bool nhwc = false;  // NHWC activations and a KRSC filter
 };
 
 cudnnStatus_t problem(const cudnnTensorStruct* x, const cudnnFilterStruct* w, const cudnnConvolutionStruct* conv,
@@ -81,9 +93,13 @@ cudnnStatus_t problem(const cudnnTensorStruct* x, const cudnnFilterStruct* w, co
     return status(CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH, "y is " + dims(y->n, y->c, y->h, y->w) + ", the convolution gives " +
                                                              dims(x->n, w->k, ho, wo));
   if (x->type != CUDNN_DATA_FLOAT || y->type != CUDNN_DATA_FLOAT || w->type != CUDNN_DATA_FLOAT ||
-      conv->compute != CUDNN_DATA_FLOAT || x->format != CUDNN_TENSOR_NCHW || y->format != CUDNN_TENSOR_NCHW ||
-      w->format != CUDNN_TENSOR_NCHW)
-    return status(CUDNN_STATUS_NOT_SUPPORTED, "the emulated cuDNN computes fp32 NCHW only");
+      conv->compute != CUDNN_DATA_FLOAT)
+    return status(CUDNN_STATUS_NOT_SUPPORTED, "the emulated cuDNN computes fp32 only");
+  const bool all_nchw = x->format == CUDNN_TENSOR_NCHW && y->format == CUDNN_TENSOR_NCHW && w->format == CUDNN_TENSOR_NCHW;
+  const bool all_nhwc = x->format == CUDNN_TENSOR_NHWC && y->format == CUDNN_TENSOR_NHWC && w->format == CUDNN_TENSOR_NHWC;
+  if (!all_nchw && !all_nhwc)
+    return status(CUDNN_STATUS_NOT_SUPPORTED, "the emulated cuDNN takes NCHW activations with a KCRS (NCHW) filter or "
+                                              "NHWC activations with a KRSC (NHWC) filter, not a mix");
   if (w->h != 3 || w->w != 3 || conv->pad_h != 1 || conv->pad_w != 1 || conv->stride_h != conv->stride_w ||
       (conv->stride_h != 1 && conv->stride_h != 2) || conv->dil_h != 1 || conv->dil_w != 1 ||
       conv->mode != CUDNN_CROSS_CORRELATION)
@@ -91,6 +107,7 @@ cudnnStatus_t problem(const cudnnTensorStruct* x, const cudnnFilterStruct* w, co
                   "the emulated cuDNN computes 3×3 cross-correlations with padding 1, stride 1 or 2, dilation 1 only");
   p.shape = sd::ref::Conv3x3Shape{x->n, x->c, x->h, x->w, w->k, conv->stride_h};
   p.math = conv->math;
+  p.nhwc = all_nhwc;
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -105,25 +122,26 @@ struct AlgoInfo {
   bool stride1_only;
   bool supported;  // false: reported with CUDNN_STATUS_NOT_SUPPORTED, as cuDNN lists FFT for these shapes
   int workspace;   // 0 none, 1 small (per filter), 2 large (per input tensor)
+  bool nhwc = false;  // listed for NHWC activations with an NHWC (KRSC) filter in fp32
 };
 
 std::vector<AlgoInfo> algorithms(Direction d) {
   switch (d) {
     case Direction::kForward:
       return {{CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED, 0.040f, true, true, true, 2},
-              {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, 0.050f, true, false, true, 1},
-              {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, 0.080f, true, false, true, 0},
+              {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, 0.050f, true, false, true, 1, true},
+              {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, 0.080f, true, false, true, 0, true},
               {CUDNN_CONVOLUTION_FWD_ALGO_GEMM, 0.120f, true, false, true, 2},
               {CUDNN_CONVOLUTION_FWD_ALGO_FFT, -1.0f, true, false, false, 0}};
     case Direction::kBackwardData:
-      return {{CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, 0.045f, false, false, true, 0},
+      return {{CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, 0.045f, false, false, true, 0, true},
               {CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED, 0.050f, true, true, true, 2},
-              {CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, 0.070f, true, false, true, 1},
+              {CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, 0.070f, true, false, true, 1, true},
               {CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT, -1.0f, true, false, false, 0}};
     case Direction::kBackwardFilter:
-      return {{CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, 0.050f, false, false, true, 0},
+      return {{CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, 0.050f, false, false, true, 0, true},
               {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3, 0.060f, false, false, true, 1},
-              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, 0.080f, true, false, true, 1},
+              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, 0.080f, true, false, true, 1, true},
               {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED, 0.075f, true, true, true, 2},
               {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, -1.0f, true, false, false, 0}};
   }
@@ -136,13 +154,18 @@ size_t workspace_of(const AlgoInfo& a, const Problem& p) {
   return a.workspace == 0 ? 0 : a.workspace == 1 ? filter + 256 : input + filter;
 }
 
+// Whether algorithm a computes p (else cuDNN answers NOT_SUPPORTED).
+bool runs(const AlgoInfo& a, const Problem& p) {
+  return a.supported && !(a.stride1_only && p.shape.stride != 1) && (!p.nhwc || a.nhwc);
+}
+
 // The algorithm `algo` of direction `d` for `p`, or null with the status explaining why not.
 const AlgoInfo* find_algo(Direction d, int algo, const Problem& p, cudnnStatus_t& s) {
   static const std::vector<AlgoInfo> lists[3] = {algorithms(Direction::kForward), algorithms(Direction::kBackwardData),
                                                  algorithms(Direction::kBackwardFilter)};
   for (const AlgoInfo& a : lists[int(d)])
     if (a.algo == algo) {
-      if (!a.supported || (a.stride1_only && p.shape.stride != 1)) {
+      if (!runs(a, p)) {
         s = status(CUDNN_STATUS_NOT_SUPPORTED, "algorithm " + std::to_string(algo) + " does not support this convolution");
         return nullptr;
       }
@@ -163,7 +186,7 @@ cudnnStatus_t find(cudnnHandle_t h, Direction d, const Problem& p, int requested
   for (const AlgoInfo& a : algorithms(d)) {
     Perf r{};
     r.algo = decltype(r.algo)(a.algo);
-    const bool ok = a.supported && !(a.stride1_only && p.shape.stride != 1);
+    const bool ok = runs(a, p);
     r.status = ok ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_NOT_SUPPORTED;
     r.time = ok ? a.ms : -1.0f;
     r.memory = ok ? workspace_of(a, p) : 0;
@@ -241,6 +264,39 @@ std::vector<float> input(const void* p, size_t count, bool tf32) {
   if (tf32) round_tf32(v);
   return v;
 }
+
+// NHWC ↔ NCHW of [n, c, h, w] (a KRSC ↔ KCRS filter is the same with n = K, c = C, h = R, w = S).
+std::vector<float> nhwc_to_nchw(const std::vector<float>& v, int n, int c, int h, int w) {
+  std::vector<float> out(v.size());
+  for (int b = 0; b < n; ++b)
+    for (int p = 0; p < h * w; ++p)
+      for (int ch = 0; ch < c; ++ch) out[(size_t(b) * c + ch) * h * w + p] = v[(size_t(b) * h * w + p) * c + ch];
+  return out;
+}
+void nchw_to_nhwc(const float* v, int n, int c, int h, int w, float* out) {
+  for (int b = 0; b < n; ++b)
+    for (int p = 0; p < h * w; ++p)
+      for (int ch = 0; ch < c; ++ch) out[(size_t(b) * h * w + p) * c + ch] = v[(size_t(b) * c + ch) * h * w + p];
+}
+
+// The operands of a call in NCHW (the reference's order), and its NCHW result into the call's layout.
+struct Layouts {
+  sd::ref::Conv3x3Shape s;
+  bool nhwc;
+  std::vector<float> x(std::vector<float> v) const { return nhwc ? nhwc_to_nchw(v, s.n, s.c_in, s.h_in, s.w_in) : v; }
+  std::vector<float> y(std::vector<float> v) const {
+    return nhwc ? nhwc_to_nchw(v, s.n, s.c_out, s.h_out(), s.w_out()) : v;
+  }
+  std::vector<float> w(std::vector<float> v) const { return nhwc ? nhwc_to_nchw(v, s.c_out, s.c_in, 3, 3) : v; }
+  // Runs f(NCHW result) and writes it to out in the call's layout.
+  template <class F>
+  void into(float* out, size_t count, int n, int c, int h, int w_, F&& f) const {
+    if (!nhwc) return f(out);
+    std::vector<float> r(count);
+    f(r.data());
+    nchw_to_nhwc(r.data(), n, c, h, w_, out);
+  }
+};
 
 // What the three convolution calls share: the problem their descriptors describe, the handle, the
 // algorithm and its workspace checked, the operands' sizes and whether they enter as TF32.
@@ -521,8 +577,10 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha, cudnnT
     return s;
   require_device(x, c.xs * 4, call, "x"), require_device(w, c.ws * 4, call, "w"), require_device(y, c.ys * 4, call, "y");
   return run(h, call, alpha, beta, static_cast<float*>(y), c.ys, workspace, c.needed, c.corrupt, [=](float* out) {
-    const std::vector<float> xv = input(x, c.xs, c.tf32), wv = input(w, c.ws, c.tf32);
-    sd::ref::conv3x3_forward(c.p.shape, xv.data(), wv.data(), out);
+    const Layouts l{c.p.shape, c.p.nhwc};
+    const std::vector<float> xv = l.x(input(x, c.xs, c.tf32)), wv = l.w(input(w, c.ws, c.tf32));
+    l.into(out, c.ys, c.p.shape.n, c.p.shape.c_out, c.p.shape.h_out(), c.p.shape.w_out(),
+           [&](float* r) { sd::ref::conv3x3_forward(c.p.shape, xv.data(), wv.data(), r); });
   });
 }
 
@@ -540,8 +598,10 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void* alpha, c
   require_device(dy, c.ys * 4, call, "dy"), require_device(w, c.ws * 4, call, "w"),
       require_device(dx, c.xs * 4, call, "dx");
   return run(h, call, alpha, beta, static_cast<float*>(dx), c.xs, workspace, c.needed, c.corrupt, [=](float* out) {
-    const std::vector<float> dyv = input(dy, c.ys, c.tf32), wv = input(w, c.ws, c.tf32);
-    sd::ref::conv3x3_backward_data(c.p.shape, dyv.data(), wv.data(), out);
+    const Layouts l{c.p.shape, c.p.nhwc};
+    const std::vector<float> dyv = l.y(input(dy, c.ys, c.tf32)), wv = l.w(input(w, c.ws, c.tf32));
+    l.into(out, c.xs, c.p.shape.n, c.p.shape.c_in, c.p.shape.h_in, c.p.shape.w_in,
+           [&](float* r) { sd::ref::conv3x3_backward_data(c.p.shape, dyv.data(), wv.data(), r); });
   });
 }
 
@@ -559,7 +619,9 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void* alpha,
   require_device(x, c.xs * 4, call, "x"), require_device(dy, c.ys * 4, call, "dy"),
       require_device(dw, c.ws * 4, call, "dw");
   return run(h, call, alpha, beta, static_cast<float*>(dw), c.ws, workspace, c.needed, c.corrupt, [=](float* out) {
-    const std::vector<float> xv = input(x, c.xs, c.tf32), dyv = input(dy, c.ys, c.tf32);
-    sd::ref::conv3x3_backward_filter(c.p.shape, xv.data(), dyv.data(), out);
+    const Layouts l{c.p.shape, c.p.nhwc};
+    const std::vector<float> xv = l.x(input(x, c.xs, c.tf32)), dyv = l.y(input(dy, c.ys, c.tf32));
+    l.into(out, c.ws, c.p.shape.c_out, c.p.shape.c_in, 3, 3,
+           [&](float* r) { sd::ref::conv3x3_backward_filter(c.p.shape, xv.data(), dyv.data(), r); });
   });
 }

@@ -17,8 +17,8 @@
 #                                        ("[capture_candidates]", ~1 min), the probe of cuDNN's fused
 #                                        conv + BN engines (sd_fusion_probe, ≤ 75 s), then the other GPU tests (graph
 #                                        == eager among them), sd_bench ResNet-110 for every --exec ×
-#                                        --precision this build has (fp32 eager with --phases), and
-#                                        PyTorch beside them
+#                                        --precision × --layout this build has (fp32 eager nchw with
+#                                        --phases), and PyTorch beside them
 #   tests/gpu/device_check.sh all        all of them but fast
 # Logs go to $OUT (the device tool brings them back) or /tmp/sd-gpu-out; the summary prints last.
 set -u
@@ -75,26 +75,33 @@ if [ "$mode" = fast ]; then
   grep -E "^SKIPPED|test cases|assertions" "$out/tests.txt" | sort | uniq -c | tee -a "$summary"
   grep -E "^(ResNet-8 step|closed block in graph mode|launches|stage)" "$out/tests.txt" | head -20 >>"$summary"
   grep -B3 -A12 "FAILED" "$out/tests.txt" | head -150 >"$out/failures.txt"
-  # Every execution × precision: short rounds (the step time is steady after the warm-up; the
-  # median of 3 rounds of 60 steps), ResNet-110 at batch 128 on 45 000 generated images.
+  # Every execution × precision × layout: short rounds (the step time is steady after the warm-up;
+  # the median of 3 rounds of 60 steps), ResNet-110 at batch 128 on 45 000 generated images
+  # (8 runs of ≤ 35 s with both options).
   precisions=fp32
   build/bin/sd_bench --help 2>/dev/null | grep -q -- "--precision" && precisions="fp32 tf32"
-  for exec in eager graph; do
-    for precision in $precisions; do
-      flag=""
-      [ "$precisions" = fp32 ] || flag="--precision $precision"
-      name="sd_bench-$exec-$precision"
-      # Where the step's time goes (--phases: eager, CUDA events per phase), once: fp32 eager.
-      phases=""
-      [ "$exec-$precision" = eager-fp32 ] && build/bin/sd_bench --help 2>/dev/null | grep -q -- "--phases" && phases="--phases"
-      timeout 35 build/bin/sd_bench --depth 110 --exec "$exec" $flag $phases --rounds 3 --steps 60 --warmup 10 \
-        --out "$out/$name.json" >"$out/$name.txt" 2>&1
-      note "$name rc=$?"
-      grep -E "^(stochastic depth|full depth|speed-up)" "$out/$name.txt" | tee -a "$summary"
-      [ -n "$phases" ] && grep -A10 "^phases" "$out/$name.txt" | tee -a "$summary"
+  layouts=nchw
+  build/bin/sd_bench --help 2>/dev/null | grep -q -- "--layout" && layouts="nchw nhwc"
+  for layout in $layouts; do
+    for exec in eager graph; do
+      for precision in $precisions; do
+        flag=""
+        [ "$precisions" = fp32 ] || flag="--precision $precision"
+        [ "$layouts" = nchw ] || flag="$flag --layout $layout"
+        name="sd_bench-$exec-$precision-$layout"
+        # Where the step's time goes (--phases: eager, CUDA events per phase), once: fp32 eager nchw.
+        phases=""
+        [ "$exec-$precision-$layout" = eager-fp32-nchw ] && build/bin/sd_bench --help 2>/dev/null | grep -q -- "--phases" && phases="--phases"
+        timeout 35 build/bin/sd_bench --depth 110 --exec "$exec" $flag $phases --rounds 3 --steps 60 --warmup 10 \
+          --out "$out/$name.json" >"$out/$name.txt" 2>&1
+        note "$name rc=$?"
+        grep -E "^(stochastic depth|full depth|speed-up)" "$out/$name.txt" | tee -a "$summary"
+        [ -n "$phases" ] && grep -A10 "^phases" "$out/$name.txt" | tee -a "$summary"
+      done
     done
   done
   [ "$precisions" = fp32 ] && note "sd_bench has no --precision in this build: tf32 not measured"
+  [ "$layouts" = nchw ] && note "sd_bench has no --layout in this build: nhwc not measured"
   for tf32 in "" "--no-tf32"; do
     name="pytorch${tf32:+-no-tf32}"
     timeout 35 python3 bench/pytorch_bench.py --depth 110 --rounds 3 --steps 60 --warmup 10 $tf32 \

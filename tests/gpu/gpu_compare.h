@@ -18,6 +18,7 @@
 #include <cuda_runtime.h>
 
 #include "engine/core/philox.h"
+#include "engine/cuda/tensor.h"
 
 namespace sd::gpu_test {
 
@@ -126,6 +127,28 @@ template <class T>
 bool bit_equal(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
 }
+
+// The CPU reference is NCHW: an [n, c, hw] host tensor in NCHW put into `layout` for the device,
+// and a device tensor in `layout` brought back to NCHW for the comparison (identities for NCHW).
+template <class T>
+std::vector<T> to_layout(const std::vector<T>& nchw, int n, int c, int hw, cuda::Layout layout) {
+  if (layout == cuda::Layout::kNchw) return nchw;
+  std::vector<T> out(nchw.size());
+  for (int b = 0; b < n; ++b)
+    for (int ch = 0; ch < c; ++ch)
+      for (int p = 0; p < hw; ++p) out[(size_t(b) * hw + p) * c + ch] = nchw[(size_t(b) * c + ch) * hw + p];
+  return out;
+}
+template <class T>
+std::vector<T> from_layout(const std::vector<T>& v, int n, int c, int hw, cuda::Layout layout) {
+  if (layout == cuda::Layout::kNchw) return v;
+  std::vector<T> out(v.size());
+  for (int b = 0; b < n; ++b)
+    for (int ch = 0; ch < c; ++ch)
+      for (int p = 0; p < hw; ++p) out[(size_t(b) * c + ch) * hw + p] = v[(size_t(b) * hw + p) * c + ch];
+  return out;
+}
+inline constexpr cuda::Layout kLayouts[] = {cuda::Layout::kNchw, cuda::Layout::kNhwc};
 
 }  // namespace sd::gpu_test
 

@@ -1,4 +1,5 @@
-// The GPU batch gathering with normalisation and augmentation, bit-identical to the CPU's.
+// The GPU batch gathering with normalisation and augmentation, bit-identical to the CPU's, in both
+// layouts (the CPU writes NCHW; the NHWC batch is compared after a host-side transpose).
 #include <catch2/catch.hpp>
 
 #include "engine/data/augment.h"
@@ -25,9 +26,10 @@ TEST_CASE("gpu gathering and augmentation are bit-identical to the CPU's", "[gpu
   const cuda::GatherSource src{d_pixels.get(), d_labels.get(), int64_t(set_size), d_mean.get(), norm.std};
   const uint64_t seed = 0x5d5d5d5dULL << 8;
 
-  for (const int n : {128, 72, 600}) {  // 600 > kGatherChunk: two launches
+  for (const int n : {128, 72, 600})  // 600 > kGatherChunk: two launches
+    for (const cuda::Layout layout : gpu_test::kLayouts)
     for (const bool augment : {true, false}) {
-      INFO("batch " << n << (augment ? ", augmented" : ", normalised only"));
+      INFO("batch " << n << (augment ? ", augmented" : ", normalised only") << ", " << cuda::layout_name(layout));
       std::vector<int32_t> indices(static_cast<size_t>(n));
       for (int i = 0; i < n; ++i) indices[size_t(i)] = int32_t((uint64_t(i) * 7919u + 13u) % set_size);  // repeats too
       const uint32_t epoch = 17;
@@ -45,16 +47,16 @@ TEST_CASE("gpu gathering and augmentation are bit-identical to the CPU's", "[gpu
       DeviceVec<float> d_out(expect.size());
       DeviceVec<uint8_t> d_out_labels(static_cast<size_t>(n));
       const uint64_t before = ctx.launches();
-      cuda::gather_batch(ctx, src, indices, cuda::AugmentDraw{augment, seed, epoch}, d_out.get(), d_out_labels.get());
+      cuda::gather_batch(ctx, src, indices, cuda::AugmentDraw{augment, seed, epoch}, d_out.get(), d_out_labels.get(),
+                         layout);
       CHECK(ctx.launches() == before + uint64_t((n + cuda::kGatherChunk - 1) / cuda::kGatherChunk));
-      const auto got = d_out.download();
+      const auto got = gpu_test::from_layout(d_out.download(), n, kImageChannels, kImagePlane, layout);
       CHECK(gpu_test::bit_equal(got, expect));
       if (!gpu_test::bit_equal(got, expect)) {
         SD_CHECK_CLOSE("augmented batch", got, expect, 0.0);
       }
       CHECK(gpu_test::bit_equal(d_out_labels.download(), expect_labels));
     }
-  }
   // An index outside the set is refused before anything is launched.
   const std::vector<int32_t> bad{0, int32_t(set_size)};
   DeviceVec<float> d_out(2 * kImageBytes);

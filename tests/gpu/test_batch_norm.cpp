@@ -3,6 +3,11 @@
 // (output, saved statistics, running statistics), evaluation forward (also with p_l folded in),
 // backward (dx, dγ, dβ), with and without the ReLU; the launches each call issues. Then shapes
 // that force the split variant's scalar path (odd planes, misaligned tensors), and determinism.
+// Both layouts: NHWC inputs are the reference's NCHW ones transposed on the host, its outputs are
+// transposed back before the comparison, and at the network's shapes NHWC must equal NCHW bit for
+// bit (each variant sums a channel's values in the same order in both layouts). NHWC runs the
+// training batch 72 at the network's shapes (128 adds time, not paths: the kernels' indexing does
+// not depend on the batch).
 //
 // Tolerance 1e-5 relative (‖gpu − ref‖₂/‖ref‖₂): both variants reduce and normalise in double as
 // the reference does, so what remains is the final rounding to fp32 (2⁻²⁴ ≈ 6e-8 relative per
@@ -31,7 +36,11 @@ struct Case {
   int n, c, h, w;
   bool relu;
   int offset = 0;  // floats by which every activation tensor is shifted (1: not 16-byte aligned)
+  cuda::Layout layout = cuda::Layout::kNchw;
   size_t count() const { return size_t(n) * c * h * w; }
+  // A host tensor of the reference (NCHW) in the case's layout, and back.
+  std::vector<float> put(const std::vector<float>& v) const { return gpu_test::to_layout(v, n, c, h * w, layout); }
+  std::vector<float> get(const std::vector<float>& v) const { return gpu_test::from_layout(v, n, c, h * w, layout); }
 };
 
 // `v` behind `offset` zeros, and back: how a tensor lands off its allocation's alignment.
@@ -53,7 +62,8 @@ struct Buffers {
         rmean(gpu_test::normal_floats(cs, seed + 3, 0.2)),
         rvar(gpu_test::uniform_floats(cs, seed + 4, 0.5, 2.0)),
         dy(gpu_test::normal_floats(k.count(), seed + 5)),
-        d_x(shifted(x, k.offset)), d_y(k.count() + k.offset), d_ye(k.count() + k.offset), d_dy(shifted(dy, k.offset)),
+        d_x(shifted(k.put(x), k.offset)), d_y(k.count() + k.offset), d_ye(k.count() + k.offset),
+        d_dy(shifted(k.put(dy), k.offset)),
         d_dx(k.count() + k.offset), d_gamma(gamma), d_beta(beta), d_rm(rmean), d_rv(rvar), d_mean(cs), d_inv(cs),
         d_dgamma(cs), d_dbeta(cs),
         d_partials(std::max<size_t>(1, cuda::batch_norm_partials_doubles(variant, k.n, k.c, k.h * k.w))) {
@@ -62,7 +72,9 @@ struct Buffers {
     bn.partials = d_partials.get();
     bn.relu = k.relu;
     bn.variant = variant;
-    auto at = [&](const DeviceVec<float>& v) { return cuda::DeviceTensor{v.get() + k.offset, k.n, k.c, k.h, k.w}; };
+    auto at = [&](const DeviceVec<float>& v) {
+      return cuda::DeviceTensor{v.get() + k.offset, k.n, k.c, k.h, k.w, k.layout};
+    };
     tx = at(d_x), ty = at(d_y), tye = at(d_ye), tdy = at(d_dy), tdx = at(d_dx);
   }
   size_t cs;
@@ -77,7 +89,7 @@ struct Buffers {
 void check_bn(cuda::Context& ctx, cuda::BatchNormVariant variant, const Case& k) {
   const size_t count = k.count(), cs = size_t(k.c);
   INFO("BN" << (k.relu ? "+ReLU" : "") << " " << k.n << "×" << k.c << "×" << k.h << "×" << k.w << " offset " << k.offset
-            << ", variant " << cuda::variant_name(variant));
+            << ", variant " << cuda::variant_name(variant) << ", " << cuda::layout_name(k.layout));
   if (gpu_test::skip_unrunnable_variant(cuda::batch_norm_row(variant))) return;
   Buffers b(k, variant);
   const cuda::BatchNormLaunches launches = cuda::batch_norm_launches(variant);
@@ -98,16 +110,16 @@ void check_bn(cuda::Context& ctx, cuda::BatchNormVariant variant, const Case& k)
   uint64_t before = ctx.launches();
   b.bn.forward_eval(ctx, b.tx, b.tye);
   CHECK(ctx.launches() == before + launches.forward_eval);
-  SD_CHECK_CLOSE("eval y", unshifted(b.d_ye.download(), k.offset), ye_ref, kTol);
+  SD_CHECK_CLOSE("eval y", k.get(unshifted(b.d_ye.download(), k.offset)), ye_ref, kTol);
   b.bn.forward_eval(ctx, b.tx, b.tye, kSurvival);
   std::vector<double> ye_scaled(ye_ref);
   for (double& v : ye_scaled) v *= kSurvival;
-  SD_CHECK_CLOSE("eval y, p_l folded in", unshifted(b.d_ye.download(), k.offset), ye_scaled, kTol);
+  SD_CHECK_CLOSE("eval y, p_l folded in", k.get(unshifted(b.d_ye.download(), k.offset)), ye_scaled, kTol);
 
   before = ctx.launches();
   b.bn.forward_train(ctx, b.tx, b.ty);
   CHECK(ctx.launches() == before + launches.forward_train);
-  const auto y = unshifted(b.d_y.download(), k.offset);
+  const auto y = k.get(unshifted(b.d_y.download(), k.offset));
   SD_CHECK_CLOSE("train y", y, y_ref, kTol);
   SD_CHECK_CLOSE("saved mean", b.d_mean.download(), mean_ref, kTol);
   SD_CHECK_CLOSE("saved inv_std", b.d_inv.download(), inv_ref, kTol);
@@ -128,13 +140,13 @@ void check_bn(cuda::Context& ctx, cuda::BatchNormVariant variant, const Case& k)
   before = ctx.launches();
   b.bn.backward(ctx, b.tx, b.ty, b.tdy, b.tdx);
   CHECK(ctx.launches() == before + launches.backward);
-  SD_CHECK_CLOSE("dx", unshifted(b.d_dx.download(), k.offset), dx_ref, kTol);
+  SD_CHECK_CLOSE("dx", k.get(unshifted(b.d_dx.download(), k.offset)), dx_ref, kTol);
   SD_CHECK_CLOSE("dgamma", b.d_dgamma.download(), dgamma_ref, kTol);
   SD_CHECK_CLOSE("dbeta", b.d_dbeta.download(), dbeta_ref, kTol);
 
   // In place (dx over dy), as the engine may use it.
   b.bn.backward(ctx, b.tx, b.ty, b.tdy, b.tdy);
-  SD_CHECK_CLOSE("dx in place", unshifted(b.d_dy.download(), k.offset), dx_ref, kTol);
+  SD_CHECK_CLOSE("dx in place", k.get(unshifted(b.d_dy.download(), k.offset)), dx_ref, kTol);
 }
 
 }  // namespace
@@ -152,6 +164,13 @@ TEST_CASE("gpu batch norm with and without ReLU matches the reference at the net
         check_bn(ctx, variant, {n, 32, 16, 16, relu});
         check_bn(ctx, variant, {n, 64, 8, 8, relu});
       }
+  for (const cuda::BatchNormVariant variant : cuda::kBatchNormVariants)
+    for (const bool relu : {true, false}) {
+      const cuda::Layout nhwc = cuda::Layout::kNhwc;
+      check_bn(ctx, variant, {72, 16, 32, 32, relu, 0, nhwc});
+      check_bn(ctx, variant, {72, 32, 16, 16, relu, 0, nhwc});
+      check_bn(ctx, variant, {72, 64, 8, 8, relu, 0, nhwc});
+    }
 }
 
 TEST_CASE("gpu batch norm off the network's shapes: odd planes, misaligned tensors, chunks across planes",
@@ -163,6 +182,12 @@ TEST_CASE("gpu batch norm off the network's shapes: odd planes, misaligned tenso
     check_bn(ctx, variant, {5, 2, 3, 5, false});          // fewer values than one chunk's minimum
     check_bn(ctx, variant, {72, 32, 8, 8, true, 1});      // hw % 4 == 0 but misaligned: scalar
     check_bn(ctx, variant, {40, 8, 10, 10, false});       // float4, chunks of whole vectors
+    const cuda::Layout nhwc = cuda::Layout::kNhwc;
+    check_bn(ctx, variant, {72, 3, 7, 7, true, 0, nhwc});  // NHWC: the same cuts, values 3 floats apart
+    check_bn(ctx, variant, {5, 2, 3, 5, false, 0, nhwc});
+    check_bn(ctx, variant, {72, 32, 8, 8, true, 1, nhwc});  // misaligned: NHWC never loads float4
+    check_bn(ctx, variant, {40, 8, 10, 10, false, 0, nhwc});
+    check_bn(ctx, variant, {6, 1, 8, 8, true, 1, nhwc});    // one channel: NHWC is NCHW, misaligned
   }
 }
 
@@ -184,5 +209,32 @@ TEST_CASE("gpu batch norm repeats bit for bit", "[gpu][bn][network-shapes]") {
     for (auto* v : {&b.d_y, &b.d_mean, &b.d_inv, &b.d_dx, &b.d_dgamma, &b.d_dbeta}) v->poison();
     const auto second = run();
     for (size_t i = 0; i < first.size(); ++i) CHECK(gpu_test::bit_equal(first[i], second[i]));
+  }
+}
+
+TEST_CASE("gpu batch norm in NHWC equals NCHW bit for bit at the network's shapes", "[gpu][bn][layout]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  for (const cuda::BatchNormVariant variant : cuda::kBatchNormVariants) {
+    if (gpu_test::skip_unrunnable_variant(cuda::batch_norm_row(variant))) continue;
+    for (const Case shape : {Case{72, 16, 32, 32, true}, Case{72, 32, 16, 16, false}, Case{72, 64, 8, 8, true}}) {
+      INFO("variant " << cuda::variant_name(variant) << ", " << shape.c << "@" << shape.h);
+      std::vector<std::vector<float>> results[2];
+      for (const cuda::Layout layout : gpu_test::kLayouts) {
+        Case k = shape;
+        k.layout = layout;
+        Buffers b(k, variant);
+        b.bn.forward_eval(ctx, b.tx, b.tye, kSurvival);
+        b.bn.forward_train(ctx, b.tx, b.ty);
+        b.bn.backward(ctx, b.tx, b.ty, b.tdy, b.tdx);
+        results[int(layout)] = {k.get(b.d_ye.download()), k.get(b.d_y.download()), b.d_mean.download(),
+                                b.d_inv.download(),       b.d_rm.download(),       b.d_rv.download(),
+                                k.get(b.d_dx.download()), b.d_dgamma.download(),  b.d_dbeta.download()};
+      }
+      for (size_t i = 0; i < results[0].size(); ++i) {
+        INFO("result " << i << " (eval y, y, mean, inv_std, running mean, running var, dx, dgamma, dbeta)");
+        CHECK(gpu_test::bit_equal(results[0][i], results[1][i]));
+      }
+    }
   }
 }

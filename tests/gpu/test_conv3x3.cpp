@@ -3,6 +3,11 @@
 // 128, serves both): forward, backward-data (overwriting and accumulating), backward-filter.
 // Relative error ≤ 1e-4; exact fp32 gives ~1e-6, TF32 would give ~1e-3 and fail.
 //
+// NHWC (activations NHWC, filters KRSC, as cuDNN takes them): every shape at batch 72, the operands
+// the reference's NCHW/KCRS ones transposed on the host and the results transposed back. On the
+// emulated device both layouts run the same arithmetic, so NHWC's results must equal NCHW's bit for
+// bit; on a GPU cuDNN runs other kernels for NHWC, held to the same bound against the reference.
+//
 // The TF32 mode (Context with MathMode::kTf32) is held to kTf32Tol, argued from the format: TF32
 // keeps 10 explicit mantissa bits, so converting an fp32 input costs a relative error of at most
 // 2⁻¹¹ when rounded to nearest and 2⁻¹⁰ when truncated (either may happen inside cuDNN). A product
@@ -42,7 +47,9 @@ constexpr double kTf32Floor = 1.0 / 16384;  // 2⁻¹⁴
     if (tf32) CHECK(::sd::gpu_test::compare(gpu_vec, ref_vec).rel >= kTf32Floor);                 \
   } while (0)
 
-void check_conv_shape(cuda::Context& ctx, const cuda::ConvShape& shape, double tol = kTol) {
+void check_conv_shape(cuda::Context& ctx, const cuda::ConvShape& shape, double tol = kTol,
+                      std::initializer_list<int> batches = {128, 72},
+                      std::vector<std::vector<std::vector<float>>>* results = nullptr) {
   const int max_batch = 128;
   cuda::ConvPlan plan(ctx, shape, max_batch, cuda::ConvPlanner::kDefaultWorkspaceCap, cuda::ConvAlgoPolicy::kFastest);
   std::cout << plan.describe() << std::endl;
@@ -53,7 +60,7 @@ void check_conv_shape(cuda::Context& ctx, const cuda::ConvShape& shape, double t
   DeviceVec<char> workspace(plan.workspace_needed() + 1);
   plan.set_workspace(workspace.get(), plan.workspace_needed());
 
-  for (const int n : {128, 72}) {
+  for (const int n : batches) {
     const ref::Conv3x3Shape rs{n, shape.in_channels, shape.in_side, shape.in_side, shape.out_channels, shape.stride};
     const uint32_t seed = uint32_t(shape.in_channels * 1000 + shape.out_channels * 10 + shape.stride + n * 100000);
     const auto x = gpu_test::normal_floats(size_t(rs.x_size()), seed);
@@ -66,29 +73,43 @@ void check_conv_shape(cuda::Context& ctx, const cuda::ConvShape& shape, double t
     ref::conv3x3_backward_data(rs, dyd.data(), wd.data(), dx_ref.data());
     ref::conv3x3_backward_filter(rs, xd.data(), dyd.data(), dw_ref.data());
 
-    DeviceVec<float> d_x(x), d_w(w), d_dy(dy), d_y(y_ref.size()), d_dx(dx_ref.size()), d_dw(dw_ref.size());
-    const cuda::DeviceTensor tx{d_x.get(), n, shape.in_channels, shape.in_side, shape.in_side};
-    const cuda::DeviceTensor ty{d_y.get(), n, shape.out_channels, shape.out_side(), shape.out_side()};
-    const cuda::DeviceTensor tdy{d_dy.get(), n, shape.out_channels, shape.out_side(), shape.out_side()};
-    const cuda::DeviceTensor tdx{d_dx.get(), n, shape.in_channels, shape.in_side, shape.in_side};
+    // Host tensors (NCHW, KCRS) into the plan's layout and back: a filter [K, C, 9] is transposed
+    // as an activation of K images of C channels of 9 pixels (KCRS ↔ KRSC).
+    const cuda::Layout l = shape.layout;
+    const int hw_in = shape.in_side * shape.in_side, hw_out = shape.out_side() * shape.out_side();
+    auto put_x = [&](const std::vector<float>& v) { return gpu_test::to_layout(v, n, shape.in_channels, hw_in, l); };
+    auto put_y = [&](const std::vector<float>& v) { return gpu_test::to_layout(v, n, shape.out_channels, hw_out, l); };
+    auto get_x = [&](const std::vector<float>& v) { return gpu_test::from_layout(v, n, shape.in_channels, hw_in, l); };
+    auto get_y = [&](const std::vector<float>& v) { return gpu_test::from_layout(v, n, shape.out_channels, hw_out, l); };
+    auto get_w = [&](const std::vector<float>& v) {
+      return gpu_test::from_layout(v, shape.out_channels, shape.in_channels, 9, l);
+    };
+    DeviceVec<float> d_x(put_x(x)), d_w(gpu_test::to_layout(w, shape.out_channels, shape.in_channels, 9, l)),
+        d_dy(put_y(dy)), d_y(y_ref.size()), d_dx(dx_ref.size()), d_dw(dw_ref.size());
+    const cuda::DeviceTensor tx{d_x.get(), n, shape.in_channels, shape.in_side, shape.in_side, l};
+    const cuda::DeviceTensor ty{d_y.get(), n, shape.out_channels, shape.out_side(), shape.out_side(), l};
+    const cuda::DeviceTensor tdy{d_dy.get(), n, shape.out_channels, shape.out_side(), shape.out_side(), l};
+    const cuda::DeviceTensor tdx{d_dx.get(), n, shape.in_channels, shape.in_side, shape.in_side, l};
     INFO("conv " << shape.in_channels << "→" << shape.out_channels << " on " << shape.in_side << "² stride "
-                 << shape.stride << ", batch " << n);
+                 << shape.stride << ", batch " << n << ", " << cuda::layout_name(l));
 
     const uint64_t before = ctx.launches();
     plan.forward(ctx, tx, d_w.get(), ty);
     plan.backward_data(ctx, tdy, d_w.get(), tdx, cuda::GradWrite::kOverwrite);
     plan.backward_filter(ctx, tx, tdy, d_dw.get());
     CHECK(ctx.launches() == before + 3);
-    SD_CHECK_CONV("forward y", d_y.download(), y_ref, tol, tensor_op_fwd);
-    SD_CHECK_CONV("backward-data dx", d_dx.download(), dx_ref, tol, tensor_op_bwd_data);
-    SD_CHECK_CONV("backward-filter dw", d_dw.download(), dw_ref, tol, tensor_op_bwd_filter);
+    const std::vector<float> y = get_y(d_y.download()), dx = get_x(d_dx.download()), dw = get_w(d_dw.download());
+    SD_CHECK_CONV("forward y", y, y_ref, tol, tensor_op_fwd);
+    SD_CHECK_CONV("backward-data dx", dx, dx_ref, tol, tensor_op_bwd_data);
+    SD_CHECK_CONV("backward-filter dw", dw, dw_ref, tol, tensor_op_bwd_filter);
+    if (results) results->push_back({y, dx, dw});
 
     // Accumulating: dx = prior + convᵀ(dy).
-    d_dx.upload(prior);
+    d_dx.upload(put_x(prior));
     plan.backward_data(ctx, tdy, d_w.get(), tdx, cuda::GradWrite::kAccumulate);
     std::vector<double> acc_ref(dx_ref.size());
     for (size_t i = 0; i < acc_ref.size(); ++i) acc_ref[i] = double(prior[i]) + dx_ref[i];
-    SD_CHECK_CLOSE("backward-data dx += ...", d_dx.download(), acc_ref, tol);
+    SD_CHECK_CLOSE("backward-data dx += ...", get_x(d_dx.download()), acc_ref, tol);
   }
 }
 
@@ -146,4 +167,22 @@ TEST_CASE("gpu conv 3x3 in TF32 stays within the format's bound, and shows it wh
   check_conv_shape(ctx, {16, 16, 32, 1}, kTf32Tol);
   check_conv_shape(ctx, {16, 32, 32, 2}, kTf32Tol);
   check_conv_shape(ctx, {64, 64, 8, 1}, kTf32Tol);
+}
+
+TEST_CASE("gpu conv 3x3 in NHWC with KRSC filters matches the reference at every network shape", "[gpu][conv][layout]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  const cuda::ConvShape shapes[] = {{3, 16, 32, 1}, {16, 16, 32, 1}, {32, 32, 16, 1}, {64, 64, 8, 1},
+                                    {16, 32, 32, 2}, {32, 64, 16, 2}};
+  for (cuda::ConvShape shape : shapes) {
+    std::vector<std::vector<std::vector<float>>> per_layout[2];
+    for (const cuda::Layout layout : gpu_test::kLayouts) {
+      shape.layout = layout;
+      check_conv_shape(ctx, shape, kTol, {72}, &per_layout[int(layout)]);
+    }
+#if defined(SD_EMULATED_DEVICE)
+    INFO("conv " << shape.in_channels << "→" << shape.out_channels << " on " << shape.in_side << "²: NHWC vs NCHW");
+    for (size_t i = 0; i < 3; ++i) CHECK(gpu_test::bit_equal(per_layout[0].at(0).at(i), per_layout[1].at(0).at(i)));
+#endif
+  }
 }

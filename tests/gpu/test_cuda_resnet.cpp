@@ -243,6 +243,30 @@ TEST_CASE("gpu ResNet-20 training steps match the CPU model at batch 128 then 72
   check_step(cpu, gpu, data, step_input(i3, c, 2, 2, 0.05f), kResNet20);
 }
 
+// The NHWC engine (--layout nhwc) against the CPU reference, which is NCHW: the comparisons go
+// through the state and the batch as the host sees them (KCRS weights, NCHW images), so check_step
+// applies unchanged. Small batches: the per-layer tests cover the network's full shapes.
+TEST_CASE("gpu ResNet-20 in NHWC: training steps and evaluation match the CPU model", "[gpu][model][layout]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const Data data = make_data(64, 20);
+  BackendOptions nhwc = options_for(20);
+  nhwc.layout = "nhwc";
+  CpuResNet cpu(options_for(20));
+  CudaResNet gpu(nhwc, 24);
+  for (Backend* b : {static_cast<Backend*>(&cpu), static_cast<Backend*>(&gpu)}) {
+    b->set_normalization(data.norm);
+    b->set_images(ImageSetRole::kTrain, data.train);
+    b->set_images(ImageSetRole::kTest, data.test);
+  }
+  REQUIRE(states_bit_equal(gpu.state(), cpu.state()));
+  check_step(cpu, gpu, data, step_input(batch_indices(64, 24, 0), {1, 0, 1, 0, 1, 0, 1, 1, 0}, 0, 0, 0.1f), kResNet20);
+  check_step(cpu, gpu, data, step_input(batch_indices(64, 17, 1), {0, 1, 1, 1, 0, 1, 0, 1, 1}, 1, 1, 0.05f), kResNet20);
+  gpu.load_state(cpu.state());
+  const EvalResult rc = cpu.evaluate(ImageSetRole::kTest), rg = gpu.evaluate(ImageSetRole::kTest);
+  REQUIRE(rg.predictions.size() == 20);
+  CHECK(std::fabs(rg.loss_sum - rc.loss_sum) <= kResNet20.forward * std::fabs(rc.loss_sum));
+}
+
 TEST_CASE("gpu ResNet-20 with CIFAR-100's 100 classes: a training step matches the CPU model", "[gpu][model][classes]") {
   SD_REQUIRE_CUDA_DEVICE();
   Data data = make_data(256, 0);
