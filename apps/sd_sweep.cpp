@@ -249,6 +249,8 @@ int write_results(const Settings& s, const std::vector<PlannedRun>& runs, const 
   if (!s.report.empty()) {
     const auto first = std::find_if(runs.begin(), runs.end(), [](const PlannedRun& r) { return r.grid_index == 0; });
     ReportInputs in{results, cells, first->config, env, devices, s.commit, command, {}};
+    in.sweep_from_report =
+        fs::absolute(dir).lexically_normal().lexically_relative(fs::absolute(s.report).lexically_normal().parent_path()).string();
     if (ran.environments.size() > 1)
       in.environment_note = fmt::format("the runs ran in {} different environments (sweep.json's \"environments\" "
                                         "lists each with its hosts and runs)",

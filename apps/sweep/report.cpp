@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <set>
 
 #include <fmt/format.h>
@@ -142,8 +143,10 @@ std::string reproduction_report(const ReportInputs& in) {
     return a->best_validation_error.value_or(INFINITY) < b->best_validation_error.value_or(INFINITY);
   });
   if (best != complete.end() && (*best)->best_validation_error)
-    md += fmt::format("\nBest run (lowest validation error, {}): `{}/best.safetensors` (test error {}).\n",
-                      percent(*(*best)->best_validation_error), (*best)->dir, cell((*best)->test_error_at_best_validation));
+    md += fmt::format("\nBest run (lowest validation error, {}): `{}` (test error {}).\n",
+                      percent(*(*best)->best_validation_error),
+                      (std::filesystem::path(in.sweep_from_report) / (*best)->dir / "best.safetensors").lexically_normal().string(),
+                      cell((*best)->test_error_at_best_validation));
   else
     md += "\nNo run is singled out: without a validation set the choice would look at the test set.\n";
 

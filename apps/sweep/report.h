@@ -40,6 +40,9 @@ struct ReportInputs {
   std::string commit = "unknown";
   std::string command;  // how the sweep was run
   std::string environment_note;  // said below the environment when there is more to say (the runs' differ)
+  // The sweep folder as seen from the report's folder ("." when the report lies in it, as
+  // scripts/reproduce writes it): the best run's checkpoint is named from where the report is.
+  std::string sweep_from_report = ".";
 };
 
 std::string reproduction_report(const ReportInputs& in);

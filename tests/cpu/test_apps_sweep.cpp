@@ -350,6 +350,7 @@ TEST_CASE("scripts/reproduce runs the protocol and its constant-depth baseline o
   REQUIRE(WIFEXITED(status));
   REQUIRE(WEXITSTATUS(status) == 0);
   const std::string report = read_file(out / "REPRODUCTION.md");
+  CHECK(report.find("`runs/") != std::string::npos);  // the best run, named from the report's folder
   INFO(report);
   CHECK(report.find("# Reproduction: stochastic-depth ResNet-8 on CIFAR-10") == 0);
   // Stochastic depth and the constant-depth baseline, each over both seeds.

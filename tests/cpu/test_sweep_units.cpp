@@ -359,6 +359,21 @@ TEST_CASE("reproduction report: the data set's title and the paper's number besi
   CHECK(reproduction_report(in).find("The paper reports no result for ResNet-110 on SVHN") != std::string::npos);
 }
 
+TEST_CASE("reproduction report: the best run's checkpoint is named from the report's own folder", "[sweep]") {
+  ReportInputs in;
+  RunResult run;
+  run.dir = "runs/d110-lin_decay0.5-s1";
+  run.complete = true;
+  run.best_validation_error = 0.05;
+  run.test_error_at_best_validation = 0.052;
+  in.runs.push_back(run);
+  // In the sweep folder, as scripts/reproduce writes it.
+  CHECK(reproduction_report(in).find("`runs/d110-lin_decay0.5-s1/best.safetensors`") != std::string::npos);
+  // Elsewhere (sd_sweep --report ../reports/R.md): the path from there.
+  in.sweep_from_report = "../sweeps/a";
+  CHECK(reproduction_report(in).find("`../sweeps/a/runs/d110-lin_decay0.5-s1/best.safetensors`") != std::string::npos);
+}
+
 TEST_CASE("sweep plots: each mode's meaning in the x label, series apart, both curve panels on one x range",
           "[sweep]") {
   const sd::test::TempDir tmp;
