@@ -10,6 +10,7 @@
 #include <iostream>
 #include <optional>
 #include <span>
+#include <tuple>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -73,6 +74,8 @@ struct ModeResult {
   std::string graph_coverage;  // graph execution: batch sizes run as graphs, and any eager fallback
   std::vector<PhaseRow> phases;  // --phases on a device: per phase, in the engine's order
   int phase_steps = 0;
+  int graph_batch = 0;                      // graph execution: the batch size of the graph counted
+  std::vector<GraphNodeCount> graph_nodes;  // its nodes by part and type
 };
 
 struct Spread {
@@ -157,6 +160,7 @@ ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& 
     flops += training_step_conv_flops(spec, batch, gates.draw_step(uint64_t(s)));
   r.conv_flops_per_step = flops / double(step - first_timed_step);
   r.graph_coverage = backend->graph_coverage();
+  std::tie(r.graph_batch, r.graph_nodes) = backend->training_graph_nodes();
   if (o.phases) {
     // After the clock stopped: each step waits for its events, which the rounds must not.
     for (int i = 0; i < kPhaseSteps; ++i) {
@@ -216,8 +220,29 @@ void print_phases(const ModeResult& sd, const ModeResult& full) {
                            full_total, full_launches);
 }
 
+// {"batch": 128, "top": {"conditional": 108, ...}, "then": {...}, "else": {...}}, or null.
+nlohmann::json graph_nodes_json(const ModeResult& r) {
+  if (r.graph_nodes.empty()) return nullptr;
+  nlohmann::json j{{"batch", r.graph_batch}, {"top", nlohmann::json::object()}, {"then", nlohmann::json::object()},
+                   {"else", nlohmann::json::object()}};
+  for (const GraphNodeCount& c : r.graph_nodes) j[c.part][c.type] = c.count;
+  return j;
+}
+
+// "top: conditional 108, kernel 6; then: kernel 600, memset 2; else: memcpy 50"
+std::string graph_nodes_text(const ModeResult& r) {
+  std::string text, part;
+  for (const GraphNodeCount& c : r.graph_nodes) {
+    text += c.part != part ? fmt::format("{}{}: ", text.empty() ? "" : "; ", c.part) : std::string(", ");
+    text += fmt::format("{} {}", c.type, c.count);
+    part = c.part;
+  }
+  return text;
+}
+
 nlohmann::json to_json(const ModeResult& r) {
   return {{"phases", phases_json(r)},
+          {"graph_nodes", graph_nodes_json(r)},
           {"mode", r.mode},
           {"death_rate", r.death_rate},
           {"expected_active_blocks", r.expected_active_blocks},
@@ -346,6 +371,11 @@ int bench_main(int argc, char** argv) {
   if (o.phases) print_phases(sd, full);
   for (const ModeResult* r : {&sd, &full})
     if (!r->graph_coverage.empty()) std::cout << fmt::format("{}: {}\n", r->mode, r->graph_coverage);
+  // The same network in both modes: one graph structure (the gates only choose bodies at run time).
+  if (!sd.graph_nodes.empty())
+    std::cout << fmt::format("graph nodes of a training step (batch {}; a step runs one body of each "
+                             "conditional): {}\n",
+                             sd.graph_batch, graph_nodes_text(sd));
 
   const nlohmann::json result{{"device", o.device.text},
                               {"exec", exec},

@@ -16,7 +16,7 @@ GraphExec::~GraphExec() {
 GraphExec& GraphExec::operator=(GraphExec&& o) noexcept {
   if (this != &o) {
     if (exec_) cudaGraphExecDestroy(exec_);
-    exec_ = o.exec_, operations_ = o.operations_;
+    exec_ = o.exec_, operations_ = o.operations_, nodes_ = std::move(o.nodes_);
     o.exec_ = nullptr;
   }
   return *this;
@@ -113,6 +113,8 @@ GraphBuilder::IfBodies GraphBuilder::add_if(cudaGraphConditionalHandle handle, c
   capture_into(p.conditional.phGraph_out[0], {}, then_record, where.empty() ? where : where + " (THEN)");
   if (else_record) capture_into(p.conditional.phGraph_out[1], {}, else_record, where.empty() ? where : where + " (ELSE)");
   tail_ = Tail{{node}, {cudaGraphEdgeData{}}};
+  then_bodies_.push_back(p.conditional.phGraph_out[0]);
+  if (else_record) else_bodies_.push_back(p.conditional.phGraph_out[1]);
   return IfBodies{p.conditional.phGraph_out[0], else_record ? p.conditional.phGraph_out[1] : nullptr};
 }
 
@@ -124,6 +126,14 @@ GraphExec GraphBuilder::instantiate(const std::string& name) {
       std::fprintf(stderr, "warning: could not write %s (%s)\n", path.c_str(), cudaGetErrorString(cudaGetLastError()));
     }
   }
+  // Counted before instantiation: the bodies belong to the graph and go with it.
+  GraphNodeCounts nodes;
+  const auto count = [](std::map<std::string, int>& into, cudaGraph_t g) {
+    for (const cudaGraphNodeType t : graph_node_types(g)) ++into[node_type_name(t)];
+  };
+  count(nodes.top, graph_);
+  for (cudaGraph_t body : then_bodies_) count(nodes.then_bodies, body);
+  for (cudaGraph_t body : else_bodies_) count(nodes.else_bodies, body);
   cudaGraphExec_t exec = nullptr;
   cudaGraphInstantiateParams params{};
   if (const cudaError_t e = cudaGraphInstantiateWithParams(&exec, graph_, &params); e != cudaSuccess) {
@@ -139,7 +149,9 @@ GraphExec GraphBuilder::instantiate(const std::string& name) {
   }
   SD_CUDA_CHECK(cudaGraphDestroy(graph_));
   graph_ = nullptr;
-  return GraphExec(exec, ctx_.captured() - captured_before_);
+  then_bodies_.clear();
+  else_bodies_.clear();
+  return GraphExec(exec, ctx_.captured() - captured_before_, std::move(nodes));
 }
 
 std::vector<cudaGraphNodeType> graph_node_types(cudaGraph_t graph) {

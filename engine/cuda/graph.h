@@ -20,7 +20,9 @@
 // operations apart from launches (Context::captured), and GraphExec::launch counts one launch.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <cuda_runtime.h>
@@ -29,15 +31,24 @@
 
 namespace sd::cuda {
 
+// A graph's nodes by type name (node_type_name): at its top level, and inside its conditional
+// bodies, THEN and ELSE apart (a launch runs one body of each conditional, or none).
+struct GraphNodeCounts {
+  std::map<std::string, int> top, then_bodies, else_bodies;
+};
+
 // An instantiated graph (cudaGraphExec_t), owned.
 class GraphExec {
  public:
   GraphExec() = default;
-  explicit GraphExec(cudaGraphExec_t exec, uint64_t operations) : exec_(exec), operations_(operations) {}
+  GraphExec(cudaGraphExec_t exec, uint64_t operations, GraphNodeCounts nodes = {})
+      : exec_(exec), operations_(operations), nodes_(std::move(nodes)) {}
   ~GraphExec();
   GraphExec(const GraphExec&) = delete;
   GraphExec& operator=(const GraphExec&) = delete;
-  GraphExec(GraphExec&& o) noexcept : exec_(o.exec_), operations_(o.operations_) { o.exec_ = nullptr; }
+  GraphExec(GraphExec&& o) noexcept : exec_(o.exec_), operations_(o.operations_), nodes_(std::move(o.nodes_)) {
+    o.exec_ = nullptr;
+  }
   GraphExec& operator=(GraphExec&& o) noexcept;
 
   explicit operator bool() const { return exec_ != nullptr; }
@@ -46,10 +57,13 @@ class GraphExec {
   // Operations captured into the graph, every body counted (what the eager engine would launch if
   // every conditional ran both ways).
   uint64_t operations() const { return operations_; }
+  // Its nodes by type, as counted before instantiation.
+  const GraphNodeCounts& nodes() const { return nodes_; }
 
  private:
   cudaGraphExec_t exec_ = nullptr;
   uint64_t operations_ = 0;
+  GraphNodeCounts nodes_;
 };
 
 class GraphBuilder {
@@ -89,6 +103,7 @@ class GraphBuilder {
 
   Context& ctx_;
   cudaGraph_t graph_ = nullptr;
+  std::vector<cudaGraph_t> then_bodies_, else_bodies_;  // of add_if, counted at instantiate
   Tail tail_;  // what the next step depends on
   uint64_t captured_before_ = 0;
 };

@@ -15,6 +15,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/data/augment.h"
@@ -106,6 +107,15 @@ struct StepPhase {
   uint64_t launches = 0;
 };
 
+// A training step's CUDA graph, its nodes of one type in one part (sd_bench, graph execution): the
+// "top" level, or inside the conditional bodies, "then" and "else" apart (a step runs one body of
+// each conditional, or none).
+struct GraphNodeCount {
+  std::string part;  // "top", "then", "else"
+  std::string type;  // "kernel", "memset", "memcpy", "conditional", ...
+  int count = 0;
+};
+
 // The public calls are not virtual: they check their arguments once, here, for every backend (the
 // same error, at the same call, whatever the device), then call the protected hooks the models
 // implement. A hook may rely on what its public call checked.
@@ -132,6 +142,9 @@ class Backend {
   // Graph execution: which batch sizes ran as graphs and which fell back to eager execution, one
   // line (empty when the backend has no graph execution or never ran one).
   virtual std::string graph_coverage() const { return {}; }
+  // Graph execution: the largest batch size whose training step was captured, and that graph's
+  // nodes by part and type; {0, {}} without one.
+  virtual std::pair<int, std::vector<GraphNodeCount>> training_graph_nodes() const { return {0, {}}; }
 
   // The normalisation and the image sets; the backend keeps a copy. Call before stepping.
   // Refused (std::invalid_argument): a mean image of the wrong size or a std that is not positive;

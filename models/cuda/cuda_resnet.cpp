@@ -53,6 +53,17 @@ std::string CudaResNet::graph_coverage() const {
   return c.describe();
 }
 
+std::pair<int, std::vector<GraphNodeCount>> CudaResNet::training_graph_nodes() const {
+  const auto& all = graph_.training_graph_nodes();
+  if (all.empty()) return {0, {}};
+  const auto& [batch, nodes] = *all.rbegin();  // the largest batch size
+  std::vector<GraphNodeCount> counts;
+  for (const auto& [part, by_type] : {std::pair{"top", &nodes.top}, std::pair{"then", &nodes.then_bodies},
+                                      std::pair{"else", &nodes.else_bodies}})
+    for (const auto& [type, n] : *by_type) counts.push_back({part, type, n});
+  return {batch, counts};
+}
+
 void CudaResNet::set_execution(Execution execution) {
   if (execution == Execution::kGraph) GraphExecutor::check_supported(spec());
   execution_ = execution;

@@ -125,6 +125,7 @@ class CudaResNet final : public Backend {
   std::vector<std::string> warnings() const override { return cuda::version_warnings(net_.versions()); }
   double planning_seconds() const override { return net_.planner().stats().seconds; }
   std::string graph_coverage() const override;
+  std::pair<int, std::vector<GraphNodeCount>> training_graph_nodes() const override;
   // Whether every chosen convolution algorithm is deterministic (then steps repeat bit for bit).
   bool deterministic_convolutions() const { return net_.planner().deterministic(); }
   cuda::Context& context() { return net_.ctx(); }

@@ -159,6 +159,7 @@ GraphExecutor::TrainGraph* GraphExecutor::training_graph(int n) {
     try {
       prime(n);
       g.exec = capture_training_step(n, slot);
+      train_graph_nodes_[n] = g.exec.nodes();
     } catch (const std::exception& e) {
       fell_back("training", n, e);
       slot_handles_.at(size_t(slot)).clear();  // the slot is free again; nothing of the capture stays

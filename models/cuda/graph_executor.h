@@ -73,10 +73,14 @@ class GraphExecutor {
     std::string describe() const;        // "graphs: train 128, 72; evaluation 128, 8; eager: -"
   };
   const Coverage& coverage() const { return coverage_; }
+  // The nodes of each batch size's training graph, by type, as captured (kept when a graph is
+  // dropped: they describe the capture, not what is cached).
+  const std::map<int, cuda::GraphNodeCounts>& training_graph_nodes() const { return train_graph_nodes_; }
   // Operations launched by priming (ConvPlanner::prime) so far: counted launches outside the graphs.
   uint64_t priming_launches() const { return priming_launches_; }
 
  private:
+  std::map<int, cuda::GraphNodeCounts> train_graph_nodes_;
   struct TrainGraph {
     cuda::GraphExec exec;
     int slot = 0;

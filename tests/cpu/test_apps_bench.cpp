@@ -36,6 +36,7 @@ TEST_CASE("sd_bench times both modes and writes JSON", "[apps]") {
     CHECK(j[mode]["kernels_per_step"].is_null());  // the CPU reference does not count launches
     CHECK(j[mode]["graph_coverage"].is_null());    // and runs no graphs
     CHECK(j[mode]["phases"].is_null());            // nor has device events (--phases)
+    CHECK(j[mode]["graph_nodes"].is_null());       // nor graph nodes to count
   }
   CHECK(j["full_depth"]["expected_active_blocks"] == 3.0);
 }

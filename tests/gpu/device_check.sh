@@ -95,7 +95,7 @@ if [ "$mode" = fast ]; then
         timeout 35 build/bin/sd_bench --depth 110 --exec "$exec" $flag $phases --rounds 3 --steps 60 --warmup 10 \
           --out "$out/$name.json" >"$out/$name.txt" 2>&1
         note "$name rc=$?"
-        grep -E "^(stochastic depth|full depth|speed-up)" "$out/$name.txt" | tee -a "$summary"
+        grep -E "^(stochastic depth|full depth|speed-up|graph nodes)" "$out/$name.txt" | tee -a "$summary"
         [ -n "$phases" ] && grep -A10 "^phases" "$out/$name.txt" | tee -a "$summary"
       done
     done

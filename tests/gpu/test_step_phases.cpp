@@ -105,3 +105,37 @@ TEST_CASE("gpu a step by phase inside graph execution: the graph steps after it 
   CHECK(eager.take_train_totals().loss_sum == graph.take_train_totals().loss_sum);
   CHECK(gpu_test::states_bit_equal(eager.state(), graph.state()));
 }
+
+TEST_CASE("gpu a training graph's nodes by type: a conditional per block and direction, the bodies' work",
+          "[gpu][model][graph]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const gpu_test::ModelData data = gpu_test::make_model_data(64, 0);
+  BackendOptions options = gpu_test::model_options(8, 2718);  // blocks: identity, downsampling, downsampling
+  options.execution = Execution::kGraph;
+  CudaResNet graph(options, 32);
+  graph.set_normalization(data.norm);
+  graph.set_images(ImageSetRole::kTrain, data.train);
+  CHECK(graph.training_graph_nodes().first == 0);  // nothing captured yet
+  const std::vector<uint8_t> gates{1, 0, 1};
+  graph.train_step(step_input(gpu_test::batch_indices(64, 32, 0), gates, 0, 0, 0.05f));
+  graph.train_step(step_input(gpu_test::batch_indices(64, 16, 1), gates, 0, 1, 0.05f));
+  const auto [batch, nodes] = graph.training_graph_nodes();
+  CHECK(batch == 32);  // the largest batch size captured
+  std::map<std::string, std::map<std::string, int>> by_part;
+  for (const GraphNodeCount& c : nodes) by_part[c.part][c.type] += c.count;
+  const int L = graph.spec().num_blocks();
+  CHECK(by_part["top"]["conditional"] == 2 * L);  // each block's forward and backward
+  // ELSE bodies: the closed identity block's forward copies its input; a closed downsampling block
+  // runs its shortcut forward and backward (one kernel each); a closed identity block's backward
+  // has no body at all.
+  CHECK(by_part["else"]["memcpy"] == 1);
+  CHECK(by_part["else"]["kernel"] == 2 * 2);
+  int then_nodes = 0;
+  for (const auto& [type, n] : by_part["then"]) then_nodes += n;
+#if defined(SD_EMULATED_DEVICE)
+  // Each operation an open block issues is one node (a real cuDNN call may add several).
+  CHECK(then_nodes == L * CudaResNet::launch_formula(graph.bn_variant()).train_per_open_block);
+#else
+  CHECK(then_nodes >= L * CudaResNet::launch_formula(graph.bn_variant()).train_per_open_block);
+#endif
+}
