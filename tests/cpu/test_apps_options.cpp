@@ -233,7 +233,7 @@ TEST_CASE("sd_train refuses --subset 0 and --eval-subset 0 (0 would silently mea
   CHECK(sd::apps::flag_for_config_field("eval_subset") == "--eval-subset");
 }
 
-TEST_CASE("sd_train --eval-every-steps: a positive number of steps, recorded; 0 and negatives refused", "[apps]") {
+TEST_CASE("sd_train --eval-every-steps: a positive number of steps, recorded, 0 and negatives refused", "[apps]") {
   CHECK(usage_error({"--eval-every-steps", "0"}) ==
         "--eval-every-steps 0: give a positive number of steps (leave it out to evaluate once per epoch)");
   CHECK_THAT(usage_error({"--eval-every-steps", "-3"}), Catch::StartsWith("--eval-every-steps -3: give a positive number"));

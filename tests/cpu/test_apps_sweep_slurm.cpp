@@ -220,7 +220,9 @@ TEST_CASE("sd_sweep --launcher slurm: a CPU grid on a one-node cluster ends with
 TEST_CASE("sd_sweep --launcher slurm: a task cancelled mid-run is resubmitted and its run continues bit for bit",
           "[apps][sweep][slurm]") {
   SD_SLURM_CLUSTER(cluster);
-  const BothLaunchers both("--seeds 1 --death-rates 0.5 --depths 8 --devices cpu", " --epochs 12");
+  // Long enough (about 10 s of training) that the task still runs when it is cancelled below: the
+  // stray task's start on a busy machine once outlasted a 12-epoch run.
+  const BothLaunchers both("--seeds 1 --death-rates 0.5 --depths 8 --devices cpu", " --epochs 40");
   const auto& [tmp, grid, train, local, slurm] = both;
   both.require_local_reference();
 
@@ -256,6 +258,7 @@ TEST_CASE("sd_sweep --launcher slurm: a task cancelled mid-run is resubmitted an
   CHECK(contains(resumed.output, "d8-lin_decay0.5-s1  stopped: task " + first_job(slurm) + "_0 left the queue after "));
   CHECK(contains(resumed.output, "resubmitting (continues from last.safetensors)"));
   CHECK(contains(resumed.output, "1 of 1 runs complete"));
+  INFO(read_file(run / "train.log"));
   CHECK(contains(read_file(run / "train.log"), "interrupt: stopping after the current step"));
   CHECK(contains(read_file(run / "train.log"), "resuming "));
   check_same_runs(local, slurm, 1);

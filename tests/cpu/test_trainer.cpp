@@ -743,7 +743,7 @@ TEST_CASE("progress inside an epoch every N steps, without changing what is trai
   CHECK(seen[2].train_loss == 3.0);
 }
 
-TEST_CASE("a negative evaluation interval is refused; 0 evaluates at epochs' ends only", "[trainer]") {
+TEST_CASE("a negative evaluation interval is refused, 0 evaluates at epochs' ends only", "[trainer]") {
   TrainConfig c;
   c.eval_every_steps = -1;
   CHECK_THROWS_WITH(validate(c, 45000), Catch::StartsWith("evaluation interval -1 steps"));
@@ -894,7 +894,7 @@ TEST_CASE("a stop right after an evaluation inside an epoch resumes after it, wi
   CHECK(first.evaluations.size() + rest.evaluations.size() == straight.evaluations.size());
 }
 
-TEST_CASE("a time limit stops before an evaluation inside an epoch that does not fit; the next slice starts with it", "[trainer]") {
+TEST_CASE("a time limit stops before an evaluation inside an epoch that does not fit, and the next slice starts with it", "[trainer]") {
   // A step 1 s, an evaluation 4 s (2 s a set), checkpoints 1 s. 4 steps an epoch, an evaluation after step 2.
   TrainConfig c = tiny_config(1);
   c.eval_every_steps = 2;
