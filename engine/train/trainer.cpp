@@ -47,17 +47,6 @@ void validate(const TrainConfig& c, size_t train_size) {
                                             c.eval_every_steps));
 }
 
-double learning_rate_at(const TrainConfig& c, int epoch) {
-  if (epoch < c.lr_warmup_epochs) return c.lr_warmup;
-  int steps = 0;
-  for (double s : c.lr_steps)
-    if (double(epoch + 1) >= s * double(c.epochs)) ++steps;
-  // Divided by the decay's reciprocal, as the paper says "divided by 10", in one rounding: 0.1 / 100
-  // is 0.001 where 0.1 * 0.1 * 0.1 is 0.0010000000000000002, the figure metrics.jsonl printed. The
-  // float the backends step with is the same either way.
-  return steps == 0 ? c.learning_rate : c.learning_rate / std::pow(1.0 / c.lr_decay, steps);
-}
-
 void hand_data_to(Backend& backend, const DataSplit& data, const Normalization& normalization) {
   backend.set_normalization(normalization);
   backend.set_images(ImageSetRole::kTrain, data.train);
