@@ -51,16 +51,19 @@ void PhaseTimer::leave() {
   mark(stack_.empty() ? Phase::kOther : stack_.back());
 }
 
-void PhaseTimer::mark(Phase from_here) {
-  // A nested scope of the phase that already owns the stream changes nothing: no event.
-  if (!boundaries_.empty() && boundaries_.back().from_here == from_here) return;
-  const size_t i = boundaries_.size();
-  if (i == events_.size()) {
+void PhaseTimer::record_event(size_t i) {
+  if (i == events_.size()) {  // the pool grows by one; the events are kept for later measurements
     cudaEvent_t e = nullptr;
     SD_CUDA_CHECK(cudaEventCreate(&e));
     events_.push_back(e);
   }
   SD_CUDA_CHECK(cudaEventRecord(events_[i], ctx_.stream()));
+}
+
+void PhaseTimer::mark(Phase from_here) {
+  // A nested scope of the phase that already owns the stream changes nothing: no event.
+  if (!boundaries_.empty() && boundaries_.back().from_here == from_here) return;
+  record_event(boundaries_.size());
   boundaries_.push_back({from_here, ctx_.launches()});
 }
 
@@ -69,12 +72,7 @@ std::vector<PhaseTotal> PhaseTimer::stop() {
   if (!stack_.empty()) throw Error("PhaseTimer::stop: a phase scope is still open");
   // The closing boundary: the last interval ends here (its owner is whatever came before).
   const size_t last = boundaries_.size();
-  if (last == events_.size()) {
-    cudaEvent_t e = nullptr;
-    SD_CUDA_CHECK(cudaEventCreate(&e));
-    events_.push_back(e);
-  }
-  SD_CUDA_CHECK(cudaEventRecord(events_[last], ctx_.stream()));
+  record_event(last);
   const uint64_t launches_at_end = ctx_.launches();
   SD_CUDA_CHECK(cudaEventSynchronize(events_[last]));
   std::vector<PhaseTotal> totals(kPhaseCount);

@@ -67,6 +67,7 @@ class PhaseTimer {
     uint64_t launches;  // Context::launches() when it was recorded
   };
   void mark(Phase from_here);
+  void record_event(size_t i);  // records events_[i] on the stream, made first if the pool is short
 
   Context& ctx_;
   bool open_ = false;
