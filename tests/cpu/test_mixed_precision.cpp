@@ -42,11 +42,13 @@ struct StepResult {
   std::vector<std::vector<float>> raw_conv_grads;  // the convolutions' gradients as backward left them
 };
 
-StepResult one_step(StorageType type, bool close_one) {
+// `round_images`: the batch rounded to that type before an fp32 step (the sensitivity yardstick).
+StepResult one_step(StorageType type, bool close_one, StorageType round_images = StorageType::kFp32) {
   ResNetRef<float> net(make_resnet_spec({8, DeathMode::kLinDecay, 0.5}), 5);
   net.set_storage(type);
   const int n = 8;
-  const std::vector<float> images = sd::test::normal_vector<float>(size_t(n) * kImageBytes, 77);
+  std::vector<float> images = sd::test::normal_vector<float>(size_t(n) * kImageBytes, 77);
+  round_in_place(round_images, images);
   std::vector<uint8_t> labels;
   for (int i = 0; i < n; ++i) labels.push_back(uint8_t((3 * i + 1) % 10));
   const std::vector<uint8_t> gates{1, uint8_t(close_one ? 0 : 1), 1};
@@ -83,18 +85,23 @@ TEST_CASE("a ResNet-8 step in bf16 and fp16: 16-bit tensors on their grid, withi
       // writes dw in the type of x): every one on the grid, the loss scale included.
       for (const std::vector<float>& g : half.raw_conv_grads)
         for (float v : g) REQUIRE(round_to(type, v) == v);
-      // Within the stated bounds of fp32 (docs/CUDA_ENGINE.md: a unit roundoff u = 2^-9 for bf16,
-      // 2^-12 for fp16 per stored tensor), and visibly rounded: not fp32 in disguise.
+      // Within the stated bounds of fp32 (docs/CUDA_ENGINE.md, "Mixed precision": u = 2^-9 for
+      // bf16, 2^-12 for fp16), and visibly rounded: not fp32 in disguise. A step's gradients at
+      // initialisation are sensitive (small differences of large terms in the softmax and in
+      // batch-norm's backward; ReLU kinks): the yardstick is what rounding only the input batch to
+      // the type does to an fp32 step's gradients, and the mixed step stays within 3 times that.
       const double u = type == StorageType::kBf16 ? std::ldexp(1.0, -9) : std::ldexp(1.0, -12);
+      const double yardstick = relative_difference(one_step(StorageType::kFp32, close_one, type).grads, fp32.grads);
       const double logits = relative_difference(half.logits, fp32.logits);
       const double grads = relative_difference(half.grads, fp32.grads);
       const double params = relative_difference(half.params, fp32.params);
-      INFO("logits " << logits << ", gradients " << grads << ", parameters " << params << " (u = " << u << ")");
-      CHECK(logits < 4 * u);
-      CHECK(grads < 16 * u);
-      CHECK(params < u / 16);
+      INFO("logits " << logits << ", gradients " << grads << " (input rounding alone: " << yardstick
+                     << "), parameters " << params << " (u = " << u << ")");
+      CHECK(logits < 2 * u);
+      CHECK(grads < 3 * yardstick);
+      CHECK(params < 2 * u);
       CHECK(logits > u / 64);
-      CHECK(grads > u / 64);
+      CHECK(grads > yardstick / 4);
       // Deterministic: the same step again gives the same bits.
       const StepResult again = one_step(type, close_one);
       CHECK(again.logits == half.logits);
@@ -146,7 +153,14 @@ TEST_CASE("fp16: an overflowing step is skipped, the scale halves, and a resume 
   const std::vector<NamedTensor> after = a.state();
   CHECK(a.take_train_totals().skipped_steps == 1);
   CHECK(scale_of(after) == std::ldexp(1.0f, 39));
-  require_same_state(with_scale(after, 0), with_scale(initial, 0));  // nothing else moved
+  // No parameter or momentum moved (the forward ran: its running statistics stand, as GradScaler's).
+  const auto optimised = [&](const std::vector<NamedTensor>& state) {
+    std::vector<NamedTensor> kept;
+    for (const NamedTensor& t : with_scale(state, 0))
+      if (t.name.find("running_") == std::string::npos) kept.push_back(t);
+    return kept;
+  };
+  require_same_state(optimised(after), optimised(initial));
 
   // The run halves its way down to a scale that fits, then takes steps; one that stops at step 3
   // (still skipping) and resumes elsewhere ends in the very same state.
