@@ -147,12 +147,13 @@ TEST_CASE("fp16: an overflowing step is skipped, the scale halves, and a resume 
   const std::vector<NamedTensor> initial = a.state();
   CHECK(scale_of(initial) == kInitialLossScale);
   CHECK(find_tensor(initial, kLossScaleCleanStepsTensor).data[0] == 0.0f);
-  // Inject the overflow: a scale of 2^40 makes the gradients reaching the 16-bit buffers pass 65504.
-  a.load_state(with_scale(initial, std::ldexp(1.0f, 40)));
+  // Inject the overflow: a scale of 2^28 makes the gradients reaching the 16-bit buffers pass 65504
+  // (this network's fit below 2^21).
+  a.load_state(with_scale(initial, std::ldexp(1.0f, 28)));
   step(a, 0);
   const std::vector<NamedTensor> after = a.state();
   CHECK(a.take_train_totals().skipped_steps == 1);
-  CHECK(scale_of(after) == std::ldexp(1.0f, 39));
+  CHECK(scale_of(after) == std::ldexp(1.0f, 27));
   // No parameter or momentum moved (the forward ran: its running statistics stand, as GradScaler's).
   const auto optimised = [&](const std::vector<NamedTensor>& state) {
     std::vector<NamedTensor> kept;
@@ -164,19 +165,19 @@ TEST_CASE("fp16: an overflowing step is skipped, the scale halves, and a resume 
 
   // The run halves its way down to a scale that fits, then takes steps; one that stops at step 3
   // (still skipping) and resumes elsewhere ends in the very same state.
-  const int steps = 24;
+  const int steps = 12;
   for (uint64_t k = 1; k < steps; ++k) step(a, k);
   const TrainTotals ta = a.take_train_totals();
   INFO("skipped " << ta.skipped_steps + 1 << " of " << steps << " steps; scale now " << scale_of(a.state()));
   CHECK(ta.skipped_steps > 2);
-  CHECK(ta.skipped_steps < steps - 4);
+  CHECK(ta.skipped_steps < steps - 3);
   CHECK(find_tensor(a.state(), kLossScaleCleanStepsTensor).data[0] == float(steps - 1 - ta.skipped_steps));
-  CHECK(scale_of(a.state()) == std::ldexp(1.0f, 40 - 1 - int(ta.skipped_steps)));
+  CHECK(scale_of(a.state()) == std::ldexp(1.0f, 28 - 1 - int(ta.skipped_steps)));
 
   CpuResNet b(options), c(options);
   prepare(b);
   prepare(c);
-  b.load_state(with_scale(initial, std::ldexp(1.0f, 40)));
+  b.load_state(with_scale(initial, std::ldexp(1.0f, 28)));
   for (uint64_t k = 0; k < 3; ++k) step(b, k);
   c.load_state(b.state());
   for (uint64_t k = 3; k < steps; ++k) step(c, k);
