@@ -1,6 +1,7 @@
 // The engine core: status checks, the device arena, the context and its launch accounting.
 #include <catch2/catch.hpp>
 
+#include <fstream>
 #include <functional>
 #include <string>
 
@@ -45,6 +46,26 @@ TEST_CASE("gpu host: status checks name the call, the place and the library mess
   // The error is a std::runtime_error, so callers that know nothing of CUDA can catch it.
   CHECK_THROWS_AS(SD_CUDA_CHECK(cudaErrorMemoryAllocation), std::runtime_error);
 }
+
+#if !defined(SD_EMULATED_DEVICE)
+// engine/cuda/cublas_on_demand.cpp: the first call opens the library, and then its own functions
+// answer. (That a process which never calls cuBLAS never loads it is tested on the programs:
+// tests/cpu/test_apps_train.cpp.)
+TEST_CASE("gpu host: cuBLAS is opened on its first call and answers as the library", "[cuda-host]") {
+  const auto mapped = [](const std::string& library) {
+    std::ifstream maps("/proc/self/maps");
+    for (std::string line; std::getline(maps, line);)
+      if (line.find(library) != std::string::npos) return true;
+    return false;
+  };
+  int major = 0;
+  REQUIRE(cublasGetProperty(MAJOR_VERSION, &major) == CUBLAS_STATUS_SUCCESS);
+  CHECK(major == CUBLAS_VER_MAJOR);
+  CHECK(mapped("libcublas.so"));
+  CHECK(mapped("libcublasLt.so"));
+  CHECK(std::string(cublasGetStatusName(CUBLAS_STATUS_INVALID_VALUE)) == "CUBLAS_STATUS_INVALID_VALUE");
+}
+#endif
 
 TEST_CASE("gpu host: arena sizer does the arena's bump arithmetic", "[cuda-host]") {
   cuda::ArenaSizer s;
