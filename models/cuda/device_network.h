@@ -89,9 +89,9 @@ class DeviceNetwork {
   // (models/cuda/device_network_step.cpp)
   void record_zero_gradients();
   void record_stem_forward(int n, Pass pass);
-  void record_pool(int n, const cuda::DeviceTensor& last);
-  void record_loss(int n);  // training: logits, per-image losses, dlogits, fc bias gradient, totals
-  void record_head_backward(int n);
+  // Training: the head's forward and backward from the last block's output `last` (pool, fc,
+  // softmax, loss, totals; fc gradients, ∂L/∂last into the last stage's gradient buffer).
+  void record_head(const cuda::DeviceTensor& last);
   void record_stem_backward(int n);  // and the mean |∂L/∂w| of conv1 into conv1_grad_sum
   // Evaluation of the n gathered images: every block with running statistics and its residual
   // scaled by p_l, the classifier's predictions (to `predictions`) and the evaluation totals.
@@ -105,6 +105,8 @@ class DeviceNetwork {
   const char* block_name(int l) const { return block_names_[size_t(l)].c_str(); }  // "stages.1.0"
 
  private:
+  // `last` (the last block's output), checked against the head's description.
+  cuda::DeviceTensor checked_head_input(const cuda::DeviceTensor& last) const;
   // The view of activation buffer p as the format stores it.
   cuda::DeviceTensor act(float* p, int n, int c, int side) const { return format_.activation(p, n, c, side); }
 

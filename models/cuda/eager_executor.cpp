@@ -28,7 +28,7 @@ void EagerExecutor::train_step(const StepInput& in) {
   forward(n, in.gates);
   {
     const cuda::PhaseScope phase(ctx, cuda::Phase::kHead);
-    net_.record_loss(n);
+    net_.record_head(out_views_.back());
   }
   backward(n, in.gates);
   {
@@ -61,16 +61,10 @@ void EagerExecutor::forward(int n, std::span<const uint8_t> gates) {
     }
     cur = out_views_[size_t(l)];
   }
-  const cuda::PhaseScope head(net_.ctx(), cuda::Phase::kHead);
-  net_.record_pool(n, cur);
 }
 
 void EagerExecutor::backward(int n, std::span<const uint8_t> gates) {
   const cuda::NvtxRange range("backward");
-  {
-    const cuda::PhaseScope head(net_.ctx(), cuda::Phase::kHead);
-    net_.record_head_backward(n);
-  }
   const cuda::PhaseScope phase(net_.ctx(), cuda::Phase::kBackwardInput);
   for (int l = net_.num_blocks() - 1; l >= 0; --l) {
     const cuda::NvtxRange block_range(net_.block_name(l));

@@ -116,9 +116,7 @@ cuda::GraphExec GraphExecutor::capture_training_step(int n, int slot) {
         fmt::format("block {}, forward", net_.block_name(l)));
   }
   b.capture([&] {
-    net_.record_pool(n, net_.unit(L - 1).output(n));
-    net_.record_loss(n);
-    net_.record_head_backward(n);
+    net_.record_head(net_.unit(L - 1).output(n));
   }, "head, forward and backward");
   for (int l = L - 1; l >= 0; --l) {
     const BlockUnit& unit = net_.unit(l);
