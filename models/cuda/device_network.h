@@ -87,12 +87,19 @@ class DeviceNetwork {
 
   // ---- the pieces of a step, issued on the context's stream (eagerly, or into a capture) ----
   // (models/cuda/device_network_step.cpp)
-  void record_zero_gradients();
+  // The gradient accumulators, zeroed by the step's gather launch: closed blocks write no gradient
+  // and must read as zero, as in the reference.
+  cuda::ZeroFill gradient_zero_fill() const {
+    return cuda::ZeroFill{buf_.grads, (long long)spec_.num_params};
+  }
   void record_stem_forward(int n, Pass pass);
   // Training: the head's forward and backward from the last block's output `last` (pool, fc,
   // softmax, loss, totals; fc gradients, ∂L/∂last into the last stage's gradient buffer).
   void record_head(const cuda::DeviceTensor& last);
-  void record_stem_backward(int n);  // and the mean |∂L/∂w| of conv1 into conv1_grad_sum
+  void record_stem_backward(int n);
+  // The paper's Fig. 5 statistic, mean |∂L/∂w| of conv1, summed into conv1_grad_sum on the device by
+  // the SGD launch (the host never waits for it inside an epoch).
+  cuda::MeanAbsStat conv1_grad_statistic() const;
   // Evaluation of the n gathered images: every block with running statistics and its residual
   // scaled by p_l, the classifier's predictions (to `predictions`) and the evaluation totals.
   void record_evaluation(int n, uint8_t* predictions);

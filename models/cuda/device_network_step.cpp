@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 
 #include "engine/cuda/nvtx.h"
-#include "kernels/cuda/mean_abs.h"
 #include "models/cuda/device_network.h"
 
 namespace sd {
@@ -73,13 +72,10 @@ void DeviceNetwork::record_stem_backward(int n) {
   const cuda::DeviceTensor s1 = act(buf_.shared.scratch1, n, stem.out_channels, stem.out_side);
   layers_.stem_bn.backward(*ctx_, a0, r0, g0, s1);
   layers_.stem_conv.backward_filter(*ctx_, x0, s1);
-  // The paper's Fig. 5 statistic, summed on the device: the host never waits for it inside an epoch.
-  cuda::accumulate_mean_abs(*ctx_, layers_.conv1_grad, layers_.conv1_count, buf_.conv1_grad_sum);
 }
 
-void DeviceNetwork::record_zero_gradients() {
-  // Closed blocks write no gradient: start from zero so they get exactly zero, as in the reference.
-  ctx_->memset_zero(buf_.grads, size_t(spec_.num_params) * sizeof(float));
+cuda::MeanAbsStat DeviceNetwork::conv1_grad_statistic() const {
+  return cuda::MeanAbsStat{layers_.conv1_grad, layers_.conv1_count, buf_.conv1_grad_sum};
 }
 
 void DeviceNetwork::record_evaluation(int n, uint8_t* predictions) {

@@ -18,12 +18,11 @@ void EagerExecutor::train_step(const StepInput& in) {
   {
     const cuda::NvtxRange gather("gather");
     const cuda::PhaseScope phase(ctx, cuda::Phase::kGather);
-    net_.record_zero_gradients();
     cuda::gather_batch(ctx, net_.gather_source(ImageSetRole::kTrain), in.indices,
                        cuda::AugmentDraw{.augment = net_.options().augmentation == Augmentation::kCropFlip,
                                          .seed = net_.options().seed,
                                          .epoch = in.epoch}, buf.images,
-                       buf.labels, net_.format().layout);
+                       buf.labels, net_.format().layout, net_.gradient_zero_fill());
   }
   forward(n, in.gates);
   {
@@ -35,7 +34,7 @@ void EagerExecutor::train_step(const StepInput& in) {
     const cuda::NvtxRange sgd("sgd");
     const cuda::PhaseScope phase(ctx, cuda::Phase::kSgd);
     cuda::sgd_step(ctx, (long long)net_.spec().num_params, buf.params, buf.grads, buf.momentum,
-                   net_.sgd_hyper(in.learning_rate));
+                   net_.sgd_hyper(in.learning_rate), net_.conv1_grad_statistic());
   }
 }
 
