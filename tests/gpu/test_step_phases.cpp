@@ -9,6 +9,7 @@
 #include "engine/core/gates.h"
 #include "engine/train/trainer.h"
 #include "kernels/cuda/batch_norm.h"
+#include "kernels/cuda/classifier.h"
 #include "models/cuda/cuda_resnet.h"
 #include "tests/common/backend_contract.h"
 #include "tests/gpu/gpu_test.h"
@@ -64,12 +65,12 @@ TEST_CASE("gpu a step by phase: the phases split its launches as the formula cou
     CHECK(m.at("weight gradients").launches == uint64_t(2 * open + 1));
     // Two BN layers per open block and the stem's: a training forward and a backward each.
     CHECK(m.at("batch norm").launches == uint64_t((2 * open + 1) * (bn.forward_train + bn.backward)));
-    CHECK(m.at("SGD").launches == 1);
+    CHECK(m.at("SGD").launches == 1);  // conv1's mean |gradient| inside it
+    CHECK(m.at("gather").launches == 1);  // the gradients zeroed inside it: no memset
+    CHECK(m.at("head").launches == uint64_t(cuda::kClassifierLaunches));
     CHECK(m.at("other").launches == 0);  // nothing of the step outside a phase
     CHECK(m.at("forward").launches > 0);
     CHECK(m.at("backward input chain").launches > 0);
-    CHECK(m.at("head").launches > 0);
-    CHECK(m.at("gather").launches > 0);
   }
   // The measured steps are the plain steps, bit for bit.
   CHECK(gpu_test::states_bit_equal(measured.state(), plain.state()));
@@ -129,6 +130,16 @@ TEST_CASE("gpu a training graph's nodes by type: a conditional per block and dir
   // runs its shortcut forward and backward (one kernel each); a closed identity block's backward
   // has no body at all.
   CHECK(by_part["else"]["memcpy"] == 1);
+  // Top level: the gate kernel, then the eager step's fixed operations, each one node; no memset
+  // (the gather zeroes the gradients).
+  const LaunchFormula f = CudaResNet::launch_formula(graph.bn_variant());
+  CHECK(by_part["top"]["memset"] == 0);
+  CHECK(by_part["top"]["memcpy"] == 0);
+#if defined(SD_EMULATED_DEVICE)
+  CHECK(by_part["top"]["kernel"] == 1 + f.train_fixed);
+#else
+  CHECK(by_part["top"]["kernel"] >= 1 + f.train_fixed);  // a cuDNN call may run several kernels
+#endif
   CHECK(by_part["else"]["kernel"] == 2 * 2);
   int then_nodes = 0;
   for (const auto& [type, n] : by_part["then"]) then_nodes += n;
