@@ -133,12 +133,13 @@ TEST_CASE("gpu a training graph's nodes by type: a conditional per block and dir
   // Top level: the gate kernel, then the eager step's fixed operations, each one node; no memset
   // (the gather zeroes the gradients).
   const LaunchFormula f = CudaResNet::launch_formula(graph.bn_variant());
-  CHECK(by_part["top"]["memset"] == 0);
-  CHECK(by_part["top"]["memcpy"] == 0);
 #if defined(SD_EMULATED_DEVICE)
   CHECK(by_part["top"]["kernel"] == 1 + f.train_fixed);
+  CHECK(by_part["top"]["memset"] == 0);
+  CHECK(by_part["top"]["memcpy"] == 0);
 #else
-  CHECK(by_part["top"]["kernel"] >= 1 + f.train_fixed);  // a cuDNN call may run several kernels
+  // A cuDNN call may run several kernels, and memsets of its own.
+  CHECK(by_part["top"]["kernel"] >= 1 + f.train_fixed);
 #endif
   CHECK(by_part["else"]["kernel"] == 2 * 2);
   int then_nodes = 0;
