@@ -30,7 +30,7 @@
 // block, plus one memset per evaluate() call.
 //
 // Profiling: NVTX ranges (engine/cuda/nvtx.h) per step ("train_step", "evaluate"), per phase
-// ("gather", "forward", "loss", "backward", "sgd") and per block ("stages.1.0"), so that an
+// ("gather", "forward", "head", "backward", "sgd") and per block ("stages.1.0"), so that an
 // Nsight Systems timeline reads like this file.
 #include <cstdint>
 #include <memory>
