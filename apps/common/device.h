@@ -23,8 +23,8 @@ struct DeviceChoice {
 // "cpu", "cuda", "cuda:N" (N a non-negative integer). Throws UsageError naming `flag` otherwise.
 DeviceChoice parse_device(const std::string& text, const std::string& flag = "--device");
 
-// The precisions this build computes in: fp32 (exact, the default), tf32 (tensor-core convolutions
-// and GEMMs, the GPU only), bf16 and fp16 (mixed precision with fp32 master weights, fp16 with a
+// The precisions this build computes in: fp32 (exact, the default), tf32 (tensor-core convolutions,
+// the GPU only), bf16 and fp16 (mixed precision with fp32 master weights, fp16 with a
 // dynamic loss scale; the CPU reference only, so far; docs/CUDA_ENGINE.md, "Mixed precision").
 inline const std::vector<std::string> kPrecisions = {"fp32", "tf32", "bf16", "fp16"};
 // The GPU engine's activation layouts (--layout); the CPU reference computes in the first only.

@@ -52,7 +52,7 @@ struct BackendOptions {
   // Whether training batches are augmented (engine/data/augment.h); both backends honour it.
   Augmentation augmentation = Augmentation::kCropFlip;
   Execution execution = Execution::kEager;
-  // "fp32" (exact), "tf32" (fp32 storage, the GPU's tensor-core convolutions and GEMMs; the CPU
+  // "fp32" (exact), "tf32" (fp32 storage, the GPU's tensor-core convolutions; the CPU
   // reference refuses it), "bf16" or "fp16" (mixed precision: 16-bit activations, their gradients and
   // the convolutions' weight copies, fp32 master weights; fp16 with a dynamic loss scale;
   // docs/CUDA_ENGINE.md, "Mixed precision"; the CPU reference only, so far).
