@@ -434,7 +434,7 @@ size_t ConvPlanner::workspace_needed() const {
   return most;
 }
 
-void ConvPlanner::prime(int n) {
+void ConvPlanner::prime(int n, Context* branch) {
   if (plans_.empty()) return;
   int64_t x_max = 0, y_max = 0, w_max = 0;
   for (const auto& [shape, plan] : plans_) {
@@ -453,6 +453,17 @@ void ConvPlanner::prime(int n) {
     plan->forward(ctx_, xt, w, yt);
     if (shape.input_grad) plan->backward_data(ctx_, yt, w, xt, GradWrite::kOverwrite);
     plan->backward_filter(ctx_, xt, yt, dw);
+  }
+  if (branch) {
+    // The branch's handle meets the weight gradients at this batch for the first time here too,
+    // after the zeroing (ordered by a full wait: nothing else is in flight).
+    ctx_.synchronize();
+    for (const auto& [shape, plan] : plans_) {
+      const DeviceTensor xt{x, n, shape.in_channels, shape.in_side, shape.in_side, shape.layout};
+      const DeviceTensor yt{y, n, shape.out_channels, shape.out_side(), shape.out_side(), shape.layout};
+      plan->backward_filter(*branch, xt, yt, dw);
+    }
+    branch->synchronize();
   }
   ctx_.synchronize();  // before the scratch goes
 }

@@ -161,7 +161,9 @@ class ConvPlanner {
   // Runs every plan's directions once at batch n, eagerly, on zeroed scratch memory, and waits: a
   // library's first use of a batch size (it may allocate or load kernels) then never happens inside
   // a graph capture. Launches (counted) 1 memset + 3 calls per plan (2 without input gradient).
-  void prime(int n);
+  // `branch`: a branch context (the weight-gradient branch's) whose handle and workspace will run
+  // the backward-filter calls in graphs: each plan's backward-filter once more on it.
+  void prime(int n, Context* branch = nullptr);
 
  private:
   Context& ctx_;

@@ -80,9 +80,11 @@ DeviceNetwork::~DeviceNetwork() {
 
 std::string DeviceNetwork::describe() const {
   return fmt::format("{}\nCudaResNet ResNet-{}: arena {:.1f} MiB for batch {} ({} parameters), conv workspace "
-                     "{:.1f} MiB\n{}",
+                     "{:.1f} MiB{}, weight gradients {}\n{}",
                      cuda::describe(versions_), spec_.config.depth, double(arena_.capacity()) / (1 << 20),
-                     max_batch_, spec_.num_params, double(planner_->workspace_needed()) / (1 << 20), planner_->describe());
+                     max_batch_, spec_.num_params, double(planner_->workspace_needed()) / (1 << 20),
+                     branch_ctx_ ? " (and the branch's own)" : "",
+                     branch_ctx_ ? "on a parallel branch (second stream)" : "serial", planner_->describe());
 }
 
 }  // namespace sd

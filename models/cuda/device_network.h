@@ -69,7 +69,7 @@ class DeviceNetwork {
   const DeviceBuffers& buffers() const { return buf_; }
   const BlockUnit& unit(int l) const { return layers_.units[size_t(l)]; }
   const cuda::ConvPlanner& planner() const { return *planner_; }
-  void prime_convolutions(int n) { planner_->prime(n); }  // see ConvPlanner::prime
+  void prime_convolutions(int n) { planner_->prime(n, branch_ctx_.get()); }  // see ConvPlanner::prime
   const cuda::VersionNumbers& versions() const { return versions_; }
   size_t arena_bytes() const { return arena_.capacity(); }
   // The device memory planned by part (models/cuda/memory_plan.h), checked before the arena was made.
