@@ -24,7 +24,7 @@ struct DeviceChoice {
 DeviceChoice parse_device(const std::string& text, const std::string& flag = "--device");
 
 // The precisions this build computes in: fp32 (exact, the default) and tf32 (tensor-core
-// convolutions and GEMMs on the GPU; docs/CUDA_ENGINE.md).
+// convolutions on the GPU; docs/CUDA_ENGINE.md).
 inline const std::vector<std::string> kPrecisions = {"fp32", "tf32"};
 // The GPU engine's activation layouts (--layout); the CPU reference computes in the first only.
 inline const std::vector<std::string> kLayouts = {"nchw", "nhwc"};

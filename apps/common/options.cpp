@@ -213,7 +213,7 @@ void add_layout_option(CLI::App& app, std::string& layout) {
 
 void add_precision_option(CLI::App& app, std::string& precision) {
   app.add_option("--precision", precision,
-                 "convolution and GEMM arithmetic: fp32 (exact) or tf32 (tensor cores; --device cuda only)")
+                 "convolution arithmetic: fp32 (exact) or tf32 (tensor cores; --device cuda only)")
       ->capture_default_str();
 }
 

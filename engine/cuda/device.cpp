@@ -83,7 +83,9 @@ LibraryVersions library_versions() {
   v.driver_cuda = text(n.cuda_driver, cuda_version_text);
   v.runtime = text(n.cuda_runtime, cuda_version_text);
   v.cudnn = text(n.cudnn_runtime, cudnn_version_text);  // the loaded library's, not the header's
-  v.cublas = text(n.cublas_runtime, cublas_version_text);
+  // Without a GPU cuBLAS is not loaded, so its version is not asked (query_version_numbers).
+  v.cublas = n.cublas_runtime > 0 ? cublas_version_text(n.cublas_runtime)
+                                  : device_available(nullptr) ? kUnknown : "not loaded (no GPU)";
   return v;
 }
 

@@ -24,7 +24,7 @@ std::vector<std::string> version_warnings(const VersionNumbers& v) {
   if (v.cudnn_runtime < v.cudnn_header)
     out.push_back(fmt::format("cuDNN runtime {} is older than the {} headers this build was compiled with",
                               cudnn_version_text(v.cudnn_runtime), cudnn_version_text(v.cudnn_header)));
-  if (v.cublas_runtime < v.cublas_header)
+  if (v.cublas_runtime > 0 && v.cublas_runtime < v.cublas_header)
     out.push_back(fmt::format("cuBLAS runtime {} is older than the {} headers this build was compiled with",
                               cublas_version_text(v.cublas_runtime), cublas_version_text(v.cublas_header)));
   if (v.cuda_driver > 0 && v.cuda_driver < v.cuda_runtime)
@@ -38,8 +38,12 @@ VersionNumbers query_version_numbers() {
   v.cudnn_header = CUDNN_VERSION;
   v.cudnn_runtime = int(cudnnGetVersion());
   v.cublas_header = CUBLAS_VERSION;
+  // cuBLAS is opened on its first call (engine/cuda/cublas_on_demand.cpp), which costs a process about
+  // 0.4 s of CPU: asked only where a GPU will use it, so a run on the CPU does not pay for a version.
+  int devices = 0;
+  const bool gpu_present = cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0;
   int major = 0, minor = 0, patch = 0;
-  if (cublasGetProperty(MAJOR_VERSION, &major) == CUBLAS_STATUS_SUCCESS &&
+  if (gpu_present && cublasGetProperty(MAJOR_VERSION, &major) == CUBLAS_STATUS_SUCCESS &&
       cublasGetProperty(MINOR_VERSION, &minor) == CUBLAS_STATUS_SUCCESS &&
       cublasGetProperty(PATCH_LEVEL, &patch) == CUBLAS_STATUS_SUCCESS)
     v.cublas_runtime = major * 10000 + minor * 100 + patch;

@@ -33,7 +33,9 @@ std::string describe(const VersionNumbers& v);
 // headers this build was compiled with". Empty when all is well.
 std::vector<std::string> version_warnings(const VersionNumbers& v);
 
-// Asks cuDNN, cuBLAS and the CUDA runtime (no device needed); 0 for what cannot be told.
+// Asks cuDNN, cuBLAS and the CUDA runtime; 0 for what cannot be told. cuBLAS only where a GPU is
+// present (its runtime stays 0 without one: loading it is the cost, engine/cuda/cublas_on_demand.cpp).
+// A runtime of 0 is not compared with the headers.
 VersionNumbers query_version_numbers();
 
 }  // namespace sd::cuda

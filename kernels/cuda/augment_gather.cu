@@ -39,24 +39,37 @@ __device__ void gather_image(const GatherSource& src, int32_t idx, int b, int au
   if (threadIdx.x == 0) labels[b] = src.labels[idx];
 }
 
+// Every thread of the grid, consecutive threads on consecutive floats (coalesced).
+__device__ void zero_fill(const ZeroFill& zero) {
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < zero.count; k += stride) zero.p[k] = 0.0f;
+}
+
 // One thread block per output image; its threads walk the image's 3072 pixels.
 __global__ void gather_kernel(IndexChunk chunk, GatherSource src, int augment, uint64_t seed, uint32_t epoch,
-                              int nhwc, float* images, uint8_t* labels) {
+                              int nhwc, float* images, uint8_t* labels, ZeroFill zero) {
   gather_image(src, chunk.index[blockIdx.x], blockIdx.x, augment, seed, epoch, nhwc, images, labels);
+  zero_fill(zero);
 }
 
 __global__ void gather_at_kernel(GatherSource src, const int32_t* order, BatchPlace place, int augment,
-                                 uint64_t seed, int nhwc, float* images, uint8_t* labels) {
+                                 uint64_t seed, int nhwc, float* images, uint8_t* labels, ZeroFill zero) {
   const int64_t position = *place.cursor + blockIdx.x;
   const int32_t idx = order ? order[position] : int32_t(position);
   gather_image(src, idx, blockIdx.x, augment, seed, *place.epoch, nhwc, images, labels);
+  zero_fill(zero);
+}
+
+void check_zero_fill(const ZeroFill& zero) {
+  if (zero.count < 0 || (zero.count > 0 && !zero.p)) throw Error(cat("gather: zero fill of ", zero.count, " floats at null"));
 }
 
 }  // namespace
 
 void gather_batch(Context& ctx, const GatherSource& src, std::span<const int32_t> indices, const AugmentDraw& draw,
-                  float* images, uint8_t* labels, Layout layout) {
+                  float* images, uint8_t* labels, Layout layout, const ZeroFill& zero) {
   if (indices.empty()) throw Error("gather_batch: empty batch");
+  check_zero_fill(zero);
   if (!src.pixels || !src.labels || !src.mean) throw Error("gather_batch: the image set or normalisation is not on the device");
   for (size_t i = 0; i < indices.size(); ++i)
     if (indices[i] < 0 || int64_t(indices[i]) >= src.set_size)
@@ -67,17 +80,20 @@ void gather_batch(Context& ctx, const GatherSource& src, std::span<const int32_t
     IndexChunk chunk{};
     for (size_t i = 0; i < count; ++i) chunk.index[i] = indices[first + i];
     SD_LAUNCH(ctx, gather_kernel, unsigned(count), kGatherThreads, 0, chunk, src, draw.augment ? 1 : 0, draw.seed,
-              draw.epoch, layout == Layout::kNhwc ? 1 : 0, images + first * kImageBytes, labels + first);
+              draw.epoch, layout == Layout::kNhwc ? 1 : 0, images + first * kImageBytes, labels + first,
+              first == 0 ? zero : ZeroFill{});  // the first launch zeroes all of it
   }
 }
 
 void gather_batch_at(Context& ctx, const GatherSource& src, const int32_t* order, const BatchPlace& place,
-                     const AugmentDraw& draw, int n, float* images, uint8_t* labels, Layout layout) {
+                     const AugmentDraw& draw, int n, float* images, uint8_t* labels, Layout layout,
+                     const ZeroFill& zero) {
   if (n < 1) throw Error("gather_batch_at: empty batch");
+  check_zero_fill(zero);
   if (!src.pixels || !src.labels || !src.mean || !place.cursor || !place.epoch)
     throw Error("gather_batch_at: the image set, normalisation or the batch's place is not on the device");
   SD_LAUNCH(ctx, gather_at_kernel, unsigned(n), kGatherThreads, 0, src, order, place, draw.augment ? 1 : 0, draw.seed,
-            layout == Layout::kNhwc ? 1 : 0, images, labels);
+            layout == Layout::kNhwc ? 1 : 0, images, labels, zero);
 }
 
 }  // namespace sd::cuda

@@ -48,13 +48,21 @@ struct AugmentDraw {
   uint32_t epoch = 0;
 };
 
+// Floats the same launch sets to zero besides gathering: a training step's gradient accumulators
+// (closed blocks write no gradient and must read as zero), so that the step needs no memset of its
+// own. Its threads, all of the grid's, walk it after their images. Empty (p null): none.
+struct ZeroFill {
+  float* p = nullptr;
+  long long count = 0;
+};
+
 // images: [n, 3, 32, 32] floats in `layout`; labels: [n] bytes. Throws (before launching) when an index is
 // outside the set. n = indices.size() ≥ 1.
 void gather_batch(Context& ctx, const GatherSource& src, std::span<const int32_t> indices, const AugmentDraw& draw,
-                  float* images, uint8_t* labels, Layout layout = Layout::kNchw);
+                  float* images, uint8_t* labels, Layout layout = Layout::kNchw, const ZeroFill& zero = {});
 // draw.epoch is ignored: the epoch comes from *place.epoch.
 void gather_batch_at(Context& ctx, const GatherSource& src, const int32_t* order, const BatchPlace& place,
                      const AugmentDraw& draw, int n, float* images, uint8_t* labels,
-                     Layout layout = Layout::kNchw);
+                     Layout layout = Layout::kNchw, const ZeroFill& zero = {});
 
 }  // namespace sd::cuda

@@ -1,4 +1,4 @@
-// The classifier head: fc through cuBLAS, softmax cross-entropy in one kernel; see classifier.h.
+// The classifier head in two launches; see classifier.h.
 #include "kernels/cuda/classifier.h"
 
 #include <cmath>
@@ -6,95 +6,141 @@
 #include "engine/cuda/check.h"
 #include "engine/cuda/format.h"
 #include "engine/cuda/launch.cuh"
-#include "engine/data/image_set.h"
-#include "kernels/cuda/block_reduce.cuh"
 
 namespace sd::cuda {
 
 namespace {
 
-constexpr int kSoftmaxThreads = 256;
+constexpr int kHeadThreads = 256;
 
-__global__ void softmax_xent_kernel(int n, int K, float* logits, const float* bias, const uint8_t* labels,
-                                    float* loss, uint8_t* predictions, float* dlogits, float* dbias,
-                                    DeviceTotals* totals) {
-  __shared__ double scratch_d[33];
-  __shared__ long long scratch_l[33];
-  double my_loss = 0;
-  long long my_errors = 0;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    float* z = logits + (long long)i * K;
-    if (bias)
-      for (int k = 0; k < K; ++k) z[k] = z[k] + bias[k];
-    const int label = labels[i];
+struct HeadArgs {
+  int n = 0, C = 0, hw = 0, K = 0, nhwc = 0;
+  const float *x = nullptr, *w = nullptr, *b = nullptr;
+  const uint8_t* labels = nullptr;
+  float *pooled = nullptr, *logits = nullptr, *loss = nullptr, *dlogits = nullptr, *dx = nullptr;
+  uint8_t* predictions = nullptr;
+  float *dw = nullptr, *db = nullptr;
+  DeviceTotals* totals = nullptr;
+};
+
+// One thread block per image i. The image's plane is staged with a padded row per channel
+// (c·(hw + 1) + p), so that the threads summing channels c, c + 1, … read different banks.
+__global__ void head_image_kernel(HeadArgs a) {
+  __shared__ float tile[kHeadTileFloats];
+  __shared__ float per_channel[kHeadMaxWidth];  // pooled, later the pool's input gradient
+  __shared__ float z[kHeadMaxWidth];            // logits, later dlogits
+  __shared__ double e[kHeadMaxWidth];           // exp(z − max)
+  __shared__ double zmax_s, sum_s;
+  __shared__ int arg_s;
+  const int i = blockIdx.x, C = a.C, hw = a.hw, K = a.K, t = threadIdx.x, T = blockDim.x;
+  const int plane = C * hw, row = hw + 1;
+  const float* x = a.x + (long long)i * plane;
+  for (int k = t; k < plane; k += T) {  // coalesced in either layout
+    const int c = a.nhwc ? k % C : k / hw, p = a.nhwc ? k / C : k % hw;
+    tile[c * row + p] = x[k];
+  }
+  __syncthreads();
+  for (int c = t; c < C; c += T) {
+    double s = 0;
+    for (int p = 0; p < hw; ++p) s += double(tile[c * row + p]);
+    per_channel[c] = float(s / hw);
+    a.pooled[(long long)i * C + c] = per_channel[c];
+  }
+  __syncthreads();
+  for (int o = t; o < K; o += T) {
+    const float* wo = a.w + (long long)o * C;
+    double s = double(a.b[o]);
+    for (int k = 0; k < C; ++k) s += double(per_channel[k]) * double(wo[k]);
+    z[o] = float(s);
+    a.logits[(long long)i * K + o] = z[o];
+  }
+  __syncthreads();
+  const int label = a.labels[i];
+  if (t == 0) {
     int arg = 0;
     for (int k = 1; k < K; ++k)
       if (z[k] > z[arg]) arg = k;
-    // log Σ exp(z) = max + log Σ exp(z − max): no overflow.
-    const double zmax = double(z[arg]);
-    double sum = 0;
-    for (int k = 0; k < K; ++k) sum += exp(double(z[k]) - zmax);
-    const double l = label < K ? zmax + log(sum) - double(z[label]) : nan("");  // a bad label shows as NaN
-    my_loss += l;
-    my_errors += arg != label;
-    if (loss) loss[i] = float(l);
-    if (predictions) predictions[i] = uint8_t(arg);
-    if (dlogits)
-      for (int k = 0; k < K; ++k)
-        dlogits[(long long)i * K + k] = float((exp(double(z[k]) - zmax) / sum - (k == label ? 1.0 : 0.0)) / n);
+    arg_s = arg;
+    zmax_s = double(z[arg]);  // log Σ exp(z) = max + log Σ exp(z − max): no overflow
   }
-  const double batch_loss = block_sum(my_loss, scratch_d);
-  const long long batch_errors = block_sum(my_errors, scratch_l);
-  __syncthreads();  // every dlogits row is written (and visible to the whole block) from here on
-  if (dbias && dlogits)
-    for (int k = threadIdx.x; k < K; k += blockDim.x) {
-      double s = 0;
-      for (int i = 0; i < n; ++i) s += double(dlogits[(long long)i * K + k]);
-      dbias[k] = float(s);
+  __syncthreads();
+  for (int k = t; k < K; k += T) e[k] = exp(double(z[k]) - zmax_s);
+  __syncthreads();
+  if (t == 0) {
+    double sum = 0;
+    for (int k = 0; k < K; ++k) sum += e[k];
+    sum_s = sum;
+    const double l = label < K ? zmax_s + log(sum) - double(z[label]) : nan("");  // a bad label shows as NaN
+    a.loss[i] = float(l);
+    a.predictions[i] = uint8_t(arg_s);
+  }
+  if (!a.dlogits) return;  // evaluation (the whole block returns: no barrier below is half-reached)
+  __syncthreads();
+  for (int k = t; k < K; k += T) {
+    const float d = float((e[k] / sum_s - (k == label ? 1.0 : 0.0)) / a.n);
+    a.dlogits[(long long)i * K + k] = d;
+    z[k] = d;
+  }
+  __syncthreads();
+  for (int c = t; c < C; c += T) {
+    double s = 0;
+    for (int o = 0; o < K; ++o) s += double(z[o]) * double(a.w[(long long)o * C + c]);
+    per_channel[c] = float(double(float(s)) / hw);  // dpooled is a float in the reference, then / hw
+  }
+  __syncthreads();
+  float* dx = a.dx + (long long)i * plane;
+  for (int k = t; k < plane; k += T) dx[k] = per_channel[a.nhwc ? k % C : k / hw];
+}
+
+// The batch's sums, one thread each: dw[o, k] (t < K·C), db[o] (the next K), then the totals.
+__global__ void head_batch_kernel(HeadArgs a) {
+  const long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  const int n = a.n, C = a.C, K = a.K;
+  const long long weights = a.dlogits ? (long long)K * C : 0, biases = a.dlogits ? K : 0;
+  if (t < weights) {
+    const int o = int(t / C), k = int(t % C);
+    double s = 0;
+    for (int i = 0; i < n; ++i) s += double(a.dlogits[(long long)i * K + o]) * double(a.pooled[(long long)i * C + k]);
+    a.dw[t] = float(s);
+  } else if (t < weights + biases) {
+    const int o = int(t - weights);
+    double s = 0;
+    for (int i = 0; i < n; ++i) s += double(a.dlogits[(long long)i * K + o]);
+    a.db[o] = float(s);
+  } else if (t == weights + biases) {
+    // One image at a time into the running sum, as the CPU model's totals: stream-ordered, one
+    // writer, no atomics.
+    DeviceTotals tot = *a.totals;
+    for (int i = 0; i < n; ++i) {
+      tot.loss_sum += double(a.loss[i]);
+      tot.errors += a.predictions[i] != a.labels[i];
     }
-  if (totals && threadIdx.x == 0) {
-    totals->loss_sum += batch_loss;  // one block, stream-ordered: no other writer, no atomics
-    totals->errors += batch_errors;
-    totals->count += n;
+    tot.count += n;
+    *a.totals = tot;
   }
 }
 
 }  // namespace
 
-void linear_gemm_forward(Context& ctx, int n, int in, int out, const float* x, const float* w, float* y) {
-  if (n < 1 || in < 1 || out < 1) throw Error(cat("linear_gemm_forward: bad shape n=", n, " in=", in, " out=", out));
-  // Column-major view: y (out × n) = op(w: in × out)ᵀ · (x: in × n).
-  const float one = 1.0f, zero = 0.0f;
-  SD_CUBLAS_CHECK(cublasSgemm(ctx.cublas(), CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, in, x, in, &zero, y, out));
-  ctx.launched("cublasSgemm (fc forward)");
-}
-
-void softmax_xent(Context& ctx, int n, int classes, const float* bias, const uint8_t* labels,
-                  const ClassifierOutputs& o) {
-  if (n < 1 || classes < 2 || classes > kMaxClasses || !o.logits || !labels)
-    throw Error(cat("softmax_xent: bad arguments n=", n, " classes=", classes));
-  if (o.dbias && !o.dlogits) throw Error("softmax_xent: dbias needs dlogits");
-  SD_LAUNCH(ctx, softmax_xent_kernel, 1, kSoftmaxThreads, 0, n, classes, o.logits, bias, labels, o.loss,
-            o.predictions, o.dlogits, o.dbias, o.totals);
-}
-
-void Classifier::forward(Context& ctx, int n, const float* x, const uint8_t* labels, const ClassifierOutputs& o) const {
-  linear_gemm_forward(ctx, n, in, out, x, w, o.logits);
-  softmax_xent(ctx, n, out, b, labels, o);
-}
-
-void Classifier::backward(Context& ctx, int n, const float* x, const float* dlogits, float* dx) const {
-  const float one = 1.0f, zero = 0.0f;
-  // dw (row-major out × in) = dlogitsᵀ·x; column-major: dwᵀ (in × out) = (x: in × n) · (dlogits: out × n)ᵀ.
-  SD_CUBLAS_CHECK(cublasSgemm(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, x, in, dlogits, out, &zero,
-                              dw, in));
-  ctx.launched("cublasSgemm (fc weight gradient)");
-  if (dx) {
-    // dx (row-major n × in) = dlogits·w; column-major: dxᵀ (in × n) = (w: in × out) · (dlogits: out × n).
-    SD_CUBLAS_CHECK(cublasSgemm(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, w, in, dlogits, out, &zero,
-                                dx, in));
-    ctx.launched("cublasSgemm (fc input gradient)");
-  }
+void Classifier::run(Context& ctx, const DeviceTensor& x, const uint8_t* labels, const HeadBuffers& o) const {
+  const int hw = x.h * x.w;
+  if (x.n < 1 || x.c != features || hw < 1 || features < 1 || classes < 2 || features > kHeadMaxWidth ||
+      classes > kHeadMaxWidth || (long long)features * (hw + 1) > kHeadTileFloats)
+    throw Error(cat("classifier: bad shape n=", x.n, " features=", x.c, " (layer: ", features, ") hw=", hw,
+                    " classes=", classes));
+  if (!x.data || !labels || !w || !b || !o.pooled || !o.logits || !o.loss || !o.predictions || !o.totals)
+    throw Error("classifier: a required buffer is missing");
+  if (bool(o.dlogits) != bool(o.dx) || (o.dlogits && (!dw || !db)))
+    throw Error("classifier: training needs dlogits, dx, dw and db together");
+  HeadArgs a;
+  a.n = x.n, a.C = features, a.hw = hw, a.K = classes, a.nhwc = x.layout == Layout::kNhwc ? 1 : 0;
+  a.x = x.data, a.w = w, a.b = b, a.labels = labels;
+  a.pooled = o.pooled, a.logits = o.logits, a.loss = o.loss, a.dlogits = o.dlogits, a.dx = o.dx;
+  a.predictions = o.predictions, a.totals = o.totals;
+  if (o.dlogits) a.dw = dw, a.db = db;
+  SD_LAUNCH(ctx, head_image_kernel, unsigned(x.n), kHeadThreads, 0, a);
+  const long long jobs = o.dlogits ? (long long)classes * features + classes + 1 : 1;
+  SD_LAUNCH(ctx, head_batch_kernel, blocks_for(jobs), kThreads, 0, a);
 }
 
 }  // namespace sd::cuda

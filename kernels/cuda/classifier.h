@@ -1,22 +1,34 @@
 #pragma once
-// The classifier head: the fully connected layer (64 → 10) through cuBLAS, and softmax
-// cross-entropy with its gradient, the per-image loss, the prediction, and the running training
-// totals — all on the device, so a training step never waits for the host or the host for it.
+// The classifier head in two launches: global average pool, the fully connected layer (64 → 10 or
+// 100), softmax cross-entropy, and — in training — all of their backward, computed as the CPU
+// reference computes them (kernels/cpu/global_avg_pool.h, kernels/cpu/classifier.h):
 //
-//   logits = x·wᵀ + b                         x [n, in], w [out, in] (PyTorch's layout), b [out]
-//   loss[i] = log Σ_k exp(z_ik) − z_i,label   (double inside, the maximum subtracted first)
-//   dlogits = (softmax(z) − onehot(label)) / n   (the gradient of the batch's MEAN loss)
-//   prediction[i] = arg-max_k z_ik (first on ties)
-//   dw = dlogitsᵀ·x,  db = Σ_i dlogits_i,  dx = dlogits·w
-// as kernels/cpu/classifier.h computes them.
+//   pooled[i, c] = float(Σ_p x[i, c, p] / hw)                     (double sum, p in order)
+//   logits[i, o] = float(b[o] + Σ_k pooled[i, k]·w[o, k])          (double, k in order; w [out, in])
+//   loss[i]      = float(log Σ_k exp(z_ik − max) + max − z_i,label) (double inside)
+//   dlogits[i,k] = float((softmax(z_i)_k − [k = label]) / n)       (the gradient of the batch's MEAN loss)
+//   dpooled[i,c] = float(Σ_o dlogits[i, o]·w[o, c]);  dx[i, c, p] = float(dpooled[i, c] / hw)
+//   dw[o, k]     = float(Σ_i dlogits[i, o]·pooled[i, k]);  db[o] = float(Σ_i dlogits[i, o])   (i in order)
+//   prediction[i] = arg-max_k z_ik (first on ties);  totals += loss[i] one image at a time, errors, n
 //
-// Launches: forward = 1 cuBLAS GEMM (exact fp32: the context's cuBLAS handle is in pedantic mode,
-// no TF32) + 1 kernel (bias, softmax, loss, gradient, db, totals); backward = 2 cuBLAS GEMMs.
-// The softmax kernel is ONE thread block (a batch is ≤ a few thousand tiny rows), which keeps every
-// sum in a fixed order: the totals repeat bit for bit.
+// Every sum runs in double in the reference's order, and a product of two floats is exact in
+// double (so a fused multiply-add rounds it as the reference's separate operations do): the results
+// are the reference's bits, in either layout and either precision (no GEMM, so no TF32 here). The
+// only difference left is the device's exp and log in double (CUDA: ≤ 1 ulp of a double, where the
+// host's are within half an ulp or so): a result rounded to float can then differ by one float ulp,
+// when the double lies within an ulp of a float rounding boundary. The emulated device uses the
+// host's functions: bit-identical there (tested).
+//
+// Launch 1, one thread block per image: its x (C·hw floats: one plane of the last stage) staged in
+// shared memory, then pool → fc → softmax → loss, prediction and, in training, dlogits, dpooled and
+// dx, every element of the image's dx written (the stage gradient needs no memset). Launch 2, the
+// batch's sums: dw, db and the totals (one thread each; the totals by one thread, images in order).
+// Before: a pool kernel, a cuBLAS GEMM, the softmax kernel, two GEMMs backward and the pool's
+// backward — six launches per training step.
 #include <cstdint>
 
 #include "engine/cuda/context.h"
+#include "engine/cuda/tensor.h"
 
 namespace sd::cuda {
 
@@ -27,33 +39,36 @@ struct DeviceTotals {
   long long count;
 };
 
-struct ClassifierOutputs {
-  float* logits = nullptr;         // [n, out], required
-  float* loss = nullptr;           // [n] per-image loss, optional
-  uint8_t* predictions = nullptr;  // [n], optional
-  float* dlogits = nullptr;        // [n, out], optional (training)
-  float* dbias = nullptr;          // [out], optional (training; needs dlogits)
-  DeviceTotals* totals = nullptr;  // optional: += Σ loss, errors, n
+// The shapes the kernels hold in shared memory: features × (hw + 1) floats of one image, and up to
+// kHeadMaxWidth features and classes.
+inline constexpr int kHeadTileFloats = 64 * 65;
+inline constexpr int kHeadMaxWidth = 256;
+
+// One batch's buffers (n = x.n images).
+struct HeadBuffers {
+  float* pooled = nullptr;          // [n, features], required (the weight gradient reads it)
+  float* logits = nullptr;          // [n, classes], required
+  float* loss = nullptr;            // [n] per-image loss, required (the totals add it)
+  uint8_t* predictions = nullptr;   // [n], required
+  DeviceTotals* totals = nullptr;   // += Σ loss, errors, n; required
+  // Training (both or neither): the gradient of the logits, and ∂L/∂x in x's shape and layout.
+  float* dlogits = nullptr;         // [n, classes]
+  float* dx = nullptr;
 };
 
 // The layer; w, b, dw, db live in the model's flat parameter and gradient buffers.
 struct Classifier {
-  int in = 0, out = 0;  // features and classes (the model sets them from its description)
-  const float* w = nullptr;
-  const float* b = nullptr;
-  float* dw = nullptr;
+  int features = 0, classes = 0;  // the model sets them from its description
+  const float* w = nullptr;       // [classes, features]
+  const float* b = nullptr;       // [classes]
+  float* dw = nullptr;            // training
   float* db = nullptr;
 
-  // x [n, in] → everything in `o` (o.dbias, when given, should be db).
-  void forward(Context& ctx, int n, const float* x, const uint8_t* labels, const ClassifierOutputs& o) const;
-  // dw = dlogitsᵀ·x; dx = dlogits·w when dx is given. (db came from forward.)
-  void backward(Context& ctx, int n, const float* x, const float* dlogits, float* dx) const;
+  // x: the last stage's output [n, features, side, side] in its layout. Training when o.dlogits
+  // is given (then dw and db are written too). Two launches.
+  void run(Context& ctx, const DeviceTensor& x, const uint8_t* labels, const HeadBuffers& o) const;
 };
 
-// The cuBLAS part alone, for tests: y = x·wᵀ (no bias).
-void linear_gemm_forward(Context& ctx, int n, int in, int out, const float* x, const float* w, float* y);
-// The softmax kernel alone: logits_io holds x·wᵀ on entry and x·wᵀ + b on return.
-void softmax_xent(Context& ctx, int n, int classes, const float* bias, const uint8_t* labels,
-                  const ClassifierOutputs& o);
+inline constexpr int kClassifierLaunches = 2;
 
 }  // namespace sd::cuda

@@ -4,15 +4,22 @@
 #include "engine/cuda/check.h"
 #include "engine/cuda/format.h"
 #include "engine/cuda/launch.cuh"
+#include "kernels/cuda/mean_abs.cuh"
 
 namespace sd::cuda {
 
 namespace {
 
+// The last block of the grid takes the statistic when there is one; the others step the parameters.
 __global__ void sgd_kernel(long long count, float* w, const float* grad, float* buf, float lr_value,
-                           const float* lr_device, float momentum, float wd, int nesterov) {
+                           const float* lr_device, float momentum, float wd, int nesterov, MeanAbsStat stat) {
+  const unsigned stepping = stat.sum ? gridDim.x - 1 : gridDim.x;
+  if (blockIdx.x == stepping) {  // a whole block: its barriers are reached by all of its threads
+    block_accumulate_mean_abs(stat.x, stat.count, stat.sum);
+    return;
+  }
   const float lr = lr_device ? *lr_device : lr_value;
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < count; i += (long long)gridDim.x * blockDim.x) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < count; i += (long long)stepping * blockDim.x) {
     const float wi = w[i];
     float g = __fadd_rn(grad[i], __fmul_rn(wd, wi));
     const float b = __fadd_rn(__fmul_rn(momentum, buf[i]), g);
@@ -22,19 +29,26 @@ __global__ void sgd_kernel(long long count, float* w, const float* grad, float* 
   }
 }
 
+unsigned grid_for(long long count, const MeanAbsStat& stat, const char* what) {
+  if (stat.sum && (stat.count < 1 || !stat.x))
+    throw Error(cat(what, ": mean |x| statistic of ", stat.count, " elements at ", (const void*)stat.x));
+  return blocks_for(count) + (stat.sum ? 1 : 0);
+}
+
 }  // namespace
 
-void sgd_step(Context& ctx, long long count, float* w, const float* grad, float* buf, const SgdHyper& h) {
+void sgd_step(Context& ctx, long long count, float* w, const float* grad, float* buf, const SgdHyper& h,
+              const MeanAbsStat& stat) {
   if (count < 1) throw Error(cat("sgd_step: ", count, " parameters"));
-  SD_LAUNCH(ctx, sgd_kernel, blocks_for(count), kThreads, 0, count, w, grad, buf, h.lr, nullptr, h.momentum,
-            h.weight_decay, h.nesterov ? 1 : 0);
+  SD_LAUNCH(ctx, sgd_kernel, grid_for(count, stat, "sgd_step"), kThreads, 0, count, w, grad, buf, h.lr, nullptr,
+            h.momentum, h.weight_decay, h.nesterov ? 1 : 0, stat);
 }
 
 void sgd_step_at(Context& ctx, long long count, float* w, const float* grad, float* buf, const float* lr,
-                 const SgdHyper& h) {
+                 const SgdHyper& h, const MeanAbsStat& stat) {
   if (count < 1 || !lr) throw Error(cat("sgd_step_at: ", count, " parameters, learning rate at ", (const void*)lr));
-  SD_LAUNCH(ctx, sgd_kernel, blocks_for(count), kThreads, 0, count, w, grad, buf, 0.0f, lr, h.momentum,
-            h.weight_decay, h.nesterov ? 1 : 0);
+  SD_LAUNCH(ctx, sgd_kernel, grid_for(count, stat, "sgd_step_at"), kThreads, 0, count, w, grad, buf, 0.0f, lr,
+            h.momentum, h.weight_decay, h.nesterov ? 1 : 0, stat);
 }
 
 }  // namespace sd::cuda

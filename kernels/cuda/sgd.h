@@ -19,10 +19,20 @@ struct SgdHyper {
   bool nesterov = true;
 };
 
-void sgd_step(Context& ctx, long long count, float* w, const float* grad, float* buf, const SgdHyper& h);
+// A statistic the same launch takes of a gradient (kernels/cuda/mean_abs.cuh): *sum += mean |x| over
+// `count` floats, by one more thread block of the grid; x is only read (the step writes w and buf).
+// Empty (sum null): none.
+struct MeanAbsStat {
+  const float* x = nullptr;
+  long long count = 0;
+  double* sum = nullptr;
+};
+
+void sgd_step(Context& ctx, long long count, float* w, const float* grad, float* buf, const SgdHyper& h,
+              const MeanAbsStat& stat = {});
 // The same with the learning rate read from device memory when the kernel runs (a captured step:
 // models/cuda/step_state.h); h.lr is not used.
 void sgd_step_at(Context& ctx, long long count, float* w, const float* grad, float* buf, const float* lr,
-                 const SgdHyper& h);
+                 const SgdHyper& h, const MeanAbsStat& stat = {});
 
 }  // namespace sd::cuda

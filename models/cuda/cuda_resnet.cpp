@@ -11,9 +11,9 @@ namespace sd {
 LaunchFormula LaunchFormula::for_variant(cuda::BatchNormVariant variant) {
   const cuda::BatchNormLaunches bn = cuda::batch_norm_launches(variant);
   LaunchFormula f;
-  f.train_fixed = 12 + bn.forward_train + bn.backward;
+  f.train_fixed = 4 + cuda::kClassifierLaunches + bn.forward_train + bn.backward;
   f.train_per_open_block = 8 + 2 * (bn.forward_train + bn.backward);
-  f.eval_fixed_per_batch = 5 + bn.forward_eval;
+  f.eval_fixed_per_batch = 2 + cuda::kClassifierLaunches + bn.forward_eval;
   f.eval_per_block_per_batch = 3 + 2 * bn.forward_eval;
   return f;
 }

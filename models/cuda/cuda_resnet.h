@@ -19,17 +19,18 @@
 // Launches per training step (batch ≤ 512), counted by the engine itself (Context::launches), for a
 // batch-norm variant whose calls launch f (training forward), e (evaluation) and b (backward)
 // kernels (its row in kernels/cuda/batch_norm.h; 1, 1, 1 for the default):
-//   12 + f + b fixed (grad memset, gather, stem conv, stem BN, pool, fc GEMM, softmax, 2 fc GEMMs
-//            backward, pool backward, stem BN backward, stem conv filter gradient, its mean
-//            |gradient|, SGD)
+//   6 + f + b fixed (gather, which also zeroes the gradients; stem conv, stem BN; the classifier
+//            head's two launches: pool, fc, softmax, loss and their backward, then the batch's sums;
+//            stem BN backward, stem conv filter gradient; SGD, which also takes the mean |gradient|
+//            of conv1)
 //   + 8 + 2f + 2b per open block (forward: conv, BN+ReLU, conv, BN, join; backward: join, BN, conv
 //            filter, conv data, BN+ReLU, conv filter, conv data)
 //   + 2 per closed downsampling block; 0 per closed stride-1 block.
-// Evaluation, per batch: 5 + e fixed (gather, stem conv, stem BN, pool, GEMM, softmax) + 3 + 2e per
+// Evaluation, per batch: 4 + e fixed (gather, stem conv, stem BN, the head's two) + 3 + 2e per
 // block, plus one memset per evaluate() call.
 //
 // Profiling: NVTX ranges (engine/cuda/nvtx.h) per step ("train_step", "evaluate"), per phase
-// ("gather", "forward", "loss", "backward", "sgd") and per block ("stages.1.0"), so that an
+// ("gather", "forward", "head", "backward", "sgd") and per block ("stages.1.0"), so that an
 // Nsight Systems timeline reads like this file.
 #include <cstdint>
 #include <memory>

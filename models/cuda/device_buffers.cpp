@@ -74,10 +74,10 @@ DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& a) {
   }
   a.begin_part(kPartHead);
   b.pooled = a.template take<float>(size_t(B) * size_t(spec.head.features));
-  b.dpooled = a.template take<float>(size_t(B) * size_t(spec.head.features));
   b.logits = a.template take<float>(size_t(B) * size_t(spec.head.classes));
   b.dlogits = a.template take<float>(size_t(B) * size_t(spec.head.classes));
   b.losses = a.template take<float>(size_t(B));
+  b.eval_losses = a.template take<float>(size_t(B));
   b.batch_predictions = a.template take<uint8_t>(size_t(B));
   a.begin_part(kPartStepState);
   b.train_state = a.template take<cuda::DeviceStepState>(1);

@@ -46,8 +46,9 @@ struct DeviceBuffers {
   SharedBlockBuffers shared;
   double* bn_partials = nullptr;  // the BN variant's scratch, for the largest BN layer (null: none needed)
   float* stage_grad[3] = {nullptr, nullptr, nullptr};
-  float *pooled = nullptr, *dpooled = nullptr, *logits = nullptr, *dlogits = nullptr, *losses = nullptr;
-  uint8_t* batch_predictions = nullptr;  // graph evaluation: the batch's, before they go to the set's
+  float *pooled = nullptr, *logits = nullptr, *dlogits = nullptr, *losses = nullptr;
+  float* eval_losses = nullptr;          // an evaluation batch's (losses keep the last training step's)
+  uint8_t* batch_predictions = nullptr;  // a training batch's; graph evaluation's, before they go to the set's
   cuda::DeviceStepState *train_state = nullptr, *eval_state = nullptr;
   float* survival = nullptr;  // p_l per block, for the device's gate draws
   cudaGraphConditionalHandle* handles = nullptr;  // kTrainGraphSlots × kMaxHandlesPerBlock per block

@@ -93,12 +93,19 @@ class DeviceNetwork {
 
   // ---- the pieces of a step, issued on the context's stream (eagerly, or into a capture) ----
   // (models/cuda/device_network_step.cpp)
-  void record_zero_gradients();
+  // The gradient accumulators, zeroed by the step's gather launch: closed blocks write no gradient
+  // and must read as zero, as in the reference.
+  cuda::ZeroFill gradient_zero_fill() const {
+    return cuda::ZeroFill{buf_.grads, (long long)spec_.num_params};
+  }
   void record_stem_forward(int n, Pass pass);
-  void record_pool(int n, const cuda::DeviceTensor& last);
-  void record_loss(int n);  // training: logits, per-image losses, dlogits, fc bias gradient, totals
-  void record_head_backward(int n);
-  void record_stem_backward(int n);  // and the mean |∂L/∂w| of conv1 into conv1_grad_sum
+  // Training: the head's forward and backward from the last block's output `last` (pool, fc,
+  // softmax, loss, totals; fc gradients, ∂L/∂last into the last stage's gradient buffer).
+  void record_head(const cuda::DeviceTensor& last);
+  void record_stem_backward(int n);
+  // The paper's Fig. 5 statistic, mean |∂L/∂w| of conv1, summed into conv1_grad_sum on the device by
+  // the SGD launch (the host never waits for it inside an epoch).
+  cuda::MeanAbsStat conv1_grad_statistic() const;
   // Evaluation of the n gathered images: every block with running statistics and its residual
   // scaled by p_l, the classifier's predictions (to `predictions`) and the evaluation totals.
   void record_evaluation(int n, uint8_t* predictions);
@@ -111,6 +118,8 @@ class DeviceNetwork {
   const char* block_name(int l) const { return block_names_[size_t(l)].c_str(); }  // "stages.1.0"
 
  private:
+  // `last` (the last block's output), checked against the head's description.
+  cuda::DeviceTensor checked_head_input(const cuda::DeviceTensor& last) const;
   // The view of activation buffer p as the format stores it.
   cuda::DeviceTensor act(float* p, int n, int c, int side) const { return format_.activation(p, n, c, side); }
 

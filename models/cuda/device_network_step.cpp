@@ -5,11 +5,17 @@
 #include <fmt/format.h>
 
 #include "engine/cuda/nvtx.h"
-#include "kernels/cuda/global_avg_pool.h"
-#include "kernels/cuda/mean_abs.h"
 #include "models/cuda/device_network.h"
 
 namespace sd {
+
+cuda::DeviceTensor DeviceNetwork::checked_head_input(const cuda::DeviceTensor& last) const {
+  const HeadSpec& head = spec_.head;
+  if (last.c != head.features || last.h != head.side || last.w != head.side)
+    throw std::logic_error(fmt::format("DeviceNetwork: the last stage gives {}×{}×{}, not {}×{}×{}", last.c, last.h,
+                                       last.w, head.features, head.side, head.side));
+  return last;
+}
 
 cuda::SgdHyper DeviceNetwork::sgd_hyper(float lr) const {
   return cuda::SgdHyper{lr, options_.sgd.momentum, options_.sgd.weight_decay, options_.sgd.nesterov};
@@ -44,30 +50,17 @@ void DeviceNetwork::record_stem_forward(int n, Pass pass) {
     layers_.stem_bn.forward_eval(*ctx_, a0, r0);
 }
 
-void DeviceNetwork::record_pool(int n, const cuda::DeviceTensor& last) {
-  const HeadSpec& head = spec_.head;
-  if (last.c != head.features || last.h != head.side || last.w != head.side)
-    throw std::logic_error(fmt::format("DeviceNetwork: the last stage gives {}×{}×{}, not {}×{}×{}", last.c, last.h,
-                                       last.w, head.features, head.side, head.side));
-  cuda::global_avg_pool_forward(*ctx_, n, head.features, head.side * head.side, last.data, buf_.pooled, last.layout);
-}
-
-void DeviceNetwork::record_loss(int n) {
-  const cuda::NvtxRange loss("loss");
-  cuda::ClassifierOutputs o;
+void DeviceNetwork::record_head(const cuda::DeviceTensor& last) {
+  const cuda::NvtxRange range("head");
+  cuda::HeadBuffers o;
+  o.pooled = buf_.pooled;
   o.logits = buf_.logits;
   o.loss = buf_.losses;
-  o.dlogits = buf_.dlogits;
-  o.dbias = layers_.fc.db;
+  o.predictions = buf_.batch_predictions;
   o.totals = buf_.train_totals;
-  layers_.fc.forward(*ctx_, n, buf_.pooled, buf_.labels, o);
-}
-
-void DeviceNetwork::record_head_backward(int n) {
-  const HeadSpec& head = spec_.head;
-  layers_.fc.backward(*ctx_, n, buf_.pooled, buf_.dlogits, buf_.dpooled);
-  cuda::global_avg_pool_backward(*ctx_, n, head.features, head.side * head.side, buf_.dpooled, buf_.stage_grad[2],
-                                 format_.layout);
+  o.dlogits = buf_.dlogits;
+  o.dx = buf_.stage_grad[2];
+  layers_.fc.run(*ctx_, checked_head_input(last), buf_.labels, o);
 }
 
 void DeviceNetwork::record_stem_backward(int n) {
@@ -79,13 +72,10 @@ void DeviceNetwork::record_stem_backward(int n) {
   const cuda::DeviceTensor s1 = act(buf_.shared.scratch, n, stem.out_channels, stem.out_side);
   layers_.stem_bn.backward(*ctx_, a0, r0, g0, s1);
   layers_.stem_conv.backward_filter(*ctx_, x0, s1);
-  // The paper's Fig. 5 statistic, summed on the device: the host never waits for it inside an epoch.
-  cuda::accumulate_mean_abs(*ctx_, layers_.conv1_grad, layers_.conv1_count, buf_.conv1_grad_sum);
 }
 
-void DeviceNetwork::record_zero_gradients() {
-  // Closed blocks write no gradient: start from zero so they get exactly zero, as in the reference.
-  ctx_->memset_zero(buf_.grads, size_t(spec_.num_params) * sizeof(float));
+cuda::MeanAbsStat DeviceNetwork::conv1_grad_statistic() const {
+  return cuda::MeanAbsStat{layers_.conv1_grad, layers_.conv1_count, buf_.conv1_grad_sum};
 }
 
 void DeviceNetwork::record_evaluation(int n, uint8_t* predictions) {
@@ -94,12 +84,13 @@ void DeviceNetwork::record_evaluation(int n, uint8_t* predictions) {
     const cuda::NvtxRange block_range(block_name(l));
     unit(l).record_forward(*ctx_, block_input(l, n), Pass::kEvaluation);
   }
-  record_pool(n, layers_.units.back().output(n));
-  cuda::ClassifierOutputs o;
+  cuda::HeadBuffers o;
+  o.pooled = buf_.pooled;
   o.logits = buf_.logits;
+  o.loss = buf_.eval_losses;
   o.predictions = predictions;
   o.totals = buf_.eval_totals;
-  layers_.fc.forward(*ctx_, n, buf_.pooled, buf_.labels, o);
+  layers_.fc.run(*ctx_, checked_head_input(layers_.units.back().output(n)), buf_.labels, o);
 }
 
 }  // namespace sd

@@ -22,24 +22,23 @@ void EagerExecutor::train_step(const StepInput& in) {
   {
     const cuda::NvtxRange gather("gather");
     const cuda::PhaseScope phase(ctx, cuda::Phase::kGather);
-    net_.record_zero_gradients();
     cuda::gather_batch(ctx, net_.gather_source(ImageSetRole::kTrain), in.indices,
                        cuda::AugmentDraw{.augment = net_.options().augmentation == Augmentation::kCropFlip,
                                          .seed = net_.options().seed,
                                          .epoch = in.epoch}, buf.images,
-                       buf.labels, net_.format().layout);
+                       buf.labels, net_.format().layout, net_.gradient_zero_fill());
   }
   forward(n, in.gates);
   {
     const cuda::PhaseScope phase(ctx, cuda::Phase::kHead);
-    net_.record_loss(n);
+    net_.record_head(out_views_.back());
   }
   backward(n, in.gates);
   {
     const cuda::NvtxRange sgd("sgd");
     const cuda::PhaseScope phase(ctx, cuda::Phase::kSgd);
     cuda::sgd_step(ctx, (long long)net_.spec().num_params, buf.params, buf.grads, buf.momentum,
-                   net_.sgd_hyper(in.learning_rate));
+                   net_.sgd_hyper(in.learning_rate), net_.conv1_grad_statistic());
   }
 }
 
@@ -65,16 +64,10 @@ void EagerExecutor::forward(int n, std::span<const uint8_t> gates) {
     }
     cur = out_views_[size_t(l)];
   }
-  const cuda::PhaseScope head(net_.ctx(), cuda::Phase::kHead);
-  net_.record_pool(n, cur);
 }
 
 void EagerExecutor::backward(int n, std::span<const uint8_t> gates) {
   const cuda::NvtxRange range("backward");
-  {
-    const cuda::PhaseScope head(net_.ctx(), cuda::Phase::kHead);
-    net_.record_head_backward(n);
-  }
   cuda::Context& ctx = net_.ctx();
   // Phases split one stream's timeline: a measured step runs its weight gradients in the chain.
   WgradBranch* branch = ctx.phase_timer() ? nullptr : branch_.get();

@@ -104,11 +104,10 @@ cuda::GraphExec GraphExecutor::capture_training_step(int n, int slot) {
   const cuda::DeviceStep* current = &buf.train_state->current;
   b.capture([&] {
     cuda::begin_step(ctx, buf.train_state, n, draw);
-    net_.record_zero_gradients();
     cuda::gather_batch_at(ctx, net_.gather_source(ImageSetRole::kTrain), feed_.order(),
                           cuda::BatchPlace{.cursor = &current->cursor, .epoch = &current->epoch},
                           cuda::AugmentDraw{.augment = augment, .seed = seed}, n, buf.images, buf.labels,
-                          net_.format().layout);
+                          net_.format().layout, net_.gradient_zero_fill());
     net_.record_stem_forward(n, Pass::kTraining);
   }, "stem, forward");
   for (int l = 0; l < L; ++l) {
@@ -120,9 +119,7 @@ cuda::GraphExec GraphExecutor::capture_training_step(int n, int slot) {
         fmt::format("block {}, forward", net_.block_name(l)));
   }
   b.capture([&] {
-    net_.record_pool(n, net_.unit(L - 1).output(n));
-    net_.record_loss(n);
-    net_.record_head_backward(n);
+    net_.record_head(net_.unit(L - 1).output(n));
   }, "head, forward and backward");
   // The backward: per block an IF node of its input-gradient chain; with a parallel branch, beside
   // it an IF node of its weight gradients (gated by the same gate: its own handle), which depends on
@@ -159,7 +156,7 @@ cuda::GraphExec GraphExecutor::capture_training_step(int n, int slot) {
       if (node) b.wait_for(node);
   b.capture([&] {
     cuda::sgd_step_at(ctx, (long long)net_.spec().num_params, buf.params, buf.grads, buf.momentum, &current->lr,
-                      net_.sgd_hyper(0.0f));
+                      net_.sgd_hyper(0.0f), net_.conv1_grad_statistic());
   }, "SGD");
   cuda::GraphExec exec = b.instantiate(fmt::format("train-batch-{}", n));
   // The gate kernel finds the handles in device memory. From a host vector that lives as long as

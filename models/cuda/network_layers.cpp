@@ -68,8 +68,8 @@ NetworkLayers build_network_layers(const ResNetSpec& spec, const TensorFormat& f
     n.units.emplace_back(b, format, layer, bb, buf.shared, spec.survival[l]);
   }
   const HeadSpec& head = spec.head;
-  n.fc.in = head.features;
-  n.fc.out = head.classes;
+  n.fc.features = head.features;
+  n.fc.classes = head.classes;
   n.fc.w = param(head.weight);
   n.fc.b = param(head.bias);
   n.fc.dw = grad(head.weight);

@@ -16,13 +16,18 @@ bool have_gnuplot() {
   return false;
 }
 
+// The folder of the project's scripts, with its '/', and the plot-run command with its ' '. (Built
+// from a path: `std::string(SD_SOURCE_DIR) + "..."` draws GCC 12's false -Warray-bounds at -O1.)
+const std::string kScripts = (std::filesystem::path(SD_SOURCE_DIR) / "scripts").string() + '/';
+const std::string kPlotRun = kScripts + "plot-run ";
+
 }  // namespace
 
 TEST_CASE("plot-run draws curves.png from a run directory", "[apps]") {
   if (!have_gnuplot()) return;
   const sd::test::TempDir tmp;
   const auto run = sd::test::copy_run(sd::test::reference_run(), tmp.path() / "run");
-  const std::string script = std::string(SD_SOURCE_DIR) + "/scripts/plot-run ";
+  const std::string& script = kPlotRun;
   REQUIRE(std::system((script + sd::test::q(run) + " > /dev/null 2>&1").c_str()) == 0);
   const std::string png = sd::test::read_file(run / "curves.png");
   REQUIRE(png.size() > 1000);
@@ -38,7 +43,7 @@ TEST_CASE("plot-run draws a one-epoch run (points: a line needs two)", "[apps]")
   const auto run = sd::test::copy_run(sd::test::reference_run(), tmp.path() / "d8-lin_decay0.5");
   const std::string metrics = sd::test::read_file(run / "metrics.jsonl");
   std::ofstream(run / "metrics.jsonl", std::ios::trunc) << metrics.substr(0, metrics.find('\n') + 1);
-  const std::string script = std::string(SD_SOURCE_DIR) + "/scripts/plot-run ";
+  const std::string& script = kPlotRun;
   const sd::test::RunResult r = sd::test::run_command(script + sd::test::q(run) + " 2>&1");
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
@@ -47,7 +52,7 @@ TEST_CASE("plot-run draws a one-epoch run (points: a line needs two)", "[apps]")
 }
 
 TEST_CASE("the scripts' --help: reproduce shows its defaults, stage-for-device is not taken as a path", "[apps]") {
-  const std::string scripts = std::string(SD_SOURCE_DIR) + "/scripts/";
+  const std::string& scripts = kScripts;
   const sd::test::RunResult reproduce = sd::test::run_command(scripts + "reproduce --help 2>&1");
   INFO(reproduce.output);
   CHECK(reproduce.exit_code == 0);
@@ -64,7 +69,7 @@ TEST_CASE("the scripts' --help: reproduce shows its defaults, stage-for-device i
 TEST_CASE("plot-run refuses a damaged metrics.jsonl in one line, before gnuplot sees it", "[apps]") {
   if (!have_gnuplot()) return;
   const sd::test::TempDir tmp;
-  const std::string script = std::string(SD_SOURCE_DIR) + "/scripts/plot-run ";
+  const std::string& script = kPlotRun;
   const std::string good = R"({"epoch":1,"train_loss":1.5,"train_error":0.5,"validation_error":0.4,"lr":0.1})";
   // Each damaged file, and the words of its one-line refusal.
   const std::pair<std::string, std::string> cases[] = {
@@ -99,7 +104,7 @@ TEST_CASE("plot-run draws evaluations inside an epoch and a folder named with qu
       << R"({"epoch":0.5,"train_loss":2.0,"train_error":0.7,"validation_error":0.6,"lr":0.1,"new_best":true})" "\n"
       << R"({"epoch":1,"train_loss":1.5,"train_error":0.5,"validation_error":0.4,"test_error":0.45,"lr":0.1,"new_best":true})" "\n"
       << R"({"epoch":1.5,"train_loss":1.2,"train_error":0.4,"validation_error":0.41,"lr":0.01,"new_best":false})" "\n";
-  const std::string script = std::string(SD_SOURCE_DIR) + "/scripts/plot-run ";
+  const std::string& script = kPlotRun;
   const sd::test::RunResult r = sd::test::run_command(script + sd::test::q(run) + " 2>&1");
   INFO(r.output);
   REQUIRE(r.exit_code == 0);

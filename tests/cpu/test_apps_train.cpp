@@ -216,6 +216,18 @@ TEST_CASE("sd_train refuses an --out it cannot write, and --device cuda without 
   CHECK_FALSE(fs::exists(tmp.path() / "gpu"));
 }
 
+// cuBLAS is opened on its first call (engine/cuda/cublas_on_demand.cpp): loading it cost every
+// process about 0.4 s of CPU before main(). The dynamic loader reports each library it loads
+// (LD_DEBUG=libs); the C library's line shows that the report is there to read.
+TEST_CASE("a run on the CPU never loads cuBLAS", "[apps]") {
+  const sd::test::TempDir tmp;
+  const RunResult r = sd::test::run_command("LD_DEBUG=libs " + q(fs::path(SD_BIN_DIR) / "sd_train") + " " +
+                                            sd::test::kTiny + " --epochs 1 --out " + q(tmp.path() / "run") + " 2>&1");
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("find library=libc.so.6") != std::string::npos);
+  CHECK(r.output.find("libcublas") == std::string::npos);
+}
+
 TEST_CASE("sd_train refuses to start over an existing run, and --resume without a checkpoint", "[apps]") {
   const sd::test::TempDir tmp;
   const fs::path run = sd::test::copy_run(sd::test::reference_run(), tmp.path() / "run");

@@ -74,7 +74,11 @@ inline RunResult run_command(const std::string& cmd) {
 
 // Runs `args` (a shell command line, appended to the binary's path) and captures its output.
 inline RunResult run_app(const std::string& app, const std::string& args) {
-  return run_command(std::string(SD_BIN_DIR) + "/" + app + " " + args + " 2>&1");
+  // Appended piece by piece: `std::string(SD_BIN_DIR) + "/" + ...` draws GCC 12's false
+  // -Warray-bounds at -O1 wherever it is inlined.
+  std::string command = SD_BIN_DIR;
+  for (const std::string& piece : {std::string("/"), app, std::string(" "), args, std::string(" 2>&1")}) command += piece;
+  return run_command(command);
 }
 
 // A safetensors file as one without a data checksum (an older sdnet's, another tool's): the same

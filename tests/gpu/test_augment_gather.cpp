@@ -46,9 +46,12 @@ TEST_CASE("gpu gathering and augmentation are bit-identical to the CPU's", "[gpu
       }
       DeviceVec<float> d_out(expect.size());
       DeviceVec<uint8_t> d_out_labels(static_cast<size_t>(n));
+      // The same launch zeroes a buffer (a step's gradients) of more floats than the grid has threads.
+      DeviceVec<float> d_zero(100003);
       const uint64_t before = ctx.launches();
       cuda::gather_batch(ctx, src, indices, cuda::AugmentDraw{augment, seed, epoch}, d_out.get(), d_out_labels.get(),
-                         layout);
+                         layout, cuda::ZeroFill{d_zero.get(), (long long)d_zero.size()});
+      CHECK(gpu_test::bit_equal(d_zero.download(), std::vector<float>(d_zero.size(), 0.0f)));
       CHECK(ctx.launches() == before + uint64_t((n + cuda::kGatherChunk - 1) / cuda::kGatherChunk));
       const auto got = gpu_test::from_layout(d_out.download(), n, kImageChannels, kImagePlane, layout);
       CHECK(gpu_test::bit_equal(got, expect));

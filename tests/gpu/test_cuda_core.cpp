@@ -1,6 +1,7 @@
 // The engine core: status checks, the device arena, the context and its launch accounting.
 #include <catch2/catch.hpp>
 
+#include <fstream>
 #include <functional>
 #include <string>
 
@@ -46,6 +47,26 @@ TEST_CASE("gpu host: status checks name the call, the place and the library mess
   CHECK_THROWS_AS(SD_CUDA_CHECK(cudaErrorMemoryAllocation), std::runtime_error);
 }
 
+#if !defined(SD_EMULATED_DEVICE)
+// engine/cuda/cublas_on_demand.cpp: the first call opens the library, and then its own functions
+// answer. (That a process which never calls cuBLAS never loads it is tested on the programs:
+// tests/cpu/test_apps_train.cpp.)
+TEST_CASE("gpu host: cuBLAS is opened on its first call and answers as the library", "[cuda-host]") {
+  const auto mapped = [](const std::string& library) {
+    std::ifstream maps("/proc/self/maps");
+    for (std::string line; std::getline(maps, line);)
+      if (line.find(library) != std::string::npos) return true;
+    return false;
+  };
+  int major = 0;
+  REQUIRE(cublasGetProperty(MAJOR_VERSION, &major) == CUBLAS_STATUS_SUCCESS);
+  CHECK(major == CUBLAS_VER_MAJOR);
+  CHECK(mapped("libcublas.so"));
+  CHECK(mapped("libcublasLt.so"));
+  CHECK(std::string(cublasGetStatusName(CUBLAS_STATUS_INVALID_VALUE)) == "CUBLAS_STATUS_INVALID_VALUE");
+}
+#endif
+
 TEST_CASE("gpu host: arena sizer does the arena's bump arithmetic", "[cuda-host]") {
   cuda::ArenaSizer s;
   CHECK(s.take<float>(3) == nullptr);
@@ -63,16 +84,18 @@ TEST_CASE("gpu host: launch formula counts per open block and per closed downsam
   const ResNetSpec spec = make_resnet_spec(ResNetConfig{20, DeathMode::kLinDecay, 0.5});
   const LaunchFormula f = LaunchFormula::for_variant(cuda::BatchNormVariant::kBlockPerChannel);
   std::vector<uint8_t> open(9, 1), closed(9, 0);
-  CHECK(f.train_step(spec, open) == 14 + 12 * 9);
-  CHECK(f.train_step(spec, closed) == 14 + 2 * 2);  // blocks 3 and 6 downsample
+  CHECK(f.train_step(spec, open) == 8 + 12 * 9);
+  CHECK(f.train_step(spec, closed) == 8 + 2 * 2);  // blocks 3 and 6 downsample
   std::vector<uint8_t> one_closed = open;
   one_closed[4] = 0;
-  CHECK(f.train_step(spec, one_closed) == 14 + 12 * 8);
+  CHECK(f.train_step(spec, one_closed) == 8 + 12 * 8);
+  CHECK(f.eval_fixed_per_batch == 5);  // gather, stem conv and BN, the head's two
+  CHECK(f.eval_per_block_per_batch == 5);
   // From the split variant's row (2 launches per training forward and per backward): 2 more fixed
   // (the stem BN's), 4 more per open block (its two BNs'); evaluation as many as the default.
   const LaunchFormula split = LaunchFormula::for_variant(cuda::BatchNormVariant::kSplit);
-  CHECK(split.train_step(spec, open) == 16 + 16 * 9);
-  CHECK(split.train_step(spec, one_closed) == 16 + 16 * 8);
+  CHECK(split.train_step(spec, open) == 10 + 16 * 9);
+  CHECK(split.train_step(spec, one_closed) == 10 + 16 * 8);
   CHECK(split.eval_fixed_per_batch == f.eval_fixed_per_batch);
   CHECK(split.eval_per_block_per_batch == f.eval_per_block_per_batch);
 }

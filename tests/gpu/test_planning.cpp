@@ -134,6 +134,8 @@ TEST_CASE("gpu host: library versions side by side, a runtime older than its hea
   CHECK(w2[1] == "the driver supports CUDA 12.8, older than the CUDA runtime 13.0 this build links");
   v.cuda_driver = 0;  // no driver: nothing to compare (the device check reports that)
   CHECK(cuda::version_warnings(v).size() == 1);
+  v.cublas_runtime = 0;  // not loaded (no GPU: query_version_numbers leaves it): nothing to compare
+  CHECK(cuda::version_warnings(v).empty());
 
   // This build's headers, read without a device.
   const cuda::VersionNumbers here = cuda::query_version_numbers();

@@ -9,6 +9,7 @@
 #include "engine/core/gates.h"
 #include "engine/train/trainer.h"
 #include "kernels/cuda/batch_norm.h"
+#include "kernels/cuda/classifier.h"
 #include "models/cuda/cuda_resnet.h"
 #include "tests/common/backend_contract.h"
 #include "tests/gpu/gpu_test.h"
@@ -42,8 +43,11 @@ TEST_CASE("gpu a step by phase: the phases split its launches as the formula cou
   const cuda::BatchNormLaunches bn = cuda::batch_norm_row(measured.bn_variant()).launches;
   // Stage 2's first block downsamples: closed, it still runs its shortcut (2 launches).
   const std::vector<uint8_t> gates{1, 0, 1, 0, 1, 1, 0, 1, 1};
-  int open = 0;
-  for (uint8_t g : gates) open += g;
+  int open = 0, closed_downsampling = 0;
+  for (size_t l = 0; l < gates.size(); ++l) {
+    open += gates[l];
+    closed_downsampling += !gates[l] && spec.blocks[l].downsamples();
+  }
   const auto indices = gpu_test::batch_indices(data.train.size(), 32, 0);
   for (uint32_t s = 0; s < 2; ++s) {  // the second step reuses the first one's events
     const uint64_t before = measured.launches();
@@ -64,12 +68,14 @@ TEST_CASE("gpu a step by phase: the phases split its launches as the formula cou
     CHECK(m.at("weight gradients").launches == uint64_t(2 * open + 1));
     // Two BN layers per open block and the stem's: a training forward and a backward each.
     CHECK(m.at("batch norm").launches == uint64_t((2 * open + 1) * (bn.forward_train + bn.backward)));
-    CHECK(m.at("SGD").launches == 1);
+    CHECK(m.at("SGD").launches == 1);  // conv1's mean |gradient| inside it
+    CHECK(m.at("gather").launches == 1);  // the gradients zeroed inside it: no memset
+    CHECK(m.at("head").launches == uint64_t(cuda::kClassifierLaunches));
     CHECK(m.at("other").launches == 0);  // nothing of the step outside a phase
-    CHECK(m.at("forward").launches > 0);
-    CHECK(m.at("backward input chain").launches > 0);
-    CHECK(m.at("head").launches > 0);
-    CHECK(m.at("gather").launches > 0);
+    // The rest, exactly: the stem conv and per open block conv, conv, join; its backward join,
+    // dgrad, dgrad; a closed downsampling block its shortcut, forward and backward.
+    CHECK(m.at("forward").launches == uint64_t(1 + 3 * open + closed_downsampling));
+    CHECK(m.at("backward input chain").launches == uint64_t(3 * open + closed_downsampling));
   }
   // The measured steps are the plain steps, bit for bit.
   CHECK(gpu_test::states_bit_equal(measured.state(), plain.state()));
@@ -131,6 +137,17 @@ TEST_CASE("gpu a training graph's nodes by type: a conditional per block and dir
   // runs its shortcut forward and backward (one kernel each); a closed identity block's backward
   // has no body at all.
   CHECK(by_part["else"]["memcpy"] == 1);
+  // Top level: the gate kernel, then the eager step's fixed operations, each one node; no memset
+  // (the gather zeroes the gradients).
+  const LaunchFormula f = CudaResNet::launch_formula(graph.bn_variant());
+#if defined(SD_EMULATED_DEVICE)
+  CHECK(by_part["top"]["kernel"] == 1 + f.train_fixed);
+  CHECK(by_part["top"]["memset"] == 0);
+  CHECK(by_part["top"]["memcpy"] == 0);
+#else
+  // A cuDNN call may run several kernels, and memsets of its own.
+  CHECK(by_part["top"]["kernel"] >= 1 + f.train_fixed);
+#endif
   CHECK(by_part["else"]["kernel"] == 2 * 2);
   int then_nodes = 0;
   for (const auto& [type, n] : by_part["then"]) then_nodes += n;

@@ -1,0 +1,23 @@
+#pragma once
+// A running statistic of a gradient that costs the host nothing: *sum += mean_i |x_i| over `count`
+// floats, added on the device in stream order (kernels/cpu/mean_abs.h is the reference). The model
+// takes it once per training step of the first convolution's weight gradient (the paper's Fig. 5
+// quantity), inside the SGD launch (kernels/cuda/sgd.h: one more thread block of its grid, so the
+// statistic costs no launch of its own); the host reads the sum only with the epoch's other totals.
+//
+// ONE thread block: each thread sums a fixed stride of elements in double, then the block adds the
+// threads' sums in a fixed order (block_reduce.cuh), so the result repeats bit for bit. Meant for
+// small tensors (conv1.weight has 432 elements). Every thread of the block must call it.
+#include "kernels/cuda/block_reduce.cuh"
+
+namespace sd::cuda {
+
+__device__ inline void block_accumulate_mean_abs(const float* x, long long count, double* sum) {
+  __shared__ double scratch[33];
+  double v = 0;
+  for (long long i = threadIdx.x; i < count; i += blockDim.x) v += fabs(double(x[i]));
+  const double total = block_sum(v, scratch);
+  if (threadIdx.x == 0) *sum += total / double(count);
+}
+
+}  // namespace sd::cuda
