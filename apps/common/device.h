@@ -23,9 +23,10 @@ struct DeviceChoice {
 // "cpu", "cuda", "cuda:N" (N a non-negative integer). Throws UsageError naming `flag` otherwise.
 DeviceChoice parse_device(const std::string& text, const std::string& flag = "--device");
 
-// The precisions this build computes in: fp32 (exact, the default) and tf32 (tensor-core
-// convolutions on the GPU; docs/CUDA_ENGINE.md).
-inline const std::vector<std::string> kPrecisions = {"fp32", "tf32"};
+// The precisions this build computes in: fp32 (exact, the default), tf32 (tensor-core convolutions,
+// the GPU only), bf16 and fp16 (mixed precision with fp32 master weights, fp16 with a
+// dynamic loss scale; the CPU reference only, so far; docs/CUDA_ENGINE.md, "Mixed precision").
+inline const std::vector<std::string> kPrecisions = {"fp32", "tf32", "bf16", "fp16"};
 // The GPU engine's activation layouts (--layout); the CPU reference computes in the first only.
 inline const std::vector<std::string> kLayouts = {"nchw", "nhwc"};
 
@@ -34,7 +35,8 @@ inline const std::vector<std::string> kLayouts = {"nchw", "nhwc"};
 // in a build without the GPU engine. check_backend_settings checks against the same table.
 std::string bn_variant_choices();
 
-// Whether `device` can run the backend settings: the precision (fp32; tf32 on the GPU only), the
+// Whether `device` can run the backend settings: the precision (fp32; tf32 on the GPU only; bf16 and
+// fp16 on the CPU reference only, until the GPU engine has them), the
 // batch-norm variant (the GPU engine's; the CPU reference has one) and the execution (graph on the
 // GPU only). Throws UsageError naming the flag (--precision, --bn-variant, --exec).
 void check_backend_settings(const DeviceChoice& device, const BackendOptions& options);

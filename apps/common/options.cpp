@@ -213,7 +213,10 @@ void add_layout_option(CLI::App& app, std::string& layout) {
 
 void add_precision_option(CLI::App& app, std::string& precision) {
   app.add_option("--precision", precision,
-                 "convolution arithmetic: fp32 (exact) or tf32 (tensor cores; --device cuda only)")
+                 "arithmetic: fp32 (exact), tf32 (tensor-core convolutions; --device cuda only), bf16 or "
+                 "fp16 (mixed precision: 16-bit activations and gradients, fp32 weights, batch-norm statistics "
+                 "and classifier; fp16 with a dynamic loss scale; --device cpu only, so far). Checkpoints are fp32 "
+                 "in every one")
       ->capture_default_str();
 }
 

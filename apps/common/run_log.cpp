@@ -28,7 +28,7 @@ std::string format_duration(double s) {
 std::string format_percent(double fraction) { return fmt::format("{:.2f}%", 100.0 * fraction); }
 
 nlohmann::json epoch_json(const EpochRecord& r) {
-  return nlohmann::json{
+  nlohmann::json j{
       {"epoch", r.epoch},
       {"step", r.step},
       {"lr", r.learning_rate},
@@ -42,6 +42,8 @@ nlohmann::json epoch_json(const EpochRecord& r) {
       {"mean_active_blocks", r.mean_active_blocks},
       {"conv1_grad_abs_mean", optional_number(r.conv1_grad_abs_mean)},
   };
+  if (r.skipped_steps) j["skipped_steps"] = *r.skipped_steps;  // fp16 only
+  return j;
 }
 
 nlohmann::json step_evaluation_json(const StepEvaluationRecord& r) {

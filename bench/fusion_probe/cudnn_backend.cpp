@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-#include "bench/fusion_probe/half_bits.h"
+#include "engine/core/half_bits.h"
 
 namespace sd::bench::fusion {
 namespace {

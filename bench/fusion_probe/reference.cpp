@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "bench/fusion_probe/half_bits.h"
+#include "engine/core/half_bits.h"
 #include "kernels/cpu/conv3x3.h"
 
 namespace sd::bench::fusion {

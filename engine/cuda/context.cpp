@@ -20,6 +20,9 @@ const char* precision_name(MathMode math) {
 MathMode math_mode_named(const std::string& precision) {
   for (const MathMode m : {MathMode::kExactFp32, MathMode::kTf32})
     if (precision == precision_name(m)) return m;
+  if (precision == "bf16" || precision == "fp16")
+    throw Error("precision " + precision + ": 16-bit storage is not built in the CUDA engine yet (the CPU reference "
+                "computes in it)");
   throw Error("unknown precision '" + precision + "' (known: fp32, tf32)");
 }
 

@@ -61,8 +61,10 @@ struct BackendOptions {
   Augmentation augmentation = Augmentation::kCropFlip;
   Execution execution = Execution::kEager;
   WgradStream wgrad_stream = WgradStream::kParallel;
-  // Arithmetic of convolutions and GEMMs: "fp32" (exact) or "tf32" (GPU tensor cores; the CPU
-  // reference refuses it). Storage is fp32 either way.
+  // "fp32" (exact), "tf32" (fp32 storage, the GPU's tensor-core convolutions; the CPU
+  // reference refuses it), "bf16" or "fp16" (mixed precision: 16-bit activations, their gradients and
+  // the convolutions' weight copies, fp32 master weights; fp16 with a dynamic loss scale;
+  // docs/CUDA_ENGINE.md, "Mixed precision"; the CPU reference only, so far).
   std::string precision = "fp32";
   // The GPU's batch-norm kernels (kernels/cuda/batch_norm.h: a row's name); the CPU reference has
   // one batch norm and refuses any other. Every variant computes the same BN, up to rounding.
@@ -93,6 +95,9 @@ struct TrainTotals {
   // Σ over the steps of mean_i |∂L/∂w_i| over the elements of the first convolution's weights
   // ("conv1.weight"), L the batch's mean loss, before weight decay: the paper's Fig. 5 quantity.
   double conv1_grad_abs_mean_sum = 0;
+  // Steps skipped for an inf/NaN gradient (fp16's loss scaling: engine/core/loss_scale.h). Their
+  // loss and errors are counted above; their conv1 gradient is not (it is not finite).
+  int64_t skipped_steps = 0;
 };
 
 struct EvalResult {
@@ -137,6 +142,9 @@ class Backend {
   int num_blocks() const { return int(survival().size()); }
   // The classifier's outputs: labels run 0 .. num_classes() - 1.
   virtual int num_classes() const = 0;
+  // Whether steps run under a dynamic loss scale (--precision fp16) and may be skipped: the trainer
+  // then reports TrainTotals::skipped_steps.
+  virtual bool scales_loss() const { return false; }
   // The largest batch train_step takes (a GPU engine sizes its memory for it); no bound by default.
   virtual int max_batch() const;
   // For logs (--verbose): the device, library versions, what was chosen at start.

@@ -145,6 +145,7 @@ json to_json(const TrainerState& s) {
       {"last_test_error", finite_or_null(s.last_test_error)},
       {"partial_steps", s.partial.steps},
       {"partial_conv1_grad_abs_mean_sum", finite_or_null(s.partial.conv1_grad_abs_mean_sum)},
+      {"partial_skipped_steps", s.partial.skipped_steps},
       {"best_step", s.best_step},
       {"last_best_step", s.last_best_step},
       {"best_step_in_epoch", s.best_step_in_epoch},
@@ -210,6 +211,8 @@ TrainerState trainer_state_from_json(const json& j) {
   s.partial.steps = field_or<int64_t>(j, "partial_steps", 0);
   s.partial.conv1_grad_abs_mean_sum =
       j.contains("partial_conv1_grad_abs_mean_sum") ? number_or(j.at("partial_conv1_grad_abs_mean_sum"), kNaN) : 0.0;
+  // Absent before fp16's loss scaling: no step was skipped.
+  s.partial.skipped_steps = field_or<int64_t>(j, "partial_skipped_steps", 0);
   // Absent before evaluations inside epochs existed: every evaluation ended an epoch (Trainer::restore
   // names them by their steps), none was left pending.
   s.best_step = field_or<uint64_t>(j, "best_step", 0);

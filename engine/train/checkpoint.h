@@ -6,7 +6,7 @@
 // normalisation's mean image as "normalization.mean" [3, 32, 32] (byte units), and in `last`
 // checkpoints the momentum buffers ("optimizer.momentum.<parameter>").
 // Metadata (all strings, as the format requires): "format", "kind" (last | best), "dataset", "classes", "depth",
-// "death_mode", "death_rate", "bn_gamma_init" (one | uniform), "epoch" (epochs completed), "seed", "split", "precision" (fp32 | tf32), "bn_variant", "layout" (nchw | nhwc),
+// "death_mode", "death_rate", "bn_gamma_init" (one | uniform), "epoch" (epochs completed), "seed", "split", "precision" (fp32 | tf32 | bf16 | fp16; the tensors are fp32 whatever it says), "bn_variant", "layout" (nchw | nhwc),
 // "normalization.std",
 // "config" (RunConfig as JSON) and "trainer_state" (TrainerState as JSON). Together they are
 // everything `sd_train --resume` needs to continue bit for bit: the gates, epoch order and

@@ -269,7 +269,10 @@ bool Trainer::run(const EpochCallback& on_epoch, const std::atomic<bool>* stop, 
     rec.train_loss = totals.loss_sum / double(totals.count);
     rec.train_error = double(totals.errors) / double(totals.count);
     rec.mean_active_blocks = double(state_.partial_active_blocks) / steps_per_epoch_;
-    if (totals.steps > 0) rec.conv1_grad_abs_mean = totals.conv1_grad_abs_mean_sum / double(totals.steps);
+    // Skipped steps (fp16's loss scaling) have no finite gradient: the mean is over the steps taken.
+    const int64_t steps_taken = totals.steps - totals.skipped_steps;
+    if (steps_taken > 0) rec.conv1_grad_abs_mean = totals.conv1_grad_abs_mean_sum / double(steps_taken);
+    if (backend_.scales_loss()) rec.skipped_steps = totals.skipped_steps;
     rec.images_per_second = double(totals.count) / train_seconds;
 
     // Validation and test every epoch, as the official code: ties at the best validation error

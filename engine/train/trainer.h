@@ -60,9 +60,12 @@ struct EpochRecord {
   double images_per_second = 0;  // training images / training time
   double eta_seconds = 0;        // for the epochs left, at this epoch's pace
   double mean_active_blocks = 0; // gates open per step, averaged over the epoch
-  // mean |∂L/∂w| of conv1.weight, averaged over the epoch's steps (the paper's Fig. 5); absent when
-  // the backend does not report it
+  // mean |∂L/∂w| of conv1.weight, averaged over the epoch's steps taken (the paper's Fig. 5); absent
+  // when the backend does not report it
   std::optional<double> conv1_grad_abs_mean;
+  // Steps skipped for an inf/NaN gradient under fp16's dynamic loss scale; absent when the backend
+  // does not scale the loss (every other precision).
+  std::optional<int64_t> skipped_steps;
 };
 
 // An evaluation inside an epoch (TrainConfig::eval_every_steps): where it fell and what it measured.

@@ -20,6 +20,13 @@
 //                           running statistics.
 // The loss is the mean softmax cross-entropy over the batch; gradients are of that mean.
 //
+// Mixed precision (set_storage: bf16 or fp16, ResNetRef<float> only): every tensor that the GPU
+// engine stores in 16 bits is rounded to nearest even where the GPU rounds it — the list, point by
+// point, is docs/CUDA_ENGINE.md's "Mixed precision" —; parameters, momentum, SGD, the batch-norm
+// statistics and the classifier stay fp32. fp16 adds the dynamic loss scale (engine/core/loss_scale.h):
+// backward() scales dlogits by it, unscale_gradients() checks and unscales before sgd_step. In fp32
+// (the default) none of this runs: the arithmetic is bit for bit what it always was.
+//
 // The shapes and tensors come from the description (models/network/resnet_spec.h); the wiring is this
 // file's own, independent of the GPU model's. Tensors live in spec order (spec().tensors), one
 // vector each, indexed by that position or by name. Layout is NCHW throughout; images are
@@ -29,6 +36,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/half_bits.h"
+#include "engine/core/loss_scale.h"
 #include "engine/train/backend.h"
 #include "kernels/cpu/sgd.h"
 #include "models/network/flat_state.h"
@@ -61,11 +70,24 @@ class ResNetRef {
   // buffers in `state` (momentum_name(param)) are loaded too; absent ones become zero.
   void load(std::span<const NamedTensor> state) { load_flat(flatten_state(spec_, state)); }
   void load_flat(const FlatState& state);
-  // Parameters, running statistics and momentum buffers, rounded to float.
+  // Parameters, running statistics and momentum buffers, rounded to float; the loss scale in fp16.
   FlatState flat_state() const;
+
+  // The type of the 16-bit tensors: kFp32 (the default: no rounding anywhere), kBf16 or kFp16
+  // (ResNetRef<float> only: std::invalid_argument otherwise). kFp16 starts the loss scale afresh.
+  void set_storage(StorageType type);
+  StorageType storage() const { return storage_; }
+  // fp16's loss scale and clean-step counter (the initial 2^16 and 0 in other storage types, unused).
+  const LossScale& loss_scale() const { return loss_scale_; }
+  void set_loss_scale(const LossScale& s) { loss_scale_ = s; }
+  // After backward(): in fp16, checks every gradient for inf/NaN — none: divides them by the loss
+  // scale (exact: a power of two) and returns true; some: leaves them and returns false (the step is
+  // to be skipped) — and updates the scale by GradScaler's rules. Other types: true, nothing done.
+  bool unscale_gradients();
   // Parameters and running statistics (spec order), then momentum buffers, rounded to float.
   std::vector<NamedTensor> named_state() const { return unflatten_state(spec_, flat_state()); }
-  // The gradient of every trainable tensor from the last training step (spec order), as float.
+  // The gradient of every trainable tensor from the last training step (spec order), as float; in
+  // fp16 multiplied by the loss scale until unscale_gradients().
   std::vector<NamedTensor> named_gradients() const;
 
   // One training forward and backward: n images [n, 3, 32, 32] (normalised, augmented), labels [n],
@@ -99,10 +121,20 @@ class ResNetRef {
   };
 
   void forward_block(int l, int n, const T* x, T* out, bool update_running);
+  // Rounds `count` values to the storage type in place (nothing in fp32).
+  void round16(T* values, size_t count) const;
+  void round16(std::vector<T>& values) const { round16(values.data(), values.size()); }
+  // The convolution weights the step's convolutions read: the parameters themselves in fp32, their
+  // 16-bit copies (made by refresh_weight_copies, once per step) otherwise.
+  const T* conv_weight(int tensor) const;
+  void refresh_weight_copies();
   void backward_block(int l, int n, const T* x, const T* out, T* dout, T* dx);
 
   ResNetSpec spec_;
   std::vector<std::vector<T>> tensors_, grads_, momentum_;
+  StorageType storage_ = StorageType::kFp32;
+  LossScale loss_scale_;
+  std::vector<std::vector<T>> weight_copies_;  // per convolution weight tensor: its 16-bit copy
 
   // Saved by the last training forward.
   int n_ = 0;
@@ -128,6 +160,7 @@ class CpuResNet : public Backend {
   const ResNetSpec& spec() const { return net_.spec(); }
   const std::vector<float>& survival() const override { return spec().survival; }
   int num_classes() const override { return spec().head.classes; }
+  bool scales_loss() const override { return net_.storage() == StorageType::kFp16; }
   TrainTotals take_train_totals() override;
   void restore_train_totals(const TrainTotals& totals) override { totals_ = totals; }
 

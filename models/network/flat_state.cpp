@@ -19,7 +19,7 @@ NamedTensor named(const std::string& name, const TensorSpec& t, std::span<const 
 
 void check_sizes(const ResNetSpec& spec, const FlatState& s) {
   if (s.params.size() != size_t(spec.num_params) || s.momentum.size() != size_t(spec.num_params) ||
-      s.running.size() != size_t(spec.num_running))
+      s.running.size() != size_t(spec.num_running) || (s.loss_scale.size() != 0 && s.loss_scale.size() != 2))
     throw std::invalid_argument(fmt::format(
         "flat state of {} parameters, {} momentum values and {} running statistics; the ResNet-{} has {}, {} and {}",
         s.params.size(), s.momentum.size(), s.running.size(), spec.config.depth, spec.num_params, spec.num_params,
@@ -49,6 +49,8 @@ FlatState flatten_state(const ResNetSpec& spec, std::span<const NamedTensor> sta
     const auto m = std::find_if(state.begin(), state.end(), [&](const NamedTensor& x) { return x.name == mname; });
     if (m != state.end()) std::copy(m->data.begin(), m->data.end(), flat.momentum.begin() + ptrdiff_t(t.offset));
   }
+  for (const NamedTensor& t : state)  // validate_state saw both of the loss scale's tensors or neither
+    if (t.name == kLossScaleTensor) flat.loss_scale = {t.data[0], find_tensor(state, kLossScaleCleanStepsTensor).data[0]};
   return flat;
 }
 
@@ -59,6 +61,10 @@ std::vector<NamedTensor> unflatten_state(const ResNetSpec& spec, const FlatState
   for (const TensorSpec& t : spec.tensors) out.push_back(named(t.name, t, state.values(t)));
   for (const TensorSpec& t : spec.tensors)
     if (t.trainable()) out.push_back(named(momentum_name(t.name), t, state.momentum_of(t)));
+  if (!state.loss_scale.empty()) {
+    out.push_back(NamedTensor{kLossScaleTensor, {1}, {state.loss_scale[0]}});
+    out.push_back(NamedTensor{kLossScaleCleanStepsTensor, {1}, {state.loss_scale[1]}});
+  }
   return out;
 }
 

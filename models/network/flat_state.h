@@ -5,6 +5,8 @@
 //   params    every trainable tensor at its offset (ResNetSpec::num_params floats)
 //   momentum  the optimiser's buffer of each trainable tensor, at the same offset
 //   running   every BN running statistic at its offset (ResNetSpec::num_running floats)
+//   loss_scale  empty, or fp16's dynamic loss scale and its clean-step counter (kLossScaleTensor,
+//               kLossScaleCleanStepsTensor: engine/core/loss_scale.h)
 // A gradient buffer has the layout of `params`.
 #include <span>
 #include <vector>
@@ -16,6 +18,7 @@ namespace sd {
 
 struct FlatState {
   std::vector<float> params, momentum, running;
+  std::vector<float> loss_scale;  // {} or {scale, clean steps}
 
   FlatState() = default;
   explicit FlatState(const ResNetSpec& spec)  // every value zero
@@ -28,11 +31,11 @@ struct FlatState {
 };
 
 // Checks `state` (validate_state: names, shapes, every tensor present) and lays it out; momentum
-// buffers absent from `state` are zero. Throws std::invalid_argument naming the first bad tensor.
+// buffers absent from `state` are zero, an absent loss scale leaves `loss_scale` empty. Throws std::invalid_argument naming the first bad tensor.
 FlatState flatten_state(const ResNetSpec& spec, std::span<const NamedTensor> state);
 
 // Parameters and running statistics (spec order), then the momentum buffers (momentum_name(param),
-// spec order): the list engine/train/backend.h's state() returns. Throws std::invalid_argument when the
+// spec order), then the loss scale's two tensors when `loss_scale` holds them: the list engine/train/backend.h's state() returns. Throws std::invalid_argument when the
 // buffers' sizes are not the spec's.
 std::vector<NamedTensor> unflatten_state(const ResNetSpec& spec, const FlatState& state);
 

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "engine/core/loss_scale.h"
 #include "engine/data/image_set.h"
 
 namespace sd {
@@ -159,6 +160,8 @@ void validate_state(const ResNetSpec& spec, std::span<const NamedTensor> state) 
       if (ts.name == name) return &ts.shape;
       if (ts.trainable() && momentum_name(ts.name) == name) return &ts.shape;
     }
+    static const std::vector<int64_t> scalar = {1};
+    if (name == kLossScaleTensor || name == kLossScaleCleanStepsTensor) return &scalar;
     return nullptr;
   };
   for (const NamedTensor& t : state) {
@@ -172,6 +175,25 @@ void validate_state(const ResNetSpec& spec, std::span<const NamedTensor> state) 
   for (const TensorSpec& ts : spec.tensors)
     if (std::none_of(state.begin(), state.end(), [&](const NamedTensor& t) { return t.name == ts.name; }))
       throw std::invalid_argument(fmt::format("state tensor '{}' is missing", ts.name));
+  const auto find = [&](const char* name) -> const NamedTensor* {
+    for (const NamedTensor& t : state)
+      if (t.name == name) return &t;
+    return nullptr;
+  };
+  const NamedTensor* scale = find(kLossScaleTensor);
+  const NamedTensor* clean = find(kLossScaleCleanStepsTensor);
+  if (!scale != !clean)
+    throw std::invalid_argument(fmt::format("state tensor '{}' is missing (the loss scale needs both of its tensors)",
+                                            scale ? kLossScaleCleanStepsTensor : kLossScaleTensor));
+  if (scale) {
+    const float s = scale->data[0], c = clean->data[0];
+    if (!(s > 0) || !std::isfinite(s))
+      throw std::invalid_argument(fmt::format("state tensor '{}' is {}: a loss scale is positive and finite",
+                                              kLossScaleTensor, s));
+    if (!(c >= 0) || !(c < float(kLossScaleGrowthInterval)) || c != std::floor(c))
+      throw std::invalid_argument(fmt::format("state tensor '{}' is {}: a count of steps below {}",
+                                              kLossScaleCleanStepsTensor, c, kLossScaleGrowthInterval));
+  }
 }
 
 }  // namespace sd

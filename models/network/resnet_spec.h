@@ -105,6 +105,12 @@ std::vector<NamedTensor> initial_state(const ResNetSpec& spec, uint64_t seed);
 // The name under which the optimiser keeps the momentum buffer of parameter `name`.
 std::string momentum_name(const std::string& name);
 
+// fp16's dynamic loss scale (engine/core/loss_scale.h) in a model's state, each of shape [1]: the
+// scale and its clean-step counter, as floats (a power of two, and a whole number below 2000: both
+// exact). Present only where a model trains with a loss scale (--precision fp16).
+inline constexpr const char* kLossScaleTensor = "optimizer.loss_scale";
+inline constexpr const char* kLossScaleCleanStepsTensor = "optimizer.loss_scale_clean_steps";
+
 // "[16, 3, 3, 3]": how error messages print a shape.
 std::string shape_string(const std::vector<int64_t>& shape);
 
@@ -112,7 +118,9 @@ std::string shape_string(const std::vector<int64_t>& shape);
 // what a checkpoint of this network must hold (engine/train/checkpoint.h takes it as an argument).
 std::vector<TensorShape> model_tensors(const ResNetConfig& config);
 
-// Checks a state list (engine/train/backend.h: tensors, optionally momentum buffers) against the spec
+// Checks a state list (engine/train/backend.h: tensors, optionally momentum buffers and the loss
+// scale, both of its tensors or neither, the scale positive and finite, the counter whole in
+// 0 .. 1999) against the spec
 // before a backend changes anything: every name known, every shape and size right, every tensor of
 // the spec present. Throws std::invalid_argument naming the first bad tensor.
 void validate_state(const ResNetSpec& spec, std::span<const NamedTensor> state);

@@ -83,7 +83,7 @@ TEST_CASE("sd_bench refuses bad settings with one line", "[apps]") {
       {"--death-rate 0", "--death-rate 0"},
       {"--steps 0", "--steps 0"},
       {"--precision tf32", "--precision tf32: a tensor-core mode of the GPU"},
-      {"--precision fp16", "--precision fp16: not supported"},
+      {"--precision fp8", "--precision fp8: not supported"},
       {"--batch-size 100", "--batch-size 100: batch size 100 is larger than the training set (64 images)"},
       {"--device cuda", "--device cuda: "},
       {"--exec graph", "--exec graph: the CPU reference"},

@@ -151,7 +151,7 @@ TEST_CASE("sd_train rejects bad options with one line, exit 2, and leaves an exi
       {"--epochs 0", "--epochs: epochs 0"},
       {"--epochs -2", "--epochs: epochs -2"},
       {"--lr-steps 0.75,0.5", "--lr-steps: lr steps out of order"},
-      {"--precision bf16", "--precision bf16: not supported"},
+      {"--precision fp8", "--precision fp8: not supported"},
       {"--split half", "--split: unknown split 'half'"},
       {"--bogus", "--bogus"},
       {"--depth eight", "--depth"},

@@ -33,7 +33,7 @@ sd::Checkpoint sample_checkpoint(int depth = 8) {
   ck.config.sgd.nesterov = false;
   ck.trainer.epochs_done = 3;
   ck.trainer.step_in_epoch = 2;
-  ck.trainer.partial = {1.0 / 3.0, 5, 64, 2, 1.0 / 7.0};
+  ck.trainer.partial = {1.0 / 3.0, 5, 64, 2, 1.0 / 7.0, 1};  // one of the 2 steps skipped (fp16)
   ck.trainer.partial_active_blocks = 11;
   ck.trainer.elapsed_seconds = 12.345678901234567;
   ck.trainer.partial_seconds = 0.75;
@@ -85,6 +85,7 @@ TEST_CASE("a last checkpoint loads back exactly, with config and trainer state",
   CHECK(back.trainer.partial.count == 64);
   CHECK(back.trainer.partial.steps == 2);
   CHECK(back.trainer.partial.conv1_grad_abs_mean_sum == 1.0 / 7.0);
+  CHECK(back.trainer.partial.skipped_steps == 1);
   CHECK(back.trainer.partial_active_blocks == 11);
   // Nothing of the clock: the wall time and the measured costs stay out (timing_to_json keeps them).
   CHECK(back.trainer.elapsed_seconds == 0);

@@ -336,11 +336,13 @@ TEST_CASE("CpuResNet reports the first convolution's mean |gradient| of every st
   CHECK(empty.conv1_grad_abs_mean_sum == 0.0);
 }
 
-TEST_CASE("the CPU reference refuses a precision other than fp32", "[ref]") {
+TEST_CASE("the CPU reference refuses tf32 and unknown precisions", "[ref]") {
   BackendOptions options;
   options.model.depth = 8;
   options.precision = "tf32";
-  CHECK_THROWS_WITH(CpuResNet(options), Catch::Contains("computes in fp32 only"));
+  CHECK_THROWS_WITH(CpuResNet(options), Catch::Contains("a GPU tensor-core mode; the CPU reference computes in fp32, bf16 or fp16"));
+  options.precision = "fp8";
+  CHECK_THROWS_WITH(CpuResNet(options), Catch::Contains("unknown precision 'fp8'"));
 }
 
 TEST_CASE("CpuResNet without augmentation trains on the same normalised images in every epoch", "[ref][augment]") {
