@@ -3,7 +3,8 @@
 // in several rounds of --steps steps and the median round taken, scaled to a 45 000-image epoch.
 // Prints a table and writes JSON. Synthetic images by default (same shapes as CIFAR-10; --dataset
 // sizes the classifier). --phases adds each phase's device time and launches per step (eager, CUDA
-// events). --plan-only prints the GPU engine's device memory plan instead, no device needed.
+// events). --wgrad-stream both times the stochastic-depth mode a third time with the weight gradients
+// serial, beside the parallel branch. --plan-only prints the GPU engine's device memory plan instead, no device needed.
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -43,6 +44,7 @@ struct BenchOptions {
   std::string data_dir, out;
   DeviceChoice device;
   Execution execution = Execution::kEager;
+  std::string wgrad = "parallel";  // --wgrad-stream serial|parallel|both
   int steps = 352, rounds = 5, warmup = 20;
   bool verbose = false;
   bool plan_only = false;
@@ -105,11 +107,12 @@ void batch_at(const std::vector<int32_t>& order, int step, std::span<int32_t> id
 
 // `describe`: print the backend's description (on the GPU every convolution shape's chosen
 // algorithm, math type and measured time per direction) even without --verbose.
-ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& data, bool describe) {
+ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& data, bool describe, WgradStream wgrad) {
   using Clock = std::chrono::steady_clock;
   RunConfig run = o.run;
   run.model.death_rate = death_rate;
   BackendOptions options = backend_options(run, o.execution);
+  options.wgrad_stream = wgrad;
   options.planned_images = {int64_t(data.train.size()), 0, 0};  // the GPU's memory plan counts them
   std::unique_ptr<Backend> backend = make_backend(o.device, options, run.train.batch_size);
   // (The CPU reference's description is its name alone: nothing to add to the banner.)
@@ -304,6 +307,12 @@ int bench_main(int argc, char** argv) {
   add_layout_option(app, o.run.layout);
   add_verbose_option(app, o.verbose);
   add_exec_option(app, o.execution);
+  app.add_option("--wgrad-stream", o.wgrad,
+                 "parallel (each block's weight gradients on a second stream beside the backward's input-gradient "
+                 "chain), serial (in the chain), or both: the stochastic-depth mode timed a third time with serial "
+                 "weight gradients, and the speed-up of the parallel branch; CUDA only")
+      ->check(CLI::IsMember({"serial", "parallel", "both"}))
+      ->capture_default_str();
   app.add_flag("--phases", o.phases,
                "after the timed rounds, 20 more steps per mode measured phase by phase (gather, forward, batch norm, "
                "head, backward input chain, weight gradients, SGD): device time from CUDA events and launches, eager "
@@ -338,19 +347,28 @@ int bench_main(int argc, char** argv) {
                     : fs::path(o.out);
   ensure_writable_directory(out.parent_path().empty() ? fs::path(".") : out.parent_path());
 
-  std::cout << fmt::format("sd_bench: ResNet-{} ({} classes), batch {}, {} device ({} execution, {}), {} of {} after {} warm-up {}, {}\n",
-                           o.run.model.depth, o.run.model.classes, o.run.train.batch_size, o.device.text, exec, o.run.precision, plural(o.rounds, "round"), plural(o.steps, "step"), o.warmup, noun_for(o.warmup, "step"),
+  std::cout << fmt::format("sd_bench: ResNet-{} ({} classes), batch {}, {} device ({} execution, weight gradients {}, {}), {} of {} after {} warm-up {}, {}\n",
+                           o.run.model.depth, o.run.model.classes, o.run.train.batch_size, o.device.text, exec, o.wgrad, o.run.precision, plural(o.rounds, "round"), plural(o.steps, "step"), o.warmup, noun_for(o.warmup, "step"),
                            o.run.synthetic > 0 ? fmt::format("{} synthetic images", o.run.synthetic) : o.data_dir)
             << std::flush;
-  const ModeResult sd = time_mode(o, o.run.model.death_rate, data, true);
-  const ModeResult full = time_mode(o, 0.0, data, false);  // the same plans, reused
+  const WgradStream wgrad = o.wgrad == "serial" ? WgradStream::kSerial : WgradStream::kParallel;
+  const ModeResult sd = time_mode(o, o.run.model.death_rate, data, true, wgrad);
+  const ModeResult full = time_mode(o, 0.0, data, false, wgrad);  // the same plans, reused
+  // --wgrad-stream both: the stochastic-depth mode again with serial weight gradients.
+  std::optional<ModeResult> serial;
+  if (o.wgrad == "both") {
+    serial = time_mode(o, o.run.model.death_rate, data, false, WgradStream::kSerial);
+    serial->mode = "SD, serial wgrad";
+  }
   const int blocks = make_resnet_spec(o.run.model).num_blocks();
   const double ratio = full.epoch_seconds / sd.epoch_seconds;
   const double ideal = blocks / sd.expected_active_blocks;
 
   std::cout << fmt::format("\n{:<18} {:>10} {:>10} {:>10} {:>10} {:>12} {:>14} {:>10}\n", "mode", "s / epoch",
                            "ms / step", "images/s", "E[blocks]", "conv TFLOP/s", "kernels/step", "device MB");
-  for (const ModeResult* r : {&sd, &full})
+  std::vector<const ModeResult*> rows{&sd, &full};
+  if (serial) rows.push_back(&*serial);
+  for (const ModeResult* r : rows)
     std::cout << fmt::format("{:<18} {:>10.2f} {:>10.2f} {:>10.0f} {:>10.2f} {:>12.3f} {:>14} {:>10}\n", r->mode,
                              r->epoch_seconds, 1e3 * r->step_seconds, r->images_per_second, r->expected_active_blocks,
                              r->conv_tflops,
@@ -365,6 +383,16 @@ int bench_main(int argc, char** argv) {
   if (rounds.min < 1 && rounds.max > 1)
     std::cout << "  warning: the rounds disagree on which mode is faster (their ratios straddle 1x): the timing "
                  "noise is as large as the difference; run more --steps or --rounds\n";
+  std::optional<Spread> wgrad_rounds;
+  if (serial) {
+    // Round k of the serial step over round k of the parallel one, as for the modes.
+    wgrad_rounds = round_ratios(sd, *serial);
+    std::cout << fmt::format("speed-up of the parallel weight-gradient branch (stochastic depth): {:.3f}x "
+                             "({:.3f} ms/step serial, {:.3f} parallel)\n",
+                             serial->step_seconds / sd.step_seconds, 1e3 * serial->step_seconds, 1e3 * sd.step_seconds)
+              << fmt::format("  round by round: min {:.3f}x, median {:.3f}x, max {:.3f}x over {} rounds\n",
+                             wgrad_rounds->min, wgrad_rounds->median, wgrad_rounds->max, o.rounds);
+  }
   if (sd.planning_seconds > 0 || full.planning_seconds > 0)
     std::cout << fmt::format("convolution planning: {:.2f} s for the first model, {:.2f} s for the second (plans reused)\n",
                              sd.planning_seconds, full.planning_seconds);
@@ -377,8 +405,15 @@ int bench_main(int argc, char** argv) {
                              "conditional): {}\n",
                              sd.graph_batch, graph_nodes_text(sd));
 
+  nlohmann::json wgrad_json = nullptr;  // --wgrad-stream both: serial over parallel, stochastic depth
+  if (serial)
+    wgrad_json = {{"stochastic_depth_serial", to_json(*serial)},
+                  {"speedup", serial->step_seconds / sd.step_seconds},
+                  {"speedup_rounds", {{"min", wgrad_rounds->min}, {"median", wgrad_rounds->median}, {"max", wgrad_rounds->max}}}};
   const nlohmann::json result{{"device", o.device.text},
                               {"exec", exec},
+                              {"wgrad_stream", o.wgrad},
+                              {"wgrad_branch", wgrad_json},
                               {"precision", o.run.precision},
                               {"layout", o.run.layout},
                               {"bn_variant", o.run.bn_variant},

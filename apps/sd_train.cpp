@@ -209,6 +209,7 @@ int train(const TrainPlan& p, const TrainOptions& o, double process_start, int a
   const Normalization& norm = split.normalization;
   copy_console_to(dir / "train.log", command_line(argc, argv));  // from here on, the console goes there too
   BackendOptions options = backend_options(run, o.execution);
+  options.wgrad_stream = o.wgrad_stream;
   // A device engine plans its memory with the image sets it will hold, and refuses at start a plan
   // that does not fit.
   options.planned_images = {int64_t(split.train.size()), int64_t(split.validation.size()), int64_t(split.test.size())};

@@ -85,6 +85,13 @@ void add_exec_option(CLI::App& app, Execution& execution) {
                     to_string(execution));
 }
 
+void add_wgrad_stream_option(CLI::App& app, WgradStream& wgrad) {
+  add_parsed_option(app, "--wgrad-stream", wgrad, parse_wgrad_stream,
+                    "parallel (each block's weight gradients on a second stream beside the backward's input-gradient "
+                    "chain, joined before SGD) or serial (in the chain, one after another); the same bits; CUDA only",
+                    to_string(wgrad));
+}
+
 void add_death_mode_option(CLI::App& app, DeathMode& death_mode) {
   add_parsed_option(app, "--death-mode", death_mode, parse_death_mode,
                     "lin_decay (p_l falls linearly to 1 - rate) or uniform", to_string(death_mode));
@@ -152,6 +159,7 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   add_device_option(app, o.device);
   add_verbose_option(app, o.verbose);
   add_exec_option(app, o.execution);
+  add_wgrad_stream_option(app, o.wgrad_stream);
   app.add_flag("--resume", o.resume, "continue the run in --out from its last.safetensors");
   app.add_option("--stop-after", o.stop_after,
                  "stop after N epochs of this invocation, resumable with --resume (for time-limited sessions)");

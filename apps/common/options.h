@@ -26,6 +26,7 @@ struct TrainOptions {
   std::string out;  // empty until finish_train_options: then default_run_dir(run) if not given
   DeviceChoice device;  // --device (default cuda)
   Execution execution = Execution::kEager;  // --exec: how the CUDA engine issues a step (no effect on the results)
+  WgradStream wgrad_stream = WgradStream::kParallel;  // --wgrad-stream: likewise
   bool resume = false;
   int stop_after = 0;  // > 0: stop (resumably) after this many epochs of this invocation
   double time_limit = 0;  // > 0: stop (resumably) before this many seconds of wall time have passed
@@ -65,6 +66,11 @@ void report_backend(const std::string& program, const Backend& backend, bool ver
 // "--exec eager|graph" (default eager): the CUDA engine launches every operation from the host, or
 // runs each training step as one CUDA graph with the gates drawn on the device (the same bits).
 void add_exec_option(CLI::App& app, Execution& execution);
+
+// "--wgrad-stream serial|parallel" (default parallel): the CUDA engine runs each block's weight
+// gradients on a parallel branch beside the backward's input-gradient chain, or in the chain, one
+// after another (the same bits).
+void add_wgrad_stream_option(CLI::App& app, WgradStream& wgrad);
 
 // "--death-mode lin_decay|uniform" (sd_train, sd_bench).
 void add_death_mode_option(CLI::App& app, DeathMode& death_mode);

@@ -33,6 +33,15 @@ Context::Context(int device, MathMode math) : device_(device), math_(math) {
   const char* env = std::getenv("SD_CUDA_DEBUG_SYNC");
   debug_sync_ = env && std::strcmp(env, "0") != 0 && env[0] != '\0';
   SD_CUDA_CHECK(cudaSetDevice(device_));
+  create_stream_and_handles();
+}
+
+Context::Context(Context& main, Branch)
+    : device_(main.device_), math_(main.math_), counts_(&main), debug_sync_(main.debug_sync_) {
+  create_stream_and_handles();
+}
+
+void Context::create_stream_and_handles() {
   try {
     SD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     SD_CUDNN_CHECK(cudnnCreate(&cudnn_));

@@ -11,6 +11,13 @@
 // SD_CUDA_DEBUG_SYNC=1 in the environment makes `launched` synchronise and check after every
 // operation, so a fault inside a kernel is reported with the name of the kernel that caused it.
 //
+// A BRANCH context (Context(main, Branch{})) is a second stream beside a main context's, for work
+// that runs in parallel with it (the weight gradients of the backward): its own non-blocking
+// stream, its own cuDNN and cuBLAS handles bound to that stream (a handle drives one stream), the
+// same device and math; its launches and captures count in the main context's counters, so the
+// launch formula counts a step whichever stream ran what. Work on it that uses a convolution
+// workspace must have one of its own (set_conv_workspace): concurrent calls never share one.
+//
 // While a graph is being captured (engine/cuda/graph.h) nothing is launched: what the engine issues
 // is recorded into the graph and counted apart (`captured()`); a graph launch counts once.
 #include <cstdint>
@@ -34,7 +41,10 @@ MathMode math_mode_named(const std::string& precision);  // throws Error for any
 
 class Context {
  public:
+  struct Branch {};
   explicit Context(int device = 0, MathMode math = MathMode::kExactFp32);
+  // A branch of `main` (above); `main` must outlive it.
+  Context(Context& main, Branch);
   ~Context();
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
@@ -51,15 +61,20 @@ class Context {
 
   void launched(const char* what) {
     if (capturing_) {
-      ++captured_;
+      ++counts_->captured_;
       return;
     }
-    ++launches_;
+    ++counts_->launches_;
     if (debug_sync_) sync_after(what);
   }
-  uint64_t launches() const { return launches_; }
+  uint64_t launches() const { return counts_->launches_; }
   // Operations recorded into graphs so far (while capturing, `launched` counts here).
-  uint64_t captured() const { return captured_; }
+  uint64_t captured() const { return counts_->captured_; }
+  // The convolution workspace calls on this context use instead of their plan's shared one (a
+  // branch's own); null: the plan's.
+  void set_conv_workspace(void* workspace, size_t bytes) { conv_workspace_ = workspace, conv_workspace_bytes_ = bytes; }
+  void* conv_workspace() const { return conv_workspace_; }
+  size_t conv_workspace_bytes() const { return conv_workspace_bytes_; }
   // The graph builder marks its captures; nothing may synchronise meanwhile.
   void set_capturing(bool capturing) { capturing_ = capturing; }
   bool capturing() const { return capturing_; }
@@ -74,6 +89,7 @@ class Context {
   void synchronize() const;
 
  private:
+  void create_stream_and_handles();  // the constructors' common part; throws with nothing left behind
   void sync_after(const char* what) const;
 
   int device_ = 0;
@@ -83,6 +99,9 @@ class Context {
   cublasHandle_t cublas_ = nullptr;
   uint64_t launches_ = 0;
   uint64_t captured_ = 0;
+  Context* counts_ = this;  // whose launch and capture counters this context's operations go to
+  void* conv_workspace_ = nullptr;
+  size_t conv_workspace_bytes_ = 0;
   bool capturing_ = false;
   bool debug_sync_ = false;
   PhaseTimer* phase_timer_ = nullptr;

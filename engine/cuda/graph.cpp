@@ -77,10 +77,10 @@ GraphBuilder::Tail capture_chain(Context& ctx_, cudaGraph_t graph, const GraphBu
 }
 }  // namespace
 
-GraphBuilder::Tail GraphBuilder::capture_into(cudaGraph_t graph, const Tail& after, const std::function<void()>& record,
-                                              const std::string& where) {
+GraphBuilder::Tail GraphBuilder::capture_into(Context& on, cudaGraph_t graph, const Tail& after,
+                                              const std::function<void()>& record, const std::string& where) {
   try {
-    return capture_chain(ctx_, graph, after, record);
+    return capture_chain(on, graph, after, record);
   } catch (const std::exception& e) {
     if (where.empty()) throw;
     throw Error(where + ": " + e.what());
@@ -89,7 +89,7 @@ GraphBuilder::Tail GraphBuilder::capture_into(cudaGraph_t graph, const Tail& aft
 
 void GraphBuilder::capture(const std::function<void()>& record, const std::string& where) {
   if (!graph_) throw Error("GraphBuilder used after instantiate");
-  tail_ = capture_into(graph_, tail_, record, where);
+  tail_ = capture_into(ctx_, graph_, tail_, record, where);
 }
 
 cudaGraphConditionalHandle GraphBuilder::make_handle() {
@@ -110,12 +110,36 @@ GraphBuilder::IfBodies GraphBuilder::add_if(cudaGraphConditionalHandle handle, c
   cudaGraphNode_t node = nullptr;
   SD_CUDA_CHECK(cudaGraphAddNode(&node, graph_, tail_.nodes.data(), tail_.edges.data(), tail_.nodes.size(), &p));
   // The bodies are graphs of the conditional node; capture each from an empty start.
-  capture_into(p.conditional.phGraph_out[0], {}, then_record, where.empty() ? where : where + " (THEN)");
-  if (else_record) capture_into(p.conditional.phGraph_out[1], {}, else_record, where.empty() ? where : where + " (ELSE)");
+  capture_into(ctx_, p.conditional.phGraph_out[0], {}, then_record, where.empty() ? where : where + " (THEN)");
+  if (else_record)
+    capture_into(ctx_, p.conditional.phGraph_out[1], {}, else_record, where.empty() ? where : where + " (ELSE)");
   tail_ = Tail{{node}, {cudaGraphEdgeData{}}};
   then_bodies_.push_back(p.conditional.phGraph_out[0]);
   if (else_record) else_bodies_.push_back(p.conditional.phGraph_out[1]);
   return IfBodies{p.conditional.phGraph_out[0], else_record ? p.conditional.phGraph_out[1] : nullptr};
+}
+
+cudaGraphNode_t GraphBuilder::add_branch_if(Context& on, cudaGraphConditionalHandle handle,
+                                            const std::function<void()>& then_record, const Tail& after,
+                                            const std::string& where) {
+  if (!graph_) throw Error("GraphBuilder used after instantiate");
+  if (on.capturing()) throw Error("GraphBuilder: the branch context is already capturing a graph");
+  cudaGraphNodeParams p{};
+  p.type = cudaGraphNodeTypeConditional;
+  p.conditional.handle = handle;
+  p.conditional.type = cudaGraphCondTypeIf;
+  p.conditional.size = 1;
+  cudaGraphNode_t node = nullptr;
+  SD_CUDA_CHECK(cudaGraphAddNode(&node, graph_, after.nodes.data(), after.edges.data(), after.nodes.size(), &p));
+  capture_into(on, p.conditional.phGraph_out[0], {}, then_record, where.empty() ? where : where + " (THEN)");
+  then_bodies_.push_back(p.conditional.phGraph_out[0]);
+  return node;
+}
+
+void GraphBuilder::wait_for(cudaGraphNode_t node) {
+  if (!graph_) throw Error("GraphBuilder used after instantiate");
+  tail_.nodes.push_back(node);
+  tail_.edges.push_back(cudaGraphEdgeData{});
 }
 
 GraphExec GraphBuilder::instantiate(const std::string& name) {

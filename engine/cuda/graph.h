@@ -8,6 +8,10 @@
 //   add_if(handle, then, else)      a conditional IF node: its body runs `then`'s work when the
 //                                   handle is non-zero at that point of the launch, the optional
 //                                   ELSE body `else`'s work otherwise (each body captured the same way).
+// Beside the chain, a BRANCH node (add_branch_if) depends on given nodes and nothing depends on it
+// until the chain waits for it (wait_for): work that runs in parallel with the chain (the weight
+// gradients of the backward), captured on a context of its own (a branch Context: its own stream
+// and handles, engine/cuda/context.h).
 // A handle (make_handle) is reset to 0 at every launch (cudaGraphCondAssignDefault) and set by a
 // kernel of the graph with cudaGraphSetConditional. Each handle drives ONE conditional node:
 // cudaGraphConditionalHandleCreate's reference says a handle "must be associated with a
@@ -92,6 +96,14 @@ class GraphBuilder {
   };
   IfBodies add_if(cudaGraphConditionalHandle handle, const std::function<void()>& then_record,
                   const std::function<void()>& else_record = {}, const std::string& where = "");
+  // The chain's last nodes so far (after add_if: the conditional node alone).
+  const Tail& tail() const { return tail_; }
+  // A conditional IF node (no ELSE) after the nodes of `after`, its body captured on `on`'s stream
+  // (a branch of the builder's context); the chain does not depend on it.
+  cudaGraphNode_t add_branch_if(Context& on, cudaGraphConditionalHandle handle, const std::function<void()>& then_record,
+                                const Tail& after, const std::string& where = "");
+  // The chain's next step depends on `node` too (a branch node rejoining the chain).
+  void wait_for(cudaGraphNode_t node);
   // The executable graph; the builder is spent afterwards. With SD_GRAPH_DOT_DIR set, the graph is
   // first written there as <name>.dot (cudaGraphDebugDotPrint, verbose). A failure throws with
   // cudaGraphInstantiateWithParams' result and the failing node's type, where CUDA names one.
@@ -99,7 +111,8 @@ class GraphBuilder {
 
  private:
   // Captures `record` into `graph` after `after`; returns the captured chain's last nodes.
-  Tail capture_into(cudaGraph_t graph, const Tail& after, const std::function<void()>& record, const std::string& where);
+  Tail capture_into(Context& on, cudaGraph_t graph, const Tail& after, const std::function<void()>& record,
+                    const std::string& where);
 
   Context& ctx_;
   cudaGraph_t graph_ = nullptr;

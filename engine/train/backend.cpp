@@ -15,6 +15,14 @@ Execution parse_execution(const std::string& name) {
 
 std::string to_string(Execution execution) { return execution == Execution::kGraph ? "graph" : "eager"; }
 
+WgradStream parse_wgrad_stream(const std::string& name) {
+  if (name == "serial") return WgradStream::kSerial;
+  if (name == "parallel") return WgradStream::kParallel;
+  throw std::invalid_argument(fmt::format("'{}': expected serial or parallel", name));
+}
+
+std::string to_string(WgradStream wgrad) { return wgrad == WgradStream::kParallel ? "parallel" : "serial"; }
+
 int Backend::max_batch() const { return std::numeric_limits<int>::max(); }
 
 void Backend::set_normalization(const Normalization& norm) {

@@ -40,6 +40,14 @@ enum class Execution { kEager, kGraph };
 Execution parse_execution(const std::string& name);  // "eager" | "graph"; throws std::invalid_argument
 std::string to_string(Execution execution);
 
+// Where a device engine runs the weight gradients of a step's backward (both convolutions' filter
+// gradients per block): on a parallel branch (a second stream; graph nodes of their own) beside the
+// input-gradient chain that the next block waits for, joined before SGD; or serially, in the chain
+// (the one-stream step). Both give the same bits; the CPU reference has one order and ignores it.
+enum class WgradStream { kSerial, kParallel };
+WgradStream parse_wgrad_stream(const std::string& name);  // "serial" | "parallel"; throws std::invalid_argument
+std::string to_string(WgradStream wgrad);
+
 // The batch-norm variant every device has (the CPU reference's only one; the GPU's default).
 inline constexpr char kDefaultBnVariant[] = "block_per_channel";
 
@@ -52,6 +60,7 @@ struct BackendOptions {
   // Whether training batches are augmented (engine/data/augment.h); both backends honour it.
   Augmentation augmentation = Augmentation::kCropFlip;
   Execution execution = Execution::kEager;
+  WgradStream wgrad_stream = WgradStream::kParallel;
   // "fp32" (exact), "tf32" (fp32 storage, the GPU's tensor-core convolutions; the CPU
   // reference refuses it), "bf16" or "fp16" (mixed precision: 16-bit activations, their gradients and
   // the convolutions' weight copies, fp32 master weights; fp16 with a dynamic loss scale;

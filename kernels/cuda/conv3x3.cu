@@ -360,8 +360,15 @@ void ConvPlan::check(const DeviceTensor& t, int channels, int side, const char* 
                     shape_.stride, ": ", what, " is ", t.n, "×", t.c, "×", t.h, "×", t.w, " at ",
                     static_cast<const void*>(t.data), " (batch 1..", max_batch_, ", ", channels, " channels, side ",
                     side, " expected)"));
-  if (choice_.workspace > 0 && (workspace_ == nullptr || workspace_bytes_ < choice_.workspace))
+}
+
+ConvPlan::Workspace ConvPlan::workspace_for(const Context& ctx) const {
+  // A context with a workspace of its own (a branch stream's) never shares the plan's.
+  const Workspace ws = ctx.conv_workspace() ? Workspace{ctx.conv_workspace(), ctx.conv_workspace_bytes()}
+                                            : Workspace{workspace_, workspace_bytes_};
+  if (choice_.workspace > 0 && (ws.data == nullptr || ws.bytes < choice_.workspace))
     throw Error(cat("conv plan used before its workspace (", choice_.workspace, " B) was given"));
+  return ws;
 }
 
 void ConvPlan::forward(Context& ctx, const DeviceTensor& x, const float* w, const DeviceTensor& y) {
@@ -369,8 +376,9 @@ void ConvPlan::forward(Context& ctx, const DeviceTensor& x, const float* w, cons
   check(y, shape_.out_channels, shape_.out_side(), "y");
   if (x.n != y.n) throw Error("conv forward: x and y batches differ");
   const DirectionChoice& c = choice_.forward;
-  check_cudnn(call(ctx, ConvDirection::kForward, c.algo, c.math, {.n = x.n, .w = w, .x = x.data, .y = y.data}, workspace_,
-                   workspace_bytes_),
+  const Workspace ws = workspace_for(ctx);
+  check_cudnn(call(ctx, ConvDirection::kForward, c.algo, c.math, {.n = x.n, .w = w, .x = x.data, .y = y.data}, ws.data,
+                   ws.bytes),
               cudnn_call_name(ConvDirection::kForward), __FILE__, __LINE__);
   ctx.launched(cudnn_call_name(ConvDirection::kForward));
 }
@@ -383,8 +391,9 @@ void ConvPlan::backward_data(Context& ctx, const DeviceTensor& dy, const float* 
   if (dx.n != dy.n) throw Error("conv backward-data: dx and dy batches differ");
   const DirectionChoice& c = choice_.backward_data;
   const float beta = write == GradWrite::kAccumulate ? 1.0f : 0.0f;
+  const Workspace ws = workspace_for(ctx);
   check_cudnn(call(ctx, ConvDirection::kBackwardData, c.algo, c.math, {.n = dy.n, .w = w, .x = dx.data, .y = dy.data},
-                   workspace_, workspace_bytes_, beta),
+                   ws.data, ws.bytes, beta),
               cudnn_call_name(ConvDirection::kBackwardData), __FILE__, __LINE__);
   ctx.launched(cudnn_call_name(ConvDirection::kBackwardData));
 }
@@ -395,8 +404,9 @@ void ConvPlan::backward_filter(Context& ctx, const DeviceTensor& x, const Device
   if (x.n != dy.n) throw Error("conv backward-filter: x and dy batches differ");
   const PhaseScope phase(ctx, Phase::kWeightGradients);
   const DirectionChoice& c = choice_.backward_filter;
+  const Workspace ws = workspace_for(ctx);
   check_cudnn(call(ctx, ConvDirection::kBackwardFilter, c.algo, c.math, {.n = x.n, .x = x.data, .y = dy.data, .dw = dw},
-                   workspace_, workspace_bytes_),
+                   ws.data, ws.bytes),
               cudnn_call_name(ConvDirection::kBackwardFilter), __FILE__, __LINE__);
   ctx.launched(cudnn_call_name(ConvDirection::kBackwardFilter));
 }
@@ -424,7 +434,7 @@ size_t ConvPlanner::workspace_needed() const {
   return most;
 }
 
-void ConvPlanner::prime(int n) {
+void ConvPlanner::prime(int n, Context* branch) {
   if (plans_.empty()) return;
   int64_t x_max = 0, y_max = 0, w_max = 0;
   for (const auto& [shape, plan] : plans_) {
@@ -443,6 +453,17 @@ void ConvPlanner::prime(int n) {
     plan->forward(ctx_, xt, w, yt);
     if (shape.input_grad) plan->backward_data(ctx_, yt, w, xt, GradWrite::kOverwrite);
     plan->backward_filter(ctx_, xt, yt, dw);
+  }
+  if (branch) {
+    // The branch's handle meets the weight gradients at this batch for the first time here too,
+    // after the zeroing (ordered by a full wait: nothing else is in flight).
+    ctx_.synchronize();
+    for (const auto& [shape, plan] : plans_) {
+      const DeviceTensor xt{x, n, shape.in_channels, shape.in_side, shape.in_side, shape.layout};
+      const DeviceTensor yt{y, n, shape.out_channels, shape.out_side(), shape.out_side(), shape.layout};
+      plan->backward_filter(*branch, xt, yt, dw);
+    }
+    branch->synchronize();
   }
   ctx_.synchronize();  // before the scratch goes
 }

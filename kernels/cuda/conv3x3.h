@@ -16,7 +16,8 @@
 // preferring deterministic algorithms (bit-reproducible runs) and then the fastest
 // (rank_candidates in kernels/cuda/conv_choice.h). The choice goes into the process's PlanCache: a
 // later plan with the same shape, batch bound, policy, cap, device and math mode measures nothing.
-// All plans share one workspace, taken from the arena, sized for the largest need.
+// All plans share one workspace, taken from the arena, sized for the largest need; a context with a
+// workspace of its own (a branch stream's: Context::set_conv_workspace) uses that one instead.
 //
 // Conv3x3: one layer (its weight and weight-gradient pointers) bound to its shape's plan.
 #include <cstddef>
@@ -102,6 +103,13 @@ class ConvPlan {
                   std::string* why = nullptr);
 
  private:
+  struct Workspace {
+    void* data = nullptr;
+    size_t bytes = 0;
+  };
+  // The workspace a call on ctx uses: ctx's own if it has one (Context::set_conv_workspace), else
+  // the plan's; throws when it is smaller than the plan needs.
+  Workspace workspace_for(const Context& ctx) const;
   void release() noexcept;
   void bind_batch(int n);  // points the x/y descriptors at batch n (host-only, cheap)
   void run_as(ConvMath math);  // TF32: the descriptor's math type for an algorithm of this label (host-only)
@@ -153,7 +161,9 @@ class ConvPlanner {
   // Runs every plan's directions once at batch n, eagerly, on zeroed scratch memory, and waits: a
   // library's first use of a batch size (it may allocate or load kernels) then never happens inside
   // a graph capture. Launches (counted) 1 memset + 3 calls per plan (2 without input gradient).
-  void prime(int n);
+  // `branch`: a branch context (the weight-gradient branch's) whose handle and workspace will run
+  // the backward-filter calls in graphs: each plan's backward-filter once more on it.
+  void prime(int n, Context* branch = nullptr);
 
  private:
   Context& ctx_;

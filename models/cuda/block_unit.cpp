@@ -48,21 +48,32 @@ void BlockUnit::record_closed_forward(cuda::Context& ctx, const cuda::DeviceTens
   }
 }
 
-void BlockUnit::record_backward(cuda::Context& ctx, const cuda::DeviceTensor& in, const cuda::DeviceTensor& g,
-                                const cuda::DeviceTensor& g_in) const {
+void BlockUnit::record_backward_input(cuda::Context& ctx, const cuda::DeviceTensor& g, const cuda::DeviceTensor& g_in,
+                                      const WgradSlot& slot) const {
   const int n = g.n;
   const cuda::DeviceTensor a1 = act(buf_.a1, n), r1 = act(buf_.r1, n), a2 = act(buf_.a2, n);
-  const cuda::DeviceTensor s1 = act(shared_.scratch1, n), s2 = act(shared_.scratch2, n);
+  const cuda::DeviceTensor dy2 = act(slot.dy2, n), dy1 = act(slot.dy1, n), dr1 = act(shared_.scratch, n);
   // g ← g·[out > 0] in place (= ∂L/∂branch); stride 2 also writes the shortcut's share to g_in.
   cuda::residual_join_backward(ctx, output(n), g, cuda::JoinMask::kReluMask,
                                spec_->downsamples() ? &g_in : nullptr);
-  layers_.bn2.backward(ctx, a2, a2, g, s1);          // s1 = ∂L/∂a2 (bn2 has no ReLU: y unused)
-  layers_.conv2.backward_filter(ctx, r1, s1);        // ∂L/∂w2
-  layers_.conv2.backward_data(ctx, s1, s2, cuda::GradWrite::kOverwrite);     // s2 = ∂L/∂r1
-  layers_.bn1.backward(ctx, a1, r1, s2, s1);         // s1 = ∂L/∂a1 (ReLU mask from r1)
-  layers_.conv1.backward_filter(ctx, in, s1);        // ∂L/∂w1
+  layers_.bn2.backward(ctx, a2, a2, g, dy2);                                  // ∂L/∂a2 (bn2 has no ReLU: y unused)
+  layers_.conv2.backward_data(ctx, dy2, dr1, cuda::GradWrite::kOverwrite);    // ∂L/∂r1
+  layers_.bn1.backward(ctx, a1, r1, dr1, dy1);                                // ∂L/∂a1 (ReLU mask from r1)
   // g_in += the branch's share: now ∂L/∂x
-  layers_.conv1.backward_data(ctx, s1, g_in, cuda::GradWrite::kAccumulate);
+  layers_.conv1.backward_data(ctx, dy1, g_in, cuda::GradWrite::kAccumulate);
+}
+
+void BlockUnit::record_weight_gradients(cuda::Context& ctx, const cuda::DeviceTensor& in, int n,
+                                        const WgradSlot& slot) const {
+  const cuda::DeviceTensor r1 = act(buf_.r1, n), dy2 = act(slot.dy2, n), dy1 = act(slot.dy1, n);
+  layers_.conv2.backward_filter(ctx, r1, dy2);  // ∂L/∂w2
+  layers_.conv1.backward_filter(ctx, in, dy1);  // ∂L/∂w1
+}
+
+void BlockUnit::record_backward(cuda::Context& ctx, const cuda::DeviceTensor& in, const cuda::DeviceTensor& g,
+                                const cuda::DeviceTensor& g_in, const WgradSlot& slot) const {
+  record_backward_input(ctx, g, g_in, slot);
+  record_weight_gradients(ctx, in, g.n, slot);
 }
 
 void BlockUnit::record_closed_backward(cuda::Context& ctx, const cuda::DeviceTensor& g,

@@ -11,7 +11,13 @@
 //                             block's output is its input: eagerly the model aliases the views and
 //                             calls nothing; in a graph, whose addresses are fixed, the ELSE body
 //                             copies `in` to `out` (one device copy, no kernel).
-//   record_backward           open block: join backward (mask), BN, conv filter and data gradients
+//   record_backward_input     open block, the input-gradient chain the next block waits for: join
+//                             backward (mask), bn2 backward, conv2 backward-data, bn1 backward, conv1
+//                             backward-data; it leaves ∂L/∂a2 and ∂L/∂a1 in a WgradSlot
+//   record_weight_gradients   open block, its weight gradients: conv2's and conv1's backward-filter
+//                             from that slot (BN's dγ, dβ come with dx from the same reductions, so
+//                             they stay in the chain). On a parallel branch, or after the chain on
+//                             the same stream (record_backward: both, the serial step)
 //   record_closed_backward    closed block: a downsampling block sends the gradient back through
 //                             the shortcut (join backward without mask); a stride-1 block passes it
 //                             through untouched — nothing to record.
@@ -48,10 +54,18 @@ struct BlockBuffers {
   float *save_mean1 = nullptr, *save_inv_std1 = nullptr, *save_mean2 = nullptr, *save_inv_std2 = nullptr;
 };
 
-// Buffers the blocks share: bn2's output (consumed at once by the join) and two gradient scratches.
+// Buffers the blocks share: bn2's output (consumed at once by the join) and the chain's gradient
+// scratch (∂L/∂r1, consumed at once by bn1's backward; the stem's BN backward output).
 struct SharedBlockBuffers {
   float* branch = nullptr;
-  float *scratch1 = nullptr, *scratch2 = nullptr;
+  float* scratch = nullptr;
+};
+
+// What a block's weight gradients read besides its saved activations, written by its input chain:
+// ∂L/∂a2 (bn2's input gradient) and ∂L/∂a1 (bn1's). Its own buffers, so that the chain of the next
+// blocks may go on while the weight gradients still read them (models/cuda/device_buffers.h).
+struct WgradSlot {
+  float *dy2 = nullptr, *dy1 = nullptr;
 };
 
 struct BlockLayers {
@@ -71,9 +85,15 @@ class BlockUnit {
 
   void record_forward(cuda::Context& ctx, const cuda::DeviceTensor& in, Pass pass) const;
   void record_closed_forward(cuda::Context& ctx, const cuda::DeviceTensor& in, ClosedIdentity identity) const;
-  // in: the forward's input; g: ∂L/∂out (stage gradient); g_in: where ∂L/∂in goes (= g for stride 1).
+  // g: ∂L/∂out (stage gradient); g_in: where ∂L/∂in goes (= g for stride 1).
+  void record_backward_input(cuda::Context& ctx, const cuda::DeviceTensor& g, const cuda::DeviceTensor& g_in,
+                             const WgradSlot& slot) const;
+  // in: the forward's input. After record_backward_input with the same slot (on another stream:
+  // ordered after it by the caller).
+  void record_weight_gradients(cuda::Context& ctx, const cuda::DeviceTensor& in, int n, const WgradSlot& slot) const;
+  // Both on ctx, one after the other: the serial step.
   void record_backward(cuda::Context& ctx, const cuda::DeviceTensor& in, const cuda::DeviceTensor& g,
-                       const cuda::DeviceTensor& g_in) const;
+                       const cuda::DeviceTensor& g_in, const WgradSlot& slot) const;
   void record_closed_backward(cuda::Context& ctx, const cuda::DeviceTensor& g, const cuda::DeviceTensor& g_in) const;
 
   const BlockSpec& spec() const { return *spec_; }

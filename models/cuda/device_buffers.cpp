@@ -8,6 +8,8 @@
 
 namespace sd {
 
+int wgrad_slots(WgradStream wgrad) { return wgrad == WgradStream::kParallel ? kWgradSlots : 1; }
+
 template <class Alloc>
 DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& a) {
   const ResNetSpec& spec = *plan.spec;
@@ -62,8 +64,14 @@ DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& a) {
     const StageSpec& stage = spec.stages[s];
     b.stage_grad[s] = a.template take<float>(format.activation_elements(B, stage.channels, stage.side));
   }
-  b.shared.scratch1 = a.template take<float>(largest);
-  b.shared.scratch2 = a.template take<float>(largest);
+  b.shared.scratch = a.template take<float>(largest);
+  // The gradients a block's weight gradients read, per slot (see kWgradSlots).
+  for (int k = 0; k < wgrad_slots(plan.wgrad); ++k) {
+    WgradSlot slot;
+    slot.dy2 = a.template take<float>(largest);
+    slot.dy1 = a.template take<float>(largest);
+    b.wgrad_slots.push_back(slot);
+  }
   a.begin_part(kPartHead);
   b.pooled = a.template take<float>(size_t(B) * size_t(spec.head.features));
   b.logits = a.template take<float>(size_t(B) * size_t(spec.head.classes));
@@ -75,12 +83,16 @@ DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& a) {
   b.train_state = a.template take<cuda::DeviceStepState>(1);
   b.eval_state = a.template take<cuda::DeviceStepState>(1);
   b.survival = a.template take<float>(L);
-  b.handles = a.template take<cudaGraphConditionalHandle>(size_t(kTrainGraphSlots) * 2 * L);
+  b.handles = a.template take<cudaGraphConditionalHandle>(size_t(kTrainGraphSlots) * kMaxHandlesPerBlock * L);
   b.train_totals = a.template take<cuda::DeviceTotals>(1);
   b.eval_totals = a.template take<cuda::DeviceTotals>(1);
   b.conv1_grad_sum = a.template take<double>(1);
   a.begin_part(kPartConvWorkspace);
   b.conv_workspace = a.template take<char>(plan.conv_workspace_bytes);
+  if (plan.wgrad == WgradStream::kParallel) {
+    a.begin_part(kPartBranchWorkspace);
+    b.branch_conv_workspace = a.template take<char>(plan.conv_workspace_bytes);
+  }
   a.begin_part(kPartCublasWorkspace);
   b.cublas_workspace = a.template take<char>(plan.cublas_workspace_bytes);
   return b;

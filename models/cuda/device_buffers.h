@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/cuda/context.h"
+#include "engine/train/backend.h"
 #include "kernels/cuda/batch_norm.h"
 #include "kernels/cuda/classifier.h"
 #include "models/cuda/block_unit.h"
@@ -23,8 +24,16 @@
 namespace sd {
 
 // Batches of up to this many sizes keep a training graph at once (graph execution; least recently
-// used goes): each holds two conditional handles per block in the arena.
+// used goes): each holds up to three conditional handles per block in the arena (forward, backward,
+// and the weight-gradient branch's).
 inline constexpr int kTrainGraphSlots = 4;
+inline constexpr int kMaxHandlesPerBlock = 3;
+
+// The weight-gradient branch may run this many blocks behind the input-gradient chain: block l's
+// ∂L/∂a2 and ∂L/∂a1 go to slot l mod kWgradSlots, and the chain writes a slot again (block l − 2)
+// only after the branch has read it (models/cuda/wgrad_branch.h). Serial steps need one slot.
+inline constexpr int kWgradSlots = 2;
+int wgrad_slots(WgradStream wgrad);  // kWgradSlots when parallel, 1 when serial
 
 // Where everything of the network lies in its arena.
 struct DeviceBuffers {
@@ -42,10 +51,12 @@ struct DeviceBuffers {
   uint8_t* batch_predictions = nullptr;  // a training batch's; graph evaluation's, before they go to the set's
   cuda::DeviceStepState *train_state = nullptr, *eval_state = nullptr;
   float* survival = nullptr;  // p_l per block, for the device's gate draws
-  cudaGraphConditionalHandle* handles = nullptr;  // kTrainGraphSlots × 2 per block
+  cudaGraphConditionalHandle* handles = nullptr;  // kTrainGraphSlots × kMaxHandlesPerBlock per block
+  std::vector<WgradSlot> wgrad_slots;              // wgrad_slots(plan's wgrad) of them
   cuda::DeviceTotals *train_totals = nullptr, *eval_totals = nullptr;
   double* conv1_grad_sum = nullptr;  // Σ over steps of mean |∂L/∂w| of conv1.weight (TrainTotals)
   void *conv_workspace = nullptr, *cublas_workspace = nullptr;
+  void* branch_conv_workspace = nullptr;  // the weight-gradient branch's own (parallel only)
 };
 
 // The parts of the layout, as a memory plan (models/cuda/memory_plan.h) states them, in arena order.
@@ -59,6 +70,7 @@ inline constexpr char kPartBackwardScratch[] = "gradient and scratch buffers";
 inline constexpr char kPartHead[] = "classifier head";
 inline constexpr char kPartStepState[] = "step state and graph handles";
 inline constexpr char kPartConvWorkspace[] = "convolution workspace";
+inline constexpr char kPartBranchWorkspace[] = "weight-gradient branch's convolution workspace";
 inline constexpr char kPartCublasWorkspace[] = "cuBLAS workspace";
 
 // cuBLAS's workspace in the arena (set on the context's handle: no allocation inside a step).
@@ -72,6 +84,8 @@ struct BufferPlan {
   cuda::BatchNormVariant bn_variant = cuda::BatchNormVariant::kBlockPerChannel;
   size_t conv_workspace_bytes = 0;    // the convolution planner's (ConvPlanner::workspace_needed)
   size_t cublas_workspace_bytes = 0;
+  // Parallel: the branch's slots and its own convolution workspace (as large as the planner's).
+  WgradStream wgrad = WgradStream::kSerial;
 };
 
 // Takes every buffer of `plan` from `alloc` (an ArenaSizer, to size the arena, or the DeviceArena

@@ -49,12 +49,17 @@ DeviceNetwork::DeviceNetwork(const BackendOptions& options, int max_batch, int d
                         .max_batch = max_batch_,
                         .bn_variant = bn_variant_,
                         .conv_workspace_bytes = planner_->workspace_needed(),
-                        .cublas_workspace_bytes = kCublasWorkspaceBytes};
+                        .cublas_workspace_bytes = kCublasWorkspaceBytes,
+                        .wgrad = options.wgrad_stream};
   arena_ = cuda::DeviceArena(memory_plan_.arena_bytes(),
                              fmt::format("the ResNet-{} at batch {}", spec_.config.depth, max_batch_));
   buf_ = lay_out_buffers(plan, arena_);
   planner_->set_workspace(buf_.conv_workspace, planner_->workspace_needed());
   ctx_->set_cublas_workspace(buf_.cublas_workspace, kCublasWorkspaceBytes);
+  if (options.wgrad_stream == WgradStream::kParallel) {
+    branch_ctx_ = std::make_unique<cuda::Context>(*ctx_, cuda::Context::Branch{});
+    branch_ctx_->set_conv_workspace(buf_.branch_conv_workspace, planner_->workspace_needed());
+  }
   layers_ = build_network_layers(spec_, format_, buf_, *planner_, bn_variant_);
   sets_ = std::make_unique<DeviceImageSets>(*ctx_, buf_.mean_image);
 
@@ -70,13 +75,16 @@ DeviceNetwork::DeviceNetwork(const BackendOptions& options, int max_batch, int d
 DeviceNetwork::~DeviceNetwork() {
   // Drain the stream before any buffer goes (the members free device memory as they are destroyed).
   if (ctx_) cudaStreamSynchronize(ctx_->stream());
+  if (branch_ctx_) cudaStreamSynchronize(branch_ctx_->stream());
 }
 
 std::string DeviceNetwork::describe() const {
   return fmt::format("{}\nCudaResNet ResNet-{}: arena {:.1f} MiB for batch {} ({} parameters), conv workspace "
-                     "{:.1f} MiB\n{}",
+                     "{:.1f} MiB{}, weight gradients {}\n{}",
                      cuda::describe(versions_), spec_.config.depth, double(arena_.capacity()) / (1 << 20),
-                     max_batch_, spec_.num_params, double(planner_->workspace_needed()) / (1 << 20), planner_->describe());
+                     max_batch_, spec_.num_params, double(planner_->workspace_needed()) / (1 << 20),
+                     branch_ctx_ ? " (and the branch's own)" : "",
+                     branch_ctx_ ? "on a parallel branch (second stream)" : "serial", planner_->describe());
 }
 
 }  // namespace sd

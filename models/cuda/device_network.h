@@ -60,10 +60,16 @@ class DeviceNetwork {
   int max_batch() const { return max_batch_; }
   int num_blocks() const { return spec_.num_blocks(); }
   cuda::Context& ctx() const { return *ctx_; }
+  // The weight-gradient branch's context (BackendOptions::wgrad_stream parallel; null when serial):
+  // a branch of ctx() with its own stream, handles and convolution workspace (models/cuda/wgrad_branch.h).
+  cuda::Context* branch_ctx() const { return branch_ctx_.get(); }
+  // The slot block l's input chain leaves its weight gradients' inputs in (l mod the slots).
+  const WgradSlot& wgrad_slot(int l) const { return buf_.wgrad_slots[size_t(l) % buf_.wgrad_slots.size()]; }
+  int wgrad_slot_index(int l) const { return l % int(buf_.wgrad_slots.size()); }
   const DeviceBuffers& buffers() const { return buf_; }
   const BlockUnit& unit(int l) const { return layers_.units[size_t(l)]; }
   const cuda::ConvPlanner& planner() const { return *planner_; }
-  void prime_convolutions(int n) { planner_->prime(n); }  // see ConvPlanner::prime
+  void prime_convolutions(int n) { planner_->prime(n, branch_ctx_.get()); }  // see ConvPlanner::prime
   const cuda::VersionNumbers& versions() const { return versions_; }
   size_t arena_bytes() const { return arena_.capacity(); }
   // The device memory planned by part (models/cuda/memory_plan.h), checked before the arena was made.
@@ -125,6 +131,7 @@ class DeviceNetwork {
   cuda::VersionNumbers versions_;
   std::unique_ptr<cuda::Context> ctx_;
   std::unique_ptr<cuda::ConvPlanner> planner_;
+  std::unique_ptr<cuda::Context> branch_ctx_;  // after ctx_: destroyed before it
   MemoryPlan memory_plan_;
   cuda::DeviceArena arena_;
   DeviceBuffers buf_;

@@ -69,7 +69,7 @@ void DeviceNetwork::record_stem_backward(int n) {
   const cuda::DeviceTensor a0 = act(buf_.stem_a, n, stem.out_channels, stem.out_side);
   const cuda::DeviceTensor r0 = act(buf_.stem_r, n, stem.out_channels, stem.out_side);
   const cuda::DeviceTensor g0 = act(buf_.stage_grad[0], n, stem.out_channels, stem.out_side);
-  const cuda::DeviceTensor s1 = act(buf_.shared.scratch1, n, stem.out_channels, stem.out_side);
+  const cuda::DeviceTensor s1 = act(buf_.shared.scratch, n, stem.out_channels, stem.out_side);
   layers_.stem_bn.backward(*ctx_, a0, r0, g0, s1);
   layers_.stem_conv.backward_filter(*ctx_, x0, s1);
 }

@@ -10,6 +10,10 @@
 
 namespace sd {
 
+EagerExecutor::EagerExecutor(DeviceNetwork& net) : net_(net) {
+  if (net.branch_ctx()) branch_ = std::make_unique<WgradBranch>(net.ctx(), *net.branch_ctx());
+}
+
 void EagerExecutor::train_step(const StepInput& in) {
   const cuda::NvtxRange range("train_step");
   const int n = int(in.indices.size());
@@ -64,15 +68,32 @@ void EagerExecutor::forward(int n, std::span<const uint8_t> gates) {
 
 void EagerExecutor::backward(int n, std::span<const uint8_t> gates) {
   const cuda::NvtxRange range("backward");
-  const cuda::PhaseScope phase(net_.ctx(), cuda::Phase::kBackwardInput);
-  for (int l = net_.num_blocks() - 1; l >= 0; --l) {
-    const cuda::NvtxRange block_range(net_.block_name(l));
-    if (gates[size_t(l)])
-      net_.unit(l).record_backward(net_.ctx(), in_views_[size_t(l)], net_.block_grad(l, n), net_.block_input_grad(l, n));
-    else
-      net_.unit(l).record_closed_backward(net_.ctx(), net_.block_grad(l, n), net_.block_input_grad(l, n));
+  cuda::Context& ctx = net_.ctx();
+  // Phases split one stream's timeline: a measured step runs its weight gradients in the chain.
+  WgradBranch* branch = ctx.phase_timer() ? nullptr : branch_.get();
+  if (branch) branch->begin_backward();
+  {
+    const cuda::PhaseScope phase(ctx, cuda::Phase::kBackwardInput);
+    for (int l = net_.num_blocks() - 1; l >= 0; --l) {
+      const cuda::NvtxRange block_range(net_.block_name(l));
+      const BlockUnit& unit = net_.unit(l);
+      const cuda::DeviceTensor in = in_views_[size_t(l)], g = net_.block_grad(l, n), g_in = net_.block_input_grad(l, n);
+      if (!gates[size_t(l)]) {
+        unit.record_closed_backward(ctx, g, g_in);
+      } else if (!branch) {
+        unit.record_backward(ctx, in, g, g_in, net_.wgrad_slot(l));
+      } else {
+        branch->before_chain_writes(net_.wgrad_slot_index(l));
+        unit.record_backward_input(ctx, g, g_in, net_.wgrad_slot(l));
+        branch->fork();
+        unit.record_weight_gradients(branch->ctx(), in, n, net_.wgrad_slot(l));
+        branch->slot_read(net_.wgrad_slot_index(l));
+      }
+    }
+    net_.record_stem_backward(n);
   }
-  net_.record_stem_backward(n);
+  // Before SGD (and everything after it) the main stream waits for the branch.
+  if (branch) branch->join();
 }
 
 bool EagerExecutor::evaluate(ImageSetRole role, const Backend::EvaluationGoOn& go_on) {

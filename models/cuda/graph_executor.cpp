@@ -89,14 +89,18 @@ cuda::GraphExec GraphExecutor::capture_training_step(int n, int slot) {
   cuda::Context& ctx = net_.ctx();
   const DeviceBuffers& buf = net_.buffers();
   const int L = net_.num_blocks();
-  cudaGraphConditionalHandle* device_handles = buf.handles + size_t(slot) * 2 * size_t(L);
+  // Parallel weight gradients: a third handle per block, for its branch node.
+  cuda::Context* branch = net_.branch_ctx();
+  const int per_block = branch ? 3 : 2;
+  cudaGraphConditionalHandle* device_handles = buf.handles + size_t(slot) * kMaxHandlesPerBlock * size_t(L);
   cuda::GraphBuilder b(ctx);
   std::vector<cudaGraphConditionalHandle>& handles = slot_handles_.at(size_t(slot));
   handles.clear();
-  for (int i = 0; i < 2 * L; ++i) handles.push_back(b.make_handle());
+  for (int i = 0; i < per_block * L; ++i) handles.push_back(b.make_handle());
+  const auto handle = [&](int l, int k) { return handles[size_t(per_block * l + k)]; };
   const uint64_t seed = net_.options().seed;
   const bool augment = net_.options().augmentation == Augmentation::kCropFlip;
-  const cuda::GateDraw draw{seed, buf.survival, L, device_handles};
+  const cuda::GateDraw draw{seed, buf.survival, L, device_handles, per_block};
   const cuda::DeviceStep* current = &buf.train_state->current;
   b.capture([&] {
     cuda::begin_step(ctx, buf.train_state, n, draw);
@@ -110,26 +114,50 @@ cuda::GraphExec GraphExecutor::capture_training_step(int n, int slot) {
     const BlockUnit& unit = net_.unit(l);
     const cuda::DeviceTensor in = net_.block_input(l, n);
     b.add_if(
-        handles[size_t(2 * l)], [&] { unit.record_forward(ctx, in, Pass::kTraining); },
+        handle(l, 0), [&] { unit.record_forward(ctx, in, Pass::kTraining); },
         [&] { unit.record_closed_forward(ctx, in, ClosedIdentity::kCopy); },
         fmt::format("block {}, forward", net_.block_name(l)));
   }
   b.capture([&] {
     net_.record_head(net_.unit(L - 1).output(n));
   }, "head, forward and backward");
+  // The backward: per block an IF node of its input-gradient chain; with a parallel branch, beside
+  // it an IF node of its weight gradients (gated by the same gate: its own handle), which depends on
+  // the chain's node (it reads the slot that wrote), and which the chain's node of block l − 2 (the
+  // slot's next writer) depends on; the branch nodes no chain node waited for join before SGD.
+  // models/cuda/wgrad_branch.h draws the same orders for eager steps.
+  std::vector<cudaGraphNode_t> wgrad_nodes(size_t(L), nullptr);
+  const WgradFault fault = wgrad_fault();
   for (int l = L - 1; l >= 0; --l) {
     const BlockUnit& unit = net_.unit(l);
     const cuda::DeviceTensor in = net_.block_input(l, n), g = net_.block_grad(l, n), g_in = net_.block_input_grad(l, n);
+    const WgradSlot& wslot = net_.wgrad_slot(l);
     std::function<void()> closed;
     if (unit.spec().downsamples()) closed = [&] { unit.record_closed_backward(ctx, g, g_in); };
-    b.add_if(handles[size_t(2 * l + 1)], [&] { unit.record_backward(ctx, in, g, g_in); }, closed,
-             fmt::format("block {}, backward", net_.block_name(l)));
+    const std::string where = fmt::format("block {}, backward", net_.block_name(l));
+    if (!branch) {
+      b.add_if(handle(l, 1), [&] { unit.record_backward(ctx, in, g, g_in, wslot); }, closed, where);
+      continue;
+    }
+    const int previous_reader = l + kWgradSlots;  // the block whose weight gradients read this slot last
+    if (previous_reader < L && fault != WgradFault::kNoSlotWait) {
+      b.wait_for(wgrad_nodes[size_t(previous_reader)]);
+      wgrad_nodes[size_t(previous_reader)] = nullptr;  // joined
+    }
+    const cuda::GraphBuilder::Tail before = b.tail();
+    b.add_if(handle(l, 1), [&] { unit.record_backward_input(ctx, g, g_in, wslot); }, closed, where);
+    wgrad_nodes[size_t(l)] = b.add_branch_if(
+        *branch, handle(l, 2), [&] { unit.record_weight_gradients(*branch, in, n, wslot); },
+        fault == WgradFault::kNoFork ? before : b.tail(), fmt::format("block {}, weight gradients", net_.block_name(l)));
   }
+  b.capture([&] { net_.record_stem_backward(n); }, "stem, backward");
+  if (fault != WgradFault::kNoJoin)
+    for (cudaGraphNode_t node : wgrad_nodes)
+      if (node) b.wait_for(node);
   b.capture([&] {
-    net_.record_stem_backward(n);
     cuda::sgd_step_at(ctx, (long long)net_.spec().num_params, buf.params, buf.grads, buf.momentum, &current->lr,
                       net_.sgd_hyper(0.0f), net_.conv1_grad_statistic());
-  }, "stem, backward and SGD");
+  }, "SGD");
   cuda::GraphExec exec = b.instantiate(fmt::format("train-batch-{}", n));
   // The gate kernel finds the handles in device memory. From a host vector that lives as long as
   // the graph; stream-ordered after any launch of the graph this slot held before.

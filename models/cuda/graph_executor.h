@@ -12,7 +12,11 @@
 //   → pool → classifier (loss, dlogits, totals) → fc and pool backward
 //   → per block l, last to first:  IF bwd_l { the block's backward } [ELSE { shortcut backward } for
 //                   a downsampling block; a closed stride-1 block passes the gradient untouched]
-//   → stem backward → mean |∂L/∂w| of conv1 → SGD with the device's learning rate.
+//                   with parallel weight gradients, bwd_l holds the input-gradient chain and a node
+//                   beside the chain, IF wgrad_l { conv2's and conv1's weight gradients }, follows it
+//                   (bwd_{l−2} waits for it: models/cuda/wgrad_branch.h)
+//   → stem backward → mean |∂L/∂w| of conv1 → (the branch nodes joined) SGD with the device's
+//     learning rate.
 // The step counter, learning rate, epoch and the epoch's order live in device memory
 // (models/cuda/step_state.h, fed by models/cuda/step_feed.h). The host launches the graph and never
 // waits. Up to kTrainGraphSlots batch sizes keep a graph at once (least recently used goes).

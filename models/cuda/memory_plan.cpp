@@ -62,7 +62,8 @@ MemoryPlan plan_device_memory(const BackendOptions& options, int max_batch, size
                            .max_batch = max_batch,
                            .bn_variant = cuda::batch_norm_variant_named(options.bn_variant),
                            .conv_workspace_bytes = conv_workspace_bytes,
-                           .cublas_workspace_bytes = kCublasWorkspaceBytes};
+                           .cublas_workspace_bytes = kCublasWorkspaceBytes,
+                           .wgrad = options.wgrad_stream};
   cuda::ArenaSizer sizer;
   lay_out_buffers(buffers, sizer);
   MemoryPlan plan;

@@ -29,7 +29,7 @@ __global__ void set_next_step_kernel(DeviceStepState* state, DeviceStep next, Ga
 }
 
 __global__ void begin_step_kernel(DeviceStepState* state, int n, uint64_t seed, const float* survival, int blocks,
-                                  const cudaGraphConditionalHandle* handles) {
+                                  const cudaGraphConditionalHandle* handles, int per_block) {
   const DeviceStep step = state->next;  // every thread reads before thread 0 advances it
   const bool forced = state->forced != 0;
   __syncthreads();
@@ -43,12 +43,10 @@ __global__ void begin_step_kernel(DeviceStepState* state, int n, uint64_t seed, 
     state->gates[l] = forced ? state->forced_gates[l] : (gate_open(seed, step.step, l, survival[l]) ? 1 : 0);
   __syncthreads();
   // One thread sets every handle: concurrent cudaGraphSetConditional calls are documented as
-  // undefined only for racing calls, but one thread leaves no doubt, and 2·L calls are cheap.
+  // undefined only for racing calls, but one thread leaves no doubt, and 2·L or 3·L calls are cheap.
   if (handles && threadIdx.x == 0)
-    for (int l = 0; l < blocks; ++l) {
-      cudaGraphSetConditional(handles[2 * l], state->gates[l]);
-      cudaGraphSetConditional(handles[2 * l + 1], state->gates[l]);
-    }
+    for (int l = 0; l < blocks; ++l)
+      for (int k = 0; k < per_block; ++k) cudaGraphSetConditional(handles[per_block * l + k], state->gates[l]);
 }
 
 __global__ void scatter_predictions_kernel(const DeviceStepState* state, const uint8_t* batch, uint8_t* set, int n) {
@@ -78,7 +76,10 @@ void set_next_step(Context& ctx, DeviceStepState* state, const DeviceStep& next,
 void begin_step(Context& ctx, DeviceStepState* state, int n, const GateDraw& draw) {
   if (draw.blocks < 0 || draw.blocks > kMaxGatedBlocks || (draw.blocks > 0 && !draw.survival))
     throw Error(cat("begin_step: ", draw.blocks, " blocks (at most ", kMaxGatedBlocks, ", with their survival)"));
-  SD_LAUNCH(ctx, begin_step_kernel, 1, kBeginThreads, 0, state, n, draw.seed, draw.survival, draw.blocks, draw.handles);
+  if (draw.handles && (draw.handles_per_block < 1 || draw.handles_per_block > 3))
+    throw Error(cat("begin_step: ", draw.handles_per_block, " handles per block (1 to 3)"));
+  SD_LAUNCH(ctx, begin_step_kernel, 1, kBeginThreads, 0, state, n, draw.seed, draw.survival, draw.blocks, draw.handles,
+            draw.handles_per_block);
 }
 
 void scatter_predictions(Context& ctx, const DeviceStepState* state, const uint8_t* batch_predictions,

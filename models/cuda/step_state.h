@@ -12,7 +12,7 @@
 //   gates    the running step's gate per block: drawn by begin_step with the host's Philox
 //            (gate_open(seed, step, l, p_l), engine/core/gates.h) unless the host forced the next
 //            step's gates (forced, forced_gates: gates that are not the draw, e.g. in tests). begin_step
-//            then sets each block's two conditional handles (forward, backward) to its gate.
+//            then sets each block's conditional handles (forward, backward[, weight gradients]) to its gate.
 #include <cstdint>
 #include <span>
 
@@ -45,9 +45,11 @@ struct GateDraw {
   uint64_t seed = 0;
   const float* survival = nullptr;  // [blocks], device
   int blocks = 0;
-  // [2 · blocks] device array: block l's forward handle at 2l, its backward handle at 2l + 1;
-  // null: only the gates array is written.
+  // [handles_per_block · blocks] device array: block l's handles from handles_per_block · l on
+  // (forward, backward, and with a parallel weight-gradient branch the branch's), each set to the
+  // block's gate; null: only the gates array is written.
   const cudaGraphConditionalHandle* handles = nullptr;
+  int handles_per_block = 2;
 };
 
 // Sets state.next (and, when `forced` is not empty, the next step's gates). One launch; the values

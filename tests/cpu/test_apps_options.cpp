@@ -79,6 +79,7 @@ TEST_CASE("sd_train defaults are the paper's", "[apps]") {
   CHECK(o.device.index == 0);
   CHECK(o.device.text == "cuda");
   CHECK(o.execution == sd::Execution::kEager);
+  CHECK(o.wgrad_stream == sd::WgradStream::kParallel);
   CHECK(o.out == "runs/d110-lin_decay0.5-paper-s31415");
   CHECK_FALSE(o.resume);
   CHECK(o.given.empty());
@@ -143,6 +144,8 @@ TEST_CASE("sd_train refuses bad values, naming the flag", "[apps]") {
   CHECK_THAT(usage_error(Args{"--device", "cpu", "--exec", "graph"}),
              Catch::StartsWith("--exec graph: the CPU reference (--device cpu) runs eagerly only"));
   CHECK(parse({"--exec", "graph"}).execution == sd::Execution::kGraph);  // the CUDA engine's (no GPU is needed)
+  CHECK_THAT(usage_error(Args{"--wgrad-stream", "both"}), Catch::Contains("--wgrad-stream"));  // sd_bench's only
+  CHECK(parse({"--wgrad-stream", "serial"}).wgrad_stream == sd::WgradStream::kSerial);
   CHECK(parse({"--device", "cuda:2"}).device.canonical() == "cuda:2");  // parsed once, as the flag is read
   CHECK_THAT(usage_error(Args{"--bogus"}), Catch::Contains("--bogus"));
   CHECK_THAT(usage_error(Args{"--depth", "abc"}), Catch::StartsWith("CLI: "));

@@ -144,6 +144,11 @@ void retire_root(CUgraph_st* g) {
 }
 
 std::vector<CUgraphNode_st*> run_order(CUgraph_st& g, std::mt19937_64* rng) {
+  // newest-first (settings.h): among the ready nodes, the one added last, so that a node beside the
+  // chain runs as early as its dependencies allow, and the chain runs ahead of one left behind.
+  const bool newest_first = settings().schedule == Schedule::kNewestFirst;
+  std::unordered_map<const CUgraphNode_st*, size_t> added;
+  for (size_t i = 0; i < g.nodes.size(); ++i) added[g.nodes[i].get()] = i;
   std::unordered_map<const CUgraphNode_st*, size_t> waiting;
   std::unordered_map<const CUgraphNode_st*, std::vector<CUgraphNode_st*>> after;
   std::vector<CUgraphNode_st*> ready, order;
@@ -153,7 +158,11 @@ std::vector<CUgraphNode_st*> run_order(CUgraph_st& g, std::mt19937_64* rng) {
     if (n->deps.empty()) ready.push_back(n.get());
   }
   while (!ready.empty()) {
-    const size_t pick = rng ? size_t((*rng)() % ready.size()) : 0;
+    size_t pick = rng ? size_t((*rng)() % ready.size()) : 0;
+    if (newest_first)
+      pick = size_t(std::max_element(ready.begin(), ready.end(),
+                                     [&](const auto* a, const auto* b) { return added[a] < added[b]; }) -
+                    ready.begin());
     CUgraphNode_st* n = ready[pick];
     ready.erase(ready.begin() + ptrdiff_t(pick));
     order.push_back(n);

@@ -29,8 +29,10 @@ Settings from_environment() {
       s.schedule = Schedule::kDeferred;
     else if (!std::strcmp(v, "immediate"))
       s.schedule = Schedule::kImmediate;
+    else if (!std::strcmp(v, "newest-first"))
+      s.schedule = Schedule::kNewestFirst;
     else
-      fatal(std::string("SD_EMU_SCHEDULE=") + v + ": expected deferred or immediate");
+      fatal(std::string("SD_EMU_SCHEDULE=") + v + ": expected deferred, immediate or newest-first");
   }
   if (const char* v = env("SD_EMU_BLOCK_ORDER")) {
     if (!std::strcmp(v, "shuffled"))

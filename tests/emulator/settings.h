@@ -2,7 +2,13 @@
 // How the emulated device schedules work. Read once from the environment; tests change them
 // through set_settings (which first runs everything already issued).
 //   SD_EMU_SCHEDULE     deferred (default): stream work runs only when the host synchronises, so a
-//                       missing synchronisation reads poison; immediate: each operation runs at once
+//                       missing synchronisation reads poison, and the stream synchronised with runs
+//                       first, other streams' work only as far as it waits for them (concurrent work
+//                       as LATE as the rules allow); immediate: each operation runs at once;
+//                       newest-first: deferred, but a synchronisation first runs every other stream,
+//                       the newest first, each to its end (pulling what it waits for), and a launched
+//                       graph runs the newest of its ready nodes first (concurrent work as EARLY as
+//                       the rules allow: a wait that is missing lets it run before its input exists)
 //   SD_EMU_BLOCK_ORDER  shuffled (default, seeded) | forward | reverse: the order blocks are taken
 //   SD_EMU_SEED         seed of the shuffles (default 1)
 //   SD_EMU_WORKERS      worker threads that run thread blocks (default: the machine's cores)
@@ -16,7 +22,7 @@
 
 namespace sd::emu {
 
-enum class Schedule { kDeferred, kImmediate };
+enum class Schedule { kDeferred, kImmediate, kNewestFirst };
 enum class BlockOrder { kShuffled, kForward, kReverse };
 
 struct Settings {
@@ -38,7 +44,8 @@ struct Stats {
   uint64_t library_calls = 0;  // cuDNN and cuBLAS calls (kernels on a GPU)
   uint64_t memsets = 0;
   uint64_t copies = 0;
-  uint64_t operations = 0;  // all of the above, and event records and waits
+  uint64_t markers = 0;     // event records and waits (no device work)
+  uint64_t operations = 0;  // all of the above
   uint64_t device_kernels() const { return kernels + library_calls; }
 };
 Stats stats();

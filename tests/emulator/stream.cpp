@@ -101,7 +101,17 @@ void run_stream(CUstream_st* s, uint64_t position) {
   }
 }
 
-void run_stream(CUstream_st* s) { run_stream(s, s->issued); }
+void run_stream(CUstream_st* s) {
+  if (settings().schedule == Schedule::kNewestFirst) {
+    // Every other stream first, the newest first: work beside `s` runs as early as its waits allow.
+    std::vector<CUstream_st*> others;
+    for (const auto& c : streams().created)
+      if (c.get() != s) others.push_back(c.get());
+    DeviceAccess open;
+    for (auto it = others.rbegin(); it != others.rend(); ++it) run_stream(*it, (*it)->issued);
+  }
+  run_stream(s, s->issued);
+}
 
 void run_all() {
   Streams& all = streams();
@@ -136,7 +146,7 @@ void note_executed(OpKind kind) {
     case OpKind::kLibrary: ++e.library_calls; break;
     case OpKind::kMemset: ++e.memsets; break;
     case OpKind::kCopy: ++e.copies; break;
-    case OpKind::kMarker: break;
+    case OpKind::kMarker: ++e.markers; break;
     case OpKind::kGraphLaunch: return;  // its nodes count, each as it runs
   }
   ++e.operations;

@@ -18,7 +18,9 @@
 #                                        conv + BN engines (sd_fusion_probe, ≤ 75 s), then the other GPU tests (graph
 #                                        == eager among them), sd_bench ResNet-110 for every --exec ×
 #                                        --precision × --layout this build has (fp32 eager nchw with
-#                                        --phases), and PyTorch beside them
+#                                        --phases; fp32 nchw eager and graph with --wgrad-stream both:
+#                                        the weight-gradient branch against serial weight gradients),
+#                                        and PyTorch beside them
 #   tests/gpu/device_check.sh all        all of them but fast
 # Logs go to $OUT (the device tool brings them back) or /tmp/sd-gpu-out; the summary prints last.
 set -u
@@ -92,11 +94,14 @@ if [ "$mode" = fast ]; then
         # Where the step's time goes (--phases: eager, CUDA events per phase), once: fp32 eager nchw.
         phases=""
         [ "$exec-$precision-$layout" = eager-fp32-nchw ] && build/bin/sd_bench --help 2>/dev/null | grep -q -- "--phases" && phases="--phases"
+        # The parallel weight-gradient branch against serial weight gradients (a third, stochastic-
+        # depth row, ~+40 % of the run), in fp32 nchw, eager and graph (docs/PERFORMANCE.md, lever 5).
+        [ "$precision-$layout" = fp32-nchw ] && build/bin/sd_bench --help 2>/dev/null | grep -q -- "--wgrad-stream" && phases="$phases --wgrad-stream both"
         timeout 35 build/bin/sd_bench --depth 110 --exec "$exec" $flag $phases --rounds 3 --steps 60 --warmup 10 \
           --out "$out/$name.json" >"$out/$name.txt" 2>&1
         note "$name rc=$?"
-        grep -E "^(stochastic depth|full depth|speed-up|graph nodes)" "$out/$name.txt" | tee -a "$summary"
-        [ -n "$phases" ] && grep -A10 "^phases" "$out/$name.txt" | tee -a "$summary"
+        grep -E "^(stochastic depth|full depth|SD, serial wgrad|speed-up|graph nodes)" "$out/$name.txt" | tee -a "$summary"
+        case "$phases" in *--phases*) grep -A10 "^phases" "$out/$name.txt" | tee -a "$summary" ;; esac
       done
     done
   done

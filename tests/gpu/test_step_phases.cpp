@@ -130,7 +130,9 @@ TEST_CASE("gpu a training graph's nodes by type: a conditional per block and dir
   std::map<std::string, std::map<std::string, int>> by_part;
   for (const GraphNodeCount& c : nodes) by_part[c.part][c.type] += c.count;
   const int L = graph.spec().num_blocks();
-  CHECK(by_part["top"]["conditional"] == 2 * L);  // each block's forward and backward
+  // Each block's forward and backward, and its weight gradients' node beside the backward chain
+  // (the parallel branch, the default).
+  CHECK(by_part["top"]["conditional"] == 3 * L);
   // ELSE bodies: the closed identity block's forward copies its input; a closed downsampling block
   // runs its shortcut forward and backward (one kernel each); a closed identity block's backward
   // has no body at all.

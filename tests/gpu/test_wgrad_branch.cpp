@@ -1,0 +1,95 @@
+// The weight-gradient branch (models/cuda/wgrad_branch.h, BackendOptions::wgrad_stream): a step
+// whose weight gradients run on a parallel branch gives the serial step's bits — eager and graph,
+// fp32 and TF32, every batch-norm variant — on ResNet-20 at a small batch, with a step of open
+// blocks and one with closed identity and closed downsampling blocks. Separate engines of one seed
+// start from the same state and take the same convolution plans (the process's cache), so the only
+// difference between them is where the weight gradients ran. On a GPU the bits can agree only where
+// every chosen algorithm is deterministic; elsewhere the case says so and compares nothing.
+// (Under every emulated schedule, and a planted missing dependency: tests/emu/test_schedules.cpp.)
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "models/cuda/cuda_resnet.h"
+#include "tests/common/backend_contract.h"
+#include "tests/gpu/gpu_test.h"
+#include "tests/gpu/model_data.h"
+
+using namespace sd;
+
+namespace {
+
+constexpr uint64_t kSeed = 2929;
+constexpr int kBatch = 4;
+
+struct Outcome {
+  std::vector<NamedTensor> state, gradients;
+  std::vector<float> logits;
+  double conv1_grad_abs_mean_sum = 0;
+  bool deterministic = false;
+};
+
+Outcome run(BackendOptions options, WgradStream wgrad, Execution execution, const gpu_test::ModelData& data,
+            uint32_t steps) {
+  options.wgrad_stream = wgrad;
+  options.execution = execution;
+  CudaResNet gpu(options, kBatch);
+  gpu.set_normalization(data.norm);
+  gpu.set_images(ImageSetRole::kTrain, data.train);
+  // ResNet-20: blocks 0-2 (stage 0), 3-5 (3 downsamples), 6-8 (6 downsamples). The first step
+  // closes identity block 7 and downsampling block 3: open blocks 0, 1, 2 and 4, 5, 6, 8 use both
+  // slots of the branch twice over, a closed block between; the second step opens every block.
+  // (Steps are what the emulated device spends its time on: tests/emu/test_schedules.cpp runs
+  // three under every schedule.)
+  const std::vector<std::vector<uint8_t>> gates{{1, 1, 1, 0, 1, 1, 1, 0, 1}, std::vector<uint8_t>(9, 1)};
+  for (uint32_t s = 0; s < steps; ++s) {
+    const std::vector<int32_t> indices = gpu_test::batch_indices(data.train.size(), kBatch, s);
+    gpu.train_step(test::contract::step_input(indices, gates[s], s, s, 0.1f));
+  }
+  return Outcome{gpu.state(), gpu.gradients(), gpu.last_logits(), gpu.take_train_totals().conv1_grad_abs_mean_sum,
+                 gpu.deterministic_convolutions()};
+}
+
+void check_same(const Outcome& a, const Outcome& b) {
+  CHECK(gpu_test::states_bit_equal(a.state, b.state));
+  CHECK(gpu_test::states_bit_equal(a.gradients, b.gradients));
+  CHECK(gpu_test::bit_equal(a.logits, b.logits));
+  CHECK(a.conv1_grad_abs_mean_sum == b.conv1_grad_abs_mean_sum);
+}
+
+}  // namespace
+
+TEST_CASE("gpu weight gradients on a parallel branch equal the serial step bit for bit, eager and graph",
+          "[gpu][model][wgrad]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const gpu_test::ModelData data = gpu_test::make_model_data(16, 0);
+  for (const char* precision : {"fp32", "tf32"})
+    for (const cuda::BatchNormVariantRow& row : cuda::kBatchNormVariantRows) {
+      if (gpu_test::skip_unrunnable_variant(row)) continue;
+      INFO(precision << ", " << row.name);
+      BackendOptions options = gpu_test::model_options(20, kSeed);
+      options.precision = precision;
+      options.bn_variant = row.name;
+      // Two steps for the default arithmetic, one for the others.
+      const bool first = std::string(precision) == "fp32" && row.variant == cuda::BatchNormVariant::kBlockPerChannel;
+      const uint32_t steps = first ? 2 : 1;
+      const Outcome serial = run(options, WgradStream::kSerial, Execution::kEager, data, steps);
+      if (!serial.deterministic) {
+        WARN("a chosen convolution algorithm is not deterministic: runs cannot be compared bit for bit");
+        continue;
+      }
+      {
+        INFO("parallel, eager");
+        check_same(run(options, WgradStream::kParallel, Execution::kEager, data, steps), serial);
+      }
+      if (first) {
+        INFO("serial, graph");
+        check_same(run(options, WgradStream::kSerial, Execution::kGraph, data, steps), serial);
+      }
+      {
+        INFO("parallel, graph");
+        check_same(run(options, WgradStream::kParallel, Execution::kGraph, data, steps), serial);
+      }
+    }
+}
