@@ -203,7 +203,7 @@ TEST_CASE("fp16: an overflowing step is skipped, the scale halves, and a resume 
   CHECK_THROWS_WITH(a.load_state(bad), Catch::Contains("a count of steps below 2000"));
 }
 
-TEST_CASE("sd_train in bf16 and fp16 on the CPU: the run folder records it; sd_eval scores it in fp32", "[apps][half]") {
+TEST_CASE("sd_train in bf16 and fp16 on the CPU: the run folder records it, and sd_eval scores it in fp32", "[apps][half]") {
   using sd::test::q;
   using sd::test::run_app;
   const sd::test::TempDir tmp;
