@@ -99,40 +99,40 @@ cudaGraphConditionalHandle GraphBuilder::make_handle() {
   return h;
 }
 
-GraphBuilder::IfBodies GraphBuilder::add_if(cudaGraphConditionalHandle handle, const std::function<void()>& then_record,
-                                            const std::function<void()>& else_record, const std::string& where) {
+GraphBuilder::IfBodies GraphBuilder::add_conditional(Context& on, cudaGraphConditionalHandle handle, const Tail& after,
+                                                     const std::function<void()>& then_record,
+                                                     const std::function<void()>& else_record, const std::string& where,
+                                                     cudaGraphNode_t* node) {
   if (!graph_) throw Error("GraphBuilder used after instantiate");
   cudaGraphNodeParams p{};
   p.type = cudaGraphNodeTypeConditional;
   p.conditional.handle = handle;
   p.conditional.type = cudaGraphCondTypeIf;
   p.conditional.size = else_record ? 2 : 1;
-  cudaGraphNode_t node = nullptr;
-  SD_CUDA_CHECK(cudaGraphAddNode(&node, graph_, tail_.nodes.data(), tail_.edges.data(), tail_.nodes.size(), &p));
+  SD_CUDA_CHECK(cudaGraphAddNode(node, graph_, after.nodes.data(), after.edges.data(), after.nodes.size(), &p));
   // The bodies are graphs of the conditional node; capture each from an empty start.
-  capture_into(ctx_, p.conditional.phGraph_out[0], {}, then_record, where.empty() ? where : where + " (THEN)");
+  capture_into(on, p.conditional.phGraph_out[0], {}, then_record, where.empty() ? where : where + " (THEN)");
   if (else_record)
-    capture_into(ctx_, p.conditional.phGraph_out[1], {}, else_record, where.empty() ? where : where + " (ELSE)");
-  tail_ = Tail{{node}, {cudaGraphEdgeData{}}};
+    capture_into(on, p.conditional.phGraph_out[1], {}, else_record, where.empty() ? where : where + " (ELSE)");
   then_bodies_.push_back(p.conditional.phGraph_out[0]);
   if (else_record) else_bodies_.push_back(p.conditional.phGraph_out[1]);
   return IfBodies{p.conditional.phGraph_out[0], else_record ? p.conditional.phGraph_out[1] : nullptr};
 }
 
+GraphBuilder::IfBodies GraphBuilder::add_if(cudaGraphConditionalHandle handle, const std::function<void()>& then_record,
+                                            const std::function<void()>& else_record, const std::string& where) {
+  cudaGraphNode_t node = nullptr;
+  const IfBodies bodies = add_conditional(ctx_, handle, tail_, then_record, else_record, where, &node);
+  tail_ = Tail{{node}, {cudaGraphEdgeData{}}};
+  return bodies;
+}
+
 cudaGraphNode_t GraphBuilder::add_branch_if(Context& on, cudaGraphConditionalHandle handle,
                                             const std::function<void()>& then_record, const Tail& after,
                                             const std::string& where) {
-  if (!graph_) throw Error("GraphBuilder used after instantiate");
   if (on.capturing()) throw Error("GraphBuilder: the branch context is already capturing a graph");
-  cudaGraphNodeParams p{};
-  p.type = cudaGraphNodeTypeConditional;
-  p.conditional.handle = handle;
-  p.conditional.type = cudaGraphCondTypeIf;
-  p.conditional.size = 1;
   cudaGraphNode_t node = nullptr;
-  SD_CUDA_CHECK(cudaGraphAddNode(&node, graph_, after.nodes.data(), after.edges.data(), after.nodes.size(), &p));
-  capture_into(on, p.conditional.phGraph_out[0], {}, then_record, where.empty() ? where : where + " (THEN)");
-  then_bodies_.push_back(p.conditional.phGraph_out[0]);
+  add_conditional(on, handle, after, then_record, {}, where, &node);
   return node;
 }
 

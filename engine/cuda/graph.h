@@ -110,13 +110,18 @@ class GraphBuilder {
   GraphExec instantiate(const std::string& name = "graph");
 
  private:
+  // A conditional IF node after the nodes of `after` (add_if and add_branch_if), its bodies captured
+  // on `on`'s stream; the node goes to *node.
+  IfBodies add_conditional(Context& on, cudaGraphConditionalHandle handle, const Tail& after,
+                           const std::function<void()>& then_record, const std::function<void()>& else_record,
+                           const std::string& where, cudaGraphNode_t* node);
   // Captures `record` into `graph` after `after`; returns the captured chain's last nodes.
   Tail capture_into(Context& on, cudaGraph_t graph, const Tail& after, const std::function<void()>& record,
                     const std::string& where);
 
   Context& ctx_;
   cudaGraph_t graph_ = nullptr;
-  std::vector<cudaGraph_t> then_bodies_, else_bodies_;  // of add_if, counted at instantiate
+  std::vector<cudaGraph_t> then_bodies_, else_bodies_;  // of the conditional nodes, counted at instantiate
   Tail tail_;  // what the next step depends on
   uint64_t captured_before_ = 0;
 };

@@ -212,13 +212,10 @@ void ResNetRef<T>::backward_block(int l, int n, const T* x, const T* out, T* dou
   ref::conv3x3_backward_data(c1, da1, conv_weight(b.conv1.weight), dx_branch_.data());
   ref::shortcut_backward(sc, dout, dx);
   round16(dx, dx_branch_.size());  // the shortcut's share, stored (a downsampling one is scaled by 1/4)
-  // conv1's backward-data adds its fp32 result to the stored share (cuDNN's β = 1), rounded once.
-  if (storage_ == StorageType::kFp32) {
-    for (size_t i = 0; i < dx_branch_.size(); ++i) dx[i] += dx_branch_[i];
-  } else {
-    for (size_t i = 0; i < dx_branch_.size(); ++i) dx[i] = dx[i] + dx_branch_[i];
-    round16(dx, dx_branch_.size());
-  }
+  // conv1's backward-data adds its fp32 result to the stored share (cuDNN's β = 1), rounded once
+  // (round16 does nothing in fp32).
+  for (size_t i = 0; i < dx_branch_.size(); ++i) dx[i] += dx_branch_[i];
+  round16(dx, dx_branch_.size());
 }
 
 template <typename T>
