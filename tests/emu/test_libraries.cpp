@@ -7,6 +7,8 @@
 #include <cstring>
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cudnn.h>
 
 #include "tests/emu/emu_test.h"
@@ -338,4 +340,28 @@ TEST_CASE("emulated cuBLAS: SGEMM with every transpose and padded leading dimens
   REQUIRE(cublasGetMathMode(h, &mode) == CUBLAS_STATUS_SUCCESS);
   CHECK(mode == CUBLAS_PEDANTIC_MATH);
   cublasDestroy(h);
+}
+
+TEST_CASE("emulated cuda_fp16.h and cuda_bf16.h: the conversions round to nearest even as the Math API documents",
+          "[emu][half]") {
+  // 1/3: fp16 0x3555 (0x3555.55… rounds down), bf16 0x3eab (0x3eaa.aa… rounds up).
+  CHECK(__half_as_ushort(__float2half_rn(1.0f / 3)) == 0x3555);
+  CHECK(__bfloat16_as_ushort(__float2bfloat16_rn(1.0f / 3)) == 0x3eab);
+  // fp16's largest finite is 65504; 65519 rounds to it, 65520 (the tie) to the even inf.
+  CHECK(__half_as_ushort(__float2half_rn(65519.0f)) == 0x7bff);
+  CHECK(__hisinf(__float2half_rn(65520.0f)) == 1);
+  CHECK(__hisinf(__float2half_rn(-1e6f)) == -1);
+  CHECK(__hisinf(__float2bfloat16_rn(1e38f)) == 0);  // bf16 keeps fp32's range
+  CHECK(__hisnan(__float2half_rn(std::nanf(""))));
+  CHECK(__hisnan(__float2bfloat16_rn(std::nanf(""))));
+  // fp16's smallest subnormal 2^-24 is kept; half of it is a tie that rounds to (even) zero.
+  CHECK(__half2float(__float2half_rn(std::ldexp(1.0f, -24))) == std::ldexp(1.0f, -24));
+  CHECK(__half_as_ushort(__float2half_rn(std::ldexp(1.0f, -25))) == 0);
+  // The converting constructors and conversions are the _rn ones; raw bits round-trip.
+  for (float f : {0.1f, -2.5f, 1e-5f, 3e4f}) {
+    CHECK(__half_as_ushort(__half(f)) == __half_as_ushort(__float2half_rn(f)));
+    CHECK(static_cast<float>(__nv_bfloat16(f)) == __bfloat162float(__float2bfloat16_rn(f)));
+    CHECK(__half2float(__ushort_as_half(__half_as_ushort(__half(f)))) == __half2float(__half(f)));
+    CHECK(__bfloat162float(__ushort_as_bfloat16(__bfloat16_as_ushort(__nv_bfloat16(f)))) == static_cast<float>(__nv_bfloat16(f)));
+  }
 }
