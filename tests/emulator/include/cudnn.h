@@ -3,8 +3,11 @@
 // by cuDNN 9's documented contracts — handles bound to streams, tensor/filter/convolution
 // descriptors, output dimensions, workspace sizes per algorithm, cudnnFind* reporting a fixed list
 // of algorithms (with math type, determinism, time and memory), and forward / backward-data /
-// backward-filter computed by the CPU reference (kernels/cpu/conv3x3) with α/β semantics. What the
-// reference cannot compute (anything but 3×3, padding 1, stride 1 or 2, fp32 NCHW) is
+// backward-filter computed by the CPU reference (kernels/cpu/conv3x3) with α/β semantics. Data
+// types: FLOAT_CONFIG, PSEUDO_HALF_CONFIG (fp16 data, fp32 compute) and PSEUDO_BFLOAT16_CONFIG
+// (bf16 data, fp32 compute), each algorithm only in the configurations cuDNN's API reference lists
+// for it; mixed data types are CUDNN_STATUS_BAD_PARAM, as documented. What the reference cannot
+// compute (anything but 3×3, padding 1, stride 1 or 2; TRUE_HALF_CONFIG; doubles) is
 // CUDNN_STATUS_NOT_SUPPORTED, with the reason in cudnnGetLastErrorString.
 #include <cstddef>
 
@@ -26,7 +29,8 @@ enum cudnnStatus_t {
   CUDNN_STATUS_EXECUTION_FAILED = 5000,
 };
 
-enum cudnnDataType_t { CUDNN_DATA_FLOAT = 0, CUDNN_DATA_DOUBLE = 1, CUDNN_DATA_HALF = 2 };
+// The values are cuDNN's (cudnn_graph.h); the integer and fp8 types are not emulated, so not declared.
+enum cudnnDataType_t { CUDNN_DATA_FLOAT = 0, CUDNN_DATA_DOUBLE = 1, CUDNN_DATA_HALF = 2, CUDNN_DATA_BFLOAT16 = 9 };
 enum cudnnTensorFormat_t { CUDNN_TENSOR_NCHW = 0, CUDNN_TENSOR_NHWC = 1 };
 enum cudnnConvolutionMode_t { CUDNN_CONVOLUTION = 0, CUDNN_CROSS_CORRELATION = 1 };
 enum cudnnMathType_t {
