@@ -5,9 +5,10 @@
 //
 // Layouts: NCHW activations with NCHW (KCRS) filters, every algorithm below; NHWC activations with
 // NHWC (KRSC) filters, only the algorithms cuDNN's API reference lists for an _NHWC filter
-// descriptor with fp32 data (its tables "Supported Algorithms for cudnnConvolution{Forward,
-// BackwardData,BackwardFilter}() 2D Convolutions"): forward IMPLICIT_GEMM and IMPLICIT_PRECOMP_GEMM,
-// backward-data ALGO_0 and ALGO_1, backward-filter ALGO_0 and ALGO_1; the others answer
+// descriptor (its tables "Supported Algorithms for cudnnConvolution{Forward,BackwardData,
+// BackwardFilter}() 2D Convolutions"; the same ones for fp32 and 16-bit data): forward
+// IMPLICIT_GEMM and IMPLICIT_PRECOMP_GEMM, backward-data ALGO_0 and ALGO_1, backward-filter ALGO_0
+// and ALGO_1; the others answer
 // CUDNN_STATUS_NOT_SUPPORTED, in cudnnFind* and when called. Mixed formats (NHWC activations with a
 // KCRS filter, NCHW with KRSC, x and y in different formats) are refused with NOT_SUPPORTED: the
 // engine never mixes them, and refusing keeps the emulator from accepting what a GPU might not. An
