@@ -230,6 +230,7 @@ TEST_CASE("emulated cuDNN: the 16-bit configurations cuDNN documents, per algori
     int returned = 0;
     cudnnConvolutionFwdAlgoPerf_t perf[16];
     CHECK(cudnnFindConvolutionForwardAlgorithm(h, d.x, d.w, d.conv, d.y, 16, &returned, perf) == expected);
+    CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, 16, &returned, perf) == expected);
     CHECK(cudnnConvolutionForward(h, &one, d.x, buffer, d.w, buffer, d.conv, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
                                   nullptr, 0, &zero, d.y, buffer) == expected);
     CHECK(cudnnConvolutionBackwardData(h, &one, d.w, buffer, d.y, buffer, d.conv, CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, nullptr,
@@ -287,6 +288,15 @@ TEST_CASE("emulated cuDNN: the 16-bit configurations cuDNN documents, per algori
         CHECK(filter_ws(perf[i].algo) == perf[i].status);
         if (perf[i].status == CUDNN_STATUS_SUCCESS) CHECK(bytes == perf[i].memory);
       }
+      // The v7 heuristics list the same algorithms, statuses, math types and workspaces.
+      int heuristic_count = 0;
+      cudnnConvolutionBwdFilterAlgoPerf_t heuristic[16];
+      REQUIRE(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w, 16, &heuristic_count, heuristic) ==
+              CUDNN_STATUS_SUCCESS);
+      REQUIRE(heuristic_count == returned);
+      for (int i = 0; i < returned; ++i)
+        CHECK((heuristic[i].algo == perf[i].algo && heuristic[i].status == perf[i].status &&
+               heuristic[i].mathType == perf[i].mathType && heuristic[i].memory == perf[i].memory));
     }
     // Workspaces are sized in the operands' type: a 16-bit GEMM's is half an fp32 one's.
     set(F, F, F, F);

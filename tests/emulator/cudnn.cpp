@@ -213,12 +213,9 @@ const AlgoInfo* find_algo(Direction d, int algo, const Problem& p, cudnnStatus_t
   return nullptr;
 }
 
+// The algorithms of direction d for p, best first, as cudnnFind* and cudnnGet*Algorithm_v7 report them.
 template <class Perf>
-cudnnStatus_t find(cudnnHandle_t h, Direction d, const Problem& p, int requested, int* returned, Perf* results) {
-  if (!h || !returned || !results || requested < 1) return status(CUDNN_STATUS_BAD_PARAM, "bad cudnnFind* arguments");
-  if (sd::emu::capture_prohibits("cudnnFind*", sd::emu::resolve(h->stream)))
-    return status(CUDNN_STATUS_NOT_SUPPORTED, "cudnnFind* measures on the device: not while a stream captures");
-  sd::emu::run_stream(sd::emu::resolve(h->stream));  // cudnnFind* blocks: it measures on the device
+cudnnStatus_t list(Direction d, const Problem& p, int requested, int* returned, Perf* results) {
   std::vector<Perf> all;
   for (const AlgoInfo& a : algorithms(d)) {
     Perf r{};
@@ -246,6 +243,24 @@ cudnnStatus_t find(cudnnHandle_t h, Direction d, const Problem& p, int requested
   *returned = std::min(requested, int(all.size()));
   std::copy(all.begin(), all.begin() + *returned, results);
   return CUDNN_STATUS_SUCCESS;
+}
+
+template <class Perf>
+cudnnStatus_t find(cudnnHandle_t h, Direction d, const Problem& p, int requested, int* returned, Perf* results) {
+  if (!h || !returned || !results || requested < 1) return status(CUDNN_STATUS_BAD_PARAM, "bad cudnnFind* arguments");
+  if (sd::emu::capture_prohibits("cudnnFind*", sd::emu::resolve(h->stream)))
+    return status(CUDNN_STATUS_NOT_SUPPORTED, "cudnnFind* measures on the device: not while a stream captures");
+  sd::emu::run_stream(sd::emu::resolve(h->stream));  // cudnnFind* blocks: it measures on the device
+  return list(d, p, requested, returned, results);
+}
+
+// cudnnGet*Algorithm_v7: cuDNN's heuristics, on the host — nothing runs, nothing waits. The emulator
+// answers with cudnnFind*'s list and order (its fixed times: there are no heuristics to emulate).
+template <class Perf>
+cudnnStatus_t heuristics(cudnnHandle_t h, Direction d, const Problem& p, int requested, int* returned, Perf* results) {
+  if (!h || !returned || !results || requested < 1)
+    return status(CUDNN_STATUS_BAD_PARAM, "bad cudnnGet*Algorithm_v7 arguments");
+  return list(d, p, requested, returned, results);
 }
 
 template <class Algo>
@@ -594,6 +609,36 @@ cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithm(cudnnHandle_t h, cudnn
   Problem p;
   if (cudnnStatus_t s = problem(x, dw, conv, dy, p)) return s;
   return find(h, Direction::kBackwardFilter, p, requested, returned, results);
+}
+
+cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t h, cudnnTensorDescriptor_t x,
+                                                     cudnnFilterDescriptor_t w, cudnnConvolutionDescriptor_t conv,
+                                                     cudnnTensorDescriptor_t y, int requested, int* returned,
+                                                     cudnnConvolutionFwdAlgoPerf_t* results) {
+  std::lock_guard lock(api_mutex());
+  Problem p;
+  if (cudnnStatus_t s = problem(x, w, conv, y, p)) return s;
+  return heuristics(h, Direction::kForward, p, requested, returned, results);
+}
+cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnnHandle_t h, cudnnFilterDescriptor_t w,
+                                                          cudnnTensorDescriptor_t dy,
+                                                          cudnnConvolutionDescriptor_t conv,
+                                                          cudnnTensorDescriptor_t dx, int requested, int* returned,
+                                                          cudnnConvolutionBwdDataAlgoPerf_t* results) {
+  std::lock_guard lock(api_mutex());
+  Problem p;
+  if (cudnnStatus_t s = problem(dx, w, conv, dy, p)) return s;
+  return heuristics(h, Direction::kBackwardData, p, requested, returned, results);
+}
+cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnnHandle_t h, cudnnTensorDescriptor_t x,
+                                                            cudnnTensorDescriptor_t dy,
+                                                            cudnnConvolutionDescriptor_t conv,
+                                                            cudnnFilterDescriptor_t dw, int requested, int* returned,
+                                                            cudnnConvolutionBwdFilterAlgoPerf_t* results) {
+  std::lock_guard lock(api_mutex());
+  Problem p;
+  if (cudnnStatus_t s = problem(x, dw, conv, dy, p)) return s;
+  return heuristics(h, Direction::kBackwardFilter, p, requested, returned, results);
 }
 
 cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t, cudnnTensorDescriptor_t x,
