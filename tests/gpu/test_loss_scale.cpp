@@ -14,8 +14,11 @@
 #include "engine/core/half_bits.h"
 #include "engine/core/loss_scale.h"
 #include "engine/cuda/context.h"
+#include "kernels/cpu/mean_abs.h"
+#include "kernels/cpu/sgd.h"
 #include "kernels/cuda/gradient_check.h"
 #include "kernels/cuda/weight_cast.h"
+#include "models/cpu/cpu_resnet.h"
 #include "models/cuda/cuda_resnet.h"
 #include "models/cuda/device_state.h"
 #include "models/cuda/flat_slots.h"
@@ -313,4 +316,62 @@ TEST_CASE("gpu model state carries the loss scale as the CPU reference's does", 
   resumed.restore_train_totals(totals);
   CHECK(resumed.take_train_totals().skipped_steps == 3);
   CHECK(resumed.take_train_totals().skipped_steps == 0);
+}
+
+TEST_CASE("gpu check and SGD under the loss scale equal ResNetRef's fp16 steps, a real overflow skipped",
+          "[gpu][loss-scale]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  const ResNetSpec spec = small_spec();
+  const size_t count = size_t(spec.num_params);
+  ResNetRef<float> ref(spec, 5);
+  ref.set_storage(StorageType::kFp16);
+  const int n = 2;
+  const std::vector<float> images = gpu_test::normal_floats(size_t(n) * kImageBytes, 51);
+  const uint8_t labels[n] = {3, 7};
+  const std::vector<uint8_t> gates(size_t(spec.num_blocks()), 1);
+  const ref::SgdParams p{0.05, 0.9, 5e-4, true};
+  const cuda::SgdHyper h{0.05f, 0.9f, 5e-4f, true};
+  const FlatState start = ref.flat_state();
+  DeviceVec<float> d_w(start.params), d_buf(start.momentum), d_g(count);
+  DeviceVec<double> d_sum(std::vector<double>{0.0});
+  DeviceVec<cuda::DeviceLossScale> d_state(1);
+  const std::vector<cuda::FlatChunk> chunks = chunks_of(gradient_ranges(spec, false));
+  DeviceVec<cuda::FlatChunk> d_chunks(chunks);
+  const TensorSpec& conv1 = spec.tensors[size_t(spec.stem.conv.weight)];
+  double sum = 0;
+  // 2^40 times the loss's gradient overflows fp16 where the reference stores the first activation
+  // gradient: those steps are skipped, halving S each time; the last one starts one short of growth.
+  const LossScale set_before[] = {LossScale{}, LossScale{std::ldexp(1.0f, 40), 12}, LossScale{}, LossScale{1024.0f, 1999}};
+  const bool from_previous[] = {false, false, true, false};
+  for (size_t step = 0; step < std::size(set_before); ++step) {
+    INFO("step " << step);
+    if (!from_previous[step]) {
+      ref.set_loss_scale(set_before[step]);
+      d_state.upload({cuda::device_loss_scale(ref.loss_scale())});
+    }
+    ref.train_forward_backward(n, images.data(), labels, gates);
+    std::vector<float> grads(count);
+    for (const NamedTensor& g : ref.named_gradients())
+      std::copy(g.data.begin(), g.data.end(), grads.begin() + spec.tensors[size_t(spec.index_of(g.name))].offset);
+    d_g.upload(grads);
+    cuda::check_gradients(ctx, d_state.get(), d_g.get(), d_chunks.get(), int(chunks.size()));
+    cuda::sgd_step(ctx, (long long)count, d_w.get(), d_g.get(), d_buf.get(), h,
+                   cuda::MeanAbsStat{d_g.get() + conv1.offset, conv1.count, d_sum.get()}, d_state.get());
+    const bool finite = ref.unscale_gradients();
+    CHECK(finite == (step == 0 || step == 3));
+    if (finite) {
+      sum += ref::mean_abs(ref.grad(spec.stem.conv.weight));
+      ref.sgd_step(p);
+    }
+    const FlatState expected = ref.flat_state();
+    const cuda::DeviceLossScale s = d_state.download()[0];
+    CHECK(s.skip == (finite ? 0u : 1u));
+    CHECK(s.scale == ref.loss_scale().scale);
+    CHECK(s.clean_steps == ref.loss_scale().clean_steps);
+    CHECK(gpu_test::bit_equal(d_w.download(), expected.params));
+    CHECK(gpu_test::bit_equal(d_buf.download(), expected.momentum));
+    CHECK(d_sum.download()[0] == sum);
+  }
+  CHECK(ref.loss_scale().scale == 2048.0f);  // the last step grew it
 }
