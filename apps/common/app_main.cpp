@@ -11,6 +11,7 @@
 
 #include "apps/common/did_you_mean.h"
 #include "apps/common/version.h"
+#include "engine/core/memory_reuse.h"
 
 namespace sd::apps {
 namespace {
@@ -100,6 +101,7 @@ void print_error(const std::string& program, const std::string& message) {
 }
 
 int run_app(const std::string& program, const std::function<int()>& body) {
+  keep_freed_memory_for_reuse();
   try {
     return body();
   } catch (const CLI::Success&) {
