@@ -1,0 +1,231 @@
+// The operation harness: each GPU operation × variant × layout × precision against the CPU
+// reference, one case name per combination ("bn_forward_train/split/nhwc/bf16"; op_harness.h).
+// These are the 16-bit rows; the fp32 rows are still the per-layer tests (test_batch_norm.cpp,
+// test_residual_join.cpp, test_classifier.cpp, test_augment_gather.cpp), whose checks and bounds
+// they keep.
+//
+// A 16-bit case: inputs drawn as in fp32, rounded to the type and uploaded in it (the GPU and the
+// reference read the same values); the reference is the CPU model's own arithmetic (kernels/cpu in
+// float, as ResNetRef<float> runs a bf16/fp16 step) rounded once where the GPU stores a 16-bit
+// value; every output poisoned first (a NaN where an element is not written). Bounds:
+//   join, shortcut, gather, pool/broadcast   0 ulp: the same fp32 operations in the same order,
+//                                            then the same rounding — bit for bit
+//   batch norm's 16-bit outputs (y, dx)      1 ulp of the type: the statistics are summed in double
+//                                            in another order than the reference's, so the fp32
+//                                            value before the store may differ from the
+//                                            reference's by an fp32 ulp (the fp32 rows' 1e-5), and
+//                                            its rounding then by one 16-bit ulp where it lies at
+//                                            a rounding boundary
+//   batch norm's fp32 outputs (statistics, running averages, dγ, dβ)   1e-5 relative, as in fp32
+// Measured on the emulated device: batch norm too is bit for bit but for the evaluation with p_l
+// folded in (the GPU scales inside its one fp32 expression, the reference multiplies the fp32
+// result: a few elements per tensor one ulp apart).
+// Shapes: the network's three BN/join shapes at batch 72 ([network-shapes], one layout × variant
+// row each, no more than the fp32 rows), and small ones that take the same paths under the
+// sanitizers.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+
+#include "engine/cuda/context.h"
+#include "kernels/cpu/batch_norm.h"
+#include "kernels/cpu/relu.h"
+#include "kernels/cpu/residual_join.h"
+#include "kernels/cuda/batch_norm.h"
+#include "kernels/cuda/residual_join.h"
+#include "tests/gpu/gpu_compare.h"
+#include "tests/gpu/gpu_test.h"
+#include "tests/gpu/op_harness.h"
+
+using namespace sd;
+using sd::gpu_test::DeviceVec;
+using sd::op_harness::StoredVec;
+using sd::op_harness::rounded;
+
+namespace {
+
+constexpr double kStatTol = 1e-5;  // fp32 results: the fp32 rows' bound
+constexpr float kSurvival = 0.6f;
+
+struct Shape {
+  int n, c, side;
+  size_t count() const { return size_t(n) * size_t(c) * size_t(side) * size_t(side); }
+  int hw() const { return side * side; }
+};
+
+std::vector<float> put(const std::vector<float>& v, const Shape& s, cuda::Layout l) {
+  return gpu_test::to_layout(v, s.n, s.c, s.hw(), l);
+}
+std::vector<float> get(const std::vector<float>& v, const Shape& s, cuda::Layout l) {
+  return gpu_test::from_layout(v, s.n, s.c, s.hw(), l);
+}
+std::vector<float> rounded_in(StorageType t, std::vector<float>& v) { return v = rounded(t, std::move(v)); }
+
+// ---- batch norm (+ ReLU): training forward, evaluation forward (p_l folded in), backward ----
+
+void bn_case(cuda::Context& ctx, cuda::BatchNormVariant variant, const Shape& s, bool relu, cuda::Layout layout,
+             StorageType t) {
+  const cuda::BatchNormVariantRow& row = cuda::batch_norm_row(variant);
+  INFO(op_harness::case_name(relu ? "batch_norm_relu" : "batch_norm", row.name, layout, t) << " at " << s.n << "×"
+                                                                                        << s.c << "×" << s.side);
+  if (gpu_test::skip_unrunnable_variant(row)) return;
+  const size_t count = s.count(), cs = size_t(s.c);
+  const uint32_t seed = uint32_t(s.n * 1000 + s.c * 10 + (relu ? 1 : 0) + s.side * 7);
+  std::vector<float> x = gpu_test::normal_floats(count, seed, 2.5, 0.7), dy = gpu_test::normal_floats(count, seed + 5);
+  rounded_in(t, x), rounded_in(t, dy);
+  const std::vector<float> gamma = gpu_test::uniform_floats(cs, seed + 1, 0.5, 1.5),
+                           beta = gpu_test::normal_floats(cs, seed + 2, 0.3),
+                           rmean = gpu_test::normal_floats(cs, seed + 3, 0.2),
+                           rvar = gpu_test::uniform_floats(cs, seed + 4, 0.5, 2.0);
+  // The reference: ResNetRef<float>'s arithmetic, rounded where the GPU stores.
+  const ref::BnShape bs{s.n, s.c, s.hw()};
+  std::vector<float> y_ref(count), mean_ref(cs), inv_ref(cs), rm_ref = rmean, rv_ref = rvar, ye_ref(count);
+  ref::batch_norm_forward_train(bs, x.data(), gamma.data(), beta.data(), y_ref.data(), mean_ref.data(), inv_ref.data(),
+                               rm_ref.data(), rv_ref.data(), true);
+  ref::batch_norm_forward_eval(bs, x.data(), gamma.data(), beta.data(), rmean.data(), rvar.data(), ye_ref.data());
+  if (relu) ref::relu_forward((long long)count, y_ref.data(), y_ref.data());
+  if (relu) ref::relu_forward((long long)count, ye_ref.data(), ye_ref.data());
+  std::vector<float> ye_scaled(ye_ref);
+  for (float& v : ye_scaled) v *= kSurvival;
+  rounded_in(t, y_ref), rounded_in(t, ye_ref), rounded_in(t, ye_scaled);
+
+  StoredVec d_x(t, put(x, s, layout)), d_dy(t, put(dy, s, layout)), d_y(t, count), d_ye(t, count), d_dx(t, count);
+  DeviceVec<float> d_gamma(gamma), d_beta(beta), d_rm(rmean), d_rv(rvar), d_mean(cs), d_inv(cs), d_dgamma(cs),
+      d_dbeta(cs);
+  DeviceVec<double> d_partials(std::max<size_t>(1, cuda::batch_norm_partials_doubles(variant, s.n, s.c, s.hw())));
+  cuda::BatchNorm bn;
+  bn.gamma = d_gamma.get(), bn.beta = d_beta.get(), bn.running_mean = d_rm.get(), bn.running_var = d_rv.get();
+  bn.dgamma = d_dgamma.get(), bn.dbeta = d_dbeta.get(), bn.save_mean = d_mean.get(), bn.save_inv_std = d_inv.get();
+  bn.partials = d_partials.get(), bn.relu = relu, bn.variant = variant;
+  auto view = [&](const StoredVec& v) { return v.tensor(s.n, s.c, s.side, s.side, layout); };
+
+  bn.forward_eval(ctx, view(d_x), view(d_ye));
+  SD_CHECK_ULPS("eval y", t, get(d_ye.download(), s, layout), ye_ref, 1);
+  d_ye.poison();
+  bn.forward_eval(ctx, view(d_x), view(d_ye), kSurvival);
+  SD_CHECK_ULPS("eval y, p_l folded in", t, get(d_ye.download(), s, layout), ye_scaled, 1);
+
+  bn.forward_train(ctx, view(d_x), view(d_y));
+  const std::vector<float> y = get(d_y.download(), s, layout);
+  SD_CHECK_ULPS("train y", t, y, y_ref, 1);
+  SD_CHECK_CLOSE("saved mean", d_mean.download(), gpu_test::to_double(mean_ref), kStatTol);
+  SD_CHECK_CLOSE("saved inv_std", d_inv.download(), gpu_test::to_double(inv_ref), kStatTol);
+  SD_CHECK_CLOSE("running mean", d_rm.download(), gpu_test::to_double(rm_ref), kStatTol);
+  SD_CHECK_CLOSE("running var", d_rv.download(), gpu_test::to_double(rv_ref), kStatTol);
+
+  // Backward, masked by the GPU forward's stored output and reading its saved statistics (as the
+  // fp32 rows do: both sides then mask the same elements).
+  std::vector<float> g(dy);
+  if (relu) ref::relu_backward((long long)count, y.data(), g.data(), g.data());
+  const std::vector<float> mean_gpu = d_mean.download(), inv_gpu = d_inv.download();
+  std::vector<float> dx_ref(count), dgamma_ref(cs), dbeta_ref(cs);
+  ref::batch_norm_backward(bs, x.data(), g.data(), gamma.data(), mean_gpu.data(), inv_gpu.data(), dx_ref.data(),
+                          dgamma_ref.data(), dbeta_ref.data());
+  rounded_in(t, dx_ref);
+  bn.backward(ctx, view(d_x), view(d_y), view(d_dy), view(d_dx));
+  SD_CHECK_ULPS("dx", t, get(d_dx.download(), s, layout), dx_ref, 1);
+  SD_CHECK_CLOSE("dgamma", d_dgamma.download(), gpu_test::to_double(dgamma_ref), kStatTol);
+  SD_CHECK_CLOSE("dbeta", d_dbeta.download(), gpu_test::to_double(dbeta_ref), kStatTol);
+  bn.backward(ctx, view(d_x), view(d_y), view(d_dy), view(d_dy));  // in place, as the engine may call it
+  SD_CHECK_ULPS("dx in place", t, get(d_dy.download(), s, layout), dx_ref, 1);
+}
+
+struct BnRow {
+  Shape shape;
+  bool relu;
+};
+
+void bn_rows(const std::vector<BnRow>& rows) {
+  cuda::Context ctx;
+  for (const StorageType t : op_harness::kHalfPrecisions)
+    for (const cuda::BatchNormVariant variant : cuda::kBatchNormVariants)
+      for (const cuda::Layout layout : gpu_test::kLayouts)
+        for (const BnRow& r : rows) bn_case(ctx, variant, r.shape, r.relu, layout, t);
+}
+
+// ---- residual join with the option-A shortcut: forward (open, evaluation, closed), backward ----
+
+struct JoinShape {
+  int n, c_in, side_in, c_out, stride;
+  Shape in() const { return {n, c_in, side_in}; }
+  Shape out() const { return {n, c_out, side_in / stride}; }
+};
+
+void join_case(cuda::Context& ctx, const JoinShape& js, cuda::Layout layout, StorageType t) {
+  INFO(op_harness::case_name(js.stride == 1 ? "residual_join" : "residual_join_downsample", "fused", layout, t)
+       << " at " << js.n << "×" << js.c_in << "×" << js.side_in << " → " << js.c_out);
+  const Shape si = js.in(), so = js.out();
+  const ref::ShortcutShape ss{js.n, js.c_in, js.side_in, js.side_in, js.c_out, js.stride};
+  const uint32_t seed = uint32_t(js.c_in * 31 + js.side_in + js.stride);
+  std::vector<float> x = gpu_test::normal_floats(si.count(), seed), branch = gpu_test::normal_floats(so.count(), seed + 1),
+                     dout = gpu_test::normal_floats(so.count(), seed + 2);
+  rounded_in(t, x), rounded_in(t, branch), rounded_in(t, dout);
+  std::vector<float> sc(so.count()), out_ref(so.count());
+  ref::shortcut_forward(ss, x.data(), sc.data());  // fp32, never stored
+
+  StoredVec d_x(t, put(x, si, layout)), d_branch(t, put(branch, so, layout)), d_out(t, so.count()),
+      d_dout(t, put(dout, so, layout)), d_dx(t, si.count());
+  const cuda::DeviceTensor tx = d_x.tensor(si.n, si.c, si.side, si.side, layout),
+                           tb = d_branch.tensor(so.n, so.c, so.side, so.side, layout),
+                           to = d_out.tensor(so.n, so.c, so.side, so.side, layout),
+                           tg = d_dout.tensor(so.n, so.c, so.side, so.side, layout),
+                           tdx = d_dx.tensor(si.n, si.c, si.side, si.side, layout);
+  for (const float scale : {1.0f, kSurvival}) {  // training's open gate, evaluation's p_l
+    INFO("scale " << scale);
+    ref::residual_join_forward((long long)so.count(), sc.data(), branch.data(), scale, out_ref.data());
+    d_out.poison();
+    cuda::residual_join_forward(ctx, tx, &tb, scale, to);
+    SD_CHECK_ULPS("out", t, get(d_out.download(), so, layout), rounded(t, out_ref), 0);
+  }
+  // Backward of the training join (scale 1): the mask, then the downsampling share g/4.
+  ref::residual_join_forward((long long)so.count(), sc.data(), branch.data(), 1.0f, out_ref.data());
+  rounded_in(t, out_ref);
+  std::vector<float> d_short(so.count()), d_br(so.count()), dx_ref(si.count());
+  ref::residual_join_backward((long long)so.count(), out_ref.data(), dout.data(), 1.0f, d_short.data(), d_br.data());
+  ref::shortcut_backward(ss, d_short.data(), dx_ref.data());
+  cuda::residual_join_forward(ctx, tx, &tb, 1.0f, to);
+  cuda::residual_join_backward(ctx, to, tg, cuda::JoinMask::kReluMask, js.stride == 2 ? &tdx : nullptr);
+  SD_CHECK_ULPS("d_branch (in place over dout)", t, get(d_dout.download(), so, layout), d_br, 0);
+  if (js.stride == 2) {
+    SD_CHECK_ULPS("dx", t, get(d_dx.download(), si, layout), rounded(t, dx_ref), 0);
+    // The closed downsampling block: out = shortcut(x) stored, dx = dout/4 without a mask.
+    d_out.poison(), d_dx.poison();
+    d_dout.upload(put(dout, so, layout));
+    cuda::residual_join_forward(ctx, tx, nullptr, 1.0f, to);
+    SD_CHECK_ULPS("closed out", t, get(d_out.download(), so, layout), rounded(t, sc), 0);
+    ref::shortcut_backward(ss, dout.data(), dx_ref.data());
+    cuda::residual_join_backward(ctx, to, tg, cuda::JoinMask::kNone, &tdx);
+    SD_CHECK_ULPS("closed dx", t, get(d_dx.download(), si, layout), rounded(t, dx_ref), 0);
+  }
+}
+
+void join_rows(const std::vector<JoinShape>& shapes) {
+  cuda::Context ctx;
+  for (const StorageType t : op_harness::kHalfPrecisions)
+    for (const cuda::Layout layout : gpu_test::kLayouts)
+      for (const JoinShape& js : shapes) join_case(ctx, js, layout, t);
+}
+
+}  // namespace
+
+TEST_CASE("op harness: batch norm in bf16 and fp16 at the network's shapes", "[gpu][bn][half][network-shapes]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  // Each shape once, with or without ReLU (the small case takes both at every shape): the kernels'
+  // paths do not depend on the pairing, and the time stays below the fp32 rows'.
+  bn_rows({{{72, 16, 32}, true}, {{72, 32, 16}, false}, {{72, 64, 8}, true}});
+}
+
+TEST_CASE("op harness: batch norm in bf16 and fp16, small shapes (every path)", "[gpu][bn][half][sanitize]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  for (const bool relu : {true, false}) bn_rows({{{72, 3, 7}, relu}, {{5, 2, 3}, relu}, {{40, 8, 10}, relu}, {{6, 1, 8}, relu}});
+}
+
+TEST_CASE("op harness: residual join in bf16 and fp16 at the network's shapes", "[gpu][join][half][network-shapes]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  join_rows({{72, 16, 32, 16, 1}, {72, 16, 32, 32, 2}, {72, 32, 16, 64, 2}, {72, 64, 8, 64, 1}});
+}
+
+TEST_CASE("op harness: residual join in bf16 and fp16, small shapes", "[gpu][join][half][sanitize]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  join_rows({{3, 4, 6, 4, 1}, {3, 4, 6, 8, 2}, {2, 3, 4, 3, 2}});
+}
