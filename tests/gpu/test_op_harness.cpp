@@ -33,6 +33,7 @@
 #include "kernels/cpu/residual_join.h"
 #include "kernels/cuda/batch_norm.h"
 #include "kernels/cuda/residual_join.h"
+#include "kernels/cuda/storage_type.cuh"
 #include "tests/gpu/gpu_compare.h"
 #include "tests/gpu/gpu_test.h"
 #include "tests/gpu/op_harness.h"
@@ -63,12 +64,13 @@ std::vector<float> rounded_in(StorageType t, std::vector<float>& v) { return v =
 
 // ---- batch norm (+ ReLU): training forward, evaluation forward (p_l folded in), backward ----
 
-void bn_case(cuda::Context& ctx, cuda::BatchNormVariant variant, const Shape& s, bool relu, cuda::Layout layout,
-             StorageType t) {
+// Returns every output (NCHW order) for the layouts' comparison; nothing when the device cannot run the variant.
+std::vector<std::vector<float>> bn_case(cuda::Context& ctx, cuda::BatchNormVariant variant, const Shape& s, bool relu,
+                                        cuda::Layout layout, StorageType t) {
   const cuda::BatchNormVariantRow& row = cuda::batch_norm_row(variant);
   INFO(op_harness::case_name(relu ? "batch_norm_relu" : "batch_norm", row.name, layout, t) << " at " << s.n << "×"
                                                                                         << s.c << "×" << s.side);
-  if (gpu_test::skip_unrunnable_variant(row)) return;
+  if (gpu_test::skip_unrunnable_variant(row)) return {};
   const size_t count = s.count(), cs = size_t(s.c);
   const uint32_t seed = uint32_t(s.n * 1000 + s.c * 10 + (relu ? 1 : 0) + s.side * 7);
   std::vector<float> x = gpu_test::normal_floats(count, seed, 2.5, 0.7), dy = gpu_test::normal_floats(count, seed + 5);
@@ -103,7 +105,8 @@ void bn_case(cuda::Context& ctx, cuda::BatchNormVariant variant, const Shape& s,
   SD_CHECK_ULPS("eval y", t, get(d_ye.download(), s, layout), ye_ref, 1);
   d_ye.poison();
   bn.forward_eval(ctx, view(d_x), view(d_ye), kSurvival);
-  SD_CHECK_ULPS("eval y, p_l folded in", t, get(d_ye.download(), s, layout), ye_scaled, 1);
+  const std::vector<float> ye = get(d_ye.download(), s, layout);
+  SD_CHECK_ULPS("eval y, p_l folded in", t, ye, ye_scaled, 1);
 
   bn.forward_train(ctx, view(d_x), view(d_y));
   const std::vector<float> y = get(d_y.download(), s, layout);
@@ -123,11 +126,13 @@ void bn_case(cuda::Context& ctx, cuda::BatchNormVariant variant, const Shape& s,
                           dgamma_ref.data(), dbeta_ref.data());
   rounded_in(t, dx_ref);
   bn.backward(ctx, view(d_x), view(d_y), view(d_dy), view(d_dx));
-  SD_CHECK_ULPS("dx", t, get(d_dx.download(), s, layout), dx_ref, 1);
+  const std::vector<float> dx = get(d_dx.download(), s, layout);
+  SD_CHECK_ULPS("dx", t, dx, dx_ref, 1);
   SD_CHECK_CLOSE("dgamma", d_dgamma.download(), gpu_test::to_double(dgamma_ref), kStatTol);
   SD_CHECK_CLOSE("dbeta", d_dbeta.download(), gpu_test::to_double(dbeta_ref), kStatTol);
   bn.backward(ctx, view(d_x), view(d_y), view(d_dy), view(d_dy));  // in place, as the engine may call it
   SD_CHECK_ULPS("dx in place", t, get(d_dy.download(), s, layout), dx_ref, 1);
+  return {ye, y, mean_gpu, inv_gpu, d_rm.download(), d_rv.download(), dx, d_dgamma.download(), d_dbeta.download()};
 }
 
 struct BnRow {
@@ -139,8 +144,17 @@ void bn_rows(const std::vector<BnRow>& rows) {
   cuda::Context ctx;
   for (const StorageType t : op_harness::kHalfPrecisions)
     for (const cuda::BatchNormVariant variant : cuda::kBatchNormVariants)
-      for (const cuda::Layout layout : gpu_test::kLayouts)
-        for (const BnRow& r : rows) bn_case(ctx, variant, r.shape, r.relu, layout, t);
+      for (const BnRow& r : rows) {
+        // Each variant sums a channel's values in the same order in both layouts: NHWC equals NCHW
+        // bit for bit (the fp32 rows' check, here in 16 bits).
+        std::vector<std::vector<float>> of[2];
+        for (const cuda::Layout layout : gpu_test::kLayouts)
+          of[int(layout)] = bn_case(ctx, variant, r.shape, r.relu, layout, t);
+        for (size_t i = 0; i < of[0].size(); ++i) {
+          INFO("nhwc vs nchw, result " << i << " (eval y, y, mean, inv_std, running mean, running var, dx, dγ, dβ)");
+          CHECK(gpu_test::bit_equal(of[0][i], of[1][i]));
+        }
+      }
 }
 
 // ---- residual join with the option-A shortcut: forward (open, evaluation, closed), backward ----
@@ -228,4 +242,28 @@ TEST_CASE("op harness: residual join in bf16 and fp16 at the network's shapes", 
 TEST_CASE("op harness: residual join in bf16 and fp16, small shapes", "[gpu][join][half][sanitize]") {
   SD_REQUIRE_CUDA_DEVICE();
   join_rows({{3, 4, 6, 4, 1}, {3, 4, 6, 8, 2}, {2, 3, 4, 3, 2}});
+}
+
+TEST_CASE("op harness: a 16-bit tensor is read only as its type, and the layers refuse mixed types",
+          "[gpu][bn][join][half][sanitize]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  const Shape s{2, 4, 4};
+  StoredVec h(StorageType::kBf16, s.count()), h2(StorageType::kBf16, s.count()), f(StorageType::kFp32, s.count());
+  const cuda::DeviceTensor th = h.tensor(2, 4, 4, 4, cuda::Layout::kNchw), th2 = h2.tensor(2, 4, 4, 4, cuda::Layout::kNchw),
+                           tf = f.tensor(2, 4, 4, 4, cuda::Layout::kNchw);
+  CHECK(th.type() == StorageType::kBf16);
+  CHECK(th.bytes() == s.count() * 2);
+  CHECK_THROWS_WITH(th.as<float>(), Catch::Contains("read as fp32 but it holds bf16"));
+  CHECK_THROWS_WITH(static_cast<float*>(th.data), Catch::Contains("holds bf16"));  // the fp32-only layers' view
+  CHECK(th.as<__nv_bfloat16>() == h.get());
+  CHECK(tf.as<float>() == f.get());
+  DeviceVec<float> stats(4);
+  cuda::BatchNorm bn;
+  bn.gamma = bn.beta = stats.get(), bn.save_mean = bn.save_inv_std = stats.get();
+  const uint64_t before = ctx.launches();
+  CHECK_THROWS_WITH(bn.forward_train(ctx, th, tf), Catch::Contains("element types differ (bf16 vs fp32)"));
+  CHECK_THROWS_WITH(cuda::residual_join_forward(ctx, th, &tf, 1.0f, th2), Catch::Contains("branch"));
+  CHECK_THROWS_WITH(cuda::residual_join_forward(ctx, tf, nullptr, 1.0f, th), Catch::Contains("input in fp32, output in bf16"));
+  CHECK(ctx.launches() == before);
 }
