@@ -1,14 +1,14 @@
 // The operation harness: each GPU operation × variant × layout × precision against the CPU
 // reference, one case name per combination ("bn_forward_train/split/nhwc/bf16"; op_harness.h).
-// These are the 16-bit rows; the fp32 rows are still the per-layer tests (test_batch_norm.cpp,
-// test_residual_join.cpp, test_classifier.cpp, test_augment_gather.cpp), whose checks and bounds
-// they keep.
+// The residual join's rows are all here, fp32 included; of batch norm, the 16-bit rows (its fp32
+// rows are still test_batch_norm.cpp's); the classifier's and the gather's 16-bit rows sit beside
+// their fp32 ones (test_classifier.cpp, test_augment_gather.cpp).
 //
 // A 16-bit case: inputs drawn as in fp32, rounded to the type and uploaded in it (the GPU and the
 // reference read the same values); the reference is the CPU model's own arithmetic (kernels/cpu in
 // float, as ResNetRef<float> runs a bf16/fp16 step) rounded once where the GPU stores a 16-bit
 // value; every output poisoned first (a NaN where an element is not written). Bounds:
-//   join, shortcut, gather, pool/broadcast   0 ulp: the same fp32 operations in the same order,
+//   join, shortcut, gather, pool/broadcast   0 ulp (fp32 too): the same operations in the same order,
 //                                            then the same rounding — bit for bit
 //   batch norm's 16-bit outputs (y, dx)      1 ulp of the type: the statistics are summed in double
 //                                            in another order than the reference's, so the fp32
@@ -26,6 +26,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <initializer_list>
 
 #include "engine/cuda/context.h"
 #include "kernels/cpu/batch_norm.h"
@@ -158,6 +159,8 @@ void bn_rows(const std::vector<BnRow>& rows) {
 }
 
 // ---- residual join with the option-A shortcut: forward (open, evaluation, closed), backward ----
+// Every precision, fp32 included (the join's only rows): the kernels round exactly as the
+// reference (no fused multiply-add) in either layout, so every row is bit for bit.
 
 struct JoinShape {
   int n, c_in, side_in, c_out, stride;
@@ -165,14 +168,22 @@ struct JoinShape {
   Shape out() const { return {n, c_out, side_in / stride}; }
 };
 
+// The network's five joins at batch n: identity at 16, 32 and 64 channels, the two downsamplings.
+std::vector<JoinShape> network_joins(int n) {
+  return {{n, 16, 32, 16, 1}, {n, 16, 32, 32, 2}, {n, 32, 16, 32, 1}, {n, 32, 16, 64, 2}, {n, 64, 8, 64, 1}};
+}
+
 void join_case(cuda::Context& ctx, const JoinShape& js, cuda::Layout layout, StorageType t) {
   INFO(op_harness::case_name(js.stride == 1 ? "residual_join" : "residual_join_downsample", "fused", layout, t)
        << " at " << js.n << "×" << js.c_in << "×" << js.side_in << " → " << js.c_out);
   const Shape si = js.in(), so = js.out();
   const ref::ShortcutShape ss{js.n, js.c_in, js.side_in, js.side_in, js.c_out, js.stride};
-  const uint32_t seed = uint32_t(js.c_in * 31 + js.side_in + js.stride);
-  std::vector<float> x = gpu_test::normal_floats(si.count(), seed), branch = gpu_test::normal_floats(so.count(), seed + 1),
+  const uint32_t seed = uint32_t(js.n * 977 + js.c_in * 13 + js.stride);
+  // Block inputs are ReLU outputs: non-negative. Branches take both signs.
+  std::vector<float> x = gpu_test::normal_floats(si.count(), seed),
+                     branch = gpu_test::normal_floats(so.count(), seed + 1, 1.5),
                      dout = gpu_test::normal_floats(so.count(), seed + 2);
+  for (float& v : x) v = v > 0 ? v : 0;
   rounded_in(t, x), rounded_in(t, branch), rounded_in(t, dout);
   std::vector<float> sc(so.count()), out_ref(so.count());
   ref::shortcut_forward(ss, x.data(), sc.data());  // fp32, never stored
@@ -184,14 +195,17 @@ void join_case(cuda::Context& ctx, const JoinShape& js, cuda::Layout layout, Sto
                            to = d_out.tensor(so.n, so.c, so.side, so.side, layout),
                            tg = d_dout.tensor(so.n, so.c, so.side, so.side, layout),
                            tdx = d_dx.tensor(si.n, si.c, si.side, si.side, layout);
-  for (const float scale : {1.0f, kSurvival}) {  // training's open gate, evaluation's p_l
+  for (const float scale : {1.0f, 0.6296296f}) {  // training's open gate, an evaluation p_l
     INFO("scale " << scale);
     ref::residual_join_forward((long long)so.count(), sc.data(), branch.data(), scale, out_ref.data());
     d_out.poison();
+    const uint64_t before = ctx.launches();
     cuda::residual_join_forward(ctx, tx, &tb, scale, to);
-    SD_CHECK_ULPS("out", t, get(d_out.download(), so, layout), rounded(t, out_ref), 0);
+    CHECK(ctx.launches() == before + 1);
+    SD_CHECK_ULPS("join forward", t, get(d_out.download(), so, layout), rounded(t, out_ref), 0);
   }
-  // Backward of the training join (scale 1): the mask, then the downsampling share g/4.
+  // Open block, backward (scale 1): the reference's join backward (the mask), then the shortcut's
+  // (the downsampling share g/4, every element of dx written).
   ref::residual_join_forward((long long)so.count(), sc.data(), branch.data(), 1.0f, out_ref.data());
   rounded_in(t, out_ref);
   std::vector<float> d_short(so.count()), d_br(so.count()), dx_ref(si.count());
@@ -200,23 +214,29 @@ void join_case(cuda::Context& ctx, const JoinShape& js, cuda::Layout layout, Sto
   cuda::residual_join_forward(ctx, tx, &tb, 1.0f, to);
   cuda::residual_join_backward(ctx, to, tg, cuda::JoinMask::kReluMask, js.stride == 2 ? &tdx : nullptr);
   SD_CHECK_ULPS("d_branch (in place over dout)", t, get(d_dout.download(), so, layout), d_br, 0);
+  d_dout.upload(put(dout, so, layout));
   if (js.stride == 2) {
-    SD_CHECK_ULPS("dx", t, get(d_dx.download(), si, layout), rounded(t, dx_ref), 0);
-    // The closed downsampling block: out = shortcut(x) stored, dx = dout/4 without a mask.
+    SD_CHECK_ULPS("dx through the shortcut", t, get(d_dx.download(), si, layout), rounded(t, dx_ref), 0);
+    // The closed downsampling block: out = shortcut(x) stored, no ReLU; dx = dout/4, no mask.
     d_out.poison(), d_dx.poison();
-    d_dout.upload(put(dout, so, layout));
     cuda::residual_join_forward(ctx, tx, nullptr, 1.0f, to);
-    SD_CHECK_ULPS("closed out", t, get(d_out.download(), so, layout), rounded(t, sc), 0);
+    SD_CHECK_ULPS("closed block forward = shortcut", t, get(d_out.download(), so, layout), rounded(t, sc), 0);
     ref::shortcut_backward(ss, dout.data(), dx_ref.data());
     cuda::residual_join_backward(ctx, to, tg, cuda::JoinMask::kNone, &tdx);
-    SD_CHECK_ULPS("closed dx", t, get(d_dx.download(), si, layout), rounded(t, dx_ref), 0);
+    SD_CHECK_ULPS("closed block backward = shortcut backward", t, get(d_dx.download(), si, layout),
+                  rounded(t, dx_ref), 0);
+    CHECK(gpu_test::bit_equal(get(d_dout.download(), so, layout), dout));  // dout untouched without the mask
+  } else {
+    const uint64_t before = ctx.launches();  // a closed identity block issues nothing at all
+    cuda::residual_join_backward(ctx, to, tg, cuda::JoinMask::kNone, nullptr);
+    CHECK(ctx.launches() == before);
   }
 }
 
-void join_rows(const std::vector<JoinShape>& shapes) {
-  cuda::Context ctx;
-  for (const StorageType t : op_harness::kHalfPrecisions)
-    for (const cuda::Layout layout : gpu_test::kLayouts)
+void join_rows(cuda::Context& ctx, const std::vector<JoinShape>& shapes, std::initializer_list<cuda::Layout> layouts,
+               std::initializer_list<StorageType> precisions) {
+  for (const StorageType t : precisions)
+    for (const cuda::Layout layout : layouts)
       for (const JoinShape& js : shapes) join_case(ctx, js, layout, t);
 }
 
@@ -234,14 +254,27 @@ TEST_CASE("op harness: batch norm in bf16 and fp16, small shapes (every path)", 
   for (const bool relu : {true, false}) bn_rows({{{72, 3, 7}, relu}, {{5, 2, 3}, relu}, {{40, 8, 10}, relu}, {{6, 1, 8}, relu}});
 }
 
-TEST_CASE("op harness: residual join in bf16 and fp16 at the network's shapes", "[gpu][join][half][network-shapes]") {
+// [network-shapes]: the training batches, which the sanitizer runs leave out (minutes under
+// ThreadSanitizer). The kernels run one element per thread at any size, so the small batch below
+// takes every path they have, on every shape, and is what the sanitizers run.
+TEST_CASE("op harness: residual join with the option-A shortcut at the network's shapes",
+          "[gpu][join][half][network-shapes]") {
   SD_REQUIRE_CUDA_DEVICE();
-  join_rows({{72, 16, 32, 16, 1}, {72, 16, 32, 32, 2}, {72, 32, 16, 64, 2}, {72, 64, 8, 64, 1}});
+  cuda::Context ctx;
+  const auto nchw = cuda::Layout::kNchw, nhwc = cuda::Layout::kNhwc;
+  for (const int n : {128, 72}) join_rows(ctx, network_joins(n), {nchw}, {StorageType::kFp32});
+  join_rows(ctx, network_joins(72), {nhwc}, {StorageType::kFp32});
+  join_rows(ctx, network_joins(72), {nchw, nhwc}, {StorageType::kBf16, StorageType::kFp16});
 }
 
-TEST_CASE("op harness: residual join in bf16 and fp16, small shapes", "[gpu][join][half][sanitize]") {
+TEST_CASE("op harness: residual join at a small batch on every shape, every layout and precision",
+          "[gpu][join][half][sanitize]") {
   SD_REQUIRE_CUDA_DEVICE();
-  join_rows({{3, 4, 6, 4, 1}, {3, 4, 6, 8, 2}, {2, 3, 4, 3, 2}});
+  cuda::Context ctx;
+  join_rows(ctx, network_joins(3), {cuda::Layout::kNchw, cuda::Layout::kNhwc},
+            {StorageType::kFp32, StorageType::kBf16, StorageType::kFp16});
+  join_rows(ctx, {{2, 3, 4, 3, 2}, {3, 4, 6, 8, 2}}, {cuda::Layout::kNchw, cuda::Layout::kNhwc},
+            {StorageType::kFp32, StorageType::kBf16, StorageType::kFp16});  // odd channel counts
 }
 
 TEST_CASE("op harness: a 16-bit tensor is read only as its type, and the layers refuse mixed types",
