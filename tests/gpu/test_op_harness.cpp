@@ -20,9 +20,9 @@
 // Measured on the emulated device: batch norm too is bit for bit but for the evaluation with p_l
 // folded in (the GPU scales inside its one fp32 expression, the reference multiplies the fp32
 // result: a few elements per tensor one ulp apart).
-// Shapes: the network's three BN/join shapes at batch 72 ([network-shapes], one layout × variant
-// row each, no more than the fp32 rows), and small ones that take the same paths under the
-// sanitizers.
+// Shapes: the network's (batch norm's three, the join's five) at batch 72 ([network-shapes]; each
+// 16-bit precision costs less than the fp32 rows), the join's fp32 rows also at 128, and small
+// ones that take the same paths under the sanitizers.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -102,14 +102,19 @@ std::vector<std::vector<float>> bn_case(cuda::Context& ctx, cuda::BatchNormVaria
   bn.partials = d_partials.get(), bn.relu = relu, bn.variant = variant;
   auto view = [&](const StoredVec& v) { return v.tensor(s.n, s.c, s.side, s.side, layout); };
 
+  const cuda::BatchNormLaunches launches = row.launches;  // as in fp32
+  uint64_t before = ctx.launches();
   bn.forward_eval(ctx, view(d_x), view(d_ye));
+  CHECK(ctx.launches() == before + launches.forward_eval);
   SD_CHECK_ULPS("eval y", t, get(d_ye.download(), s, layout), ye_ref, 1);
   d_ye.poison();
   bn.forward_eval(ctx, view(d_x), view(d_ye), kSurvival);
   const std::vector<float> ye = get(d_ye.download(), s, layout);
   SD_CHECK_ULPS("eval y, p_l folded in", t, ye, ye_scaled, 1);
 
+  before = ctx.launches();
   bn.forward_train(ctx, view(d_x), view(d_y));
+  CHECK(ctx.launches() == before + launches.forward_train);
   const std::vector<float> y = get(d_y.download(), s, layout);
   SD_CHECK_ULPS("train y", t, y, y_ref, 1);
   SD_CHECK_CLOSE("saved mean", d_mean.download(), gpu_test::to_double(mean_ref), kStatTol);
@@ -126,7 +131,9 @@ std::vector<std::vector<float>> bn_case(cuda::Context& ctx, cuda::BatchNormVaria
   ref::batch_norm_backward(bs, x.data(), g.data(), gamma.data(), mean_gpu.data(), inv_gpu.data(), dx_ref.data(),
                           dgamma_ref.data(), dbeta_ref.data());
   rounded_in(t, dx_ref);
+  before = ctx.launches();
   bn.backward(ctx, view(d_x), view(d_y), view(d_dy), view(d_dx));
+  CHECK(ctx.launches() == before + launches.backward);
   const std::vector<float> dx = get(d_dx.download(), s, layout);
   SD_CHECK_ULPS("dx", t, dx, dx_ref, 1);
   SD_CHECK_CLOSE("dgamma", d_dgamma.download(), gpu_test::to_double(dgamma_ref), kStatTol);
