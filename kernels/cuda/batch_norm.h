@@ -24,7 +24,7 @@
 //
 // Variants: each in its own kernels/cuda/batch_norm_<variant>.cu behind BatchNormVariant, chosen per
 // layer (the model: --bn-variant); one row of kBatchNormVariantRows says everything about it.
-// tests/gpu/test_batch_norm.cpp checks every row against the reference and bench/sd_kernel_bench
+// tests/gpu/test_op_harness.cpp checks every row against the reference and bench/sd_kernel_bench
 // times every one at the network's shapes. A new variant: a value of BatchNormVariant, its .cu with
 // the three launchers of batch_norm_variants.h, and its row.
 #include <array>
