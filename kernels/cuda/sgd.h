@@ -6,9 +6,16 @@
 //   g = grad + weight_decay·w;  buf = momentum·buf + g;  g = g + momentum·buf (Nesterov) or buf;  w −= lr·g
 // Every operation is rounded separately (no fused multiply-add), in the reference's order, so the
 // update is bit-identical to the CPU's for the same inputs.
+//
+// fp16's loss scale (kernels/cuda/device_loss_scale.h), when given: a step whose checked gradients
+// hold an inf or NaN (skip) writes nothing at all — no parameter, no momentum, no statistic; otherwise
+// every gradient is first multiplied by 1/step_scale in fp32 (exact: a power of two), as the CPU
+// reference unscales, and the update above runs unchanged. Without it the kernel runs exactly the
+// fp32 arithmetic above (and with step_scale 1 the same bits: x·1 = x for every float).
 #include <cstdint>
 
 #include "engine/cuda/context.h"
+#include "kernels/cuda/device_loss_scale.h"
 
 namespace sd::cuda {
 
@@ -21,18 +28,20 @@ struct SgdHyper {
 
 // A statistic the same launch takes of a gradient (kernels/cuda/mean_abs.cuh): *sum += mean |x| over
 // `count` floats, by one more thread block of the grid; x is only read (the step writes w and buf).
-// Empty (sum null): none.
+// Under a loss scale it is of the unscaled gradient, and a skipped step adds nothing (as the CPU
+// reference). Empty (sum null): none.
 struct MeanAbsStat {
   const float* x = nullptr;
   long long count = 0;
   double* sum = nullptr;
 };
 
+// `loss_scale`: device memory, or null (no loss scale).
 void sgd_step(Context& ctx, long long count, float* w, const float* grad, float* buf, const SgdHyper& h,
-              const MeanAbsStat& stat = {});
+              const MeanAbsStat& stat = {}, const DeviceLossScale* loss_scale = nullptr);
 // The same with the learning rate read from device memory when the kernel runs (a captured step:
 // models/cuda/step_state.h); h.lr is not used.
 void sgd_step_at(Context& ctx, long long count, float* w, const float* grad, float* buf, const float* lr,
-                 const SgdHyper& h, const MeanAbsStat& stat = {});
+                 const SgdHyper& h, const MeanAbsStat& stat = {}, const DeviceLossScale* loss_scale = nullptr);
 
 }  // namespace sd::cuda

@@ -137,7 +137,11 @@ TrainTotals CudaResNet::take_train_totals() {
   const std::vector<double> grad_sum = net_.download(buf.conv1_grad_sum, 1);
   net_.ctx().memset_zero(buf.train_totals, sizeof(cuda::DeviceTotals));
   net_.ctx().memset_zero(buf.conv1_grad_sum, sizeof(double));
-  const TrainTotals totals{t[0].loss_sum, t[0].errors, t[0].count, steps_since_take_, grad_sum[0]};
+  TrainTotals totals{t[0].loss_sum, t[0].errors, t[0].count, steps_since_take_, grad_sum[0]};
+  if (net_.scales_loss()) {
+    totals.skipped_steps = read_skipped_steps(net_.ctx(), buf);
+    write_skipped_steps(net_.ctx(), buf, 0);
+  }
   steps_since_take_ = 0;
   return totals;
 }
@@ -151,6 +155,7 @@ void CudaResNet::restore_train_totals(const TrainTotals& totals) {
   SD_CUDA_CHECK(cudaMemcpyAsync(buf.conv1_grad_sum, &grad_sum, sizeof grad_sum, cudaMemcpyHostToDevice, s));
   steps_since_take_ = totals.steps;
   net_.ctx().synchronize();  // `t` and `grad_sum` go out of scope
+  if (net_.scales_loss()) write_skipped_steps(net_.ctx(), buf, totals.skipped_steps);
 }
 
 EvalResult CudaResNet::do_evaluate(ImageSetRole role) {

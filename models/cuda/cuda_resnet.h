@@ -86,6 +86,7 @@ class CudaResNet final : public Backend {
   const std::vector<float>& survival() const override { return net_.spec().survival; }
   int num_classes() const override { return net_.spec().head.classes; }
   int max_batch() const override { return net_.max_batch(); }
+  bool scales_loss() const override { return net_.scales_loss(); }
   TrainTotals take_train_totals() override;
   void restore_train_totals(const TrainTotals& totals) override;
   std::optional<DeviceUsage> device_usage() const override;
@@ -130,6 +131,11 @@ class CudaResNet final : public Backend {
   // Whether every chosen convolution algorithm is deterministic (then steps repeat bit for bit).
   bool deterministic_convolutions() const { return net_.planner().deterministic(); }
   cuda::Context& context() { return net_.ctx(); }
+  // Tests only: runs the model's state and totals as fp16's dynamic loss scale needs them
+  // (DeviceNetwork::set_scales_loss) while the CUDA engine still refuses --precision fp16.
+  void set_scales_loss_for_tests(bool on) { net_.set_scales_loss(on); }
+  // The model's device buffers, for kernel-level tests on its own state.
+  const DeviceBuffers& buffers() const { return net_.buffers(); }
 
  protected:
   void do_set_normalization(const Normalization& norm) override;

@@ -87,6 +87,7 @@ DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& a) {
   b.train_totals = a.template take<cuda::DeviceTotals>(1);
   b.eval_totals = a.template take<cuda::DeviceTotals>(1);
   b.conv1_grad_sum = a.template take<double>(1);
+  b.loss_scale = a.template take<cuda::DeviceLossScale>(1);
   a.begin_part(kPartConvWorkspace);
   b.conv_workspace = a.template take<char>(plan.conv_workspace_bytes);
   if (plan.wgrad == WgradStream::kParallel) {

@@ -16,6 +16,7 @@
 #include "engine/train/backend.h"
 #include "kernels/cuda/batch_norm.h"
 #include "kernels/cuda/classifier.h"
+#include "kernels/cuda/device_loss_scale.h"
 #include "models/cuda/block_unit.h"
 #include "models/cuda/step_state.h"
 #include "models/cuda/tensor_format.h"
@@ -55,6 +56,9 @@ struct DeviceBuffers {
   std::vector<WgradSlot> wgrad_slots;              // wgrad_slots(plan's wgrad) of them
   cuda::DeviceTotals *train_totals = nullptr, *eval_totals = nullptr;
   double* conv1_grad_sum = nullptr;  // Σ over steps of mean |∂L/∂w| of conv1.weight (TrainTotals)
+  // fp16's loss scale, its clean-step count and the skipped steps (kernels/cuda/device_loss_scale.h):
+  // always laid out and initialised; read and written with the state where the model scales its loss.
+  cuda::DeviceLossScale* loss_scale = nullptr;
   void *conv_workspace = nullptr, *cublas_workspace = nullptr;
   void* branch_conv_workspace = nullptr;  // the weight-gradient branch's own (parallel only)
 };

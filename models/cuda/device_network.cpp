@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "engine/core/half_bits.h"
 #include "engine/cuda/check.h"
 
 namespace sd {
@@ -29,6 +30,7 @@ DeviceNetwork::DeviceNetwork(const BackendOptions& options, int max_batch, int d
   if (max_batch < 1) throw std::invalid_argument(fmt::format("DeviceNetwork: max_batch {} must be at least 1", max_batch));
   ctx_ = std::make_unique<cuda::Context>(device, cuda::math_mode_named(options.precision));
   versions_ = cuda::query_version_numbers();
+  scales_loss_ = storage_type_of(options.precision) == StorageType::kFp16;
   for (const BlockSpec& b : spec_.blocks) block_names_.push_back(b.prefix.substr(0, b.prefix.size() - 1));
   // A plan that cannot fit even without a convolution workspace is refused before the algorithms
   // are measured (cuDNN's search allocates tensors of the full batch itself).
@@ -69,7 +71,30 @@ DeviceNetwork::DeviceNetwork(const BackendOptions& options, int max_batch, int d
   ctx_->memset_zero(buf_.train_totals, sizeof(cuda::DeviceTotals));
   ctx_->memset_zero(buf_.eval_totals, sizeof(cuda::DeviceTotals));
   ctx_->memset_zero(buf_.conv1_grad_sum, sizeof(double));
-  ctx_->synchronize();  // the survival copy's source is this constructor's
+  const cuda::DeviceLossScale fresh;  // defined whether or not this model scales its loss
+  SD_CUDA_CHECK(cudaMemcpyAsync(buf_.loss_scale, &fresh, sizeof fresh, cudaMemcpyHostToDevice, ctx_->stream()));
+  ctx_->synchronize();  // the survival and loss-scale copies' sources are this constructor's
+}
+
+FlatState DeviceNetwork::flat_state() const {
+  FlatState state = read_flat_state(*ctx_, spec_, buf_, format_.layout);
+  if (scales_loss_) {
+    const LossScale s = read_loss_scale(*ctx_, buf_);
+    state.loss_scale = {s.scale, float(s.clean_steps)};
+  }
+  return state;
+}
+
+void DeviceNetwork::load_flat_state(const FlatState& state) {
+  write_flat_state(*ctx_, spec_, buf_, state, format_.layout);
+  if (!scales_loss_) return;
+  write_loss_scale(*ctx_, buf_,
+                   state.loss_scale.empty() ? LossScale{} : LossScale{state.loss_scale[0], int32_t(state.loss_scale[1])});
+}
+
+void DeviceNetwork::set_scales_loss(bool on) {
+  scales_loss_ = on;
+  write_loss_scale(*ctx_, buf_, LossScale{});
 }
 
 DeviceNetwork::~DeviceNetwork() {

@@ -83,8 +83,16 @@ class DeviceNetwork {
   cuda::GatherSource gather_source(ImageSetRole role) const { return sets_->gather_source(role); }
 
   // ---- state (models/cuda/device_state.h; each waits for the device) ----
-  FlatState flat_state() const { return read_flat_state(*ctx_, spec_, buf_, format_.layout); }
-  void load_flat_state(const FlatState& state) { write_flat_state(*ctx_, spec_, buf_, state, format_.layout); }
+  // With a loss scale (scales_loss) the state carries it as the CPU reference's does: read with the
+  // rest, and written from the state — or afresh (LossScale{}) when the state has none.
+  FlatState flat_state() const;
+  void load_flat_state(const FlatState& state);
+  // Whether steps run under fp16's dynamic loss scale: its state then travels with the model's state
+  // and its skipped steps with the totals. Set by --precision fp16, which the CUDA engine still
+  // refuses until its activations are 16-bit; tests set it to hold the state's path to the CPU
+  // reference's now. Turning it on starts the scale afresh, as ResNetRef::set_storage does.
+  bool scales_loss() const { return scales_loss_; }
+  void set_scales_loss(bool on);
   std::vector<NamedTensor> gradients() const { return read_gradients(*ctx_, spec_, buf_, format_.layout); }
   template <class T>
   std::vector<T> download(const T* p, size_t count) const {
@@ -138,6 +146,7 @@ class DeviceNetwork {
   NetworkLayers layers_;
   std::unique_ptr<DeviceImageSets> sets_;
   std::vector<std::string> block_names_;
+  bool scales_loss_ = false;
 };
 
 // Asked by both executors before an evaluation batch (`images_done` of the set queued so far): waits

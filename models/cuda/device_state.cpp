@@ -1,6 +1,7 @@
 // The GPU model's state between host and device; see device_state.h.
 #include "models/cuda/device_state.h"
 
+#include <cstddef>
 #include <cstdint>
 
 #include "engine/cuda/check.h"
@@ -21,6 +22,7 @@ template std::vector<cuda::DeviceTotals> download(cuda::Context&, const cuda::De
 template std::vector<float> download(cuda::Context&, const float*, size_t);
 template std::vector<uint8_t> download(cuda::Context&, const uint8_t*, size_t);
 template std::vector<double> download(cuda::Context&, const double*, size_t);
+template std::vector<cuda::DeviceLossScale> download(cuda::Context&, const cuda::DeviceLossScale*, size_t);
 
 namespace {
 
@@ -75,6 +77,32 @@ void write_flat_state(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBu
     SD_CUDA_CHECK(cudaMemcpyAsync(buf.running, state.running.data(), state.running.size() * sizeof(float),
                                   cudaMemcpyHostToDevice, s));
   ctx.synchronize();  // the caller's vectors may go out of scope
+}
+
+LossScale read_loss_scale(cuda::Context& ctx, const DeviceBuffers& buf) {
+  return cuda::host_loss_scale(download(ctx, buf.loss_scale, 1)[0]);
+}
+
+void write_loss_scale(cuda::Context& ctx, const DeviceBuffers& buf, const LossScale& scale) {
+  // The scale and its count only: scale and clean_steps are the struct's first two fields.
+  static_assert(offsetof(cuda::DeviceLossScale, clean_steps) == offsetof(cuda::DeviceLossScale, scale) + sizeof(float));
+  const struct {
+    float scale;
+    int32_t clean_steps;
+  } fields{scale.scale, scale.clean_steps};
+  SD_CUDA_CHECK(cudaMemcpyAsync(&buf.loss_scale->scale, &fields, sizeof fields, cudaMemcpyHostToDevice, ctx.stream()));
+  ctx.synchronize();  // `fields` goes out of scope
+}
+
+int64_t read_skipped_steps(cuda::Context& ctx, const DeviceBuffers& buf) {
+  return download(ctx, buf.loss_scale, 1)[0].skipped_steps;
+}
+
+void write_skipped_steps(cuda::Context& ctx, const DeviceBuffers& buf, int64_t skipped) {
+  const long long value = skipped;
+  SD_CUDA_CHECK(
+      cudaMemcpyAsync(&buf.loss_scale->skipped_steps, &value, sizeof value, cudaMemcpyHostToDevice, ctx.stream()));
+  ctx.synchronize();  // `value` goes out of scope
 }
 
 std::vector<NamedTensor> read_gradients(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBuffers& buf,

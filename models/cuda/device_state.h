@@ -10,8 +10,10 @@
 // checkpoints and the CPU reference keep KCRS (PyTorch's [out, in, 3, 3]). These functions transpose
 // on the way, so a step never does and everything outside the device sees one order.
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
+#include "engine/core/loss_scale.h"
 #include "engine/core/named_tensor.h"
 #include "engine/cuda/context.h"
 #include "models/cuda/device_buffers.h"
@@ -29,6 +31,14 @@ FlatState read_flat_state(cuda::Context& ctx, const ResNetSpec& spec, const Devi
 // Writes parameters and momentum, and the running statistics where `state` has them.
 void write_flat_state(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBuffers& buf, const FlatState& state,
                       cuda::Layout layout);
+// fp16's dynamic loss scale (engine/core/loss_scale.h) as the device keeps it: its scale and
+// clean-step count, read or written alone (the step's other fields and the skipped-step count stay).
+LossScale read_loss_scale(cuda::Context& ctx, const DeviceBuffers& buf);
+void write_loss_scale(cuda::Context& ctx, const DeviceBuffers& buf, const LossScale& scale);
+// The steps skipped since the totals were last taken, and their replacement (a resumed epoch's).
+int64_t read_skipped_steps(cuda::Context& ctx, const DeviceBuffers& buf);
+void write_skipped_steps(cuda::Context& ctx, const DeviceBuffers& buf, int64_t skipped);
+
 // The gradient of every trainable tensor (spec order, names as spec; weights KCRS).
 std::vector<NamedTensor> read_gradients(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBuffers& buf,
                                         cuda::Layout layout);

@@ -13,6 +13,8 @@
 //            (gate_open(seed, step, l, p_l), engine/core/gates.h) unless the host forced the next
 //            step's gates (forced, forced_gates: gates that are not the draw, e.g. in tests). begin_step
 //            then sets each block's conditional handles (forward, backward[, weight gradients]) to its gate.
+// fp16's loss scale is device state of the same kind, laid out beside this one (DeviceBuffers::loss_scale);
+// its type is kernels/cuda/device_loss_scale.h, because SGD, a kernel, reads it.
 #include <cstdint>
 #include <span>
 

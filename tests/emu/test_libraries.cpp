@@ -3,14 +3,17 @@
 // SGEMM's transposes and leading dimensions.
 #include <catch2/catch.hpp>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cudnn.h>
 
+#include "engine/core/half_bits.h"
 #include "tests/emu/emu_test.h"
 #include "tests/gpu/gpu_compare.h"
 
@@ -364,4 +367,44 @@ TEST_CASE("emulated cuda_fp16.h and cuda_bf16.h: the conversions round to neares
     CHECK(__half2float(__ushort_as_half(__half_as_ushort(__half(f)))) == __half2float(__half(f)));
     CHECK(__bfloat162float(__ushort_as_bfloat16(__bfloat16_as_ushort(__nv_bfloat16(f)))) == static_cast<float>(__nv_bfloat16(f)));
   }
+}
+
+TEST_CASE("emulated 16-bit conversions equal the CPU reference's rounding on every value, every tie, random floats",
+          "[emu][half]") {
+  // The stand-ins (tests/emulator/half_conversions.h, arithmetic) and engine/core/half_bits.h (bit
+  // manipulation) are independent implementations of one rule; any difference is a bug in one.
+  const auto same_float = [](float a, float b) {
+    return std::isnan(a) ? std::isnan(b) : std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b);
+  };
+  int fp16_mismatches = 0, bf16_mismatches = 0;
+  const auto check_encode = [&](float f) {
+    fp16_mismatches += __half_as_ushort(__float2half_rn(f)) != sd::float_to_half_bits(f);
+    bf16_mismatches += __bfloat16_as_ushort(__float2bfloat16_rn(f)) != sd::float_to_bf16_bits(f);
+  };
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    const auto b = static_cast<unsigned short>(bits);
+    fp16_mismatches += !same_float(__half2float(__ushort_as_half(b)), sd::half_bits_to_float(b));
+    bf16_mismatches += !same_float(__bfloat162float(__ushort_as_bfloat16(b)), sd::bf16_bits_to_float(b));
+    // Each value, the tie between it and the next one up, and the floats on either side of the tie.
+    for (const float v : {sd::half_bits_to_float(b), sd::bf16_bits_to_float(b)}) {
+      if (!std::isfinite(v)) continue;
+      const float next = v == sd::half_bits_to_float(b) ? sd::half_bits_to_float(static_cast<unsigned short>(b + 1))
+                                                        : sd::bf16_bits_to_float(static_cast<unsigned short>(b + 1));
+      check_encode(v);
+      if (!std::isfinite(next) || std::signbit(next) != std::signbit(v)) continue;
+      const float tie = static_cast<float>((static_cast<double>(v) + next) / 2);
+      check_encode(tie);
+      check_encode(std::nextafter(tie, 0.0f));
+      check_encode(std::nextafter(tie, std::numeric_limits<float>::infinity()));
+    }
+  }
+  uint64_t state = 0x9e3779b97f4a7c15ull;  // splitmix64: random bit patterns, every exponent
+  for (int i = 0; i < 1000000; ++i) {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    check_encode(std::bit_cast<float>(static_cast<uint32_t>(z ^ (z >> 31))));
+  }
+  CHECK(fp16_mismatches == 0);
+  CHECK(bf16_mismatches == 0);
 }

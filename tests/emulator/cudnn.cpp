@@ -1,12 +1,14 @@
 // cuDNN on the emulated device; see include/cudnn.h. The arithmetic is the CPU reference's
 // (kernels/cpu/conv3x3, fp32), so emulated convolutions prove the engine's descriptors, buffers,
-// α/β use and stream order — not cuDNN's own numerics, which only the GPU can show.
+// α/β use and stream order — not cuDNN's own numerics, which only the GPU can show. The data
+// types (fp32, and fp16/bf16 storage with fp32 compute) and their rounding: cudnn_data_types.h.
 //
 // Layouts: NCHW activations with NCHW (KCRS) filters, every algorithm below; NHWC activations with
 // NHWC (KRSC) filters, only the algorithms cuDNN's API reference lists for an _NHWC filter
-// descriptor with fp32 data (its tables "Supported Algorithms for cudnnConvolution{Forward,
-// BackwardData,BackwardFilter}() 2D Convolutions"): forward IMPLICIT_GEMM and IMPLICIT_PRECOMP_GEMM,
-// backward-data ALGO_0 and ALGO_1, backward-filter ALGO_0 and ALGO_1; the others answer
+// descriptor (its tables "Supported Algorithms for cudnnConvolution{Forward,BackwardData,
+// BackwardFilter}() 2D Convolutions"; the same ones for fp32 and 16-bit data): forward
+// IMPLICIT_GEMM and IMPLICIT_PRECOMP_GEMM, backward-data ALGO_0 and ALGO_1, backward-filter ALGO_0
+// and ALGO_1; the others answer
 // CUDNN_STATUS_NOT_SUPPORTED, in cudnnFind* and when called. Mixed formats (NHWC activations with a
 // KCRS filter, NCHW with KRSC, x and y in different formats) are refused with NOT_SUPPORTED: the
 // engine never mixes them, and refusing keeps the emulator from accepting what a GPU might not. An
@@ -24,6 +26,7 @@
 #include <tuple>
 #include <vector>
 
+#include "tests/emulator/cudnn_data_types.h"
 #include "tests/emulator/faults.h"
 #include "tests/emulator/graph.h"
 #include "tests/emulator/memory.h"
@@ -69,6 +72,8 @@ std::string dims(int a, int b, int c, int d) {
   return std::to_string(a) + "×" + std::to_string(b) + "×" + std::to_string(c) + "×" + std::to_string(d);
 }
 
+bool known_format(cudnnTensorFormat_t f) { return f == CUDNN_TENSOR_NCHW || f == CUDNN_TENSOR_NHWC; }
+
 int out_dim(int in, int pad, int k, int stride, int dil) { return 1 + (in + 2 * pad - ((k - 1) * dil + 1)) / stride; }
 
 // A convolution the descriptors describe, checked: BAD_PARAM for inconsistent descriptors,
@@ -77,6 +82,8 @@ struct Problem {
   sd::ref::Conv3x3Shape shape;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
   bool nhwc = false;  // NHWC activations and a KRSC filter
+  cudnnDataType_t type = CUDNN_DATA_FLOAT;  // of x, w and y alike (FLOAT, HALF or BFLOAT16), computed in fp32
+  size_t element() const { return sd::emu::cudnn_types::element_size(type); }
 };
 
 cudnnStatus_t problem(const cudnnTensorStruct* x, const cudnnFilterStruct* w, const cudnnConvolutionStruct* conv,
@@ -92,9 +99,8 @@ cudnnStatus_t problem(const cudnnTensorStruct* x, const cudnnFilterStruct* w, co
   if (y->n != x->n || y->c != w->k || y->h != ho || y->w != wo)
     return status(CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH, "y is " + dims(y->n, y->c, y->h, y->w) + ", the convolution gives " +
                                                              dims(x->n, w->k, ho, wo));
-  if (x->type != CUDNN_DATA_FLOAT || y->type != CUDNN_DATA_FLOAT || w->type != CUDNN_DATA_FLOAT ||
-      conv->compute != CUDNN_DATA_FLOAT)
-    return status(CUDNN_STATUS_NOT_SUPPORTED, "the emulated cuDNN computes fp32 only");
+  const sd::emu::cudnn_types::Verdict types = sd::emu::cudnn_types::check(x->type, w->type, y->type, conv->compute);
+  if (types.status != CUDNN_STATUS_SUCCESS) return status(types.status, types.message);
   const bool all_nchw = x->format == CUDNN_TENSOR_NCHW && y->format == CUDNN_TENSOR_NCHW && w->format == CUDNN_TENSOR_NCHW;
   const bool all_nhwc = x->format == CUDNN_TENSOR_NHWC && y->format == CUDNN_TENSOR_NHWC && w->format == CUDNN_TENSOR_NHWC;
   if (!all_nchw && !all_nhwc)
@@ -108,10 +114,28 @@ cudnnStatus_t problem(const cudnnTensorStruct* x, const cudnnFilterStruct* w, co
   p.shape = sd::ref::Conv3x3Shape{x->n, x->c, x->h, x->w, w->k, conv->stride_h};
   p.math = conv->math;
   p.nhwc = all_nhwc;
+  p.type = x->type;
   return CUDNN_STATUS_SUCCESS;
 }
 
-bool tensor_ops_allowed(cudnnMathType_t m) { return m != CUDNN_FMA_MATH; }
+// Whether cuDNN may run this problem on tensor cores, i.e. whether cudnnFind* also offers
+// tensor-op results. fp32 data: TF32 wherever the descriptor is not CUDNN_FMA_MATH (cuDNN 9's
+// cudnnMathType_t: DEFAULT_MATH permits TF32 on Ampere and later, FMA_MATH "restricted to only
+// kernels that use FMA instructions"). 16-bit data: the legacy API reference's "Tensor Core
+// Operations" — triggered "only when cudnnSetConvolutionMathType() is called ... with
+// CUDNN_TENSOR_OP_MATH or CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION", with "the number of input and
+// output feature maps (C and K) a multiple of 8"; its "Padding" paragraph pads packed NCHW data of
+// other channel counts automatically, NHWC data not (so an NHWC convolution with C or K not a
+// multiple of 8 runs without tensor cores: no tensor-op result, no refusal). The same paragraph
+// names CUDNN_DATA_HALF; BFLOAT16 is held to the same rules (the reference is silent on it; these
+// are the rules cuDNN applies to the other 16-bit type). Its third condition, 128-bit aligned data
+// pointers for an NHWC filter, is a property of the call, not of the descriptors that cudnnFind*
+// sees: the emulator does not check it (misaligned pointers would cost tensor cores, not results).
+bool tensor_ops_allowed(const Problem& p) {
+  if (p.type == CUDNN_DATA_FLOAT) return p.math != CUDNN_FMA_MATH;
+  if (p.math != CUDNN_TENSOR_OP_MATH && p.math != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return false;
+  return !p.nhwc || (p.shape.c_in % 8 == 0 && p.shape.c_out % 8 == 0);
+}
 
 // The fixed algorithm list of each direction: what cudnnFind* reports and what runs.
 enum class Direction { kForward, kBackwardData, kBackwardFilter };
@@ -122,41 +146,54 @@ struct AlgoInfo {
   bool stride1_only;
   bool supported;  // false: reported with CUDNN_STATUS_NOT_SUPPORTED, as cuDNN lists FFT for these shapes
   int workspace;   // 0 none, 1 small (per filter), 2 large (per input tensor)
-  bool nhwc = false;  // listed for NHWC activations with an NHWC (KRSC) filter in fp32
+  bool nhwc;       // listed for NHWC activations with an NHWC (KRSC) filter
+  unsigned configs;  // the data-type configurations listed for it (cudnn_data_types.h)
 };
 
+// Per direction, the algorithms cuDNN's API reference lists, with the data-type configurations its
+// tables "Supported Algorithms for cudnnConvolution{Forward,BackwardData,BackwardFilter}() 2D
+// Convolutions" give each (TRUE_HALF_CONFIG and DOUBLE_CONFIG left out: not emulated). The
+// transforms are listed for PSEUDO_HALF_CONFIG and FLOAT_CONFIG only (WINOGRAD_NONFUSED: also
+// TRUE_HALF), so a bf16 problem has none of them; backward-filter ALGO_3 is listed for
+// PSEUDO_HALF/FLOAT (and DOUBLE), not PSEUDO_BFLOAT16. With a KRSC filter the rows are the
+// implicit GEMMs (forward) and ALGO_0/ALGO_1 (backward), each with the 16-bit configurations too
+// (for backward-data ALGO_0 with bf16 the table as read here was not certain: permitted).
 std::vector<AlgoInfo> algorithms(Direction d) {
+  using namespace sd::emu::cudnn_types;
+  constexpr unsigned kNoBf16 = kFloatConfig | kPseudoHalfConfig;
   switch (d) {
     case Direction::kForward:
-      return {{CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED, 0.040f, true, true, true, 2},
-              {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, 0.050f, true, false, true, 1, true},
-              {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, 0.080f, true, false, true, 0, true},
-              {CUDNN_CONVOLUTION_FWD_ALGO_GEMM, 0.120f, true, false, true, 2},
-              {CUDNN_CONVOLUTION_FWD_ALGO_FFT, -1.0f, true, false, false, 0}};
+      return {{CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED, 0.040f, true, true, true, 2, false, kNoBf16},
+              {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, 0.050f, true, false, true, 1, true, kAllConfigs},
+              {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, 0.080f, true, false, true, 0, true, kAllConfigs},
+              {CUDNN_CONVOLUTION_FWD_ALGO_GEMM, 0.120f, true, false, true, 2, false, kAllConfigs},
+              {CUDNN_CONVOLUTION_FWD_ALGO_FFT, -1.0f, true, false, false, 0, false, kNoBf16}};
     case Direction::kBackwardData:
-      return {{CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, 0.045f, false, false, true, 0, true},
-              {CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED, 0.050f, true, true, true, 2},
-              {CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, 0.070f, true, false, true, 1, true},
-              {CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT, -1.0f, true, false, false, 0}};
+      return {{CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, 0.045f, false, false, true, 0, true, kAllConfigs},
+              {CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED, 0.050f, true, true, true, 2, false, kNoBf16},
+              {CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, 0.070f, true, false, true, 1, true, kAllConfigs},
+              {CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT, -1.0f, true, false, false, 0, false, kNoBf16}};
     case Direction::kBackwardFilter:
-      return {{CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, 0.050f, false, false, true, 0, true},
-              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3, 0.060f, false, false, true, 1},
-              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, 0.080f, true, false, true, 1, true},
-              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED, 0.075f, true, true, true, 2},
-              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, -1.0f, true, false, false, 0}};
+      return {{CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, 0.050f, false, false, true, 0, true, kAllConfigs},
+              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3, 0.060f, false, false, true, 1, false, kNoBf16},
+              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, 0.080f, true, false, true, 1, true, kAllConfigs},
+              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED, 0.075f, true, true, true, 2, false, kNoBf16},
+              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, -1.0f, true, false, false, 0, false, kNoBf16}};
   }
   return {};
 }
 
+// Sized by the operands' element type: a 16-bit problem's workspace is half an fp32 one's.
 size_t workspace_of(const AlgoInfo& a, const Problem& p) {
-  const size_t filter = size_t(p.shape.w_size()) * sizeof(float);
-  const size_t input = size_t(p.shape.x_size()) * sizeof(float);
+  const size_t filter = size_t(p.shape.w_size()) * p.element();
+  const size_t input = size_t(p.shape.x_size()) * p.element();
   return a.workspace == 0 ? 0 : a.workspace == 1 ? filter + 256 : input + filter;
 }
 
 // Whether algorithm a computes p (else cuDNN answers NOT_SUPPORTED).
 bool runs(const AlgoInfo& a, const Problem& p) {
-  return a.supported && !(a.stride1_only && p.shape.stride != 1) && (!p.nhwc || a.nhwc);
+  return a.supported && !(a.stride1_only && p.shape.stride != 1) && (!p.nhwc || a.nhwc) &&
+         (a.configs & sd::emu::cudnn_types::config_of(p.type)) != 0;
 }
 
 // The algorithm `algo` of direction `d` for `p`, or null with the status explaining why not.
@@ -176,12 +213,9 @@ const AlgoInfo* find_algo(Direction d, int algo, const Problem& p, cudnnStatus_t
   return nullptr;
 }
 
+// The algorithms of direction d for p, best first, as cudnnFind* and cudnnGet*Algorithm_v7 report them.
 template <class Perf>
-cudnnStatus_t find(cudnnHandle_t h, Direction d, const Problem& p, int requested, int* returned, Perf* results) {
-  if (!h || !returned || !results || requested < 1) return status(CUDNN_STATUS_BAD_PARAM, "bad cudnnFind* arguments");
-  if (sd::emu::capture_prohibits("cudnnFind*", sd::emu::resolve(h->stream)))
-    return status(CUDNN_STATUS_NOT_SUPPORTED, "cudnnFind* measures on the device: not while a stream captures");
-  sd::emu::run_stream(sd::emu::resolve(h->stream));  // cudnnFind* blocks: it measures on the device
+cudnnStatus_t list(Direction d, const Problem& p, int requested, int* returned, Perf* results) {
   std::vector<Perf> all;
   for (const AlgoInfo& a : algorithms(d)) {
     Perf r{};
@@ -193,8 +227,9 @@ cudnnStatus_t find(cudnnHandle_t h, Direction d, const Problem& p, int requested
     r.determinism = a.deterministic ? CUDNN_DETERMINISTIC : CUDNN_NON_DETERMINISTIC;
     r.mathType = CUDNN_FMA_MATH;
     all.push_back(r);
-    if (ok && tensor_ops_allowed(p.math) && a.workspace > 0) {
-      // Where the descriptor allows tensor cores, cuDNN also offers (faster) TF32 variants.
+    if (ok && tensor_ops_allowed(p) && a.workspace > 0) {
+      // Where tensor cores may run, cuDNN also offers (faster) tensor-op variants: TF32 for fp32
+      // data, 16-bit multiplies with fp32 accumulation for HALF and BFLOAT16.
       Perf t = r;
       t.mathType = CUDNN_TENSOR_OP_MATH;
       t.time = a.ms / 4;
@@ -208,6 +243,24 @@ cudnnStatus_t find(cudnnHandle_t h, Direction d, const Problem& p, int requested
   *returned = std::min(requested, int(all.size()));
   std::copy(all.begin(), all.begin() + *returned, results);
   return CUDNN_STATUS_SUCCESS;
+}
+
+template <class Perf>
+cudnnStatus_t find(cudnnHandle_t h, Direction d, const Problem& p, int requested, int* returned, Perf* results) {
+  if (!h || !returned || !results || requested < 1) return status(CUDNN_STATUS_BAD_PARAM, "bad cudnnFind* arguments");
+  if (sd::emu::capture_prohibits("cudnnFind*", sd::emu::resolve(h->stream)))
+    return status(CUDNN_STATUS_NOT_SUPPORTED, "cudnnFind* measures on the device: not while a stream captures");
+  sd::emu::run_stream(sd::emu::resolve(h->stream));  // cudnnFind* blocks: it measures on the device
+  return list(d, p, requested, returned, results);
+}
+
+// cudnnGet*Algorithm_v7: cuDNN's heuristics, on the host — nothing runs, nothing waits. The emulator
+// answers with cudnnFind*'s list and order (its fixed times: there are no heuristics to emulate).
+template <class Perf>
+cudnnStatus_t heuristics(cudnnHandle_t h, Direction d, const Problem& p, int requested, int* returned, Perf* results) {
+  if (!h || !returned || !results || requested < 1)
+    return status(CUDNN_STATUS_BAD_PARAM, "bad cudnnGet*Algorithm_v7 arguments");
+  return list(d, p, requested, returned, results);
 }
 
 template <class Algo>
@@ -228,7 +281,7 @@ void require_device(const void* p, size_t bytes, const char* call, const char* w
   }
 }
 
-// TF32: the 10-bit mantissa tensor cores multiply with (round to nearest, ties to even).
+// TF32: the 10-bit mantissa tensor cores multiply fp32 data with (round to nearest, ties to even).
 void round_tf32(std::vector<float>& v) {
   for (float& f : v) {
     uint32_t b = std::bit_cast<uint32_t>(f);
@@ -237,11 +290,15 @@ void round_tf32(std::vector<float>& v) {
   }
 }
 
-// Enqueues out = α·f(in…) + β·out on the handle's stream; f writes `count` values.
+// Enqueues out = α·f(in…) + β·out on the handle's stream; f writes `count` fp32 values. α, β and
+// the sum are fp32 (cuDNN's scaling factors are floats for FLOAT, HALF and BFLOAT16 data), the old
+// output is read widened, and the result is stored once in the output's type (rounded to nearest
+// even for HALF and BFLOAT16: cudnn_data_types.h).
 // `corrupt`: an injected fault (kWrongResultInGraph) puts the first value off by one.
 template <class Compute>
-cudnnStatus_t run(cudnnHandle_t h, const char* name, const void* alpha, const void* beta, float* out, size_t count,
-                  void* workspace, size_t workspace_needed, bool corrupt, Compute compute) {
+cudnnStatus_t run(cudnnHandle_t h, const char* name, const void* alpha, const void* beta, void* out,
+                  cudnnDataType_t type, size_t count, void* workspace, size_t workspace_needed, bool corrupt,
+                  Compute compute) {
   if (!alpha || !beta) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null alpha or beta");
   const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);  // host memory, read now
   if (sd::emu::capture_admits(sd::emu::resolve(h->stream), name) != cudaSuccess)
@@ -252,15 +309,18 @@ cudnnStatus_t run(cudnnHandle_t h, const char* name, const void* alpha, const vo
     std::vector<float> r(count);
     compute(r.data());
     if (corrupt && count) r[0] += 1.0f;
-    for (size_t i = 0; i < count; ++i) out[i] = b == 0.0f ? a * r[i] : a * r[i] + b * out[i];  // β = 0: out unread
+    namespace types = sd::emu::cudnn_types;
+    for (size_t i = 0; i < count; ++i)  // β = 0: out unread
+      types::store(out, i, type, b == 0.0f ? a * r[i] : a * r[i] + b * types::load(out, i, type));
   });
   return CUDNN_STATUS_SUCCESS;
 }
 
-// Copies device memory for the computation (inside a running operation), TF32-rounded if asked.
-std::vector<float> input(const void* p, size_t count, bool tf32) {
-  const float* f = static_cast<const float*>(p);
-  std::vector<float> v(f, f + count);
+// Copies device memory for the computation (inside a running operation), widened to fp32 (exact
+// for HALF and BFLOAT16), TF32-rounded if asked.
+std::vector<float> input(const void* p, size_t count, cudnnDataType_t type, bool tf32) {
+  std::vector<float> v(count);
+  for (size_t i = 0; i < count; ++i) v[i] = sd::emu::cudnn_types::load(p, i, type);
   if (tf32) round_tf32(v);
   return v;
 }
@@ -299,11 +359,11 @@ struct Layouts {
 };
 
 // What the three convolution calls share: the problem their descriptors describe, the handle, the
-// algorithm and its workspace checked, the operands' sizes and whether they enter as TF32.
+// algorithm and its workspace checked, the operands' sizes (in elements) and whether they enter as TF32.
 struct ConvCall {
   Problem p;
   size_t needed = 0, xs = 0, ws = 0, ys = 0;
-  bool tf32 = false;
+  bool tf32 = false;  // fp32 data where tensor cores may run (16-bit data enters tensor cores exactly)
   bool corrupt = false;  // an injected wrong result (captured calls only)
 };
 
@@ -372,7 +432,7 @@ cudnnStatus_t begin_call(cudnnHandle_t h, Direction d, const cudnnTensorStruct* 
                                               std::to_string(c.needed));
   if (c.needed) require_device(workspace, c.needed, call, "the workspace");
   c.xs = size_t(p.shape.x_size()), c.ws = size_t(p.shape.w_size()), c.ys = size_t(p.shape.y_size());
-  c.tf32 = tensor_ops_allowed(p.math);
+  c.tf32 = p.type == CUDNN_DATA_FLOAT && tensor_ops_allowed(p);
   return injected_fault(h, d, int(algo), p.shape.n, call, c.corrupt);
 }
 
@@ -450,6 +510,11 @@ cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorF
   if (!d) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null descriptor");
   if (n <= 0 || c <= 0 || h <= 0 || w <= 0)
     return status(CUDNN_STATUS_BAD_PARAM, "tensor dimensions must be positive, got " + dims(n, c, h, w));
+  // Returns: BAD_PARAM when "format has an invalid enumerant value or dataType has an invalid
+  // enumerant value". Every type and format include/cudnn.h declares is accepted (whether a call
+  // takes it is the call's question); cuDNN's integer and fp8 types are not declared: not emulated.
+  if (!known_format(format) || !sd::emu::cudnn_types::known(type))
+    return status(CUDNN_STATUS_BAD_PARAM, "unknown tensor format or data type");
   *d = cudnnTensorStruct{true, format, type, n, c, h, w};
   return CUDNN_STATUS_SUCCESS;
 }
@@ -460,6 +525,8 @@ cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataTyp
   if (!d) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null descriptor");
   if (k <= 0 || c <= 0 || h <= 0 || w <= 0)
     return status(CUDNN_STATUS_BAD_PARAM, "filter dimensions must be positive, got " + dims(k, c, h, w));
+  if (!known_format(format) || !sd::emu::cudnn_types::known(type))  // as cudnnSetTensor4dDescriptor
+    return status(CUDNN_STATUS_BAD_PARAM, "unknown filter format or data type");
   *d = cudnnFilterStruct{true, type, format, k, c, h, w};
   return CUDNN_STATUS_SUCCESS;
 }
@@ -471,6 +538,11 @@ cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, in
   if (!d) return status(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "null descriptor");
   if (pad_h < 0 || pad_w < 0 || stride_h <= 0 || stride_w <= 0 || dil_h <= 0 || dil_w <= 0)
     return status(CUDNN_STATUS_BAD_PARAM, "negative padding or non-positive stride/dilation");
+  // Returns: BAD_PARAM when "the parameter mode has an invalid enumerant value". The compute type is
+  // not checked here (the reference lists no condition on it): whether it fits the data types is
+  // each call's check (cudnn_data_types.h), the permissive reading.
+  if (mode != CUDNN_CONVOLUTION && mode != CUDNN_CROSS_CORRELATION)
+    return status(CUDNN_STATUS_BAD_PARAM, "unknown convolution mode");
   const cudnnMathType_t math = d->math;
   *d = cudnnConvolutionStruct{true, pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, mode, compute, math};
   return CUDNN_STATUS_SUCCESS;
@@ -539,6 +611,36 @@ cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithm(cudnnHandle_t h, cudnn
   return find(h, Direction::kBackwardFilter, p, requested, returned, results);
 }
 
+cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t h, cudnnTensorDescriptor_t x,
+                                                     cudnnFilterDescriptor_t w, cudnnConvolutionDescriptor_t conv,
+                                                     cudnnTensorDescriptor_t y, int requested, int* returned,
+                                                     cudnnConvolutionFwdAlgoPerf_t* results) {
+  std::lock_guard lock(api_mutex());
+  Problem p;
+  if (cudnnStatus_t s = problem(x, w, conv, y, p)) return s;
+  return heuristics(h, Direction::kForward, p, requested, returned, results);
+}
+cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnnHandle_t h, cudnnFilterDescriptor_t w,
+                                                          cudnnTensorDescriptor_t dy,
+                                                          cudnnConvolutionDescriptor_t conv,
+                                                          cudnnTensorDescriptor_t dx, int requested, int* returned,
+                                                          cudnnConvolutionBwdDataAlgoPerf_t* results) {
+  std::lock_guard lock(api_mutex());
+  Problem p;
+  if (cudnnStatus_t s = problem(dx, w, conv, dy, p)) return s;
+  return heuristics(h, Direction::kBackwardData, p, requested, returned, results);
+}
+cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnnHandle_t h, cudnnTensorDescriptor_t x,
+                                                            cudnnTensorDescriptor_t dy,
+                                                            cudnnConvolutionDescriptor_t conv,
+                                                            cudnnFilterDescriptor_t dw, int requested, int* returned,
+                                                            cudnnConvolutionBwdFilterAlgoPerf_t* results) {
+  std::lock_guard lock(api_mutex());
+  Problem p;
+  if (cudnnStatus_t s = problem(x, dw, conv, dy, p)) return s;
+  return heuristics(h, Direction::kBackwardFilter, p, requested, returned, results);
+}
+
 cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t, cudnnTensorDescriptor_t x,
                                                       cudnnFilterDescriptor_t w, cudnnConvolutionDescriptor_t conv,
                                                       cudnnTensorDescriptor_t y, cudnnConvolutionFwdAlgo_t algo,
@@ -575,10 +677,11 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha, cudnnT
   if (cudnnStatus_t s = begin_call(h, Direction::kForward, x_desc, w_desc, conv, y_desc, algo, workspace,
                                    workspace_bytes, call, c))
     return s;
-  require_device(x, c.xs * 4, call, "x"), require_device(w, c.ws * 4, call, "w"), require_device(y, c.ys * 4, call, "y");
-  return run(h, call, alpha, beta, static_cast<float*>(y), c.ys, workspace, c.needed, c.corrupt, [=](float* out) {
+  const size_t e = c.p.element();
+  require_device(x, c.xs * e, call, "x"), require_device(w, c.ws * e, call, "w"), require_device(y, c.ys * e, call, "y");
+  return run(h, call, alpha, beta, y, c.p.type, c.ys, workspace, c.needed, c.corrupt, [=](float* out) {
     const Layouts l{c.p.shape, c.p.nhwc};
-    const std::vector<float> xv = l.x(input(x, c.xs, c.tf32)), wv = l.w(input(w, c.ws, c.tf32));
+    const std::vector<float> xv = l.x(input(x, c.xs, c.p.type, c.tf32)), wv = l.w(input(w, c.ws, c.p.type, c.tf32));
     l.into(out, c.ys, c.p.shape.n, c.p.shape.c_out, c.p.shape.h_out(), c.p.shape.w_out(),
            [&](float* r) { sd::ref::conv3x3_forward(c.p.shape, xv.data(), wv.data(), r); });
   });
@@ -595,11 +698,12 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void* alpha, c
   if (cudnnStatus_t s = begin_call(h, Direction::kBackwardData, dx_desc, w_desc, conv, dy_desc, algo, workspace,
                                    workspace_bytes, call, c))
     return s;
-  require_device(dy, c.ys * 4, call, "dy"), require_device(w, c.ws * 4, call, "w"),
-      require_device(dx, c.xs * 4, call, "dx");
-  return run(h, call, alpha, beta, static_cast<float*>(dx), c.xs, workspace, c.needed, c.corrupt, [=](float* out) {
+  const size_t e = c.p.element();
+  require_device(dy, c.ys * e, call, "dy"), require_device(w, c.ws * e, call, "w"),
+      require_device(dx, c.xs * e, call, "dx");
+  return run(h, call, alpha, beta, dx, c.p.type, c.xs, workspace, c.needed, c.corrupt, [=](float* out) {
     const Layouts l{c.p.shape, c.p.nhwc};
-    const std::vector<float> dyv = l.y(input(dy, c.ys, c.tf32)), wv = l.w(input(w, c.ws, c.tf32));
+    const std::vector<float> dyv = l.y(input(dy, c.ys, c.p.type, c.tf32)), wv = l.w(input(w, c.ws, c.p.type, c.tf32));
     l.into(out, c.xs, c.p.shape.n, c.p.shape.c_in, c.p.shape.h_in, c.p.shape.w_in,
            [&](float* r) { sd::ref::conv3x3_backward_data(c.p.shape, dyv.data(), wv.data(), r); });
   });
@@ -616,11 +720,13 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void* alpha,
   if (cudnnStatus_t s = begin_call(h, Direction::kBackwardFilter, x_desc, dw_desc, conv, dy_desc, algo, workspace,
                                    workspace_bytes, call, c))
     return s;
-  require_device(x, c.xs * 4, call, "x"), require_device(dy, c.ys * 4, call, "dy"),
-      require_device(dw, c.ws * 4, call, "dw");
-  return run(h, call, alpha, beta, static_cast<float*>(dw), c.ws, workspace, c.needed, c.corrupt, [=](float* out) {
+  // dw in the data type of x and dy (one data type per call: problem() refuses a mix).
+  const size_t e = c.p.element();
+  require_device(x, c.xs * e, call, "x"), require_device(dy, c.ys * e, call, "dy"),
+      require_device(dw, c.ws * e, call, "dw");
+  return run(h, call, alpha, beta, dw, c.p.type, c.ws, workspace, c.needed, c.corrupt, [=](float* out) {
     const Layouts l{c.p.shape, c.p.nhwc};
-    const std::vector<float> xv = l.x(input(x, c.xs, c.tf32)), dyv = l.y(input(dy, c.ys, c.tf32));
+    const std::vector<float> xv = l.x(input(x, c.xs, c.p.type, c.tf32)), dyv = l.y(input(dy, c.ys, c.p.type, c.tf32));
     l.into(out, c.ws, c.p.shape.c_out, c.p.shape.c_in, 3, 3,
            [&](float* r) { sd::ref::conv3x3_backward_filter(c.p.shape, xv.data(), dyv.data(), r); });
   });

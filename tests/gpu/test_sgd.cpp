@@ -1,8 +1,14 @@
-// The fused SGD step over the flat parameter buffer, bit-identical to the reference.
+// The fused SGD step over the flat parameter buffer, bit-identical to the reference; under fp16's
+// loss scale decided on the device (kernels/cuda/gradient_check.h), as the CPU reference unscales.
+#include <cmath>
+#include <limits>
+
 #include <catch2/catch.hpp>
 
+#include "engine/core/loss_scale.h"
 #include "engine/cuda/context.h"
 #include "kernels/cpu/sgd.h"
+#include "kernels/cuda/gradient_check.h"
 #include "kernels/cuda/sgd.h"
 #include "tests/gpu/gpu_compare.h"
 #include "tests/gpu/gpu_test.h"
@@ -32,3 +38,89 @@ TEST_CASE("gpu fused SGD is bit-identical to the reference, Nesterov and plain",
     CHECK(gpu_test::bit_equal(d_buf.download(), buf));
   }
 }
+
+TEST_CASE("gpu SGD under a loss scale of 1 and no skip is today's SGD bit for bit", "[gpu][sgd][loss-scale][sanitize]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  const size_t count = 4099;
+  const auto w = gpu_test::normal_floats(count, 14, 0.1);
+  const auto g = gpu_test::normal_floats(count, 15, 0.01);
+  const auto buf = gpu_test::normal_floats(count, 16, 0.01);
+  const cuda::SgdHyper h{0.1f, 0.9f, 1e-4f, true};
+  cuda::DeviceLossScale one;
+  one.scale = one.step_scale = 1.0f;
+  DeviceVec<cuda::DeviceLossScale> d_one(std::vector<cuda::DeviceLossScale>{one});
+  std::vector<float> results[2][2];
+  double sums[2] = {0, 0};
+  for (const int with_scale : {0, 1}) {
+    DeviceVec<float> d_w(w), d_g(g), d_buf(buf);
+    DeviceVec<double> d_sum(std::vector<double>{0.0});
+    cuda::sgd_step(ctx, (long long)count, d_w.get(), d_g.get(), d_buf.get(), h, cuda::MeanAbsStat{d_g.get(), 432, d_sum.get()},
+                   with_scale ? d_one.get() : nullptr);
+    results[with_scale][0] = d_w.download();
+    results[with_scale][1] = d_buf.download();
+    sums[with_scale] = d_sum.download()[0];
+  }
+  CHECK(gpu_test::bit_equal(results[0][0], results[1][0]));
+  CHECK(gpu_test::bit_equal(results[0][1], results[1][1]));
+  CHECK(sums[0] == sums[1]);
+}
+
+TEST_CASE("gpu loss scale over steps: check then SGD equals the CPU reference's unscale and SGD, state by state",
+          "[gpu][sgd][loss-scale][sanitize]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  const size_t count = 3001;  // two pieces
+  const std::vector<cuda::FlatChunk> chunks = cuda::flat_chunks(std::vector<cuda::FlatRange>{{0, int64_t(count), cuda::kFlatFp32}});
+  DeviceVec<cuda::FlatChunk> d_chunks(chunks);
+  std::vector<float> w = gpu_test::normal_floats(count, 31, 0.1), buf(count, 0.0f);
+  DeviceVec<float> d_w(w), d_buf(buf);
+  DeviceVec<double> d_sum(std::vector<double>{0.0});
+  double sum = 0;
+  const cuda::SgdHyper h{0.05f, 0.9f, 5e-4f, true};
+  const ref::SgdParams p{0.05f, 0.9f, 5e-4f, true};
+  // The host's state, updated by engine/core/loss_scale.h; the device starts from the same, 3 clean
+  // steps short of growing.
+  LossScale host{kInitialLossScale, kLossScaleGrowthInterval - 3};
+  DeviceVec<cuda::DeviceLossScale> d_state(std::vector<cuda::DeviceLossScale>{cuda::device_loss_scale(host)});
+  int64_t skipped = 0;
+  // Clean, clean, clean (S doubles), overflow, clean, overflow, overflow, clean.
+  const bool overflow[] = {false, false, false, true, false, true, true, false};
+  for (size_t step = 0; step < std::size(overflow); ++step) {
+    INFO("step " << step);
+    // The backward's gradients carry the scale S (exact: a power of two).
+    std::vector<float> g = gpu_test::normal_floats(count, 40 + uint32_t(step), 1e-3);
+    for (float& v : g) v *= host.scale;
+    if (overflow[step]) g[count / 2] = std::numeric_limits<float>::infinity();
+    DeviceVec<float> d_g(g);
+    const uint64_t before = ctx.launches();
+    cuda::check_gradients(ctx, d_state.get(), d_g.get(), d_chunks.get(), int(chunks.size()));
+    cuda::sgd_step(ctx, (long long)count, d_w.get(), d_g.get(), d_buf.get(), h,
+                   cuda::MeanAbsStat{d_g.get(), 432, d_sum.get()}, d_state.get());
+    CHECK(ctx.launches() == before + 2);  // the same launches whether or not the step is skipped
+    // The CPU reference (ResNetRef::unscale_gradients, CpuResNet::do_train_step): check, unscale by
+    // 1/S in fp32, take the statistic of the unscaled gradient, step; or skip everything.
+    const bool finite = !overflow[step];
+    if (finite) {
+      const float inverse = 1.0f / host.scale;
+      for (float& v : g) v *= inverse;
+      double s = 0;
+      for (size_t i = 0; i < 432; ++i) s += std::fabs(double(g[i]));
+      sum += s / 432.0;
+      ref::sgd_step((long long)count, w.data(), g.data(), buf.data(), p);
+    }
+    update_loss_scale(host, finite);
+    skipped += !finite;
+    const cuda::DeviceLossScale s = d_state.download()[0];
+    CHECK(s.scale == host.scale);
+    CHECK(s.clean_steps == host.clean_steps);
+    CHECK(s.skipped_steps == skipped);
+    CHECK(gpu_test::bit_equal(d_w.download(), w));
+    CHECK(gpu_test::bit_equal(d_buf.download(), buf));
+    CHECK(d_sum.download()[0] == sum);
+  }
+  // The sequence went through the rule's cases: doubled once, halved three times, one clean step since.
+  CHECK(host.scale == kInitialLossScale / 4);
+  CHECK(host.clean_steps == 1);
+}
+

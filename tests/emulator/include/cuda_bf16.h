@@ -6,7 +6,7 @@
 // engine/core/half_bits.h, as in cuda_fp16.h here.
 #include <cstdint>
 
-#include "engine/core/half_bits.h"
+#include "tests/emulator/half_conversions.h"
 #include "tests/emulator/device_code.h"
 
 struct __nv_bfloat16_raw {
@@ -17,17 +17,17 @@ struct alignas(2) __nv_bfloat16 {
   __nv_bfloat16() = default;
   __nv_bfloat16(__nv_bfloat16_raw raw) : bits_(raw.x) {}
   operator __nv_bfloat16_raw() const { return __nv_bfloat16_raw{bits_}; }
-  __nv_bfloat16(float f) : bits_(sd::float_to_bf16_bits(f)) {}
-  operator float() const { return sd::bf16_bits_to_float(bits_); }
+  __nv_bfloat16(float f) : bits_(sd::emu::bf16_bits_of(f)) {}
+  operator float() const { return sd::emu::float_of_bf16_bits(bits_); }
 
  private:
   unsigned short bits_;
 };
 static_assert(sizeof(__nv_bfloat16) == 2);
 
-inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16_raw{sd::float_to_bf16_bits(f)}; }
+inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16_raw{sd::emu::bf16_bits_of(f)}; }
 inline __nv_bfloat16 __float2bfloat16(float f) { return __float2bfloat16_rn(f); }
-inline float __bfloat162float(__nv_bfloat16 h) { return sd::bf16_bits_to_float(static_cast<__nv_bfloat16_raw>(h).x); }
+inline float __bfloat162float(__nv_bfloat16 h) { return sd::emu::float_of_bf16_bits(static_cast<__nv_bfloat16_raw>(h).x); }
 inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return static_cast<__nv_bfloat16_raw>(h).x; }
 inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short bits) { return __nv_bfloat16_raw{bits}; }
 inline bool __hisnan(__nv_bfloat16 h) { return (__bfloat16_as_ushort(h) & 0x7fff) > 0x7f80; }

@@ -8,7 +8,7 @@
 // Only what the engine uses is declared: a kernel that needs more fails to compile here, not later.
 #include <cstdint>
 
-#include "engine/core/half_bits.h"
+#include "tests/emulator/half_conversions.h"
 #include "tests/emulator/device_code.h"
 
 struct __half_raw {
@@ -22,17 +22,17 @@ struct alignas(2) __half {
   __half(__half_raw raw) : bits_(raw.x) {}
   operator __half_raw() const { return __half_raw{bits_}; }
   // CUDA's converting constructor and conversion rounds to nearest even, as __float2half does.
-  __half(float f) : bits_(sd::float_to_half_bits(f)) {}
-  operator float() const { return sd::half_bits_to_float(bits_); }
+  __half(float f) : bits_(sd::emu::fp16_bits_of(f)) {}
+  operator float() const { return sd::emu::float_of_fp16_bits(bits_); }
 
  private:
   unsigned short bits_;
 };
 static_assert(sizeof(__half) == 2);
 
-inline __half __float2half_rn(float f) { return __half_raw{sd::float_to_half_bits(f)}; }
+inline __half __float2half_rn(float f) { return __half_raw{sd::emu::fp16_bits_of(f)}; }
 inline __half __float2half(float f) { return __float2half_rn(f); }
-inline float __half2float(__half h) { return sd::half_bits_to_float(static_cast<__half_raw>(h).x); }
+inline float __half2float(__half h) { return sd::emu::float_of_fp16_bits(static_cast<__half_raw>(h).x); }
 inline unsigned short __half_as_ushort(__half h) { return static_cast<__half_raw>(h).x; }
 inline __half __ushort_as_half(unsigned short bits) { return __half_raw{bits}; }
 inline bool __hisnan(__half h) { return (__half_as_ushort(h) & 0x7fff) > 0x7c00; }

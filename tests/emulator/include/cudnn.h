@@ -1,10 +1,14 @@
 #pragma once
 // cuDNN on the emulated device (tests/emulator/cudnn.cpp): the legacy convolution API that sdnet uses,
 // by cuDNN 9's documented contracts — handles bound to streams, tensor/filter/convolution
-// descriptors, output dimensions, workspace sizes per algorithm, cudnnFind* reporting a fixed list
-// of algorithms (with math type, determinism, time and memory), and forward / backward-data /
-// backward-filter computed by the CPU reference (kernels/cpu/conv3x3) with α/β semantics. What the
-// reference cannot compute (anything but 3×3, padding 1, stride 1 or 2, fp32 NCHW) is
+// descriptors, output dimensions, workspace sizes per algorithm, cudnnFind* (and the v7
+// heuristics) reporting a fixed list of algorithms (with math type, determinism, time and memory),
+// and forward / backward-data / backward-filter computed by the CPU reference (kernels/cpu/conv3x3)
+// with α/β semantics. Data
+// types: FLOAT_CONFIG, PSEUDO_HALF_CONFIG (fp16 data, fp32 compute) and PSEUDO_BFLOAT16_CONFIG
+// (bf16 data, fp32 compute), each algorithm only in the configurations cuDNN's API reference lists
+// for it; mixed data types are CUDNN_STATUS_BAD_PARAM, as documented. What the reference cannot
+// compute (anything but 3×3, padding 1, stride 1 or 2; TRUE_HALF_CONFIG; doubles) is
 // CUDNN_STATUS_NOT_SUPPORTED, with the reason in cudnnGetLastErrorString.
 #include <cstddef>
 
@@ -26,7 +30,8 @@ enum cudnnStatus_t {
   CUDNN_STATUS_EXECUTION_FAILED = 5000,
 };
 
-enum cudnnDataType_t { CUDNN_DATA_FLOAT = 0, CUDNN_DATA_DOUBLE = 1, CUDNN_DATA_HALF = 2 };
+// The values are cuDNN's (cudnn_graph.h); the integer and fp8 types are not emulated, so not declared.
+enum cudnnDataType_t { CUDNN_DATA_FLOAT = 0, CUDNN_DATA_DOUBLE = 1, CUDNN_DATA_HALF = 2, CUDNN_DATA_BFLOAT16 = 9 };
 enum cudnnTensorFormat_t { CUDNN_TENSOR_NCHW = 0, CUDNN_TENSOR_NHWC = 1 };
 enum cudnnConvolutionMode_t { CUDNN_CONVOLUTION = 0, CUDNN_CROSS_CORRELATION = 1 };
 enum cudnnMathType_t {
@@ -133,6 +138,20 @@ cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithm(cudnnHandle_t handle, 
                                                           cudnnTensorDescriptor_t dy, cudnnConvolutionDescriptor_t conv,
                                                           cudnnFilterDescriptor_t dw, int requested, int* returned,
                                                           cudnnConvolutionBwdFilterAlgoPerf_t* results);
+// cuDNN's heuristics (no measurement, nothing runs): the emulator answers with cudnnFind*'s list.
+cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t handle, cudnnTensorDescriptor_t x,
+                                                     cudnnFilterDescriptor_t w, cudnnConvolutionDescriptor_t conv,
+                                                     cudnnTensorDescriptor_t y, int requested, int* returned,
+                                                     cudnnConvolutionFwdAlgoPerf_t* results);
+cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnnHandle_t handle, cudnnFilterDescriptor_t w,
+                                                          cudnnTensorDescriptor_t dy, cudnnConvolutionDescriptor_t conv,
+                                                          cudnnTensorDescriptor_t dx, int requested, int* returned,
+                                                          cudnnConvolutionBwdDataAlgoPerf_t* results);
+cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnnHandle_t handle, cudnnTensorDescriptor_t x,
+                                                            cudnnTensorDescriptor_t dy,
+                                                            cudnnConvolutionDescriptor_t conv,
+                                                            cudnnFilterDescriptor_t dw, int requested, int* returned,
+                                                            cudnnConvolutionBwdFilterAlgoPerf_t* results);
 cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t handle, cudnnTensorDescriptor_t x,
                                                       cudnnFilterDescriptor_t w, cudnnConvolutionDescriptor_t conv,
                                                       cudnnTensorDescriptor_t y, cudnnConvolutionFwdAlgo_t algo,
