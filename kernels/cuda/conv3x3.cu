@@ -461,8 +461,8 @@ void ConvPlan::backward_data(Context& ctx, const DeviceTensor& dy, DeviceAddress
   const DirectionChoice& c = choice_.backward_data;
   const float beta = write == GradWrite::kAccumulate ? 1.0f : 0.0f;
   const Workspace ws = workspace_for(ctx);
-  check_cudnn(call(ctx, ConvDirection::kBackwardData, c.algo, c.math, {.n = dy.n, .w = w.get(), .x = dx.data.get(), .y = dy.data.get()},
-                   ws.data, ws.bytes, beta),
+  const Operands o{.n = dy.n, .w = w.get(), .x = dx.data.get(), .y = dy.data.get()};
+  check_cudnn(call(ctx, ConvDirection::kBackwardData, c.algo, c.math, o, ws.data, ws.bytes, beta),
               cudnn_call_name(ConvDirection::kBackwardData), __FILE__, __LINE__);
   ctx.launched(cudnn_call_name(ConvDirection::kBackwardData));
 }

@@ -76,7 +76,9 @@ class ConvPlan {
 
   const ConvShape& shape() const { return shape_; }
   // Max over directions and batches, and the padded stem's widened copies.
-  size_t workspace_needed() const { return padding_bytes_ ? round_up_16(choice_.workspace) + padding_bytes_ : choice_.workspace; }
+  size_t workspace_needed() const {
+    return padding_bytes_ ? round_up_16(choice_.workspace) + padding_bytes_ : choice_.workspace;
+  }
   int cudnn_in_channels() const { return cudnn_in_channels_; }  // the padded stem's 8, else shape().in_channels
   std::string describe() const;                                  // algorithms, math types, times: for logs
   bool deterministic() const { return choice_.deterministic(); }  // all three chosen algorithms are
