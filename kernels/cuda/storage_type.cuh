@@ -10,8 +10,11 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
 #include "engine/cuda/check.h"
 #include "engine/cuda/tensor.h"
+#include "kernels/cuda/half_convert.cuh"
 
 namespace sd::cuda {
 
@@ -29,20 +32,14 @@ __device__ __forceinline__ float widen(float v) { return v; }
 __device__ __forceinline__ float widen(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float widen(__half v) { return __half2float(v); }
 
-// An fp32 value as stored in T: rounded to nearest, ties to even (the identity for float).
+// An fp32 value as stored in T: rounded to nearest, ties to even (half_convert.cuh's to_half, as
+// the weight cast rounds), the identity for float.
 template <class T>
-__device__ __forceinline__ T narrow(float v);
-template <>
-__device__ __forceinline__ float narrow<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 narrow<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <>
-__device__ __forceinline__ __half narrow<__half>(float v) {
-  return __float2half_rn(v);
+__device__ __forceinline__ T narrow(float v) {
+  if constexpr (std::is_same_v<T, float>)
+    return v;
+  else
+    return to_half<T>(v);
 }
 
 // Tag carrying a storage type through a generic lambda: f(StorageTag<T>{}), then `using T = ...`.
