@@ -56,13 +56,15 @@ struct ZeroFill {
   long long count = 0;
 };
 
-// images: [n, 3, 32, 32] floats in `layout`; labels: [n] bytes. Throws (before launching) when an index is
-// outside the set. n = indices.size() ≥ 1.
+// images: [n, 3, 32, 32] in `layout`, elements of `type` (fp32, or bf16/fp16: the fp32 pixel rounded
+// once as it is stored; docs/CUDA_ENGINE.md, "Mixed precision", row 2); labels: [n] bytes. Throws
+// (before launching) when an index is outside the set. n = indices.size() ≥ 1.
 void gather_batch(Context& ctx, const GatherSource& src, std::span<const int32_t> indices, const AugmentDraw& draw,
-                  float* images, uint8_t* labels, Layout layout = Layout::kNchw, const ZeroFill& zero = {});
+                  void* images, uint8_t* labels, Layout layout = Layout::kNchw, const ZeroFill& zero = {},
+                  StorageType type = StorageType::kFp32);
 // draw.epoch is ignored: the epoch comes from *place.epoch.
 void gather_batch_at(Context& ctx, const GatherSource& src, const int32_t* order, const BatchPlace& place,
-                     const AugmentDraw& draw, int n, float* images, uint8_t* labels,
-                     Layout layout = Layout::kNchw, const ZeroFill& zero = {});
+                     const AugmentDraw& draw, int n, void* images, uint8_t* labels, Layout layout = Layout::kNchw,
+                     const ZeroFill& zero = {}, StorageType type = StorageType::kFp32);
 
 }  // namespace sd::cuda

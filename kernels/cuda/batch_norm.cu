@@ -15,6 +15,8 @@ void check_pair(const DeviceTensor& a, const DeviceTensor& b, const char* what) 
                     b.w, ")"));
   if (a.layout != b.layout)
     throw Error(cat(what, ": layouts differ (", layout_name(a.layout), " vs ", layout_name(b.layout), ")"));
+  if (a.type() != b.type())
+    throw Error(cat(what, ": element types differ (", storage_type_name(a.type()), " vs ", storage_type_name(b.type()), ")"));
   if (a.n < 1 || a.c < 1 || a.h * a.w < 1)
     throw Error(cat(what, ": bad shape n=", a.n, " c=", a.c, " hw=", a.h * a.w));
 }
@@ -57,37 +59,41 @@ size_t batch_norm_partials_doubles(BatchNormVariant variant, int n, int c, int h
 void BatchNorm::forward_train(Context& ctx, const DeviceTensor& x, const DeviceTensor& y) const {
   check_pair(x, y, "BatchNorm::forward_train");
   const PhaseScope phase(ctx, Phase::kBatchNorm);
-  runnable_row(variant).forward_train(ctx, BnForwardTrainArgs{.shape = shape_of(x),
-.layout = x.layout,
-                                                              .x = x.data,
-                                                              .gamma = gamma,
-                                                              .beta = beta,
-                                                              .y = y.data,
-                                                              .save_mean = save_mean,
-                                                              .save_inv_std = save_inv_std,
-                                                              .running_mean = running_mean,
-                                                              .running_var = running_var,
-                                                              .partials = partials,
-                                                              .relu = relu,
-                                                              .momentum = kBnMomentum,
-                                                              .eps = kBnEpsilon});
+  const BnForwardTrainArgs args{.shape = shape_of(x),
+                                .layout = x.layout,
+                                .type = x.type(),
+                                .x = x.data.get(),
+                                .gamma = gamma,
+                                .beta = beta,
+                                .y = y.data.get(),
+                                .save_mean = save_mean,
+                                .save_inv_std = save_inv_std,
+                                .running_mean = running_mean,
+                                .running_var = running_var,
+                                .partials = partials,
+                                .relu = relu,
+                                .momentum = kBnMomentum,
+                                .eps = kBnEpsilon};
+  runnable_row(variant).forward_train(ctx, args);
 }
 
 void BatchNorm::forward_eval(Context& ctx, const DeviceTensor& x, const DeviceTensor& y, double output_scale) const {
   check_pair(x, y, "BatchNorm::forward_eval");
   if (!(output_scale >= 0.0)) throw Error(cat("BatchNorm::forward_eval: output scale ", output_scale, " (need >= 0)"));
   const PhaseScope phase(ctx, Phase::kBatchNorm);
-  runnable_row(variant).forward_eval(ctx, BnForwardEvalArgs{.shape = shape_of(x),
-.layout = x.layout,
-                                                            .x = x.data,
-                                                            .gamma = gamma,
-                                                            .beta = beta,
-                                                            .running_mean = running_mean,
-                                                            .running_var = running_var,
-                                                            .y = y.data,
-                                                            .relu = relu,
-                                                            .eps = kBnEpsilon,
-                                                            .scale = output_scale});
+  const BnForwardEvalArgs args{.shape = shape_of(x),
+                               .layout = x.layout,
+                               .type = x.type(),
+                               .x = x.data.get(),
+                               .gamma = gamma,
+                               .beta = beta,
+                               .running_mean = running_mean,
+                               .running_var = running_var,
+                               .y = y.data.get(),
+                               .relu = relu,
+                               .eps = kBnEpsilon,
+                               .scale = output_scale};
+  runnable_row(variant).forward_eval(ctx, args);
 }
 
 void BatchNorm::backward(Context& ctx, const DeviceTensor& x, const DeviceTensor& y, const DeviceTensor& dy,
@@ -96,18 +102,20 @@ void BatchNorm::backward(Context& ctx, const DeviceTensor& x, const DeviceTensor
   check_pair(x, dx, "BatchNorm::backward");
   if (relu) check_pair(x, y, "BatchNorm::backward");
   const PhaseScope phase(ctx, Phase::kBatchNorm);
-  runnable_row(variant).backward(ctx, BnBackwardArgs{.shape = shape_of(x),
-.layout = x.layout,
-                                                     .x = x.data,
-                                                     .relu_output = relu ? y.data : nullptr,
-                                                     .dy = dy.data,
-                                                     .gamma = gamma,
-                                                     .save_mean = save_mean,
-                                                     .save_inv_std = save_inv_std,
-                                                     .partials = partials,
-                                                     .dx = dx.data,
-                                                     .dgamma = dgamma,
-                                                     .dbeta = dbeta});
+  const BnBackwardArgs args{.shape = shape_of(x),
+                            .layout = x.layout,
+                            .type = x.type(),
+                            .x = x.data.get(),
+                            .relu_output = relu ? y.data.get() : nullptr,
+                            .dy = dy.data.get(),
+                            .gamma = gamma,
+                            .save_mean = save_mean,
+                            .save_inv_std = save_inv_std,
+                            .partials = partials,
+                            .dx = dx.data.get(),
+                            .dgamma = dgamma,
+                            .dbeta = dbeta};
+  runnable_row(variant).backward(ctx, args);
 }
 
 }  // namespace sd::cuda

@@ -14,13 +14,17 @@
 // Every variant (below) computes exactly this, deterministically (reductions in double, in a fixed
 // order), with per-element arithmetic in double as the reference does, so fp32 results agree to
 // about an ulp. ε, the momentum and the shape are the reference's own (kernels/batch_norm_shape.h).
+// Activations (x, y, dy, dx) are fp32, bf16 or fp16, the type their DeviceTensors carry (one type
+// per call): a 16-bit one is read widened and each output element rounded once as it is stored,
+// from the same fp32 value the fp32 kernels store; statistics, γ, β, dγ, dβ and the running
+// averages stay fp32 (docs/CUDA_ENGINE.md, "Mixed precision").
 // Outputs are overwritten (dγ, dβ included), never accumulated. Launches per call: the variant's row
 // (batch_norm_launches), from which models/cuda/cuda_resnet.h's LaunchFormula::for_variant counts a
 // step's.
 //
 // Variants: each in its own kernels/cuda/batch_norm_<variant>.cu behind BatchNormVariant, chosen per
 // layer (the model: --bn-variant); one row of kBatchNormVariantRows says everything about it.
-// tests/gpu/test_batch_norm.cpp checks every row against the reference and bench/sd_kernel_bench
+// tests/gpu/test_op_harness.cpp checks every row against the reference and bench/sd_kernel_bench
 // times every one at the network's shapes. A new variant: a value of BatchNormVariant, its .cu with
 // the three launchers of batch_norm_variants.h, and its row.
 #include <array>

@@ -15,15 +15,21 @@
 // NHWC: the same plan and the same groups of V values per thread, each value C floats after the
 // previous (layout_index.cuh), loaded one by one: the sums run in NCHW's order, so the results are
 // bit-identical to NCHW's at the same shape.
+// bf16/fp16 activations (kernels/cuda/storage_type.cuh): the same kernels instantiated for the
+// stored type T, loading widened to fp32 and rounding once at each store; the same plan and order,
+// so the statistics of a 16-bit tensor are those of its values widened, and every store is the
+// fp32 kernel's value rounded. Their groups of V are loaded value by value.
 #include <climits>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 
 #include "engine/cuda/format.h"
 #include "engine/cuda/launch.cuh"
 #include "kernels/cuda/batch_norm_variants.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/layout_index.cuh"
+#include "kernels/cuda/storage_type.cuh"
 
 namespace sd::cuda::bn_split {
 
@@ -63,28 +69,29 @@ Plan plan_for(int n, int c, int hw, int vec) {
   return p;
 }
 
-// V consecutive values of one channel, `step` floats apart (1 in NCHW, C in NHWC); in one access
-// when V = 4 and they are adjacent.
-template <int V>
-__device__ __forceinline__ void load(const float* p, int step, float (&v)[V]) {
-  if constexpr (V == 4) {
+// V consecutive values of one channel, `step` elements apart (1 in NCHW, C in NHWC), widened to
+// fp32; in one access when V = 4, they are adjacent and fp32.
+template <int V, class T>
+__device__ __forceinline__ void load(const T* p, int step, float (&v)[V]) {
+  if constexpr (V == 4 && std::is_same_v<T, float>) {
     if (step == 1) {
       const float4 q = *reinterpret_cast<const float4*>(p);
       v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
       return;
     }
   }
-  for (int j = 0; j < V; ++j) v[j] = p[(long long)j * step];
+  for (int j = 0; j < V; ++j) v[j] = widen(p[(long long)j * step]);
 }
-template <int V>
-__device__ __forceinline__ void store(float* p, int step, const float (&v)[V]) {
-  if constexpr (V == 4) {
+// Stores V values as T: each rounded once (nothing for fp32).
+template <int V, class T>
+__device__ __forceinline__ void store(T* p, int step, const float (&v)[V]) {
+  if constexpr (V == 4 && std::is_same_v<T, float>) {
     if (step == 1) {
       *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
       return;
     }
   }
-  for (int j = 0; j < V; ++j) p[(long long)j * step] = v[j];
+  for (int j = 0; j < V; ++j) p[(long long)j * step] = narrow<T>(v[j]);
 }
 
 // Calls f(k) for each group of V values of this block's chunk of channel c, k the offset of the
@@ -99,8 +106,8 @@ __device__ __forceinline__ void for_each_group(const Plan& plan, int s, int c, c
 // ---- training forward ----
 
 // partials[2·(c·S + s)] = Σx over chunk s, [.. + 1] = Σ(x − chunk mean)² (two passes: no cancellation).
-template <int V>
-__global__ void __launch_bounds__(kSplitThreads) bn_split_moments_kernel(Plan plan, ActIndex at, const float* x,
+template <int V, class T>
+__global__ void __launch_bounds__(kSplitThreads) bn_split_moments_kernel(Plan plan, ActIndex at, const T* x,
                                                                          double* partials) {
   __shared__ double scratch[33];
   const int s = blockIdx.x, c = blockIdx.y;
@@ -148,9 +155,9 @@ __device__ Moments combine_moments(const Plan& plan, int c, const double* partia
   return {mean, sum_sq};
 }
 
-template <int V>
+template <int V, class T>
 __global__ void __launch_bounds__(kSplitThreads)
-    bn_split_normalize_kernel(Plan plan, ActIndex at, const float* x, const float* gamma, const float* beta, float* y,
+    bn_split_normalize_kernel(Plan plan, ActIndex at, const T* x, const float* gamma, const float* beta, T* y,
                               const double* partials, float* save_mean, float* save_inv_std, float* running_mean,
                               float* running_var, double momentum, double eps, int relu) {
   const int s = blockIdx.x, c = blockIdx.y;
@@ -182,10 +189,10 @@ __global__ void __launch_bounds__(kSplitThreads)
 
 // ---- evaluation ----
 
-template <int V>
+template <int V, class T>
 __global__ void __launch_bounds__(kSplitThreads)
-    bn_split_eval_kernel(Plan plan, ActIndex at, const float* x, const float* gamma, const float* beta,
-                         const float* running_mean, const float* running_var, float* y, double eps, double scale,
+    bn_split_eval_kernel(Plan plan, ActIndex at, const T* x, const float* gamma, const float* beta,
+                         const float* running_mean, const float* running_var, T* y, double eps, double scale,
                          int relu) {
   const int s = blockIdx.x, c = blockIdx.y;
   const int step = at.pixel_step();
@@ -207,8 +214,8 @@ __global__ void __launch_bounds__(kSplitThreads)
 // ---- backward ----
 
 // g = dy, masked by the forward's ReLU output when there was one.
-template <int V>
-__device__ __forceinline__ void masked_gradient(const float* relu_output, const float* dy, long long k, int step,
+template <int V, class T>
+__device__ __forceinline__ void masked_gradient(const T* relu_output, const T* dy, long long k, int step,
                                                 float (&g)[V]) {
   load<V>(dy + k, step, g);
   if (relu_output) {
@@ -220,9 +227,9 @@ __device__ __forceinline__ void masked_gradient(const float* relu_output, const 
 }
 
 // partials[2·(c·S + s)] = Σg over chunk s, [.. + 1] = Σg·x̂.
-template <int V>
+template <int V, class T>
 __global__ void __launch_bounds__(kSplitThreads)
-    bn_split_grad_sums_kernel(Plan plan, ActIndex at, const float* x, const float* relu_output, const float* dy,
+    bn_split_grad_sums_kernel(Plan plan, ActIndex at, const T* x, const T* relu_output, const T* dy,
                               const float* save_mean, const float* save_inv_std, double* partials) {
   __shared__ double scratch[33];
   const int s = blockIdx.x, c = blockIdx.y;
@@ -246,11 +253,11 @@ __global__ void __launch_bounds__(kSplitThreads)
   }
 }
 
-template <int V>
+template <int V, class T>
 __global__ void __launch_bounds__(kSplitThreads)
-    bn_split_input_grad_kernel(Plan plan, ActIndex at, const float* x, const float* relu_output, const float* dy,
+    bn_split_input_grad_kernel(Plan plan, ActIndex at, const T* x, const T* relu_output, const T* dy,
                                const float* gamma, const float* save_mean, const float* save_inv_std,
-                               const double* partials, float* dx, float* dgamma, float* dbeta) {
+                               const double* partials, T* dx, float* dgamma, float* dbeta) {
   const int s = blockIdx.x, c = blockIdx.y;
   const int step = at.pixel_step();
   const double* p = partials + 2 * c * plan.splits;
@@ -297,6 +304,17 @@ void require_partials(const double* partials, const char* op) {
 
 dim3 grid_of(const Plan& plan, int c) { return dim3(unsigned(plan.splits), unsigned(c)); }
 
+// Calls f(integral_constant<int, V>, StorageTag<T>) for the launch's vector width (4 or 1) and storage type.
+template <class F>
+void with_vector_width(int vec, StorageType type, F&& f) {
+  with_storage(type, [&](auto tag) {
+    if (vec == 4)
+      f(std::integral_constant<int, 4>{}, tag);
+    else
+      f(std::integral_constant<int, 1>{}, tag);
+  });
+}
+
 }  // namespace
 
 size_t partials_doubles(int n, int c, int hw) { return 2 * size_t(c) * size_t(split_count(n, c, hw)); }
@@ -309,15 +327,17 @@ void forward_train(Context& ctx, const BnForwardTrainArgs& a) {
   const Plan plan = plan_for(n, c, hw, vec);
   const dim3 grid = grid_of(plan, c);
   const int relu = a.relu ? 1 : 0;
-  if (vec == 4) {
-    SD_LAUNCH(ctx, bn_split_moments_kernel<4>, grid, kSplitThreads, 0, plan, at, a.x, a.partials);
-    SD_LAUNCH(ctx, bn_split_normalize_kernel<4>, grid, kSplitThreads, 0, plan, at, a.x, a.gamma, a.beta, a.y,
-              a.partials, a.save_mean, a.save_inv_std, a.running_mean, a.running_var, a.momentum, a.eps, relu);
-  } else {
-    SD_LAUNCH(ctx, bn_split_moments_kernel<1>, grid, kSplitThreads, 0, plan, at, a.x, a.partials);
-    SD_LAUNCH(ctx, bn_split_normalize_kernel<1>, grid, kSplitThreads, 0, plan, at, a.x, a.gamma, a.beta, a.y,
-              a.partials, a.save_mean, a.save_inv_std, a.running_mean, a.running_var, a.momentum, a.eps, relu);
-  }
+  with_vector_width(vec, a.type, [&](auto v, auto tag) {
+    constexpr int V = decltype(v)::value;
+    using T = typename decltype(tag)::type;
+    const T* x = static_cast<const T*>(a.x);
+    auto* const bn_split_moments = bn_split_moments_kernel<V, T>;  // (a template's comma cannot pass the macro)
+    auto* const bn_split_normalize = bn_split_normalize_kernel<V, T>;
+    SD_LAUNCH(ctx, bn_split_moments, grid, kSplitThreads, 0, plan, at, x, a.partials);
+    SD_LAUNCH(ctx, bn_split_normalize, grid, kSplitThreads, 0, plan, at, x, a.gamma, a.beta,
+              static_cast<T*>(a.y), a.partials, a.save_mean, a.save_inv_std, a.running_mean, a.running_var,
+              a.momentum, a.eps, relu);
+  });
 }
 
 void forward_eval(Context& ctx, const BnForwardEvalArgs& a) {
@@ -326,12 +346,14 @@ void forward_eval(Context& ctx, const BnForwardEvalArgs& a) {
   const int vec = vector_width(c, hw, a.layout, {a.x, a.y});
   const Plan plan = plan_for(n, c, hw, vec);
   const int relu = a.relu ? 1 : 0;
-  if (vec == 4)
-    SD_LAUNCH(ctx, bn_split_eval_kernel<4>, grid_of(plan, c), kSplitThreads, 0, plan, at, a.x, a.gamma, a.beta,
-              a.running_mean, a.running_var, a.y, a.eps, a.scale, relu);
-  else
-    SD_LAUNCH(ctx, bn_split_eval_kernel<1>, grid_of(plan, c), kSplitThreads, 0, plan, at, a.x, a.gamma, a.beta,
-              a.running_mean, a.running_var, a.y, a.eps, a.scale, relu);
+  with_vector_width(vec, a.type, [&](auto v, auto tag) {
+    constexpr int V = decltype(v)::value;
+    using T = typename decltype(tag)::type;
+    auto* const bn_split_eval = bn_split_eval_kernel<V, T>;
+    SD_LAUNCH(ctx, bn_split_eval, grid_of(plan, c), kSplitThreads, 0, plan, at,
+              static_cast<const T*>(a.x), a.gamma, a.beta, a.running_mean, a.running_var, static_cast<T*>(a.y), a.eps,
+              a.scale, relu);
+  });
 }
 
 void backward(Context& ctx, const BnBackwardArgs& a) {
@@ -341,17 +363,18 @@ void backward(Context& ctx, const BnBackwardArgs& a) {
   const int vec = vector_width(c, hw, a.layout, {a.x, a.relu_output, a.dy, a.dx});
   const Plan plan = plan_for(n, c, hw, vec);
   const dim3 grid = grid_of(plan, c);
-  if (vec == 4) {
-    SD_LAUNCH(ctx, bn_split_grad_sums_kernel<4>, grid, kSplitThreads, 0, plan, at, a.x, a.relu_output, a.dy,
+  with_vector_width(vec, a.type, [&](auto v, auto tag) {
+    constexpr int V = decltype(v)::value;
+    using T = typename decltype(tag)::type;
+    const T *x = static_cast<const T*>(a.x), *relu_output = static_cast<const T*>(a.relu_output),
+            *dy = static_cast<const T*>(a.dy);
+    auto* const bn_split_grad_sums = bn_split_grad_sums_kernel<V, T>;
+    auto* const bn_split_input_grad = bn_split_input_grad_kernel<V, T>;
+    SD_LAUNCH(ctx, bn_split_grad_sums, grid, kSplitThreads, 0, plan, at, x, relu_output, dy,
               a.save_mean, a.save_inv_std, a.partials);
-    SD_LAUNCH(ctx, bn_split_input_grad_kernel<4>, grid, kSplitThreads, 0, plan, at, a.x, a.relu_output, a.dy,
-              a.gamma, a.save_mean, a.save_inv_std, a.partials, a.dx, a.dgamma, a.dbeta);
-  } else {
-    SD_LAUNCH(ctx, bn_split_grad_sums_kernel<1>, grid, kSplitThreads, 0, plan, at, a.x, a.relu_output, a.dy,
-              a.save_mean, a.save_inv_std, a.partials);
-    SD_LAUNCH(ctx, bn_split_input_grad_kernel<1>, grid, kSplitThreads, 0, plan, at, a.x, a.relu_output, a.dy,
-              a.gamma, a.save_mean, a.save_inv_std, a.partials, a.dx, a.dgamma, a.dbeta);
-  }
+    SD_LAUNCH(ctx, bn_split_input_grad, grid, kSplitThreads, 0, plan, at, x, relu_output, dy, a.gamma,
+              a.save_mean, a.save_inv_std, a.partials, static_cast<T*>(a.dx), a.dgamma, a.dbeta);
+  });
 }
 
 }  // namespace sd::cuda::bn_split

@@ -9,6 +9,11 @@
 //   forward_eval: y = scale·ReLU?(BN(x)), scale ≥ 0 (p_l of stochastic depth at test time, or 1).
 //   backward: relu_output is the forward's output when the forward applied ReLU (its mask y > 0 is
 //             applied to dy), else null; dx may alias dy.
+// Activations (x, y, dy, dx, relu_output) are all of the one stored `type` (fp32, bf16 or fp16;
+// engine/cuda/tensor.h), untyped here: each launcher instantiates its kernels for that type
+// (kernels/cuda/storage_type.cuh). They load it widened to fp32 and compute exactly as in fp32,
+// rounding once where they store an activation; statistics, γ, β, their gradients and the running
+// averages are fp32 whatever the type (docs/CUDA_ENGINE.md, "Mixed precision", rows 4–11 and 21–26).
 // `partials` is the variant's device scratch between its kernels (the row's partials_doubles at
 // this shape); a variant that needs none ignores it.
 #include <cstddef>
@@ -24,10 +29,11 @@ using sd::BnShape;  // shared with the CPU reference (kernels/batch_norm_shape.h
 struct BnForwardTrainArgs {
   BnShape shape;
   Layout layout = Layout::kNchw;
-  const float* x = nullptr;
+  StorageType type = StorageType::kFp32;  // of every activation argument
+  const void* x = nullptr;
   const float* gamma = nullptr;
   const float* beta = nullptr;
-  float* y = nullptr;
+  void* y = nullptr;
   float* save_mean = nullptr;
   float* save_inv_std = nullptr;
   float* running_mean = nullptr;
@@ -41,12 +47,13 @@ struct BnForwardTrainArgs {
 struct BnForwardEvalArgs {
   BnShape shape;
   Layout layout = Layout::kNchw;
-  const float* x = nullptr;
+  StorageType type = StorageType::kFp32;  // of every activation argument
+  const void* x = nullptr;
   const float* gamma = nullptr;
   const float* beta = nullptr;
   const float* running_mean = nullptr;
   const float* running_var = nullptr;
-  float* y = nullptr;
+  void* y = nullptr;
   bool relu = false;
   double eps = 0;
   double scale = 1;
@@ -55,14 +62,15 @@ struct BnForwardEvalArgs {
 struct BnBackwardArgs {
   BnShape shape;
   Layout layout = Layout::kNchw;
-  const float* x = nullptr;
-  const float* relu_output = nullptr;
-  const float* dy = nullptr;
+  StorageType type = StorageType::kFp32;  // of every activation argument
+  const void* x = nullptr;
+  const void* relu_output = nullptr;
+  const void* dy = nullptr;
   const float* gamma = nullptr;
   const float* save_mean = nullptr;
   const float* save_inv_std = nullptr;
   double* partials = nullptr;
-  float* dx = nullptr;
+  void* dx = nullptr;
   float* dgamma = nullptr;
   float* dbeta = nullptr;
 };

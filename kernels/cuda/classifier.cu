@@ -6,6 +6,7 @@
 #include "engine/cuda/check.h"
 #include "engine/cuda/format.h"
 #include "engine/cuda/launch.cuh"
+#include "kernels/cuda/storage_type.cuh"
 
 namespace sd::cuda {
 
@@ -15,9 +16,11 @@ constexpr int kHeadThreads = 256;
 
 struct HeadArgs {
   int n = 0, C = 0, hw = 0, K = 0, nhwc = 0;
-  const float *x = nullptr, *w = nullptr, *b = nullptr;
+  const void* x = nullptr;  // the stored type T of head_image_kernel<T>, as dx
+  const float *w = nullptr, *b = nullptr;
   const uint8_t* labels = nullptr;
-  float *pooled = nullptr, *logits = nullptr, *loss = nullptr, *dlogits = nullptr, *dx = nullptr;
+  float *pooled = nullptr, *logits = nullptr, *loss = nullptr, *dlogits = nullptr;
+  void* dx = nullptr;
   uint8_t* predictions = nullptr;
   float *dw = nullptr, *db = nullptr;
   DeviceTotals* totals = nullptr;
@@ -25,6 +28,8 @@ struct HeadArgs {
 
 // One thread block per image i. The image's plane is staged with a padded row per channel
 // (c·(hw + 1) + p), so that the threads summing channels c, c + 1, … read different banks.
+// T: the stored type of x and dx; x is staged widened to fp32 (exact), dx rounded once at its store.
+template <class T>
 __global__ void head_image_kernel(HeadArgs a) {
   __shared__ float tile[kHeadTileFloats];
   __shared__ float per_channel[kHeadMaxWidth];  // pooled, later the pool's input gradient
@@ -32,22 +37,22 @@ __global__ void head_image_kernel(HeadArgs a) {
   __shared__ double e[kHeadMaxWidth];           // exp(z − max)
   __shared__ double zmax_s, sum_s;
   __shared__ int arg_s;
-  const int i = blockIdx.x, C = a.C, hw = a.hw, K = a.K, t = threadIdx.x, T = blockDim.x;
+  const int i = blockIdx.x, C = a.C, hw = a.hw, K = a.K, t = threadIdx.x, threads = blockDim.x;
   const int plane = C * hw, row = hw + 1;
-  const float* x = a.x + (long long)i * plane;
-  for (int k = t; k < plane; k += T) {  // coalesced in either layout
+  const T* x = static_cast<const T*>(a.x) + (long long)i * plane;
+  for (int k = t; k < plane; k += threads) {  // coalesced in either layout
     const int c = a.nhwc ? k % C : k / hw, p = a.nhwc ? k / C : k % hw;
-    tile[c * row + p] = x[k];
+    tile[c * row + p] = widen(x[k]);
   }
   __syncthreads();
-  for (int c = t; c < C; c += T) {
+  for (int c = t; c < C; c += threads) {
     double s = 0;
     for (int p = 0; p < hw; ++p) s += double(tile[c * row + p]);
     per_channel[c] = float(s / hw);
     a.pooled[(long long)i * C + c] = per_channel[c];
   }
   __syncthreads();
-  for (int o = t; o < K; o += T) {
+  for (int o = t; o < K; o += threads) {
     const float* wo = a.w + (long long)o * C;
     double s = double(a.b[o]);
     for (int k = 0; k < C; ++k) s += double(per_channel[k]) * double(wo[k]);
@@ -64,7 +69,7 @@ __global__ void head_image_kernel(HeadArgs a) {
     zmax_s = double(z[arg]);  // log Σ exp(z) = max + log Σ exp(z − max): no overflow
   }
   __syncthreads();
-  for (int k = t; k < K; k += T) e[k] = exp(double(z[k]) - zmax_s);
+  for (int k = t; k < K; k += threads) e[k] = exp(double(z[k]) - zmax_s);
   __syncthreads();
   if (t == 0) {
     double sum = 0;
@@ -76,20 +81,20 @@ __global__ void head_image_kernel(HeadArgs a) {
   }
   if (!a.dlogits) return;  // evaluation (the whole block returns: no barrier below is half-reached)
   __syncthreads();
-  for (int k = t; k < K; k += T) {
+  for (int k = t; k < K; k += threads) {
     const float d = float((e[k] / sum_s - (k == label ? 1.0 : 0.0)) / a.n);
     a.dlogits[(long long)i * K + k] = d;
     z[k] = d;
   }
   __syncthreads();
-  for (int c = t; c < C; c += T) {
+  for (int c = t; c < C; c += threads) {
     double s = 0;
     for (int o = 0; o < K; ++o) s += double(z[o]) * double(a.w[(long long)o * C + c]);
     per_channel[c] = float(double(float(s)) / hw);  // dpooled is a float in the reference, then / hw
   }
   __syncthreads();
-  float* dx = a.dx + (long long)i * plane;
-  for (int k = t; k < plane; k += T) dx[k] = per_channel[a.nhwc ? k % C : k / hw];
+  T* dx = static_cast<T*>(a.dx) + (long long)i * plane;
+  for (int k = t; k < plane; k += threads) dx[k] = narrow<T>(per_channel[a.nhwc ? k % C : k / hw]);
 }
 
 // The batch's sums, one thread each: dw[o, k] (t < K·C), db[o] (the next K), then the totals.
@@ -134,11 +139,14 @@ void Classifier::run(Context& ctx, const DeviceTensor& x, const uint8_t* labels,
     throw Error("classifier: training needs dlogits, dx, dw and db together");
   HeadArgs a;
   a.n = x.n, a.C = features, a.hw = hw, a.K = classes, a.nhwc = x.layout == Layout::kNhwc ? 1 : 0;
-  a.x = x.data, a.w = w, a.b = b, a.labels = labels;
+  a.x = x.data.get(), a.w = w, a.b = b, a.labels = labels;
   a.pooled = o.pooled, a.logits = o.logits, a.loss = o.loss, a.dlogits = o.dlogits, a.dx = o.dx;
   a.predictions = o.predictions, a.totals = o.totals;
   if (o.dlogits) a.dw = dw, a.db = db;
-  SD_LAUNCH(ctx, head_image_kernel, unsigned(x.n), kHeadThreads, 0, a);
+  with_storage(x.type(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    SD_LAUNCH(ctx, head_image_kernel<T>, unsigned(x.n), kHeadThreads, 0, a);
+  });
   const long long jobs = o.dlogits ? (long long)classes * features + classes + 1 : 1;
   SD_LAUNCH(ctx, head_batch_kernel, blocks_for(jobs), kThreads, 0, a);
 }

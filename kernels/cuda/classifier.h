@@ -51,9 +51,10 @@ struct HeadBuffers {
   float* loss = nullptr;            // [n] per-image loss, required (the totals add it)
   uint8_t* predictions = nullptr;   // [n], required
   DeviceTotals* totals = nullptr;   // += Σ loss, errors, n; required
-  // Training (both or neither): the gradient of the logits, and ∂L/∂x in x's shape and layout.
+  // Training (both or neither): the gradient of the logits, and ∂L/∂x in x's shape, layout and
+  // stored type (fp32, or bf16/fp16: each element rounded once as it is stored).
   float* dlogits = nullptr;         // [n, classes]
-  float* dx = nullptr;
+  void* dx = nullptr;
 };
 
 // The layer; w, b, dw, db live in the model's flat parameter and gradient buffers.
@@ -64,8 +65,8 @@ struct Classifier {
   float* dw = nullptr;            // training
   float* db = nullptr;
 
-  // x: the last stage's output [n, features, side, side] in its layout. Training when o.dlogits
-  // is given (then dw and db are written too). Two launches.
+  // x: the last stage's output [n, features, side, side] in its layout and stored type (read widened
+  // to fp32). Training when o.dlogits is given (then dw and db are written too). Two launches.
   void run(Context& ctx, const DeviceTensor& x, const uint8_t* labels, const HeadBuffers& o) const;
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -11,6 +12,7 @@
 #include "engine/cuda/check.h"
 #include "engine/cuda/format.h"
 #include "engine/cuda/phase_timer.h"
+#include "kernels/cuda/channel_pad.h"
 
 namespace sd::cuda {
 
@@ -21,6 +23,31 @@ using Clock = std::chrono::steady_clock;
 // cuDNN's name for a layout (activations; the filter takes the same value: KCRS or KRSC).
 cudnnTensorFormat_t tensor_format(Layout layout) {
   return layout == Layout::kNhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+}
+
+// cuDNN's data type of the plan's operands. 16-bit data always go with an fp32 compute type (the
+// convolution descriptor's), i.e. PSEUDO_HALF_CONFIG / PSEUDO_BFLOAT16_CONFIG: fp32 accumulation.
+cudnnDataType_t cudnn_type(StorageType t) {
+  switch (t) {
+    case StorageType::kBf16: return CUDNN_DATA_BFLOAT16;
+    case StorageType::kFp16: return CUDNN_DATA_HALF;
+    case StorageType::kFp32: break;
+  }
+  return CUDNN_DATA_FLOAT;
+}
+
+// cuDNN's NHWC tensor-core kernels need 16-bit data pointers on 16-byte boundaries (cuDNN 9 legacy
+// API, "Tensor Core operations"); without it the library may fall back or fail, and the emulated one
+// cannot tell, so the engine checks every 16-bit operand itself.
+constexpr uintptr_t kHalfAlignment = 16;
+bool aligned_for_tensor_ops(const void* p) { return reinterpret_cast<uintptr_t>(p) % kHalfAlignment == 0; }
+
+// The input channel count cuDNN gets: the padded stem's next multiple of 8 (conv3x3.h), else the shape's.
+constexpr int kTensorOpChannels = 8;
+int cudnn_in_channels_of(const ConvShape& s) {
+  const bool pads = s.storage != StorageType::kFp32 && s.layout == Layout::kNhwc && !s.input_grad &&
+                    s.in_channels % kTensorOpChannels != 0;
+  return pads ? (s.in_channels + kTensorOpChannels - 1) / kTensorOpChannels * kTensorOpChannels : s.in_channels;
 }
 
 bool is_transform(cudnnConvolutionFwdAlgo_t a) {
@@ -109,8 +136,14 @@ ConvPlan::ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspac
       max_batch_(max_batch),
       policy_(policy),
       tf32_(ctx.math() == MathMode::kTf32),
-      for_graphs_(for_graphs) {
+      tensor_ops_(tf32_ || shape.storage != StorageType::kFp32),
+      for_graphs_(for_graphs),
+      cudnn_in_channels_(cudnn_in_channels_of(shape)) {
   const auto t0 = Clock::now();
+  if (cudnn_in_channels_ != shape.in_channels) {
+    padded_x_bytes_ = round_up_16(size_t(max_batch) * shape.in_side * shape.in_side * cudnn_in_channels_ * 2);
+    padding_bytes_ = padded_x_bytes_ + round_up_16(size_t(shape.out_channels) * 9 * cudnn_in_channels_ * 2);
+  }
   if (shape.in_channels <= 0 || shape.out_channels <= 0 || shape.in_side <= 0 || (shape.stride != 1 && shape.stride != 2) ||
       max_batch <= 0)
     throw Error(cat("conv plan: bad shape ", shape.in_channels, "→", shape.out_channels, " on ", shape.in_side,
@@ -122,16 +155,19 @@ ConvPlan::ConvPlan(Context& ctx, ConvShape shape, int max_batch, size_t workspac
     SD_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv_desc_));
     // The filter's format follows the activations': an NHWC convolution in cuDNN's legacy API takes
     // a KRSC filter (CUDNN_TENSOR_NHWC), which the model keeps on the device (models/cuda/device_state.h).
-    SD_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w_desc_, CUDNN_DATA_FLOAT, tensor_format(shape.layout), shape.out_channels,
-                                              shape.in_channels, 3, 3));
+    SD_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w_desc_, cudnn_type(shape.storage), tensor_format(shape.layout),
+                                              shape.out_channels, cudnn_in_channels_, 3, 3));
+    // The compute type is fp32 for every data type: fp32 accumulation (for 16-bit data the
+    // PSEUDO_HALF/PSEUDO_BFLOAT16 configurations; a HALF compute type would accumulate in fp16).
     SD_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv_desc_, 1, 1, shape.stride, shape.stride, 1, 1,
                                                    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     // Exact: FMA only (CUDNN_DEFAULT_MATH would allow TF32 tensor cores for fp32 data on Ampere and
     // later). TF32: CUDNN_TENSOR_OP_MATH while measuring, so that cudnnFind* offers tensor-op kernels
     // (cuDNN's legacy API triggers tensor cores only under TENSOR_OP_MATH or ..._ALLOW_CONVERSION; the
     // latter would also allow fp16 conversion, more than TF32); each call then runs under the math
-    // type of its direction's choice (run_as).
-    SD_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_desc_, tf32_ ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+    // type of its direction's choice (run_as). 16-bit data: the same, for the same reason (tensor
+    // cores take 16-bit operands exactly; _ALLOW_CONVERSION would change nothing for them).
+    SD_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_desc_, tensor_ops_ ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
     bind_batch(max_batch);
     int n = 0, c = 0, h = 0, w = 0;
     SD_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv_desc_, x_desc_, w_desc_, &n, &c, &h, &w));
@@ -165,22 +201,23 @@ void ConvPlan::release() noexcept {
 }
 
 void ConvPlan::run_as(ConvMath math) {
-  if (!tf32_) return;  // exact: the descriptor stays FMA, whatever label the choice carries
+  if (!tensor_ops_) return;  // exact fp32: the descriptor stays FMA, whatever label the choice carries
   SD_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_desc_, cudnn_math(math)));
 }
 
 void ConvPlan::bind_batch(int n) {
   if (n == bound_batch_) return;
-  SD_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x_desc_, tensor_format(shape_.layout), CUDNN_DATA_FLOAT, n, shape_.in_channels,
+  const cudnnDataType_t type = cudnn_type(shape_.storage);
+  SD_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x_desc_, tensor_format(shape_.layout), type, n, cudnn_in_channels_,
                                             shape_.in_side, shape_.in_side));
-  SD_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y_desc_, tensor_format(shape_.layout), CUDNN_DATA_FLOAT, n, shape_.out_channels,
+  SD_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y_desc_, tensor_format(shape_.layout), type, n, shape_.out_channels,
                                             shape_.out_side(), shape_.out_side()));
   bound_batch_ = n;
 }
 
 ConvPlan::Measured ConvPlan::measure(Context& ctx, ConvDirection d) {
   cudnnHandle_t h = ctx.cudnn();
-  run_as(ConvMath::kTensorOp);  // TF32: cudnnFind* offers every math type
+  run_as(ConvMath::kTensorOp);  // TF32 and 16 bits: cudnnFind* offers every math type
   bind_batch(max_batch_);
   int max_count = 0, got = 0;
   switch (d) {
@@ -210,7 +247,7 @@ ConvPlan::Measured ConvPlan::measure(Context& ctx, ConvDirection d) {
 }
 
 std::vector<MeasuredAlgo> ConvPlan::candidates(Context& ctx, ConvDirection d) {
-  std::vector<MeasuredAlgo> ranked = rank_candidates(measure(ctx, d).algos, policy_, tf32_);
+  std::vector<MeasuredAlgo> ranked = rank_candidates(measure(ctx, d).algos, policy_, tensor_ops_);
   clear_cudnn_error_text();  // the algorithms that do not apply failed inside cudnnFind*, as expected
   ctx.synchronize();          // cudnnFind* measured with its own allocations
   return ranked;
@@ -278,7 +315,7 @@ bool ConvPlan::capturable(Context& ctx, ConvDirection d, int algo, ConvMath math
   } catch (const std::exception& e) {
     return refused(cat("eager call: ", e.what()));
   }
-  const size_t weight_bytes = size_t(shape_.weight_numel()) * sizeof(float);
+  const size_t weight_bytes = size_t(shape_.weight_numel()) * storage_bytes(shape_.storage);
   const ConditionalTrial trial = try_conditional_graph(ctx, run, [&] {
     SD_CUDA_CHECK(cudaMemcpyAsync(scratch.dw, scratch.w, weight_bytes, cudaMemcpyDeviceToDevice, ctx.stream()));
   });
@@ -293,7 +330,7 @@ DirectionChoice ConvPlan::pick(Context& ctx, ConvDirection d, int max_batch, siz
   // The failures Find measured (algorithms that do not apply) are expected: their cuDNN error text
   // must not stand in a later, real error's message.
   clear_cudnn_error_text();
-  for (const MeasuredAlgo& cand : rank_candidates(found.algos, policy_, tf32_)) {
+  for (const MeasuredAlgo& cand : rank_candidates(found.algos, policy_, tensor_ops_)) {
     size_t most = 0, bytes = 0;
     bool ok = true;
     for (int n = 1; n <= max_batch && ok; ++n) {
@@ -313,7 +350,8 @@ DirectionChoice ConvPlan::pick(Context& ctx, ConvDirection d, int max_batch, siz
     }
   }
   throw Error(cat("conv plan ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "² stride ",
-                  shape_.stride, ": no usable ", to_string(d), " algorithm (", tf32_ ? "any" : "FMA or DEFAULT",
+                  shape_.stride, " ", storage_type_name(shape_.storage), ": no usable ", to_string(d), " algorithm (",
+                  tensor_ops_ ? "any" : "FMA or DEFAULT",
                   " math, workspace ≤ ", cap >> 20, " MiB, every batch 1..", max_batch,
                   for_graphs_ ? ", capturable into a conditional body" : "",
                   "); cuDNN measured: ", found.algos.empty() ? "nothing" : found.listing));
@@ -325,14 +363,17 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap) {
   Operands s{.n = max_batch};
   std::function<bool(ConvDirection, int, ConvMath)> keep;
   if (for_graphs_) {
-    const int64_t xs = int64_t(max_batch) * shape_.in_channels * shape_.in_side * shape_.in_side;
+    const int64_t xs = int64_t(max_batch) * cudnn_in_channels_ * shape_.in_side * shape_.in_side;
     const int64_t ys = int64_t(max_batch) * shape_.out_channels * shape_.out_side() * shape_.out_side();
-    const int64_t wsz = shape_.weight_numel();
-    const size_t floats = size_t(xs + ys + 2 * wsz);
-    scratch = DeviceBuffer(floats * sizeof(float), "convolution capture probe");
-    ctx.memset_zero(scratch.as<float>(), floats * sizeof(float));
-    float* base = scratch.as<float>();
-    s.x = base, s.y = base + xs, s.w = base + xs + ys, s.dw = base + xs + ys + wsz;
+    const int64_t wsz = int64_t(shape_.out_channels) * cudnn_in_channels_ * 9;
+    // Each operand on a 16-byte boundary (16-bit data must be; fp32's offsets stay as they were).
+    const size_t eb = storage_bytes(shape_.storage);
+    auto up = [&](int64_t count) { return (size_t(count) * eb + kHalfAlignment - 1) / kHalfAlignment * kHalfAlignment; };
+    const size_t bytes = up(xs) + up(ys) + 2 * up(wsz);
+    scratch = DeviceBuffer(bytes, "convolution capture probe");
+    ctx.memset_zero(scratch.as<void>(), bytes);
+    char* base = scratch.as<char>();
+    s.x = base, s.y = base + up(xs), s.w = base + up(xs) + up(ys), s.dw = base + up(xs) + up(ys) + up(wsz);
     keep = [&](ConvDirection d, int algo, ConvMath math) { return capturable(ctx, d, algo, math, s); };
   }
   choice_.forward = pick(ctx, ConvDirection::kForward, max_batch, cap, keep);
@@ -344,7 +385,11 @@ void ConvPlan::choose_algorithms(Context& ctx, int max_batch, size_t cap) {
 
 std::string ConvPlan::describe() const {
   return cat("conv ", shape_.in_channels, "→", shape_.out_channels, " ", shape_.in_side, "² s", shape_.stride, " ",
-             layout_name(shape_.layout), ": fwd ", choice_.forward.describe(), ", ",
+             layout_name(shape_.layout), shape_.storage == StorageType::kFp32 ? "" : " ",
+             shape_.storage == StorageType::kFp32 ? "" : storage_type_name(shape_.storage),
+             cudnn_in_channels_ != shape_.in_channels ? cat(" (input padded to ", cudnn_in_channels_, " channels)")
+                                                      : std::string(),
+             ": fwd ", choice_.forward.describe(), ", ",
              shape_.input_grad ? "bwd-data " + choice_.backward_data.describe() : std::string("no bwd-data"),
              ", bwd-filter ", choice_.backward_filter.describe(), ", workspace ", choice_.workspace,
              " B (measured at batch ", max_batch_, stats_.reused ? "; reused from an earlier plan" : "", ")",
@@ -352,63 +397,96 @@ std::string ConvPlan::describe() const {
 }
 
 void ConvPlan::check(const DeviceTensor& t, int channels, int side, const char* what) const {
+  if (t.type() != shape_.storage)
+    throw Error(cat("conv ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "²: ", what, " holds ",
+                    storage_type_name(t.type()), ", the plan ", storage_type_name(shape_.storage)));
+  if (shape_.storage != StorageType::kFp32 && !aligned_for_tensor_ops(t.data.get()))
+    throw Error(cat("conv ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "²: 16-bit ", what,
+                    " at ", t.data.get(), " is not on a 16-byte boundary (cuDNN's tensor-core kernels need it)"));
   if (t.layout != shape_.layout)
     throw Error(cat("conv ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "²: ", what, " is ",
                     layout_name(t.layout), ", the plan ", layout_name(shape_.layout)));
-  if (t.n < 1 || t.n > max_batch_ || t.c != channels || t.h != side || t.w != side || t.data == nullptr)
+  if (t.n < 1 || t.n > max_batch_ || t.c != channels || t.h != side || t.w != side || !t.data)
     throw Error(cat("conv ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "² stride ",
                     shape_.stride, ": ", what, " is ", t.n, "×", t.c, "×", t.h, "×", t.w, " at ",
-                    static_cast<const void*>(t.data), " (batch 1..", max_batch_, ", ", channels, " channels, side ",
+                    t.data.get(), " (batch 1..", max_batch_, ", ", channels, " channels, side ",
                     side, " expected)"));
+}
+
+void ConvPlan::check_filter(DeviceAddress w, const char* what) const {
+  if (!w || w.type() != shape_.storage)
+    throw Error(cat("conv ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "²: ", what, " is ",
+                    w ? storage_type_name(w.type()) : "null", ", the plan's data are ", storage_type_name(shape_.storage),
+                    " (cuDNN's convolutions take one data type)"));
+  if (shape_.storage != StorageType::kFp32 && !aligned_for_tensor_ops(w.get()))
+    throw Error(cat("conv ", shape_.in_channels, "→", shape_.out_channels, " on ", shape_.in_side, "²: 16-bit ", what,
+                    " at ", w.get(), " is not on a 16-byte boundary (cuDNN's tensor-core kernels need it)"));
 }
 
 ConvPlan::Workspace ConvPlan::workspace_for(const Context& ctx) const {
   // A context with a workspace of its own (a branch stream's) never shares the plan's.
   const Workspace ws = ctx.conv_workspace() ? Workspace{ctx.conv_workspace(), ctx.conv_workspace_bytes()}
                                             : Workspace{workspace_, workspace_bytes_};
-  if (choice_.workspace > 0 && (ws.data == nullptr || ws.bytes < choice_.workspace))
-    throw Error(cat("conv plan used before its workspace (", choice_.workspace, " B) was given"));
+  if (workspace_needed() > 0 && (ws.data == nullptr || ws.bytes < workspace_needed()))
+    throw Error(cat("conv plan used before its workspace (", workspace_needed(), " B) was given"));
   return ws;
 }
 
-void ConvPlan::forward(Context& ctx, const DeviceTensor& x, const float* w, const DeviceTensor& y) {
+void ConvPlan::forward(Context& ctx, const DeviceTensor& x, DeviceAddress w, const DeviceTensor& y) {
   check(x, shape_.in_channels, shape_.in_side, "x");
+  check_filter(w, "w");
   check(y, shape_.out_channels, shape_.out_side(), "y");
   if (x.n != y.n) throw Error("conv forward: x and y batches differ");
   const DirectionChoice& c = choice_.forward;
   const Workspace ws = workspace_for(ctx);
-  check_cudnn(call(ctx, ConvDirection::kForward, c.algo, c.math, {.n = x.n, .w = w, .x = x.data, .y = y.data}, ws.data,
-                   ws.bytes),
+  Operands o{.n = x.n, .w = w.get(), .x = x.data.get(), .y = y.data.get()};
+  if (padding_bytes_) {  // the padded stem: widened copies of x and w (zero channels)
+    copy_channel_rows(ctx, o.x, shape_.in_channels, padded_x(ws), cudnn_in_channels_,
+                      int64_t(x.n) * shape_.in_side * shape_.in_side);
+    copy_channel_rows(ctx, o.w, shape_.in_channels, padded_w(ws), cudnn_in_channels_, int64_t(shape_.out_channels) * 9);
+    o.x = padded_x(ws), o.w = padded_w(ws);
+  }
+  check_cudnn(call(ctx, ConvDirection::kForward, c.algo, c.math, o, ws.data, cudnn_bytes(ws)),
               cudnn_call_name(ConvDirection::kForward), __FILE__, __LINE__);
   ctx.launched(cudnn_call_name(ConvDirection::kForward));
 }
 
-void ConvPlan::backward_data(Context& ctx, const DeviceTensor& dy, const float* w, const DeviceTensor& dx,
+void ConvPlan::backward_data(Context& ctx, const DeviceTensor& dy, DeviceAddress w, const DeviceTensor& dx,
                              GradWrite write) {
   if (!shape_.input_grad) throw Error("conv backward-data on a plan made without input gradient");
+  check_filter(w, "w");
   check(dy, shape_.out_channels, shape_.out_side(), "dy");
   check(dx, shape_.in_channels, shape_.in_side, "dx");
   if (dx.n != dy.n) throw Error("conv backward-data: dx and dy batches differ");
   const DirectionChoice& c = choice_.backward_data;
   const float beta = write == GradWrite::kAccumulate ? 1.0f : 0.0f;
   const Workspace ws = workspace_for(ctx);
-  check_cudnn(call(ctx, ConvDirection::kBackwardData, c.algo, c.math, {.n = dy.n, .w = w, .x = dx.data, .y = dy.data},
-                   ws.data, ws.bytes, beta),
+  const Operands o{.n = dy.n, .w = w.get(), .x = dx.data.get(), .y = dy.data.get()};
+  check_cudnn(call(ctx, ConvDirection::kBackwardData, c.algo, c.math, o, ws.data, ws.bytes, beta),
               cudnn_call_name(ConvDirection::kBackwardData), __FILE__, __LINE__);
   ctx.launched(cudnn_call_name(ConvDirection::kBackwardData));
 }
 
-void ConvPlan::backward_filter(Context& ctx, const DeviceTensor& x, const DeviceTensor& dy, float* dw) {
+void ConvPlan::backward_filter(Context& ctx, const DeviceTensor& x, const DeviceTensor& dy, DeviceAddress dw) {
   check(x, shape_.in_channels, shape_.in_side, "x");
+  check_filter(dw, "dw");
   check(dy, shape_.out_channels, shape_.out_side(), "dy");
   if (x.n != dy.n) throw Error("conv backward-filter: x and dy batches differ");
   const PhaseScope phase(ctx, Phase::kWeightGradients);
   const DirectionChoice& c = choice_.backward_filter;
   const Workspace ws = workspace_for(ctx);
-  check_cudnn(call(ctx, ConvDirection::kBackwardFilter, c.algo, c.math, {.n = x.n, .x = x.data, .y = dy.data, .dw = dw},
-                   ws.data, ws.bytes),
+  Operands o{.n = x.n, .x = x.data.get(), .y = dy.data.get(), .dw = dw.get()};
+  if (padding_bytes_) {  // the padded stem: a widened copy of x, and the widened dw
+    copy_channel_rows(ctx, o.x, shape_.in_channels, padded_x(ws), cudnn_in_channels_,
+                      int64_t(x.n) * shape_.in_side * shape_.in_side);
+    o.x = padded_x(ws), o.dw = padded_w(ws);
+  }
+  check_cudnn(call(ctx, ConvDirection::kBackwardFilter, c.algo, c.math, o, ws.data, cudnn_bytes(ws)),
               cudnn_call_name(ConvDirection::kBackwardFilter), __FILE__, __LINE__);
   ctx.launched(cudnn_call_name(ConvDirection::kBackwardFilter));
+  // Its first channels are dw (the zero channels' gradients are dropped).
+  if (padding_bytes_)
+    copy_channel_rows(ctx, padded_w(ws), cudnn_in_channels_, dw.get(), shape_.in_channels, int64_t(shape_.out_channels) * 9);
 }
 
 ConvPlanner::ConvPlanner(Context& ctx, int max_batch, size_t workspace_cap, bool for_graphs)
@@ -442,26 +520,31 @@ void ConvPlanner::prime(int n, Context* branch) {
     y_max = std::max<int64_t>(y_max, int64_t(n) * shape.out_channels * shape.out_side() * shape.out_side());
     w_max = std::max<int64_t>(w_max, shape.weight_numel());
   }
+  // Sized in fp32 elements (enough for 16-bit plans too), each operand on a 16-byte boundary.
+  auto up = [](int64_t count) { return (count + 3) / 4 * 4; };
+  x_max = up(x_max), y_max = up(y_max), w_max = up(w_max);
   const size_t floats = size_t(x_max + y_max + 2 * w_max);
   DeviceBuffer scratch(floats * sizeof(float), "convolution priming scratch");
   float* base = scratch.as<float>();
   ctx_.memset_zero(base, floats * sizeof(float));  // initialised: memory checkers stay quiet
   float *x = base, *y = x + x_max, *w = y + y_max, *dw = w + w_max;
+  // The scratch as operands of `shape`'s data type.
+  auto typed = [](float* p, const ConvShape& shape) { return DeviceAddress(p, shape.storage); };
   for (const auto& [shape, plan] : plans_) {
-    const DeviceTensor xt{x, n, shape.in_channels, shape.in_side, shape.in_side, shape.layout};
-    const DeviceTensor yt{y, n, shape.out_channels, shape.out_side(), shape.out_side(), shape.layout};
-    plan->forward(ctx_, xt, w, yt);
-    if (shape.input_grad) plan->backward_data(ctx_, yt, w, xt, GradWrite::kOverwrite);
-    plan->backward_filter(ctx_, xt, yt, dw);
+    const DeviceTensor xt{typed(x, shape), n, shape.in_channels, shape.in_side, shape.in_side, shape.layout};
+    const DeviceTensor yt{typed(y, shape), n, shape.out_channels, shape.out_side(), shape.out_side(), shape.layout};
+    plan->forward(ctx_, xt, typed(w, shape), yt);
+    if (shape.input_grad) plan->backward_data(ctx_, yt, typed(w, shape), xt, GradWrite::kOverwrite);
+    plan->backward_filter(ctx_, xt, yt, typed(dw, shape));
   }
   if (branch) {
     // The branch's handle meets the weight gradients at this batch for the first time here too,
     // after the zeroing (ordered by a full wait: nothing else is in flight).
     ctx_.synchronize();
     for (const auto& [shape, plan] : plans_) {
-      const DeviceTensor xt{x, n, shape.in_channels, shape.in_side, shape.in_side, shape.layout};
-      const DeviceTensor yt{y, n, shape.out_channels, shape.out_side(), shape.out_side(), shape.layout};
-      plan->backward_filter(*branch, xt, yt, dw);
+      const DeviceTensor xt{typed(x, shape), n, shape.in_channels, shape.in_side, shape.in_side, shape.layout};
+      const DeviceTensor yt{typed(y, shape), n, shape.out_channels, shape.out_side(), shape.out_side(), shape.layout};
+      plan->backward_filter(*branch, xt, yt, typed(dw, shape));
     }
     branch->synchronize();
   }

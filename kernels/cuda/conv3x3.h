@@ -1,5 +1,6 @@
 #pragma once
-// 3×3 convolution, padding 1, stride 1 or 2, no bias, through cuDNN's legacy API in exact fp32.
+// 3×3 convolution, padding 1, stride 1 or 2, no bias, through cuDNN's legacy API: fp32 data in exact
+// fp32 (or TF32), or bf16/fp16 data (ConvShape::storage) with fp32 accumulation.
 //
 //   y[n,k,i,j] = Σ_c Σ_{a,b∈0..2} w[k,c,a,b] · x[n,c, s·i+a−1, s·j+b−1]   (zero outside; cross-correlation)
 //
@@ -10,7 +11,10 @@
 //     reference); results cuDNN labels FMA come first, those labelled DEFAULT (which still run
 //     under the FMA descriptor) are the fallback, tensor-op ones are never used — unless the
 //     Context's math is MathMode::kTf32: then every math type competes (tensor-op kernels with
-//     inputs rounded to TF32, fp32 accumulation) and each direction runs under its choice's type,
+//     inputs rounded to TF32, fp32 accumulation) and each direction runs under its choice's type;
+//     likewise in every 16-bit plan (16-bit data with an fp32 compute type, the PSEUDO_HALF and
+//     PSEUDO_BFLOAT16 configurations: tensor-op kernels take 16-bit operands exactly, accumulate
+//     in fp32 and round the result once to the 16-bit output),
 //   - work for every batch size 1..max_batch (the last batch of an epoch is smaller),
 //   - need at most ConvPlanner's workspace cap,
 // preferring deterministic algorithms (bit-reproducible runs) and then the fastest
@@ -18,6 +22,15 @@
 // later plan with the same shape, batch bound, policy, cap, device and math mode measures nothing.
 // All plans share one workspace, taken from the arena, sized for the largest need; a context with a
 // workspace of its own (a branch stream's: Context::set_conv_workspace) uses that one instead.
+//
+// The padded stem: a 16-bit NHWC plan without backward-data whose input channel count is not a
+// multiple of 8 (the image's 3) runs cuDNN on the input and filter widened to the next multiple of 8
+// with zero channels (cuDNN's NHWC tensor-core kernels need C and K multiples of 8; it pads packed
+// NCHW itself, NHWC not). Zero channels add exact zeros, so the results are the unpadded ones. The
+// caller still hands 3-channel x, w and dw: the plan copies x and w into the widened copies before
+// the forward (2 launches more), x before the backward-filter and the first 3 channels of the widened
+// dw out after it (2 more); the widened copies live behind cuDNN's part of the call's workspace
+// (workspace_needed() counts them), so the branch stream's backward-filter uses its own.
 //
 // Conv3x3: one layer (its weight and weight-gradient pointers) bound to its shape's plan.
 #include <cstddef>
@@ -62,29 +75,48 @@ class ConvPlan {
   ConvPlan& operator=(const ConvPlan&) = delete;
 
   const ConvShape& shape() const { return shape_; }
-  size_t workspace_needed() const { return choice_.workspace; }  // max over directions and batches
+  // Max over directions and batches, and the padded stem's widened copies.
+  size_t workspace_needed() const {
+    return padding_bytes_ ? round_up_16(choice_.workspace) + padding_bytes_ : choice_.workspace;
+  }
+  int cudnn_in_channels() const { return cudnn_in_channels_; }  // the padded stem's 8, else shape().in_channels
   std::string describe() const;                                  // algorithms, math types, times: for logs
   bool deterministic() const { return choice_.deterministic(); }  // all three chosen algorithms are
   const PlanChoice& choice() const { return choice_; }
   const PlanningStats& stats() const { return stats_; }  // what making this plan cost
 
+  // Every operand — x, y, dx, dy, w, dw — holds the plan's ConvShape::storage (checked: a mismatch
+  // throws, as cuDNN would refuse it), and a 16-bit one starts at a 16-byte boundary (checked here:
+  // cuDNN's NHWC tensor-core kernels require it and the library does not say when it is missing).
   // y = conv(x, w).
-  void forward(Context& ctx, const DeviceTensor& x, const float* w, const DeviceTensor& y);
+  void forward(Context& ctx, const DeviceTensor& x, DeviceAddress w, const DeviceTensor& y);
   // dx = convᵀ(dy, w), or dx += convᵀ(dy, w) with GradWrite::kAccumulate (the residual block adds the branch's
-  // input gradient onto the shortcut's).
-  void backward_data(Context& ctx, const DeviceTensor& dy, const float* w, const DeviceTensor& dx, GradWrite write);
-  // dw = Σ_batch x ⋆ dy (overwrites dw).
-  void backward_filter(Context& ctx, const DeviceTensor& x, const DeviceTensor& dy, float* dw);
+  // input gradient onto the shortcut's; in 16 bits the old dx is widened, added in fp32 and the sum
+  // rounded once).
+  void backward_data(Context& ctx, const DeviceTensor& dy, DeviceAddress w, const DeviceTensor& dx, GradWrite write);
+  // dw = Σ_batch x ⋆ dy (overwrites dw). cuDNN writes dw in the data type of x and dy: a 16-bit plan's
+  // dw is a 16-bit buffer (an fp32 dw with 16-bit x and dy is BAD_PARAM).
+  void backward_filter(Context& ctx, const DeviceTensor& x, const DeviceTensor& dy, DeviceAddress dw);
+  // fp32 filters by their plain pointer (the parameters and the fp32 model's layers).
+  void forward(Context& ctx, const DeviceTensor& x, const float* w, const DeviceTensor& y) {
+    forward(ctx, x, fp32_filter(w), y);
+  }
+  void backward_data(Context& ctx, const DeviceTensor& dy, const float* w, const DeviceTensor& dx, GradWrite write) {
+    backward_data(ctx, dy, fp32_filter(w), dx, write);
+  }
+  // A read-only fp32 filter as an address (cuDNN takes it as const; DeviceAddress has no const form).
+  static DeviceAddress fp32_filter(const float* w) { return DeviceAddress(const_cast<float*>(w)); }
 
   void set_workspace(void* workspace, size_t bytes) { workspace_ = workspace, workspace_bytes_ = bytes; }
 
   // ---- any candidate, not only the chosen ones: planning's filter, and the tests that examine them ----
   // The operands of one call at batch n: forward reads x and w and writes y; backward-data reads y
   // (as dy) and w and writes x (as dx); backward-filter reads x and y (as dy) and writes dw.
+  // Untyped: they hold the plan's storage type.
   struct Operands {
     int n = 0;
-    const float* w = nullptr;
-    float *x = nullptr, *y = nullptr, *dw = nullptr;
+    const void* w = nullptr;
+    void *x = nullptr, *y = nullptr, *dw = nullptr;
   };
   // What planning tries for direction d, in its order: rank_candidates over one cudnnFind* at the
   // largest batch on ctx's handle, with the plan's policy and math mode.
@@ -107,13 +139,21 @@ class ConvPlan {
     void* data = nullptr;
     size_t bytes = 0;
   };
+  static size_t round_up_16(size_t bytes) { return (bytes + 15) / 16 * 16; }
+  // The padded stem's widened copies of x (at the call's batch) and w or dw, behind cuDNN's part of ws.
+  void* padded_x(const Workspace& ws) const { return static_cast<char*>(ws.data) + round_up_16(choice_.workspace); }
+  void* padded_w(const Workspace& ws) const { return static_cast<char*>(padded_x(ws)) + padded_x_bytes_; }
+  // cuDNN's part of ws: all of it, or the padded stem's cuDNN share (its copies lie behind it).
+  size_t cudnn_bytes(const Workspace& ws) const { return padding_bytes_ ? choice_.workspace : ws.bytes; }
   // The workspace a call on ctx uses: ctx's own if it has one (Context::set_conv_workspace), else
   // the plan's; throws when it is smaller than the plan needs.
   Workspace workspace_for(const Context& ctx) const;
   void release() noexcept;
   void bind_batch(int n);  // points the x/y descriptors at batch n (host-only, cheap)
-  void run_as(ConvMath math);  // TF32: the descriptor's math type for an algorithm of this label (host-only)
+  // TF32 and 16 bits: the descriptor's math type for an algorithm of this label (host-only).
+  void run_as(ConvMath math);
   void check(const DeviceTensor& x_like, int channels, int side, const char* what) const;
+  void check_filter(DeviceAddress w, const char* what) const;  // type and alignment
   void choose_algorithms(Context& ctx, int max_batch, size_t cap);
   // One cudnnFind* of direction d at the largest batch: cuDNN's results as plain data, in its order,
   // and as text for an error message.
@@ -133,7 +173,12 @@ class ConvPlan {
   int bound_batch_ = -1;
   ConvAlgoPolicy policy_ = ConvAlgoPolicy::kFastest;
   bool tf32_ = false;  // planned and run for MathMode::kTf32
+  // Tensor-op candidates compete and each call runs under its choice's math type: TF32, and every
+  // 16-bit plan (whatever the Context's math: 16-bit data enter tensor cores exactly).
+  bool tensor_ops_ = false;
   bool for_graphs_ = false;  // candidates filtered by capture into a conditional body
+  int cudnn_in_channels_ = 0;  // the channel count cuDNN sees (the padded stem's 8)
+  size_t padded_x_bytes_ = 0, padding_bytes_ = 0;  // the padded stem's widened x, and x and w together
   cudnnTensorDescriptor_t x_desc_ = nullptr, y_desc_ = nullptr;
   cudnnFilterDescriptor_t w_desc_ = nullptr;
   cudnnConvolutionDescriptor_t conv_desc_ = nullptr;
@@ -181,7 +226,11 @@ class ConvPlanner {
 class Conv3x3 {
  public:
   Conv3x3() = default;
-  Conv3x3(ConvPlan* plan, const float* weight, float* weight_grad) : plan_(plan), w_(weight), dw_(weight_grad) {}
+  Conv3x3(ConvPlan* plan, const float* weight, float* weight_grad)
+      : plan_(plan), w_(ConvPlan::fp32_filter(weight)), dw_(weight_grad) {}
+  // 16-bit plans: the 16-bit weight copy and the 16-bit gradient slot (cuDNN writes dw in the data type).
+  Conv3x3(ConvPlan* plan, DeviceAddress weight, DeviceAddress weight_grad)
+      : plan_(plan), w_(weight), dw_(weight_grad) {}
   void forward(Context& ctx, const DeviceTensor& x, const DeviceTensor& y) const { plan_->forward(ctx, x, w_, y); }
   void backward_data(Context& ctx, const DeviceTensor& dy, const DeviceTensor& dx, GradWrite write) const {
     plan_->backward_data(ctx, dy, w_, dx, write);
@@ -193,8 +242,7 @@ class Conv3x3 {
 
  private:
   ConvPlan* plan_ = nullptr;
-  const float* w_ = nullptr;
-  float* dw_ = nullptr;
+  DeviceAddress w_, dw_;
 };
 
 }  // namespace sd::cuda

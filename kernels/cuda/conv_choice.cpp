@@ -24,16 +24,16 @@ const char* to_string(ConvDirection direction) {
   return "?";
 }
 
-std::vector<MeasuredAlgo> rank_candidates(std::span<const MeasuredAlgo> measured, ConvAlgoPolicy policy, bool tf32) {
+std::vector<MeasuredAlgo> rank_candidates(std::span<const MeasuredAlgo> measured, ConvAlgoPolicy policy, bool tensor_ops) {
   std::vector<MeasuredAlgo> out;
   for (const MeasuredAlgo& m : measured) {
-    if (!m.ok || (m.math == ConvMath::kTensorOp && !tf32)) continue;
+    if (!m.ok || (m.math == ConvMath::kTensorOp && !tensor_ops)) continue;
     if (policy == ConvAlgoPolicy::kNoTransforms && m.transform) continue;
     out.push_back(m);
   }
   // Stable: within a group cuDNN's order, fastest first, stays.
-  std::stable_sort(out.begin(), out.end(), [tf32](const MeasuredAlgo& a, const MeasuredAlgo& b) {
-    const bool a_later = !tf32 && a.math != ConvMath::kFma, b_later = !tf32 && b.math != ConvMath::kFma;
+  std::stable_sort(out.begin(), out.end(), [tensor_ops](const MeasuredAlgo& a, const MeasuredAlgo& b) {
+    const bool a_later = !tensor_ops && a.math != ConvMath::kFma, b_later = !tensor_ops && b.math != ConvMath::kFma;
     return std::tuple(a_later, !a.deterministic) < std::tuple(b_later, !b.deterministic);
   });
   return out;

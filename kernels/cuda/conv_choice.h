@@ -22,8 +22,12 @@ struct ConvShape {
   bool input_grad = true;  // false: no backward-data (the stem's input is the image), none measured
   // The activations' layout; the filter's follows it (NCHW: KCRS, NHWC: KRSC, as cuDNN requires).
   Layout layout = Layout::kNchw;
+  // The element type of x, y, w, dx, dy and dw alike (cuDNN's convolutions take one data type; a
+  // 16-bit one with an fp32 compute type: PSEUDO_HALF/PSEUDO_BFLOAT16, accumulation in fp32). Part of
+  // the key: bf16 and fp16 plans choose among different candidates (bf16 has fewer).
+  StorageType storage = StorageType::kFp32;
   int out_side() const { return (in_side + 2 - 3) / stride + 1; }
-  auto key() const { return std::tuple(in_channels, out_channels, in_side, stride, input_grad, layout); }
+  auto key() const { return std::tuple(in_channels, out_channels, in_side, stride, input_grad, layout, storage); }
   bool operator<(const ConvShape& o) const { return key() < o.key(); }
   int64_t weight_numel() const { return int64_t(out_channels) * in_channels * 9; }
 };
@@ -53,12 +57,12 @@ struct MeasuredAlgo {
 };
 
 // The candidates a plan may use, in the order to try them: measured successfully, transforms only
-// under kFastest. Exact fp32 (tf32 false): never tensor-op math; those labelled FMA before those
+// under kFastest. Exact fp32 (tensor_ops false): never tensor-op math; those labelled FMA before those
 // labelled DEFAULT, within each deterministic ones first (bit-reproducible steps), then cuDNN's
-// order (fastest first). TF32: every math type; deterministic ones first, then cuDNN's order — the
-// measurement alone decides between tensor-op and FMA kernels.
+// order (fastest first). `tensor_ops` (TF32, and every 16-bit plan): every math type; deterministic
+// ones first, then cuDNN's order — the measurement alone decides between tensor-op and FMA kernels.
 std::vector<MeasuredAlgo> rank_candidates(std::span<const MeasuredAlgo> measured, ConvAlgoPolicy policy,
-                                          bool tf32 = false);
+                                          bool tensor_ops = false);
 
 // The algorithm chosen for one direction.
 struct DirectionChoice {
@@ -77,8 +81,8 @@ struct PlanChoice {
   bool deterministic() const;
 };
 
-// A plan measured once serves every later plan with the same shape, batch bound, policy, workspace
-// cap and device: building a second model in one process (sd_bench's stochastic and full depth, the
+// A plan measured once serves every later plan with the same shape (its layout and data type
+// included), batch bound, policy, workspace cap and device: building a second model in one process (sd_bench's stochastic and full depth, the
 // GPU tests' many models) then measures nothing again.
 struct PlanKey {
   ConvShape shape;

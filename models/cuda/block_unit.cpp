@@ -42,7 +42,7 @@ void BlockUnit::record_closed_forward(cuda::Context& ctx, const cuda::DeviceTens
     cuda::residual_join_forward(ctx, in, nullptr, 1.0f, out);
   } else if (identity == ClosedIdentity::kCopy) {
     if (!in.same_shape(out)) throw cuda::Error("BlockUnit: a closed identity block's input and output differ in shape");
-    SD_CUDA_CHECK(cudaMemcpyAsync(out.data, in.data, size_t(out.numel()) * format_.activation_element_bytes(), cudaMemcpyDeviceToDevice,
+    SD_CUDA_CHECK(cudaMemcpyAsync(out.data.get(), in.data.get(), out.bytes(), cudaMemcpyDeviceToDevice,
                                   ctx.stream()));
     ctx.launched("cudaMemcpyAsync (closed identity block)");
   }

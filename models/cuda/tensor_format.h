@@ -9,7 +9,9 @@
 // What it decides today, and what stays fixed:
 //   activations and their gradients   fp32, densely packed, NCHW or NHWC (--layout): every custom
 //                                     kernel takes both (the layout travels in each DeviceTensor),
-//                                     cuDNN gets descriptors of the same layout
+//                                     cuDNN gets descriptors of the same layout. bf16/fp16 (the type
+//                                     below) travel in each DeviceTensor too; the custom kernels take
+//                                     them, the model refuses them until the convolutions do
 //   convolution weights on the device KCRS with NCHW, KRSC with NHWC (what cuDNN's legacy API takes
 //                                     with NHWC activations): transposed where the state crosses
 //                                     between host and device (models/cuda/device_state.h), never in
@@ -36,22 +38,22 @@ using ActivationLayout = cuda::Layout;
 // "nchw" → kNchw, "nhwc" → kNhwc (as --layout spells them); throws std::invalid_argument otherwise.
 ActivationLayout activation_layout_named(const std::string& name);
 
-// An activation's stored element type.
-enum class ActivationType {
-  kFloat32,
-};
+// An activation's (and its gradient's) stored element type: fp32, or bf16/fp16 for a mixed-precision
+// step (docs/CUDA_ENGINE.md, "Mixed precision"). The enum the CPU reference rounds by, and the one a
+// DeviceTensor carries (engine/cuda/tensor.h): the kernels dispatch on it.
+using ActivationType = StorageType;
 
 struct TensorFormat {
   ActivationLayout layout = ActivationLayout::kNchw;
-  ActivationType type = ActivationType::kFloat32;
+  ActivationType type = ActivationType::kFp32;
 
   // Bytes of one stored activation element.
-  size_t activation_element_bytes() const { return sizeof(float); }
+  size_t activation_element_bytes() const { return cuda::storage_bytes(type); }
   // Elements of an activation of n images of c channels of side × side (what its buffer must hold).
   size_t activation_elements(int n, int c, int side) const { return size_t(n) * size_t(c) * size_t(side) * size_t(side); }
   // The view of buffer p as such an activation, as the layers take it.
-  cuda::DeviceTensor activation(float* p, int n, int c, int side) const {
-    return cuda::DeviceTensor{p, n, c, side, side, layout};
+  cuda::DeviceTensor activation(void* p, int n, int c, int side) const {
+    return cuda::DeviceTensor{cuda::DeviceAddress(p, type), n, c, side, side, layout};
   }
 };
 

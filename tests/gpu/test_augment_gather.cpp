@@ -1,5 +1,6 @@
 // The GPU batch gathering with normalisation and augmentation, bit-identical to the CPU's, in both
-// layouts (the CPU writes NCHW; the NHWC batch is compared after a host-side transpose).
+// layouts (the CPU writes NCHW; the NHWC batch is compared after a host-side transpose), and in
+// bf16 and fp16 (the operation harness's rows, op_harness.h): the CPU's fp32 pixel rounded once.
 #include <catch2/catch.hpp>
 
 #include "engine/data/augment.h"
@@ -9,6 +10,7 @@
 #include "kernels/cuda/augment_gather.h"
 #include "tests/gpu/gpu_compare.h"
 #include "tests/gpu/gpu_test.h"
+#include "tests/gpu/op_harness.h"
 
 using namespace sd;
 using sd::gpu_test::DeviceVec;
@@ -67,4 +69,46 @@ TEST_CASE("gpu gathering and augmentation are bit-identical to the CPU's", "[gpu
   const uint64_t before = ctx.launches();
   CHECK_THROWS_AS(cuda::gather_batch(ctx, src, bad, cuda::AugmentDraw{}, d_out.get(), d_out_labels.get()), cuda::Error);
   CHECK(ctx.launches() == before);
+}
+
+TEST_CASE("op harness: gathering in bf16 and fp16 stores the CPU's pixel rounded once", "[gpu][augment][half]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  const size_t set_size = 100;
+  const ImageSet set = synthetic_images(set_size, 4243);
+  Normalization norm;
+  norm.mean = gpu_test::uniform_floats(kImageBytes, 6, 90.0, 160.0);
+  norm.std = 63.7f;
+  DeviceVec<uint8_t> d_pixels(set.pixels), d_labels(set.labels);
+  DeviceVec<float> d_mean(norm.mean);
+  const cuda::GatherSource src{d_pixels.get(), d_labels.get(), int64_t(set_size), d_mean.get(), norm.std};
+  const uint64_t seed = 77;
+  const uint32_t epoch = 3;
+  const int n = 72;
+  std::vector<int32_t> indices(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) indices[size_t(i)] = int32_t((uint64_t(i) * 37u + 5u) % set_size);
+  std::vector<float> expect(size_t(n) * kImageBytes);
+  for (int i = 0; i < n; ++i)
+    augment_image(set.image(size_t(indices[size_t(i)])), norm, augment_params(seed, epoch, uint32_t(indices[size_t(i)])),
+                  expect.data() + size_t(i) * kImageBytes);
+  for (const StorageType t : op_harness::kHalfPrecisions)
+    for (const cuda::Layout layout : gpu_test::kLayouts) {
+      INFO(op_harness::case_name("gather", "augment", layout, t));
+      op_harness::StoredVec d_out(t, expect.size());
+      DeviceVec<uint8_t> d_out_labels(static_cast<size_t>(n));
+      cuda::gather_batch(ctx, src, indices, cuda::AugmentDraw{true, seed, epoch}, d_out.get(), d_out_labels.get(),
+                         layout, {}, t);
+      const auto got = gpu_test::from_layout(d_out.download(), n, kImageChannels, kImagePlane, layout);
+      SD_CHECK_ULPS("augmented batch", t, got, op_harness::rounded(t, expect), 0);
+      // gather_batch_at (a captured step's form) writes the same.
+      DeviceVec<int64_t> d_cursor(std::vector<int64_t>{0});
+      DeviceVec<uint32_t> d_epoch(std::vector<uint32_t>{epoch});
+      DeviceVec<int32_t> d_order(indices);
+      d_out.poison();
+      cuda::gather_batch_at(ctx, src, d_order.get(), cuda::BatchPlace{d_cursor.get(), d_epoch.get()},
+                            cuda::AugmentDraw{true, seed, 0}, n, d_out.get(), d_out_labels.get(), layout, {}, t);
+      SD_CHECK_ULPS("augmented batch (gather_batch_at)", t,
+                    gpu_test::from_layout(d_out.download(), n, kImageChannels, kImagePlane, layout),
+                    op_harness::rounded(t, expect), 0);
+    }
 }

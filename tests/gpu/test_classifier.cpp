@@ -1,7 +1,9 @@
 // The classifier head (global average pool, fc, softmax cross-entropy, their backward and the
 // on-device totals, in two launches) against the CPU reference in float — the CPU model's own
 // path — at the network's shapes (64 features of 8×8, 10 and 100 classes, batches 128 and 72) and a
-// small odd one, in both layouts and both precisions, every output poisoned first.
+// small odd one, in both layouts and both precisions, every output poisoned first. The bf16 and fp16
+// rows (the operation harness's, op_harness.h): x stored in the 16-bit type (the reference reads
+// the same values), dx rounded once where it is stored; everything else is fp32, as in the fp32 row.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 #include "kernels/cuda/classifier.h"
 #include "tests/gpu/gpu_compare.h"
 #include "tests/gpu/gpu_test.h"
+#include "tests/gpu/op_harness.h"
 
 using namespace sd;
 using sd::gpu_test::DeviceVec;
@@ -91,25 +94,31 @@ void check_exp_derived(const char* what, const std::vector<float>& gpu, const st
   }
 }
 
-void check_head(const Shape& s, uint32_t seed) {
+void check_head(const Shape& s, uint32_t seed, StorageType storage = StorageType::kFp32) {
   const int hw = s.side * s.side;
   const size_t n = size_t(s.n), K = size_t(s.classes), C = size_t(s.features);
-  const auto x = gpu_test::normal_floats(n * C * size_t(hw), seed, 1.0, 0.3);
+  const auto x = op_harness::rounded(storage, gpu_test::normal_floats(n * C * size_t(hw), seed, 1.0, 0.3));
   const auto w = gpu_test::uniform_floats(K * C, seed + 1, -0.25, 0.25);
   const auto b = gpu_test::uniform_floats(K, seed + 2, -0.125, 0.125);
   std::vector<uint8_t> labels(n);
   for (size_t i = 0; i < n; ++i) labels[i] = uint8_t((i * 7 + 3) % K);
   const cuda::DeviceTotals start{1.25, 3, 17};  // the totals add to what is there
-  const Reference r = reference(s, x, w, b, labels, start);
+  Reference r = reference(s, x, w, b, labels, start);
+  round_in_place(storage, r.dx);  // the broadcast gradient is stored in the 16-bit type
 
   std::vector<float> dx_of[2];
+  const bool fp32 = storage == StorageType::kFp32;
   for (const cuda::MathMode math : {cuda::MathMode::kExactFp32, cuda::MathMode::kTf32}) {
+    if (!fp32 && math != cuda::MathMode::kExactFp32) continue;  // no GEMM here: the math mode changes nothing
     cuda::Context ctx(0, math);
     for (const cuda::Layout layout : gpu_test::kLayouts) {
       INFO("batch " << s.n << ", " << s.features << " features of " << s.side << "x" << s.side << ", " << s.classes
-                    << " classes, " << cuda::layout_name(layout) << ", " << cuda::precision_name(math));
-      DeviceVec<float> d_x(gpu_test::to_layout(x, s.n, s.features, hw, layout)), d_w(w), d_b(b), d_dw(w.size()),
-          d_db(b.size()), d_pooled(n * C), d_logits(n * K), d_loss(n), d_dlogits(n * K), d_dx(x.size());
+                    << " classes, " << cuda::layout_name(layout) << ", " << cuda::precision_name(math) << ", "
+                    << op_harness::case_name("classifier", "fused", layout, storage));
+      const op_harness::StoredVec d_x(storage, gpu_test::to_layout(x, s.n, s.features, hw, layout)),
+          d_dx(storage, x.size());
+      DeviceVec<float> d_w(w), d_b(b), d_dw(w.size()), d_db(b.size()), d_pooled(n * C), d_logits(n * K), d_loss(n),
+          d_dlogits(n * K);
       DeviceVec<uint8_t> d_labels(labels), d_pred(n);
       DeviceVec<cuda::DeviceTotals> d_totals(std::vector<cuda::DeviceTotals>{start});
       cuda::Classifier fc;
@@ -118,7 +127,7 @@ void check_head(const Shape& s, uint32_t seed) {
       cuda::HeadBuffers o;
       o.pooled = d_pooled.get(), o.logits = d_logits.get(), o.loss = d_loss.get(), o.predictions = d_pred.get();
       o.totals = d_totals.get(), o.dlogits = d_dlogits.get(), o.dx = d_dx.get();
-      const cuda::DeviceTensor xt{d_x.get(), s.n, s.features, s.side, s.side, layout};
+      const cuda::DeviceTensor xt = d_x.tensor(s.n, s.features, s.side, s.side, layout);
       const uint64_t before = ctx.launches();
       fc.run(ctx, xt, d_labels.get(), o);
       CHECK(ctx.launches() == before + cuda::kClassifierLaunches);
@@ -131,7 +140,10 @@ void check_head(const Shape& s, uint32_t seed) {
       check_exp_derived("dw", d_dw.download(), r.dw, true);
       check_exp_derived("db", d_db.download(), r.db, true);
       dx_of[int(layout)] = gpu_test::from_layout(d_dx.download(), s.n, s.features, hw, layout);
-      check_exp_derived("dx", dx_of[int(layout)], r.dx, true);
+      if (fp32)
+        check_exp_derived("dx", dx_of[int(layout)], r.dx, true);
+      else  // each element the reference's, or (real GPU: exp and log) one 16-bit ulp away at a boundary
+        SD_CHECK_ULPS("dx", storage, dx_of[int(layout)], r.dx, kExactTranscendentals ? 0 : 1);
       const cuda::DeviceTotals t = d_totals.download()[0];
       CHECK(t.count == r.totals.count);
       CHECK(t.errors == r.totals.errors);
@@ -161,6 +173,14 @@ TEST_CASE("gpu classifier head: pool, fc, softmax cross-entropy and their backwa
   SD_REQUIRE_CUDA_DEVICE();
   check_head(Shape{3, 7, 3, 5}, 11);    // a small odd shape: every loop's edge
   check_head(Shape{72, 64, 8, 10}, 7);  // the network's head at the last batch of an epoch
+}
+
+TEST_CASE("op harness: classifier head with bf16 and fp16 input and gradient", "[gpu][classifier][half][sanitize]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  for (const StorageType t : op_harness::kHalfPrecisions) {
+    check_head(Shape{3, 7, 3, 5}, 11, t);
+    check_head(Shape{72, 64, 8, 10}, 7, t);
+  }
 }
 
 TEST_CASE("gpu classifier head at the network's shapes: batch 128, CIFAR-10 and CIFAR-100",

@@ -97,8 +97,16 @@ TEST_CASE("gpu host: plans are reused by shape, batch bound, policy, cap and dev
   CHECK_FALSE(other([](cuda::PlanKey& k) { k.workspace_cap = 1 << 20; }));
   CHECK_FALSE(other([](cuda::PlanKey& k) { k.device = 1; }));
   CHECK_FALSE(other([](cuda::PlanKey& k) { k.tf32 = true; }));  // a TF32 plan is another plan
+  CHECK_FALSE(other([](cuda::PlanKey& k) { k.shape.layout = cuda::Layout::kNhwc; }));
+  CHECK_FALSE(other([](cuda::PlanKey& k) { k.shape.storage = StorageType::kBf16; }));  // the data type
   CHECK(other([](cuda::PlanKey&) {}));
-  CHECK(cache.size() == 1);
+  // A bf16 plan never answers an fp16 query (cuDNN offers bf16 fewer algorithms).
+  cuda::PlanKey bf16 = key, fp16 = key;
+  bf16.shape.storage = StorageType::kBf16, fp16.shape.storage = StorageType::kFp16;
+  cache.insert(bf16, *found);
+  CHECK(cache.find(bf16).has_value());
+  CHECK_FALSE(cache.find(fp16).has_value());
+  CHECK(cache.size() == 2);  // the fp32 plan and the bf16 one
   cache.clear();
   CHECK(cache.size() == 0);
 
