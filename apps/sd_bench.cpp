@@ -139,7 +139,8 @@ int print_memory_plan(const BenchOptions& o) {
 }
 
 int bench_main(int argc, char** argv) {
-  CLI::App app{"Times the training step with stochastic depth and with full depth; seconds per 45 000-image epoch.",
+  CLI::App app{"Times the training step with stochastic depth and with full depth, or (--matrix) with stochastic "
+               "depth under every combination of the step's settings; seconds per 45 000-image epoch.",
                "sd_bench"};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as sd_train
   BenchOptions o;
