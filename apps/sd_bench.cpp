@@ -59,10 +59,7 @@ int run_matrix_mode(const BenchOptions& o, const MatrixAxes& axes, const DataSpl
   const size_t combinations = axes.precisions.size() * axes.layouts.size() * axes.execs.size() *
                               axes.bn_variants.size() * axes.wgrad_streams.size();
   std::cout << fmt::format("{} (the stochastic-depth mode each, one model per combination, the convolution plans "
-                           "reused where the shapes and precision are the same)
-
-{}
-",
+                           "reused where the shapes and precision are the same)\n\n{}\n",
                            plural(int(combinations), "combination"), matrix_header())
             << std::flush;
   std::vector<MatrixRow> done;

@@ -105,9 +105,10 @@ std::string matrix_line(const MatrixRow& row, const MatrixRow* fastest) {
     note = "fastest";
   else if (fastest)
     note = fmt::format("{:.2f}x the fastest's step", r.step_seconds / fastest->result->step_seconds);
-  return fmt::format("{} {:>9.2f} {:>9.2f} {:>9.0f} {:>13} {:>9}  {}", head, 1e3 * r.step_seconds, r.epoch_seconds,
+  return fmt::format("{} {:>9.2f} {:>9.2f} {:>9.0f} {:>13} {:>9}{}", head, 1e3 * r.step_seconds, r.epoch_seconds,
                      r.images_per_second, r.kernels_per_step ? fmt::format("{:.1f}", *r.kernels_per_step) : "n/a",
-                     r.device_memory_bytes ? fmt::format("{:.0f}", *r.device_memory_bytes / 1048576) : "n/a", note);
+                     r.device_memory_bytes ? fmt::format("{:.0f}", *r.device_memory_bytes / 1048576) : "n/a",
+                     note.empty() ? "" : "  " + note);
 }
 
 nlohmann::json matrix_json(const MatrixAxes& axes, const std::vector<MatrixRow>& rows) {

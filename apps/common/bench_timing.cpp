@@ -5,6 +5,8 @@
 #include <span>
 #include <tuple>
 
+#include <fmt/format.h>
+
 #include "apps/common/options.h"
 #include "engine/core/gates.h"
 #include "engine/train/trainer.h"
