@@ -21,6 +21,8 @@ struct ImageSet {
   size_t size() const { return labels.size(); }
   bool empty() const { return labels.empty(); }
   const uint8_t* image(size_t i) const { return pixels.data() + i * kImageBytes; }
+  // The same images with the same labels, in the same order.
+  bool operator==(const ImageSet&) const = default;
 };
 
 // x_normalised[c,y,x] = (byte[c,y,x] - mean[c,y,x]) / std: the per-pixel mean image of the training

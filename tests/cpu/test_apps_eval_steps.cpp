@@ -21,14 +21,15 @@
 #include "test_apps_util.h"
 
 namespace fs = std::filesystem;
+using sd::test::check_cmp;
 using sd::test::q;
 using sd::test::read_file;
 using sd::test::run_app;
 using sd::test::RunResult;
 
-namespace {
+using sd::test::contains;
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+namespace {
 
 std::vector<nlohmann::json> lines_of(const fs::path& path) {
   std::vector<nlohmann::json> out;
@@ -37,11 +38,6 @@ std::vector<nlohmann::json> lines_of(const fs::path& path) {
   return out;
 }
 
-void check_cmp(const fs::path& a, const fs::path& b) {
-  const RunResult r = sd::test::run_command("cmp " + q(a) + " " + q(b) + " 2>&1");
-  INFO(r.output);
-  CHECK(r.exit_code == 0);
-}
 
 // 4 steps an epoch, an evaluation after every 3rd step: inside epoch 1 (its step 3) and epoch 2 (its
 // step 2); those at steps 4 and 8 are the epochs' own.

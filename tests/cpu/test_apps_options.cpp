@@ -16,15 +16,11 @@
 #include "tests/cpu/test_train_options_util.h"
 #include "apps/common/run_folder.h"
 
-namespace {
-
-sd::apps::TrainOptions parse(std::vector<std::string> args) { return sd::test::parse_train_options(std::move(args)); }
-std::string usage_error(std::vector<std::string> args) { return sd::test::train_usage_error(std::move(args)); }
-
-}  // namespace
+using sd::test::parse_train_options;
+using sd::test::train_usage_error;
 
 TEST_CASE("sd_train --precision tf32 on the GPU: recorded in the run config, its own run folder", "[apps]") {
-  const sd::apps::TrainOptions o = parse({"--precision", "tf32", "--device", "cuda:0"});
+  const sd::apps::TrainOptions o = parse_train_options({"--precision", "tf32", "--device", "cuda:0"});
   CHECK(o.run.precision == "tf32");
   CHECK(o.out == "runs/d110-lin_decay0.5-paper-s31415-tf32");
   CHECK(sd::to_json(o.run).at("precision") == "tf32");  // the checkpoints' "config" metadata
@@ -32,34 +28,34 @@ TEST_CASE("sd_train --precision tf32 on the GPU: recorded in the run config, its
 }
 
 TEST_CASE("sd_train --bn-variant split on the GPU: recorded in the run config, its own run folder", "[apps]") {
-  const sd::apps::TrainOptions o = parse({"--bn-variant", "split", "--device", "cuda:0"});
+  const sd::apps::TrainOptions o = parse_train_options({"--bn-variant", "split", "--device", "cuda:0"});
   CHECK(o.run.bn_variant == "split");
   CHECK(o.out == "runs/d110-lin_decay0.5-paper-s31415-bn-split");
   CHECK(sd::run_config_from_json(sd::to_json(o.run)).bn_variant == "split");  // the checkpoints' "config"
-  CHECK(parse({}).run.bn_variant == "block_per_channel");
-  CHECK_THAT(usage_error(std::vector<std::string>{"--bn-variant", "split", "--device", "cpu"}),
+  CHECK(parse_train_options({}).run.bn_variant == "block_per_channel");
+  CHECK_THAT(train_usage_error(std::vector<std::string>{"--bn-variant", "split", "--device", "cpu"}),
              Catch::StartsWith("--bn-variant split: a GPU kernel variant; the CPU reference"));
 }
 
 TEST_CASE("sd_train --layout nhwc on the GPU: recorded in the run config, its own run folder", "[apps]") {
-  const sd::apps::TrainOptions o = parse({"--layout", "nhwc", "--device", "cuda:0"});
+  const sd::apps::TrainOptions o = parse_train_options({"--layout", "nhwc", "--device", "cuda:0"});
   CHECK(o.run.layout == "nhwc");
   CHECK(o.out == "runs/d110-lin_decay0.5-paper-s31415-nhwc");
   CHECK(sd::run_config_from_json(sd::to_json(o.run)).layout == "nhwc");  // the checkpoints' "config"
   CHECK(sd::apps::backend_options(o.run, sd::Execution::kEager).layout == "nhwc");
-  CHECK(parse({}).run.layout == "nchw");
+  CHECK(parse_train_options({}).run.layout == "nchw");
   // A run config written before the option existed was NCHW.
-  nlohmann::json old = sd::to_json(parse({}).run);
+  nlohmann::json old = sd::to_json(parse_train_options({}).run);
   old.erase("layout");
   CHECK(sd::run_config_from_json(old).layout == "nchw");
-  CHECK_THAT(usage_error(std::vector<std::string>{"--layout", "nhwc", "--device", "cpu"}),
+  CHECK_THAT(train_usage_error(std::vector<std::string>{"--layout", "nhwc", "--device", "cpu"}),
              Catch::StartsWith("--layout nhwc: a layout of the GPU engine; the CPU reference"));
-  CHECK_THAT(usage_error(std::vector<std::string>{"--layout", "chwn", "--device", "cuda:0"}),
+  CHECK_THAT(train_usage_error(std::vector<std::string>{"--layout", "chwn", "--device", "cuda:0"}),
              Catch::StartsWith("--layout chwn: unknown (known: nchw, nhwc)"));
 }
 
 TEST_CASE("sd_train defaults are the paper's", "[apps]") {
-  const sd::apps::TrainOptions o = parse({});
+  const sd::apps::TrainOptions o = parse_train_options({});
   CHECK(o.run.model.depth == 110);
   CHECK(o.run.model.death_mode == sd::DeathMode::kLinDecay);
   CHECK(o.run.model.death_rate == 0.5);
@@ -87,7 +83,7 @@ TEST_CASE("sd_train defaults are the paper's", "[apps]") {
 
 TEST_CASE("sd_train options are read and remembered as given", "[apps]") {
   const sd::apps::TrainOptions o =
-      parse({"--depth", "20", "--no-nesterov", "--death-mode", "uniform", "--death-rate", "0", "--lr-steps", "0.3,0.6,0.9",
+      parse_train_options({"--depth", "20", "--no-nesterov", "--death-mode", "uniform", "--death-rate", "0", "--lr-steps", "0.3,0.6,0.9",
              "--split", "full", "--synthetic", "100", "--device", "cpu", "--out", "x"});
   CHECK(o.run.model.depth == 20);
   CHECK_FALSE(o.run.sgd.nesterov);
@@ -98,59 +94,59 @@ TEST_CASE("sd_train options are read and remembered as given", "[apps]") {
   CHECK(o.given.count("--depth"));
   CHECK(o.given.count("--nesterov"));  // the negated form counts as giving the flag
   CHECK_FALSE(o.given.count("--epochs"));
-  CHECK(parse({"--lr-steps", "none"}).run.train.lr_steps.empty());
-  const sd::apps::TrainOptions u = parse({"--bn-gamma-init", "uniform"});
+  CHECK(parse_train_options({"--lr-steps", "none"}).run.train.lr_steps.empty());
+  const sd::apps::TrainOptions u = parse_train_options({"--bn-gamma-init", "uniform"});
   CHECK(u.run.model.bn_gamma_init == sd::BnGammaInit::kUniform);
   CHECK(u.out == "runs/d110-lin_decay0.5-paper-s31415-gamma-uniform");  // not the γ = 1 run's folder
 }
 
 TEST_CASE("sd_train refuses bad values, naming the flag", "[apps]") {
   using Args = std::vector<std::string>;
-  CHECK_THAT(usage_error(Args{"--depth", "21"}), Catch::StartsWith("--depth: depth 21 is not of the form 6N+2"));
-  CHECK_THAT(usage_error(Args{"--depth", "2"}), Catch::StartsWith("--depth"));
-  CHECK_THAT(usage_error(Args{"--death-rate", "1"}), Catch::StartsWith("--death-rate: death rate 1 is outside [0, 1)"));
-  CHECK_THAT(usage_error(Args{"--death-rate", "-0.1"}), Catch::StartsWith("--death-rate"));
-  CHECK_THAT(usage_error(Args{"--death-mode", "linear"}), Catch::StartsWith("--death-mode"));
-  CHECK_THAT(usage_error(Args{"--epochs", "0"}), Catch::StartsWith("--epochs: epochs 0"));
-  CHECK_THAT(usage_error(Args{"--epochs", "-3"}), Catch::StartsWith("--epochs"));
-  CHECK_THAT(usage_error(Args{"--batch-size", "0"}), Catch::StartsWith("--batch-size: batch size 0"));
-  CHECK_THAT(usage_error(Args{"--lr", "0"}), Catch::StartsWith("--lr: "));
-  CHECK_THAT(usage_error(Args{"--lr-steps", "0.75,0.5"}), Catch::StartsWith("--lr-steps: lr steps out of order"));
-  CHECK_THAT(usage_error(Args{"--lr-steps", "0.5,abc"}), Catch::StartsWith("--lr-steps 0.5,abc: 'abc' is not a number"));
-  CHECK_THAT(usage_error(Args{"--lr-steps", "0.5,1.5"}), Catch::StartsWith("--lr-steps: lr step 1.5 is outside"));
-  CHECK_THAT(usage_error(Args{"--bn-gamma-init", "zero"}),
+  CHECK_THAT(train_usage_error(Args{"--depth", "21"}), Catch::StartsWith("--depth: depth 21 is not of the form 6N+2"));
+  CHECK_THAT(train_usage_error(Args{"--depth", "2"}), Catch::StartsWith("--depth"));
+  CHECK_THAT(train_usage_error(Args{"--death-rate", "1"}), Catch::StartsWith("--death-rate: death rate 1 is outside [0, 1)"));
+  CHECK_THAT(train_usage_error(Args{"--death-rate", "-0.1"}), Catch::StartsWith("--death-rate"));
+  CHECK_THAT(train_usage_error(Args{"--death-mode", "linear"}), Catch::StartsWith("--death-mode"));
+  CHECK_THAT(train_usage_error(Args{"--epochs", "0"}), Catch::StartsWith("--epochs: epochs 0"));
+  CHECK_THAT(train_usage_error(Args{"--epochs", "-3"}), Catch::StartsWith("--epochs"));
+  CHECK_THAT(train_usage_error(Args{"--batch-size", "0"}), Catch::StartsWith("--batch-size: batch size 0"));
+  CHECK_THAT(train_usage_error(Args{"--lr", "0"}), Catch::StartsWith("--lr: "));
+  CHECK_THAT(train_usage_error(Args{"--lr-steps", "0.75,0.5"}), Catch::StartsWith("--lr-steps: lr steps out of order"));
+  CHECK_THAT(train_usage_error(Args{"--lr-steps", "0.5,abc"}), Catch::StartsWith("--lr-steps 0.5,abc: 'abc' is not a number"));
+  CHECK_THAT(train_usage_error(Args{"--lr-steps", "0.5,1.5"}), Catch::StartsWith("--lr-steps: lr step 1.5 is outside"));
+  CHECK_THAT(train_usage_error(Args{"--bn-gamma-init", "zero"}),
              Catch::StartsWith("--bn-gamma-init: unknown BN gamma initialisation 'zero' (one or uniform)"));
-  CHECK_THAT(usage_error(Args{"--split", "half"}), Catch::StartsWith("--split: unknown split 'half'"));
+  CHECK_THAT(train_usage_error(Args{"--split", "half"}), Catch::StartsWith("--split: unknown split 'half'"));
   // The svhn split is SVHN's own and needs its official files (their extra set).
-  CHECK(usage_error(Args{"--split", "svhn", "--dataset", "cifar100"}) ==
+  CHECK(train_usage_error(Args{"--split", "svhn", "--dataset", "cifar100"}) ==
         "--split svhn: SVHN's own validation split (train and extra), not CIFAR-100's: use --split paper or full, or "
         "--dataset svhn");
-  CHECK(usage_error(Args{"--split", "svhn", "--dataset", "svhn", "--synthetic", "100"}) ==
+  CHECK(train_usage_error(Args{"--split", "svhn", "--dataset", "svhn", "--synthetic", "100"}) ==
         "--split svhn: needs SVHN's official files (train and extra); --synthetic has no extra set: use --split paper "
         "or full");
-  CHECK(usage_error(Args{"--split", "svhn", "--dataset", "svhn"}) == "no error");
-  CHECK_THAT(usage_error(Args{"--precision", "fp8"}), Catch::StartsWith("--precision fp8: not supported"));
+  CHECK(train_usage_error(Args{"--split", "svhn", "--dataset", "svhn"}) == "no error");
+  CHECK_THAT(train_usage_error(Args{"--precision", "fp8"}), Catch::StartsWith("--precision fp8: not supported"));
   // Mixed precision: the CPU reference has it, the CUDA engine refuses it in one line until it does.
-  CHECK(usage_error(Args{"--precision", "bf16"}) ==
+  CHECK(train_usage_error(Args{"--precision", "bf16"}) ==
         "--precision bf16: 16-bit storage is not built in the CUDA engine yet; the CPU reference computes in it "
         "(--device cpu)");
-  CHECK(usage_error(Args{"--precision", "fp16", "--device", "cpu"}) == "no error");
-  CHECK_THAT(usage_error(Args{"--precision", "tf32", "--device", "cpu"}),
+  CHECK(train_usage_error(Args{"--precision", "fp16", "--device", "cpu"}) == "no error");
+  CHECK_THAT(train_usage_error(Args{"--precision", "tf32", "--device", "cpu"}),
              Catch::StartsWith("--precision tf32: a tensor-core mode of the GPU"));
-  CHECK_THAT(usage_error(Args{"--subset", "-1"}), Catch::StartsWith("--subset -1"));
-  CHECK_THAT(usage_error(Args{"--momentum", "1.5"}), Catch::StartsWith("--momentum"));
-  CHECK_THAT(usage_error(Args{"--device", "tpu"}), Catch::Contains("--device"));
-  CHECK_THAT(usage_error(Args{"--exec", "jit"}), Catch::Contains("--exec"));
-  CHECK_THAT(usage_error(Args{"--device", "cpu", "--exec", "graph"}),
+  CHECK_THAT(train_usage_error(Args{"--subset", "-1"}), Catch::StartsWith("--subset -1"));
+  CHECK_THAT(train_usage_error(Args{"--momentum", "1.5"}), Catch::StartsWith("--momentum"));
+  CHECK_THAT(train_usage_error(Args{"--device", "tpu"}), Catch::Contains("--device"));
+  CHECK_THAT(train_usage_error(Args{"--exec", "jit"}), Catch::Contains("--exec"));
+  CHECK_THAT(train_usage_error(Args{"--device", "cpu", "--exec", "graph"}),
              Catch::StartsWith("--exec graph: the CPU reference (--device cpu) runs eagerly only"));
-  CHECK(parse({"--exec", "graph"}).execution == sd::Execution::kGraph);  // the CUDA engine's (no GPU is needed)
-  CHECK_THAT(usage_error(Args{"--wgrad-stream", "both"}), Catch::Contains("--wgrad-stream"));  // sd_bench's only
-  CHECK(parse({"--wgrad-stream", "serial"}).wgrad_stream == sd::WgradStream::kSerial);
-  CHECK(parse({"--device", "cuda:2"}).device.canonical() == "cuda:2");  // parsed once, as the flag is read
-  CHECK_THAT(usage_error(Args{"--bogus"}), Catch::Contains("--bogus"));
-  CHECK_THAT(usage_error(Args{"--depth", "abc"}), Catch::StartsWith("CLI: "));
-  CHECK_THAT(usage_error(Args{"--nesterov", "--no-nesterov"}), Catch::Contains("excludes"));
-  CHECK(parse({"--depth", "20", "--depth", "32"}).run.model.depth == 32);  // the last value wins
+  CHECK(parse_train_options({"--exec", "graph"}).execution == sd::Execution::kGraph);  // the CUDA engine's (no GPU is needed)
+  CHECK_THAT(train_usage_error(Args{"--wgrad-stream", "both"}), Catch::Contains("--wgrad-stream"));  // sd_bench's only
+  CHECK(parse_train_options({"--wgrad-stream", "serial"}).wgrad_stream == sd::WgradStream::kSerial);
+  CHECK(parse_train_options({"--device", "cuda:2"}).device.canonical() == "cuda:2");  // parsed once, as the flag is read
+  CHECK_THAT(train_usage_error(Args{"--bogus"}), Catch::Contains("--bogus"));
+  CHECK_THAT(train_usage_error(Args{"--depth", "abc"}), Catch::StartsWith("CLI: "));
+  CHECK_THAT(train_usage_error(Args{"--nesterov", "--no-nesterov"}), Catch::Contains("excludes"));
+  CHECK(parse_train_options({"--depth", "20", "--depth", "32"}).run.model.depth == 32);  // the last value wins
 }
 
 TEST_CASE("config differences name the flag and both values", "[checkpoint]") {
@@ -225,12 +221,12 @@ TEST_CASE("every run setting config_differences reports has the flag sd_train se
 
 TEST_CASE("sd_train refuses --subset 0 and --eval-subset 0 (0 would silently mean all)", "[apps]") {
   using Args = std::vector<std::string>;
-  CHECK_THAT(usage_error(Args{"--subset", "0"}), Catch::StartsWith("--subset 0: give a positive number"));
-  CHECK_THAT(usage_error(Args{"--eval-subset", "0"}), Catch::StartsWith("--eval-subset 0: give a positive number"));
-  CHECK_THAT(usage_error(Args{"--eval-subset", "-5"}), Catch::StartsWith("--eval-subset -5"));
-  CHECK_THAT(usage_error(Args{"--log-interval", "-1"}), Catch::StartsWith("--log-interval -1"));
-  CHECK(parse({}).run.subset == 0);  // left out: all images
-  const sd::apps::TrainOptions o = parse({"--eval-subset", "500", "--log-interval", "50"});
+  CHECK_THAT(train_usage_error(Args{"--subset", "0"}), Catch::StartsWith("--subset 0: give a positive number"));
+  CHECK_THAT(train_usage_error(Args{"--eval-subset", "0"}), Catch::StartsWith("--eval-subset 0: give a positive number"));
+  CHECK_THAT(train_usage_error(Args{"--eval-subset", "-5"}), Catch::StartsWith("--eval-subset -5"));
+  CHECK_THAT(train_usage_error(Args{"--log-interval", "-1"}), Catch::StartsWith("--log-interval -1"));
+  CHECK(parse_train_options({}).run.subset == 0);  // left out: all images
+  const sd::apps::TrainOptions o = parse_train_options({"--eval-subset", "500", "--log-interval", "50"});
   CHECK(o.run.eval_subset == 500);
   CHECK(o.log_interval == 50);
   CHECK(sd::to_json(o.run).at("eval_subset") == 500);  // recorded in the config and the checkpoints
@@ -242,11 +238,11 @@ TEST_CASE("sd_train refuses --subset 0 and --eval-subset 0 (0 would silently mea
 }
 
 TEST_CASE("sd_train --eval-every-steps: a positive number of steps, recorded, 0 and negatives refused", "[apps]") {
-  CHECK(usage_error({"--eval-every-steps", "0"}) ==
+  CHECK(train_usage_error({"--eval-every-steps", "0"}) ==
         "--eval-every-steps 0: give a positive number of steps (leave it out to evaluate once per epoch)");
-  CHECK_THAT(usage_error({"--eval-every-steps", "-3"}), Catch::StartsWith("--eval-every-steps -3: give a positive number"));
-  CHECK(parse({}).run.train.eval_every_steps == 0);  // left out: at each epoch's end only
-  const sd::apps::TrainOptions o = parse({"--eval-every-steps", "200"});
+  CHECK_THAT(train_usage_error({"--eval-every-steps", "-3"}), Catch::StartsWith("--eval-every-steps -3: give a positive number"));
+  CHECK(parse_train_options({}).run.train.eval_every_steps == 0);  // left out: at each epoch's end only
+  const sd::apps::TrainOptions o = parse_train_options({"--eval-every-steps", "200"});
   CHECK(o.run.train.eval_every_steps == 200);
   CHECK(sd::to_json(o.run).at("eval_every_steps") == 200);  // recorded in the config and the checkpoints
   CHECK(sd::run_config_from_json(sd::to_json(o.run)).train.eval_every_steps == 200);
@@ -257,30 +253,30 @@ TEST_CASE("sd_train --eval-every-steps: a positive number of steps, recorded, 0 
 }
 
 TEST_CASE("sd_train refuses --synthetic 0 (0 would silently mean the data set)", "[apps]") {
-  CHECK(usage_error({"--synthetic", "0"}) ==
+  CHECK(train_usage_error({"--synthetic", "0"}) ==
         "--synthetic 0: give a positive number of images (leave --synthetic out to train on the data set)");
-  CHECK(parse({"--synthetic", "64"}).run.synthetic == 64);
+  CHECK(parse_train_options({"--synthetic", "64"}).run.synthetic == 64);
 }
 
 TEST_CASE("sd_train refuses --stop-after 0 (0 would silently mean no stop)", "[apps]") {
-  CHECK(usage_error({"--stop-after", "0"}) ==
+  CHECK(train_usage_error({"--stop-after", "0"}) ==
         "--stop-after 0: give a positive number of epochs (leave it out to train to --epochs)");
-  CHECK_THAT(usage_error({"--stop-after", "-2"}), Catch::StartsWith("--stop-after -2: give a positive number"));
-  CHECK(parse({"--stop-after", "2"}).stop_after == 2);
+  CHECK_THAT(train_usage_error({"--stop-after", "-2"}), Catch::StartsWith("--stop-after -2: give a positive number"));
+  CHECK(parse_train_options({"--stop-after", "2"}).stop_after == 2);
 }
 
 TEST_CASE("sd_train refuses --log-interval 0 (0 would silently mean no progress lines)", "[apps]") {
-  CHECK(usage_error({"--log-interval", "0"}) ==
+  CHECK(train_usage_error({"--log-interval", "0"}) ==
         "--log-interval 0: give a positive number of steps (leave it out for one line per epoch)");
-  CHECK(parse({"--log-interval", "1"}).log_interval == 1);
+  CHECK(parse_train_options({"--log-interval", "1"}).log_interval == 1);
 }
 
 TEST_CASE("sd_train refuses --seed -1 (it would wrap round to 2^64 - 1)", "[apps]") {
   for (const char* bad : {"-1", "+3", "1.5", "x", "", "18446744073709551616"})
-    CHECK(usage_error({"--seed", bad}) == std::string("--seed ") + bad + ": a whole number from 0 to 18446744073709551615");
-  CHECK(parse({"--seed", "0"}).run.train.seed == 0);
-  CHECK(parse({"--seed", "18446744073709551615"}).run.train.seed == 18446744073709551615ull);
-  CHECK(parse({}).run.train.seed == 31415);
+    CHECK(train_usage_error({"--seed", bad}) == std::string("--seed ") + bad + ": a whole number from 0 to 18446744073709551615");
+  CHECK(parse_train_options({"--seed", "0"}).run.train.seed == 0);
+  CHECK(parse_train_options({"--seed", "18446744073709551615"}).run.train.seed == 18446744073709551615ull);
+  CHECK(parse_train_options({}).run.train.seed == 31415);
 }
 
 TEST_CASE("a mistyped flag gets the likely one, and unknown arguments are named in order", "[apps]") {

@@ -17,12 +17,12 @@
 #include "apps/common/presets.h"
 #include "test_apps_util.h"
 
+using sd::test::parse_train_options;
+using sd::test::train_usage_error;
+
 namespace {
 
 using Args = std::vector<std::string>;
-
-sd::apps::TrainOptions parse(std::vector<std::string> args) { return sd::test::parse_train_options(std::move(args)); }
-std::string usage_error(std::vector<std::string> args) { return sd::test::train_usage_error(std::move(args)); }
 
 std::string write_json(const std::filesystem::path& path, const nlohmann::json& j) {
   std::ofstream(path) << j.dump(2) << "\n";
@@ -47,7 +47,7 @@ void check_common(const sd::RunConfig& r, const std::string& split = "paper") {
 
 TEST_CASE("each preset resolves to its protocol, recorded with its name in the run config", "[apps][preset]") {
   SECTION("cifar10-110: the defaults") {
-    const sd::apps::TrainOptions o = parse({"--preset", "cifar10-110"});
+    const sd::apps::TrainOptions o = parse_train_options({"--preset", "cifar10-110"});
     check_common(o.run);
     CHECK(o.run.dataset == sd::DatasetKind::kCifar10);
     CHECK(o.run.model.classes == 10);
@@ -57,7 +57,7 @@ TEST_CASE("each preset resolves to its protocol, recorded with its name in the r
     CHECK(o.run.train.lr_warmup_epochs == 0);
     CHECK(o.run.augment == sd::Augmentation::kCropFlip);
     CHECK(o.run.preset == "cifar10-110");
-    nlohmann::json defaults = sd::to_json(parse({}).run), preset = sd::to_json(o.run);
+    nlohmann::json defaults = sd::to_json(parse_train_options({}).run), preset = sd::to_json(o.run);
     CHECK(preset.at("preset") == "cifar10-110");
     CHECK(defaults.at("preset").is_null());
     preset.erase("preset");
@@ -66,7 +66,7 @@ TEST_CASE("each preset resolves to its protocol, recorded with its name in the r
     CHECK(o.out == "runs/d110-lin_decay0.5-paper-s31415");
   }
   SECTION("cifar100-110") {
-    const sd::apps::TrainOptions o = parse({"--preset", "cifar100-110"});
+    const sd::apps::TrainOptions o = parse_train_options({"--preset", "cifar100-110"});
     check_common(o.run);
     CHECK(o.run.dataset == sd::DatasetKind::kCifar100);
     CHECK(o.run.model.classes == 100);
@@ -77,7 +77,7 @@ TEST_CASE("each preset resolves to its protocol, recorded with its name in the r
     CHECK(o.out == "runs/cifar100-d110-lin_decay0.5-paper-s31415");
   }
   SECTION("svhn-152: no augmentation, lr /10 at epochs 30 and 35 of 50, the svhn split, an evaluation every 200 steps") {
-    const sd::apps::TrainOptions o = parse({"--preset", "svhn-152"});
+    const sd::apps::TrainOptions o = parse_train_options({"--preset", "svhn-152"});
     check_common(o.run, "svhn");
     CHECK(o.run.dataset == sd::DatasetKind::kSvhn);
     CHECK(o.run.model.depth == 152);
@@ -88,12 +88,12 @@ TEST_CASE("each preset resolves to its protocol, recorded with its name in the r
     CHECK(o.run.train.eval_every_steps == 200);  // the official protocol's, on validation and test
     CHECK(sd::to_json(o.run).at("eval_every_steps") == 200);
     CHECK(sd::apps::preset_note("svhn-152").empty());  // nothing of its protocol is left out any more
-    CHECK(parse({"--preset", "svhn-152", "--eval-every-steps", "100"}).run.train.eval_every_steps == 100);
+    CHECK(parse_train_options({"--preset", "svhn-152", "--eval-every-steps", "100"}).run.train.eval_every_steps == 100);
     CHECK(sd::apps::preset_note("cifar10-110").empty());
     CHECK(sd::apps::preset_note("").empty());
   }
   SECTION("cifar10-1202: ten warm-up epochs at 0.01, then 0.1, /10 at 150 and 225 of 300") {
-    const sd::apps::TrainOptions o = parse({"--preset", "cifar10-1202"});
+    const sd::apps::TrainOptions o = parse_train_options({"--preset", "cifar10-1202"});
     check_common(o.run);
     CHECK(o.run.model.depth == 1202);
     CHECK(o.run.train.epochs == 300);
@@ -115,7 +115,7 @@ TEST_CASE("each preset resolves to its protocol, recorded with its name in the r
 
 TEST_CASE("flags given beside a preset override it, wherever they stand", "[apps][preset]") {
   const sd::apps::TrainOptions o =
-      parse({"--depth", "20", "--preset", "cifar100-110", "--death-rate", "0", "--epochs", "3", "--device", "cpu"});
+      parse_train_options({"--depth", "20", "--preset", "cifar100-110", "--death-rate", "0", "--epochs", "3", "--device", "cpu"});
   CHECK(o.run.model.depth == 20);
   CHECK(o.run.model.death_rate == 0);  // the constant-depth baseline of the protocol
   CHECK(o.run.train.epochs == 3);
@@ -125,11 +125,11 @@ TEST_CASE("flags given beside a preset override it, wherever they stand", "[apps
   CHECK_FALSE(o.layered.count("depth"));
   CHECK(o.layer_source == "--preset cifar100-110");
   const sd::apps::TrainOptions s =
-      parse({"--preset", "svhn-152", "--augment", "crop-flip", "--dataset", "cifar10", "--split", "paper"});
+      parse_train_options({"--preset", "svhn-152", "--augment", "crop-flip", "--dataset", "cifar10", "--split", "paper"});
   CHECK(s.run.augment == sd::Augmentation::kCropFlip);
   CHECK(s.run.split == "paper");
   // The preset's svhn split does not fit another data set: said in one line, not silently replaced.
-  CHECK_THAT(usage_error({"--preset", "svhn-152", "--dataset", "cifar10"}),
+  CHECK_THAT(train_usage_error({"--preset", "svhn-152", "--dataset", "cifar10"}),
              Catch::Contains("--split svhn: SVHN's own validation split (train and extra), not CIFAR-10's"));
   CHECK(s.run.dataset == sd::DatasetKind::kCifar10);
   CHECK(s.run.model.classes == 10);
@@ -137,7 +137,7 @@ TEST_CASE("flags given beside a preset override it, wherever they stand", "[apps
 }
 
 TEST_CASE("an unknown preset is one line listing the presets, and --help lists them", "[apps][preset]") {
-  CHECK(usage_error({"--preset", "cifar10-56"}) ==
+  CHECK(train_usage_error({"--preset", "cifar10-56"}) ==
         "--preset cifar10-56: no such preset (cifar10-110, cifar100-110, svhn-152, cifar10-1202)");
   CLI::App app;
   sd::apps::TrainOptions o;
@@ -146,16 +146,16 @@ TEST_CASE("an unknown preset is one line listing the presets, and --help lists t
   for (const sd::apps::Preset& p : sd::apps::presets()) CHECK_THAT(help, Catch::Contains(p.name + ": "));
   CHECK_THAT(help, Catch::Contains("--config") && Catch::Contains("--augment") && Catch::Contains("--lr-warmup-epochs"));
   // A preset whose values would not run is named with the preset that gave them.
-  CHECK(usage_error({"--preset", "cifar10-1202", "--epochs", "10"}) ==
+  CHECK(train_usage_error({"--preset", "cifar10-1202", "--epochs", "10"}) ==
         "--preset cifar10-1202: --lr-warmup-epochs: warm-up epochs 10: the warm-up must be shorter than the run (10 "
         "epochs)");
-  CHECK_THAT(usage_error({"--preset", "cifar10-110", "--config", "x.json"}), Catch::StartsWith("CLI: ") &&
+  CHECK_THAT(train_usage_error({"--preset", "cifar10-110", "--config", "x.json"}), Catch::StartsWith("CLI: ") &&
                                                                                  Catch::Contains("excludes"));
 }
 
 TEST_CASE("sd_train --augment and the warm-up flags: read, recorded, and bad values named", "[apps][augment]") {
-  CHECK(parse({}).run.augment == sd::Augmentation::kCropFlip);
-  const sd::apps::TrainOptions o = parse({"--augment", "none", "--lr-warmup-epochs", "5", "--lr-warmup", "0.02"});
+  CHECK(parse_train_options({}).run.augment == sd::Augmentation::kCropFlip);
+  const sd::apps::TrainOptions o = parse_train_options({"--augment", "none", "--lr-warmup-epochs", "5", "--lr-warmup", "0.02"});
   CHECK(o.run.augment == sd::Augmentation::kNone);
   CHECK(o.run.train.lr_warmup_epochs == 5);
   CHECK(o.run.train.lr_warmup == 0.02);
@@ -169,28 +169,28 @@ TEST_CASE("sd_train --augment and the warm-up flags: read, recorded, and bad val
   CHECK(before.train.lr_warmup_epochs == 0);
   CHECK(before.preset.empty());
 
-  CHECK(usage_error({"--augment", "flip"}) == "--augment: 'flip' is not an augmentation (crop-flip or none)");
-  CHECK(usage_error({"--epochs", "4", "--lr-warmup-epochs", "4"}) ==
+  CHECK(train_usage_error({"--augment", "flip"}) == "--augment: 'flip' is not an augmentation (crop-flip or none)");
+  CHECK(train_usage_error({"--epochs", "4", "--lr-warmup-epochs", "4"}) ==
         "--lr-warmup-epochs: warm-up epochs 4: the warm-up must be shorter than the run (4 epochs)");
-  CHECK_THAT(usage_error({"--lr-warmup-epochs", "-1"}), Catch::StartsWith("--lr-warmup-epochs: warm-up epochs -1"));
-  CHECK_THAT(usage_error({"--lr-warmup-epochs", "2", "--lr-warmup", "0"}), Catch::StartsWith("--lr-warmup: warm-up lr 0"));
-  CHECK(usage_error({"--lr-warmup", "0.02"}) == "--lr-warmup 0.02: give --lr-warmup-epochs too (no warm-up without it)");
+  CHECK_THAT(train_usage_error({"--lr-warmup-epochs", "-1"}), Catch::StartsWith("--lr-warmup-epochs: warm-up epochs -1"));
+  CHECK_THAT(train_usage_error({"--lr-warmup-epochs", "2", "--lr-warmup", "0"}), Catch::StartsWith("--lr-warmup: warm-up lr 0"));
+  CHECK(train_usage_error({"--lr-warmup", "0.02"}) == "--lr-warmup 0.02: give --lr-warmup-epochs too (no warm-up without it)");
 }
 
 TEST_CASE("sd_train --config reads a run's config.json: the same settings, flags beside it override", "[apps][config]") {
   const sd::test::TempDir tmp;
   // What sd_train writes in a run folder: the settings and the invocation (where it ran, ignored).
-  sd::apps::TrainOptions first = parse({"--preset", "cifar10-1202", "--depth", "20", "--seed", "7", "--augment", "none"});
+  sd::apps::TrainOptions first = parse_train_options({"--preset", "cifar10-1202", "--depth", "20", "--seed", "7", "--augment", "none"});
   nlohmann::json file = sd::to_json(first.run);
   file["invocation"] = {{"program", "sd_train"}, {"device", "cuda"}};
   const std::string path = write_json(tmp.path() / "config.json", file);
 
-  const sd::apps::TrainOptions again = parse({"--config", path});
+  const sd::apps::TrainOptions again = parse_train_options({"--config", path});
   CHECK(sd::to_json(again.run) == sd::to_json(first.run));  // every setting, the preset's name included
   CHECK(again.out == first.out);
   CHECK(again.layer_source == "--config " + path);
 
-  const sd::apps::TrainOptions more = parse({"--config", path, "--epochs", "400", "--seed", "8"});
+  const sd::apps::TrainOptions more = parse_train_options({"--config", path, "--epochs", "400", "--seed", "8"});
   CHECK(more.run.train.epochs == 400);
   CHECK(more.run.train.seed == 8);
   CHECK(more.run.model.depth == 20);
@@ -198,7 +198,7 @@ TEST_CASE("sd_train --config reads a run's config.json: the same settings, flags
 
   // Any subset of the keys: the rest are the defaults; a data set without its classes brings its own.
   const sd::apps::TrainOptions part =
-      parse({"--config", write_json(tmp.path() / "part.json", {{"dataset", "cifar100"}, {"depth", 56}})});
+      parse_train_options({"--config", write_json(tmp.path() / "part.json", {{"dataset", "cifar100"}, {"depth", 56}})});
   CHECK(part.run.model.classes == 100);
   CHECK(part.run.model.depth == 56);
   CHECK(part.run.train.epochs == 500);
@@ -210,7 +210,7 @@ TEST_CASE("sd_train --config refuses, in one line naming the file, what is not a
   const auto bad = [&](const std::string& name, const std::string& text) {
     const std::string path = (tmp.path() / name).string();
     std::ofstream(path) << text;
-    return std::pair(path, usage_error({"--config", path}));
+    return std::pair(path, train_usage_error({"--config", path}));
   };
   {
     const auto [path, e] = bad("unknown.json", R"({"depth": 20, "learning_rate": 0.1})");
@@ -245,7 +245,7 @@ TEST_CASE("sd_train --config refuses, in one line naming the file, what is not a
     const auto [path, e] = bad("text.json", "depth = 20");
     CHECK_THAT(e, Catch::StartsWith("--config " + path + ": not JSON"));
   }
-  CHECK_THAT(usage_error({"--config", (tmp.path() / "absent.json").string()}), Catch::EndsWith("absent.json: cannot read the file"));
+  CHECK_THAT(train_usage_error({"--config", (tmp.path() / "absent.json").string()}), Catch::EndsWith("absent.json: cannot read the file"));
   // A flag that fixes what the file got wrong: the run is the flag's.
-  CHECK(parse({"--config", (tmp.path() / "depth.json").string(), "--depth", "20"}).run.model.depth == 20);
+  CHECK(parse_train_options({"--config", (tmp.path() / "depth.json").string(), "--depth", "20"}).run.model.depth == 20);
 }

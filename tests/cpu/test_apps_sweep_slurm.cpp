@@ -36,11 +36,12 @@ using sd::test::read_file;
 using sd::test::run_app;
 using sd::test::RunResult;
 
+using sd::test::contains;
+
 namespace {
 
 const std::string kData = "--synthetic 256 --subset 64 --batch-size 32";
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // The tensors of a checkpoint: its data, after the header (whose metadata holds wall-clock times).
 std::string tensor_bytes(const fs::path& file) {

@@ -28,6 +28,7 @@ extern char** environ;
 namespace {
 
 namespace fs = std::filesystem;
+using sd::test::check_cmp;
 using sd::test::q;
 using sd::test::read_file;
 using sd::test::run_app;
@@ -68,11 +69,6 @@ std::vector<nlohmann::json> metrics_of(const fs::path& run) {
 }
 
 // The same bytes, as `cmp` says: what a user checks to see that a resumed run is the straight one.
-void check_cmp(const fs::path& a, const fs::path& b) {
-  const RunResult r = sd::test::run_command("cmp " + q(a) + " " + q(b) + " 2>&1");
-  INFO(r.output);
-  CHECK(r.exit_code == 0);
-}
 
 }  // namespace
 

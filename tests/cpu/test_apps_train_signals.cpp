@@ -24,12 +24,13 @@ using sd::test::read_file;
 using sd::test::run_app;
 using sd::test::RunResult;
 
+using sd::test::contains;
+
 namespace {
 
 // Long enough that the signal comes well before the end; short, since the resumed run trains the rest.
 const std::string kLong = sd::test::kTiny + " --epochs 8";
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 void check_resumes_to_the_end(const fs::path& out) {
   const RunResult resumed = run_app("sd_train", kLong + " --out " + q(out) + " --resume");

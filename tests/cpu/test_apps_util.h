@@ -4,6 +4,7 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -16,7 +17,9 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 extern char** environ;
@@ -42,6 +45,12 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+inline bool has(const std::vector<std::string>& list, const std::string& item) {
+  return std::find(list.begin(), list.end(), item) != list.end();
+}
 
 inline std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -148,6 +157,13 @@ inline const std::filesystem::path& reference_run() {
 inline std::filesystem::path copy_run(const std::filesystem::path& from, const std::filesystem::path& to) {
   std::filesystem::copy(from, to, std::filesystem::copy_options::recursive);
   return to;
+}
+
+// Two files the same byte for byte (cmp's report on failure).
+inline void check_cmp(const std::filesystem::path& a, const std::filesystem::path& b) {
+  const RunResult r = run_command("cmp " + q(a) + " " + q(b) + " 2>&1");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
 }
 
 }  // namespace sd::test

@@ -2,39 +2,20 @@
 // round trip, and one clear error line, naming the file, for each way the data can be broken.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
-#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "engine/data/cifar10.h"
 #include "engine/data/synthetic_data.h"
+#include "tests/cpu/test_apps_util.h"
 
 using namespace sd;
 namespace fs = std::filesystem;
 using Catch::Contains;
+using sd::test::TempDir;
 
 namespace {
-
-// A fresh directory under the system's temporary directory, removed with everything in it.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("sdnet-cifar10-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-bool same(const ImageSet& a, const ImageSet& b) { return a.labels == b.labels && a.pixels == b.pixels; }
 
 ImageSet concat(const ImageSet& a, const ImageSet& b) {
   ImageSet c = a;
@@ -71,12 +52,12 @@ void append_bytes(const fs::path& file, size_t n) {
 TEST_CASE("CIFAR-10 records round-trip through write and read", "[data][cifar10]") {
   TempDir tmp;
   const ImageSet images = synthetic_images(7, 99);
-  const fs::path file = tmp.path / "some.bin";
+  const fs::path file = tmp.path() / "some.bin";
   write_cifar10_file(file, images);
   CHECK(fs::file_size(file) == 7 * kCifar10RecordBytes);
   const ImageSet back = read_cifar10_file(file, 7);
   CHECK(back.size() == 7);
-  CHECK(same(back, images));
+  CHECK(back == images);
 
   // The record layout itself: label byte, then the R, G and B planes.
   std::ifstream in(file, std::ios::binary);
@@ -87,15 +68,15 @@ TEST_CASE("CIFAR-10 records round-trip through write and read", "[data][cifar10]
 
 TEST_CASE("load_cifar10 joins data_batch_1..5 in order and reads test_batch", "[data][cifar10]") {
   TempDir tmp;
-  const fs::path dir = tmp.path / "cifar-10-batches-bin";
+  const fs::path dir = tmp.path() / "cifar-10-batches-bin";
   const Dataset written = write_dataset(dir, 4);
   const Dataset loaded = load_cifar10(dir, 4);
   CHECK(loaded.train.size() == 20);
   CHECK(loaded.test.size() == 4);
-  CHECK(same(loaded.train, written.train));
-  CHECK(same(loaded.test, written.test));
+  CHECK(loaded.train == written.train);
+  CHECK(loaded.test == written.test);
   // The folder above works too, as fetch-cifar10 DEST lays it out.
-  CHECK(same(load_cifar10(tmp.path, 4).train, written.train));
+  CHECK(load_cifar10(tmp.path(), 4).train == written.train);
   // The official record count is the default: these small files are refused, not half-loaded.
   CHECK_THROWS_WITH(load_cifar10(dir),
                     Contains("data_batch_1.bin: 12292 bytes, expected 30730000 (10000 records of 3073 bytes): truncated?"));
@@ -103,10 +84,10 @@ TEST_CASE("load_cifar10 joins data_batch_1..5 in order and reads test_batch", "[
 
 TEST_CASE("CIFAR-10 errors: missing directory and missing file", "[data][cifar10]") {
   TempDir tmp;
-  CHECK_THROWS_WITH(load_cifar10(tmp.path / "nowhere", 4),
-                    Contains((tmp.path / "nowhere").string() + ": no such directory") &&
+  CHECK_THROWS_WITH(load_cifar10(tmp.path() / "nowhere", 4),
+                    Contains((tmp.path() / "nowhere").string() + ": no such directory") &&
                         Contains("scripts/fetch-cifar10"));
-  const fs::path dir = tmp.path / "cifar-10-batches-bin";
+  const fs::path dir = tmp.path() / "cifar-10-batches-bin";
   write_dataset(dir, 4);
   fs::remove(dir / "data_batch_3.bin");
   CHECK_THROWS_WITH(load_cifar10(dir, 4), Contains((dir / "data_batch_3.bin").string() + ": no such file"));
@@ -114,13 +95,13 @@ TEST_CASE("CIFAR-10 errors: missing directory and missing file", "[data][cifar10
   CHECK_THROWS_WITH(read_cifar10_file(dir / "test_batch.bin", 4), Contains("test_batch.bin: no such file"));
   fs::create_directory(dir / "data_batch_3.bin");
   CHECK_THROWS_WITH(read_cifar10_file(dir / "data_batch_3.bin", 4), Contains("data_batch_3.bin: not a regular file"));
-  std::ofstream(tmp.path / "a_file");
-  CHECK_THROWS_WITH(load_cifar10(tmp.path / "a_file", 4), Contains("a_file: not a directory"));
+  std::ofstream(tmp.path() / "a_file");
+  CHECK_THROWS_WITH(load_cifar10(tmp.path() / "a_file", 4), Contains("a_file: not a directory"));
 }
 
 TEST_CASE("CIFAR-10 errors: truncated, over-long and empty files", "[data][cifar10]") {
   TempDir tmp;
-  const fs::path dir = tmp.path / "cifar-10-batches-bin";
+  const fs::path dir = tmp.path() / "cifar-10-batches-bin";
   write_dataset(dir, 4);
   const fs::path file = dir / "data_batch_3.bin";
 
@@ -149,7 +130,7 @@ TEST_CASE("CIFAR-10 errors: a label above 9 names its record", "[data][cifar10]"
   TempDir tmp;
   ImageSet images = synthetic_images(5, 3);
   images.labels[3] = 10;
-  const fs::path file = tmp.path / "test_batch.bin";
+  const fs::path file = tmp.path() / "test_batch.bin";
   write_cifar10_file(file, images);
   CHECK_THROWS_WITH(read_cifar10_file(file, 5),
                     file.string() + ": record 3 (0-based) of 5 has label 10, outside 0..9");
@@ -162,8 +143,8 @@ TEST_CASE("write_cifar10_file refuses inconsistent images and unwritable paths",
   TempDir tmp;
   ImageSet images = synthetic_images(2, 3);
   images.pixels.pop_back();
-  CHECK_THROWS_WITH(write_cifar10_file(tmp.path / "x.bin", images), Contains("x.bin: cannot write 2 labels"));
-  CHECK_THROWS_WITH(write_cifar10_file(tmp.path / "no" / "x.bin", synthetic_images(1, 3)),
+  CHECK_THROWS_WITH(write_cifar10_file(tmp.path() / "x.bin", images), Contains("x.bin: cannot write 2 labels"));
+  CHECK_THROWS_WITH(write_cifar10_file(tmp.path() / "no" / "x.bin", synthetic_images(1, 3)),
                     Contains("x.bin: cannot create"));
 }
 

@@ -36,8 +36,6 @@ void write_records(const fs::path& path, const ImageSet& images) {
   }
 }
 
-bool same(const ImageSet& a, const ImageSet& b) { return a.labels == b.labels && a.pixels == b.pixels; }
-
 }  // namespace
 
 TEST_CASE("CIFAR-100 records read back with the fine label as the class", "[data][cifar100]") {
@@ -45,7 +43,7 @@ TEST_CASE("CIFAR-100 records read back with the fine label as the class", "[data
   const ImageSet images = hundred_class_images(9, 4);
   write_records(tmp.path() / "x.bin", images);
   CHECK(fs::file_size(tmp.path() / "x.bin") == 9 * kCifar100RecordBytes);
-  CHECK(same(read_cifar100_file(tmp.path() / "x.bin", 9), images));
+  CHECK(read_cifar100_file(tmp.path() / "x.bin", 9) == images);
 }
 
 TEST_CASE("load_cifar100 reads train.bin and test.bin, and the class names when present", "[data][cifar100]") {
@@ -59,8 +57,8 @@ TEST_CASE("load_cifar100 reads train.bin and test.bin, and the class names when 
     const Dataset data = load_cifar100(where, 30, 8);
     CHECK(data.kind == DatasetKind::kCifar100);
     CHECK(data.classes() == 100);
-    CHECK(same(data.train, train));
-    CHECK(same(data.test, test));
+    CHECK(data.train == train);
+    CHECK(data.test == test);
     REQUIRE(data.class_names.size() == 100);
     CHECK(data.class_names[42] == "42");  // no fine_label_names.txt: the indices
   }

@@ -22,13 +22,11 @@
 namespace fs = std::filesystem;
 using sd::apps::SlurmSubmission;
 
+using sd::test::contains;
+using sd::test::has;
+
 namespace {
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-bool has(const std::vector<std::string>& words, const std::string& word) {
-  return std::find(words.begin(), words.end(), word) != words.end();
-}
 
 SlurmSubmission submission(const fs::path& sweep, const fs::path& program) {
   SlurmSubmission s;

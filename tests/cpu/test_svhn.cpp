@@ -23,8 +23,6 @@ void write_svhn(const fs::path& path, const ImageSet& images, bool compressed = 
   write_bytes(path, mat5_bytes({svhn_x(images), svhn_y(images)}, compressed));
 }
 
-bool same(const ImageSet& a, const ImageSet& b) { return a.labels == b.labels && a.pixels == b.pixels; }
-
 }  // namespace
 
 TEST_CASE("SVHN files, compressed or not, read back in planes of rows with the digit as label", "[data][svhn]") {
@@ -33,7 +31,7 @@ TEST_CASE("SVHN files, compressed or not, read back in planes of rows with the d
   for (const bool compressed : {true, false}) {
     const fs::path file = tmp.path() / (compressed ? "z.mat" : "plain.mat");
     write_svhn(file, images, compressed);
-    CHECK(same(read_svhn_file(file), images));
+    CHECK(read_svhn_file(file) == images);
   }
   // The column-major placement itself: byte r + 32c + 1024k + 3072n of X is pixel (r, c) of plane k of image n.
   ImageSet one;
@@ -58,7 +56,7 @@ TEST_CASE("SVHN labels stored as doubles, as MATLAB's default class, read the sa
     y.data.insert(y.data.end(), p, p + sizeof v);
   }
   write_bytes(tmp.path() / "d.mat", mat5_bytes({svhn_x(images), y}));
-  CHECK(same(read_svhn_file(tmp.path() / "d.mat"), images));
+  CHECK(read_svhn_file(tmp.path() / "d.mat") == images);
 }
 
 TEST_CASE("SVHN errors: missing, truncated, corrupt and non-MAT files", "[data][svhn]") {
@@ -130,9 +128,9 @@ TEST_CASE("load_svhn reads train, extra and test from the folder or the one abov
     const Dataset data = load_svhn(where);
     CHECK(data.kind == DatasetKind::kSvhn);
     CHECK(data.classes() == 10);
-    CHECK(same(data.train, train));
-    CHECK(same(data.extra, extra));
-    CHECK(same(data.test, test));
+    CHECK(data.train == train);
+    CHECK(data.extra == extra);
+    CHECK(data.test == test);
     CHECK(data.class_names.front() == "0");
   }
   fs::remove(dir / "extra_32x32.mat");

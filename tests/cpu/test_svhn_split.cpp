@@ -39,7 +39,7 @@ ImageSet tagged_svhn(int file, size_t n) {
 
 using Tag = std::pair<int, int>;  // (file, index in the file)
 
-std::vector<Tag> tags(const ImageSet& set) {
+std::vector<Tag> file_index_tags(const ImageSet& set) {
   std::vector<Tag> t;
   for (size_t i = 0; i < set.size(); ++i) {
     const uint8_t* p = set.image(i);
@@ -70,7 +70,7 @@ std::set<Tag> expected_held_out(const ImageSet& images, int file, uint64_t seed,
 
 std::vector<size_t> class_counts(const ImageSet& set, int file) {
   std::vector<size_t> counts(10, 0);
-  const std::vector<Tag> t = tags(set);
+  const std::vector<Tag> t = file_index_tags(set);
   for (size_t i = 0; i < set.size(); ++i)
     if (t[i].first == file) ++counts[set.labels[i]];
   return counts;
@@ -105,7 +105,7 @@ TEST_CASE("svhn split of files in SVHN's format: per class the first of each shu
   // Exactly the first of each class in each file's seeded shuffle validate (train's shuffle is the paper split's).
   std::set<Tag> expected = expected_held_out(data.train, 0, 11, 0, 4);
   expected.merge(expected_held_out(data.extra, 1, 11, 1, 2));
-  const std::vector<Tag> validation = tags(split.validation), train = tags(split.train);
+  const std::vector<Tag> validation = file_index_tags(split.validation), train = file_index_tags(split.train);
   CHECK(std::set<Tag>(validation.begin(), validation.end()) == expected);
 
   // Disjoint and complete: every image of train and extra exactly once, in one of the two sets.
@@ -121,7 +121,7 @@ TEST_CASE("svhn split of files in SVHN's format: per class the first of each shu
   for (size_t i = 0; i < split.train.size(); ++i)
     CHECK(split.train.labels[i] == (train[i].first == 0 ? data.train : data.extra).labels[size_t(train[i].second)]);
 
-  CHECK(tags(split.test) == tags(data.test));  // the test file, whole and in order
+  CHECK(file_index_tags(split.test) == file_index_tags(data.test));  // the test file, whole and in order
   const Normalization norm = compute_normalization(split.train);  // from the training part only
   CHECK(split.normalization.mean == norm.mean);
   CHECK(split.normalization.std == norm.std);
@@ -131,10 +131,10 @@ TEST_CASE("svhn split is a pure function of the seed", "[data][split][svhn]") {
   const Dataset data = svhn_data(120, 80, 10);
   const SvhnHoldOut hold{3, 2};
   const DataSplit a = make_svhn_split(data, 5, 0, hold), again = make_svhn_split(data, 5, 0, hold);
-  CHECK(tags(a.train) == tags(again.train));
-  CHECK(tags(a.validation) == tags(again.validation));
+  CHECK(file_index_tags(a.train) == file_index_tags(again.train));
+  CHECK(file_index_tags(a.validation) == file_index_tags(again.validation));
   const DataSplit other = make_svhn_split(data, 6, 0, hold);
-  CHECK(tags(other.validation) != tags(a.validation));
+  CHECK(file_index_tags(other.validation) != file_index_tags(a.validation));
   CHECK(class_counts(other.validation, 0) == class_counts(a.validation, 0));  // another draw, the same counts
 }
 
@@ -156,8 +156,8 @@ TEST_CASE("svhn split at the official counts: 400 of train and 200 of extra per 
   // --subset keeps the first N of the training order: train's part first.
   const DataSplit small = make_split(data, SplitKind::kSvhn, 31415, 50);
   CHECK(small.train.size() == 50);
-  CHECK(tags(small.validation) == tags(split.validation));
-  const std::vector<Tag> whole = tags(split.train), first = tags(small.train);
+  CHECK(file_index_tags(small.validation) == file_index_tags(split.validation));
+  const std::vector<Tag> whole = file_index_tags(split.train), first = file_index_tags(small.train);
   CHECK(std::equal(first.begin(), first.end(), whole.begin()));
   CHECK_THROWS_WITH(make_split(data, SplitKind::kSvhn, 31415, 201), Contains("201") && Contains("trains on 200"));
 }

@@ -27,6 +27,7 @@
 
 using namespace sd;
 using namespace sd::apps;
+using sd::test::has;
 
 namespace {
 
@@ -242,9 +243,6 @@ RunConfig preset_config(const std::string& name) {
   const RunConfig defaults;  // named: GCC 12 warns falsely (-Wmaybe-uninitialized) on a temporary's vector
   return layer_run_config(preset_layer(name), defaults, {}, layered);
 }
-bool has(const std::vector<std::string>& list, const std::string& item) {
-  return std::find(list.begin(), list.end(), item) != list.end();
-}
 }  // namespace
 
 TEST_CASE("reproduction report: a run is held to its own preset's protocol", "[sweep]") {
@@ -361,7 +359,7 @@ TEST_CASE("reproduction report: the data set's title and the paper's number besi
 
 TEST_CASE("reproduction report: the best run's checkpoint is named from the report's own folder", "[sweep]") {
   ReportInputs in;
-  RunResult run;
+  apps::RunResult run;  // (the sweep's, not the test helpers' sd::test::RunResult)
   run.dir = "runs/d110-lin_decay0.5-s1";
   run.complete = true;
   run.best_validation_error = 0.05;
