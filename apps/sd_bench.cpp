@@ -4,7 +4,10 @@
 // Prints a table and writes JSON. Synthetic images by default (same shapes as CIFAR-10; --dataset
 // sizes the classifier). --phases adds each phase's device time and launches per step (eager, CUDA
 // events). --wgrad-stream both times the stochastic-depth mode a third time with the weight gradients
-// serial, beside the parallel branch. --plan-only prints the GPU engine's device memory plan instead, no device needed.
+// serial, beside the parallel branch. --matrix times the stochastic-depth mode for every combination
+// of execution × precision × layout × batch-norm variant × weight-gradient stream in one process
+// (apps/common/bench_matrix.h). --plan-only prints the GPU engine's device memory plan instead, no
+// device needed.
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -17,6 +20,8 @@
 #include <fmt/format.h>
 
 #include "apps/common/app_main.h"
+#include "apps/common/bench_matrix.h"
+#include "apps/common/bench_timing.h"
 #include "apps/common/device.h"
 #include "apps/common/options.h"
 #include "apps/common/run_data.h"
@@ -37,57 +42,45 @@ namespace fs = std::filesystem;
 namespace sd::apps {
 namespace {
 
-constexpr double kEpochImages = 45000;  // the paper split's training set
-
-struct BenchOptions {
-  RunConfig run;
+struct BenchOptions : BenchTiming {
   std::string data_dir, out;
-  DeviceChoice device;
-  Execution execution = Execution::kEager;
-  std::string wgrad = "parallel";  // --wgrad-stream serial|parallel|both
-  int steps = 352, rounds = 5, warmup = 20;
-  bool verbose = false;
+  std::string wgrad_text = "parallel";  // --wgrad-stream serial|parallel|both
   bool plan_only = false;
-  bool phases = false;  // --phases: after the rounds, steps measured phase by phase
+  bool matrix = false;  // --matrix: every combination of the axes below, one row each
+  // --precisions, --layouts, --execs, --bn-variants, --wgrad-streams: "all" or a comma list
+  std::vector<std::string> axis_texts = std::vector<std::string>(5, "all");
 };
 
-// A phase's mean per measured step (Backend::train_step_by_phase).
-struct PhaseRow {
-  std::string name;
-  double milliseconds_per_step = 0;
-  double launches_per_step = 0;
-};
-// Steps measured by phase: enough for a stable mean, few enough that the events' waits stay short.
-constexpr int kPhaseSteps = 20;
-
-struct ModeResult {
-  std::string mode;
-  double death_rate = 0;
-  double expected_active_blocks = 0;  // Σ p_l
-  std::vector<double> round_seconds;
-  double step_seconds = 0;  // median round / steps
-  double epoch_seconds = 0;
-  double images_per_second = 0;
-  double conv_flops_per_step = 0;  // of the timed steps' gates (models/network/step_cost.h)
-  double conv_tflops = 0;          // achieved: conv_flops_per_step / step_seconds
-  double planning_seconds = 0;     // choosing the convolution algorithms when the model was built
-  std::optional<double> kernels_per_step;     // launches the engine counts (devices only)
-  std::optional<double> device_memory_bytes;  // in use on the device after the rounds (devices only)
-  std::string graph_coverage;  // graph execution: batch sizes run as graphs, and any eager fallback
-  std::vector<PhaseRow> phases;  // --phases on a device: per phase, in the engine's order
-  int phase_steps = 0;
-  int graph_batch = 0;                      // graph execution: the batch size of the graph counted
-  std::vector<GraphNodeCount> graph_nodes;  // its nodes by part and type
-};
-
-struct Spread {
-  double min = 0, median = 0, max = 0;
-};
-
-Spread spread_of(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return {values.front(), n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]), values.back()};
+// --matrix: one row per combination, printed as it is done; the JSON rewritten after every row, so a
+// run stopped by a time limit keeps what it measured. Exit status 1 if a row failed (refused rows
+// are the device's answer, not a failure).
+int run_matrix_mode(const BenchOptions& o, const MatrixAxes& axes, const DataSplit& data, const fs::path& out,
+                    nlohmann::json result) {
+  const size_t combinations = axes.precisions.size() * axes.layouts.size() * axes.execs.size() *
+                              axes.bn_variants.size() * axes.wgrad_streams.size();
+  std::cout << fmt::format("{} (the stochastic-depth mode each, one model per combination, the convolution plans "
+                           "reused where the shapes and precision are the same)\n\n{}\n",
+                           plural(int(combinations), "combination"), matrix_header())
+            << std::flush;
+  std::vector<MatrixRow> done;
+  const std::vector<MatrixRow> rows = run_matrix(o, axes, data, [&](const MatrixRow& row) {
+    std::cout << matrix_line(row, nullptr) << std::endl;
+    done.push_back(row);
+    result["matrix"] = matrix_json(axes, done);
+    write_file_atomically(out, result.dump(2) + "\n");
+  });
+  const MatrixRow* fastest = fastest_row(rows);
+  int refused = 0, failed = 0;
+  for (const MatrixRow& r : rows) refused += !r.refused.empty(), failed += !r.failed.empty();
+  std::cout << "\n" << matrix_header() << "\n";
+  for (const MatrixRow& r : rows) std::cout << matrix_line(r, fastest) << "\n";
+  std::cout << fmt::format("\nfastest: {}; {} measured, {} refused, {} failed\n",
+                           fastest ? fmt::format("{} ({:.2f} ms/step, {:.2f} s/epoch)", fastest->name(),
+                                                 1e3 * fastest->result->step_seconds, fastest->result->epoch_seconds)
+                                   : std::string("none measured"),
+                           rows.size() - size_t(refused + failed), refused, failed)
+            << "wrote " << out.string() << std::endl;
+  return failed ? kExitFailure : kExitOk;
 }
 
 // The speed-up of each round: round k of full depth over round k of stochastic depth. How far these
@@ -97,107 +90,6 @@ Spread round_ratios(const ModeResult& sd, const ModeResult& full) {
   for (size_t k = 0; k < sd.round_seconds.size() && k < full.round_seconds.size(); ++k)
     ratios.push_back(full.round_seconds[k] / sd.round_seconds[k]);
   return spread_of(ratios);
-}
-
-// The step indices of the timed sequence: the first epoch's order, batch after batch, wrapping, so
-// every step has a full batch.
-void batch_at(const std::vector<int32_t>& order, int step, std::span<int32_t> idx) {
-  for (size_t i = 0; i < idx.size(); ++i) idx[i] = order[(size_t(step) * idx.size() + i) % order.size()];
-}
-
-// `describe`: print the backend's description (on the GPU every convolution shape's chosen
-// algorithm, math type and measured time per direction) even without --verbose.
-ModeResult time_mode(const BenchOptions& o, double death_rate, const DataSplit& data, bool describe, WgradStream wgrad) {
-  using Clock = std::chrono::steady_clock;
-  RunConfig run = o.run;
-  run.model.death_rate = death_rate;
-  BackendOptions options = backend_options(run, o.execution);
-  options.wgrad_stream = wgrad;
-  options.planned_images = {int64_t(data.train.size()), 0, 0};  // the GPU's memory plan counts them
-  std::unique_ptr<Backend> backend = make_backend(o.device, options, run.train.batch_size);
-  // (The CPU reference's description is its name alone: nothing to add to the banner.)
-  report_backend("sd_bench", *backend, o.verbose || (describe && backend->describe() != backend->device_name()));
-  backend->set_normalization(data.normalization);
-  backend->set_images(ImageSetRole::kTrain, data.train);
-  const ResNetSpec spec = make_resnet_spec(run.model);
-  const GateSampler gates(run.train.seed, spec.survival);
-  const std::vector<int32_t> order = epoch_order(run.train.seed, 0, data.train.size());
-  const int batch = run.train.batch_size;
-  backend->plan_epoch(order, 0);  // as the trainer does: graph steps then read their batch on the device
-
-  // Both modes see the same batches and, for the same step, gates drawn from the same counters.
-  int step = 0;
-  // As in the trainer, the host allocates nothing per step.
-  std::vector<int32_t> idx(static_cast<size_t>(batch));
-  std::vector<uint8_t> g(spec.survival.size());
-  auto one_step = [&] {
-    batch_at(order, step, idx);
-    gates.draw_step(uint64_t(step), g);
-    backend->train_step(StepInput{idx, 0, uint64_t(step), g, float(run.train.learning_rate)});
-    ++step;
-  };
-  for (int i = 0; i < o.warmup; ++i) one_step();
-  backend->take_train_totals();  // waits for the device: the rounds start from an idle queue
-
-  ModeResult r;
-  r.mode = death_rate > 0 ? "stochastic depth" : "full depth";
-  r.death_rate = death_rate;
-  r.expected_active_blocks = gates.expected_active_blocks();
-  r.planning_seconds = backend->planning_seconds();  // the second model reuses the first one's plans
-  const std::optional<DeviceUsage> usage_before = backend->device_usage();
-  const int first_timed_step = step;
-  for (int k = 0; k < o.rounds; ++k) {
-    const auto t0 = Clock::now();
-    for (int i = 0; i < o.steps; ++i) one_step();
-    backend->take_train_totals();
-    r.round_seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  if (const std::optional<DeviceUsage> after = backend->device_usage(); after && usage_before) {
-    r.kernels_per_step = double(after->launches - usage_before->launches) / (double(o.rounds) * o.steps);
-    r.device_memory_bytes = after->memory_in_use_bytes;
-  }
-  // The arithmetic the timed steps did, from their gates (pure functions of the step), counted
-  // after the clock stopped.
-  double flops = 0;
-  for (int s = first_timed_step; s < step; ++s)
-    flops += training_step_conv_flops(spec, batch, gates.draw_step(uint64_t(s)));
-  r.conv_flops_per_step = flops / double(step - first_timed_step);
-  r.graph_coverage = backend->graph_coverage();
-  std::tie(r.graph_batch, r.graph_nodes) = backend->training_graph_nodes();
-  if (o.phases) {
-    // After the clock stopped: each step waits for its events, which the rounds must not.
-    for (int i = 0; i < kPhaseSteps; ++i) {
-      batch_at(order, step, idx);
-      gates.draw_step(uint64_t(step), g);
-      const std::vector<StepPhase> phases =
-          backend->train_step_by_phase(StepInput{idx, 0, uint64_t(step), g, float(run.train.learning_rate)});
-      ++step;
-      if (phases.empty()) break;  // no device: nothing to measure
-      r.phases.resize(phases.size());
-      for (size_t p = 0; p < phases.size(); ++p) {
-        r.phases[p].name = phases[p].name;
-        r.phases[p].milliseconds_per_step += phases[p].milliseconds / kPhaseSteps;
-        r.phases[p].launches_per_step += double(phases[p].launches) / kPhaseSteps;
-      }
-      r.phase_steps = kPhaseSteps;
-    }
-    backend->take_train_totals();
-  }
-  r.step_seconds = spread_of(r.round_seconds).median / o.steps;
-  r.epoch_seconds = r.step_seconds * kEpochImages / batch;
-  r.images_per_second = batch / r.step_seconds;
-  r.conv_tflops = r.conv_flops_per_step / r.step_seconds / 1e12;
-  return r;
-}
-
-nlohmann::json phases_json(const ModeResult& r) {
-  if (r.phases.empty()) return nullptr;
-  nlohmann::json rows = nlohmann::json::array();
-  for (const PhaseRow& p : r.phases)
-    rows.push_back({{"phase", p.name},
-                    {"milliseconds_per_step", p.milliseconds_per_step},
-                    {"launches_per_step", p.launches_per_step}});
-  return {{"steps", r.phase_steps}, {"execution", "eager"}, {"rows", rows}};
 }
 
 // --phases: one row per phase, both modes side by side.
@@ -223,46 +115,6 @@ void print_phases(const ModeResult& sd, const ModeResult& full) {
                            full_total, full_launches);
 }
 
-// {"batch": 128, "top": {"conditional": 108, ...}, "then": {...}, "else": {...}}, or null.
-nlohmann::json graph_nodes_json(const ModeResult& r) {
-  if (r.graph_nodes.empty()) return nullptr;
-  nlohmann::json j{{"batch", r.graph_batch}, {"top", nlohmann::json::object()}, {"then", nlohmann::json::object()},
-                   {"else", nlohmann::json::object()}};
-  for (const GraphNodeCount& c : r.graph_nodes) j[c.part][c.type] = c.count;
-  return j;
-}
-
-// "top: conditional 108, kernel 6; then: kernel 600, memset 2; else: memcpy 50"
-std::string graph_nodes_text(const ModeResult& r) {
-  std::string text, part;
-  for (const GraphNodeCount& c : r.graph_nodes) {
-    text += c.part != part ? fmt::format("{}{}: ", text.empty() ? "" : "; ", c.part) : std::string(", ");
-    text += fmt::format("{} {}", c.type, c.count);
-    part = c.part;
-  }
-  return text;
-}
-
-nlohmann::json to_json(const ModeResult& r) {
-  return {{"phases", phases_json(r)},
-          {"graph_nodes", graph_nodes_json(r)},
-          {"mode", r.mode},
-          {"death_rate", r.death_rate},
-          {"expected_active_blocks", r.expected_active_blocks},
-          {"round_seconds", r.round_seconds},
-          {"step_seconds", r.step_seconds},
-          {"epoch_seconds", r.epoch_seconds},
-          {"images_per_second", r.images_per_second},
-          {"conv_flops_per_step", r.conv_flops_per_step},
-          {"conv_tflops", r.conv_tflops},
-          {"planning_seconds", r.planning_seconds},
-          // null without graph execution (nothing ran as a graph)
-          {"graph_coverage", r.graph_coverage.empty() ? nlohmann::json() : nlohmann::json(r.graph_coverage)},
-          // null where the backend does not count (the CPU reference)
-          {"kernels_per_step", r.kernels_per_step ? nlohmann::json(*r.kernels_per_step) : nlohmann::json()},
-          {"device_memory_bytes", r.device_memory_bytes ? nlohmann::json(*r.device_memory_bytes) : nlohmann::json()}};
-}
-
 // --plan-only: the device memory the GPU engine would plan for this benchmark's model, batch and
 // training images (models/cuda/memory_plan.h), from the same layout code, without a device.
 int print_memory_plan(const BenchOptions& o) {
@@ -284,7 +136,8 @@ int print_memory_plan(const BenchOptions& o) {
 }
 
 int bench_main(int argc, char** argv) {
-  CLI::App app{"Times the training step with stochastic depth and with full depth; seconds per 45 000-image epoch.",
+  CLI::App app{"Times the training step with stochastic depth and with full depth, or (--matrix) with stochastic "
+               "depth under every combination of the step's settings; seconds per 45 000-image epoch.",
                "sd_bench"};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as sd_train
   BenchOptions o;
@@ -307,7 +160,7 @@ int bench_main(int argc, char** argv) {
   add_layout_option(app, o.run.layout);
   add_verbose_option(app, o.verbose);
   add_exec_option(app, o.execution);
-  app.add_option("--wgrad-stream", o.wgrad,
+  app.add_option("--wgrad-stream", o.wgrad_text,
                  "parallel (each block's weight gradients on a second stream beside the backward's input-gradient "
                  "chain), serial (in the chain), or both: the stochastic-depth mode timed a third time with serial "
                  "weight gradients, and the speed-up of the parallel branch; CUDA only")
@@ -320,7 +173,36 @@ int bench_main(int argc, char** argv) {
   app.add_flag("--plan-only", o.plan_only,
                "print the GPU engine's device memory plan by part for this depth, batch and data, and exit; needs no "
                "device (the convolution workspace counted at its cap)");
+  app.add_flag("--matrix", o.matrix,
+               "time the stochastic-depth mode for every combination of the five lists below (default: all of "
+               "each), one model per combination in this one process: a table with one row each (ms/step, s/epoch, "
+               "launches/step, the fastest) and the JSON's \"matrix\"; a combination the device cannot run is a "
+               "row \"refused: <why>\" and the rest still run");
+  const std::vector<MatrixAxis> axes_known = matrix_axes_known();
+  for (size_t a = 0; a < axes_known.size(); ++a)
+    app.add_option(axes_known[a].flag, o.axis_texts[a],
+                   fmt::format("with --matrix: the {} values to time, a comma list of {}, or all", axes_known[a].noun,
+                               fmt::join(axes_known[a].known, ", ")))
+        ->capture_default_str();
   parse_command_line(app, argc, argv);
+  // --matrix's lists replace the single settings, and mean nothing without it.
+  const std::pair<const char*, const char*> singles[] = {{"--precision", "--precisions"}, {"--layout", "--layouts"},
+                                                         {"--exec", "--execs"},           {"--bn-variant", "--bn-variants"},
+                                                         {"--wgrad-stream", "--wgrad-streams"}};
+  for (const auto& [single, list] : singles) {
+    if (o.matrix && app.count(single))
+      throw UsageError(fmt::format("{}: with --matrix, list the values to time with {}", single, list));
+    if (!o.matrix && app.count(list)) throw UsageError(fmt::format("{}: an axis of --matrix; add --matrix", list));
+  }
+  if (o.matrix && o.phases)
+    throw UsageError("--phases: not with --matrix; measure one combination's phases without --matrix");
+  if (o.matrix && o.plan_only) throw UsageError("--plan-only: not with --matrix");
+  MatrixAxes axes;
+  if (o.matrix) {
+    std::vector<std::string>* lists[] = {&axes.precisions, &axes.layouts, &axes.execs, &axes.bn_variants,
+                                         &axes.wgrad_streams};
+    for (size_t a = 0; a < axes_known.size(); ++a) *lists[a] = parse_matrix_axis(axes_known[a], o.axis_texts[a]);
+  }
 
   if (app.count("--synthetic") && o.run.synthetic < 1)
     throw UsageError(fmt::format("--synthetic {}: give a positive number of images (--data-dir times on the data "
@@ -336,28 +218,53 @@ int bench_main(int argc, char** argv) {
     throw UsageError(fmt::format("--steps {}, --rounds {}, --warmup {}: need steps and rounds >= 1, warmup >= 0",
                                  o.steps, o.rounds, o.warmup));
   if (o.plan_only) return print_memory_plan(o);
-  check_backend_settings(o.device, backend_options(o.run, o.execution));
+  if (!o.matrix) check_backend_settings(o.device, backend_options(o.run, o.execution));
   check_device(o.device);
   const DataSplit data = load_run_split(o.run, o.data_dir);
   check_batch_fits(o.run.train.batch_size, data);
   const std::string exec = to_string(o.execution);
   const fs::path out =
       o.out.empty() ? fs::path(fmt::format("runs/bench/{}-d{}-b{}{}.json", o.device.text, o.run.model.depth,
-                                           o.run.train.batch_size, o.execution == Execution::kGraph ? "-graph" : ""))
+                                           o.run.train.batch_size, o.matrix ? "-matrix" : o.execution == Execution::kGraph ? "-graph" : ""))
                     : fs::path(o.out);
   ensure_writable_directory(out.parent_path().empty() ? fs::path(".") : out.parent_path());
 
+  const std::string data_text =
+      o.run.synthetic > 0 ? fmt::format("{} synthetic images", o.run.synthetic) : o.data_dir;
+  // What every result says, whichever mode: the model, the data and the rounds.
+  nlohmann::json result{{"device", o.device.text},
+                        {"depth", o.run.model.depth},
+                        {"dataset", dataset_name(o.run.dataset)},
+                        {"classes", o.run.model.classes},
+                        {"batch_size", o.run.train.batch_size},
+                        {"death_mode", to_string(o.run.model.death_mode)},
+                        {"steps_per_round", o.steps},
+                        {"rounds", o.rounds},
+                        {"warmup_steps", o.warmup},
+                        {"epoch_images", kEpochImages},
+                        {"data", o.run.synthetic > 0 ? fmt::format("synthetic {}", o.run.synthetic) : o.data_dir}};
+  if (o.matrix) {
+    std::cout << fmt::format("sd_bench: ResNet-{} ({} classes), batch {}, {} device, death rate {}, {} of {} after {} "
+                             "warm-up {}, {}: ",
+                             o.run.model.depth, o.run.model.classes, o.run.train.batch_size, o.device.text,
+                             o.run.model.death_rate, plural(o.rounds, "round"), plural(o.steps, "step"), o.warmup,
+                             noun_for(o.warmup, "step"), data_text);
+    result["death_rate"] = o.run.model.death_rate;
+    return run_matrix_mode(o, axes, data, out, result);
+  }
   std::cout << fmt::format("sd_bench: ResNet-{} ({} classes), batch {}, {} device ({} execution, weight gradients {}, {}), {} of {} after {} warm-up {}, {}\n",
-                           o.run.model.depth, o.run.model.classes, o.run.train.batch_size, o.device.text, exec, o.wgrad, o.run.precision, plural(o.rounds, "round"), plural(o.steps, "step"), o.warmup, noun_for(o.warmup, "step"),
-                           o.run.synthetic > 0 ? fmt::format("{} synthetic images", o.run.synthetic) : o.data_dir)
+                           o.run.model.depth, o.run.model.classes, o.run.train.batch_size, o.device.text, exec, o.wgrad_text, o.run.precision, plural(o.rounds, "round"), plural(o.steps, "step"), o.warmup, noun_for(o.warmup, "step"),
+                           data_text)
             << std::flush;
-  const WgradStream wgrad = o.wgrad == "serial" ? WgradStream::kSerial : WgradStream::kParallel;
-  const ModeResult sd = time_mode(o, o.run.model.death_rate, data, true, wgrad);
-  const ModeResult full = time_mode(o, 0.0, data, false, wgrad);  // the same plans, reused
+  o.wgrad = o.wgrad_text == "serial" ? WgradStream::kSerial : WgradStream::kParallel;
+  const ModeResult sd = time_mode(o, o.run.model.death_rate, data, true);
+  const ModeResult full = time_mode(o, 0.0, data, false);  // the same plans, reused
   // --wgrad-stream both: the stochastic-depth mode again with serial weight gradients.
   std::optional<ModeResult> serial;
-  if (o.wgrad == "both") {
-    serial = time_mode(o, o.run.model.death_rate, data, false, WgradStream::kSerial);
+  if (o.wgrad_text == "both") {
+    BenchTiming serial_timing = o;
+    serial_timing.wgrad = WgradStream::kSerial;
+    serial = time_mode(serial_timing, o.run.model.death_rate, data, false);
     serial->mode = "SD, serial wgrad";
   }
   const int blocks = make_resnet_spec(o.run.model).num_blocks();
@@ -410,30 +317,18 @@ int bench_main(int argc, char** argv) {
     wgrad_json = {{"stochastic_depth_serial", to_json(*serial)},
                   {"speedup", serial->step_seconds / sd.step_seconds},
                   {"speedup_rounds", {{"min", wgrad_rounds->min}, {"median", wgrad_rounds->median}, {"max", wgrad_rounds->max}}}};
-  const nlohmann::json result{{"device", o.device.text},
-                              {"exec", exec},
-                              {"wgrad_stream", o.wgrad},
-                              {"wgrad_branch", wgrad_json},
-                              {"precision", o.run.precision},
-                              {"layout", o.run.layout},
-                              {"bn_variant", o.run.bn_variant},
-                              {"depth", o.run.model.depth},
-                              {"dataset", dataset_name(o.run.dataset)},
-                              {"classes", o.run.model.classes},
-                              {"batch_size", o.run.train.batch_size},
-                              {"death_mode", to_string(o.run.model.death_mode)},
-                              {"steps_per_round", o.steps},
-                              {"rounds", o.rounds},
-                              {"warmup_steps", o.warmup},
-                              {"epoch_images", kEpochImages},
-                              {"data", o.run.synthetic > 0 ? fmt::format("synthetic {}", o.run.synthetic) : o.data_dir},
-                              {"stochastic_depth", to_json(sd)},
-                              {"full_depth", to_json(full)},
-                              {"ratio", ratio},
-                              {"ratio_rounds", {{"min", rounds.min}, {"median", rounds.median}, {"max", rounds.max}}},
-                              {"ideal_ratio", ideal}};
+  result.update({{"exec", exec},
+                 {"wgrad_stream", o.wgrad_text},
+                 {"wgrad_branch", wgrad_json},
+                 {"precision", o.run.precision},
+                 {"layout", o.run.layout},
+                 {"bn_variant", o.run.bn_variant},
+                 {"stochastic_depth", to_json(sd)},
+                 {"full_depth", to_json(full)},
+                 {"ratio", ratio},
+                 {"ratio_rounds", {{"min", rounds.min}, {"median", rounds.median}, {"max", rounds.max}}},
+                 {"ideal_ratio", ideal}});
   write_file_atomically(out, result.dump(2) + "\n");
-  std::cout << "wrote " << out.string() << std::endl;
   return kExitOk;
 }
 

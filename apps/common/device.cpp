@@ -30,12 +30,16 @@ DeviceChoice parse_device(const std::string& text, const std::string& flag) {
   throw UsageError(fmt::format("{} {}: unknown device (cpu, cuda or cuda:N)", flag, text));
 }
 
-std::string bn_variant_choices() {
+std::vector<std::string> bn_variant_names() {
 #ifdef SD_HAVE_CUDA
-  const std::vector<std::string> names = cuda_bn_variant_names();
+  return cuda_bn_variant_names();
 #else
-  const std::vector<std::string> names = {kDefaultBnVariant};
+  return {kDefaultBnVariant};
 #endif
+}
+
+std::string bn_variant_choices() {
+  const std::vector<std::string> names = bn_variant_names();
   std::string text;
   for (size_t i = 0; i < names.size(); ++i)
     text += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];

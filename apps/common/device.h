@@ -34,6 +34,8 @@ inline const std::vector<std::string> kLayouts = {"nchw", "nhwc"};
 // the GPU engine's variant table (kernels/cuda/batch_norm.h), or the CPU reference's one batch norm
 // in a build without the GPU engine. check_backend_settings checks against the same table.
 std::string bn_variant_choices();
+// The same table as a list, in its order (sd_bench --matrix's --bn-variants all).
+std::vector<std::string> bn_variant_names();
 
 // Whether `device` can run the backend settings: the precision (fp32; tf32 on the GPU only; bf16 and
 // fp16 on the CPU reference only, until the GPU engine has them), the

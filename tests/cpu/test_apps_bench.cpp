@@ -41,6 +41,52 @@ TEST_CASE("sd_bench times both modes and writes JSON", "[apps]") {
   CHECK(j["full_depth"]["expected_active_blocks"] == 3.0);
 }
 
+// The CPU reference runs fp32 NCHW eager only: the other rows are refused in check_backend_settings's
+// words, and the run goes on past them.
+TEST_CASE("sd_bench --matrix times every combination, one row each, refused ones in one line", "[apps]") {
+  const sd::test::TempDir tmp;
+  const fs::path out = tmp.path() / "matrix.json";
+  const sd::test::RunResult r =
+      run_app("sd_bench", "--device cpu --depth 8 --batch-size 8 --steps 1 --rounds 3 --warmup 1 --synthetic 16 --matrix "
+                          "--precisions tf32,fp32 --execs eager,graph --out " + q(out));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const std::string graph = "refused: --exec graph: the CPU reference (--device cpu) runs eagerly only; use --device cuda";
+  const std::string tf32 = "refused: --precision tf32: a tensor-core mode of the GPU;";
+  CHECK(r.output.find(tf32) != std::string::npos);
+  CHECK(r.output.find(graph) != std::string::npos);
+  CHECK(r.output.find("fastest: fp32 nchw eager block_per_channel parallel (") != std::string::npos);
+
+  const nlohmann::json j = nlohmann::json::parse(sd::test::read_file(out));
+  CHECK(j["depth"] == 8);
+  CHECK(j["rounds"] == 3);
+  CHECK(j["death_rate"].get<double>() == Approx(0.5));
+  const nlohmann::json& m = j["matrix"];
+  CHECK(m["axes"]["precisions"] == nlohmann::json({"tf32", "fp32"}));
+  CHECK(m["axes"]["layouts"] == nlohmann::json({"nchw", "nhwc"}));  // all, by default
+  CHECK(m["axes"]["wgrad_streams"] == nlohmann::json({"serial", "parallel"}));
+  REQUIRE(m["rows"].size() == 2 * 2 * 2 * m["axes"]["bn_variants"].size() * 2);
+  int measured = 0;
+  for (const nlohmann::json& row : m["rows"]) {
+    const bool cpu_runs = row["precision"] == "fp32" && row["layout"] == "nchw" && row["exec"] == "eager" &&
+                          row["bn_variant"] == "block_per_channel";
+    INFO(row.dump());
+    CHECK(row["refused"].is_null() == cpu_runs);
+    CHECK(row["failed"].is_null());
+    if (!cpu_runs) continue;
+    ++measured;
+    CHECK(row["result"]["round_seconds"].size() == 3);
+    CHECK(row["result"]["epoch_seconds"].get<double>() > 0);
+    CHECK(row["result"]["kernels_per_step"].is_null());  // the CPU reference does not count launches
+  }
+  CHECK(measured == 2);  // serial and parallel weight gradients: the same arithmetic on the CPU
+  const size_t rows = m["rows"].size();
+  CHECK(r.output.find(std::to_string(rows) + " combinations") != std::string::npos);
+  CHECK(r.output.find("2 measured, " + std::to_string(rows - 2) + " refused, 0 failed") != std::string::npos);
+  CHECK(m["rows"][0]["refused"].get<std::string>().rfind("--precision tf32: a tensor-core mode of the GPU;", 0) == 0);
+  CHECK(m["fastest"].get<std::string>().rfind("fp32 nchw eager block_per_channel ", 0) == 0);
+}
+
 TEST_CASE("sd_bench times ResNet-152 with CIFAR-100's 100 classes", "[apps]") {
   const sd::test::TempDir tmp;
   const fs::path out = tmp.path() / "b152.json";
@@ -90,6 +136,15 @@ TEST_CASE("sd_bench refuses bad settings with one line", "[apps]") {
       {"--exec jit", "--exec"},
       {"--synthetic 0", "--synthetic 0: give a positive number of images (--data-dir times on the data set's files)"},
       {"--seed -1", "--seed -1: a whole number from 0 to 18446744073709551615"},
+      // --matrix's axes: one line naming the flag and the value
+      {"--matrix --precisions fp32,fp8", "--precisions fp32,fp8: unknown precision fp8 (known: fp32, tf32, bf16, fp16; or all)"},
+      {"--matrix --layouts nchw,,nhwc", "--layouts nchw,,nhwc: an empty item"},
+      {"--matrix --execs eager,eager", "--execs eager,eager: eager given twice"},
+      {"--matrix --wgrad-streams both", "--wgrad-streams both: unknown weight-gradient stream both (known: serial, parallel; or all)"},
+      {"--matrix --bn-variants fast", "--bn-variants fast: unknown batch-norm variant fast"},
+      {"--precisions fp32", "--precisions: an axis of --matrix; add --matrix"},
+      {"--matrix --precision tf32", "--precision: with --matrix, list the values to time with --precisions"},
+      {"--matrix --phases", "--phases: not with --matrix"},
   };
   for (const auto& [args, expect] : cases) {
     const sd::test::RunResult r = run_app("sd_bench", "--device cpu --depth 8 --synthetic 64 " + args);

@@ -12,15 +12,15 @@
 #                                        (build/bin/sd_kernel_bench: µs, GB/s, share of 4.8 TB/s; ~10 s)
 #   tests/gpu/device_check.sh apps       sd_train --device cuda:0 (and the one-line error for a GPU
 #                                        number not present), a tiny sd_sweep with its report (~1 min)
-#   tests/gpu/device_check.sh fast       the fast-path measurement (docs/PERFORMANCE.md; ≤ 9¾ min): first,
-#                                        alone, which cuDNN algorithms capture into a conditional body
-#                                        ("[capture_candidates]", ~1 min), the probe of cuDNN's fused
-#                                        conv + BN engines (sd_fusion_probe, ≤ 75 s), then the other GPU tests (graph
-#                                        == eager among them), sd_bench ResNet-110 for every --exec ×
-#                                        --precision × --layout this build has (fp32 eager nchw with
-#                                        --phases; fp32 nchw eager and graph with --wgrad-stream both:
-#                                        the weight-gradient branch against serial weight gradients),
-#                                        and PyTorch beside them
+#   tests/gpu/device_check.sh fast       the fast-path measurement (docs/PERFORMANCE.md; ≤ 9¾ min, the
+#                                        budget below): first, alone, which cuDNN algorithms capture
+#                                        into a conditional body ("[capture_candidates]", ~1 min), the
+#                                        probe of cuDNN's fused conv + BN engines (sd_fusion_probe,
+#                                        ≤ 75 s), then the other GPU tests (graph == eager among them),
+#                                        sd_bench --matrix on ResNet-110: every --exec × --precision ×
+#                                        --layout × --bn-variant × --wgrad-stream in one process, one
+#                                        row each (refused ones say why), one fp32 eager nchw run with
+#                                        --phases, and PyTorch beside them
 #   tests/gpu/device_check.sh all        all of them but fast
 # Logs go to $OUT (the device tool brings them back) or /tmp/sd-gpu-out; the summary prints last.
 set -u
@@ -77,39 +77,50 @@ if [ "$mode" = fast ]; then
   grep -E "^SKIPPED|test cases|assertions" "$out/tests.txt" | sort | uniq -c | tee -a "$summary"
   grep -E "^(ResNet-8 step|closed block in graph mode|launches|stage)" "$out/tests.txt" | head -20 >>"$summary"
   grep -B3 -A12 "FAILED" "$out/tests.txt" | head -150 >"$out/failures.txt"
-  # Every execution × precision × layout: short rounds (the step time is steady after the warm-up;
-  # the median of 3 rounds of 60 steps), ResNet-110 at batch 128 on 45 000 generated images
-  # (8 runs of ≤ 35 s with both options).
-  precisions=fp32
-  build/bin/sd_bench --help 2>/dev/null | grep -q -- "--precision" && precisions="fp32 tf32"
-  layouts=nchw
-  build/bin/sd_bench --help 2>/dev/null | grep -q -- "--layout" && layouts="nchw nhwc"
-  for layout in $layouts; do
-    for exec in eager graph; do
-      for precision in $precisions; do
-        flag=""
-        [ "$precisions" = fp32 ] || flag="--precision $precision"
-        [ "$layouts" = nchw ] || flag="$flag --layout $layout"
-        name="sd_bench-$exec-$precision-$layout"
-        # Where the step's time goes (--phases: eager, CUDA events per phase), once: fp32 eager nchw.
-        phases=""
-        [ "$exec-$precision-$layout" = eager-fp32-nchw ] && build/bin/sd_bench --help 2>/dev/null | grep -q -- "--phases" && phases="--phases"
-        # The parallel weight-gradient branch against serial weight gradients (a third, stochastic-
-        # depth row, ~+40 % of the run), in fp32 nchw, eager and graph (docs/PERFORMANCE.md, lever 5).
-        [ "$precision-$layout" = fp32-nchw ] && build/bin/sd_bench --help 2>/dev/null | grep -q -- "--wgrad-stream" && phases="$phases --wgrad-stream both"
-        timeout 35 build/bin/sd_bench --depth 110 --exec "$exec" $flag $phases --rounds 3 --steps 60 --warmup 10 \
-          --out "$out/$name.json" >"$out/$name.txt" 2>&1
-        note "$name rc=$?"
-        grep -E "^(stochastic depth|full depth|SD, serial wgrad|speed-up|graph nodes)" "$out/$name.txt" | tee -a "$summary"
-        case "$phases" in *--phases*) grep -A10 "^phases" "$out/$name.txt" | tee -a "$summary" ;; esac
-      done
-    done
-  done
-  [ "$precisions" = fp32 ] && note "sd_bench has no --precision in this build: tf32 not measured"
-  [ "$layouts" = nchw ] && note "sd_bench has no --layout in this build: nhwc not measured"
+  # Every combination of the step's settings, one row each, in one sd_bench process (the data made
+  # once, the convolution plans reused across the rows of one precision × layout): --exec 2 ×
+  # --precision 4 × --layout 2 × --bn-variant 2 × --wgrad-stream 2 = 64 rows. bf16/fp16 rows say
+  # "refused: <why>" while the CUDA engine lacks them, and are measured once it has them. Rows print
+  # as they finish and the JSON is rewritten after each, so a timeout keeps every row done.
+  #
+  # The budget. One device call runs at most 600 s, and `fast` is one call; its timeouts:
+  #   capture candidates 90 + fusion probe 75 + GPU tests 210 + matrix 140 + phases 25
+  #   + PyTorch 2 × 22 = 584 s, and ~5 s of nvidia-smi/ldd/greps: ≤ 589 s (9¾ min) of the ~13
+  #   usable minutes a session has (15 less the machine's start), leaving ~3 min for a rerun of a
+  #   part, not of the whole.
+  # The matrix's 140 s, cut in repetitions per row, never in rows: ResNet-110 at batch 128, the
+  # stochastic-depth mode only (full depth's ratio is the single run's question, not the matrix's),
+  # 2 warm-up steps (the graph's instantiation among them) and 3 rounds of 5 steps, the median
+  # round. Predicted steps (docs/PERFORMANCE.md): fp32 ≈ 30 ms, tf32 ≈ 15, bf16/fp16 ≈ 10; so a row
+  # is 17 steps ≤ 0.5 s plus its model's construction (buffers, descriptors, ≤ 0.5 s) ≈ 1 s, and
+  # each new precision × layout plans its convolutions once (cudnnFind on ~20 shape × direction
+  # pairs, ≤ 10 s): today 32 rows measured + 4 plannings ≈ 32 + 40 = 72 s, 32 instant refusals;
+  # with bf16/fp16 built, 64 rows + 8 plannings ≈ 64 + 80 = 144 s, at the timeout: if it bites,
+  # the fp16 rows last in the table are the ones cut, and the next session can run
+  # `sd_bench --matrix --precisions fp16 ...` alone.
+  if build/bin/sd_bench --help 2>/dev/null | grep -q -- "--matrix"; then
+    timeout 140 build/bin/sd_bench --depth 110 --matrix --rounds 3 --steps 5 --warmup 2 \
+      --out "$out/sd_bench-matrix.json" >"$out/sd_bench-matrix.txt" 2>&1
+    note "sd_bench --matrix rc=$? ($(grep -cE "^(fp32|tf32|bf16|fp16) " "$out/sd_bench-matrix.txt") row lines, 64 × 2 expected: as done and in the final table)"
+    # The final table (after the rows as they were done) and its verdict; a timeout leaves the rows.
+    if grep -q "^fastest: " "$out/sd_bench-matrix.txt"; then
+      awk '/^precision /{n++} n==2 && !/^wrote /' "$out/sd_bench-matrix.txt" | cut -c1-200 | tee -a "$summary"
+    else
+      grep -E "^(fp32|tf32|bf16|fp16) " "$out/sd_bench-matrix.txt" | cut -c1-200 | tee -a "$summary"
+    fi
+  else
+    note "sd_bench has no --matrix in this build: the matrix not measured"
+  fi
+  # Where the step's time goes (--phases: eager, CUDA events per phase), once: fp32 eager nchw, both
+  # modes, short rounds (the matrix has the step times; this run has the split and the SD/full ratio).
+  timeout 25 build/bin/sd_bench --depth 110 --phases --rounds 1 --steps 20 --warmup 5 \
+    --out "$out/sd_bench-phases.json" >"$out/sd_bench-phases.txt" 2>&1
+  note "sd_bench --phases rc=$?"
+  grep -E "^(stochastic depth|full depth|speed-up)" "$out/sd_bench-phases.txt" | tee -a "$summary"
+  grep -A10 "^phases" "$out/sd_bench-phases.txt" | tee -a "$summary"
   for tf32 in "" "--no-tf32"; do
     name="pytorch${tf32:+-no-tf32}"
-    timeout 35 python3 bench/pytorch_bench.py --depth 110 --rounds 3 --steps 60 --warmup 10 $tf32 \
+    timeout 22 python3 bench/pytorch_bench.py --depth 110 --rounds 3 --steps 30 --warmup 10 $tf32 \
       --out "$out/$name.json" >"$out/$name.txt" 2>&1
     note "$name rc=$?"
     tail -4 "$out/$name.txt" | tee -a "$summary"
