@@ -55,7 +55,9 @@ TEST_CASE("sd_bench --matrix times every combination, one row each, refused ones
   const std::string tf32 = "refused: --precision tf32: a tensor-core mode of the GPU;";
   CHECK(r.output.find(tf32) != std::string::npos);
   CHECK(r.output.find(graph) != std::string::npos);
-  CHECK(r.output.find("fastest: fp32 nchw eager block_per_channel parallel (") != std::string::npos);
+  // The two measured rows (fp32 eager, serial and parallel weight gradients) do the same work on
+  // the CPU: which is faster is the machine's noise, so either may be named.
+  CHECK(r.output.find("fastest: fp32 nchw eager block_per_channel ") != std::string::npos);
 
   const nlohmann::json j = nlohmann::json::parse(sd::test::read_file(out));
   CHECK(j["depth"] == 8);
