@@ -16,6 +16,7 @@
 #include <cudnn.h>
 
 #include "kernels/cpu/conv3x3.h"
+#include "tests/emu/conv_descriptors.h"
 #include "tests/emu/emu_test.h"
 #include "tests/gpu/gpu_compare.h"
 
@@ -106,20 +107,6 @@ void set_descriptors(cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w, cudnn
           CUDNN_STATUS_SUCCESS);
 }
 
-struct Descriptors16 {
-  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
-  cudnnFilterDescriptor_t w = nullptr;
-  cudnnConvolutionDescriptor_t conv = nullptr;
-  Descriptors16() {
-    cudnnCreateTensorDescriptor(&x), cudnnCreateTensorDescriptor(&y), cudnnCreateFilterDescriptor(&w);
-    cudnnCreateConvolutionDescriptor(&conv);
-  }
-  ~Descriptors16() {
-    cudnnDestroyTensorDescriptor(x), cudnnDestroyTensorDescriptor(y), cudnnDestroyFilterDescriptor(w);
-    cudnnDestroyConvolutionDescriptor(conv);
-  }
-};
-
 }  // namespace
 
 TEST_CASE("emulated cuDNN: fp16 and bf16 convolutions with fp32 compute, NCHW and NHWC, against the definition",
@@ -133,7 +120,7 @@ TEST_CASE("emulated cuDNN: fp16 and bf16 convolutions with fp32 compute, NCHW an
       const int so = (side - 1) / stride + 1, hw = side * side, ohw = so * so;
       INFO(t.name << (layout == Layout::kNhwc ? " NHWC" : " NCHW") << " stride " << stride);
       const size_t xs = size_t(n) * ci * hw, ws = size_t(co) * ci * 9, ys = size_t(n) * co * ohw;
-      Descriptors16 d;
+      ConvDescriptors d;
       set_descriptors(d.x, d.w, d.y, d.conv, t.type, t.type, t.type, CUDNN_DATA_FLOAT, layout, n, ci, side, co, stride);
       REQUIRE(cudnnSetConvolutionMathType(d.conv, CUDNN_TENSOR_OP_MATH) == CUDNN_STATUS_SUCCESS);  // the engine's plan
 
@@ -205,7 +192,7 @@ TEST_CASE("emulated cuDNN: the 16-bit configurations cuDNN documents, per algori
   const size_t xs = size_t(n) * ci * side * side, ws = size_t(co) * ci * 9;
   cudnnHandle_t h = nullptr;
   REQUIRE(cudnnCreate(&h) == CUDNN_STATUS_SUCCESS);
-  Descriptors16 d;
+  ConvDescriptors d;
   auto set = [&](cudnnDataType_t xt, cudnnDataType_t wt, cudnnDataType_t yt, cudnnDataType_t compute,
                  Layout layout = Layout::kNchw, int channels = 0) {  // 0: ci in and co out
     set_descriptors(d.x, d.w, d.y, d.conv, xt, wt, yt, compute, layout, n, channels ? channels : ci, side,

@@ -14,6 +14,7 @@
 #include <cudnn.h>
 
 #include "engine/core/half_bits.h"
+#include "tests/emu/conv_descriptors.h"
 #include "tests/emu/emu_test.h"
 #include "tests/gpu/gpu_compare.h"
 
@@ -43,13 +44,9 @@ std::vector<double> naive_conv(const std::vector<float>& x, const std::vector<fl
   return y;
 }
 
-struct Descriptors {
-  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
-  cudnnFilterDescriptor_t w = nullptr;
-  cudnnConvolutionDescriptor_t conv = nullptr;
+// fp32 NCHW descriptors of an n × ci × side² input, co filters, stride 1 or 2.
+struct Descriptors : ConvDescriptors {
   Descriptors(int n, int ci, int side, int co, int stride) {
-    cudnnCreateTensorDescriptor(&x), cudnnCreateTensorDescriptor(&y), cudnnCreateFilterDescriptor(&w);
-    cudnnCreateConvolutionDescriptor(&conv);
     const int so = (side - 1) / stride + 1;
     REQUIRE(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, ci, side, side) == CUDNN_STATUS_SUCCESS);
     REQUIRE(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, co, so, so) == CUDNN_STATUS_SUCCESS);
@@ -57,10 +54,6 @@ struct Descriptors {
     REQUIRE(cudnnSetConvolution2dDescriptor(conv, 1, 1, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT) ==
             CUDNN_STATUS_SUCCESS);
     REQUIRE(cudnnSetConvolutionMathType(conv, CUDNN_FMA_MATH) == CUDNN_STATUS_SUCCESS);
-  }
-  ~Descriptors() {
-    cudnnDestroyTensorDescriptor(x), cudnnDestroyTensorDescriptor(y), cudnnDestroyFilterDescriptor(w);
-    cudnnDestroyConvolutionDescriptor(conv);
   }
 };
 

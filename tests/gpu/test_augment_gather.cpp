@@ -15,17 +15,34 @@
 using namespace sd;
 using sd::gpu_test::DeviceVec;
 
+namespace {
+
+// Synthetic images on the device with a normalisation (a per-pixel mean, one deviation), as the
+// gather reads them.
+struct DeviceImages {
+  ImageSet set;
+  Normalization norm;
+  DeviceVec<uint8_t> pixels, labels;
+  DeviceVec<float> mean;
+  DeviceImages(size_t size, uint64_t image_seed, uint64_t mean_seed)
+      : set(synthetic_images(size, image_seed)),
+        norm{gpu_test::uniform_floats(kImageBytes, mean_seed, 90.0, 160.0), 63.7f},
+        pixels(set.pixels),
+        labels(set.labels),
+        mean(norm.mean) {}
+  cuda::GatherSource source() { return {pixels.get(), labels.get(), int64_t(set.size()), mean.get(), norm.std}; }
+};
+
+}  // namespace
+
 TEST_CASE("gpu gathering and augmentation are bit-identical to the CPU's", "[gpu][augment][sanitize]") {
   SD_REQUIRE_CUDA_DEVICE();
   cuda::Context ctx;
   const size_t set_size = 300;
-  const ImageSet set = synthetic_images(set_size, 4242);
-  Normalization norm;
-  norm.mean = gpu_test::uniform_floats(kImageBytes, 5, 90.0, 160.0);
-  norm.std = 63.7f;
-  DeviceVec<uint8_t> d_pixels(set.pixels), d_labels(set.labels);
-  DeviceVec<float> d_mean(norm.mean);
-  const cuda::GatherSource src{d_pixels.get(), d_labels.get(), int64_t(set_size), d_mean.get(), norm.std};
+  DeviceImages images(set_size, 4242, 5);
+  const ImageSet& set = images.set;
+  const Normalization& norm = images.norm;
+  const cuda::GatherSource src = images.source();
   const uint64_t seed = 0x5d5d5d5dULL << 8;
 
   for (const int n : {128, 72, 600})  // 600 > kGatherChunk: two launches
@@ -75,13 +92,10 @@ TEST_CASE("op harness: gathering in bf16 and fp16 stores the CPU's pixel rounded
   SD_REQUIRE_CUDA_DEVICE();
   cuda::Context ctx;
   const size_t set_size = 100;
-  const ImageSet set = synthetic_images(set_size, 4243);
-  Normalization norm;
-  norm.mean = gpu_test::uniform_floats(kImageBytes, 6, 90.0, 160.0);
-  norm.std = 63.7f;
-  DeviceVec<uint8_t> d_pixels(set.pixels), d_labels(set.labels);
-  DeviceVec<float> d_mean(norm.mean);
-  const cuda::GatherSource src{d_pixels.get(), d_labels.get(), int64_t(set_size), d_mean.get(), norm.std};
+  DeviceImages images(set_size, 4243, 6);
+  const ImageSet& set = images.set;
+  const Normalization& norm = images.norm;
+  const cuda::GatherSource src = images.source();
   const uint64_t seed = 77;
   const uint32_t epoch = 3;
   const int n = 72;
