@@ -2,9 +2,10 @@
 # of a group's sources in turn, so that those headers are parsed once per group, not once per file:
 # CLI11 (header-only in Debian's 2.1: about 5 CPU seconds wherever it is included), nlohmann/json,
 # fmt and the apps' headers were most of a clean build's time in the test programs and apps/
-# (docs/TESTING.md measures it). The engine, the kernels and the emulator compile file by file: their
-# files are what the speed work changes one at a time. SD_UNITY_BUILD=OFF compiles every file on its
-# own (the quickest rebuild after one change to a grouped file).
+# (docs/TESTING.md measures it). The CPU library and the emulated engine (its kernels and the
+# emulator) compile in batches too: both are built in every build directory, sanitizers' included.
+# The nvcc-built engine compiles file by file. SD_UNITY_BUILD=OFF compiles every file on its own (the
+# quickest rebuild after one change to a grouped file).
 # What a group asks of its files: the names a file declares at namespace scope outside a namespace
 # of its own (an anonymous namespace is one for the whole unity file) do not clash with another
 # file's of the group, and a file's `using namespace` reaches the files after it. The compiler
