@@ -10,7 +10,7 @@ BlockUnit::BlockUnit(const BlockSpec& spec, const TensorFormat& format, const Bl
                      const BlockBuffers& buffers, const SharedBlockBuffers& shared, float survival)
     : spec_(&spec), format_(format), layers_(layers), buf_(buffers), shared_(shared), survival_(survival) {}
 
-cuda::DeviceTensor BlockUnit::act(float* p, int n) const {
+cuda::DeviceTensor BlockUnit::act(void* p, int n) const {
   return format_.activation(p, n, spec_->out_channels, spec_->out_side);
 }
 

@@ -142,7 +142,7 @@ void check_step(CpuResNet& cpu, CudaResNet& gpu, const Data& data, const StepInp
   cpu.train_step(in);
   gpu.train_step(in);
   const uint64_t launches = gpu.launches() - launches_before;
-  CHECK(int64_t(launches) == CudaResNet::launch_formula(gpu.bn_variant()).train_step(spec, gates));
+  CHECK(int64_t(launches) == gpu.own_launch_formula().train_step(spec, gates));
 
   // The batch: gathered and augmented bit for bit as the CPU does.
   std::vector<float> images(size_t(n) * kImageBytes);
@@ -154,6 +154,7 @@ void check_step(CpuResNet& cpu, CudaResNet& gpu, const Data& data, const StepInp
     augment_image(data.train.image(size_t(idx)), data.norm, a, images.data() + size_t(i) * kImageBytes);
     labels[size_t(i)] = data.train.labels[size_t(idx)];
   }
+  round_in_place(gpu.format().type, images);  // a 16-bit model's gather rounds each pixel once
   CHECK(gpu_test::bit_equal(gpu.last_images(), images));
   CHECK(gpu_test::bit_equal(gpu.last_labels(), labels));
 
@@ -489,6 +490,35 @@ TEST_CASE("gpu ResNet-8 steps and evaluation, small enough for compute-sanitizer
   const EvalResult rc = cpu.evaluate(ImageSetRole::kTest), rg = gpu.evaluate(ImageSetRole::kTest);  // 24 + 6
   REQUIRE(rg.predictions.size() == 30);
   CHECK(std::fabs(rg.loss_sum - rc.loss_sum) <= kResNet20.forward * std::fabs(rc.loss_sum));
+}
+
+// Mixed precision (--precision bf16|fp16) against the CPU model in the same precision, which rounds
+// at the same points (docs/CUDA_ENGINE.md, "Mixed precision").
+TEST_CASE("gpu ResNet-8 in bf16 and fp16: training steps match the CPU model in the same precision",
+          "[gpu][model][mixed]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const Data data = make_data(48, 20);
+  for (const char* precision : {"bf16", "fp16"})
+    for (const char* layout : {"nchw", "nhwc"}) {
+      INFO(precision << " " << layout);
+      std::cout << precision << " " << layout << std::endl;
+      BackendOptions o = options_for(8);
+      o.precision = precision;
+      CpuResNet cpu(o);
+      o.layout = layout;
+      CudaResNet gpu(o, 16);
+      for (Backend* b : {static_cast<Backend*>(&cpu), static_cast<Backend*>(&gpu)}) {
+        b->set_normalization(data.norm);
+        b->set_images(ImageSetRole::kTrain, data.train);
+        b->set_images(ImageSetRole::kTest, data.test);
+      }
+      constexpr Bounds kBitIdentical{0, 0, 0, 0};
+      check_step(cpu, gpu, data, step_input(batch_indices(48, 16, 0), {1, 1, 1}, 0, 0, 0.1f), kBitIdentical);
+      check_step(cpu, gpu, data, step_input(batch_indices(48, 11, 1), {0, 1, 1}, 1, 1, 0.1f), kBitIdentical);
+      gpu.load_state(cpu.state());
+      const EvalResult rc = cpu.evaluate(ImageSetRole::kTest), rg = gpu.evaluate(ImageSetRole::kTest);
+      std::cout << "eval loss " << rg.loss_sum << " vs " << rc.loss_sum << std::endl;
+    }
 }
 
 // Every batch-norm variant in the whole model (--bn-variant): the steps and the evaluation of the
