@@ -74,7 +74,9 @@ struct LaunchFormula {
 // (set_next_step), a batch that is not a slice of the planned order one more, a new epoch one copy.
 struct GraphLaunchFormula {
   int train_per_step = 1;
-  int eval_per_call = 2;  // zero the totals, reset the evaluation counters
+  // Zero the totals, reset the evaluation counters; bf16 and fp16 add the weight cast, launched
+  // before the batches' graphs.
+  int eval_per_call = 2;
   int eval_per_batch = 1;
 };
 
