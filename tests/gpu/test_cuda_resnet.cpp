@@ -514,11 +514,36 @@ TEST_CASE("gpu ResNet-8 steps and evaluation, small enough for compute-sanitizer
 // and small batches; the operation harness covers the network's full shapes per layer. Graph
 // execution and the injected overflow in fp16 only (bf16 has no loss scale, and its graph differs
 // from fp16's only by the type the same kernels are instantiated for).
-TEST_CASE("gpu ResNet-8 in bf16 and fp16: training steps and evaluation equal the CPU model's bit for bit",
+//
+// ON A GPU (sd_gpu_tests) cuDNN accumulates in its own order: a 16-bit store differs by one unit
+// where the fp32 value lies within that accumulation error of a rounding boundary (≈ √576·2^-24
+// relative against the type's ulp: about 2^-11 of the elements in bf16, 2^-8 in fp16), and such
+// flips spread like fp32's kink flips. The bound there, a prediction for the first GPU run
+// (docs/PERFORMANCE.md, lever 6): the forward within 2 units u of the type (the CPU measures mixed
+// against fp32 at 0.6–0.7 u), the gradients within a third of the mixed-against-fp32 distance the
+// CPU measures (bf16 4–6 %, fp16 1.4–2 %: docs/CUDA_ENGINE.md, "How far from fp32"); the evaluation
+// and the skipped step's running statistics by the same forward bound.
+Bounds mixed_bounds(StorageType type) {
+#if defined(SD_EMULATED_DEVICE)
+  (void)type;
+  return Bounds{0, 0, 0, 0};
+#else
+  const double u = std::ldexp(1.0, type == StorageType::kBf16 ? -9 : -12);
+  const double g = type == StorageType::kBf16 ? 1.5e-2 : 5e-3;
+  return Bounds{2 * u, g, g, 3 * g};
+#endif
+}
+constexpr bool kBitForBit =
+#if defined(SD_EMULATED_DEVICE)
+    true;
+#else
+    false;
+#endif
+
+TEST_CASE("gpu ResNet-8 in bf16 and fp16: training steps and evaluation equal the CPU model's (bit for bit emulated)",
           "[gpu][model][mixed]") {
   SD_REQUIRE_CUDA_DEVICE();
   const Data data = make_data(48, 20);
-  constexpr Bounds kBitIdentical{0, 0, 0, 0};
   for (const char* precision : {"bf16", "fp16"})
     for (const char* layout : {"nchw", "nhwc"}) {
       INFO(precision << " " << layout);
@@ -534,21 +559,26 @@ TEST_CASE("gpu ResNet-8 in bf16 and fp16: training steps and evaluation equal th
         b->set_images(ImageSetRole::kTrain, data.train);
         b->set_images(ImageSetRole::kTest, data.test);
       }
-      check_step(cpu, gpu, data, step_input(batch_indices(48, 16, 0), {1, 1, 1}, 0, 0, 0.1f), kBitIdentical);
-      check_step(cpu, gpu, data, step_input(batch_indices(48, 11, 1), {0, 1, 1}, 1, 1, 0.1f), kBitIdentical);
+      const Bounds bounds = mixed_bounds(gpu.format().type);
+      check_step(cpu, gpu, data, step_input(batch_indices(48, 16, 0), {1, 1, 1}, 0, 0, 0.1f), bounds);
+      check_step(cpu, gpu, data, step_input(batch_indices(48, 11, 1), {0, 1, 1}, 1, 1, 0.1f), bounds);
 
       // Evaluation (batches of 16 and 4): every block scaled by p_l in the join on both sides, after
       // bn2's output is stored (docs/CUDA_ENGINE.md, "Evaluation").
       gpu.load_state(cpu.state());
       const EvalResult rc = cpu.evaluate(ImageSetRole::kTest), rg = gpu.evaluate(ImageSetRole::kTest);
-      CHECK(rg.predictions == rc.predictions);
+      if (kBitForBit) CHECK(rg.predictions == rc.predictions);
       // The GPU adds float per-image losses, the CPU its double ones: within float rounding.
-      CHECK(std::fabs(rg.loss_sum - rc.loss_sum) <= 1e-6 * std::fabs(rc.loss_sum));
+      CHECK(std::fabs(rg.loss_sum - rc.loss_sum) <= std::max(1e-6, bounds.forward) * std::fabs(rc.loss_sum));
       std::vector<float> x(20 * size_t(kImageBytes)), logits(20 * size_t(kCifar10Classes));
       for (size_t i = 0; i < 20; ++i) normalize_image(data.test.image(i), data.norm, x.data() + i * kImageBytes);
       cpu.net().infer(20, x.data(), logits.data());
       REQUIRE(gpu.last_batch_size() == 4);
-      CHECK(gpu_test::bit_equal(gpu.last_logits(), std::vector<float>(logits.end() - 4 * kCifar10Classes, logits.end())));
+      const std::vector<float> last(logits.end() - 4 * kCifar10Classes, logits.end());
+      if (kBitForBit)
+        CHECK(gpu_test::bit_equal(gpu.last_logits(), last));
+      else
+        SD_CHECK_CLOSE("last batch's logits", gpu.last_logits(), last, bounds.forward);
       if (std::string(precision) == "bf16" && std::string(layout) == "nhwc") {
         // The state trained in bf16 NHWC (fp32 masters, NCHW-ordered as every checkpoint) evaluates
         // in fp32 NCHW on the CPU: it loads bit for bit, and the fp32 evaluation differs from the
@@ -617,7 +647,17 @@ TEST_CASE("gpu ResNet-8 in bf16 and fp16: training steps and evaluation equal th
         gpu.load_state(huge);
         gpu.train_step(in);
         const std::vector<NamedTensor> got = gpu.state();
-        CHECK(states_bit_equal(got, skipped));
+        if (kBitForBit) {
+          CHECK(states_bit_equal(got, skipped));
+        } else {  // the parameters, momentum and scale bit for bit; the forward's statistics within its bound
+          for (const NamedTensor& t : skipped) {
+            INFO(t.name);
+            if (std::find(running.begin(), running.end(), t.name) == running.end())
+              CHECK(gpu_test::bit_equal(find_tensor(got, t.name).data, t.data));
+            else
+              SD_CHECK_CLOSE("running statistic", find_tensor(got, t.name).data, t.data, bounds.forward);
+          }
+        }
         CHECK(gpu.take_train_totals().skipped_steps == 1);
       }
     }
