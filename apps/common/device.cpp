@@ -54,10 +54,6 @@ void check_backend_settings(const DeviceChoice& device, const BackendOptions& o)
   if (o.precision == "tf32" && !device.cuda)
     throw UsageError(fmt::format("--precision tf32: a tensor-core mode of the GPU; {} computes in fp32, bf16 or fp16",
                                  cpu));
-  if ((o.precision == "bf16" || o.precision == "fp16") && device.cuda)
-    throw UsageError(fmt::format("--precision {}: 16-bit storage is not built in the CUDA engine yet; the CPU reference "
-                                 "computes in it (--device cpu)",
-                                 o.precision));
   if (o.execution == Execution::kGraph && !device.cuda)
     throw UsageError(fmt::format("--exec graph: {} runs eagerly only; use --device cuda", cpu));
   if (std::find(kLayouts.begin(), kLayouts.end(), o.layout) == kLayouts.end())

@@ -25,7 +25,7 @@ DeviceChoice parse_device(const std::string& text, const std::string& flag = "--
 
 // The precisions this build computes in: fp32 (exact, the default), tf32 (tensor-core convolutions,
 // the GPU only), bf16 and fp16 (mixed precision with fp32 master weights, fp16 with a
-// dynamic loss scale; the CPU reference only, so far; docs/CUDA_ENGINE.md, "Mixed precision").
+// dynamic loss scale; both engines; docs/CUDA_ENGINE.md, "Mixed precision").
 inline const std::vector<std::string> kPrecisions = {"fp32", "tf32", "bf16", "fp16"};
 // The GPU engine's activation layouts (--layout); the CPU reference computes in the first only.
 inline const std::vector<std::string> kLayouts = {"nchw", "nhwc"};
@@ -37,8 +37,8 @@ std::string bn_variant_choices();
 // The same table as a list, in its order (sd_bench --matrix's --bn-variants all).
 std::vector<std::string> bn_variant_names();
 
-// Whether `device` can run the backend settings: the precision (fp32; tf32 on the GPU only; bf16 and
-// fp16 on the CPU reference only, until the GPU engine has them), the
+// Whether `device` can run the backend settings: the precision (fp32, bf16 and fp16 on either;
+// tf32 on the GPU only), the
 // batch-norm variant (the GPU engine's; the CPU reference has one) and the execution (graph on the
 // GPU only). Throws UsageError naming the flag (--precision, --bn-variant, --exec).
 void check_backend_settings(const DeviceChoice& device, const BackendOptions& options);

@@ -215,8 +215,8 @@ void add_precision_option(CLI::App& app, std::string& precision) {
   app.add_option("--precision", precision,
                  "arithmetic: fp32 (exact), tf32 (tensor-core convolutions; --device cuda only), bf16 or "
                  "fp16 (mixed precision: 16-bit activations and gradients, fp32 weights, batch-norm statistics "
-                 "and classifier; fp16 with a dynamic loss scale; --device cpu only, so far). Checkpoints are fp32 "
-                 "in every one")
+                 "and classifier; fp16 with a dynamic loss scale; either device, with either --layout on the GPU). "
+                 "Checkpoints are fp32 in every one")
       ->capture_default_str();
 }
 

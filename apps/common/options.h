@@ -99,7 +99,7 @@ std::string default_run_dir(const RunConfig& run);
 uint64_t parse_seed(const std::string& text);
 void add_seed_option(CLI::App& app, uint64_t& seed, const std::string& help);
 
-// "--precision fp32|tf32" (sd_train, sd_eval, sd_bench; kPrecisions). check_backend_settings checks it.
+// "--precision fp32|tf32|bf16|fp16" (sd_train, sd_eval, sd_bench; kPrecisions). check_backend_settings checks it.
 void add_precision_option(CLI::App& app, std::string& precision);
 
 // "--bn-variant NAME" (sd_train, sd_eval, sd_bench; default block_per_channel): the GPU's batch-norm

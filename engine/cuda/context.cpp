@@ -20,10 +20,10 @@ const char* precision_name(MathMode math) {
 MathMode math_mode_named(const std::string& precision) {
   for (const MathMode m : {MathMode::kExactFp32, MathMode::kTf32})
     if (precision == precision_name(m)) return m;
-  if (precision == "bf16" || precision == "fp16")
-    throw Error("precision " + precision + ": 16-bit storage is not built in the CUDA engine yet (the CPU reference "
-                "computes in it)");
-  throw Error("unknown precision '" + precision + "' (known: fp32, tf32)");
+  // Mixed precision: the storage is 16-bit (the model's TensorFormat), every 16-bit convolution plan
+  // chooses its own math (tensor cores take 16-bit data exactly); what else runs in fp32 runs exact.
+  if (precision == "bf16" || precision == "fp16") return MathMode::kExactFp32;
+  throw Error("unknown precision '" + precision + "' (known: fp32, tf32, bf16, fp16)");
 }
 
 

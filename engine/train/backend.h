@@ -64,7 +64,7 @@ struct BackendOptions {
   // "fp32" (exact), "tf32" (fp32 storage, the GPU's tensor-core convolutions; the CPU
   // reference refuses it), "bf16" or "fp16" (mixed precision: 16-bit activations, their gradients and
   // the convolutions' weight copies, fp32 master weights; fp16 with a dynamic loss scale;
-  // docs/CUDA_ENGINE.md, "Mixed precision"; the CPU reference only, so far).
+  // docs/CUDA_ENGINE.md, "Mixed precision"; both engines).
   std::string precision = "fp32";
   // The GPU's batch-norm kernels (kernels/cuda/batch_norm.h: a row's name); the CPU reference has
   // one batch norm and refuses any other. Every variant computes the same BN, up to rounding.

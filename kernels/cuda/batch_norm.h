@@ -116,6 +116,8 @@ struct BatchNorm {
   void forward_train(Context& ctx, const DeviceTensor& x, const DeviceTensor& y) const;
   // y = output_scale · ReLU?(BN(x)), output_scale ≥ 0: a block's survival probability p_l folded
   // into the per-channel scale and shift of its branch's last BN (the join then adds with scale 1).
+  // The model does not fold (it scales in the join, as the CPU reference): in 16 bits the fold
+  // rounds p_l·BN(x) once where the reference rounds BN(x), then the join's sum; it saves no launch.
   void forward_eval(Context& ctx, const DeviceTensor& x, const DeviceTensor& y, double output_scale = 1.0) const;
   // x: the forward's input; y: its output (for the ReLU mask); dx may alias dy.
   void backward(Context& ctx, const DeviceTensor& x, const DeviceTensor& y, const DeviceTensor& dy,

@@ -24,6 +24,7 @@ struct HeadArgs {
   uint8_t* predictions = nullptr;
   float *dw = nullptr, *db = nullptr;
   DeviceTotals* totals = nullptr;
+  const DeviceLossScale* loss_scale = nullptr;
 };
 
 // One thread block per image i. The image's plane is staged with a padded row per channel
@@ -81,8 +82,10 @@ __global__ void head_image_kernel(HeadArgs a) {
   }
   if (!a.dlogits) return;  // evaluation (the whole block returns: no barrier below is half-reached)
   __syncthreads();
+  const float scale = a.loss_scale ? a.loss_scale->scale : 1.0f;
   for (int k = t; k < K; k += threads) {
-    const float d = float((e[k] / sum_s - (k == label ? 1.0 : 0.0)) / a.n);
+    const float unscaled = float((e[k] / sum_s - (k == label ? 1.0 : 0.0)) / a.n);
+    const float d = a.loss_scale ? __fmul_rn(unscaled, scale) : unscaled;  // the reference's dlogits × S
     a.dlogits[(long long)i * K + k] = d;
     z[k] = d;
   }
@@ -142,6 +145,8 @@ void Classifier::run(Context& ctx, const DeviceTensor& x, const uint8_t* labels,
   a.x = x.data.get(), a.w = w, a.b = b, a.labels = labels;
   a.pooled = o.pooled, a.logits = o.logits, a.loss = o.loss, a.dlogits = o.dlogits, a.dx = o.dx;
   a.predictions = o.predictions, a.totals = o.totals;
+  if (o.loss_scale && !o.dlogits) throw Error("classifier: a loss scale without training");
+  a.loss_scale = o.loss_scale;
   if (o.dlogits) a.dw = dw, a.db = db;
   with_storage(x.type(), [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -29,6 +29,7 @@
 
 #include "engine/cuda/context.h"
 #include "engine/cuda/tensor.h"
+#include "kernels/cuda/device_loss_scale.h"
 
 namespace sd::cuda {
 
@@ -55,6 +56,11 @@ struct HeadBuffers {
   // stored type (fp32, or bf16/fp16: each element rounded once as it is stored).
   float* dlogits = nullptr;         // [n, classes]
   void* dx = nullptr;
+  // fp16's loss scale (training, optional): dlogits is stored multiplied by its `scale` S (exact in
+  // fp32, a power of two), and every gradient below — dw, db, dx — carries S, as the CPU reference's
+  // backward does (docs/CUDA_ENGINE.md, "Mixed precision", row 17). Read on the device when the
+  // kernel runs: a captured step follows the scale without being captured again.
+  const DeviceLossScale* loss_scale = nullptr;
 };
 
 // The layer; w, b, dw, db live in the model's flat parameter and gradient buffers.

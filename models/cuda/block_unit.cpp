@@ -10,7 +10,7 @@ BlockUnit::BlockUnit(const BlockSpec& spec, const TensorFormat& format, const Bl
                      const BlockBuffers& buffers, const SharedBlockBuffers& shared, float survival)
     : spec_(&spec), format_(format), layers_(layers), buf_(buffers), shared_(shared), survival_(survival) {}
 
-cuda::DeviceTensor BlockUnit::act(float* p, int n) const {
+cuda::DeviceTensor BlockUnit::act(void* p, int n) const {
   return format_.activation(p, n, spec_->out_channels, spec_->out_side);
 }
 
@@ -31,7 +31,8 @@ void BlockUnit::record_forward(cuda::Context& ctx, const cuda::DeviceTensor& in,
     layers_.bn2.forward_train(ctx, a2, branch);
   else
     layers_.bn2.forward_eval(ctx, a2, branch);
-  // Training: an open gate adds the branch as is; evaluation scales it by p_l, inside the join.
+  // Training: an open gate adds the branch as is; evaluation scales it by p_l, inside the join — not
+  // folded into bn2 (whose output is stored first, rounded in 16 bits, as the CPU reference does).
   cuda::residual_join_forward(ctx, in, &branch, training ? 1.0f : survival_, output(n));
 }
 

@@ -48,24 +48,24 @@ enum class Pass { kTraining, kEvaluation };
 enum class ClosedIdentity { kAlias, kCopy };
 
 // Per block: what the backward needs (conv1 output, its BN+ReLU, conv2 output, block output) and
-// the saved BN statistics. Allocated for the largest batch.
+// the saved BN statistics. Allocated for the largest batch; the activations in the format's type.
 struct BlockBuffers {
-  float *a1 = nullptr, *r1 = nullptr, *a2 = nullptr, *out = nullptr;
+  void *a1 = nullptr, *r1 = nullptr, *a2 = nullptr, *out = nullptr;
   float *save_mean1 = nullptr, *save_inv_std1 = nullptr, *save_mean2 = nullptr, *save_inv_std2 = nullptr;
 };
 
 // Buffers the blocks share: bn2's output (consumed at once by the join) and the chain's gradient
 // scratch (∂L/∂r1, consumed at once by bn1's backward; the stem's BN backward output).
 struct SharedBlockBuffers {
-  float* branch = nullptr;
-  float* scratch = nullptr;
+  void* branch = nullptr;
+  void* scratch = nullptr;
 };
 
 // What a block's weight gradients read besides its saved activations, written by its input chain:
 // ∂L/∂a2 (bn2's input gradient) and ∂L/∂a1 (bn1's). Its own buffers, so that the chain of the next
 // blocks may go on while the weight gradients still read them (models/cuda/device_buffers.h).
 struct WgradSlot {
-  float *dy2 = nullptr, *dy1 = nullptr;
+  void *dy2 = nullptr, *dy1 = nullptr;
 };
 
 struct BlockLayers {
@@ -99,7 +99,7 @@ class BlockUnit {
   const BlockSpec& spec() const { return *spec_; }
 
  private:
-  cuda::DeviceTensor act(float* p, int n) const;
+  cuda::DeviceTensor act(void* p, int n) const;
 
   const BlockSpec* spec_ = nullptr;
   TensorFormat format_;

@@ -8,13 +8,22 @@
 
 namespace sd {
 
-LaunchFormula LaunchFormula::for_variant(cuda::BatchNormVariant variant) {
+LaunchFormula LaunchFormula::for_variant(cuda::BatchNormVariant variant, const TensorFormat& format) {
   const cuda::BatchNormLaunches bn = cuda::batch_norm_launches(variant);
   LaunchFormula f;
   f.train_fixed = 4 + cuda::kClassifierLaunches + bn.forward_train + bn.backward;
   f.train_per_open_block = 8 + 2 * (bn.forward_train + bn.backward);
   f.eval_fixed_per_batch = 2 + cuda::kClassifierLaunches + bn.forward_eval;
   f.eval_per_block_per_batch = 3 + 2 * bn.forward_eval;
+  if (format.type != StorageType::kFp32) {
+    f.train_fixed += 1;  // the weight cast
+    f.eval_fixed_per_call += 1;
+    if (format.layout == cuda::Layout::kNhwc) {  // the padded stem (3 input channels)
+      f.train_fixed += 4;
+      f.eval_fixed_per_batch += 2;
+    }
+  }
+  if (format.type == StorageType::kFp16) f.train_fixed += 1;  // the finite check
   return f;
 }
 
@@ -75,7 +84,7 @@ std::vector<float> CudaResNet::last_logits() const {
 }
 std::vector<float> CudaResNet::last_losses() const { return net_.download(net_.buffers().losses, size_t(last_n_)); }
 std::vector<float> CudaResNet::last_images() const {
-  std::vector<float> images = net_.download(net_.buffers().images, size_t(last_n_) * kImageBytes);
+  std::vector<float> images = net_.download_activation(net_.buffers().images, size_t(last_n_) * kImageBytes);
   if (net_.format().layout == ActivationLayout::kNchw) return images;
   std::vector<float> nchw(images.size());  // the batch as the CPU reference holds it
   for (int b = 0; b < last_n_; ++b)

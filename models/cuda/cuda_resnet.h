@@ -57,8 +57,11 @@ struct LaunchFormula {
   int eval_per_block_per_batch = 0;
   int eval_fixed_per_call = 1;
 
-  // The counts above for a batch-norm variant, from its row's launches per call.
-  static LaunchFormula for_variant(cuda::BatchNormVariant variant);
+  // The counts above for a batch-norm variant, from its row's launches per call, and for activations
+  // stored as `format` says: bf16/fp16 add the weight cast (one per step, one per evaluation call),
+  // fp16 the finite check (one per step), and 16-bit NHWC the padded stem's copies (2 per stem
+  // forward, 2 per stem weight gradient: kernels/cuda/conv3x3.h).
+  static LaunchFormula for_variant(cuda::BatchNormVariant variant, const TensorFormat& format = {});
 
   // Launches of one training step with these gates.
   int64_t train_step(const ResNetSpec& spec, const std::vector<uint8_t>& gates) const;
@@ -71,7 +74,9 @@ struct LaunchFormula {
 // (set_next_step), a batch that is not a slice of the planned order one more, a new epoch one copy.
 struct GraphLaunchFormula {
   int train_per_step = 1;
-  int eval_per_call = 2;  // zero the totals, reset the evaluation counters
+  // Zero the totals, reset the evaluation counters; bf16 and fp16 add the weight cast, launched
+  // before the batches' graphs.
+  int eval_per_call = 2;
   int eval_per_batch = 1;
 };
 
@@ -97,6 +102,9 @@ class CudaResNet final : public Backend {
     return LaunchFormula::for_variant(variant);
   }
   cuda::BatchNormVariant bn_variant() const { return net_.bn_variant(); }
+  const TensorFormat& format() const { return net_.format(); }
+  // The launch formula of this model (its batch-norm variant and tensor format).
+  LaunchFormula own_launch_formula() const { return LaunchFormula::for_variant(bn_variant(), format()); }
   static GraphLaunchFormula graph_launch_formula() { return GraphLaunchFormula{}; }
   Execution execution() const { return execution_; }
   // Switches between eager and graph execution (same layers, same buffers, same algorithms: the
@@ -131,9 +139,6 @@ class CudaResNet final : public Backend {
   // Whether every chosen convolution algorithm is deterministic (then steps repeat bit for bit).
   bool deterministic_convolutions() const { return net_.planner().deterministic(); }
   cuda::Context& context() { return net_.ctx(); }
-  // Tests only: runs the model's state and totals as fp16's dynamic loss scale needs them
-  // (DeviceNetwork::set_scales_loss) while the CUDA engine still refuses --precision fp16.
-  void set_scales_loss_for_tests(bool on) { net_.set_scales_loss(on); }
   // The model's device buffers, for kernel-level tests on its own state.
   const DeviceBuffers& buffers() const { return net_.buffers(); }
 

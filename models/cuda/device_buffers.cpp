@@ -5,6 +5,7 @@
 
 #include "engine/cuda/arena.h"
 #include "engine/data/image_set.h"
+#include "models/cuda/flat_slots.h"
 
 namespace sd {
 
@@ -17,23 +18,32 @@ DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& a) {
   DeviceBuffers b;
   const int B = plan.max_batch;
   const size_t params = size_t(spec.num_params);
+  const bool mixed = format.type != StorageType::kFp32;
+  // An activation buffer of `count` elements of the format's type.
+  const auto activation = [&](size_t count) -> void* { return a.template take<char>(count * format.activation_element_bytes()); };
   a.begin_part(kPartParameters);
   b.params = a.template take<float>(params);
+  if (mixed) b.weights16 = a.template take<uint16_t>(params);
   a.begin_part(kPartGradients);
-  b.grads = a.template take<float>(params);
+  // The 16-bit gradients right behind the fp32 ones (at a 32-byte boundary: every 16-bit slot stays
+  // 16-byte aligned, its offset being a multiple of 8), so that the step's one zero fill clears both.
+  const size_t fp32_floats = mixed ? (params + 7) / 8 * 8 : params;
+  b.grad_floats = fp32_floats + (mixed ? (params + 1) / 2 : 0);
+  b.grads = a.template take<float>(b.grad_floats);
+  if (mixed && b.grads) b.grads16 = b.grads + fp32_floats;
   a.begin_part(kPartMomentum);
   b.momentum = a.template take<float>(params);
   a.begin_part(kPartRunning);
   b.running = a.template take<float>(size_t(spec.num_running));
   a.begin_part(kPartBatchInput);
   b.mean_image = a.template take<float>(kImageBytes);
-  b.images = a.template take<float>(size_t(B) * kImageBytes);
+  b.images = activation(size_t(B) * kImageBytes);
   b.labels = a.template take<uint8_t>(size_t(B));
   a.begin_part(kPartActivations);
   const BnSpec& stem_bn = spec.stem.bn;
   const size_t stem = format.activation_elements(B, stem_bn.channels, stem_bn.side);
-  b.stem_a = a.template take<float>(stem);
-  b.stem_r = a.template take<float>(stem);
+  b.stem_a = activation(stem);
+  b.stem_r = activation(stem);
   b.stem_save_mean = a.template take<float>(size_t(stem_bn.channels));
   b.stem_save_inv_std = a.template take<float>(size_t(stem_bn.channels));
   size_t largest = stem;  // elements of the largest activation of any block (and of the stem)
@@ -42,10 +52,10 @@ DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& a) {
     const size_t count = format.activation_elements(B, blk.out_channels, blk.out_side);
     largest = std::max(largest, count);
     BlockBuffers bb;
-    bb.a1 = a.template take<float>(count);
-    bb.r1 = a.template take<float>(count);
-    bb.a2 = a.template take<float>(count);
-    bb.out = a.template take<float>(count);
+    bb.a1 = activation(count);
+    bb.r1 = activation(count);
+    bb.a2 = activation(count);
+    bb.out = activation(count);
     bb.save_mean1 = a.template take<float>(size_t(blk.out_channels));
     bb.save_inv_std1 = a.template take<float>(size_t(blk.out_channels));
     bb.save_mean2 = a.template take<float>(size_t(blk.out_channels));
@@ -53,7 +63,7 @@ DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& a) {
     b.blocks.push_back(bb);
   }
   a.begin_part(kPartBackwardScratch);
-  b.shared.branch = a.template take<float>(largest);
+  b.shared.branch = activation(largest);
   // One scratch for every BN layer (their calls are ordered on the stream): the largest any needs.
   size_t partials = batch_norm_partials_doubles(plan.bn_variant, B, stem_bn.channels, stem_bn.side * stem_bn.side);
   for (const BlockSpec& blk : spec.blocks)
@@ -62,14 +72,14 @@ DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& a) {
   if (partials > 0) b.bn_partials = a.template take<double>(partials);
   for (size_t s = 0; s < spec.stages.size(); ++s) {
     const StageSpec& stage = spec.stages[s];
-    b.stage_grad[s] = a.template take<float>(format.activation_elements(B, stage.channels, stage.side));
+    b.stage_grad[s] = activation(format.activation_elements(B, stage.channels, stage.side));
   }
-  b.shared.scratch = a.template take<float>(largest);
+  b.shared.scratch = activation(largest);
   // The gradients a block's weight gradients read, per slot (see kWgradSlots).
   for (int k = 0; k < wgrad_slots(plan.wgrad); ++k) {
     WgradSlot slot;
-    slot.dy2 = a.template take<float>(largest);
-    slot.dy1 = a.template take<float>(largest);
+    slot.dy2 = activation(largest);
+    slot.dy1 = activation(largest);
     b.wgrad_slots.push_back(slot);
   }
   a.begin_part(kPartHead);
@@ -88,6 +98,12 @@ DeviceBuffers lay_out_buffers(const BufferPlan& plan, Alloc& a) {
   b.eval_totals = a.template take<cuda::DeviceTotals>(1);
   b.conv1_grad_sum = a.template take<double>(1);
   b.loss_scale = a.template take<cuda::DeviceLossScale>(1);
+  if (mixed) {
+    b.cast_chunk_count = int(cuda::flat_chunks(conv_weight_ranges(spec)).size());
+    b.grad_chunk_count = int(cuda::flat_chunks(gradient_ranges(spec, true)).size());
+    b.cast_chunks = a.template take<cuda::FlatChunk>(size_t(b.cast_chunk_count));
+    b.grad_chunks = a.template take<cuda::FlatChunk>(size_t(b.grad_chunk_count));
+  }
   a.begin_part(kPartConvWorkspace);
   b.conv_workspace = a.template take<char>(plan.conv_workspace_bytes);
   if (plan.wgrad == WgradStream::kParallel) {

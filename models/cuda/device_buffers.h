@@ -17,6 +17,7 @@
 #include "kernels/cuda/batch_norm.h"
 #include "kernels/cuda/classifier.h"
 #include "kernels/cuda/device_loss_scale.h"
+#include "kernels/cuda/flat_chunks.h"
 #include "models/cuda/block_unit.h"
 #include "models/cuda/step_state.h"
 #include "models/cuda/tensor_format.h"
@@ -36,17 +37,31 @@ inline constexpr int kMaxHandlesPerBlock = 3;
 inline constexpr int kWgradSlots = 2;
 int wgrad_slots(WgradStream wgrad);  // kWgradSlots when parallel, 1 when serial
 
-// Where everything of the network lies in its arena.
+// Where everything of the network lies in its arena. The activation buffers (images, stem_a, stem_r,
+// the blocks', the shared ones, the stage gradients and the weight-gradient slots) hold elements of
+// the format's type (TensorFormat::type): untyped here, typed by the view the format makes of them.
 struct DeviceBuffers {
   float *params = nullptr, *grads = nullptr, *momentum = nullptr, *running = nullptr;
+  // A mixed-precision model (bf16/fp16; null in fp32): the convolutions' 16-bit weight copies and
+  // weight gradients, each a buffer of the flat layout in 16-bit elements of which only the
+  // convolution slots are used (docs/CUDA_ENGINE.md, "Mixed precision", rows 1, 23, 27, 32), and the
+  // piece lists the parameter-side kernels walk (kernels/cuda/flat_chunks.h): the convolution slots
+  // (the weight cast) and every trainable slot (the finite check and SGD).
+  void *weights16 = nullptr, *grads16 = nullptr;
+  // Floats from `grads` that hold gradients: the fp32 buffer and, in 16 bits, the 16-bit one behind it
+  // (what the step's zero fill clears: a closed block's gradients must read as zero in both).
+  size_t grad_floats = 0;
+  cuda::FlatChunk *cast_chunks = nullptr, *grad_chunks = nullptr;
+  int cast_chunk_count = 0, grad_chunk_count = 0;
   float* mean_image = nullptr;
-  float* images = nullptr;
+  void* images = nullptr;
   uint8_t* labels = nullptr;
-  float *stem_a = nullptr, *stem_r = nullptr, *stem_save_mean = nullptr, *stem_save_inv_std = nullptr;
+  void *stem_a = nullptr, *stem_r = nullptr;
+  float *stem_save_mean = nullptr, *stem_save_inv_std = nullptr;
   std::vector<BlockBuffers> blocks;
   SharedBlockBuffers shared;
   double* bn_partials = nullptr;  // the BN variant's scratch, for the largest BN layer (null: none needed)
-  float* stage_grad[3] = {nullptr, nullptr, nullptr};
+  void* stage_grad[3] = {nullptr, nullptr, nullptr};
   float *pooled = nullptr, *logits = nullptr, *dlogits = nullptr, *losses = nullptr;
   float* eval_losses = nullptr;          // an evaluation batch's (losses keep the last training step's)
   uint8_t* batch_predictions = nullptr;  // a training batch's; graph evaluation's, before they go to the set's

@@ -7,6 +7,7 @@
 
 #include "engine/core/half_bits.h"
 #include "engine/cuda/check.h"
+#include "models/cuda/flat_slots.h"
 
 namespace sd {
 
@@ -24,7 +25,7 @@ void refuse_unless_it_fits(const MemoryPlan& plan) {
 DeviceNetwork::DeviceNetwork(const BackendOptions& options, int max_batch, int device)
     : options_(options),
       spec_(make_resnet_spec(options.model)),
-      format_(TensorFormat{.layout = activation_layout_named(options.layout)}),
+      format_(tensor_format_named(options.layout, options.precision)),
       bn_variant_(cuda::batch_norm_variant_named(options.bn_variant)),
       max_batch_(max_batch) {
   if (max_batch < 1) throw std::invalid_argument(fmt::format("DeviceNetwork: max_batch {} must be at least 1", max_batch));
@@ -40,7 +41,7 @@ DeviceNetwork::DeviceNetwork(const BackendOptions& options, int max_batch, int d
                                                  options.execution == Execution::kGraph);
 
   // Measure every convolution shape first: the workspace they need is part of the arena.
-  for (const cuda::ConvShape& shape : conv_plan_shapes(spec_, format_.layout)) planner_->plan(shape);
+  for (const cuda::ConvShape& shape : conv_plan_shapes(spec_, format_)) planner_->plan(shape);
 
   // The plan by part, from the same layout code, checked against the free memory before the arena
   // (the first allocation of the network) is made: a plan that cannot fit is refused in one line.
@@ -62,6 +63,7 @@ DeviceNetwork::DeviceNetwork(const BackendOptions& options, int max_batch, int d
     branch_ctx_ = std::make_unique<cuda::Context>(*ctx_, cuda::Context::Branch{});
     branch_ctx_->set_conv_workspace(buf_.branch_conv_workspace, planner_->workspace_needed());
   }
+  upload_flat_chunks();
   layers_ = build_network_layers(spec_, format_, buf_, *planner_, bn_variant_);
   sets_ = std::make_unique<DeviceImageSets>(*ctx_, buf_.mean_image);
 
@@ -92,9 +94,26 @@ void DeviceNetwork::load_flat_state(const FlatState& state) {
                    state.loss_scale.empty() ? LossScale{} : LossScale{state.loss_scale[0], int32_t(state.loss_scale[1])});
 }
 
-void DeviceNetwork::set_scales_loss(bool on) {
-  scales_loss_ = on;
-  write_loss_scale(*ctx_, buf_, LossScale{});
+void DeviceNetwork::upload_flat_chunks() {
+  if (format_.type == StorageType::kFp32) return;
+  const std::vector<cuda::FlatChunk> cast = cuda::flat_chunks(conv_weight_ranges(spec_));
+  const std::vector<cuda::FlatChunk> grads = cuda::flat_chunks(gradient_ranges(spec_, true));
+  if (int(cast.size()) != buf_.cast_chunk_count || int(grads.size()) != buf_.grad_chunk_count)
+    throw std::logic_error("DeviceNetwork: the piece lists differ from the arena's layout");
+  SD_CUDA_CHECK(cudaMemcpyAsync(buf_.cast_chunks, cast.data(), cast.size() * sizeof(cuda::FlatChunk),
+                                cudaMemcpyHostToDevice, ctx_->stream()));
+  SD_CUDA_CHECK(cudaMemcpyAsync(buf_.grad_chunks, grads.data(), grads.size() * sizeof(cuda::FlatChunk),
+                                cudaMemcpyHostToDevice, ctx_->stream()));
+  ctx_->synchronize();  // the sources are this function's
+}
+
+std::vector<NamedTensor> DeviceNetwork::gradients() const {
+  float multiplier = 1.0f;
+  if (scales_loss_) {
+    const cuda::DeviceLossScale s = download(buf_.loss_scale, 1)[0];
+    if (!s.skip) multiplier = 1.0f / s.step_scale;  // exact: a power of two
+  }
+  return read_gradients(*ctx_, spec_, buf_, format_, multiplier);
 }
 
 DeviceNetwork::~DeviceNetwork() {

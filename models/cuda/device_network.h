@@ -87,16 +87,20 @@ class DeviceNetwork {
   // rest, and written from the state — or afresh (LossScale{}) when the state has none.
   FlatState flat_state() const;
   void load_flat_state(const FlatState& state);
-  // Whether steps run under fp16's dynamic loss scale: its state then travels with the model's state
-  // and its skipped steps with the totals. Set by --precision fp16, which the CUDA engine still
-  // refuses until its activations are 16-bit; tests set it to hold the state's path to the CPU
-  // reference's now. Turning it on starts the scale afresh, as ResNetRef::set_storage does.
+  // Whether steps run under fp16's dynamic loss scale (--precision fp16, and only it): its state then
+  // travels with the model's state and its skipped steps with the totals.
   bool scales_loss() const { return scales_loss_; }
-  void set_scales_loss(bool on);
-  std::vector<NamedTensor> gradients() const { return read_gradients(*ctx_, spec_, buf_, format_.layout); }
+  // The last step's gradients as the CPU reference holds them after its step: the convolutions' read
+  // widened from their 16-bit slots, and under a loss scale unscaled (× 1/S in fp32, as
+  // ResNetRef::unscale_gradients) unless the step was skipped.
+  std::vector<NamedTensor> gradients() const;
   template <class T>
   std::vector<T> download(const T* p, size_t count) const {
     return sd::download(*ctx_, p, count);
+  }
+  // `count` activation elements at p (a buffer of the format's type), widened to fp32.
+  std::vector<float> download_activation(const void* p, size_t count) const {
+    return download_widened(*ctx_, p, count, format_.type);
   }
 
   // ---- the pieces of a step, issued on the context's stream (eagerly, or into a capture) ----
@@ -104,7 +108,7 @@ class DeviceNetwork {
   // The gradient accumulators, zeroed by the step's gather launch: closed blocks write no gradient
   // and must read as zero, as in the reference.
   cuda::ZeroFill gradient_zero_fill() const {
-    return cuda::ZeroFill{buf_.grads, (long long)spec_.num_params};
+    return cuda::ZeroFill{buf_.grads, (long long)buf_.grad_floats};
   }
   void record_stem_forward(int n, Pass pass);
   // Training: the head's forward and backward from the last block's output `last` (pool, fc,
@@ -118,6 +122,15 @@ class DeviceNetwork {
   // scaled by p_l, the classifier's predictions (to `predictions`) and the evaluation totals.
   void record_evaluation(int n, uint8_t* predictions);
   cuda::SgdHyper sgd_hyper(float lr) const;
+  // Mixed precision (bf16/fp16): the convolutions' 16-bit weight copies from the fp32 master weights,
+  // one launch (kernels/cuda/weight_cast.h); before each training step's forward and once per
+  // evaluation. Nothing in fp32.
+  void record_weight_cast();
+  // The parameter update after the backward: fp16's finite check and loss-scale decision (one launch,
+  // kernels/cuda/gradient_check.h), then SGD (one launch) over fp32 and, in 16 bits, the
+  // convolutions' 16-bit gradients read widened, with the learning rate `lr`, or the one at
+  // `lr_device` (device memory, read when the kernel runs: a captured step) when given.
+  void record_update(float lr, const float* lr_device = nullptr);
   // A block's input for a batch of n at fixed addresses (the previous block's output buffer, the
   // stem's for block 0) and the gradient buffers of its backward.
   cuda::DeviceTensor block_input(int l, int n) const;
@@ -129,7 +142,9 @@ class DeviceNetwork {
   // `last` (the last block's output), checked against the head's description.
   cuda::DeviceTensor checked_head_input(const cuda::DeviceTensor& last) const;
   // The view of activation buffer p as the format stores it.
-  cuda::DeviceTensor act(float* p, int n, int c, int side) const { return format_.activation(p, n, c, side); }
+  cuda::DeviceTensor act(void* p, int n, int c, int side) const { return format_.activation(p, n, c, side); }
+  // Uploads the parameter-side kernels' piece lists (mixed precision) into the arena.
+  void upload_flat_chunks();
 
   BackendOptions options_;
   ResNetSpec spec_;

@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include "engine/cuda/nvtx.h"
+#include "kernels/cuda/gradient_check.h"
+#include "kernels/cuda/weight_cast.h"
 #include "models/cuda/device_network.h"
 
 namespace sd {
@@ -60,6 +62,7 @@ void DeviceNetwork::record_head(const cuda::DeviceTensor& last) {
   o.totals = buf_.train_totals;
   o.dlogits = buf_.dlogits;
   o.dx = buf_.stage_grad[2];
+  if (scales_loss_) o.loss_scale = buf_.loss_scale;  // dlogits × S (docs/CUDA_ENGINE.md, "Mixed precision", row 17)
   layers_.fc.run(*ctx_, checked_head_input(last), buf_.labels, o);
 }
 
@@ -75,7 +78,7 @@ void DeviceNetwork::record_stem_backward(int n) {
 }
 
 cuda::MeanAbsStat DeviceNetwork::conv1_grad_statistic() const {
-  return cuda::MeanAbsStat{layers_.conv1_grad, layers_.conv1_count, buf_.conv1_grad_sum};
+  return cuda::MeanAbsStat{layers_.conv1_grad, layers_.conv1_count, buf_.conv1_grad_sum, layers_.conv1_grad_type};
 }
 
 void DeviceNetwork::record_evaluation(int n, uint8_t* predictions) {
@@ -91,6 +94,36 @@ void DeviceNetwork::record_evaluation(int n, uint8_t* predictions) {
   o.predictions = predictions;
   o.totals = buf_.eval_totals;
   layers_.fc.run(*ctx_, checked_head_input(layers_.units.back().output(n)), buf_.labels, o);
+}
+
+void DeviceNetwork::record_weight_cast() {
+  switch (format_.type) {
+    case StorageType::kFp32: return;
+    case StorageType::kBf16:
+      return cuda::cast_weights(*ctx_, buf_.params, static_cast<__nv_bfloat16*>(buf_.weights16), buf_.cast_chunks,
+                                buf_.cast_chunk_count);
+    case StorageType::kFp16:
+      return cuda::cast_weights(*ctx_, buf_.params, static_cast<__half*>(buf_.weights16), buf_.cast_chunks,
+                                buf_.cast_chunk_count);
+  }
+}
+
+void DeviceNetwork::record_update(float lr, const float* lr_device) {
+  const long long count = spec_.num_params;
+  cuda::MixedGradients mixed;
+  if (format_.type != StorageType::kFp32)
+    mixed = cuda::MixedGradients{buf_.grads16, format_.type, buf_.grad_chunks, buf_.grad_chunk_count};
+  // fp16 (the only precision with a loss scale): the check decides skip and 1/S for SGD.
+  if (scales_loss_)
+    cuda::check_gradients(*ctx_, buf_.loss_scale, buf_.grads, static_cast<const __half*>(buf_.grads16),
+                          buf_.grad_chunks, buf_.grad_chunk_count);
+  const cuda::DeviceLossScale* scale = scales_loss_ ? buf_.loss_scale : nullptr;
+  if (lr_device)
+    cuda::sgd_step_at(*ctx_, count, buf_.params, buf_.grads, buf_.momentum, lr_device, sgd_hyper(0.0f),
+                      conv1_grad_statistic(), scale, mixed);
+  else
+    cuda::sgd_step(*ctx_, count, buf_.params, buf_.grads, buf_.momentum, sgd_hyper(lr), conv1_grad_statistic(), scale,
+                   mixed);
 }
 
 }  // namespace sd

@@ -2,6 +2,7 @@
 #include "models/cuda/device_state.h"
 
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 
 #include "engine/cuda/check.h"
@@ -20,6 +21,7 @@ std::vector<T> download(cuda::Context& ctx, const T* p, size_t count) {
 template std::vector<cuda::DeviceStepState> download(cuda::Context&, const cuda::DeviceStepState*, size_t);
 template std::vector<cuda::DeviceTotals> download(cuda::Context&, const cuda::DeviceTotals*, size_t);
 template std::vector<float> download(cuda::Context&, const float*, size_t);
+template std::vector<uint16_t> download(cuda::Context&, const uint16_t*, size_t);
 template std::vector<uint8_t> download(cuda::Context&, const uint8_t*, size_t);
 template std::vector<double> download(cuda::Context&, const double*, size_t);
 template std::vector<cuda::DeviceLossScale> download(cuda::Context&, const cuda::DeviceLossScale*, size_t);
@@ -105,9 +107,28 @@ void write_skipped_steps(cuda::Context& ctx, const DeviceBuffers& buf, int64_t s
   ctx.synchronize();  // `value` goes out of scope
 }
 
+std::vector<float> download_widened(cuda::Context& ctx, const void* p, size_t count, StorageType type) {
+  if (type == StorageType::kFp32) return download(ctx, static_cast<const float*>(p), count);
+  const std::vector<uint16_t> bits = download(ctx, static_cast<const uint16_t*>(p), count);
+  std::vector<float> out(count);
+  for (size_t i = 0; i < count; ++i)
+    out[i] = type == StorageType::kBf16 ? bf16_bits_to_float(bits[i]) : half_bits_to_float(bits[i]);
+  return out;
+}
+
 std::vector<NamedTensor> read_gradients(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBuffers& buf,
-                                        cuda::Layout layout) {
-  return unflatten_gradients(spec, weights_to_host_order(spec, download(ctx, buf.grads, size_t(spec.num_params)), layout));
+                                        const TensorFormat& format, float multiplier) {
+  std::vector<float> flat = download(ctx, buf.grads, size_t(spec.num_params));
+  if (format.type != StorageType::kFp32) {
+    // The convolutions' gradients are in their 16-bit slots (the fp32 slots hold nothing of theirs).
+    const std::vector<float> wide = download_widened(ctx, buf.grads16, size_t(spec.num_params), format.type);
+    for (const TensorSpec& t : spec.tensors)
+      if (t.kind == TensorKind::kConvWeight)
+        std::copy(wide.begin() + t.offset, wide.begin() + t.offset + t.count, flat.begin() + t.offset);
+  }
+  if (multiplier != 1.0f)
+    for (float& g : flat) g *= multiplier;
+  return unflatten_gradients(spec, weights_to_host_order(spec, std::move(flat), format.layout));
 }
 
 }  // namespace sd

@@ -17,6 +17,7 @@
 #include "engine/core/named_tensor.h"
 #include "engine/cuda/context.h"
 #include "models/cuda/device_buffers.h"
+#include "models/cuda/tensor_format.h"
 #include "models/network/flat_state.h"
 #include "models/network/resnet_spec.h"
 
@@ -39,9 +40,13 @@ void write_loss_scale(cuda::Context& ctx, const DeviceBuffers& buf, const LossSc
 int64_t read_skipped_steps(cuda::Context& ctx, const DeviceBuffers& buf);
 void write_skipped_steps(cuda::Context& ctx, const DeviceBuffers& buf, int64_t skipped);
 
-// The gradient of every trainable tensor (spec order, names as spec; weights KCRS).
+// `count` elements of `type` at device address p, widened to fp32 (exact), on the context's stream.
+std::vector<float> download_widened(cuda::Context& ctx, const void* p, size_t count, StorageType type);
+// The gradient of every trainable tensor (spec order, names as spec; weights KCRS), the
+// convolutions' from their 16-bit slots where `format` is 16-bit, each multiplied by `multiplier`
+// in fp32 (fp16's 1/S: the gradients as the CPU reference holds them after unscaling).
 std::vector<NamedTensor> read_gradients(cuda::Context& ctx, const ResNetSpec& spec, const DeviceBuffers& buf,
-                                        cuda::Layout layout);
+                                        const TensorFormat& format, float multiplier = 1.0f);
 
 // The flat trainable buffer's convolution weights from the host's order (KCRS) to the device's for
 // `layout`, and back (identities for NCHW).

@@ -6,7 +6,6 @@
 #include "engine/cuda/nvtx.h"
 #include "engine/cuda/phase_timer.h"
 #include "kernels/cuda/augment_gather.h"
-#include "kernels/cuda/sgd.h"
 
 namespace sd {
 
@@ -26,7 +25,7 @@ void EagerExecutor::train_step(const StepInput& in) {
                        cuda::AugmentDraw{.augment = net_.options().augmentation == Augmentation::kCropFlip,
                                          .seed = net_.options().seed,
                                          .epoch = in.epoch}, buf.images,
-                       buf.labels, net_.format().layout, net_.gradient_zero_fill());
+                       buf.labels, net_.format().layout, net_.gradient_zero_fill(), net_.format().type);
   }
   forward(n, in.gates);
   {
@@ -37,8 +36,7 @@ void EagerExecutor::train_step(const StepInput& in) {
   {
     const cuda::NvtxRange sgd("sgd");
     const cuda::PhaseScope phase(ctx, cuda::Phase::kSgd);
-    cuda::sgd_step(ctx, (long long)net_.spec().num_params, buf.params, buf.grads, buf.momentum,
-                   net_.sgd_hyper(in.learning_rate), net_.conv1_grad_statistic());
+    net_.record_update(in.learning_rate);
   }
 }
 
@@ -48,6 +46,7 @@ void EagerExecutor::forward(int n, std::span<const uint8_t> gates) {
   const int L = net_.num_blocks();
   in_views_.assign(size_t(L), {});
   out_views_.assign(size_t(L), {});
+  net_.record_weight_cast();  // mixed precision: this step's 16-bit weights
   net_.record_stem_forward(n, Pass::kTraining);
   cuda::DeviceTensor cur = net_.block_input(0, n);
   for (int l = 0; l < L; ++l) {
@@ -102,6 +101,7 @@ bool EagerExecutor::evaluate(ImageSetRole role, const Backend::EvaluationGoOn& g
   cuda::Context& ctx = net_.ctx();
   const DeviceBuffers& buf = net_.buffers();
   ctx.memset_zero(buf.eval_totals, sizeof(cuda::DeviceTotals));
+  net_.record_weight_cast();  // mixed precision: once per evaluation
   std::vector<int32_t> indices;
   const int max_batch = net_.max_batch();
   for (int64_t start = 0; start < ds.size; start += max_batch) {
@@ -110,7 +110,7 @@ bool EagerExecutor::evaluate(ImageSetRole role, const Backend::EvaluationGoOn& g
     indices.resize(size_t(n));
     for (int i = 0; i < n; ++i) indices[size_t(i)] = int32_t(start + i);
     cuda::gather_batch(ctx, net_.gather_source(role), indices, cuda::AugmentDraw{}, buf.images, buf.labels,
-                       net_.format().layout);
+                       net_.format().layout, {}, net_.format().type);
     net_.record_evaluation(n, ds.predictions.as<uint8_t>() + start);
   }
   return true;

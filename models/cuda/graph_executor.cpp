@@ -107,7 +107,8 @@ cuda::GraphExec GraphExecutor::capture_training_step(int n, int slot) {
     cuda::gather_batch_at(ctx, net_.gather_source(ImageSetRole::kTrain), feed_.order(),
                           cuda::BatchPlace{.cursor = &current->cursor, .epoch = &current->epoch},
                           cuda::AugmentDraw{.augment = augment, .seed = seed}, n, buf.images, buf.labels,
-                          net_.format().layout, net_.gradient_zero_fill());
+                          net_.format().layout, net_.gradient_zero_fill(), net_.format().type);
+    net_.record_weight_cast();  // mixed precision: this step's 16-bit weights
     net_.record_stem_forward(n, Pass::kTraining);
   }, "stem, forward");
   for (int l = 0; l < L; ++l) {
@@ -155,8 +156,7 @@ cuda::GraphExec GraphExecutor::capture_training_step(int n, int slot) {
     for (cudaGraphNode_t node : wgrad_nodes)
       if (node) b.wait_for(node);
   b.capture([&] {
-    cuda::sgd_step_at(ctx, (long long)net_.spec().num_params, buf.params, buf.grads, buf.momentum, &current->lr,
-                      net_.sgd_hyper(0.0f), net_.conv1_grad_statistic());
+    net_.record_update(0.0f, &current->lr);  // fp16: the finite check first, on the device
   }, "SGD");
   cuda::GraphExec exec = b.instantiate(fmt::format("train-batch-{}", n));
   // The gate kernel finds the handles in device memory. From a host vector that lives as long as
@@ -230,7 +230,7 @@ cuda::GraphExec GraphExecutor::capture_evaluation_batch(ImageSetRole role, int n
     cuda::begin_step(ctx, buf.eval_state, n, cuda::GateDraw{});
     cuda::gather_batch_at(ctx, net_.gather_source(role), nullptr,
                           cuda::BatchPlace{.cursor = &current->cursor, .epoch = &current->epoch}, cuda::AugmentDraw{}, n,
-                          buf.images, buf.labels, net_.format().layout);
+                          buf.images, buf.labels, net_.format().layout, {}, net_.format().type);
     net_.record_evaluation(n, buf.batch_predictions);
     cuda::scatter_predictions(ctx, buf.eval_state, buf.batch_predictions, ds.predictions.as<uint8_t>(), n);
   }, "evaluation, forward");
@@ -265,6 +265,7 @@ bool GraphExecutor::evaluate(ImageSetRole role, const Backend::EvaluationGoOn& g
   if (ds.size % max_batch != 0 && ds.size > max_batch) graphs = evaluation_graph_ready(role, int(ds.size % max_batch)) && graphs;
   if (!graphs) return eager_.evaluate(role, go_on);
   ctx.memset_zero(net_.buffers().eval_totals, sizeof(cuda::DeviceTotals));
+  net_.record_weight_cast();  // mixed precision: once per evaluation, before the batches' graphs
   cuda::set_next_step(ctx, net_.buffers().eval_state, cuda::DeviceStep{}, {});  // the first batch starts at image 0
   for (int64_t start = 0; start < ds.size; start += max_batch) {
     if (go_on && !ask_between_batches(ctx, go_on, start)) return false;

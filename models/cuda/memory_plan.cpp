@@ -58,7 +58,7 @@ MemoryPlan plan_device_memory(const BackendOptions& options, int max_batch, size
   if (max_batch < 1) throw std::invalid_argument(fmt::format("memory plan: max_batch {} must be at least 1", max_batch));
   const ResNetSpec spec = make_resnet_spec(options.model);
   const BufferPlan buffers{.spec = &spec,
-                           .format = TensorFormat{.layout = activation_layout_named(options.layout)},
+                           .format = tensor_format_named(options.layout, options.precision),
                            .max_batch = max_batch,
                            .bn_variant = cuda::batch_norm_variant_named(options.bn_variant),
                            .conv_workspace_bytes = conv_workspace_bytes,

@@ -9,14 +9,15 @@ namespace {
 enum class BnActivation { kNone, kRelu };  // what follows a BN layer: nothing (bn2, the join follows) or ReLU
 }  // namespace
 
-cuda::ConvShape conv_plan_shape(const ResNetSpec& spec, const ConvSpec& c, cuda::Layout layout) {
-  return cuda::ConvShape{c.in_channels, c.out_channels, c.in_side, c.stride, &c != &spec.stem.conv, layout};
+cuda::ConvShape conv_plan_shape(const ResNetSpec& spec, const ConvSpec& c, const TensorFormat& format) {
+  return cuda::ConvShape{c.in_channels,         c.out_channels, c.in_side, c.stride, &c != &spec.stem.conv,
+                         format.layout, format.type};
 }
 
-std::vector<cuda::ConvShape> conv_plan_shapes(const ResNetSpec& spec, cuda::Layout layout) {
+std::vector<cuda::ConvShape> conv_plan_shapes(const ResNetSpec& spec, const TensorFormat& format) {
   std::vector<cuda::ConvShape> shapes;
   auto add = [&](const ConvSpec& c) {
-    const cuda::ConvShape s = conv_plan_shape(spec, c, layout);
+    const cuda::ConvShape s = conv_plan_shape(spec, c, format);
     if (std::find_if(shapes.begin(), shapes.end(), [&](const cuda::ConvShape& o) { return o.key() == s.key(); }) ==
         shapes.end())
       shapes.push_back(s);
@@ -34,8 +35,17 @@ NetworkLayers build_network_layers(const ResNetSpec& spec, const TensorFormat& f
   auto param = [&](int tensor) { return buf.params + spec.tensors[size_t(tensor)].offset; };
   auto grad = [&](int tensor) { return buf.grads + spec.tensors[size_t(tensor)].offset; };
   auto running = [&](int tensor) { return buf.running + spec.tensors[size_t(tensor)].offset; };
+  const bool mixed = format.type != StorageType::kFp32;
+  const size_t half_bytes = cuda::storage_bytes(format.type);
+  // A convolution tensor's slot in a 16-bit buffer of the flat layout.
+  auto slot16 = [&](void* base, int tensor) {
+    return cuda::DeviceAddress(static_cast<char*>(base) + size_t(spec.tensors[size_t(tensor)].offset) * half_bytes,
+                               format.type);
+  };
   auto conv = [&](const ConvSpec& c) {
-    return cuda::Conv3x3(&planner.plan(conv_plan_shape(spec, c, format.layout)), param(c.weight), grad(c.weight));
+    cuda::ConvPlan* plan = &planner.plan(conv_plan_shape(spec, c, format));
+    if (mixed) return cuda::Conv3x3(plan, slot16(buf.weights16, c.weight), slot16(buf.grads16, c.weight));
+    return cuda::Conv3x3(plan, param(c.weight), grad(c.weight));
   };
   auto bn = [&](const BnSpec& b, float* save_mean, float* save_inv_std, BnActivation activation) {
     cuda::BatchNorm l;
@@ -54,7 +64,8 @@ NetworkLayers build_network_layers(const ResNetSpec& spec, const TensorFormat& f
   };
   NetworkLayers n;
   n.stem_conv = conv(spec.stem.conv);
-  n.conv1_grad = grad(spec.stem.conv.weight);
+  n.conv1_grad = mixed ? slot16(buf.grads16, spec.stem.conv.weight).get() : grad(spec.stem.conv.weight);
+  n.conv1_grad_type = format.type;
   n.conv1_count = spec.tensors[size_t(spec.stem.conv.weight)].count;
   n.stem_bn = bn(spec.stem.bn, buf.stem_save_mean, buf.stem_save_inv_std, BnActivation::kRelu);
   for (size_t l = 0; l < spec.blocks.size(); ++l) {

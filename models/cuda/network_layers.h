@@ -18,21 +18,25 @@ namespace sd {
 
 // The plan shape of a convolution of `spec` (every one but the stem's needs its input gradient: the
 // stem's input is the image), and every distinct one, in the order the network plans them, for
-// activations in `layout`.
-cuda::ConvShape conv_plan_shape(const ResNetSpec& spec, const ConvSpec& conv, cuda::Layout layout);
-std::vector<cuda::ConvShape> conv_plan_shapes(const ResNetSpec& spec, cuda::Layout layout = cuda::Layout::kNchw);
+// activations stored as `format` says (its layout; its type is every operand's, weights included).
+cuda::ConvShape conv_plan_shape(const ResNetSpec& spec, const ConvSpec& conv, const TensorFormat& format);
+std::vector<cuda::ConvShape> conv_plan_shapes(const ResNetSpec& spec, const TensorFormat& format = {});
 
 struct NetworkLayers {
   cuda::Conv3x3 stem_conv;
-  const float* conv1_grad = nullptr;  // the stem convolution's weight gradient, conv1_count floats
+  // The stem convolution's weight gradient, conv1_count elements of conv1_grad_type (its 16-bit slot
+  // in a mixed-precision model).
+  const void* conv1_grad = nullptr;
   long long conv1_count = 0;
+  StorageType conv1_grad_type = StorageType::kFp32;
   cuda::BatchNorm stem_bn;
   std::vector<BlockUnit> units;
   cuda::Classifier fc;
 };
 
-// Every layer of `spec` over `buf`; `planner` has planned every conv_plan_shapes(spec) (the layers
-// keep pointers to its plans, and to `spec`).
+// Every layer of `spec` over `buf`; `planner` has planned every conv_plan_shapes(spec, format) (the
+// layers keep pointers to its plans, and to `spec`). In 16 bits the convolutions read the weight
+// copies (buf.weights16) and write their gradients into buf.grads16, at their tensors' offsets.
 NetworkLayers build_network_layers(const ResNetSpec& spec, const TensorFormat& format, const DeviceBuffers& buf,
                                    cuda::ConvPlanner& planner, cuda::BatchNormVariant bn_variant);
 

@@ -7,18 +7,20 @@
 // through the model.
 //
 // What it decides today, and what stays fixed:
-//   activations and their gradients   fp32, densely packed, NCHW or NHWC (--layout): every custom
-//                                     kernel takes both (the layout travels in each DeviceTensor),
-//                                     cuDNN gets descriptors of the same layout. bf16/fp16 (the type
-//                                     below) travel in each DeviceTensor too; the custom kernels take
-//                                     them, the model refuses them until the convolutions do
+//   activations and their gradients   densely packed, NCHW or NHWC (--layout): every custom kernel
+//                                     takes both (the layout travels in each DeviceTensor), cuDNN
+//                                     gets descriptors of the same layout; fp32, or bf16/fp16 for a
+//                                     mixed-precision step (--precision: the type below, which the
+//                                     kernels and the convolutions take from each DeviceTensor)
 //   convolution weights on the device KCRS with NCHW, KRSC with NHWC (what cuDNN's legacy API takes
 //                                     with NHWC activations): transposed where the state crosses
 //                                     between host and device (models/cuda/device_state.h), never in
 //                                     a step; the host, checkpoints and the CPU reference see KCRS
 //   parameters, gradients, momentum   fp32, flat, spec order (models/network/flat_state.h): one SGD
 //                                     launch updates all (elementwise: the weights' order does not
-//                                     matter to it)
+//                                     matter to it). Mixed precision adds the convolutions' 16-bit
+//                                     weight copies and weight gradients, each a 16-bit buffer of
+//                                     the same flat layout (models/cuda/device_buffers.h)
 //   running statistics                fp32, flat (the fourth buffer)
 //   saved BN statistics               fp32, [c] per layer
 #include <cstddef>
@@ -57,10 +59,18 @@ struct TensorFormat {
   }
 };
 
+// The format of a model built for --layout `layout` and --precision `precision` (fp32 and tf32 store
+// fp32; bf16 and fp16 their own type). Throws std::invalid_argument for an unknown name.
+inline TensorFormat tensor_format_named(const std::string& layout, const std::string& precision);
+
 inline ActivationLayout activation_layout_named(const std::string& name) {
   if (name == "nchw") return ActivationLayout::kNchw;
   if (name == "nhwc") return ActivationLayout::kNhwc;
   throw std::invalid_argument("unknown layout '" + name + "' (known: nchw, nhwc)");
+}
+
+inline TensorFormat tensor_format_named(const std::string& layout, const std::string& precision) {
+  return TensorFormat{.layout = activation_layout_named(layout), .type = storage_type_of(precision)};
 }
 
 }  // namespace sd

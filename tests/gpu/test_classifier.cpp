@@ -34,8 +34,10 @@ struct Reference {
   cuda::DeviceTotals totals;
 };
 
+// `loss_scale` (fp16's S, 0: none): dlogits multiplied by it before the backward, as ResNetRef::backward.
 Reference reference(const Shape& s, const std::vector<float>& x, const std::vector<float>& w,
-                    const std::vector<float>& b, const std::vector<uint8_t>& labels, cuda::DeviceTotals start) {
+                    const std::vector<float>& b, const std::vector<uint8_t>& labels, cuda::DeviceTotals start,
+                    float loss_scale = 0) {
   const int hw = s.side * s.side;
   Reference r;
   r.pooled.resize(size_t(s.n) * s.features);
@@ -51,6 +53,8 @@ Reference reference(const Shape& s, const std::vector<float>& x, const std::vect
   ref::linear_forward(s.n, s.features, s.classes, r.pooled.data(), w.data(), b.data(), r.logits.data());
   ref::softmax_xent(s.n, s.classes, r.logits.data(), labels.data(), r.loss.data(), r.dlogits.data(),
                     r.predictions.data());
+  if (loss_scale != 0)
+    for (float& g : r.dlogits) g *= loss_scale;
   ref::linear_backward(s.n, s.features, s.classes, r.pooled.data(), w.data(), r.dlogits.data(), dpooled.data(),
                        r.dw.data(), r.db.data());
   ref::global_avg_pool_backward(s.n, s.features, hw, dpooled.data(), r.dx.data());
@@ -94,7 +98,8 @@ void check_exp_derived(const char* what, const std::vector<float>& gpu, const st
   }
 }
 
-void check_head(const Shape& s, uint32_t seed, StorageType storage = StorageType::kFp32) {
+// `loss_scale` (0: none): the head reads fp16's S from a DeviceLossScale and scales dlogits by it.
+void check_head(const Shape& s, uint32_t seed, StorageType storage = StorageType::kFp32, float loss_scale = 0) {
   const int hw = s.side * s.side;
   const size_t n = size_t(s.n), K = size_t(s.classes), C = size_t(s.features);
   const auto x = op_harness::rounded(storage, gpu_test::normal_floats(n * C * size_t(hw), seed, 1.0, 0.3));
@@ -103,7 +108,10 @@ void check_head(const Shape& s, uint32_t seed, StorageType storage = StorageType
   std::vector<uint8_t> labels(n);
   for (size_t i = 0; i < n; ++i) labels[i] = uint8_t((i * 7 + 3) % K);
   const cuda::DeviceTotals start{1.25, 3, 17};  // the totals add to what is there
-  Reference r = reference(s, x, w, b, labels, start);
+  Reference r = reference(s, x, w, b, labels, start, loss_scale);
+  cuda::DeviceLossScale scale;
+  scale.scale = loss_scale;
+  DeviceVec<cuda::DeviceLossScale> d_scale(std::vector<cuda::DeviceLossScale>{scale});
   round_in_place(storage, r.dx);  // the broadcast gradient is stored in the 16-bit type
 
   std::vector<float> dx_of[2];
@@ -127,6 +135,7 @@ void check_head(const Shape& s, uint32_t seed, StorageType storage = StorageType
       cuda::HeadBuffers o;
       o.pooled = d_pooled.get(), o.logits = d_logits.get(), o.loss = d_loss.get(), o.predictions = d_pred.get();
       o.totals = d_totals.get(), o.dlogits = d_dlogits.get(), o.dx = d_dx.get();
+      if (loss_scale != 0) o.loss_scale = d_scale.get();
       const cuda::DeviceTensor xt = d_x.tensor(s.n, s.features, s.side, s.side, layout);
       const uint64_t before = ctx.launches();
       fc.run(ctx, xt, d_labels.get(), o);
@@ -155,7 +164,7 @@ void check_head(const Shape& s, uint32_t seed, StorageType storage = StorageType
       // Evaluation (no dlogits, no dx): the same forward, the totals added again, no gradient written.
       const std::vector<float> logits = d_logits.download();
       d_logits.poison(), d_dw.poison(), d_db.poison();
-      o.dlogits = nullptr, o.dx = nullptr;
+      o.dlogits = nullptr, o.dx = nullptr, o.loss_scale = nullptr;
       fc.run(ctx, xt, d_labels.get(), o);
       CHECK(gpu_test::bit_equal(d_logits.download(), logits));
       CHECK(d_totals.download()[0].count == r.totals.count + s.n);
@@ -181,6 +190,8 @@ TEST_CASE("op harness: classifier head with bf16 and fp16 input and gradient", "
     check_head(Shape{3, 7, 3, 5}, 11, t);
     check_head(Shape{72, 64, 8, 10}, 7, t);
   }
+  // fp16's loss scale: dlogits × S, and every gradient below it carrying S (dx rounded to fp16).
+  check_head(Shape{3, 7, 3, 5}, 11, StorageType::kFp16, 1024.0f);
 }
 
 TEST_CASE("gpu classifier head at the network's shapes: batch 128, CIFAR-10 and CIFAR-100",

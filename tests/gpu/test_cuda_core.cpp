@@ -167,8 +167,7 @@ TEST_CASE("gpu host: precision names", "[cuda-host]") {
   CHECK(cuda::math_mode_named("tf32") == cuda::MathMode::kTf32);
   CHECK(std::string(cuda::precision_name(cuda::MathMode::kTf32)) == "tf32");
   CHECK_THROWS_WITH(cuda::math_mode_named("fp8"), Catch::Contains("unknown precision 'fp8'"));
-  // Mixed precision is the CPU reference's so far: the engine says so in one line.
-  CHECK_THROWS_WITH(cuda::math_mode_named("bf16"),
-                    Catch::Contains("precision bf16: 16-bit storage is not built in the CUDA engine yet"));
-  CHECK_THROWS_WITH(cuda::math_mode_named("fp16"), Catch::Contains("not built in the CUDA engine yet"));
+  // Mixed precision: 16-bit storage (the model's), exact fp32 wherever fp32 runs.
+  CHECK(cuda::math_mode_named("bf16") == cuda::MathMode::kExactFp32);
+  CHECK(cuda::math_mode_named("fp16") == cuda::MathMode::kExactFp32);
 }

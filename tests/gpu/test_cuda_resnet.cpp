@@ -142,7 +142,7 @@ void check_step(CpuResNet& cpu, CudaResNet& gpu, const Data& data, const StepInp
   cpu.train_step(in);
   gpu.train_step(in);
   const uint64_t launches = gpu.launches() - launches_before;
-  CHECK(int64_t(launches) == CudaResNet::launch_formula(gpu.bn_variant()).train_step(spec, gates));
+  CHECK(int64_t(launches) == gpu.own_launch_formula().train_step(spec, gates));
 
   // The batch: gathered and augmented bit for bit as the CPU does.
   std::vector<float> images(size_t(n) * kImageBytes);
@@ -154,6 +154,7 @@ void check_step(CpuResNet& cpu, CudaResNet& gpu, const Data& data, const StepInp
     augment_image(data.train.image(size_t(idx)), data.norm, a, images.data() + size_t(i) * kImageBytes);
     labels[size_t(i)] = data.train.labels[size_t(idx)];
   }
+  round_in_place(gpu.format().type, images);  // a 16-bit model's gather rounds each pixel once
   CHECK(gpu_test::bit_equal(gpu.last_images(), images));
   CHECK(gpu_test::bit_equal(gpu.last_labels(), labels));
 
@@ -489,6 +490,181 @@ TEST_CASE("gpu ResNet-8 steps and evaluation, small enough for compute-sanitizer
   const EvalResult rc = cpu.evaluate(ImageSetRole::kTest), rg = gpu.evaluate(ImageSetRole::kTest);  // 24 + 6
   REQUIRE(rg.predictions.size() == 30);
   CHECK(std::fabs(rg.loss_sum - rc.loss_sum) <= kResNet20.forward * std::fabs(rc.loss_sum));
+}
+
+// Mixed precision (--precision bf16|fp16) against the CPU model in the same precision, which rounds
+// at the same points (docs/CUDA_ENGINE.md, "Mixed precision"): ResNet-8 at batches 16 and 11, each
+// precision in each layout, eager and graph.
+//
+// THE BOUND IS ZERO: bit for bit. On the emulated device every operation of the step is the CPU's
+// arithmetic: cuDNN's convolutions are the CPU reference's, rounded once to the 16-bit output; the
+// gather, join, pool, classifier, weight cast and SGD are the reference's operations in the same
+// order, rounded once where the GPU stores 16 bits; both round with the same round-to-nearest-even.
+// The one place where the order may differ is batch norm's double statistics (the op harness holds
+// them to one unit of the 16-bit type): a double sum of m ≤ 16 384 terms in another order moves
+// the fp32 statistic only when it lies within ~m·2^-53 of an fp32 rounding boundary, and then a
+// stored 16-bit output only where an element lies within that fp32 ulp of a 16-bit boundary —
+// measured never at these shapes, which are deterministic (no flaky outcome: a failure here is a
+// change of arithmetic). nhwc == nchw follows (both equal the NCHW reference bit for bit), as does
+// graph == eager, checked directly too.
+//
+// Which combinations run in CI, and why: both precisions in both layouts (the 16-bit paths differ by
+// precision — loss scale, cast type — and by layout — the padded NHWC stem, KRSC weights), at
+// ResNet-8 (one block per stage: an identity block and both downsampling ones, open and closed)
+// and small batches; the operation harness covers the network's full shapes per layer. Graph
+// execution and the injected overflow in fp16 NHWC only: bf16 has no loss scale, and its graph
+// differs from fp16's only by the type the same kernels are instantiated for; the layout changes
+// the kernels' arguments, not what the graph captures (the sd_train test runs a bf16 NHWC graph,
+// the fp32 graph tests both layouts).
+//
+// ON A GPU (sd_gpu_tests) cuDNN accumulates in its own order: a 16-bit store differs by one unit
+// where the fp32 value lies within that accumulation error of a rounding boundary (≈ √576·2^-24
+// relative against the type's ulp: about 2^-11 of the elements in bf16, 2^-8 in fp16), and such
+// flips spread like fp32's kink flips. The bound there, a prediction for the first GPU run
+// (docs/PERFORMANCE.md, lever 6): the forward within 2 units u of the type (the CPU measures mixed
+// against fp32 at 0.6–0.7 u), the gradients within a third of the mixed-against-fp32 distance the
+// CPU measures (bf16 4–6 %, fp16 1.4–2 %: docs/CUDA_ENGINE.md, "How far from fp32"); the evaluation
+// and the skipped step's running statistics by the same forward bound.
+Bounds mixed_bounds(StorageType type) {
+#if defined(SD_EMULATED_DEVICE)
+  (void)type;
+  return Bounds{0, 0, 0, 0};
+#else
+  const double u = std::ldexp(1.0, type == StorageType::kBf16 ? -9 : -12);
+  const double g = type == StorageType::kBf16 ? 1.5e-2 : 5e-3;
+  return Bounds{2 * u, g, g, 3 * g};
+#endif
+}
+constexpr bool kBitForBit =
+#if defined(SD_EMULATED_DEVICE)
+    true;
+#else
+    false;
+#endif
+
+TEST_CASE("gpu ResNet-8 in bf16 and fp16: training steps and evaluation equal the CPU model's (bit for bit emulated)",
+          "[gpu][model][mixed]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  const Data data = make_data(48, 20);
+  for (const char* precision : {"bf16", "fp16"})
+    for (const char* layout : {"nchw", "nhwc"}) {
+      INFO(precision << " " << layout);
+      BackendOptions o = options_for(8);
+      o.precision = precision;
+      CpuResNet cpu(o);
+      o.layout = layout;
+      // fp16 NHWC is planned for graphs (its graph == eager check below); the steps compared with the
+      // CPU run eagerly.
+      if (std::string(precision) == "fp16" && std::string(layout) == "nhwc") o.execution = Execution::kGraph;
+      CudaResNet gpu(o, 16);
+      gpu.set_execution(Execution::kEager);
+      for (Backend* b : {static_cast<Backend*>(&cpu), static_cast<Backend*>(&gpu)}) {
+        b->set_normalization(data.norm);
+        b->set_images(ImageSetRole::kTrain, data.train);
+        b->set_images(ImageSetRole::kTest, data.test);
+      }
+      const Bounds bounds = mixed_bounds(gpu.format().type);
+      check_step(cpu, gpu, data, step_input(batch_indices(48, 16, 0), {1, 1, 1}, 0, 0, 0.1f), bounds);
+      check_step(cpu, gpu, data, step_input(batch_indices(48, 11, 1), {0, 1, 1}, 1, 1, 0.1f), bounds);
+
+      // Evaluation (batches of 16 and 4): every block scaled by p_l in the join on both sides, after
+      // bn2's output is stored (docs/CUDA_ENGINE.md, "Evaluation").
+      gpu.load_state(cpu.state());
+      const EvalResult rc = cpu.evaluate(ImageSetRole::kTest), rg = gpu.evaluate(ImageSetRole::kTest);
+      if (kBitForBit) CHECK(rg.predictions == rc.predictions);
+      // The GPU adds float per-image losses, the CPU its double ones: within float rounding.
+      CHECK(std::fabs(rg.loss_sum - rc.loss_sum) <= std::max(1e-6, bounds.forward) * std::fabs(rc.loss_sum));
+      std::vector<float> x(20 * size_t(kImageBytes)), logits(20 * size_t(kCifar10Classes));
+      for (size_t i = 0; i < 20; ++i) normalize_image(data.test.image(i), data.norm, x.data() + i * kImageBytes);
+      cpu.net().infer(20, x.data(), logits.data());
+      REQUIRE(gpu.last_batch_size() == 4);
+      const std::vector<float> last(logits.end() - 4 * kCifar10Classes, logits.end());
+      if (kBitForBit)
+        CHECK(gpu_test::bit_equal(gpu.last_logits(), last));
+      else
+        SD_CHECK_CLOSE("last batch's logits", gpu.last_logits(), last, bounds.forward);
+      if (std::string(precision) == "bf16" && std::string(layout) == "nhwc") {
+        // The state trained in bf16 NHWC (fp32 masters, NCHW-ordered as every checkpoint) evaluates
+        // in fp32 NCHW on the CPU: it loads bit for bit, and the fp32 evaluation differs from the
+        // bf16 one by bf16's rounding of the forward — the logits within about u = 2^-9 relative
+        // (docs/CUDA_ENGINE.md, "How far from fp32"), the loss total held to 8u (a wrongly ordered
+        // weight, KRSC read as KCRS, changes it by far more).
+        CpuResNet fp32(options_for(8));
+        fp32.set_normalization(data.norm);
+        fp32.set_images(ImageSetRole::kTest, data.test);
+        fp32.load_state(gpu.state());
+        REQUIRE(states_bit_equal(fp32.state(), gpu.state()));
+        const EvalResult r32 = fp32.evaluate(ImageSetRole::kTest);
+        std::cout << "bf16 NHWC state: evaluation loss " << rg.loss_sum << " in bf16, " << r32.loss_sum << " in fp32"
+                  << std::endl;
+        CHECK(std::fabs(r32.loss_sum - rg.loss_sum) <= 8 * std::ldexp(1.0, -9) * std::fabs(r32.loss_sum));
+        CHECK(r32.loss_sum != rg.loss_sum);  // bf16 really rounded
+      }
+      if (std::string(precision) != "fp16" || std::string(layout) != "nhwc") continue;
+
+      // Graph == eager, bit for bit, from the same state: a step, then an evaluation.
+      const std::vector<NamedTensor> start = cpu.state();
+      const std::vector<int32_t> indices = batch_indices(48, 16, 2);
+      const std::vector<uint8_t> gates{1, 0, 1};
+      const StepInput in = step_input(indices, gates, 2, 2, 0.05f);  // views the two vectors
+      std::vector<NamedTensor> after[2], grads[2];
+      EvalResult eval[2];
+      for (const Execution e : {Execution::kEager, Execution::kGraph}) {
+        gpu.set_execution(e);
+        gpu.load_state(start);
+        gpu.train_step(in);
+        after[int(e == Execution::kGraph)] = gpu.state();
+        grads[int(e == Execution::kGraph)] = gpu.gradients();
+        eval[int(e == Execution::kGraph)] = gpu.evaluate(ImageSetRole::kTest);
+      }
+      INFO(gpu.graph_coverage());
+      CHECK(gpu.graph_coverage().find("eager fallback: train -; evaluation -") != std::string::npos);
+      CHECK(states_bit_equal(after[1], after[0]));
+      CHECK(states_bit_equal(grads[1], grads[0]));
+      CHECK(eval[1].predictions == eval[0].predictions);
+      CHECK(eval[1].loss_sum == eval[0].loss_sum);
+      gpu.take_train_totals();
+      cpu.take_train_totals();
+
+      // An overflow injected: a loss scale of 2^40 makes the scaled gradients overflow fp16 where
+      // they are stored. The step is skipped in either execution, as on the CPU: no parameter or
+      // momentum changes, S halves, the clean count restarts, one skipped step is counted.
+      std::vector<NamedTensor> huge = start;
+      for (NamedTensor& t : huge)
+        if (t.name == kLossScaleTensor) t.data = {std::ldexp(1.0f, 40)};
+      cpu.load_state(huge);
+      cpu.train_step(in);
+      const std::vector<NamedTensor> skipped = cpu.state();
+      CHECK(find_tensor(skipped, kLossScaleTensor).data == std::vector<float>{std::ldexp(1.0f, 39)});
+      CHECK(find_tensor(skipped, kLossScaleCleanStepsTensor).data == std::vector<float>{0.0f});
+      CHECK(cpu.take_train_totals().skipped_steps == 1);
+      const std::vector<std::string> running = names_where(gpu.spec(), false);
+      for (const NamedTensor& t : start) {
+        const bool forward_ran = std::find(running.begin(), running.end(), t.name) != running.end();
+        if (forward_ran || t.name.rfind("optimizer.loss_scale", 0) == 0) continue;  // statistics: the forward ran
+        INFO("unchanged by the skipped step: " << t.name);
+        CHECK(gpu_test::bit_equal(find_tensor(skipped, t.name).data, t.data));
+      }
+      for (const Execution e : {Execution::kEager, Execution::kGraph}) {
+        INFO(to_string(e));
+        gpu.set_execution(e);
+        gpu.load_state(huge);
+        gpu.train_step(in);
+        const std::vector<NamedTensor> got = gpu.state();
+        if (kBitForBit) {
+          CHECK(states_bit_equal(got, skipped));
+        } else {  // the parameters, momentum and scale bit for bit; the forward's statistics within its bound
+          for (const NamedTensor& t : skipped) {
+            INFO(t.name);
+            if (std::find(running.begin(), running.end(), t.name) == running.end())
+              CHECK(gpu_test::bit_equal(find_tensor(got, t.name).data, t.data));
+            else
+              SD_CHECK_CLOSE("running statistic", find_tensor(got, t.name).data, t.data, bounds.forward);
+          }
+        }
+        CHECK(gpu.take_train_totals().skipped_steps == 1);
+      }
+    }
 }
 
 // Every batch-norm variant in the whole model (--bn-variant): the steps and the evaluation of the

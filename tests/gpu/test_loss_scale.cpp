@@ -259,17 +259,19 @@ TEST_CASE("gpu loss scale: 2 000 clean steps double S, never to inf", "[gpu][los
 TEST_CASE("gpu model state carries the loss scale as the CPU reference's does", "[gpu][loss-scale][model]") {
   SD_REQUIRE_CUDA_DEVICE();
   BackendOptions options = gpu_test::model_options(8, 3);
-  CudaResNet model(options, 2);
   const auto find = [](const std::vector<NamedTensor>& state, const char* name) -> const NamedTensor* {
     for (const NamedTensor& t : state)
       if (t.name == name) return &t;
     return nullptr;
   };
-  // fp32: no loss scale in the state; a state with one loads (and its scale is ignored).
-  CHECK_FALSE(model.scales_loss());
-  CHECK(find(model.state(), kLossScaleTensor) == nullptr);
-
-  model.set_scales_loss_for_tests(true);
+  {
+    // fp32: no loss scale in the state.
+    CudaResNet fp32(options, 2);
+    CHECK_FALSE(fp32.scales_loss());
+    CHECK(find(fp32.state(), kLossScaleTensor) == nullptr);
+  }
+  options.precision = "fp16";  // real fp16 storage: the convolutions' gradients in their 16-bit slots
+  CudaResNet model(options, 2);
   CHECK(model.scales_loss());
   std::vector<NamedTensor> state = model.state();
   REQUIRE(find(state, kLossScaleTensor) != nullptr);
@@ -284,16 +286,16 @@ TEST_CASE("gpu model state carries the loss scale as the CPU reference's does", 
   }
   model.load_state(state);
   const DeviceBuffers& buf = model.buffers();
-  const std::vector<cuda::FlatChunk> chunks = chunks_of(gradient_ranges(model.spec(), false));
-  DeviceVec<cuda::FlatChunk> d_chunks(chunks);
-  model.context().memset_zero(buf.grads, size_t(model.spec().num_params) * sizeof(float));
-  cuda::check_gradients(model.context(), buf.loss_scale, buf.grads, d_chunks.get(), int(chunks.size()));
+  const size_t params = size_t(model.spec().num_params);
+  model.context().memset_zero(buf.grads, params * sizeof(float));
+  model.context().memset_zero(buf.grads16, params * sizeof(__half));
+  cuda::check_gradients(model.context(), buf.loss_scale, buf.grads, static_cast<const __half*>(buf.grads16),
+                        buf.grad_chunks, buf.grad_chunk_count);
   const std::vector<NamedTensor> after = model.state();
   CHECK(find(after, kLossScaleTensor)->data == std::vector<float>{512.0f});
   CHECK(find(after, kLossScaleCleanStepsTensor)->data == std::vector<float>{0.0f});
 
   CudaResNet resumed(options, 2);
-  resumed.set_scales_loss_for_tests(true);
   resumed.load_state(after);
   const std::vector<NamedTensor> again = resumed.state();
   REQUIRE(again.size() == after.size());

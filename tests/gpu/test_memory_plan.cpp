@@ -37,12 +37,15 @@ size_t part_bytes(const MemoryPlan& plan, const std::string& name) {
 // What the backward keeps per block (conv1 output, its BN+ReLU, conv2 output, block output and the
 // two BNs' saved mean and inverse std) and for the stem (conv output, BN+ReLU, saved statistics),
 // each buffer aligned as the arena aligns it: docs/CUDA_ENGINE.md's arithmetic, written out again.
-size_t activation_bytes(const ResNetSpec& spec, int batch) {
-  const auto buffer = [](size_t floats) { return cuda::align_up(floats * sizeof(float)); };
+// The activations of `element` bytes (2 in bf16/fp16), the saved statistics fp32 always.
+size_t activation_bytes(const ResNetSpec& spec, int batch, size_t element = sizeof(float)) {
+  const auto buffer = [](size_t count, size_t bytes) { return cuda::align_up(count * bytes); };
   const BnSpec& stem = spec.stem.bn;
-  size_t bytes = 2 * buffer(size_t(batch) * stem.channels * stem.side * stem.side) + 2 * buffer(stem.channels);
+  size_t bytes = 2 * buffer(size_t(batch) * stem.channels * stem.side * stem.side, element) +
+                 2 * buffer(stem.channels, sizeof(float));
   for (const BlockSpec& b : spec.blocks)
-    bytes += 4 * buffer(size_t(batch) * b.out_channels * b.out_side * b.out_side) + 4 * buffer(b.out_channels);
+    bytes += 4 * buffer(size_t(batch) * b.out_channels * b.out_side * b.out_side, element) +
+             4 * buffer(b.out_channels, sizeof(float));
   return bytes;
 }
 
@@ -164,6 +167,15 @@ TEST_CASE("gpu memory plan: ResNet-110, 152 and 1202 at batch 128, planned witho
     const ResNetSpec spec = make_resnet_spec(options.model);
     CHECK(part_bytes(plan, kPartActivations) == activation_bytes(spec, 128));
     CHECK(plan.total_bytes() > part_bytes(plan, kPartActivations));
+    // bf16: the activations in 2 bytes; beside the fp32 parameters their 16-bit copies, behind the
+    // fp32 gradients (from a multiple of 8 floats) the 16-bit ones.
+    options.precision = "bf16";
+    const MemoryPlan half = plan_device_memory(options, 128, conv_workspace_cap_bytes());
+    const size_t params = size_t(spec.num_params);
+    CHECK(part_bytes(half, kPartActivations) == activation_bytes(spec, 128, 2));
+    CHECK(part_bytes(half, kPartParameters) == cuda::align_up(params * 4) + cuda::align_up(params * 2));
+    CHECK(part_bytes(half, kPartGradients) == cuda::align_up(((params + 7) / 8 * 8 + (params + 1) / 2) * 4));
+    CHECK(part_bytes(half, kPartBackwardScratch) < part_bytes(plan, kPartBackwardScratch));
   }
   // ResNet-1202's activations at batch 128: 600 blocks, 4 buffers each, of 128 × 16 × 32² floats in
   // the first stage, half that in the second and a quarter in the third: 200 × 4 × 128 × (16 384 + 8 192 + 4 096) × 4 bytes = 10.94 GiB.

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "engine/core/half_bits.h"
 #include "engine/core/loss_scale.h"
 #include "engine/cuda/context.h"
 #include "kernels/cpu/sgd.h"
@@ -126,3 +127,57 @@ TEST_CASE("gpu loss scale over steps: check then SGD equals the CPU reference's 
   CHECK(host.clean_steps == 1);
 }
 
+
+// A mixed-precision step's gradients: the convolutions' slots in a 16-bit buffer of the flat layout,
+// the rest fp32 (kernels/cuda/sgd.h, MixedGradients). Each piece read from its own buffer, widened —
+// the other buffer's copy of a slot never (NaN there) —, then the same update bit for bit; the
+// statistic of a 16-bit slot; fp16 under a loss scale.
+TEST_CASE("gpu SGD of a mixed-precision step reads each piece's gradient from its buffer, widened",
+          "[gpu][sgd][loss-scale][sanitize]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  cuda::Context ctx;
+  const size_t count = 5003;
+  const int64_t first16 = 1000, count16 = 3504;  // one 16-bit range of two pieces between fp32 ones
+  const std::vector<cuda::FlatRange> ranges{{0, first16, cuda::kFlatFp32},
+                                            {first16, count16, cuda::kFlatHalf16},
+                                            {first16 + count16, int64_t(count) - first16 - count16, cuda::kFlatFp32}};
+  const std::vector<cuda::FlatChunk> chunks = cuda::flat_chunks(ranges);
+  DeviceVec<cuda::FlatChunk> d_chunks(chunks);
+  const ref::SgdParams p{0.05f, 0.9f, 5e-4f, true};
+  const cuda::SgdHyper h{0.05f, 0.9f, 5e-4f, true};
+  for (const StorageType type : {StorageType::kBf16, StorageType::kFp16}) {
+    INFO(storage_type_name(type));
+    const bool scaled = type == StorageType::kFp16;
+    const float scale = scaled ? 1024.0f : 1.0f;
+    std::vector<float> w = gpu_test::normal_floats(count, 61, 0.1), buf = gpu_test::normal_floats(count, 62, 0.01);
+    std::vector<float> g = gpu_test::normal_floats(count, 63, 1e-3);
+    std::vector<float> g32 = g;
+    std::vector<uint16_t> g16(count, 0);
+    for (int64_t i = first16; i < first16 + count16; ++i) {
+      const float v = g[size_t(i)] * scale;  // the backward's gradient carries S
+      g16[size_t(i)] = type == StorageType::kBf16 ? float_to_bf16_bits(v) : float_to_half_bits(v);
+      g[size_t(i)] = round_to(type, v) / scale;  // the reference: widened, unscaled (exact)
+      g32[size_t(i)] = std::numeric_limits<float>::quiet_NaN();  // never read
+    }
+    for (size_t i = 0; i < count; ++i)
+      if (i < size_t(first16) || i >= size_t(first16 + count16)) g32[i] *= scale;
+    DeviceVec<float> d_w(w), d_buf(buf), d_g(g32);
+    DeviceVec<uint16_t> d_g16(g16);
+    DeviceVec<double> d_sum(std::vector<double>{0.0});
+    cuda::DeviceLossScale state;
+    state.scale = state.step_scale = scale;
+    DeviceVec<cuda::DeviceLossScale> d_state(std::vector<cuda::DeviceLossScale>{state});
+    const cuda::MixedGradients mixed{d_g16.get(), type, d_chunks.get(), int(chunks.size())};
+    const cuda::MeanAbsStat stat{d_g16.get() + first16, 432, d_sum.get(), type};
+    const uint64_t before = ctx.launches();
+    cuda::sgd_step(ctx, (long long)count, d_w.get(), d_g.get(), d_buf.get(), h, stat,
+                   scaled ? d_state.get() : nullptr, mixed);
+    CHECK(ctx.launches() == before + 1);
+    double sum = 0;
+    for (int64_t i = first16; i < first16 + 432; ++i) sum += std::fabs(double(g[size_t(i)]));
+    ref::sgd_step((long long)count, w.data(), g.data(), buf.data(), p);
+    CHECK(gpu_test::bit_equal(d_w.download(), w));
+    CHECK(gpu_test::bit_equal(d_buf.download(), buf));
+    CHECK(d_sum.download()[0] == sum / 432.0);
+  }
+}
