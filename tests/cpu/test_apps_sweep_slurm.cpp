@@ -269,8 +269,10 @@ TEST_CASE("sd_sweep --launcher slurm: a task past its time limit twice checkpoin
           "for bit",
           "[apps][sweep][slurm]") {
   SD_SLURM_CLUSTER(cluster);
-  // Long enough that both warnings surely come while it trains (below); seconds on one CPU.
-  const BothLaunchers both("--seeds 1 --death-rates 0.5 --depths 8 --devices cpu", " --epochs 60");
+  // Long enough that both warnings surely come while it trains (below), each about 5 s into a start:
+  // 60 epochs (about 6 s on an idle 2-core machine) once ended within its second start; 150 take
+  // about 15 s there.
+  const BothLaunchers both("--seeds 1 --death-rates 0.5 --depths 8 --devices cpu", " --epochs 150");
   const auto& [tmp, grid, train, local, slurm] = both;
   // The reference, meanwhile.
   std::future<RunResult> reference = std::async(std::launch::async, [&] { return both.run_locally(); });
