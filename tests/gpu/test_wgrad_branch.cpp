@@ -1,6 +1,6 @@
 // The weight-gradient branch (models/cuda/wgrad_branch.h, BackendOptions::wgrad_stream): a step
 // whose weight gradients run on a parallel branch gives the serial step's bits — eager and graph,
-// fp32 and TF32, every batch-norm variant — on ResNet-20 at a small batch, with a step of open
+// fp32 and TF32 with every batch-norm variant, bf16 and fp16 with the default one — on ResNet-20 at a small batch, with a step of open
 // blocks and one with closed identity and closed downsampling blocks; and on ResNet-110 at batch 2,
 // a step of the gates its death rate draws. Separate engines of one seed
 // start from the same state and take the same convolution plans (the process's cache), so the only
@@ -69,9 +69,13 @@ TEST_CASE("gpu weight gradients on a parallel branch equal the serial step bit f
           "[gpu][model][wgrad]") {
   SD_REQUIRE_CUDA_DEVICE();
   const gpu_test::ModelData data = gpu_test::make_model_data(16, 0);
-  for (const char* precision : {"fp32", "tf32"})
+  for (const char* precision : {"fp32", "tf32", "bf16", "fp16"})
     for (const cuda::BatchNormVariantRow& row : cuda::kBatchNormVariantRows) {
       if (gpu_test::skip_unrunnable_variant(row)) continue;
+      // 16 bits with the default variant only: the branch moves the convolutions' weight gradients
+      // (16-bit slots, fp16's scaled ones), whatever batch norm computes beside them.
+      const bool sixteen_bits = std::string(precision) == "bf16" || std::string(precision) == "fp16";
+      if (sixteen_bits && row.variant != cuda::BatchNormVariant::kBlockPerChannel) continue;
       INFO(precision << ", " << row.name);
       BackendOptions options = gpu_test::model_options(20, kSeed);
       options.precision = precision;
