@@ -1,8 +1,9 @@
 #pragma once
 // sd_bench --matrix: every combination of execution × precision × layout × batch-norm variant ×
 // weight-gradient stream, timed in one process on one data set, one row each. A combination the
-// device cannot run (check_backend_settings: tf32 on the CPU, nhwc on the CPU, ...) is a row "refused: <the one-line reason>" and the run goes on; one whose model or
-// steps fail is a row "failed: <what>", and the rest still run.
+// device cannot run (check_backend_settings: tf32 on the CPU, nhwc on the CPU, ...) is a row
+// "refused: <the one-line reason>" and the run goes on; one whose model or steps fail is a row
+// "failed: <what>", and the rest still run.
 #include <functional>
 #include <optional>
 #include <string>

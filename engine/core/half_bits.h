@@ -84,6 +84,11 @@ inline float round_to(StorageType type, float f) {
   return f;
 }
 
+// A stored 16-bit element of `type` (bf16 or fp16) as the float it holds (exact).
+inline float widen_bits(StorageType type, uint16_t bits) {
+  return type == StorageType::kBf16 ? bf16_bits_to_float(bits) : half_bits_to_float(bits);
+}
+
 // Rounds every value in place (nothing for kFp32).
 inline void round_in_place(StorageType type, std::span<float> values) {
   if (type == StorageType::kFp32) return;

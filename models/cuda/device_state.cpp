@@ -1,11 +1,12 @@
 // The GPU model's state between host and device; see device_state.h.
 #include "models/cuda/device_state.h"
 
-#include <cstddef>
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 
 #include "engine/cuda/check.h"
+#include "models/cuda/flat_slots.h"
 
 namespace sd {
 
@@ -111,8 +112,7 @@ std::vector<float> download_widened(cuda::Context& ctx, const void* p, size_t co
   if (type == StorageType::kFp32) return download(ctx, static_cast<const float*>(p), count);
   const std::vector<uint16_t> bits = download(ctx, static_cast<const uint16_t*>(p), count);
   std::vector<float> out(count);
-  for (size_t i = 0; i < count; ++i)
-    out[i] = type == StorageType::kBf16 ? bf16_bits_to_float(bits[i]) : half_bits_to_float(bits[i]);
+  for (size_t i = 0; i < count; ++i) out[i] = widen_bits(type, bits[i]);
   return out;
 }
 
@@ -122,9 +122,8 @@ std::vector<NamedTensor> read_gradients(cuda::Context& ctx, const ResNetSpec& sp
   if (format.type != StorageType::kFp32) {
     // The convolutions' gradients are in their 16-bit slots (the fp32 slots hold nothing of theirs).
     const std::vector<float> wide = download_widened(ctx, buf.grads16, size_t(spec.num_params), format.type);
-    for (const TensorSpec& t : spec.tensors)
-      if (t.kind == TensorKind::kConvWeight)
-        std::copy(wide.begin() + t.offset, wide.begin() + t.offset + t.count, flat.begin() + t.offset);
+    for (const cuda::FlatRange& r : conv_weight_ranges(spec))
+      std::copy(wide.begin() + r.offset, wide.begin() + r.offset + r.count, flat.begin() + r.offset);
   }
   if (multiplier != 1.0f)
     for (float& g : flat) g *= multiplier;

@@ -53,7 +53,7 @@ class StoredVec {
       } else {
         uint16_t b;
         std::memcpy(&b, raw.data() + 2 * i, 2);
-        out[i] = type_ == StorageType::kBf16 ? bf16_bits_to_float(b) : half_bits_to_float(b);
+        out[i] = widen_bits(type_, b);
       }
     }
     return out;

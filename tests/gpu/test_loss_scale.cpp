@@ -51,7 +51,6 @@ constexpr StorageType storage_of() {
 uint16_t bits_of(StorageType type, float f) {
   return type == StorageType::kFp16 ? float_to_half_bits(f) : float_to_bf16_bits(f);
 }
-float widen(StorageType type, uint16_t b) { return type == StorageType::kFp16 ? half_bits_to_float(b) : bf16_bits_to_float(b); }
 
 // The values where rounding has cases: ties to even in both types (bf16 keeps 8 bits, fp16 11),
 // fp16's largest finite and its overflow boundary, subnormals of both, signed zero, inf, NaN.
@@ -108,7 +107,7 @@ TEST_CASE("gpu weight cast rounds every convolution slot as half_bits.h and writ
         }
         ++written;
         // A NaN stays a NaN (its payload is the toolkit's choice); everything else is half_bits.h's bits.
-        const bool ok = std::isnan(device_order[i]) ? std::isnan(widen(type, copies[i]))
+        const bool ok = std::isnan(device_order[i]) ? std::isnan(widen_bits(type, copies[i]))
                                                     : copies[i] == bits_of(type, device_order[i]);
         wrong += !ok;
       }
@@ -118,7 +117,7 @@ TEST_CASE("gpu weight cast rounds every convolution slot as half_bits.h and writ
       CHECK(written == conv_elements);
       // Read in the device's filter order, the copies are the host's (KCRS) weights rounded.
       std::vector<float> widened(count);
-      for (size_t i = 0; i < count; ++i) widened[i] = widen(type, copies[i]);
+      for (size_t i = 0; i < count; ++i) widened[i] = widen_bits(type, copies[i]);
       const std::vector<float> host_order = weights_to_host_order(spec, widened, layout);
       int64_t misplaced = 0;
       for (size_t i = 0; i < count; ++i)
