@@ -391,6 +391,11 @@ TEST_CASE("emulated 16-bit conversions equal the CPU reference's rounding on eve
       check_encode(std::nextafter(tie, std::numeric_limits<float>::infinity()));
     }
   }
+  // The ends of float's range: infinities, the largest and smallest magnitudes, fp16's overflow edge.
+  const float inf = std::numeric_limits<float>::infinity(), big = std::numeric_limits<float>::max(),
+              tiny = std::numeric_limits<float>::denorm_min();
+  for (const float f : {inf, -inf, big, -big, tiny, -tiny, 65504.0f, 65519.996f, 65520.0f, -65520.0f})
+    check_encode(f);
   uint64_t state = 0x9e3779b97f4a7c15ull;  // splitmix64: random bit patterns, every exponent
   for (int i = 0; i < 1000000; ++i) {
     uint64_t z = (state += 0x9e3779b97f4a7c15ull);

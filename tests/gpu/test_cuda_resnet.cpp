@@ -505,6 +505,31 @@ TEST_CASE("gpu ResNet-8 steps and evaluation, small enough for compute-sanitizer
   CHECK(std::fabs(rg.loss_sum - rc.loss_sum) <= kResNet20.forward * std::fabs(rc.loss_sum));
 }
 
+// A step (and, with `evaluate`, an evaluation of the test set) in each execution from the same state:
+// graph == eager bit for bit, on any device, since both run the same kernels on the same buffers.
+// The model must have been built with Execution::kGraph (so that its graphs are planned); it is left
+// in graph execution, its train totals taken.
+void check_graph_equals_eager(CudaResNet& gpu, const std::vector<NamedTensor>& start, const StepInput& in,
+                              bool evaluate) {
+  std::vector<NamedTensor> after[2], grads[2];
+  EvalResult eval[2];
+  for (const Execution e : {Execution::kEager, Execution::kGraph}) {
+    gpu.set_execution(e);
+    gpu.load_state(start);
+    gpu.train_step(in);
+    after[int(e == Execution::kGraph)] = gpu.state();
+    grads[int(e == Execution::kGraph)] = gpu.gradients();
+    if (evaluate) eval[int(e == Execution::kGraph)] = gpu.evaluate(ImageSetRole::kTest);
+  }
+  INFO(gpu.graph_coverage());
+  CHECK(gpu.graph_coverage().find("eager fallback: train -; evaluation -") != std::string::npos);
+  CHECK(states_bit_equal(after[1], after[0]));
+  CHECK(states_bit_equal(grads[1], grads[0]));
+  CHECK(eval[1].predictions == eval[0].predictions);
+  CHECK(eval[1].loss_sum == eval[0].loss_sum);
+  gpu.take_train_totals();
+}
+
 // Mixed precision (--precision bf16|fp16) against the CPU model in the same precision, which rounds
 // at the same points (docs/CUDA_ENGINE.md, "Mixed precision"): ResNet-8 at batches 16 and 11, each
 // precision in each layout, eager and graph.
@@ -524,11 +549,12 @@ TEST_CASE("gpu ResNet-8 steps and evaluation, small enough for compute-sanitizer
 // Which combinations run in CI, and why: both precisions in both layouts (the 16-bit paths differ by
 // precision — loss scale, cast type — and by layout — the padded NHWC stem, KRSC weights), at
 // ResNet-8 (one block per stage: an identity block and both downsampling ones, open and closed)
-// and small batches; the operation harness covers the network's full shapes per layer. Graph
-// execution and the injected overflow in fp16 NHWC only: bf16 has no loss scale, and its graph
-// differs from fp16's only by the type the same kernels are instantiated for; the layout changes
-// the kernels' arguments, not what the graph captures (the sd_train test runs a bf16 NHWC graph,
-// the fp32 graph tests both layouts).
+// and small batches; the operation harness covers the network's full shapes per layer, the case
+// after this one the depths of the paper's networks. Graph execution and the injected overflow in
+// fp16 NHWC only here: bf16 has no loss scale, and its graph differs from fp16's only by the type
+// the same kernels are instantiated for; the layout changes the kernels' arguments, not what the
+// graph captures (the deep case runs graphs in both precisions and layouts, the sd_train test a
+// bf16 NHWC graph, the fp32 graph tests both layouts).
 //
 // ON A GPU (sd_gpu_tests) cuDNN accumulates in its own order: a 16-bit store differs by one unit
 // where the fp32 value lies within that accumulation error of a rounding boundary (≈ √576·2^-24
@@ -620,23 +646,7 @@ TEST_CASE("gpu ResNet-8 in bf16 and fp16: training steps and evaluation equal th
       const std::vector<int32_t> indices = batch_indices(48, 16, 2);
       const std::vector<uint8_t> gates{1, 0, 1};
       const StepInput in = step_input(indices, gates, 2, 2, 0.05f);  // views the two vectors
-      std::vector<NamedTensor> after[2], grads[2];
-      EvalResult eval[2];
-      for (const Execution e : {Execution::kEager, Execution::kGraph}) {
-        gpu.set_execution(e);
-        gpu.load_state(start);
-        gpu.train_step(in);
-        after[int(e == Execution::kGraph)] = gpu.state();
-        grads[int(e == Execution::kGraph)] = gpu.gradients();
-        eval[int(e == Execution::kGraph)] = gpu.evaluate(ImageSetRole::kTest);
-      }
-      INFO(gpu.graph_coverage());
-      CHECK(gpu.graph_coverage().find("eager fallback: train -; evaluation -") != std::string::npos);
-      CHECK(states_bit_equal(after[1], after[0]));
-      CHECK(states_bit_equal(grads[1], grads[0]));
-      CHECK(eval[1].predictions == eval[0].predictions);
-      CHECK(eval[1].loss_sum == eval[0].loss_sum);
-      gpu.take_train_totals();
+      check_graph_equals_eager(gpu, start, in, true);
       cpu.take_train_totals();
 
       // An overflow injected: a loss scale of 2^40 makes the scaled gradients overflow fp16 where
@@ -678,6 +688,73 @@ TEST_CASE("gpu ResNet-8 in bf16 and fp16: training steps and evaluation equal th
         CHECK(gpu.take_train_totals().skipped_steps == 1);
       }
     }
+}
+
+// The 16-bit paths at the paper's depths: ResNet-20 (every precision × layout) and ResNet-110 (both
+// precisions, NHWC, the layout they are built for), each a step against the CPU model in the same
+// precision, closed identity and downsampling blocks among the gates, and graph == eager bit for bit
+// in each precision. What depth adds to the ResNet-8 case above: every block of the three stages,
+// chains of closed blocks aliasing one buffer in 16 bits, the weight cast and the fp16 gradient
+// check over 110 layers' parameter slots. Small batches on the emulated device (the layers' full
+// shapes are the op harness's; at 8 the two ResNet-110 rows cost less than the fp32 ResNet-110 case
+// at 32, most of it the emulated batch-norm kernels' thread blocks); the training batch on a GPU.
+// Graph == eager in one row per precision, each in the other layout at ResNet-20 (fp16 NCHW, bf16
+// NHWC) and fp16 NHWC at ResNet-110 (the loss-scaled path, its per-block conditional nodes over 54
+// blocks).
+//
+// Bounds: bit for bit emulated, as at ResNet-8 (mixed_bounds). ON A GPU, a prediction for the first
+// run: fp32's kink flips grow with depth (ResNet-110's gradient bounds are 5× ResNet-20's above), and
+// so do the 16-bit rounding flips; the ResNet-8 bounds × 2 at ResNet-20, × 10 at ResNet-110, the
+// forward × 2 and × 4.
+Bounds deep_mixed_bounds(StorageType type, int depth) {
+  const Bounds b = mixed_bounds(type);
+  const double g = depth >= 110 ? 10 : 2, f = depth >= 110 ? 4 : 2;
+  return Bounds{b.forward * f, b.grad_global * g, b.grad_median * g, b.grad_tensor * g};
+}
+#if defined(SD_EMULATED_DEVICE)
+constexpr int kDeepMixedBatch20 = 16, kDeepMixedBatch110 = 8;
+#else
+constexpr int kDeepMixedBatch20 = 128, kDeepMixedBatch110 = 128;
+#endif
+
+TEST_CASE("gpu ResNet-20 and ResNet-110 in bf16 and fp16: steps equal the CPU model's, graph equals eager",
+          "[gpu][model][mixed][deep]") {
+  SD_REQUIRE_CUDA_DEVICE();
+  struct Row {
+    int depth;
+    const char* precision;
+    const char* layout;
+    bool graph;  // graph == eager from the step's end state
+  };
+  const Row rows[] = {{20, "bf16", "nchw", false}, {20, "bf16", "nhwc", true}, {20, "fp16", "nchw", true},
+                      {20, "fp16", "nhwc", false}, {110, "bf16", "nhwc", false}, {110, "fp16", "nhwc", true}};
+  for (const Row& row : rows) {
+    INFO("ResNet-" << row.depth << " " << row.precision << " " << row.layout);
+    const int batch = row.depth == 20 ? kDeepMixedBatch20 : kDeepMixedBatch110;
+    const Data data = make_data(size_t(2 * batch), 0);
+    BackendOptions o = options_for(row.depth);
+    o.precision = row.precision;
+    CpuResNet cpu(o);
+    o.layout = row.layout;
+    if (row.graph) o.execution = Execution::kGraph;  // plans the graphs; the compared step runs eagerly
+    CudaResNet gpu(o, batch);
+    gpu.set_execution(Execution::kEager);
+    for (Backend* b : {static_cast<Backend*>(&cpu), static_cast<Backend*>(&gpu)}) {
+      b->set_normalization(data.norm);
+      b->set_images(ImageSetRole::kTrain, data.train);
+    }
+    REQUIRE(states_bit_equal(gpu.state(), cpu.state()));
+    std::vector<uint8_t> gates = GateSampler(kSeed, gpu.spec().survival).draw_step(4242);
+    const int per_stage = gpu.spec().num_blocks() / 3;
+    gates[size_t(per_stage)] = 0;      // stage 1's downsampling block closed
+    gates[size_t(2 * per_stage)] = 1;  // stage 2's open
+    gates[1] = gates[2] = 0;           // two closed identity blocks in a row
+    const Bounds bounds = deep_mixed_bounds(gpu.format().type, row.depth);
+    check_step(cpu, gpu, data, step_input(batch_indices(data.train.size(), batch, 0), gates, 0, 4242, 0.1f), bounds);
+    if (!row.graph) continue;
+    const std::vector<int32_t> indices = batch_indices(data.train.size(), batch, 1);
+    check_graph_equals_eager(gpu, cpu.state(), step_input(indices, gates, 1, 4243, 0.05f), false);
+  }
 }
 
 // Every batch-norm variant in the whole model (--bn-variant): the steps and the evaluation of the

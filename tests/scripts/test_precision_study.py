@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """scripts/precision-study on a tiny budget (ResNet-8, generated images, one epoch, two precisions
-and two seeds): every run trained and scored, the report's table and JSON, and a second invocation
+and two seeds, two runs at a time): every run trained and scored, each with its own CPU time, the report's table and JSON, and a second invocation
 that trains nothing again. Usage: test_precision_study.py BIN_DIR"""
 import json
 import os
@@ -16,25 +16,26 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         args = [sys.executable, SCRIPT, "--synthetic", "256", "--depth", "8", "--subset", "64", "--batch-size", "32",
                 "--epochs", "1", "--eval-subset", "10", "--final-eval-subset", "20", "--precisions", "fp32,bf16",
-                "--seeds", "1,2", "--nice", "0", "--bin", bin_dir, "--out", tmp]
+                "--seeds", "1,2", "--nice", "0", "--jobs", "2", "--bin", bin_dir, "--out", tmp]
         first = subprocess.run(args, capture_output=True, text=True, timeout=300)
         assert first.returncode == 0, first.stdout + first.stderr
         record = json.load(open(os.path.join(tmp, "study.json")))
         assert sorted(record["runs"]) == ["bf16-s1", "bf16-s2", "fp32-s1", "fp32-s2"], record["runs"].keys()
         for name, r in record["runs"].items():
             assert 0 <= r["test_error"] <= 1 and r["test_images"] == 20, (name, r)
-            assert r["skipped_steps"] == 0 and r["train_cpu_seconds"] > 0, (name, r)
+            assert r["skipped_steps"] == 0 and r["train_cpu_seconds"] > 0 and r["eval_cpu_seconds"] > 0, (name, r)
         assert record["summary"]["fp32"]["within_fp32_spread"] is None
         assert record["summary"]["bf16"]["within_fp32_spread"] in (True, False)
         table = open(os.path.join(tmp, "study.md")).read()
         assert table.startswith("| precision |") and "| bf16 |" in table and "fp32's spread" in table, table
-        trained = open(os.path.join(tmp, "study.log")).read().count("=== ")
-        assert trained == 4, trained
+        def started(program):
+            return sum(l.startswith("=== ") and program in l for l in open(os.path.join(tmp, "study.log")))
+        assert started("sd_train") == 4 and started("sd_eval") == 4, (started("sd_train"), started("sd_eval"))
         # Resumable: nothing is trained or scored again.
         second = subprocess.run(args, capture_output=True, text=True, timeout=300)
         assert second.returncode == 0, second.stdout + second.stderr
         assert json.load(open(os.path.join(tmp, "study.json")))["runs"] == record["runs"]
-        assert open(os.path.join(tmp, "study.log")).read().count("=== ") == trained
+        assert started("sd_train") == 4 and started("sd_eval") == 4
     print("precision-study: tiny budget ok")
 
 
