@@ -79,9 +79,9 @@ if [ "$mode" = fast ]; then
   grep -B3 -A12 "FAILED" "$out/tests.txt" | head -150 >"$out/failures.txt"
   # Every combination of the step's settings, one row each, in one sd_bench process (the data made
   # once, the convolution plans reused across the rows of one precision × layout): --exec 2 ×
-  # --precision 4 × --layout 2 × --bn-variant 2 × --wgrad-stream 2 = 64 rows. bf16/fp16 rows say
-  # "refused: <why>" while the CUDA engine lacks them, and are measured once it has them. Rows print
-  # as they finish and the JSON is rewritten after each, so a timeout keeps every row done.
+  # --precision 4 × --layout 2 × --bn-variant 2 × --wgrad-stream 2 = 64 rows, every one built (a row
+  # the device refuses says "refused: <why>"). Rows print as they finish and the JSON is rewritten
+  # after each, so a timeout keeps every row done.
   #
   # The budget. One device call runs at most 600 s, and `fast` is one call; its timeouts:
   #   capture candidates 90 + fusion probe 75 + GPU tests 210 + matrix 140 + phases 25
@@ -94,9 +94,8 @@ if [ "$mode" = fast ]; then
   # round. Predicted steps (docs/PERFORMANCE.md): fp32 ≈ 30 ms, tf32 ≈ 15, bf16/fp16 ≈ 10; so a row
   # is 17 steps ≤ 0.5 s plus its model's construction (buffers, descriptors, ≤ 0.5 s) ≈ 1 s, and
   # each new precision × layout plans its convolutions once (cudnnFind on ~20 shape × direction
-  # pairs, ≤ 10 s): today 32 rows measured + 4 plannings ≈ 32 + 40 = 72 s, 32 instant refusals;
-  # with bf16/fp16 built, 64 rows + 8 plannings ≈ 64 + 80 = 144 s, at the timeout: if it bites,
-  # the fp16 rows last in the table are the ones cut, and the next session can run
+  # pairs, ≤ 10 s): 64 rows + 8 plannings ≈ 64 + 80 = 144 s, at the timeout: if it bites, the
+  # fp16 rows last in the table are the ones cut, and the next session can run
   # `sd_bench --matrix --precisions fp16 ...` alone.
   if build/bin/sd_bench --help 2>/dev/null | grep -q -- "--matrix"; then
     timeout 140 build/bin/sd_bench --depth 110 --matrix --rounds 3 --steps 5 --warmup 2 \
