@@ -26,8 +26,12 @@ def main():
             assert r["skipped_steps"] == 0 and r["train_cpu_seconds"] > 0 and r["eval_cpu_seconds"] > 0, (name, r)
         assert record["summary"]["fp32"]["within_fp32_spread"] is None
         assert record["summary"]["bf16"]["within_fp32_spread"] in (True, False)
+        fp32, bf16 = record["summary"]["fp32"], record["summary"]["bf16"]
+        assert abs(bf16["mean_minus_fp32"] - (bf16["mean"] - fp32["mean"])) < 1e-12, bf16
+        # Welch's standard error of the difference, two runs a side: sqrt(s_a²/2 + s_b²/2).
+        assert abs(bf16["standard_error"] ** 2 - (bf16["std"] ** 2 + fp32["std"] ** 2) / 2) < 1e-12, bf16
         table = open(os.path.join(tmp, "study.md")).read()
-        assert table.startswith("| precision |") and "| bf16 |" in table and "fp32's spread" in table, table
+        assert table.startswith("| precision |") and "| bf16 |" in table and "fp32's spread" in table and "mean − fp32's" in table, table
         def started(program):
             return sum(l.startswith("=== ") and program in l for l in open(os.path.join(tmp, "study.log")))
         assert started("sd_train") == 4 and started("sd_eval") == 4, (started("sd_train"), started("sd_eval"))
