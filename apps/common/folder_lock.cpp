@@ -15,7 +15,7 @@ namespace sd::apps {
 namespace {
 
 // The holder's "<pid> <command>" line; empty while the holder is between taking the lock and
-// writing it (a moment), or when the file cannot be read.
+// writing it (a moment), after a holder released it, or when the file cannot be read.
 std::string holder_of(int fd) {
   std::string text(512, '\0');
   const ssize_t n = pread(fd, text.data(), text.size(), 0);
@@ -33,7 +33,13 @@ FolderLock::FolderLock(const std::filesystem::path& folder, const std::string& w
   if (fd_ < 0) throw std::runtime_error(fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int error = errno;
-    const std::string holder = holder_of(fd_);
+    // The holder writes its line right after taking the lock: a refusal in that moment waits for it
+    // (up to half a second) rather than naming no one.
+    std::string holder = holder_of(fd_);
+    for (int i = 0; holder.empty() && error == EWOULDBLOCK && i < 50; ++i) {
+      ::usleep(10'000);
+      holder = holder_of(fd_);
+    }
     ::close(fd_);
     fd_ = -1;
     if (error != EWOULDBLOCK)
@@ -54,7 +60,11 @@ FolderLock::FolderLock(const std::filesystem::path& folder, const std::string& w
 }
 
 FolderLock::~FolderLock() {
-  if (fd_ >= 0) ::close(fd_);  // closing the last descriptor releases the flock
+  if (fd_ < 0) return;
+  // Emptied before release, so that the next holder's refusals never name this process while that
+  // holder is between its lock and its own line.
+  [[maybe_unused]] const int emptied = ::ftruncate(fd_, 0);
+  ::close(fd_);  // closing the last descriptor releases the flock
 }
 
 FolderLock::FolderLock(FolderLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
