@@ -33,17 +33,20 @@ FolderLock::FolderLock(const std::filesystem::path& folder, const std::string& w
   if (fd_ < 0) throw std::runtime_error(fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int error = errno;
+    if (error != EWOULDBLOCK) {
+      ::close(fd_);
+      fd_ = -1;
+      throw std::runtime_error(fmt::format("cannot lock {}: {}", path.string(), std::strerror(error)));
+    }
     // The holder writes its line right after taking the lock: a refusal in that moment waits for it
     // (up to half a second) rather than naming no one.
     std::string holder = holder_of(fd_);
-    for (int i = 0; holder.empty() && error == EWOULDBLOCK && i < 50; ++i) {
+    for (int i = 0; holder.empty() && i < 50; ++i) {
       ::usleep(10'000);
       holder = holder_of(fd_);
     }
     ::close(fd_);
     fd_ = -1;
-    if (error != EWOULDBLOCK)
-      throw std::runtime_error(fmt::format("cannot lock {}: {}", path.string(), std::strerror(error)));
     const auto space = holder.find(' ');
     const std::string who = holder.empty() ? std::string("another process")
                             : space == std::string::npos

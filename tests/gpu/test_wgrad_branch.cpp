@@ -1,10 +1,10 @@
 // The weight-gradient branch (models/cuda/wgrad_branch.h, BackendOptions::wgrad_stream): a step
 // whose weight gradients run on a parallel branch gives the serial step's bits — eager and graph,
-// fp32 and TF32 with every batch-norm variant, bf16 and fp16 with the default one — on ResNet-20 at a small batch, with a step of open
-// blocks and one with closed identity and closed downsampling blocks; and on ResNet-110 at batch 2,
-// a step of the gates its death rate draws. Separate engines of one seed
-// start from the same state and take the same convolution plans (the process's cache), so the only
-// difference between them is where the weight gradients ran. On a GPU the bits can agree only where
+// fp32 and TF32 with every batch-norm variant, bf16 and fp16 with the default one — on ResNet-20
+// at a small batch, with a step of open blocks and one with closed identity and closed
+// downsampling blocks; and on ResNet-110 at batch 2, a step of the gates its death rate draws.
+// Separate engines of one seed start from the same state and take the same convolution plans (the
+// process's cache), so the only difference between them is where the weight gradients ran. On a GPU the bits can agree only where
 // every chosen algorithm is deterministic; elsewhere the case says so and compares nothing.
 // (Under every emulated schedule, and a planted missing dependency: tests/emu/test_schedules.cpp.)
 #include <catch2/catch.hpp>
